@@ -1,0 +1,72 @@
+//! The admin listener: `/metrics` (Prometheus text), `/healthz` (alive), `/readyz` (ready to
+//! take traffic; fails from the moment shutdown begins).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::state::Gateway;
+
+pub struct AdminApp {
+    gw: Arc<Gateway>,
+}
+
+impl AdminApp {
+    pub fn new(gw: Arc<Gateway>) -> AdminApp {
+        AdminApp { gw }
+    }
+}
+
+fn text(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        let route = match path.as_str() {
+            "/metrics" | "/healthz" | "/readyz" => path.as_str(),
+            _ => "unmatched",
+        };
+        let resp = match route {
+            "/metrics" => text(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.gw.metrics.render(),
+            ),
+            "/healthz" => text(200, "text/plain; charset=utf-8", b"ok\n".to_vec()),
+            "/readyz" => {
+                if self.gw.is_shutting_down() {
+                    text(
+                        503,
+                        "text/plain; charset=utf-8",
+                        b"shutting down\n".to_vec(),
+                    )
+                } else {
+                    text(200, "text/plain; charset=utf-8", b"ready\n".to_vec())
+                }
+            }
+            _ => text(404, "text/plain; charset=utf-8", b"not found\n".to_vec()),
+        };
+        self.gw
+            .metrics
+            .requests
+            .with_label_values(&[
+                "admin",
+                route,
+                crate::metrics::status_class(resp.status().as_u16()),
+            ])
+            .inc();
+        resp
+    }
+}

@@ -1,0 +1,120 @@
+//! `spotify-gateway`: run the gateway, the zero-setup demo, a config check, or the mock Spotify.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use spotify_gateway::config::{Config, LogFormat};
+use spotify_gateway::{demo, logging, server};
+
+#[derive(Parser)]
+#[command(
+    name = "spotify-gateway",
+    version,
+    about = "Authentication gateway for the Spotify Web API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Zero-setup demo: mock Spotify, the gateway and a sample app on loopback.
+    Demo,
+    /// Validate a config file and print the effective config with secrets redacted.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the mock Spotify (accounts service and Web API subset) alone.
+    MockSpotify {
+        #[arg(long, default_value = "127.0.0.1:8900")]
+        listen: std::net::SocketAddr,
+        /// Access token lifetime, e.g. "3600s" or "2s".
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        token_lifetime: std::time::Duration,
+        #[arg(long, default_value = "demo-client-id")]
+        client_id: String,
+        /// The registered client secret (the mock's own; not a real Spotify secret).
+        #[arg(long, default_value = "demo-client-secret")]
+        client_secret: String,
+        /// Registered redirect URIs (repeat for several).
+        #[arg(
+            long = "redirect-uri",
+            default_value = "http://127.0.0.1:8080/auth/callback"
+        )]
+        redirect_uris: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Run { config } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            logging::init(config.server.log_format, &config.server.log_level);
+            match server::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Demo => match demo::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "# {}: valid. Effective config (secrets redacted):",
+                    config.display()
+                );
+                print!("{}", c.to_redacted_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::MockSpotify {
+            listen,
+            token_lifetime,
+            client_id,
+            client_secret,
+            redirect_uris,
+        } => {
+            logging::init(LogFormat::Text, "info");
+            let config = mock_spotify::MockConfig {
+                client_id,
+                client_secret,
+                redirect_uris,
+                token_lifetime,
+                ..Default::default()
+            };
+            match demo::run_mock_forever(listen, config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: mock Spotify on {listen}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Spotify's accounts service: the authorize URL and the token endpoint (RFC 6749), through the
+//! `oauth2` crate.
+//!
+//! Every token-endpoint call runs on one dedicated runtime. A `reqwest::Client`'s pooled
+//! connections belong to the runtime that created them, and pingora gives each listener its own
+//! runtime; sharing one client across them hangs or fails with "dispatch task is gone"
+//! (seanmonstar/reqwest#1148). So the client lives on the `token-client` runtime and callers
+//! await a task spawned there.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenResponse};
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
+    TokenResponse, TokenUrl,
+};
+use tokio::runtime::Handle;
+use url::Url;
+
+use crate::config::{Flow, SpotifyConfig};
+use crate::metrics::Metrics;
+use crate::secret::Secret;
+
+/// Whole request to the token endpoint; Spotify answers in well under a second.
+const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const TOKEN_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+/// A token answer from Spotify.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    pub access_token: Secret,
+    /// Unix milliseconds.
+    pub expires_at_ms: u64,
+    /// Lifetime Spotify gave, used to decide how early to refresh.
+    pub lifetime: Duration,
+    /// `None` when Spotify omitted it (keep the old one).
+    pub refresh_token: Option<Secret>,
+    pub scopes: Vec<String>,
+}
+
+/// Why the token endpoint did not give a token. Kinds, never message text, drive behaviour.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// RFC 6749 §5.2 `invalid_grant`: the code or refresh token is dead. Ends a session.
+    #[error("Spotify refused the grant (invalid_grant)")]
+    InvalidGrant,
+    /// The request itself was refused (`invalid_client`, `unauthorized_client`...): a
+    /// configuration problem, not worth retrying.
+    #[error(
+        "Spotify's token endpoint refused the request ({0}); check spotify.client_id and the \
+         client secret"
+    )]
+    Rejected(String),
+    /// 5xx, timeout, connection refused or an unreadable answer: retry later, delete nothing.
+    #[error("Spotify's token endpoint is unavailable ({0})")]
+    Unavailable(String),
+}
+
+pub struct TokenEndpoint {
+    home: Handle,
+    http: reqwest::Client,
+    /// Login client: no secret under PKCE.
+    login: Client,
+    /// Client-credentials client: always the secret when there is one.
+    app: Option<Client>,
+    flow: Flow,
+    scopes: Vec<String>,
+    show_dialog: bool,
+    metrics: Arc<Metrics>,
+}
+
+/// What `/auth/login` needs to remember until the callback.
+pub struct AuthorizeRequest {
+    pub url: Url,
+    pub state: String,
+    pub pkce_verifier: Option<String>,
+}
+
+impl TokenEndpoint {
+    pub fn new(cfg: &SpotifyConfig, metrics: Arc<Metrics>) -> std::io::Result<TokenEndpoint> {
+        let join = |path: &str| {
+            cfg.accounts_url
+                .join(path)
+                .map_err(|e| std::io::Error::other(format!("spotify.accounts_url: {e}")))
+        };
+        let auth_url = AuthUrl::from_url(join("authorize")?);
+        let token_url = TokenUrl::from_url(join("api/token")?);
+        let base = BasicClient::new(ClientId::new(cfg.client_id.clone()))
+            .set_auth_uri(auth_url)
+            .set_token_uri(token_url)
+            .set_redirect_uri(RedirectUrl::from_url(cfg.redirect_uri.clone()));
+        let secret = cfg
+            .client_secret
+            .as_ref()
+            .map(|s| ClientSecret::new(s.expose().to_string()));
+        let login = match (cfg.flow, &secret) {
+            (Flow::AuthorizationCode, Some(s)) => base.clone().set_client_secret(s.clone()),
+            _ => base.clone(),
+        };
+        let app = secret.map(|s| base.set_client_secret(s));
+        let http = reqwest::Client::builder()
+            // RFC 6749 §3.2: the token endpoint does not redirect; following one could leak
+            // the client secret to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(TOKEN_REQUEST_TIMEOUT)
+            .connect_timeout(TOKEN_CONNECT_TIMEOUT)
+            .build()
+            .map_err(std::io::Error::other)?;
+        Ok(TokenEndpoint {
+            home: token_runtime()?,
+            http,
+            login,
+            app,
+            flow: cfg.flow,
+            scopes: cfg.scopes.clone(),
+            show_dialog: cfg.show_dialog,
+            metrics,
+        })
+    }
+
+    /// The authorize URL for a new login (RFC 6749 §4.1.1, RFC 7636 §4.3 under PKCE).
+    pub fn authorize(&self, scopes: &[String]) -> AuthorizeRequest {
+        let mut req = self.login.authorize_url(CsrfToken::new_random);
+        for s in scopes {
+            req = req.add_scope(Scope::new(s.clone()));
+        }
+        if self.show_dialog {
+            req = req.add_extra_param("show_dialog", "true");
+        }
+        let mut verifier = None;
+        if self.flow == Flow::Pkce {
+            let (challenge, v) = PkceCodeChallenge::new_random_sha256();
+            req = req.set_pkce_challenge(challenge);
+            verifier = Some(v.secret().clone());
+        }
+        let (url, state) = req.url();
+        AuthorizeRequest {
+            url,
+            state: state.secret().clone(),
+            pkce_verifier: verifier,
+        }
+    }
+
+    /// Scopes asked for at login.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// RFC 6749 §4.4: the app's own token.
+    pub async fn client_credentials(&self) -> Result<Grant, TokenError> {
+        let Some(client) = self.app.clone() else {
+            return Err(TokenError::Rejected(
+                "no client secret configured for the client-credentials flow".into(),
+            ));
+        };
+        let http = self.http.clone();
+        self.on_home(async move {
+            client
+                .exchange_client_credentials()
+                .request_async(&http)
+                .await
+        })
+        .await
+    }
+
+    /// RFC 6749 §4.1.3 (+ RFC 7636 §4.5 `code_verifier` under PKCE).
+    pub async fn exchange_code(
+        &self,
+        code: String,
+        pkce_verifier: Option<String>,
+    ) -> Result<Grant, TokenError> {
+        let client = self.login.clone();
+        let http = self.http.clone();
+        self.on_home(async move {
+            let mut req = client.exchange_code(AuthorizationCode::new(code));
+            if let Some(v) = pkce_verifier {
+                req = req.set_pkce_verifier(PkceCodeVerifier::new(v));
+            }
+            req.request_async(&http).await
+        })
+        .await
+    }
+
+    /// RFC 6749 §6. Under PKCE Spotify rotates the refresh token (single-use).
+    pub async fn refresh(&self, refresh_token: &Secret) -> Result<Grant, TokenError> {
+        let client = self.login.clone();
+        let http = self.http.clone();
+        let token = RefreshToken::new(refresh_token.expose().to_string());
+        self.on_home(async move {
+            client
+                .exchange_refresh_token(&token)
+                .request_async(&http)
+                .await
+        })
+        .await
+    }
+
+    async fn on_home<F, E>(&self, call: F) -> Result<Grant, TokenError>
+    where
+        F: Future<
+                Output = Result<
+                    BasicTokenResponse,
+                    RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
+                >,
+            > + Send
+            + 'static,
+        E: std::error::Error + Send + 'static,
+    {
+        let started = std::time::Instant::now();
+        let answer = self
+            .home
+            .spawn(call)
+            .await
+            .map_err(|e| TokenError::Unavailable(format!("token task failed: {e}")))?;
+        self.metrics
+            .token_request_duration
+            .observe(started.elapsed().as_secs_f64());
+        answer.map(grant_from).map_err(classify)
+    }
+}
+
+fn grant_from(t: BasicTokenResponse) -> Grant {
+    // Spotify always sends expires_in (3600); assume that if it is missing.
+    let lifetime = t.expires_in().unwrap_or(Duration::from_secs(3600));
+    Grant {
+        access_token: Secret::runtime(t.access_token().secret().as_str()),
+        expires_at_ms: now_ms() + lifetime.as_millis() as u64,
+        lifetime,
+        refresh_token: t
+            .refresh_token()
+            .map(|r| Secret::runtime(r.secret().as_str())),
+        scopes: t
+            .scopes()
+            .map(|s| s.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
+    }
+}
+
+fn classify<E: std::error::Error>(
+    e: RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
+) -> TokenError {
+    match e {
+        RequestTokenError::ServerResponse(r) => match r.error() {
+            BasicErrorResponseType::InvalidGrant => TokenError::InvalidGrant,
+            BasicErrorResponseType::Extension(other) => TokenError::Unavailable(other.clone()),
+            kind => TokenError::Rejected(kind.as_ref().to_string()),
+        },
+        RequestTokenError::Request(e) => TokenError::Unavailable(describe(&e)),
+        // The body is not echoed: it could hold a token.
+        RequestTokenError::Parse(_, _) => {
+            TokenError::Unavailable("unreadable answer from the token endpoint".into())
+        }
+        RequestTokenError::Other(msg) => TokenError::Unavailable(msg),
+    }
+}
+
+/// The error chain, e.g. "client error: error sending request: connection refused".
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Unix milliseconds: token expiries are stored in this unit.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The process-wide runtime that owns token-endpoint connections.
+fn token_runtime() -> std::io::Result<Handle> {
+    static HOME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = HOME.get() {
+        return Ok(rt.handle().clone());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("token-client")
+        .enable_all()
+        .build()?;
+    // A concurrent caller may have won the race; either runtime is fine.
+    Ok(HOME.get_or_init(|| rt).handle().clone())
+}

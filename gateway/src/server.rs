@@ -1,0 +1,85 @@
+//! Builds the pingora server from our config (never pingora's YAML) and runs it: the public,
+//! egress and admin listeners, and a lifecycle task that flips `/readyz` on shutdown.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::proxy::egress::EgressProxy;
+use crate::state::Gateway;
+
+/// Extra time after the grace period for runtimes to wind down before the process exits.
+const RUNTIME_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+
+/// Runs the gateway until SIGTERM (graceful) or SIGINT (fast).
+pub fn run(config: Config) -> std::io::Result<()> {
+    let gw = Gateway::new(config)?;
+    let server = build(gw)?;
+    server.run(RunArgs::default());
+    Ok(())
+}
+
+/// The pingora server with every service added, not yet running.
+pub fn build(gw: Arc<Gateway>) -> std::io::Result<Server> {
+    let settings = &gw.config.server;
+    let conf = ServerConf {
+        threads: settings.threads,
+        // After SIGTERM pingora stops accepting, then waits this long for in-flight requests.
+        grace_period_seconds: Some(settings.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(RUNTIME_SHUTDOWN_TIMEOUT_SECS),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let listen = gw.config.listen.clone();
+
+    let mut egress = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        EgressProxy::new(gw.clone()),
+        "egress",
+    );
+    egress.add_tcp(&listen.egress.to_string());
+
+    let mut admin = Service::new("admin".to_string(), AdminApp::new(gw.clone()));
+    // Scrapes and probes are light; one thread keeps them off the proxies' runtimes.
+    admin.threads = Some(1);
+    admin.add_tcp(&listen.admin.to_string());
+
+    let lifecycle = background_service("lifecycle", Lifecycle { gw: gw.clone() });
+
+    server.add_service(lifecycle);
+    server.add_service(egress);
+    server.add_service(admin);
+    tracing::info!(
+        public = %listen.public,
+        egress = %listen.egress,
+        admin = %listen.admin,
+        "spotify-gateway starting"
+    );
+    Ok(server)
+}
+
+/// Marks the gateway as shutting down the moment pingora broadcasts it, so `/readyz` fails
+/// while in-flight requests finish.
+struct Lifecycle {
+    gw: Arc<Gateway>,
+}
+
+#[async_trait]
+impl BackgroundService for Lifecycle {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+        self.gw.begin_shutdown();
+        tracing::info!("shutdown started: /readyz now fails, finishing in-flight requests");
+    }
+}

@@ -1,0 +1,90 @@
+//! The app's own token (client-credentials flow, RFC 6749 §4.4), for egress calls that carry no
+//! user. Cached, refreshed before it expires, and fetched by exactly one request when many
+//! arrive at once.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::metrics::Metrics;
+use crate::oauth::{Grant, TokenEndpoint, TokenError};
+
+/// After a failed fetch, callers within this window get the same error at once instead of
+/// queueing another request to an endpoint that just failed.
+const FAILURE_HOLD: Duration = Duration::from_secs(1);
+
+pub struct AppTokens {
+    endpoint: Arc<TokenEndpoint>,
+    current: RwLock<Option<Arc<Grant>>>,
+    /// Held by the one caller that fetches; remembers the last failure.
+    fetch: tokio::sync::Mutex<Option<(Instant, TokenError)>>,
+    metrics: Arc<Metrics>,
+}
+
+impl AppTokens {
+    pub fn new(endpoint: Arc<TokenEndpoint>, metrics: Arc<Metrics>) -> AppTokens {
+        AppTokens {
+            endpoint,
+            current: RwLock::new(None),
+            fetch: tokio::sync::Mutex::new(None),
+            metrics,
+        }
+    }
+
+    /// A token that is valid for at least the refresh margin.
+    pub async fn get(&self) -> Result<Arc<Grant>, TokenError> {
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        let mut last_failure = self.fetch.lock().await;
+        // Whoever held the lock before us may have fetched already.
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        if let Some((at, err)) = last_failure.as_ref() {
+            if at.elapsed() < FAILURE_HOLD {
+                return Err(err.clone());
+            }
+        }
+        match self.endpoint.client_credentials().await {
+            Ok(grant) => {
+                self.metrics
+                    .app_token_fetches
+                    .with_label_values(&["ok"])
+                    .inc();
+                let grant = Arc::new(grant);
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(grant.clone());
+                *last_failure = None;
+                tracing::debug!(lifetime_s = grant.lifetime.as_secs(), "fetched app token");
+                Ok(grant)
+            }
+            Err(e) => {
+                self.metrics
+                    .app_token_fetches
+                    .with_label_values(&["error"])
+                    .inc();
+                tracing::warn!(error = %e, "could not fetch the app token");
+                *last_failure = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops `token` after Spotify refused it, so the next call fetches a new one.
+    pub fn invalidate(&self, token: &Grant) {
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if current
+            .as_ref()
+            .is_some_and(|c| c.access_token == token.access_token)
+        {
+            *current = None;
+        }
+    }
+
+    fn fresh(&self) -> Option<Arc<Grant>> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        current
+            .as_ref()
+            .filter(|g| super::is_fresh(g.expires_at_ms, g.lifetime))
+            .cloned()
+    }
+}

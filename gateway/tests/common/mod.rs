@@ -1,0 +1,298 @@
+//! Test support: the real gateway binary on loopback ports, next to the mock Spotify.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use mock_spotify::{MockConfig, MockSpotify};
+use serde_json::Value;
+
+/// How long a gateway may take to report ready before a test gives up.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub const CLIENT_ID: &str = "test-client-id";
+pub const CLIENT_SECRET: &str = "test-client-secret-do-not-log";
+pub const SESSION_SECRET: &str = "test-session-secret-0123456789abcdef-0123";
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+pub fn mock_config(public_port: u16, token_lifetime: Duration) -> MockConfig {
+    MockConfig {
+        client_id: CLIENT_ID.into(),
+        client_secret: CLIENT_SECRET.into(),
+        redirect_uris: vec![format!("http://127.0.0.1:{public_port}/auth/callback")],
+        token_lifetime,
+        ..MockConfig::default()
+    }
+}
+
+/// Ports for one gateway.
+#[derive(Clone, Copy)]
+pub struct Ports {
+    pub public: u16,
+    pub egress: u16,
+    pub admin: u16,
+}
+
+impl Ports {
+    pub fn new() -> Ports {
+        Ports {
+            public: free_port(),
+            egress: free_port(),
+            admin: free_port(),
+        }
+    }
+}
+
+/// A config for a gateway wired to `mock`; `extra` is appended (more tables) and `replace`
+/// edits apply first.
+pub fn gateway_config(
+    ports: Ports,
+    spotify_base: &str,
+    replace: &[(&str, &str)],
+    extra: &str,
+) -> String {
+    let mut text = format!(
+        r#"
+[spotify]
+client_id = "{CLIENT_ID}"
+client_secret_env = "TEST_CLIENT_SECRET"
+flow = "authorization_code"
+redirect_uri = "http://127.0.0.1:{public}/auth/callback"
+scopes = ["user-read-private", "user-read-email"]
+accounts_url = "{spotify_base}"
+api_url = "{spotify_base}"
+
+[listen]
+public = "127.0.0.1:{public}"
+egress = "127.0.0.1:{egress}"
+admin = "127.0.0.1:{admin}"
+
+[server]
+threads = 2
+grace_period = "1s"
+log_level = "info"
+
+[session]
+secret_env = "TEST_SESSION_SECRET"
+
+[store]
+backend = "memory"
+
+[egress]
+app_token = true
+"#,
+        public = ports.public,
+        egress = ports.egress,
+        admin = ports.admin,
+    );
+    for (from, to) in replace {
+        assert!(text.contains(from), "config template has no {from:?}");
+        text = text.replace(from, to);
+    }
+    text.push_str(extra);
+    text
+}
+
+/// The gateway binary running as its own process.
+pub struct Gateway {
+    child: Option<Child>,
+    pub ports: Ports,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+impl Gateway {
+    /// Starts `spotify-gateway run` with `config` and waits until `/readyz` answers 200.
+    pub async fn start(ports: Ports, config: &str) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut gw = Gateway {
+            child: None,
+            ports,
+            dir,
+            config_path,
+        };
+        gw.spawn().await;
+        gw
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_spotify-gateway"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
+            .env("TEST_SESSION_SECRET", SESSION_SECRET)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start spotify-gateway");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self) {
+        let url = format!("{}/readyz", self.admin_url());
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("gateway exited with {status} before ready:\n{}", self.log());
+            }
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway not ready in time:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn egress_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.egress)
+    }
+    pub fn public_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.public)
+    }
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.admin)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).expect("running")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().expect("wait for gateway")
+    }
+
+    /// Stops the process and starts it again with the same config.
+    pub async fn restart(&mut self) {
+        let status = self.terminate();
+        assert!(status.success(), "gateway exit status {status}");
+        self.spawn().await;
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `GET /__mock/stats` of the mock.
+pub async fn mock_stats(mock: &MockSpotify) -> Value {
+    reqwest::get(format!("{}/__mock/stats", mock.base_url()))
+        .await
+        .expect("mock stats")
+        .json()
+        .await
+        .expect("stats json")
+}
+
+pub async fn token_requests(mock: &MockSpotify, grant: &str) -> u64 {
+    mock_stats(mock).await["token_requests"][grant]
+        .as_u64()
+        .expect("counter")
+}
+
+/// The requests that reached the mock, oldest first.
+pub async fn mock_requests(mock: &MockSpotify) -> Vec<Value> {
+    reqwest::get(format!("{}/__mock/requests", mock.base_url()))
+        .await
+        .expect("mock requests")
+        .json()
+        .await
+        .expect("requests json")
+}
+
+pub async fn mock_post(mock: &MockSpotify, path: &str, body: Option<Value>) {
+    let client = reqwest::Client::new();
+    let mut req = client.post(format!("{}{path}", mock.base_url()));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("mock control");
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+}
+
+/// Runs the binary with arguments, returning (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_spotify-gateway"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run spotify-gateway");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+pub fn start_addr() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("addr")
+}
+
+/// Sends raw bytes (for targets an HTTP client would normalise) and returns the status code
+/// and the whole answer.
+pub async fn raw_request(port: u16, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}

@@ -1,0 +1,248 @@
+//! Shared server state: issued codes and tokens, injected faults, counters and the
+//! request log.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, Method, Uri};
+
+use crate::MockConfig;
+
+/// How long an authorization code may be redeemed (Spotify: 10 minutes).
+pub(crate) const CODE_LIFETIME: Duration = Duration::from_secs(600);
+/// How many requests `/__mock/requests` remembers.
+const LOG_CAPACITY: usize = 100;
+/// Expired access tokens are forgotten after this long, so long benchmarks don't
+/// grow memory without bound; until then they answer "The access token expired".
+const EXPIRED_TOKEN_MEMORY: Duration = Duration::from_secs(3600);
+
+pub(crate) struct App {
+    pub config: MockConfig,
+    /// `http://ADDR`, used in absolute links.
+    pub base: String,
+    store: Mutex<Store>,
+}
+
+#[derive(Default)]
+pub(crate) struct Store {
+    pub access: HashMap<String, AccessToken>,
+    pub refresh: HashMap<String, RefreshToken>,
+    pub codes: HashMap<String, AuthCode>,
+    pub token_fault: Option<Fault>,
+    pub api_fault: Option<Fault>,
+    pub stats: Stats,
+    pub log: VecDeque<LoggedRequest>,
+    issued_since_prune: u32,
+}
+
+pub(crate) struct AccessToken {
+    /// `None` for client-credentials tokens.
+    pub user: Option<String>,
+    pub scopes: Vec<String>,
+    pub expires_at: Instant,
+}
+
+pub(crate) struct RefreshToken {
+    pub client_id: String,
+    pub user: String,
+    pub scopes: Vec<String>,
+}
+
+pub(crate) struct AuthCode {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub user: String,
+    pub scopes: Vec<String>,
+    /// The PKCE S256 challenge, when the authorize request carried one.
+    pub challenge: Option<String>,
+    pub expires_at: Instant,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Target {
+    Token,
+    Api,
+}
+
+impl Target {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Target::Token => "token",
+            Target::Api => "api",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Fault {
+    pub status: Option<u16>,
+    pub retry_after: Option<u64>,
+    pub delay: Duration,
+    pub remaining: u32,
+}
+
+/// What one request must suffer from an armed fault.
+#[derive(Clone, Debug)]
+pub(crate) struct FaultHit {
+    pub status: Option<u16>,
+    pub retry_after: Option<u64>,
+    pub delay: Duration,
+}
+
+#[derive(Default, Clone, Debug)]
+pub(crate) struct Stats {
+    pub client_credentials: u64,
+    pub authorization_code: u64,
+    pub refresh_token: u64,
+    pub api_requests: u64,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct LoggedRequest {
+    pub target: Target,
+    pub method: String,
+    pub path: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+}
+
+impl App {
+    pub(crate) fn new(config: MockConfig, base: String) -> App {
+        App {
+            config,
+            base,
+            store: Mutex::new(Store::default()),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
+        // A panic elsewhere must not take the whole mock down with it.
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `expires_in` as Spotify reports it: whole seconds, at least 1.
+    pub(crate) fn expires_in(&self) -> u64 {
+        self.config.token_lifetime.as_secs().max(1)
+    }
+
+    /// Books an arriving request (counters and log) and takes one shot of the armed
+    /// fault for its target, all under one lock so exactly `times` requests are hit.
+    pub(crate) fn arrive(
+        &self,
+        target: Target,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Option<&[u8]>,
+        grant_type: Option<&str>,
+    ) -> Option<FaultHit> {
+        let entry = LoggedRequest {
+            target,
+            method: method.as_str().to_string(),
+            path: uri
+                .path_and_query()
+                .map(|pq| pq.as_str().to_string())
+                .unwrap_or_else(|| uri.path().to_string()),
+            headers: header_map(headers),
+            body: body
+                .filter(|b| !b.is_empty())
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+        };
+        let mut store = self.lock();
+        match target {
+            Target::Api => store.stats.api_requests += 1,
+            Target::Token => match grant_type {
+                Some("client_credentials") => store.stats.client_credentials += 1,
+                Some("authorization_code") => store.stats.authorization_code += 1,
+                Some("refresh_token") => store.stats.refresh_token += 1,
+                _ => {}
+            },
+        }
+        if store.log.len() == LOG_CAPACITY {
+            store.log.pop_front();
+        }
+        store.log.push_back(entry);
+        let slot = match target {
+            Target::Token => &mut store.token_fault,
+            Target::Api => &mut store.api_fault,
+        };
+        let fault = slot.as_mut()?;
+        let hit = FaultHit {
+            status: fault.status,
+            retry_after: fault.retry_after,
+            delay: fault.delay,
+        };
+        fault.remaining = fault.remaining.saturating_sub(1);
+        if fault.remaining == 0 {
+            *slot = None;
+        }
+        Some(hit)
+    }
+}
+
+impl Store {
+    pub(crate) fn issue_access(
+        &mut self,
+        lifetime: Duration,
+        user: Option<&str>,
+        scopes: &[String],
+    ) -> String {
+        self.prune_now_and_then();
+        let token = crate::random_token("BQ");
+        self.access.insert(
+            token.clone(),
+            AccessToken {
+                user: user.map(str::to_string),
+                scopes: scopes.to_vec(),
+                expires_at: Instant::now() + lifetime,
+            },
+        );
+        token
+    }
+
+    pub(crate) fn issue_refresh(
+        &mut self,
+        client_id: &str,
+        user: &str,
+        scopes: &[String],
+    ) -> String {
+        let token = crate::random_token("AQ");
+        self.refresh.insert(
+            token.clone(),
+            RefreshToken {
+                client_id: client_id.to_string(),
+                user: user.to_string(),
+                scopes: scopes.to_vec(),
+            },
+        );
+        token
+    }
+
+    fn prune_now_and_then(&mut self) {
+        self.issued_since_prune += 1;
+        if self.issued_since_prune < 1024 {
+            return;
+        }
+        self.issued_since_prune = 0;
+        let now = Instant::now();
+        self.access
+            .retain(|_, t| t.expires_at + EXPIRED_TOKEN_MEMORY > now);
+        self.codes.retain(|_, c| c.expires_at > now);
+    }
+}
+
+/// Header names as HTTP/2 spells them (lowercase); repeated headers joined with ", ".
+fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        out.entry(name.as_str().to_string())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    out
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The project's one test command (README, .ci/run). On a fresh Debian machine it installs what
+# the build and the tests need, then runs formatting, lints and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v cmake >/dev/null || need+=(cmake)               # pingora's zlib-ng build
+command -v redis-server >/dev/null || need+=(redis-server) # store tests
+command -v promtool >/dev/null || need+=(prometheus)       # metrics exposition check
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
