@@ -104,6 +104,9 @@ struct FileSession {
     secret: Option<String>,
     secret_env: Option<String>,
     secret_file: Option<String>,
+    previous_secret: Option<String>,
+    previous_secret_env: Option<String>,
+    previous_secret_file: Option<String>,
     #[serde(default = "default_lifetime")]
     lifetime: String,
 }
@@ -241,6 +244,8 @@ pub struct UpstreamConfig {
 pub struct SessionConfig {
     pub cookie_name: String,
     pub secret: Secret,
+    /// The secret before a rotation: still opens cookies and records, never seals new ones.
+    pub previous_secret: Option<Secret>,
     #[serde(serialize_with = "ser_duration")]
     pub lifetime: Duration,
 }
@@ -760,6 +765,9 @@ impl Validator<'_> {
             secret,
             secret_env,
             secret_file,
+            previous_secret,
+            previous_secret_env,
+            previous_secret_file,
             lifetime,
         } = s;
         let valid_name = !cookie_name.is_empty()
@@ -793,6 +801,15 @@ impl Validator<'_> {
             }
             Err(()) => None,
         };
+        let previous_secret = self
+            .secret(
+                "session",
+                "previous_secret",
+                previous_secret,
+                previous_secret_env,
+                previous_secret_file,
+            )
+            .ok()?;
         let lifetime = self.duration("session.lifetime", &lifetime);
         if lifetime.is_some_and(|l| l < Duration::from_secs(60)) {
             self.issue("session.lifetime", "must be at least 1 minute");
@@ -800,6 +817,7 @@ impl Validator<'_> {
         Some(SessionConfig {
             cookie_name,
             secret: secret?,
+            previous_secret,
             lifetime: lifetime?,
         })
     }

@@ -43,6 +43,13 @@ pub struct Grant {
     pub scopes: Vec<String>,
 }
 
+/// The part of Spotify's user object the gateway keeps.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Profile {
+    pub id: String,
+    pub display_name: Option<String>,
+}
+
 /// Why the token endpoint did not give a token. Kinds, never message text, drive behaviour.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
@@ -69,6 +76,8 @@ pub struct TokenEndpoint {
     /// Client-credentials client: always the secret when there is one.
     app: Option<Client>,
     flow: Flow,
+    /// `{api_url}/v1/me`, to learn who logged in.
+    me_url: Url,
     scopes: Vec<String>,
     show_dialog: bool,
     metrics: Arc<Metrics>,
@@ -111,8 +120,13 @@ impl TokenEndpoint {
             .connect_timeout(TOKEN_CONNECT_TIMEOUT)
             .build()
             .map_err(std::io::Error::other)?;
+        let me_url = cfg
+            .api_url
+            .join("v1/me")
+            .map_err(|e| std::io::Error::other(format!("spotify.api_url: {e}")))?;
         Ok(TokenEndpoint {
             home: token_runtime()?,
+            me_url,
             http,
             login,
             app,
@@ -198,6 +212,31 @@ impl TokenEndpoint {
                 .await
         })
         .await
+    }
+
+    /// `GET /v1/me` with a fresh user token: who just logged in.
+    pub async fn profile(&self, access_token: &Secret) -> Result<Profile, TokenError> {
+        let http = self.http.clone();
+        let url = self.me_url.clone();
+        let token = access_token.expose().to_string();
+        let answer = self
+            .home
+            .spawn(async move {
+                let resp = http.get(url).bearer_auth(token).send().await?;
+                let status = resp.status();
+                let body = resp.bytes().await?;
+                Ok::<_, reqwest::Error>((status, body))
+            })
+            .await
+            .map_err(|e| TokenError::Unavailable(format!("profile task failed: {e}")))?;
+        let (status, body) = answer.map_err(|e| TokenError::Unavailable(describe(&e)))?;
+        if !status.is_success() {
+            return Err(TokenError::Unavailable(format!(
+                "GET /v1/me answered {status}"
+            )));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| TokenError::Unavailable(format!("unreadable /v1/me answer: {e}")))
     }
 
     async fn on_home<F, E>(&self, call: F) -> Result<Grant, TokenError>

@@ -12,6 +12,7 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::proxy::egress::EgressProxy;
+use crate::proxy::public::PublicProxy;
 use crate::state::Gateway;
 
 /// Extra time after the grace period for runtimes to wind down before the process exits.
@@ -39,6 +40,13 @@ pub fn build(gw: Arc<Gateway>) -> std::io::Result<Server> {
     server.bootstrap();
     let listen = gw.config.listen.clone();
 
+    let mut public = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        PublicProxy::new(gw.clone()),
+        "public",
+    );
+    public.add_tcp(&listen.public.to_string());
+
     let mut egress = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         EgressProxy::new(gw.clone()),
@@ -54,6 +62,7 @@ pub fn build(gw: Arc<Gateway>) -> std::io::Result<Server> {
     let lifecycle = background_service("lifecycle", Lifecycle { gw: gw.clone() });
 
     server.add_service(lifecycle);
+    server.add_service(public);
     server.add_service(egress);
     server.add_service(admin);
     tracing::info!(
@@ -65,8 +74,11 @@ pub fn build(gw: Arc<Gateway>) -> std::io::Result<Server> {
     Ok(server)
 }
 
-/// Marks the gateway as shutting down the moment pingora broadcasts it, so `/readyz` fails
-/// while in-flight requests finish.
+/// How often expired sessions and logins are removed from the store.
+const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Housekeeping while running; marks the gateway as shutting down the moment pingora
+/// broadcasts it, so `/readyz` fails while in-flight requests finish.
 struct Lifecycle {
     gw: Arc<Gateway>,
 }
@@ -74,9 +86,15 @@ struct Lifecycle {
 #[async_trait]
 impl BackgroundService for Lifecycle {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
-                break;
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                _ = tick.tick() => self.gw.sessions.housekeeping().await,
             }
         }
         self.gw.begin_shutdown();

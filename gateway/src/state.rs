@@ -1,4 +1,5 @@
-//! What every listener shares: the validated config, metrics, token sources and lifecycle.
+//! What every listener shares: the validated config, metrics, token sources, sessions and
+//! lifecycle.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -6,6 +7,8 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::oauth::TokenEndpoint;
+use crate::session::crypto::Keyring;
+use crate::session::{store, Sessions};
 use crate::tokens::app::AppTokens;
 
 pub struct Gateway {
@@ -13,6 +16,7 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub token_endpoint: Arc<TokenEndpoint>,
     pub app_tokens: AppTokens,
+    pub sessions: Sessions,
     /// Set when SIGTERM arrives: `/readyz` fails from then on.
     shutting_down: AtomicBool,
 }
@@ -22,13 +26,37 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         let token_endpoint = Arc::new(TokenEndpoint::new(&config.spotify, metrics.clone())?);
         let app_tokens = AppTokens::new(token_endpoint.clone(), metrics.clone());
+        let store = store::open(&config.store).map_err(std::io::Error::other)?;
+        let keys = Keyring::new(
+            &config.session.secret,
+            config.session.previous_secret.as_ref(),
+        );
+        let sessions = Sessions::new(
+            store,
+            keys,
+            token_endpoint.clone(),
+            config.session.lifetime,
+            metrics.clone(),
+        );
         Ok(Arc::new(Gateway {
             config,
             metrics,
             token_endpoint,
             app_tokens,
+            sessions,
             shutting_down: AtomicBool::new(false),
         }))
+    }
+
+    /// Absolute URL of `/auth/login` on the public listener (from the redirect URI's origin).
+    pub fn login_url(&self, return_to: Option<&str>) -> String {
+        let mut url = self.config.spotify.redirect_uri.clone();
+        url.set_path("/auth/login");
+        url.set_query(None);
+        if let Some(r) = return_to {
+            url.query_pairs_mut().append_pair("return_to", r);
+        }
+        url.to_string()
     }
 
     pub fn begin_shutdown(&self) {

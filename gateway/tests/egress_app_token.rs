@@ -66,7 +66,8 @@ async fn injects_the_app_token_and_returns_spotifys_answer_unchanged() {
         .get(format!("{}{path}", s.gw.egress_url()))
         .header("authorization", "Bearer the-clients-own-token")
         .header("cookie", "session=should-not-travel")
-        .header("x-spotify-user-id", "mallory")
+        .header("x-spotify-scopes", "everything")
+        .header("x-spotify-market", "SE")
         .send()
         .await
         .expect("answer");
@@ -86,7 +87,8 @@ async fn injects_the_app_token_and_returns_spotifys_answer_unchanged() {
     assert!(auth.starts_with("Bearer "), "{auth}");
     assert_ne!(auth, "Bearer the-clients-own-token");
     assert!(seen["headers"].get("cookie").is_none(), "{seen}");
-    assert!(seen["headers"].get("x-spotify-user-id").is_none(), "{seen}");
+    assert!(seen["headers"].get("x-spotify-scopes").is_none(), "{seen}");
+    assert!(seen["headers"].get("x-spotify-market").is_none(), "{seen}");
     let mock_host = s.mock.base_url().trim_start_matches("http://").to_string();
     assert_eq!(seen["headers"]["host"], mock_host);
     assert_eq!(seen["path"], path);

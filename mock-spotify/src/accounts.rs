@@ -417,7 +417,12 @@ fn authorization_code(app: &App, auth: ClientAuth, params: &Params) -> Response 
         None => {}
     }
     let access = store.issue_access(app.config.token_lifetime, Some(&grant.user), &grant.scopes);
-    let refresh = store.issue_refresh(&grant.client_id, &grant.user, &grant.scopes);
+    let refresh = store.issue_refresh(
+        &grant.client_id,
+        &grant.user,
+        &grant.scopes,
+        grant.challenge.is_some(),
+    );
     drop(store);
     token_json(
         StatusCode::OK,
@@ -442,15 +447,20 @@ fn refresh_token(app: &App, auth: ClientAuth, params: &Params) -> Response {
     if grant.client_id != app.config.client_id {
         return oauth_error("invalid_grant", "Invalid refresh token");
     }
-    let (client_id, user, scopes) = (
+    // Only a token born of PKCE may be refreshed by the public client alone.
+    if auth == ClientAuth::Public && !grant.pkce {
+        return oauth_error("invalid_client", "Invalid client");
+    }
+    let (client_id, user, scopes, pkce) = (
         grant.client_id.clone(),
         grant.user.clone(),
         grant.scopes.clone(),
+        grant.pkce,
     );
     // Public clients get single-use refresh tokens; confidential ones keep theirs.
     let rotated = if auth == ClientAuth::Public {
         store.refresh.remove(token);
-        Some(store.issue_refresh(&client_id, &user, &scopes))
+        Some(store.issue_refresh(&client_id, &user, &scopes, pkce))
     } else {
         None
     };

@@ -27,9 +27,13 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
 
 fn unauthorized(message: &str) -> Response {
     let mut resp = error(StatusCode::UNAUTHORIZED, message);
-    let challenge = format!(
-        "Bearer realm=\"spotify\", error=\"invalid_token\", error_description=\"{message}\""
-    );
+    // RFC 6750 section 3: the error code is only for a token that was sent and is bad.
+    let challenge = match message {
+        "Invalid access token" | "The access token expired" => format!(
+            "Bearer realm=\"spotify\", error=\"invalid_token\", error_description=\"{message}\""
+        ),
+        _ => "Bearer realm=\"spotify\"".to_string(),
+    };
     if let Ok(value) = HeaderValue::from_str(&challenge) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
     }

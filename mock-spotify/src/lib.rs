@@ -7,6 +7,10 @@
 //! `mock_user`/`mock_decision` consent skip on `/authorize` and the `/__mock/*`
 //! test controls.
 
+// Helpers return a ready error `Response` as their `Err`; these are cold paths,
+// so boxing them would only add noise.
+#![allow(clippy::result_large_err)]
+
 mod accounts;
 mod api;
 mod catalog;

@@ -47,6 +47,8 @@ pub(crate) struct RefreshToken {
     pub client_id: String,
     pub user: String,
     pub scopes: Vec<String>,
+    /// Issued through PKCE, so the public client may refresh it without a secret.
+    pub pkce: bool,
 }
 
 pub(crate) struct AuthCode {
@@ -206,6 +208,7 @@ impl Store {
         client_id: &str,
         user: &str,
         scopes: &[String],
+        pkce: bool,
     ) -> String {
         let token = crate::random_token("AQ");
         self.refresh.insert(
@@ -214,6 +217,7 @@ impl Store {
                 client_id: client_id.to_string(),
                 user: user.to_string(),
                 scopes: scopes.to_vec(),
+                pkce,
             },
         );
         token

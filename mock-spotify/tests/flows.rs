@@ -484,6 +484,34 @@ async fn refresh_rotation() {
         assert!(body.get("refresh_token").is_none(), "{body}");
         assert_eq!(body["scope"], "user-read-private");
     }
+    // A token from the secret-based flow cannot be refreshed without the secret.
+    let public = token(
+        &m,
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", "demo-client-id"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        public,
+        (
+            StatusCode::BAD_REQUEST,
+            oauth_error("invalid_client", "Invalid client")
+        )
+    );
+    // A PKCE token may also be refreshed with the secret; then it is not rotated.
+    let (status, body) = token(
+        &m,
+        DEMO,
+        &[("grant_type", "refresh_token"), ("refresh_token", &current)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.get("refresh_token").is_none());
+
     let unknown = token(
         &m,
         DEMO,

@@ -16,6 +16,8 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use super::{respond_json, response_status, spotify_error, UpstreamTarget, IDENTITY_HEADERS};
 use crate::oauth::{Grant, TokenError};
+use crate::secret::Secret;
+use crate::session::{LiveSession, SessionError};
 use crate::state::Gateway;
 
 /// Listener name in metrics and logs.
@@ -45,14 +47,44 @@ pub struct EgressProxy {
     api: UpstreamTarget,
 }
 
+/// Whose token a call carries.
+enum Credential {
+    App(Arc<Grant>),
+    User {
+        session: Arc<LiveSession>,
+        token: Secret,
+    },
+}
+
+impl Credential {
+    fn bearer(&self) -> &str {
+        match self {
+            Credential::App(grant) => grant.access_token.expose(),
+            Credential::User { token, .. } => token.expose(),
+        }
+    }
+}
+
+/// A local answer decided inside a phase that can only fail (`upstream_peer`); written by
+/// `fail_to_proxy`.
+struct LocalAnswer {
+    status: u16,
+    body: serde_json::Value,
+    retry_after: Option<u64>,
+}
+
 #[derive(Default)]
 pub struct EgressCtx {
     started: Option<Instant>,
     route: &'static str,
     request_id: String,
-    /// The token injected into this call.
-    token: Option<Arc<Grant>>,
+    credential: Option<Credential>,
     upstream_started: Option<Instant>,
+    /// Spotify refused the user's token once; the retry must carry a refreshed one.
+    retry_with_new_token: bool,
+    /// The one retry after a 401 has been used.
+    retried_401: bool,
+    local_answer: Option<LocalAnswer>,
 }
 
 impl EgressProxy {
@@ -60,6 +92,158 @@ impl EgressProxy {
         let api = UpstreamTarget::from_url(&gw.config.spotify.api_url);
         EgressProxy { gw, api }
     }
+}
+
+impl EgressProxy {
+    /// The session a call is for, from `X-Gateway-User` (or, where trusted, a plain
+    /// `X-Spotify-User-Id`); `None` when the call names no user.
+    async fn identify(&self, session: &Session) -> Result<Option<Arc<LiveSession>>, LocalAnswer> {
+        let headers = &session.req_header().headers;
+        let sessions = &self.gw.sessions;
+        if let Some(value) = headers.get("x-gateway-user") {
+            let claims = value
+                .to_str()
+                .ok()
+                .and_then(|v| crate::assertion::verify(sessions.keys(), v.trim()))
+                .ok_or_else(|| {
+                    refusal(
+                        401,
+                        "X-Gateway-User is invalid or expired; use the one the gateway sent \
+                         with the request you are serving",
+                        None,
+                    )
+                })?;
+            let found = sessions
+                .by_key(&claims.sid)
+                .await
+                .map_err(|_| store_unavailable())?;
+            return match found {
+                Some(s) if s.user_id() == claims.sub => Ok(Some(s)),
+                _ => Err(self.session_ended()),
+            };
+        }
+        if let Some(value) = headers.get("x-spotify-user-id") {
+            if !self.gw.config.egress.trust_user_header {
+                return Err(refusal(
+                    401,
+                    "X-Spotify-User-Id is not trusted on this gateway \
+                     (egress.trust_user_header = false); send X-Gateway-User",
+                    None,
+                ));
+            }
+            let user = value.to_str().unwrap_or_default().trim();
+            let found = sessions
+                .by_user_id(user)
+                .await
+                .map_err(|_| store_unavailable())?;
+            return found.map(Some).ok_or_else(|| self.session_ended());
+        }
+        Ok(None)
+    }
+
+    /// A usable token for the user, refreshed when needed, or the answer explaining why not.
+    async fn user_token(&self, user: &LiveSession) -> Result<Secret, LocalAnswer> {
+        match self.gw.sessions.access_token(user).await {
+            Ok(token) => Ok(token),
+            Err(SessionError::Ended) => Err(self.session_ended()),
+            Err(SessionError::Store(_)) => Err(store_unavailable()),
+            Err(SessionError::Token(TokenError::Unavailable(_))) => Err(LocalAnswer {
+                status: 503,
+                body: spotify_error(
+                    503,
+                    "Spotify's token endpoint is unavailable; the user's token could not be \
+                     refreshed. The session is kept: retry shortly.",
+                ),
+                retry_after: Some(5),
+            }),
+            Err(SessionError::Token(_)) => Err(refusal(
+                502,
+                "Spotify refused the gateway's refresh request; the operator must check \
+                 spotify.client_id and the client secret",
+                None,
+            )),
+        }
+    }
+
+    async fn app_credential(&self, session: &mut Session, ctx: &mut EgressCtx) -> Result<bool> {
+        if !self.gw.config.egress.app_token {
+            let answer = refusal(
+                401,
+                "No user identity on this call (X-Gateway-User) and the app token is disabled \
+                 (egress.app_token = false)",
+                None,
+            );
+            write_local(session, ctx, answer).await?;
+            return Ok(true);
+        }
+        match self.gw.app_tokens.get().await {
+            Ok(token) => {
+                ctx.credential = Some(Credential::App(token));
+                Ok(false)
+            }
+            Err(e) => {
+                let answer = match &e {
+                    TokenError::Unavailable(_) => LocalAnswer {
+                        status: 503,
+                        body: spotify_error(
+                            503,
+                            "Spotify's token endpoint is unavailable; the gateway could not get \
+                             an app token. Retry shortly.",
+                        ),
+                        retry_after: Some(1),
+                    },
+                    _ => refusal(
+                        502,
+                        "Spotify refused the gateway's client credentials; the operator must \
+                         check spotify.client_id and the client secret.",
+                        None,
+                    ),
+                };
+                write_local(session, ctx, answer).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    fn session_ended(&self) -> LocalAnswer {
+        let login_url = self.gw.login_url(None);
+        let mut body = spotify_error(
+            401,
+            "The user's session has ended (signed out, expired or access revoked); the user \
+             must sign in again",
+        );
+        body["error"]["reason"] = "SESSION_ENDED".into();
+        body["error"]["login_url"] = login_url.into();
+        LocalAnswer {
+            status: 401,
+            body,
+            retry_after: None,
+        }
+    }
+}
+
+fn refusal(status: u16, message: &str, retry_after: Option<u64>) -> LocalAnswer {
+    LocalAnswer {
+        status,
+        body: spotify_error(status, message),
+        retry_after,
+    }
+}
+
+fn store_unavailable() -> LocalAnswer {
+    refusal(
+        503,
+        "The session store is unavailable; retry shortly",
+        Some(5),
+    )
+}
+
+async fn write_local(session: &mut Session, ctx: &EgressCtx, answer: LocalAnswer) -> Result<()> {
+    let mut headers = vec![("x-request-id", ctx.request_id.clone())];
+    if let Some(secs) = answer.retry_after {
+        headers.push(("retry-after", secs.to_string()));
+    }
+    respond_json(session, answer.status, &answer.body, &headers).await
 }
 
 /// Why a request target is refused before any token is touched.
@@ -152,43 +336,23 @@ impl ProxyHttp for EgressProxy {
             }
         };
 
-        if !self.gw.config.egress.app_token {
-            respond_json(
-                session,
-                401,
-                &spotify_error(
-                    401,
-                    "No user identity on this call (X-Gateway-User) and the app token is \
-                     disabled (egress.app_token = false)",
-                ),
-                &rid,
-            )
-            .await?;
-            return Ok(true);
-        }
-        match self.gw.app_tokens.get().await {
-            Ok(token) => {
-                ctx.token = Some(token);
-                Ok(false)
-            }
-            Err(e) => {
-                let (status, message) = match &e {
-                    TokenError::Unavailable(_) => (
-                        503,
-                        "Spotify's token endpoint is unavailable; the gateway could not get an \
-                         app token. Retry shortly.",
-                    ),
-                    _ => (
-                        502,
-                        "Spotify refused the gateway's client credentials; the operator must \
-                         check spotify.client_id and the client secret.",
-                    ),
-                };
-                let mut headers = rid.to_vec();
-                if status == 503 {
-                    headers.push(("retry-after", "1".into()));
+        match self.identify(session).await {
+            Ok(Some(user)) => match self.user_token(&user).await {
+                Ok(token) => {
+                    ctx.credential = Some(Credential::User {
+                        session: user,
+                        token,
+                    });
+                    Ok(false)
                 }
-                respond_json(session, status, &spotify_error(status, message), &headers).await?;
+                Err(answer) => {
+                    write_local(session, ctx, answer).await?;
+                    Ok(true)
+                }
+            },
+            Ok(None) => self.app_credential(session, ctx).await,
+            Err(answer) => {
+                write_local(session, ctx, answer).await?;
                 Ok(true)
             }
         }
@@ -199,6 +363,21 @@ impl ProxyHttp for EgressProxy {
         _session: &mut Session,
         ctx: &mut EgressCtx,
     ) -> Result<Box<HttpPeer>> {
+        if std::mem::take(&mut ctx.retry_with_new_token) {
+            if let Some(Credential::User { session, token }) = &mut ctx.credential {
+                match self.user_token(session).await {
+                    Ok(fresh) => *token = fresh,
+                    Err(answer) => {
+                        let status = answer.status;
+                        ctx.local_answer = Some(answer);
+                        return Err(Error::explain(
+                            ErrorType::HTTPStatus(status),
+                            "no usable token after Spotify refused the user's token",
+                        ));
+                    }
+                }
+            }
+        }
         ctx.upstream_started = Some(Instant::now());
         self.api.peer().await
     }
@@ -225,11 +404,8 @@ impl ProxyHttp for EgressProxy {
         for name in spotify_headers {
             upstream.remove_header(&name);
         }
-        if let Some(token) = &ctx.token {
-            upstream.insert_header(
-                "authorization",
-                format!("Bearer {}", token.access_token.expose()),
-            )?;
+        if let Some(credential) = &ctx.credential {
+            upstream.insert_header("authorization", format!("Bearer {}", credential.bearer()))?;
         }
         upstream.insert_header("host", self.api.host_header())?;
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
@@ -244,7 +420,7 @@ impl ProxyHttp for EgressProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut ResponseHeader,
         ctx: &mut EgressCtx,
     ) -> Result<()> {
@@ -256,13 +432,29 @@ impl ProxyHttp for EgressProxy {
                 .observe(at.elapsed().as_secs_f64());
         }
         match upstream.status.as_u16() {
-            401 => {
-                // Spotify no longer takes this token (revoked, clock skew): fetch a new one
-                // for the next call.
-                if let Some(token) = &ctx.token {
-                    self.gw.app_tokens.invalidate(token);
+            // Spotify no longer takes this token (revoked, expired early, clock skew).
+            401 => match &ctx.credential {
+                Some(Credential::App(grant)) => self.gw.app_tokens.invalidate(grant),
+                Some(Credential::User {
+                    session: user,
+                    token,
+                }) => {
+                    user.token_rejected(token);
+                    // Refresh and send the call once more, unless its body can no longer be
+                    // replayed; then the 401 goes to the caller and the next call refreshes.
+                    if !ctx.retried_401 && !session.as_ref().retry_buffer_truncated() {
+                        ctx.retried_401 = true;
+                        ctx.retry_with_new_token = true;
+                        let mut e = Error::explain(
+                            ErrorType::HTTPStatus(401),
+                            "Spotify refused the user's token; refreshing and retrying once",
+                        );
+                        e.set_retry(true);
+                        return Err(e);
+                    }
                 }
-            }
+                None => {}
+            },
             429 => self.gw.metrics.spotify_rate_limited.inc(),
             _ => {}
         }
@@ -279,12 +471,44 @@ impl ProxyHttp for EgressProxy {
         Ok(())
     }
 
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut EgressCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.retry_with_new_token {
+            // Our own 401 retry: Spotify refused the credentials before acting on the call.
+            e.set_retry(true);
+        } else if !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         ctx: &mut EgressCtx,
     ) -> FailToProxy {
+        if let Some(answer) = ctx.local_answer.take() {
+            let status = answer.status;
+            if let Err(err) = write_local(session, ctx, answer).await {
+                tracing::debug!(error = %err, "could not write the error answer");
+            }
+            return FailToProxy {
+                error_code: status,
+                can_reuse_downstream: false,
+            };
+        }
         let code = super::error_status(e);
         if code > 0 {
             let message = if code == 502 {

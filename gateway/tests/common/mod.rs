@@ -40,6 +40,8 @@ pub struct Ports {
     pub public: u16,
     pub egress: u16,
     pub admin: u16,
+    /// The internal app behind the public listener.
+    pub app: u16,
 }
 
 impl Ports {
@@ -48,6 +50,7 @@ impl Ports {
             public: free_port(),
             egress: free_port(),
             admin: free_port(),
+            app: free_port(),
         }
     }
 }
@@ -67,7 +70,7 @@ client_id = "{CLIENT_ID}"
 client_secret_env = "TEST_CLIENT_SECRET"
 flow = "authorization_code"
 redirect_uri = "http://127.0.0.1:{public}/auth/callback"
-scopes = ["user-read-private", "user-read-email"]
+scopes = ["user-read-private", "user-read-email", "user-read-currently-playing", "playlist-read-private"]
 accounts_url = "{spotify_base}"
 api_url = "{spotify_base}"
 
@@ -81,6 +84,10 @@ threads = 2
 grace_period = "1s"
 log_level = "info"
 
+[upstream]
+url = "http://127.0.0.1:{app}"
+public_paths = ["/public/"]
+
 [session]
 secret_env = "TEST_SESSION_SECRET"
 
@@ -93,6 +100,7 @@ app_token = true
         public = ports.public,
         egress = ports.egress,
         admin = ports.admin,
+        app = ports.app,
     );
     for (from, to) in replace {
         assert!(text.contains(from), "config template has no {from:?}");
@@ -295,4 +303,123 @@ pub async fn raw_request(port: u16, request: &str) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, text)
+}
+
+/// The internal app for tests: answers every request with what it received, as JSON
+/// `{"method","path","headers":{name: value}}`.
+pub async fn start_echo_app(port: u16) -> tokio::task::JoinHandle<()> {
+    use axum::http::{HeaderMap, Method, Uri};
+    async fn echo(method: Method, uri: Uri, headers: HeaderMap) -> axum::Json<Value> {
+        let mut map = serde_json::Map::new();
+        for (name, value) in &headers {
+            let value = value.to_str().unwrap_or("<binary>").to_string();
+            map.entry(name.as_str().to_string())
+                .and_modify(|v| {
+                    *v = Value::String(format!("{}, {value}", v.as_str().unwrap_or("")))
+                })
+                .or_insert(Value::String(value));
+        }
+        axum::Json(serde_json::json!({
+            "method": method.as_str(),
+            "path": uri.to_string(),
+            "headers": map,
+        }))
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind echo app");
+    let router = axum::Router::new().fallback(echo);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    })
+}
+
+/// A browser-like client: a cookie jar and no automatic redirects.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+pub fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The steps of a login, kept so tests can replay or tamper with them.
+pub struct LoginTrip {
+    pub authorize_url: String,
+    pub callback_url: String,
+    /// Where the gateway sent the browser after the callback.
+    pub landed: String,
+    pub set_cookies: Vec<String>,
+}
+
+/// Logs `user` in through the gateway's public listener with `browser`, approving at the mock.
+pub async fn login(
+    browser: &reqwest::Client,
+    gw: &Gateway,
+    user: &str,
+    return_to: &str,
+) -> LoginTrip {
+    let resp = browser
+        .get(format!("{}/auth/login", gw.public_url()))
+        .query(&[("return_to", return_to)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 302, "login should redirect to Spotify");
+    let authorize_url = location(&resp);
+    let resp = browser
+        .get(format!(
+            "{authorize_url}&mock_user={user}&mock_decision=approve"
+        ))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(
+        resp.status(),
+        302,
+        "mock authorize: {:?}",
+        resp.text().await
+    );
+    let callback_url = location(&resp);
+    assert!(callback_url.contains("code="), "{callback_url}");
+    let resp = browser.get(&callback_url).send().await.expect("callback");
+    let status = resp.status();
+    let landed = location(&resp);
+    let set_cookies = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        status,
+        302,
+        "callback: {}",
+        resp.text().await.unwrap_or_default()
+    );
+    LoginTrip {
+        authorize_url,
+        callback_url,
+        landed,
+        set_cookies,
+    }
+}
+
+/// What the internal app received for a request through the public listener.
+pub async fn via_public(browser: &reqwest::Client, gw: &Gateway, path: &str) -> (u16, Value) {
+    let resp = browser
+        .get(format!("{}{path}", gw.public_url()))
+        .send()
+        .await
+        .expect("public");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
 }

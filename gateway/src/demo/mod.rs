@@ -1,15 +1,19 @@
 //! `spotify-gateway demo`: the embedded mock Spotify, the gateway wired to it and a tiny sample
 //! app, all on loopback, with nothing to set up.
 
+pub mod sample_app;
+
 use std::net::SocketAddr;
 
 use crate::config::Config;
 use crate::{logging, server};
 
 /// The demo's config, shipped as `config/demo.toml` (CI checks it like any other).
-const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+const DEMO_CONFIG: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml"));
 /// Where the demo's mock Spotify listens (DESIGN.md).
 const MOCK_ADDR: &str = "127.0.0.1:8900";
+/// Where the demo's sample app listens (DESIGN.md).
+const APP_ADDR: &str = "127.0.0.1:3000";
 
 pub fn run() -> std::io::Result<()> {
     let config = Config::parse(DEMO_CONFIG, "config/demo.toml (built in)", &|_| None)
@@ -17,25 +21,30 @@ pub fn run() -> std::io::Result<()> {
     logging::init(config.server.log_format, &config.server.log_level);
 
     let mock_addr: SocketAddr = MOCK_ADDR.parse().map_err(std::io::Error::other)?;
+    let app_addr: SocketAddr = APP_ADDR.parse().map_err(std::io::Error::other)?;
+    let egress = config.listen.egress;
     let side = side_runtime()?;
     side.block_on(async {
-        let listener = tokio::net::TcpListener::bind(mock_addr).await?;
+        let mock = bind(mock_addr, "the mock Spotify").await?;
+        let app = bind(app_addr, "the sample app").await?;
         tokio::spawn(mock_spotify::serve(
-            listener,
+            mock,
             mock_spotify::MockConfig::default(),
         ));
+        tokio::spawn(sample_app::serve(app, egress));
         Ok::<_, std::io::Error>(())
     })?;
-    // The side runtime serves the mock for the life of the process.
+    // The side runtime serves the mock and the sample app for the life of the process.
     std::mem::forget(side);
 
     println!(
         "spotify-gateway demo\n\
-         \x20 mock Spotify     http://{MOCK_ADDR}\n\
+         \x20 open             http://{public}/   (sign in as Alice or Bob at the mock Spotify)\n\
          \x20 egress (apps)    http://{egress}   try: curl 'http://{egress}/v1/search?q=abba&type=track'\n\
          \x20 metrics          http://{admin}/metrics\n\
+         \x20 mock Spotify     http://{MOCK_ADDR}   sample app http://{APP_ADDR} (behind the gateway)\n\
          Ctrl-C to stop.",
-        egress = config.listen.egress,
+        public = config.listen.public,
         admin = config.listen.admin,
     );
     server::run(config)
@@ -59,4 +68,10 @@ fn side_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .thread_name("demo-side")
         .enable_all()
         .build()
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{what} cannot listen on {addr}: {e}")))
 }

@@ -1,0 +1,552 @@
+//! User sessions: pending logins, the sealed session cookie, session records with the user's
+//! tokens, and the one-at-a-time refresh of those tokens.
+//!
+//! The cookie holds only the sealed session id. The store holds records under a keyed hash of
+//! that id, each record sealed as a whole (tokens included), so neither a stolen cookie jar
+//! entry nor a stolen store file is readable, and a store file alone opens no session.
+//! Records are cached in memory (moka) in front of the store.
+
+pub mod crypto;
+pub mod store;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::metrics::Metrics;
+use crate::oauth::{now_ms, TokenEndpoint, TokenError};
+use crate::secret::Secret;
+use crate::tokens::is_fresh;
+use crypto::{Keyring, Purpose};
+use store::{Namespace, Store, StoreError};
+
+/// A login must come back from Spotify within this time (issue: state expires in 10 min).
+pub const LOGIN_TTL: Duration = Duration::from_secs(600);
+
+/// Sessions kept in memory per replica; beyond this the least used are re-read from the store.
+const CACHE_CAPACITY: u64 = 200_000;
+/// An idle session leaves the memory cache after this long (it stays in the store).
+const CACHE_IDLE: Duration = Duration::from_secs(15 * 60);
+
+mod exposed {
+    //! Stored records keep real token values (the whole record is sealed before storing).
+    use crate::secret::Secret;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.expose())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Secret, D::Error> {
+        String::deserialize(de).map(Secret::runtime)
+    }
+    pub mod opt {
+        use super::*;
+        pub fn serialize<S: Serializer>(s: &Option<Secret>, ser: S) -> Result<S::Ok, S::Error> {
+            match s {
+                Some(s) => ser.serialize_some(s.expose()),
+                None => ser.serialize_none(),
+            }
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Secret>, D::Error> {
+            Option::<String>::deserialize(de).map(|o| o.map(Secret::runtime))
+        }
+    }
+}
+
+/// A session as stored (sealed) and cached.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub user_id: String,
+    pub display_name: Option<String>,
+    pub scopes: Vec<String>,
+    #[serde(with = "exposed")]
+    pub access_token: Secret,
+    pub access_expires_at_ms: u64,
+    pub access_lifetime_ms: u64,
+    #[serde(with = "exposed")]
+    pub refresh_token: Secret,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+}
+
+/// A login between `/auth/login` and `/auth/callback`.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingLogin {
+    return_to: String,
+    #[serde(with = "exposed::opt")]
+    pkce_verifier: Option<Secret>,
+}
+
+/// A session in this replica's memory.
+pub struct LiveSession {
+    /// Store key (keyed hash of the session id).
+    pub key: String,
+    record: RwLock<SessionRecord>,
+    /// Held by the one request that refreshes this session's token.
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl LiveSession {
+    pub fn record(&self) -> SessionRecord {
+        self.record
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn user_id(&self) -> String {
+        self.record
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .user_id
+            .clone()
+    }
+
+    fn is_expired(&self) -> bool {
+        self.record
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .expires_at_ms
+            <= now_ms()
+    }
+
+    /// The access token while it is fresh.
+    fn usable_token(&self) -> Option<Secret> {
+        let r = self.record.read().unwrap_or_else(|p| p.into_inner());
+        is_fresh(
+            r.access_expires_at_ms,
+            Duration::from_millis(r.access_lifetime_ms),
+        )
+        .then(|| r.access_token.clone())
+    }
+
+    /// Spotify answered 401 to `token`: treat it as expired so the next use refreshes. A
+    /// token that was already replaced by a refresh is left alone.
+    pub fn token_rejected(&self, token: &Secret) {
+        let mut r = self.record.write().unwrap_or_else(|p| p.into_inner());
+        if r.access_token == *token {
+            r.access_expires_at_ms = 0;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The session is gone (logged out, expired, refresh token revoked): log in again.
+    #[error("the session has ended; log in again")]
+    Ended,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Token(TokenError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("the login cookie is missing or invalid: the login expired or was started in another browser")]
+    NoLoginCookie,
+    #[error("the state does not match this browser's login")]
+    StateMismatch,
+    #[error("the login is unknown, expired or already completed")]
+    UnknownState,
+    #[error("the user declined access")]
+    Denied,
+    #[error("Spotify returned an error: {0}")]
+    Provider(String),
+    #[error("the callback has neither a code nor an error")]
+    MissingCode,
+    #[error("Spotify refused the authorization code")]
+    CodeRefused,
+    #[error(transparent)]
+    Token(TokenError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the callback hands back on success.
+pub struct NewSession {
+    /// Value for the session cookie (sealed session id).
+    pub cookie_value: String,
+    pub return_to: String,
+    pub user_id: String,
+}
+
+pub struct Sessions {
+    store: Arc<dyn Store>,
+    keys: Keyring,
+    cache: moka::future::Cache<String, Arc<LiveSession>>,
+    endpoint: Arc<TokenEndpoint>,
+    lifetime: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Sessions {
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Keyring,
+        endpoint: Arc<TokenEndpoint>,
+        lifetime: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Sessions {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(CACHE_CAPACITY)
+            .time_to_idle(CACHE_IDLE)
+            .build();
+        Sessions {
+            store,
+            keys,
+            cache,
+            endpoint,
+            lifetime,
+            metrics,
+        }
+    }
+
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn store_error(&self, e: StoreError) -> StoreError {
+        self.metrics
+            .store_errors
+            .with_label_values(&[self.store.backend()])
+            .inc();
+        tracing::error!(error = %e, "session store operation failed");
+        e
+    }
+
+    // -- login ---------------------------------------------------------------------------------
+
+    /// Starts a login: remembers it under its state and returns the authorize URL and the
+    /// value of the login cookie that binds the state to this browser.
+    pub async fn begin_login(&self, return_to: String) -> Result<(String, String), StoreError> {
+        let req = self.endpoint.authorize(self.endpoint.scopes());
+        let pending = PendingLogin {
+            return_to,
+            pkce_verifier: req.pkce_verifier.map(Secret::runtime),
+        };
+        let key = self.keys.index_key("state", &req.state);
+        let plain = serde_json::to_vec(&pending).map_err(|e| StoreError {
+            backend: self.store.backend(),
+            op: "encode",
+            detail: e.to_string(),
+        })?;
+        let sealed = self
+            .keys
+            .seal(Purpose::StoredRecord, key.as_bytes(), &plain);
+        self.store
+            .put(Namespace::Pending, &key, sealed.into_bytes(), LOGIN_TTL)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let cookie = self
+            .keys
+            .seal(Purpose::LoginCookie, b"", req.state.as_bytes());
+        Ok((req.url.to_string(), cookie))
+    }
+
+    /// Completes a login from the callback. The state must match the browser's login cookie
+    /// and a pending login, which is consumed: a replayed callback finds nothing.
+    pub async fn finish_login(
+        &self,
+        login_cookie: Option<&str>,
+        state: Option<&str>,
+        code: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<NewSession, LoginError> {
+        let cookie_state = login_cookie
+            .and_then(|c| self.keys.open(Purpose::LoginCookie, b"", c))
+            .ok_or(LoginError::NoLoginCookie)?;
+        let state = state.ok_or(LoginError::StateMismatch)?;
+        if !bool::from(cookie_state.ct_eq(state.as_bytes())) {
+            return Err(LoginError::StateMismatch);
+        }
+        let key = self.keys.index_key("state", state);
+        let raw = self
+            .store
+            .take(Namespace::Pending, &key)
+            .await
+            .map_err(|e| self.store_error(e))?
+            .ok_or(LoginError::UnknownState)?;
+        let pending: PendingLogin = self
+            .open_record(&key, &raw)
+            .ok_or(LoginError::UnknownState)?;
+
+        if let Some(error) = error {
+            return Err(if error == "access_denied" {
+                LoginError::Denied
+            } else {
+                LoginError::Provider(sanitize_code(error))
+            });
+        }
+        let code = code
+            .filter(|c| !c.is_empty())
+            .ok_or(LoginError::MissingCode)?;
+        let verifier = pending.pkce_verifier.map(|v| v.expose().to_string());
+        let grant = self
+            .endpoint
+            .exchange_code(code.to_string(), verifier)
+            .await
+            .map_err(|e| match e {
+                TokenError::InvalidGrant => LoginError::CodeRefused,
+                other => LoginError::Token(other),
+            })?;
+        let refresh_token = grant
+            .refresh_token
+            .clone()
+            .ok_or_else(|| LoginError::Provider("no refresh token in the token answer".into()))?;
+        let profile = self
+            .endpoint
+            .profile(&grant.access_token)
+            .await
+            .map_err(LoginError::Token)?;
+
+        let sid = crypto::random_id();
+        let now = now_ms();
+        let record = SessionRecord {
+            user_id: profile.id,
+            display_name: profile.display_name,
+            scopes: grant.scopes.clone(),
+            access_token: grant.access_token.clone(),
+            access_expires_at_ms: grant.expires_at_ms,
+            access_lifetime_ms: grant.lifetime.as_millis() as u64,
+            refresh_token,
+            created_at_ms: now,
+            expires_at_ms: now + self.lifetime.as_millis() as u64,
+        };
+        let key = self.keys.index_key("session", &sid);
+        self.persist(&key, &record).await?;
+        self.store
+            .put(
+                Namespace::UserIndex,
+                &record.user_id,
+                key.clone().into_bytes(),
+                self.lifetime,
+            )
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let user_id = record.user_id.clone();
+        self.cache
+            .insert(key.clone(), Arc::new(live(key, record)))
+            .await;
+        Ok(NewSession {
+            cookie_value: self.keys.seal(Purpose::SessionCookie, b"", sid.as_bytes()),
+            return_to: pending.return_to,
+            user_id,
+        })
+    }
+
+    // -- lookup --------------------------------------------------------------------------------
+
+    /// The session a cookie value names, if it is valid and alive.
+    pub async fn by_cookie(&self, cookie: &str) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        let Some(sid) = self.keys.open(Purpose::SessionCookie, b"", cookie) else {
+            return Ok(None);
+        };
+        let Ok(sid) = String::from_utf8(sid) else {
+            return Ok(None);
+        };
+        let key = self.keys.index_key("session", &sid);
+        if let Some(found) = self.by_key(&key).await? {
+            return Ok(Some(found));
+        }
+        // Written before a secret rotation?
+        match self.keys.previous_index_key("session", &sid) {
+            Some(old) => self.by_key(&old).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The session stored under `key` (memory first, then the store).
+    pub async fn by_key(&self, key: &str) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        if let Some(s) = self.cache.get(key).await {
+            if !s.is_expired() {
+                return Ok(Some(s));
+            }
+            self.cache.invalidate(key).await;
+            return Ok(None);
+        }
+        let raw = self
+            .store
+            .get(Namespace::Session, key)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let Some(record) = raw.and_then(|raw| self.open_record::<SessionRecord>(key, &raw)) else {
+            return Ok(None);
+        };
+        if record.expires_at_ms <= now_ms() {
+            return Ok(None);
+        }
+        let session = Arc::new(live(key.to_string(), record));
+        // Two concurrent misses may both load; either copy is the stored one.
+        let entry = self
+            .cache
+            .entry(key.to_string())
+            .or_insert(session)
+            .await
+            .into_value();
+        Ok(Some(entry))
+    }
+
+    /// The latest session of a user (trusted-header mode).
+    pub async fn by_user_id(&self, user_id: &str) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        let key = self
+            .store
+            .get(Namespace::UserIndex, user_id)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        match key.and_then(|k| String::from_utf8(k).ok()) {
+            Some(key) => self.by_key(&key).await,
+            None => Ok(None),
+        }
+    }
+
+    // -- tokens --------------------------------------------------------------------------------
+
+    /// A usable access token for the session: the cached one while fresh, else a refreshed
+    /// one. Only one request per session refreshes; the others wait and use its result.
+    pub async fn access_token(&self, session: &LiveSession) -> Result<Secret, SessionError> {
+        if let Some(token) = session.usable_token() {
+            self.metrics.token_cache.with_label_values(&["hit"]).inc();
+            return Ok(token);
+        }
+        self.metrics.token_cache.with_label_values(&["miss"]).inc();
+        let _refreshing = session.refresh.lock().await;
+        // Whoever held the lock before us may have refreshed already.
+        if let Some(token) = session.usable_token() {
+            return Ok(token);
+        }
+        if session.is_expired() {
+            return Err(SessionError::Ended);
+        }
+        let refresh_token = session.record().refresh_token;
+        match self.endpoint.refresh(&refresh_token).await {
+            Ok(grant) => {
+                self.metrics
+                    .token_refreshes
+                    .with_label_values(&["ok"])
+                    .inc();
+                let updated = {
+                    let mut r = session.record.write().unwrap_or_else(|p| p.into_inner());
+                    r.access_token = grant.access_token.clone();
+                    r.access_expires_at_ms = grant.expires_at_ms;
+                    r.access_lifetime_ms = grant.lifetime.as_millis() as u64;
+                    // Spotify may omit the refresh token: keep the old one. Under PKCE it
+                    // rotates and the old one is already dead, so the new one must be kept.
+                    if let Some(rt) = grant.refresh_token {
+                        r.refresh_token = rt;
+                    }
+                    if !grant.scopes.is_empty() {
+                        r.scopes = grant.scopes;
+                    }
+                    r.clone()
+                };
+                // If the store is down the refreshed record still lives in memory; the error
+                // is counted and logged by `persist`.
+                let _ = self.persist(&session.key, &updated).await;
+                tracing::debug!("refreshed a user token");
+                Ok(grant.access_token)
+            }
+            Err(TokenError::InvalidGrant) => {
+                self.metrics
+                    .token_refreshes
+                    .with_label_values(&["invalid_grant"])
+                    .inc();
+                tracing::info!("refresh token refused (invalid_grant): ending the session");
+                // Best effort: the cache entry is gone either way.
+                let _ = self.end(&session.key).await;
+                Err(SessionError::Ended)
+            }
+            Err(e) => {
+                self.metrics
+                    .token_refreshes
+                    .with_label_values(&["transient"])
+                    .inc();
+                tracing::warn!(error = %e, "token refresh failed; the session is kept");
+                Err(SessionError::Token(e))
+            }
+        }
+    }
+
+    /// Ends a session everywhere this replica knows of (logout, revoked refresh token).
+    pub async fn end(&self, key: &str) -> Result<(), StoreError> {
+        let cached = self.cache.remove(key).await;
+        let result = self.store.delete(Namespace::Session, key).await;
+        if let Some(s) = cached {
+            let user = s.user_id();
+            // Only drop the index when it still points at this session.
+            if let Ok(Some(k)) = self.store.get(Namespace::UserIndex, &user).await {
+                if k == key.as_bytes() {
+                    let _ = self.store.delete(Namespace::UserIndex, &user).await;
+                }
+            }
+        }
+        result.map(|_| ()).map_err(|e| self.store_error(e))
+    }
+
+    /// Removes expired records from the store and updates the active-session gauge.
+    pub async fn housekeeping(&self) {
+        match self.store.purge_expired().await {
+            Ok(n) if n > 0 => tracing::debug!(purged = n, "removed expired sessions and logins"),
+            Ok(_) => {}
+            Err(e) => {
+                self.store_error(e);
+            }
+        }
+        self.cache.run_pending_tasks().await;
+        match self.store.count(Namespace::Session).await {
+            Ok(n) => self.metrics.active_sessions.set(n as i64),
+            Err(e) => {
+                self.store_error(e);
+            }
+        }
+    }
+
+    // -- records -------------------------------------------------------------------------------
+
+    async fn persist(&self, key: &str, record: &SessionRecord) -> Result<(), StoreError> {
+        let plain = serde_json::to_vec(record).map_err(|e| StoreError {
+            backend: self.store.backend(),
+            op: "encode",
+            detail: e.to_string(),
+        })?;
+        let sealed = self
+            .keys
+            .seal(Purpose::StoredRecord, key.as_bytes(), &plain);
+        let ttl = Duration::from_millis(record.expires_at_ms.saturating_sub(now_ms()));
+        self.store
+            .put(Namespace::Session, key, sealed.into_bytes(), ttl)
+            .await
+            .map_err(|e| self.store_error(e))
+    }
+
+    fn open_record<T: serde::de::DeserializeOwned>(&self, key: &str, raw: &[u8]) -> Option<T> {
+        let sealed = std::str::from_utf8(raw).ok()?;
+        let plain = self
+            .keys
+            .open(Purpose::StoredRecord, key.as_bytes(), sealed)?;
+        serde_json::from_slice(&plain).ok()
+    }
+}
+
+fn live(key: String, record: SessionRecord) -> LiveSession {
+    LiveSession {
+        key,
+        record: RwLock::new(record),
+        refresh: tokio::sync::Mutex::new(()),
+    }
+}
+
+/// An OAuth error code from a query string, reduced to the characters RFC 6749 §4.1.2.1
+/// allows, so it can be shown and logged without injecting anything.
+fn sanitize_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect()
+}
