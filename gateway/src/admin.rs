@@ -30,6 +30,39 @@ fn text(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
         .unwrap_or_else(|_| Response::new(Vec::new()))
 }
 
+/// `/readyz` waits no longer than this for the store to answer.
+const STORE_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl AdminApp {
+    async fn readyz(&self) -> Response<Vec<u8>> {
+        const PLAIN: &str = "text/plain; charset=utf-8";
+        if self.gw.is_shutting_down() {
+            return text(503, PLAIN, b"shutting down\n".to_vec());
+        }
+        if !self.gw.is_serving() {
+            return text(503, PLAIN, b"starting\n".to_vec());
+        }
+        let store = self.gw.sessions.store();
+        match tokio::time::timeout(STORE_PING_TIMEOUT, store.ping()).await {
+            Ok(Ok(())) => text(200, PLAIN, b"ready\n".to_vec()),
+            Ok(Err(e)) => text(
+                503,
+                PLAIN,
+                format!("session store unavailable: {e}\n").into_bytes(),
+            ),
+            Err(_) => text(
+                503,
+                PLAIN,
+                format!(
+                    "session store ({}) did not answer in time\n",
+                    store.backend()
+                )
+                .into_bytes(),
+            ),
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -45,17 +78,7 @@ impl ServeHttp for AdminApp {
                 self.gw.metrics.render(),
             ),
             "/healthz" => text(200, "text/plain; charset=utf-8", b"ok\n".to_vec()),
-            "/readyz" => {
-                if self.gw.is_shutting_down() {
-                    text(
-                        503,
-                        "text/plain; charset=utf-8",
-                        b"shutting down\n".to_vec(),
-                    )
-                } else {
-                    text(200, "text/plain; charset=utf-8", b"ready\n".to_vec())
-                }
-            }
+            "/readyz" => self.readyz().await,
             _ => text(404, "text/plain; charset=utf-8", b"not found\n".to_vec()),
         };
         self.gw

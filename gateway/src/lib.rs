@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod pages;
 pub mod proxy;
+pub mod runtime;
 pub mod secret;
 pub mod server;
 pub mod session;

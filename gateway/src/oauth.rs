@@ -1,11 +1,8 @@
 //! Spotify's accounts service: the authorize URL and the token endpoint (RFC 6749), through the
 //! `oauth2` crate.
 //!
-//! Every token-endpoint call runs on one dedicated runtime. A `reqwest::Client`'s pooled
-//! connections belong to the runtime that created them, and pingora gives each listener its own
-//! runtime; sharing one client across them hangs or fails with "dispatch task is gone"
-//! (seanmonstar/reqwest#1148). So the client lives on the `token-client` runtime and callers
-//! await a task spawned there.
+//! Every token-endpoint call runs on the process-wide I/O runtime (see `runtime`), where the
+//! reqwest client's connections live.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -125,7 +122,7 @@ impl TokenEndpoint {
             .join("v1/me")
             .map_err(|e| std::io::Error::other(format!("spotify.api_url: {e}")))?;
         Ok(TokenEndpoint {
-            home: token_runtime()?,
+            home: crate::runtime::io_home()?,
             me_url,
             http,
             login,
@@ -316,19 +313,4 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// The process-wide runtime that owns token-endpoint connections.
-fn token_runtime() -> std::io::Result<Handle> {
-    static HOME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    if let Some(rt) = HOME.get() {
-        return Ok(rt.handle().clone());
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("token-client")
-        .enable_all()
-        .build()?;
-    // A concurrent caller may have won the race; either runtime is fine.
-    Ok(HOME.get_or_init(|| rt).handle().clone())
 }

@@ -74,6 +74,30 @@ pub fn build(gw: Arc<Gateway>) -> std::io::Result<Server> {
     Ok(server)
 }
 
+/// How long start-up may take to bind a listener before we log it.
+const BIND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn wait_until_accepting(addr: std::net::SocketAddr) {
+    let target = if addr.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        std::net::SocketAddr::new(loopback, addr.port())
+    } else {
+        addr
+    };
+    let started = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(target).await.is_err() {
+        if started.elapsed() > BIND_WAIT {
+            tracing::error!(%addr, "listener does not accept connections; /readyz stays failing");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// How often expired sessions and logins are removed from the store.
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -86,6 +110,13 @@ struct Lifecycle {
 #[async_trait]
 impl BackgroundService for Lifecycle {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        // pingora reports a listening service ready before it binds, so wait until the
+        // proxies accept connections before `/readyz` says so.
+        let listen = &self.gw.config.listen;
+        for addr in [listen.public, listen.egress] {
+            wait_until_accepting(addr).await;
+        }
+        self.gw.mark_listening();
         let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         while !*shutdown.borrow() {
             tokio::select! {

@@ -17,6 +17,8 @@ pub struct Gateway {
     pub token_endpoint: Arc<TokenEndpoint>,
     pub app_tokens: AppTokens,
     pub sessions: Sessions,
+    /// Set once the public and egress listeners accept connections.
+    listening: AtomicBool,
     /// Set when SIGTERM arrives: `/readyz` fails from then on.
     shutting_down: AtomicBool,
 }
@@ -44,6 +46,7 @@ impl Gateway {
             token_endpoint,
             app_tokens,
             sessions,
+            listening: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }))
     }
@@ -57,6 +60,15 @@ impl Gateway {
             url.query_pairs_mut().append_pair("return_to", r);
         }
         url.to_string()
+    }
+
+    pub fn mark_listening(&self) {
+        self.listening.store(true, Ordering::SeqCst);
+    }
+
+    /// Listening, not shutting down; the store is checked separately.
+    pub fn is_serving(&self) -> bool {
+        self.listening.load(Ordering::SeqCst) && !self.is_shutting_down()
     }
 
     pub fn begin_shutdown(&self) {

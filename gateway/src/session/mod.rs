@@ -7,6 +7,7 @@
 //! Records are cached in memory (moka) in front of the store.
 
 pub mod crypto;
+pub mod redis_store;
 pub mod store;
 
 use std::sync::{Arc, RwLock};
@@ -24,6 +25,13 @@ use store::{Namespace, Store, StoreError};
 
 /// A login must come back from Spotify within this time (issue: state expires in 10 min).
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
+
+/// How long one replica may hold a user's refresh lock. Longer than a token request may take
+/// (10 s), so a slow refresh never overlaps another replica's: under PKCE a second refresh
+/// with the same token would revoke the session.
+const REFRESH_LOCK_TTL: Duration = Duration::from_secs(15);
+/// How often a replica waiting for another's refresh looks at the store.
+const REFRESH_POLL: Duration = Duration::from_millis(25);
 
 /// Sessions kept in memory per replica; beyond this the least used are re-read from the store.
 const CACHE_CAPACITY: u64 = 200_000;
@@ -68,6 +76,9 @@ pub struct SessionRecord {
     #[serde(with = "exposed")]
     pub refresh_token: Secret,
     pub created_at_ms: u64,
+    /// Last change (login or refresh): a replica adopts a stored record only if it is newer
+    /// than its own copy.
+    pub updated_at_ms: u64,
     pub expires_at_ms: u64,
 }
 
@@ -190,10 +201,27 @@ impl Sessions {
         lifetime: Duration,
         metrics: Arc<Metrics>,
     ) -> Sessions {
-        let cache = moka::future::Cache::builder()
+        let cache: moka::future::Cache<String, Arc<LiveSession>> = moka::future::Cache::builder()
             .max_capacity(CACHE_CAPACITY)
             .time_to_idle(CACHE_IDLE)
             .build();
+        if let Some(mut changes) = store.invalidations() {
+            let cache = cache.clone();
+            let forget = async move {
+                while let Some(change) = changes.recv().await {
+                    match change {
+                        store::Invalidation::Key(key) => cache.invalidate(&key).await,
+                        store::Invalidation::All => cache.invalidate_all(),
+                    }
+                }
+            };
+            match crate::runtime::io_home() {
+                Ok(home) => {
+                    home.spawn(forget);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot follow session invalidations"),
+            }
+        }
         Sessions {
             store,
             keys,
@@ -317,6 +345,7 @@ impl Sessions {
             access_lifetime_ms: grant.lifetime.as_millis() as u64,
             refresh_token,
             created_at_ms: now,
+            updated_at_ms: now,
             expires_at_ms: now + self.lifetime.as_millis() as u64,
         };
         let key = self.keys.index_key("session", &sid);
@@ -371,17 +400,9 @@ impl Sessions {
             self.cache.invalidate(key).await;
             return Ok(None);
         }
-        let raw = self
-            .store
-            .get(Namespace::Session, key)
-            .await
-            .map_err(|e| self.store_error(e))?;
-        let Some(record) = raw.and_then(|raw| self.open_record::<SessionRecord>(key, &raw)) else {
+        let Some(record) = self.load_record(key).await? else {
             return Ok(None);
         };
-        if record.expires_at_ms <= now_ms() {
-            return Ok(None);
-        }
         let session = Arc::new(live(key.to_string(), record));
         // Two concurrent misses may both load; either copy is the stored one.
         let entry = self
@@ -424,6 +445,60 @@ impl Sessions {
         if session.is_expired() {
             return Err(SessionError::Ended);
         }
+        // Across replicas: one holder of the store lock refreshes; the others wait for the
+        // record it stores.
+        let lock = format!("refresh:{}", session.key);
+        let owner = crypto::random_id();
+        let deadline = std::time::Instant::now() + REFRESH_LOCK_TTL + Duration::from_secs(2);
+        loop {
+            if self
+                .store
+                .lock(&lock, &owner, REFRESH_LOCK_TTL)
+                .await
+                .map_err(|e| self.store_error(e))?
+            {
+                let result = self.refresh_locked(session).await;
+                if let Err(e) = self.store.unlock(&lock, &owner).await {
+                    // The lock expires by itself.
+                    self.store_error(e);
+                }
+                return result;
+            }
+            tokio::time::sleep(REFRESH_POLL).await;
+            if let Some(token) = self.adopt_stored(session).await? {
+                return Ok(token);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(SessionError::Token(TokenError::Unavailable(
+                    "another replica holds the refresh lock".into(),
+                )));
+            }
+        }
+    }
+
+    /// Takes the stored record if it is newer than ours (another replica refreshed: the
+    /// re-read oauth2-proxy and Nango both had to add after races logged users out), and
+    /// returns its token if that is usable.
+    async fn adopt_stored(&self, session: &LiveSession) -> Result<Option<Secret>, SessionError> {
+        let Some(stored) = self.load_record(&session.key).await? else {
+            // Ended elsewhere (logout, revoked).
+            self.cache.invalidate(&session.key).await;
+            return Err(SessionError::Ended);
+        };
+        {
+            let mut local = session.record.write().unwrap_or_else(|p| p.into_inner());
+            if stored.updated_at_ms > local.updated_at_ms {
+                *local = stored;
+            }
+        }
+        Ok(session.usable_token())
+    }
+
+    /// The refresh itself, with this replica holding the store lock.
+    async fn refresh_locked(&self, session: &LiveSession) -> Result<Secret, SessionError> {
+        if let Some(token) = self.adopt_stored(session).await? {
+            return Ok(token);
+        }
         let refresh_token = session.record().refresh_token;
         match self.endpoint.refresh(&refresh_token).await {
             Ok(grant) => {
@@ -444,6 +519,7 @@ impl Sessions {
                     if !grant.scopes.is_empty() {
                         r.scopes = grant.scopes;
                     }
+                    r.updated_at_ms = now_ms().max(r.updated_at_ms + 1);
                     r.clone()
                 };
                 // If the store is down the refreshed record still lives in memory; the error
@@ -477,6 +553,11 @@ impl Sessions {
     pub async fn end(&self, key: &str) -> Result<(), StoreError> {
         let cached = self.cache.remove(key).await;
         let result = self.store.delete(Namespace::Session, key).await;
+        if result.is_ok() {
+            if let Err(e) = self.store.publish_invalidation(key).await {
+                self.store_error(e);
+            }
+        }
         if let Some(s) = cached {
             let user = s.user_id();
             // Only drop the index when it still points at this session.
@@ -523,6 +604,18 @@ impl Sessions {
             .put(Namespace::Session, key, sealed.into_bytes(), ttl)
             .await
             .map_err(|e| self.store_error(e))
+    }
+
+    /// The live stored session record under `key`, if any.
+    async fn load_record(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let raw = self
+            .store
+            .get(Namespace::Session, key)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        Ok(raw
+            .and_then(|raw| self.open_record::<SessionRecord>(key, &raw))
+            .filter(|r| r.expires_at_ms > now_ms()))
     }
 
     fn open_record<T: serde::de::DeserializeOwned>(&self, key: &str, raw: &[u8]) -> Option<T> {

@@ -37,6 +37,15 @@ impl Namespace {
     }
 }
 
+/// A change another replica made that this replica's memory cache must forget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// One session (store key) changed or ended.
+    Key(String),
+    /// Messages may have been missed (the subscription was down): forget everything.
+    All,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("session store ({backend}) failed to {op}: {detail}")]
 pub struct StoreError {
@@ -67,6 +76,25 @@ pub trait Store: Send + Sync {
     async fn count(&self, ns: Namespace) -> Result<usize, StoreError>;
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Takes the lock `name` for `ttl` unless another owner holds it; true when taken. A
+    /// single-process store needs no lock across processes (the caller also holds a local
+    /// one), so the default always succeeds.
+    async fn lock(&self, _name: &str, _owner: &str, _ttl: Duration) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Releases the lock `name` if `owner` still holds it.
+    async fn unlock(&self, _name: &str, _owner: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Tells other replicas to forget their cached copy of `key`.
+    async fn publish_invalidation(&self, _key: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Invalidations published by other replicas; `Some` once for a shared store.
+    fn invalidations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Invalidation>> {
+        None
+    }
 }
 
 /// Opens the configured backend.
@@ -74,11 +102,9 @@ pub fn open(cfg: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, StoreErr
     match cfg {
         crate::config::StoreConfig::Memory => Ok(Arc::new(MemoryStore::default())),
         crate::config::StoreConfig::File { path } => Ok(Arc::new(FileStore::open(path)?)),
-        crate::config::StoreConfig::Redis { .. } => Err(StoreError {
-            backend: "redis",
-            op: "open",
-            detail: "the redis backend is not available in this build yet; use \"file\"".into(),
-        }),
+        crate::config::StoreConfig::Redis { url } => {
+            Ok(Arc::new(super::redis_store::RedisStore::open(url)?))
+        }
     }
 }
 
@@ -334,110 +360,5 @@ impl Store for FileStore {
                 .map_err(|x| file_err("read")(&x))
         })
         .await
-    }
-}
-
-/// The same suite for every backend (issue: "the same store test suite runs against each").
-#[cfg(test)]
-pub(crate) mod suite {
-    use super::*;
-
-    pub async fn run(store: &dyn Store) {
-        let ns = Namespace::Session;
-        assert_eq!(store.get(ns, "a").await.unwrap(), None);
-        store
-            .put(ns, "a", b"one".to_vec(), Duration::from_secs(60))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.get(ns, "a").await.unwrap().as_deref(),
-            Some(&b"one"[..])
-        );
-        // Namespaces are separate.
-        assert_eq!(store.get(Namespace::Pending, "a").await.unwrap(), None);
-        // Overwrite.
-        store
-            .put(ns, "a", b"two".to_vec(), Duration::from_secs(60))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.get(ns, "a").await.unwrap().as_deref(),
-            Some(&b"two"[..])
-        );
-        assert_eq!(store.count(ns).await.unwrap(), 1);
-        // Take is single-use.
-        store
-            .put(
-                Namespace::Pending,
-                "s",
-                b"login".to_vec(),
-                Duration::from_secs(60),
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            store
-                .take(Namespace::Pending, "s")
-                .await
-                .unwrap()
-                .as_deref(),
-            Some(&b"login"[..])
-        );
-        assert_eq!(store.take(Namespace::Pending, "s").await.unwrap(), None);
-        // Delete.
-        assert!(store.delete(ns, "a").await.unwrap());
-        assert!(!store.delete(ns, "a").await.unwrap());
-        assert_eq!(store.get(ns, "a").await.unwrap(), None);
-        // Expiry: invisible at once, removed by purge.
-        store
-            .put(ns, "old", b"x".to_vec(), Duration::from_millis(0))
-            .await
-            .unwrap();
-        store
-            .put(ns, "live", b"y".to_vec(), Duration::from_secs(60))
-            .await
-            .unwrap();
-        assert_eq!(store.get(ns, "old").await.unwrap(), None);
-        assert_eq!(store.take(ns, "old").await.unwrap(), None);
-        store
-            .put(ns, "old2", b"x".to_vec(), Duration::from_millis(0))
-            .await
-            .unwrap();
-        assert!(store.purge_expired().await.unwrap() >= 1);
-        assert_eq!(store.count(ns).await.unwrap(), 1);
-        store.ping().await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn memory_backend() {
-        run(&MemoryStore::default()).await;
-    }
-
-    #[tokio::test]
-    async fn file_backend_and_it_survives_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("nested/store.redb");
-        {
-            let store = FileStore::open(&path).unwrap();
-            run(&store).await;
-            store
-                .put(
-                    Namespace::Session,
-                    "keep",
-                    b"v".to_vec(),
-                    Duration::from_secs(60),
-                )
-                .await
-                .unwrap();
-        }
-        let reopened = FileStore::open(&path).unwrap();
-        assert_eq!(
-            reopened
-                .get(Namespace::Session, "keep")
-                .await
-                .unwrap()
-                .as_deref(),
-            Some(&b"v"[..])
-        );
     }
 }

@@ -1,0 +1,272 @@
+//! The Redis (or Valkey) store, for several replicas sharing sessions.
+//!
+//! - Values are the same sealed bytes as in the file store; Redis expires them itself (PX).
+//! - Single-use logins use GETDEL; the refresh lock is `SET NX PX` with a random owner,
+//!   released by a script that deletes it only for that owner.
+//! - Cache consistency: `end()` of a session publishes its key on a channel; every replica
+//!   subscribes and drops its cached copy at once. When the subscription drops (Redis
+//!   restart, network) messages may be lost, so a replica forgets its whole cache when it
+//!   subscribes again. Pub/sub rather than a short cache TTL, because a TTL would stop calls
+//!   whose tokens are valid in memory as soon as Redis goes away, and the issue asks that
+//!   those keep working during an outage.
+//! - The connection manager and the subscriber live on the I/O runtime (`runtime`), and are
+//!   created lazily: a gateway starts (not ready) while Redis is down, and recovers by itself.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use super::store::{Invalidation, Namespace, Store, StoreError};
+use crate::secret::Secret;
+
+/// Every key the gateway writes starts with this, so a shared Redis stays tidy.
+const PREFIX: &str = "sgw";
+const INVALIDATION_CHANNEL: &str = "sgw:invalidate";
+/// Bounds for one Redis round trip; the hot path never waits longer on a dead Redis.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+const OP_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Wait between attempts to subscribe again.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(250);
+
+/// Deletes the lock only if the caller still owns it.
+const UNLOCK_SCRIPT: &str = r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0
+"#;
+
+pub struct RedisStore {
+    client: redis::Client,
+    conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    home: Handle,
+    invalidations: Mutex<Option<mpsc::UnboundedReceiver<Invalidation>>>,
+}
+
+fn err(op: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
+    move |e| StoreError {
+        backend: "redis",
+        op,
+        detail: e.to_string(),
+    }
+}
+
+fn key(ns: Namespace, key: &str) -> String {
+    format!("{PREFIX}:{}:{key}", ns.name())
+}
+
+impl RedisStore {
+    pub fn open(url: &Secret) -> Result<RedisStore, StoreError> {
+        // The URL may carry a password: never echo it in the error.
+        let client = redis::Client::open(url.expose()).map_err(|e| StoreError {
+            backend: "redis",
+            op: "open",
+            detail: format!("store.url is not a usable Redis URL ({:?})", e.kind()),
+        })?;
+        let home = crate::runtime::io_home().map_err(|e| err("open")(&e))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        home.spawn(subscribe_forever(client.clone(), tx));
+        Ok(RedisStore {
+            client,
+            conn: Arc::new(tokio::sync::OnceCell::new()),
+            home,
+            invalidations: Mutex::new(Some(rx)),
+        })
+    }
+
+    /// Runs a command on the I/O runtime with a connection, bounded by `OP_TIMEOUT`.
+    async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = redis::RedisResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let cell = self.conn.clone();
+        let client = self.client.clone();
+        let task = self.home.spawn(async move {
+            tokio::time::timeout(OP_TIMEOUT, async move {
+                let conn = cell
+                    .get_or_try_init(|| async {
+                        let config = ConnectionManagerConfig::new()
+                            .set_connection_timeout(CONNECT_TIMEOUT)
+                            .set_response_timeout(RESPONSE_TIMEOUT)
+                            .set_number_of_retries(1);
+                        client.get_connection_manager_with_config(config).await
+                    })
+                    .await?
+                    .clone();
+                f(conn).await
+            })
+            .await
+        });
+        match task.await {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(e))) => Err(err(op)(&e)),
+            Ok(Err(_elapsed)) => Err(err(op)(&"no answer from Redis in time")),
+            Err(join) => Err(err(op)(&join)),
+        }
+    }
+}
+
+/// Keeps one subscription to the invalidation channel alive, forever.
+async fn subscribe_forever(client: redis::Client, tx: mpsc::UnboundedSender<Invalidation>) {
+    loop {
+        if tx.is_closed() {
+            return;
+        }
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => {
+                if pubsub.subscribe(INVALIDATION_CHANNEL).await.is_ok() {
+                    // Anything published while we were not subscribed is lost.
+                    let _ = tx.send(Invalidation::All);
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        if let Ok(key) = msg.get_payload::<String>() {
+                            let _ = tx.send(Invalidation::Key(key));
+                        }
+                    }
+                    tracing::warn!("lost the Redis invalidation subscription; resubscribing");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot subscribe to Redis invalidations yet"),
+        }
+        tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn get(&self, ns: Namespace, k: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let k = key(ns, k);
+        self.run("read", move |mut c| async move { c.get(k).await })
+            .await
+    }
+
+    async fn put(
+        &self,
+        ns: Namespace,
+        k: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let k = key(ns, k);
+        let ms = ttl.as_millis().max(1) as u64;
+        self.run("write", move |mut c| async move {
+            c.pset_ex::<_, _, ()>(k, value, ms).await
+        })
+        .await
+    }
+
+    async fn delete(&self, ns: Namespace, k: &str) -> Result<bool, StoreError> {
+        let k = key(ns, k);
+        self.run("delete", move |mut c| async move {
+            c.del::<_, u64>(k).await.map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn take(&self, ns: Namespace, k: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let k = key(ns, k);
+        self.run("take", move |mut c| async move { c.get_del(k).await })
+            .await
+    }
+
+    async fn purge_expired(&self) -> Result<usize, StoreError> {
+        // Redis expires keys itself.
+        Ok(0)
+    }
+
+    async fn count(&self, ns: Namespace) -> Result<usize, StoreError> {
+        let pattern = key(ns, "*");
+        self.run("count", move |mut c| async move {
+            let mut n = 0;
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut c)
+                    .await?;
+                n += keys.len();
+                if next == 0 {
+                    return Ok(n);
+                }
+                cursor = next;
+            }
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run("ping", move |mut c| async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let k = format!("{PREFIX}:lock:{name}");
+        let owner = owner.to_string();
+        let ms = ttl.as_millis().max(1) as u64;
+        self.run("lock", move |mut c| async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&k)
+                .arg(&owner)
+                .arg("NX")
+                .arg("PX")
+                .arg(ms)
+                .query_async(&mut c)
+                .await?;
+            Ok(set.is_some())
+        })
+        .await
+    }
+
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let k = format!("{PREFIX}:lock:{name}");
+        let owner = owner.to_string();
+        self.run("unlock", move |mut c| async move {
+            redis::Script::new(UNLOCK_SCRIPT)
+                .key(k)
+                .arg(owner)
+                .invoke_async::<i64>(&mut c)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn publish_invalidation(&self, k: &str) -> Result<(), StoreError> {
+        let k = k.to_string();
+        self.run("publish", move |mut c| async move {
+            c.publish::<_, _, i64>(INVALIDATION_CHANNEL, k)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    fn invalidations(&self) -> Option<mpsc::UnboundedReceiver<Invalidation>> {
+        self.invalidations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+}

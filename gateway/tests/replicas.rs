@@ -1,0 +1,218 @@
+//! Several replicas on one real Redis: shared sessions, one refresh across replicas, logout
+//! seen everywhere, and a Redis outage.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+struct Cluster {
+    mock: MockSpotify,
+    redis: RedisServer,
+    replicas: Vec<Gateway>,
+    _app: tokio::task::JoinHandle<()>,
+}
+
+/// Three gateways with PKCE on one Redis; the mock knows replica 1's redirect URI, where
+/// logins go.
+async fn cluster() -> Cluster {
+    let redis = RedisServer::start().await;
+    let first = Ports::new();
+    let mock = MockSpotify::start(
+        start_addr(),
+        mock_config(first.public, Duration::from_secs(3600)),
+    )
+    .await
+    .expect("mock");
+    let app = start_echo_app(first.app).await;
+    let store = format!("backend = \"redis\"\nurl = \"{}\"", redis.url());
+    let mut replicas = Vec::new();
+    for i in 0..3 {
+        let mut ports = if i == 0 { first } else { Ports::new() };
+        ports.app = first.app;
+        let config = gateway_config(
+            ports,
+            &mock.base_url(),
+            &[
+                ("backend = \"memory\"", &store),
+                ("flow = \"authorization_code\"", "flow = \"pkce\""),
+            ],
+            "",
+        );
+        replicas.push(Gateway::start(ports, &config).await);
+    }
+    Cluster {
+        mock,
+        redis,
+        replicas,
+        _app: app,
+    }
+}
+
+async fn egress_status(gw: &Gateway, assertion: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{}/v1/me", gw.egress_url()))
+        .header("x-gateway-user", assertion)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+async fn assertion_via(b: &reqwest::Client, gw: &Gateway) -> String {
+    let (status, seen) = via_public(b, gw, "/app").await;
+    assert_eq!(status, 200, "{seen}");
+    seen["headers"]["x-gateway-user"]
+        .as_str()
+        .expect("assertion")
+        .to_string()
+}
+
+/// Logs in through replica 1 and returns a browser holding the session cookie.
+async fn logged_in(c: &Cluster, user: &str) -> reqwest::Client {
+    let b = browser();
+    login(&b, &c.replicas[0], user, "/").await;
+    b
+}
+
+/// The cookie jar is per host (127.0.0.1), not per port, so one browser reaches every replica
+/// with the same cookie, as behind one load-balanced hostname.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_on_one_replica_works_on_all() {
+    let c = cluster().await;
+    let b = logged_in(&c, "alice").await;
+    let assertion = assertion_via(&b, &c.replicas[0]).await;
+    for gw in &c.replicas[1..] {
+        let (status, info) = via_public(&b, gw, "/auth/userinfo").await;
+        assert_eq!(status, 200);
+        assert_eq!(info["user_id"], "alice");
+        assert_eq!(egress_status(gw, &assertion).await, 200);
+        // An assertion issued by this replica works on the others too.
+        let own = assertion_via(&b, gw).await;
+        assert_eq!(egress_status(&c.replicas[0], &own).await, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_pkce_token_and_300_calls_over_three_replicas_refresh_once() {
+    let c = cluster().await;
+    let b = logged_in(&c, "alice").await;
+    let assertion = assertion_via(&b, &c.replicas[0]).await;
+    // Every replica has the session (and its token) in memory.
+    for gw in &c.replicas {
+        assert_eq!(egress_status(gw, &assertion).await, 200);
+    }
+    mock_post(&c.mock, "/__mock/expire?user=alice", None).await;
+    let calls = (0..300).map(|i| egress_status(&c.replicas[i % 3], &assertion));
+    let statuses = futures::future::join_all(calls).await;
+    let failed: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
+    assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
+    assert_eq!(token_requests(&c.mock, "refresh_token").await, 1);
+    for gw in &c.replicas {
+        assert_eq!(
+            via_public(&b, gw, "/auth/userinfo").await.0,
+            200,
+            "session still valid"
+        );
+        assert_eq!(egress_status(gw, &assertion).await, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_on_one_replica_is_refused_on_another_within_a_second() {
+    let c = cluster().await;
+    let b = logged_in(&c, "alice").await;
+    let assertion = assertion_via(&b, &c.replicas[0]).await;
+    // Replica 3 holds the session in its memory cache.
+    assert_eq!(egress_status(&c.replicas[2], &assertion).await, 200);
+
+    let resp = b
+        .post(format!("{}/auth/logout", c.replicas[0].public_url()))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(resp.status(), 200);
+    let logged_out = Instant::now();
+    let deadline = logged_out + Duration::from_secs(1);
+    loop {
+        let status = egress_status(&c.replicas[2], &assertion).await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            Instant::now() < deadline,
+            "replica 3 still serves the session after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_keeps_cached_calls_working_and_loses_nothing() {
+    let mut c = cluster().await;
+    let alice = logged_in(&c, "alice").await;
+    let bob = logged_in(&c, "bob").await;
+    let alice_assertion = assertion_via(&alice, &c.replicas[0]).await;
+    let bob_assertion = assertion_via(&bob, &c.replicas[0]).await;
+    // Replica 2 has alice in memory; replica 3 has never seen bob.
+    assert_eq!(egress_status(&c.replicas[1], &alice_assertion).await, 200);
+
+    c.redis.stop();
+    for _ in 0..20 {
+        assert_eq!(egress_status(&c.replicas[1], &alice_assertion).await, 200);
+    }
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/me", c.replicas[2].egress_url()))
+        .header("x-gateway-user", &bob_assertion)
+        .send()
+        .await
+        .expect("egress");
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.expect("json");
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("session store is unavailable"),
+        "{message}"
+    );
+    let ready = reqwest::get(format!("{}/readyz", c.replicas[2].admin_url()))
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503);
+
+    c.redis.start_again().await;
+    // Everything comes back by itself: every replica reports ready again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for (i, gw) in c.replicas.iter().enumerate() {
+        loop {
+            let ready = reqwest::get(format!("{}/readyz", gw.admin_url()))
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            if ready == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {} did not recover",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(egress_status(&c.replicas[2], &bob_assertion).await, 200);
+    for gw in &c.replicas {
+        assert_eq!(
+            via_public(&alice, gw, "/auth/userinfo").await.0,
+            200,
+            "alice kept"
+        );
+        assert_eq!(
+            via_public(&bob, gw, "/auth/userinfo").await.0,
+            200,
+            "bob kept"
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! The same store suite against every backend: `memory`, `file` (redb) and `redis` (a real
+//! redis-server).
+
+mod common;
+
+use std::time::Duration;
+
+use spotify_gateway::secret::Secret;
+use spotify_gateway::session::redis_store::RedisStore;
+use spotify_gateway::session::store::{FileStore, Invalidation, MemoryStore, Namespace, Store};
+
+async fn suite(store: &dyn Store) {
+    let ns = Namespace::Session;
+    let minute = Duration::from_secs(60);
+    assert_eq!(store.get(ns, "a").await.unwrap(), None);
+    store.put(ns, "a", b"one".to_vec(), minute).await.unwrap();
+    assert_eq!(
+        store.get(ns, "a").await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+    assert_eq!(
+        store.get(Namespace::Pending, "a").await.unwrap(),
+        None,
+        "namespaces are apart"
+    );
+    store.put(ns, "a", b"two".to_vec(), minute).await.unwrap();
+    assert_eq!(
+        store.get(ns, "a").await.unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
+    assert_eq!(store.count(ns).await.unwrap(), 1);
+
+    // take is single-use, even under concurrency.
+    store
+        .put(Namespace::Pending, "s", b"login".to_vec(), minute)
+        .await
+        .unwrap();
+    let takes =
+        futures::future::join_all((0..8).map(|_| store.take(Namespace::Pending, "s"))).await;
+    let winners = takes
+        .into_iter()
+        .filter(|t| matches!(t, Ok(Some(_))))
+        .count();
+    assert_eq!(winners, 1);
+
+    assert!(store.delete(ns, "a").await.unwrap());
+    assert!(!store.delete(ns, "a").await.unwrap());
+    assert_eq!(store.get(ns, "a").await.unwrap(), None);
+
+    // Expiry: invisible at once, gone after purge (Redis expires by itself).
+    store
+        .put(ns, "old", b"x".to_vec(), Duration::from_millis(1))
+        .await
+        .unwrap();
+    store.put(ns, "live", b"y".to_vec(), minute).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(store.get(ns, "old").await.unwrap(), None);
+    assert_eq!(store.take(ns, "old").await.unwrap(), None);
+    store.purge_expired().await.unwrap();
+    assert_eq!(store.count(ns).await.unwrap(), 1);
+    store.ping().await.unwrap();
+
+    // Locks: always granted by single-process stores, exclusive by owner on a shared one.
+    assert!(store.lock("refresh:x", "owner-a", minute).await.unwrap());
+    let second = store.lock("refresh:x", "owner-b", minute).await.unwrap();
+    if store.backend() == "redis" {
+        assert!(!second, "held by owner-a");
+        store.unlock("refresh:x", "owner-b").await.unwrap();
+        assert!(
+            !store.lock("refresh:x", "owner-b", minute).await.unwrap(),
+            "not b's to release"
+        );
+        store.unlock("refresh:x", "owner-a").await.unwrap();
+        assert!(store.lock("refresh:x", "owner-b", minute).await.unwrap());
+        // A lock whose holder died expires.
+        assert!(store
+            .lock("refresh:y", "dead", Duration::from_millis(50))
+            .await
+            .unwrap());
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(store.lock("refresh:y", "alive", minute).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn memory_backend() {
+    suite(&MemoryStore::default()).await;
+}
+
+#[tokio::test]
+async fn file_backend_and_it_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/store.redb");
+    {
+        let store = FileStore::open(&path).unwrap();
+        suite(&store).await;
+        store
+            .put(
+                Namespace::Session,
+                "keep",
+                b"v".to_vec(),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+    }
+    let reopened = FileStore::open(&path).unwrap();
+    assert_eq!(
+        reopened
+            .get(Namespace::Session, "keep")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"v"[..])
+    );
+    // A second process cannot open the same file: redb locks it.
+    let again = FileStore::open(&path);
+    assert!(again.is_err(), "the file is held by `reopened`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_backend_and_invalidations() {
+    let redis = common::RedisServer::start().await;
+    let store = RedisStore::open(&Secret::runtime(redis.url())).unwrap();
+    let mut changes = store
+        .invalidations()
+        .expect("a shared store publishes invalidations");
+    // The subscription announces itself with `All` once it is up.
+    let first = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
+    assert_eq!(first.ok().flatten(), Some(Invalidation::All));
+    suite(&store).await;
+    store.publish_invalidation("session-key").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
+    assert_eq!(
+        got.ok().flatten(),
+        Some(Invalidation::Key("session-key".into()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_errors_are_clear_when_redis_is_down() {
+    let url = format!("redis://127.0.0.1:{}", common::free_port());
+    let store = RedisStore::open(&Secret::runtime(url)).unwrap();
+    let err = store.get(Namespace::Session, "a").await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("redis"), "{text}");
+    assert!(store.ping().await.is_err());
+}
