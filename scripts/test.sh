@@ -8,6 +8,8 @@ need=()
 command -v cmake >/dev/null || need+=(cmake)               # pingora's zlib-ng build
 command -v redis-server >/dev/null || need+=(redis-server) # store tests
 command -v promtool >/dev/null || need+=(prometheus)       # metrics exposition check
+command -v chromium >/dev/null || need+=(chromium fonts-liberation) # tests/browser.rs
+command -v chromedriver >/dev/null || need+=(chromium-driver) # WebDriver for tests/browser.rs
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -19,3 +21,5 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# Deployment artifacts: hadolint, Kubernetes schemas, promtool rules, dashboard metrics.
+./scripts/check-deploy.sh
