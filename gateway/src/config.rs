@@ -17,6 +17,10 @@ pub const CALLBACK_PATH: &str = "/auth/callback";
 
 /// Shortest accepted `session.secret`: it keys AES-256-GCM and HMAC-SHA256, so 32 bytes.
 const MIN_SESSION_SECRET_BYTES: usize = 32;
+/// The name the gateway's pages show when `server.app_name` is not set.
+pub const DEFAULT_APP_NAME: &str = "Spotify Gateway";
+/// Longest `server.app_name`: it is a page title and heading, not a paragraph.
+const MAX_APP_NAME_CHARS: usize = 60;
 
 // ---------------------------------------------------------------------------------------------
 // File format
@@ -86,6 +90,8 @@ struct FileServer {
     grace_period: Option<String>,
     log_format: Option<String>,
     log_level: Option<String>,
+    app_name: Option<String>,
+    log_user_id: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +148,10 @@ struct FileEgress {
     #[serde(default)]
     trust_user_header: bool,
     public_base_url: Option<String>,
+    connect_timeout: Option<String>,
+    read_timeout: Option<String>,
+    total_timeout: Option<String>,
+    max_retries: Option<u32>,
 }
 
 fn default_flow() -> String {
@@ -232,6 +242,10 @@ pub struct ServerSettings {
     pub grace_period: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// The name on the gateway's own pages (titles and headings).
+    pub app_name: String,
+    /// Put the Spotify user id in access log lines (personal data: off by default).
+    pub log_user_id: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -263,6 +277,17 @@ pub struct EgressConfig {
     pub app_token: bool,
     pub trust_user_header: bool,
     pub public_base_url: Url,
+    /// Connecting to Spotify.
+    #[serde(serialize_with = "ser_duration")]
+    pub connect_timeout: Duration,
+    /// Between two reads from Spotify.
+    #[serde(serialize_with = "ser_duration")]
+    pub read_timeout: Duration,
+    /// The whole call, retries and backoff included.
+    #[serde(serialize_with = "ser_duration")]
+    pub total_timeout: Duration,
+    /// Extra attempts for idempotent calls after a connection failure or a 502/503/504.
+    pub max_retries: u32,
 }
 
 impl Serialize for Secret {
@@ -688,6 +713,8 @@ impl Validator<'_> {
             grace_period,
             log_format,
             log_level,
+            app_name,
+            log_user_id,
         } = s;
         let threads = threads.unwrap_or(2);
         if !(1..=256).contains(&threads) {
@@ -715,11 +742,34 @@ impl Validator<'_> {
                 format!("{log_level:?} is not a level or filter such as \"info\" or \"debug\""),
             );
         }
+        let app_name = match app_name {
+            None => Some(DEFAULT_APP_NAME.to_string()),
+            Some(name) => {
+                let name = name.trim().to_string();
+                if name.is_empty()
+                    || name.chars().count() > MAX_APP_NAME_CHARS
+                    || name.chars().any(char::is_control)
+                {
+                    self.issue(
+                        "server.app_name",
+                        format!(
+                            "must be 1 to {MAX_APP_NAME_CHARS} characters without control \
+                             characters, such as \"Acme Music\""
+                        ),
+                    );
+                    None
+                } else {
+                    Some(name)
+                }
+            }
+        };
         Some(ServerSettings {
             threads,
             grace_period: grace_period?,
             log_format: log_format?,
             log_level,
+            app_name: app_name?,
+            log_user_id: log_user_id.unwrap_or(false),
         })
     }
 
@@ -887,7 +937,28 @@ impl Validator<'_> {
             app_token,
             trust_user_header,
             public_base_url,
+            connect_timeout,
+            read_timeout,
+            total_timeout,
+            max_retries,
         } = e;
+        let mut timeout = |key: &str, value: Option<String>, default: u64| match value {
+            None => Some(Duration::from_secs(default)),
+            Some(v) => match self.duration(key, &v) {
+                Some(d) if d.is_zero() => {
+                    self.issue(key, "must be longer than zero");
+                    None
+                }
+                d => d,
+            },
+        };
+        let connect_timeout = timeout("egress.connect_timeout", connect_timeout, 3);
+        let read_timeout = timeout("egress.read_timeout", read_timeout, 10);
+        let total_timeout = timeout("egress.total_timeout", total_timeout, 30);
+        let max_retries = max_retries.unwrap_or(2);
+        if max_retries > 10 {
+            self.issue("egress.max_retries", "at most 10");
+        }
         let public_base_url = match public_base_url {
             Some(u) => self.url("egress.public_base_url", &u)?,
             None => {
@@ -903,6 +974,10 @@ impl Validator<'_> {
             app_token,
             trust_user_header,
             public_base_url,
+            connect_timeout: connect_timeout?,
+            read_timeout: read_timeout?,
+            total_timeout: total_timeout?,
+            max_retries,
         })
     }
 }
@@ -1050,6 +1125,21 @@ secret_env = "SESSION_SECRET"
         assert!(keys.contains(&"session.secret_env"), "{keys:?}");
         let public = i.iter().find(|i| i.key == "listen.public").unwrap();
         assert_eq!(public.line, Some(12));
+    }
+
+    #[test]
+    fn app_name_defaults_and_is_checked() {
+        let c = Config::parse(GOOD, "t", &env).expect("valid");
+        assert_eq!(c.server.app_name, DEFAULT_APP_NAME);
+        let named = format!("{GOOD}\n[server]\napp_name = \"  Acme Music \"\n");
+        let c = Config::parse(&named, "t", &env).expect("valid");
+        assert_eq!(c.server.app_name, "Acme Music");
+        for bad in ["\"\"", "\"   \"", &format!("\"{}\"", "x".repeat(61))] {
+            let text = format!("{GOOD}\n[server]\napp_name = {bad}\n");
+            let i = issues(&text);
+            assert_eq!(i[0].key, "server.app_name", "{bad}");
+            assert_eq!(i[0].line, Some(12), "{bad}");
+        }
     }
 
     #[test]

@@ -55,8 +55,8 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { config } => {
-            let config = match Config::load(&config) {
+        Command::Run { config: path } => {
+            let config = match Config::load(&path) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
                 }
             };
             logging::init(config.server.log_format, &config.server.log_level);
-            match server::run(config) {
+            match server::run(config, Some(path)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");

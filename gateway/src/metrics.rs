@@ -22,7 +22,10 @@ pub struct Metrics {
     pub logins: IntCounterVec,
     pub active_sessions: IntGauge,
     pub spotify_rate_limited: IntCounter,
+    pub rate_limited_local: IntCounter,
+    pub retries: IntCounter,
     pub store_errors: IntCounterVec,
+    pub store_operations: IntCounterVec,
     pub token_request_duration: Histogram,
 }
 
@@ -92,12 +95,30 @@ impl Metrics {
             "429 answers received from Spotify",
         )
         .expect("valid metric");
+        let rate_limited_local = IntCounter::new(
+            "rate_limited_local_total",
+            "Calls answered 429 by the gateway during a Retry-After cool-down",
+        )
+        .expect("valid metric");
+        let retries = IntCounter::new(
+            "retries_total",
+            "Extra attempts sent to Spotify after a connection failure or a 502/503/504",
+        )
+        .expect("valid metric");
         let store_errors = IntCounterVec::new(
             Opts::new(
                 "store_errors_total",
                 "Failed session store operations, by backend",
             ),
             &["backend"],
+        )
+        .expect("valid metric");
+        let store_operations = IntCounterVec::new(
+            Opts::new(
+                "store_operations_total",
+                "Session store operations, by backend and operation",
+            ),
+            &["backend", "op"],
         )
         .expect("valid metric");
         let token_request_duration = Histogram::with_opts(
@@ -126,7 +147,10 @@ impl Metrics {
             logins,
             active_sessions,
             spotify_rate_limited,
+            rate_limited_local,
+            retries,
             store_errors,
+            store_operations,
             token_request_duration,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -139,7 +163,10 @@ impl Metrics {
             Box::new(m.logins.clone()),
             Box::new(m.active_sessions.clone()),
             Box::new(m.spotify_rate_limited.clone()),
+            Box::new(m.rate_limited_local.clone()),
+            Box::new(m.retries.clone()),
             Box::new(m.store_errors.clone()),
+            Box::new(m.store_operations.clone()),
             Box::new(m.token_request_duration.clone()),
             Box::new(build_info),
         ];

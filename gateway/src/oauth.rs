@@ -75,7 +75,6 @@ pub struct TokenEndpoint {
     flow: Flow,
     /// `{api_url}/v1/me`, to learn who logged in.
     me_url: Url,
-    scopes: Vec<String>,
     show_dialog: bool,
     metrics: Arc<Metrics>,
 }
@@ -128,7 +127,6 @@ impl TokenEndpoint {
             login,
             app,
             flow: cfg.flow,
-            scopes: cfg.scopes.clone(),
             show_dialog: cfg.show_dialog,
             metrics,
         })
@@ -155,11 +153,6 @@ impl TokenEndpoint {
             state: state.secret().clone(),
             pkce_verifier: verifier,
         }
-    }
-
-    /// Scopes asked for at login.
-    pub fn scopes(&self) -> &[String] {
-        &self.scopes
     }
 
     /// RFC 6749 §4.4: the app's own token.

@@ -18,9 +18,10 @@ use crate::state::Gateway;
 /// Extra time after the grace period for runtimes to wind down before the process exits.
 const RUNTIME_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 
-/// Runs the gateway until SIGTERM (graceful) or SIGINT (fast).
-pub fn run(config: Config) -> std::io::Result<()> {
-    let gw = Gateway::new(config)?;
+/// Runs the gateway until SIGTERM (graceful) or SIGINT (fast). With `config_path`, SIGHUP
+/// reloads what can change without new listeners.
+pub fn run(config: Config, config_path: Option<std::path::PathBuf>) -> std::io::Result<()> {
+    let gw = Gateway::new(config, config_path)?;
     let server = build(gw)?;
     server.run(RunArgs::default());
     Ok(())
@@ -118,6 +119,15 @@ impl BackgroundService for Lifecycle {
         }
         self.gw.mark_listening();
         let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        // Handling SIGHUP also stops it from terminating the process (its default).
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot handle SIGHUP; config reload is unavailable");
+                None
+            }
+        };
         while !*shutdown.borrow() {
             tokio::select! {
                 changed = shutdown.changed() => {
@@ -126,6 +136,17 @@ impl BackgroundService for Lifecycle {
                     }
                 }
                 _ = tick.tick() => self.gw.sessions.housekeeping().await,
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                    match self.gw.reload() {
+                        Ok(notes) => {
+                            tracing::info!("config reloaded (scopes for new logins, public paths, log level)");
+                            for note in notes {
+                                tracing::warn!("{note}");
+                            }
+                        }
+                        Err(e) => tracing::error!("config reload failed, keeping the running config: {e}"),
+                    }
+                }
             }
         }
         self.gw.begin_shutdown();

@@ -103,6 +103,12 @@ async fn injects_the_app_token_and_returns_spotifys_answer_unchanged() {
         .json()
         .await
         .expect("json");
+    // Identical but for Spotify's own links, which lead back through the gateway.
+    let direct = serde_json::to_string(&direct).expect("json").replace(
+        &format!("{}/v1/", s.mock.base_url()),
+        &format!("{}/v1/", s.gw.egress_url()),
+    );
+    let direct: Value = serde_json::from_str(&direct).expect("json");
     assert_eq!(via_gateway, direct);
     assert!(via_gateway["tracks"]["total"].as_u64().unwrap_or(0) >= 45);
 }

@@ -318,13 +318,15 @@ pub(crate) async fn token(
     body: Bytes,
 ) -> Response {
     let params = Params::parse(&body);
-    // Counted by the grant type the body names, whatever happens next.
+    // Counted by the grant type the body names, whatever happens next. The body is
+    // logged as sent (secrets and refresh tokens included): tests use it to learn
+    // what the gateway holds.
     let hit = app.arrive(
         Target::Token,
         &method,
         &uri,
         &headers,
-        None,
+        Some(&body),
         params.get("grant_type"),
     );
     if let Some(resp) = apply_fault(hit, Target::Token).await {

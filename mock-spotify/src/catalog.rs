@@ -391,6 +391,17 @@ const PLAYLISTS: &[PlaylistData] = &[
     ),
 ];
 
+/// The large playlist: alice's, cycling through the whole catalogue in order until it
+/// holds `LARGE_PLAYLIST_LEN` tracks, so paging (and streaming a 100-item page of
+/// well over 100 KB) can be exercised.
+const LARGE_PLAYLIST: (&str, &str, &str, u64) = (
+    "alice",
+    "Everything, Again and Again",
+    "The whole catalogue on repeat",
+    2,
+);
+pub(crate) const LARGE_PLAYLIST_LEN: usize = 1000;
+
 /// 22 base62 characters derived from `key`, like a Spotify ID.
 pub(crate) fn base62_id(key: &str) -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -486,6 +497,17 @@ fn build() -> Catalog {
             tracks,
         });
     }
+    let (owner, name, description, followers) = LARGE_PLAYLIST;
+    let count = catalog.tracks.len();
+    catalog.playlists.push(Playlist {
+        id: base62_id(&format!("playlist:{owner}:{name}")),
+        name,
+        description,
+        owner,
+        public: true,
+        followers,
+        tracks: (0..LARGE_PLAYLIST_LEN).map(|i| i % count).collect(),
+    });
     catalog
 }
 
@@ -602,6 +624,11 @@ mod tests {
         for (playlist, data) in c.playlists.iter().zip(PLAYLISTS) {
             assert_eq!(playlist.tracks.len(), data.4.len(), "{}", playlist.name);
         }
+        let large = c
+            .playlist_by_id(crate::LARGE_PLAYLIST_ID)
+            .expect("large playlist");
+        assert_eq!(large.owner, "alice");
+        assert_eq!(large.tracks.len(), LARGE_PLAYLIST_LEN);
         for user in &USERS {
             if let Some((artist, title)) = user.now_playing {
                 assert!(c.find_track(artist, title).is_some());

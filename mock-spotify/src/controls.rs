@@ -47,6 +47,7 @@ struct FaultRequest {
     retry_after: Option<u64>,
     times: Option<u32>,
     delay_ms: Option<u64>,
+    path_prefix: Option<String>,
 }
 
 pub(crate) async fn fault(State(app): State<Arc<App>>, body: Bytes) -> Response {
@@ -56,7 +57,7 @@ pub(crate) async fn fault(State(app): State<Arc<App>>, body: Bytes) -> Response 
             return control_error(
                 StatusCode::BAD_REQUEST,
                 &format!(
-                    "invalid fault JSON ({err}); expected {{\"target\":\"token\"|\"api\",\"status\":503,\"retry_after\":5,\"times\":1,\"delay_ms\":0}}"
+                    "invalid fault JSON ({err}); expected {{\"target\":\"token\"|\"api\",\"status\":503,\"retry_after\":5,\"times\":1,\"delay_ms\":0,\"path_prefix\":\"/v1/search\"}}"
                 ),
             )
         }
@@ -83,6 +84,13 @@ pub(crate) async fn fault(State(app): State<Arc<App>>, body: Bytes) -> Response 
     if delay > Duration::from_secs(600) {
         return control_error(StatusCode::BAD_REQUEST, "delay_ms must be at most 600000");
     }
+    if req
+        .path_prefix
+        .as_deref()
+        .is_some_and(|p| !p.starts_with('/'))
+    {
+        return control_error(StatusCode::BAD_REQUEST, "path_prefix must start with /");
+    }
     let times = req.times.unwrap_or(1);
     // times = 0 disarms the target, which is handy for cleanup.
     let fault = (times > 0).then_some(Fault {
@@ -90,6 +98,7 @@ pub(crate) async fn fault(State(app): State<Arc<App>>, body: Bytes) -> Response 
         retry_after: req.retry_after,
         delay,
         remaining: times,
+        path_prefix: req.path_prefix,
     });
     let mut store = app.lock();
     match target {
@@ -154,6 +163,9 @@ fn expire_access(app: &App, user: &str) -> usize {
     count
 }
 
+/// Clears faults, counters and the request log. Tokens, playlist contents and
+/// playback stay as they are: a reset between test steps must not undo what the
+/// Web API did (a real Spotify account keeps its playlists too).
 pub(crate) async fn reset(State(app): State<Arc<App>>) -> Response {
     let mut store = app.lock();
     store.token_fault = None;
@@ -175,6 +187,7 @@ pub(crate) async fn requests(State(app): State<Arc<App>>) -> Response {
                 "path": r.path,
                 "headers": r.headers,
                 "body": r.body,
+                "body_bytes": r.body_bytes,
             })
         })
         .collect();

@@ -2,10 +2,15 @@
 //! subset of the Web API (`api.spotify.com`), served from one address.
 //!
 //! It answers like the real services do (status codes, error JSON shapes, token
-//! rotation, 204s, 429 with `Retry-After`) so the gateway can be tested, benchmarked
-//! and demoed without a Spotify account. The only shortcuts are the documented
-//! `mock_user`/`mock_decision` consent skip on `/authorize` and the `/__mock/*`
-//! test controls.
+//! rotation, 204s, 429 with `Retry-After`, gzip when the client accepts it) so the
+//! gateway can be tested, benchmarked and demoed without a Spotify account. The only
+//! shortcuts are the documented `mock_user`/`mock_decision` consent skip on
+//! `/authorize` and the `/__mock/*` test controls.
+//!
+//! The write endpoints (adding and removing playlist tracks, starting and pausing
+//! playback) change state that belongs to one `MockSpotify` instance and lives as
+//! long as it does: `/__mock/reset` clears faults, counters and the request log, but
+//! leaves tokens, playlist contents and playback alone.
 
 // Helpers return a ready error `Response` as their `Err`; these are cold paths,
 // so boxing them would only add noise.
@@ -31,6 +36,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::state::App;
+
+/// Id of alice's 1,000-track playlist (the catalogue on repeat), for paging tests:
+/// `/v1/playlists/{LARGE_PLAYLIST_ID}/tracks?limit=100` is well over 100 KB.
+pub const LARGE_PLAYLIST_ID: &str = "CtBPDp84wxaK1K17rQDFw2";
 
 /// How the mock's single registered application looks.
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
-//! Shared server state: issued codes and tokens, injected faults, counters and the
-//! request log.
+//! Shared server state: issued codes and tokens, injected faults, counters, the
+//! request log, and what the Web API's write endpoints changed (playlist contents,
+//! playback).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -13,6 +14,9 @@ use crate::MockConfig;
 pub(crate) const CODE_LIFETIME: Duration = Duration::from_secs(600);
 /// How many requests `/__mock/requests` remembers.
 const LOG_CAPACITY: usize = 100;
+/// How much of each request body the log keeps, so 100 large uploads cannot pin
+/// hundreds of megabytes; `body_bytes` still reports the full size.
+const LOG_BODY_LIMIT: usize = 256 * 1024;
 /// Expired access tokens are forgotten after this long, so long benchmarks don't
 /// grow memory without bound; until then they answer "The access token expired".
 const EXPIRED_TOKEN_MEMORY: Duration = Duration::from_secs(3600);
@@ -33,7 +37,52 @@ pub(crate) struct Store {
     pub api_fault: Option<Fault>,
     pub stats: Stats,
     pub log: VecDeque<LoggedRequest>,
+    /// Current contents of every playlist, by playlist id; seeded from the catalogue
+    /// and changed by the write endpoints. `/__mock/reset` leaves it alone.
+    pub playlists: HashMap<String, PlaylistState>,
+    /// Playback started or paused through the player endpoints, by user id. Users
+    /// without an entry play their catalogue `now_playing` track.
+    pub playback: HashMap<String, Playback>,
     issued_since_prune: u32,
+}
+
+pub(crate) struct PlaylistState {
+    pub entries: Vec<PlaylistEntry>,
+    /// Bumped by every change; the snapshot id is derived from it.
+    pub version: u64,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct PlaylistEntry {
+    /// Index into the catalogue's tracks.
+    pub track: usize,
+    /// Unix seconds when added through the API; `None` for the seeded tracks.
+    pub added_at: Option<u64>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Playback {
+    /// Index into the catalogue's tracks.
+    pub track: usize,
+    /// `spotify:playlist:…` / `spotify:album:…` / `spotify:artist:…` when started
+    /// from a context.
+    pub context: Option<String>,
+    pub is_playing: bool,
+    /// Progress at `since`; while playing, the wall clock adds to it.
+    pub position_ms: u64,
+    pub since: Instant,
+}
+
+impl Playback {
+    pub(crate) fn progress_ms(&self, duration_ms: u64) -> u64 {
+        let elapsed = if self.is_playing {
+            self.since.elapsed().as_millis() as u64
+        } else {
+            0
+        };
+        // The track loops instead of moving on, like the catalogue default does.
+        (self.position_ms + elapsed) % duration_ms.max(1)
+    }
 }
 
 pub(crate) struct AccessToken {
@@ -82,6 +131,8 @@ pub(crate) struct Fault {
     pub retry_after: Option<u64>,
     pub delay: Duration,
     pub remaining: u32,
+    /// Only requests whose path starts with this suffer the fault.
+    pub path_prefix: Option<String>,
 }
 
 /// What one request must suffer from an armed fault.
@@ -106,15 +157,42 @@ pub(crate) struct LoggedRequest {
     pub method: String,
     pub path: String,
     pub headers: BTreeMap<String, String>,
+    /// At most `LOG_BODY_LIMIT` bytes of the body, lossily decoded.
     pub body: Option<String>,
+    /// The full body length as received.
+    pub body_bytes: usize,
 }
 
 impl App {
     pub(crate) fn new(config: MockConfig, base: String) -> App {
+        let playlists = crate::catalog::catalog()
+            .playlists
+            .iter()
+            .map(|p| {
+                let entries = p
+                    .tracks
+                    .iter()
+                    .map(|&track| PlaylistEntry {
+                        track,
+                        added_at: None,
+                    })
+                    .collect();
+                (
+                    p.id.clone(),
+                    PlaylistState {
+                        entries,
+                        version: 0,
+                    },
+                )
+            })
+            .collect();
         App {
             config,
             base,
-            store: Mutex::new(Store::default()),
+            store: Mutex::new(Store {
+                playlists,
+                ..Store::default()
+            }),
         }
     }
 
@@ -149,7 +227,8 @@ impl App {
             headers: header_map(headers),
             body: body
                 .filter(|b| !b.is_empty())
-                .map(|b| String::from_utf8_lossy(b).into_owned()),
+                .map(|b| String::from_utf8_lossy(&b[..b.len().min(LOG_BODY_LIMIT)]).into_owned()),
+            body_bytes: body.map_or(0, <[u8]>::len),
         };
         let mut store = self.lock();
         match target {
@@ -170,6 +249,14 @@ impl App {
             Target::Api => &mut store.api_fault,
         };
         let fault = slot.as_mut()?;
+        // A fault aimed at other paths neither hits nor uses up a shot here.
+        if !fault
+            .path_prefix
+            .as_deref()
+            .is_none_or(|prefix| uri.path().starts_with(prefix))
+        {
+            return None;
+        }
         let hit = FaultHit {
             status: fault.status,
             retry_after: fault.retry_after,

@@ -988,7 +988,8 @@ async fn currently_playing_and_playlists() {
         Some(s(&alice["access_token"])),
     )
     .await;
-    assert_eq!(page["total"], 3);
+    // Three small playlists and the 1,000-track one.
+    assert_eq!(page["total"], 4);
     assert_eq!(page["items"].as_array().expect("items").len(), 2);
     assert_eq!(
         page["next"],
@@ -1124,7 +1125,8 @@ async fn stats_request_log_and_reset() {
         .send()
         .await
         .expect("put");
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // A player command needs a user, not an app token.
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
     assert_eq!(
         stats().await,
@@ -1148,7 +1150,18 @@ async fn stats_request_log_and_reset() {
     assert_eq!(log[0]["method"], "POST");
     assert_eq!(log[0]["path"], "/api/token");
     assert!(s(&log[0]["headers"]["authorization"]).starts_with("Basic "));
-    assert_eq!(log[0]["body"], Value::Null);
+    // Token request bodies are logged as sent, refresh tokens included.
+    assert_eq!(log[0]["body"], "grant_type=client_credentials");
+    assert_eq!(log[0]["body_bytes"], "grant_type=client_credentials".len());
+    let refresh = s(&log[3]["body"]);
+    assert!(refresh.contains("grant_type=refresh_token"), "{refresh}");
+    assert!(
+        refresh.contains(
+            &form_urlencoded::byte_serialize(s(&alice["refresh_token"]).as_bytes())
+                .collect::<String>()
+        ),
+        "{refresh}"
+    );
     let me = &log[5];
     assert_eq!(me["target"], "api");
     assert_eq!(me["path"], "/v1/me");
@@ -1157,6 +1170,7 @@ async fn stats_request_log_and_reset() {
         format!("Bearer {}", s(&alice["access_token"]))
     );
     assert_eq!(me["body"], Value::Null);
+    assert_eq!(me["body_bytes"], 0);
     assert_eq!(log[7]["method"], "PUT");
     assert_eq!(log[7]["body"], "{\"uris\":[]}");
 
@@ -1206,4 +1220,785 @@ async fn drop_stops_serving() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(stopped);
+}
+
+/// A client that never decompresses, so tests see exactly what the mock sent (the
+/// `no_gzip` call keeps that true if feature unification turns reqwest's gzip on).
+fn raw_client() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_gzip()
+        .build()
+        .expect("client")
+}
+
+/// Any request to the Web API; `body` is sent as JSON text. Returns the parsed body,
+/// or `Null` for an empty one.
+async fn call(
+    m: &MockSpotify,
+    method: reqwest::Method,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let url = if path.starts_with("http") {
+        path.to_string()
+    } else {
+        format!("{}{path}", m.base_url())
+    };
+    let mut req = raw_client().request(method, url);
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    if let Some(body) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let resp = req.send().await.expect("call");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("text");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).expect("json body")
+    };
+    (status, headers, body)
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    out
+}
+
+/// The catalogue id of the first search hit for `q`.
+async fn track_id(m: &MockSpotify, token: &str, q: &str) -> String {
+    let (status, _, body) = api(
+        m,
+        &format!("/v1/search?type=track&limit=1&q={}", q.replace(' ', "+")),
+        Some(token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    s(&body["tracks"]["items"][0]["id"]).to_string()
+}
+
+async fn app_token(m: &MockSpotify) -> String {
+    let (_, body) = token(m, DEMO, &[("grant_type", "client_credentials")]).await;
+    s(&body["access_token"]).to_string()
+}
+
+#[tokio::test]
+async fn gzip_when_the_client_accepts_it() {
+    let m = start().await;
+    let t = app_token(&m).await;
+    let c = raw_client();
+    let url = format!("{}/v1/search?q=abba&type=track&limit=50", m.base_url());
+
+    let plain = c.get(&url).bearer_auth(&t).send().await.expect("plain");
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert_eq!(header(plain.headers(), "content-encoding"), None);
+    assert_eq!(header(plain.headers(), "vary"), Some("Accept-Encoding"));
+    let plain = plain.bytes().await.expect("body");
+
+    for accept in ["gzip", "br, gzip;q=0.8", "*", "deflate, x-gzip"] {
+        let resp = c
+            .get(&url)
+            .bearer_auth(&t)
+            .header("accept-encoding", accept)
+            .send()
+            .await
+            .expect("gzip");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let headers = resp.headers().clone();
+        assert_eq!(
+            header(&headers, "content-encoding"),
+            Some("gzip"),
+            "{accept}"
+        );
+        assert_eq!(header(&headers, "vary"), Some("Accept-Encoding"));
+        assert_eq!(
+            header(&headers, "content-type"),
+            Some("application/json; charset=utf-8")
+        );
+        let body = resp.bytes().await.expect("body");
+        assert!(
+            body.len() < plain.len() / 2,
+            "{} vs {}",
+            body.len(),
+            plain.len()
+        );
+        assert_eq!(gunzip(&body), plain.as_ref());
+    }
+    for refuse in ["identity", "gzip;q=0", "*, gzip;q=0", "br"] {
+        let resp = c
+            .get(&url)
+            .bearer_auth(&t)
+            .header("accept-encoding", refuse)
+            .send()
+            .await
+            .expect("refused");
+        assert_eq!(header(resp.headers(), "content-encoding"), None, "{refuse}");
+        assert_eq!(resp.bytes().await.expect("body"), plain);
+    }
+
+    // Error JSON is compressed too, and keeps its headers.
+    let resp = c
+        .get(format!("{}/v1/me", m.base_url()))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("401");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(header(resp.headers(), "content-encoding"), Some("gzip"));
+    assert!(resp.headers().contains_key("www-authenticate"));
+    let body: Value =
+        serde_json::from_slice(&gunzip(&resp.bytes().await.expect("body"))).expect("json");
+    assert_eq!(body, api_error(401, "No token provided"));
+
+    // 204s stay bodiless and unencoded.
+    let bob = user_token(&m, "bob", "user-read-currently-playing").await;
+    let resp = c
+        .get(format!("{}/v1/me/player/currently-playing", m.base_url()))
+        .bearer_auth(s(&bob["access_token"]))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("204");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(resp.headers(), "content-encoding"), None);
+    assert!(resp.bytes().await.expect("body").is_empty());
+
+    // The accounts service and the test controls never compress.
+    let resp = c
+        .post(format!("{}/api/token", m.base_url()))
+        .basic_auth("demo-client-id", Some("demo-client-secret"))
+        .header("accept-encoding", "gzip")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(header(resp.headers(), "content-encoding"), None);
+    assert!(resp.json::<Value>().await.expect("json")["access_token"].is_string());
+    let resp = c
+        .get(format!("{}/__mock/stats", m.base_url()))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("stats");
+    assert_eq!(header(resp.headers(), "content-encoding"), None);
+    assert!(resp.json::<Value>().await.is_ok());
+}
+
+#[tokio::test]
+async fn add_and_remove_playlist_tracks() {
+    use reqwest::Method;
+    let m = start().await;
+    let scope = "playlist-modify-public playlist-read-private";
+    let alice = user_token(&m, "alice", scope).await;
+    let a = s(&alice["access_token"]).to_string();
+    let (_, _, mine) = api(&m, "/v1/me/playlists", Some(&a)).await;
+    let kitchen = &mine["items"][0];
+    assert_eq!(kitchen["name"], "Dancing in the Kitchen");
+    let id = s(&kitchen["id"]).to_string();
+    let before = s(&kitchen["snapshot_id"]).to_string();
+    assert_eq!(kitchen["tracks"]["total"], 8);
+    let path = format!("/v1/playlists/{id}/tracks");
+
+    let karma = track_id(&m, &a, "karma police").await;
+    let halo = track_id(&m, &a, "beyonce halo").await;
+    let body =
+        json!({ "uris": [format!("spotify:track:{karma}"), format!("spotify:track:{halo}")] });
+    let (status, headers, created) =
+        call(&m, Method::POST, &path, Some(&a), Some(&body.to_string())).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    let after_add = s(&created["snapshot_id"]).to_string();
+    assert_ne!(after_add, before);
+    assert_eq!(created.as_object().expect("object").len(), 1);
+
+    let (_, _, items) = api(&m, &format!("{path}?offset=8"), Some(&a)).await;
+    assert_eq!(items["total"], 10);
+    assert_eq!(items["items"][0]["track"]["id"], karma.as_str());
+    assert_eq!(items["items"][1]["track"]["name"], "Halo");
+    assert_eq!(items["items"][0]["added_by"]["id"], "alice");
+    assert_ne!(items["items"][0]["added_at"], "2024-01-01T00:00:00Z");
+    assert!(s(&items["items"][0]["added_at"]).ends_with('Z'));
+    let (_, _, playlist) = api(&m, &format!("/v1/playlists/{id}"), Some(&a)).await;
+    assert_eq!(playlist["tracks"]["total"], 10);
+    assert_eq!(playlist["snapshot_id"], after_add.as_str());
+    let (_, _, mine) = api(&m, "/v1/me/playlists", Some(&a)).await;
+    assert_eq!(mine["items"][0]["tracks"]["total"], 10);
+
+    // Query URIs (comma-separated) win over the body; position inserts.
+    let (status, _, created) = call(
+        &m,
+        Method::POST,
+        &format!("{path}?position=0&uris=spotify%3Atrack%3A{halo},spotify%3Atrack%3A{halo}"),
+        Some(&a),
+        Some(&json!({ "uris": [format!("spotify:track:{karma}")] }).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (_, _, items) = api(&m, &format!("{path}?limit=3"), Some(&a)).await;
+    assert_eq!(items["total"], 12);
+    assert_eq!(items["items"][0]["track"]["name"], "Halo");
+    assert_eq!(items["items"][1]["track"]["name"], "Halo");
+    assert_eq!(items["items"][2]["track"]["name"], "Dancing Queen");
+    let (status, _, _) = call(
+        &m,
+        Method::POST,
+        &path,
+        Some(&a),
+        Some(&json!({ "uris": [format!("spotify:track:{karma}")], "position": 1 }).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, _, items) = api(&m, &format!("{path}?limit=2"), Some(&a)).await;
+    assert_eq!(items["total"], 13);
+    assert_eq!(items["items"][1]["track"]["id"], karma.as_str());
+
+    // Bad requests leave the playlist alone.
+    let many: Vec<String> = (0..101).map(|_| format!("spotify:track:{karma}")).collect();
+    for (body, message) in [
+        ("{not json".to_string(), "Error parsing JSON.".to_string()),
+        (
+            json!({ "uris": "spotify:track:x" }).to_string(),
+            "Error parsing JSON.".to_string(),
+        ),
+        ("{}".to_string(), "No uris provided".to_string()),
+        (
+            json!({ "uris": [] }).to_string(),
+            "No uris provided".to_string(),
+        ),
+        (
+            json!({ "uris": ["spotify:track:short"] }).to_string(),
+            "Invalid track uri: spotify:track:short".to_string(),
+        ),
+        (
+            json!({ "uris": [format!("spotify:album:{karma}")] }).to_string(),
+            format!("Invalid track uri: spotify:album:{karma}"),
+        ),
+        (
+            json!({ "uris": [karma.clone()] }).to_string(),
+            format!("Invalid track uri: {karma}"),
+        ),
+        (
+            json!({ "uris": ["spotify:track:0000000000000000000000"] }).to_string(),
+            "Payload contains a non-existing ID".to_string(),
+        ),
+        (
+            json!({ "uris": many }).to_string(),
+            "Too many ids requested".to_string(),
+        ),
+        (
+            json!({ "uris": [format!("spotify:track:{karma}")], "position": 14 }).to_string(),
+            "Index out of bounds".to_string(),
+        ),
+        (
+            json!({ "uris": [format!("spotify:track:{karma}")], "position": -1 }).to_string(),
+            "Index out of bounds".to_string(),
+        ),
+    ] {
+        let (status, _, resp) = call(&m, Method::POST, &path, Some(&a), Some(&body)).await;
+        assert_eq!(
+            (status, resp),
+            (StatusCode::BAD_REQUEST, api_error(400, &message)),
+            "{body}"
+        );
+    }
+    let (status, _, resp) = call(&m, Method::POST, &path, Some(&a), None).await;
+    assert_eq!(
+        (status, resp),
+        (StatusCode::BAD_REQUEST, api_error(400, "No uris provided"))
+    );
+
+    // Who may change it.
+    let one = json!({ "uris": [format!("spotify:track:{karma}")] }).to_string();
+    let no_scope = user_token(&m, "alice", "playlist-modify-private").await;
+    let (status, _, resp) = call(
+        &m,
+        Method::POST,
+        &path,
+        Some(s(&no_scope["access_token"])),
+        Some(&one),
+    )
+    .await;
+    assert_eq!(
+        (status, resp),
+        (
+            StatusCode::FORBIDDEN,
+            api_error(403, "Insufficient client scope")
+        )
+    );
+    let bob = user_token(&m, "bob", scope).await;
+    let (status, _, resp) = call(
+        &m,
+        Method::POST,
+        &path,
+        Some(s(&bob["access_token"])),
+        Some(&one),
+    )
+    .await;
+    assert_eq!(
+        (status, resp),
+        (
+            StatusCode::FORBIDDEN,
+            api_error(403, "You cannot add tracks to a playlist you don't own.")
+        )
+    );
+    let app = app_token(&m).await;
+    let (status, _, resp) = call(&m, Method::POST, &path, Some(&app), Some(&one)).await;
+    assert_eq!(
+        (status, resp),
+        (
+            StatusCode::UNAUTHORIZED,
+            api_error(401, "Valid user authentication required")
+        )
+    );
+    let (status, _, resp) = call(&m, Method::POST, &path, None, Some(&one)).await;
+    assert_eq!(
+        (status, resp),
+        (
+            StatusCode::UNAUTHORIZED,
+            api_error(401, "No token provided")
+        )
+    );
+    let (status, _, _) = call(
+        &m,
+        Method::POST,
+        "/v1/playlists/0000000000000000000000/tracks",
+        Some(&a),
+        Some(&one),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = call(&m, Method::PATCH, &path, Some(&a), Some(&one)).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (_, _, items) = api(&m, &path, Some(&a)).await;
+    assert_eq!(items["total"], 13);
+
+    // Remove: every occurrence of a URI, or just the given positions.
+    let (status, _, removed) = call(
+        &m,
+        Method::DELETE,
+        &path,
+        Some(&a),
+        Some(&json!({ "tracks": [{ "uri": format!("spotify:track:{halo}") }] }).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{removed}");
+    let after_remove = s(&removed["snapshot_id"]).to_string();
+    assert_ne!(after_remove, after_add);
+    let (_, _, items) = api(&m, &format!("{path}?limit=100"), Some(&a)).await;
+    assert_eq!(items["total"], 10);
+    let names: Vec<&str> = items["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| s(&i["track"]["name"]))
+        .collect();
+    assert!(!names.contains(&"Halo"), "{names:?}");
+    assert_eq!(names.iter().filter(|n| **n == "Karma Police").count(), 2);
+    assert_eq!(names[0], "Karma Police");
+
+    let (status, _, resp) = call(
+        &m,
+        Method::DELETE,
+        &path,
+        Some(&a),
+        Some(
+            &json!({ "tracks": [{ "uri": format!("spotify:track:{karma}"), "positions": [1] }] })
+                .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, resp),
+        (
+            StatusCode::BAD_REQUEST,
+            api_error(400, "Could not remove tracks, please check parameters.")
+        )
+    );
+    let (status, _, _) = call(
+        &m,
+        Method::DELETE,
+        &path,
+        Some(&a),
+        Some(
+            &json!({ "tracks": [{ "uri": format!("spotify:track:{karma}"), "positions": [0] }] })
+                .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, items) = api(&m, &format!("{path}?limit=100"), Some(&a)).await;
+    assert_eq!(items["total"], 9);
+    assert_eq!(items["items"][8]["track"]["id"], karma.as_str());
+
+    for (body, message) in [
+        ("{not json", "Error parsing JSON."),
+        ("{}", "Missing required field: tracks"),
+        (
+            "{\"tracks\":[{\"uri\":\"spotify:track:bad\"}]}",
+            "Invalid track uri: spotify:track:bad",
+        ),
+    ] {
+        let (status, _, resp) = call(&m, Method::DELETE, &path, Some(&a), Some(body)).await;
+        assert_eq!(
+            (status, resp),
+            (StatusCode::BAD_REQUEST, api_error(400, message)),
+            "{body}"
+        );
+    }
+    let (status, _, resp) = call(
+        &m,
+        Method::DELETE,
+        &path,
+        Some(s(&bob["access_token"])),
+        Some(&json!({ "tracks": [{ "uri": format!("spotify:track:{karma}") }] }).to_string()),
+    )
+    .await;
+    assert_eq!(
+        (status, resp),
+        (
+            StatusCode::FORBIDDEN,
+            api_error(
+                403,
+                "You cannot remove tracks from a playlist you don't own."
+            )
+        )
+    );
+
+    // A reset clears controls, not playlists; another mock has its own playlists.
+    let resp = client()
+        .post(format!("{}/__mock/reset", m.base_url()))
+        .send()
+        .await
+        .expect("reset");
+    assert!(resp.status().is_success());
+    let (_, _, items) = api(&m, &path, Some(&a)).await;
+    assert_eq!(items["total"], 9);
+    let other = start().await;
+    let (_, _, items) = api(&other, &path, Some(&app_token(&other).await)).await;
+    assert_eq!(items["total"], 8);
+}
+
+#[tokio::test]
+async fn player_play_and_pause() {
+    use reqwest::Method;
+    let m = start().await;
+    let scope = "user-modify-playback-state user-read-currently-playing";
+    let alice = user_token(&m, "alice", scope).await;
+    let a = s(&alice["access_token"]).to_string();
+    let playing = || api(&m, "/v1/me/player/currently-playing", Some(&a));
+
+    let karma = track_id(&m, &a, "karma police").await;
+    let halo = track_id(&m, &a, "beyonce halo").await;
+    let body = json!({
+        "uris": [format!("spotify:track:{karma}"), format!("spotify:track:{halo}")],
+        "position_ms": 1000,
+    })
+    .to_string();
+    let (status, headers, resp) =
+        call(&m, Method::PUT, "/v1/me/player/play", Some(&a), Some(&body)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(resp, Value::Null);
+    assert_eq!(header(&headers, "content-type"), None);
+    let (status, _, now) = playing().await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(now["is_playing"], true);
+    assert_eq!(now["item"]["id"], karma.as_str());
+    assert_eq!(now["context"], Value::Null);
+    assert!(now["progress_ms"].as_u64().expect("progress") >= 1000);
+
+    let (status, _, resp) = call(&m, Method::PUT, "/v1/me/player/pause", Some(&a), None).await;
+    assert_eq!((status, resp), (StatusCode::NO_CONTENT, Value::Null));
+    let (_, _, paused) = playing().await;
+    assert_eq!(paused["is_playing"], false);
+    assert_eq!(paused["item"]["id"], karma.as_str());
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(playing().await.2["progress_ms"], paused["progress_ms"]);
+
+    // Pausing a paused player and resuming a playing one fail as on Spotify.
+    let restriction = json!({ "error": {
+        "status": 403,
+        "message": "Player command failed: Restriction violated",
+        "reason": "UNKNOWN",
+    }});
+    let (status, _, resp) = call(&m, Method::PUT, "/v1/me/player/pause", Some(&a), None).await;
+    assert_eq!((status, resp), (StatusCode::FORBIDDEN, restriction.clone()));
+    let (status, _, _) = call(&m, Method::PUT, "/v1/me/player/play", Some(&a), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(playing().await.2["is_playing"], true);
+    let (status, _, resp) = call(&m, Method::PUT, "/v1/me/player/play", Some(&a), Some("{}")).await;
+    assert_eq!((status, resp), (StatusCode::FORBIDDEN, restriction));
+
+    // A context with an offset.
+    let (_, _, mine) = api(&m, "/v1/me/playlists", Some(&a)).await;
+    let road_trip = s(&mine["items"][2]["uri"]).to_string();
+    let body = json!({ "context_uri": road_trip, "offset": { "position": 2 } }).to_string();
+    let (status, _, _) = call(&m, Method::PUT, "/v1/me/player/play", Some(&a), Some(&body)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, _, now) = playing().await;
+    assert_eq!(now["item"]["name"], "Bohemian Rhapsody");
+    assert_eq!(now["context"]["type"], "playlist");
+    assert_eq!(now["context"]["uri"], road_trip.as_str());
+
+    // The default for a user who never touched the player: the catalogue's track.
+    let (status, _, _) = call(&m, Method::PUT, "/v1/me/player/pause", Some(&a), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let other = start().await;
+    let fresh = user_token(&other, "alice", scope).await;
+    let (_, _, now) = api(
+        &other,
+        "/v1/me/player/currently-playing",
+        Some(s(&fresh["access_token"])),
+    )
+    .await;
+    assert_eq!(now["item"]["name"], "Dancing Queen");
+    assert_eq!(now["is_playing"], true);
+
+    for (body, status, message) in [
+        ("{not json", 400, "Error parsing JSON."),
+        (
+            "{\"uris\":[\"spotify:track:nope\"]}",
+            400,
+            "Invalid track uri: spotify:track:nope",
+        ),
+        (
+            "{\"context_uri\":\"spotify:show:0000000000000000000000\"}",
+            400,
+            "Invalid context uri",
+        ),
+        (
+            "{\"context_uri\":\"spotify:album:0000000000000000000000\"}",
+            404,
+            "Resource not found",
+        ),
+    ] {
+        let (got, _, resp) =
+            call(&m, Method::PUT, "/v1/me/player/play", Some(&a), Some(body)).await;
+        assert_eq!(
+            (got.as_u16(), resp),
+            (status, api_error(status, message)),
+            "{body}"
+        );
+    }
+
+    // Premium only, the scope, a user.
+    let bob = user_token(&m, "bob", scope).await;
+    for path in ["/v1/me/player/play", "/v1/me/player/pause"] {
+        let (status, _, resp) =
+            call(&m, Method::PUT, path, Some(s(&bob["access_token"])), None).await;
+        assert_eq!(
+            (status, resp),
+            (
+                StatusCode::FORBIDDEN,
+                json!({ "error": {
+                    "status": 403,
+                    "message": "Player command failed: Premium required",
+                    "reason": "PREMIUM_REQUIRED",
+                }})
+            ),
+            "{path}"
+        );
+    }
+    let reader = user_token(&m, "alice", "user-read-currently-playing").await;
+    let (status, _, resp) = call(
+        &m,
+        Method::PUT,
+        "/v1/me/player/pause",
+        Some(s(&reader["access_token"])),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, resp),
+        (
+            StatusCode::FORBIDDEN,
+            api_error(403, "Insufficient client scope")
+        )
+    );
+    let app = app_token(&m).await;
+    let (status, _, resp) = call(&m, Method::PUT, "/v1/me/player/play", Some(&app), None).await;
+    assert_eq!(
+        (status, resp),
+        (
+            StatusCode::UNAUTHORIZED,
+            api_error(401, "Valid user authentication required")
+        )
+    );
+    let (status, _, _) = call(&m, Method::GET, "/v1/me/player/play", Some(&a), None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn large_playlist_pages() {
+    let m = start().await;
+    let alice = user_token(&m, "alice", "playlist-read-private").await;
+    let a = s(&alice["access_token"]).to_string();
+    let base = m.base_url();
+    let (_, _, mine) = api(&m, "/v1/me/playlists", Some(&a)).await;
+    let large = mine["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|p| p["id"] == mock_spotify::LARGE_PLAYLIST_ID)
+        .expect("large playlist listed")
+        .clone();
+    assert_eq!(large["owner"]["id"], "alice");
+    assert_eq!(large["tracks"]["total"], 1000);
+
+    // An app token may read it too; follow `next` to the end.
+    let t = app_token(&m).await;
+    let id = mock_spotify::LARGE_PLAYLIST_ID;
+    let first = format!("{base}/v1/playlists/{id}/tracks?limit=100");
+    let resp = raw_client()
+        .get(&first)
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("page");
+    let size = resp.bytes().await.expect("body").len();
+    assert!(size > 100 * 1024, "first page is {size} bytes");
+
+    let mut next = Some(first);
+    let mut seen = 0;
+    let mut pages = 0;
+    while let Some(url) = next {
+        let (status, _, page) = api(&m, &url, Some(&t)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(page["total"], 1000);
+        assert_eq!(page["limit"], 100);
+        assert_eq!(page["offset"], seen);
+        assert_eq!(
+            page["href"],
+            format!("{base}/v1/playlists/{id}/tracks?offset={seen}&limit=100")
+        );
+        let expected_previous = (seen > 0).then(|| {
+            format!(
+                "{base}/v1/playlists/{id}/tracks?offset={}&limit=100",
+                seen - 100
+            )
+        });
+        assert_eq!(page["previous"], json!(expected_previous));
+        seen += page["items"].as_array().expect("items").len();
+        pages += 1;
+        next = page["next"].as_str().map(str::to_string);
+    }
+    assert_eq!((pages, seen), (10, 1000));
+
+    // Deterministic: the catalogue on repeat, the same on every mock.
+    let (_, _, head) = api(&m, &format!("/v1/playlists/{id}/tracks?limit=1"), Some(&t)).await;
+    assert_eq!(head["items"][0]["track"]["name"], "Dancing Queen");
+    let (_, _, playlist) = api(&m, &format!("/v1/playlists/{id}"), Some(&t)).await;
+    assert_eq!(
+        playlist["tracks"]["items"].as_array().expect("items").len(),
+        100
+    );
+    assert_eq!(
+        playlist["tracks"]["next"],
+        format!("{base}/v1/playlists/{id}/tracks?offset=100&limit=100")
+    );
+    let (status, _, _) = api(
+        &m,
+        &format!("/v1/playlists/{id}/tracks?limit=101"),
+        Some(&t),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn faults_by_path_prefix() {
+    let m = start().await;
+    let c = client();
+    let t = app_token(&m).await;
+    let alice = user_token(&m, "alice", "").await;
+    let a = s(&alice["access_token"]).to_string();
+    let fault = |body: Value| {
+        let c = c.clone();
+        let url = format!("{}/__mock/fault", m.base_url());
+        async move { c.post(url).json(&body).send().await.expect("fault") }
+    };
+
+    let resp =
+        fault(json!({"target": "api", "status": 503, "times": 2, "path_prefix": "/v1/search"}))
+            .await;
+    assert!(resp.status().is_success());
+    // Other paths neither fail nor use up the fault.
+    assert_eq!(api(&m, "/v1/me", Some(&a)).await.0, StatusCode::OK);
+    for _ in 0..2 {
+        let (status, _, body) = api(&m, "/v1/search?q=abba&type=track", Some(&t)).await;
+        assert_eq!(
+            (status, body),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                api_error(503, "Service Unavailable")
+            )
+        );
+        assert_eq!(api(&m, "/v1/me", Some(&a)).await.0, StatusCode::OK);
+    }
+    assert_eq!(
+        api(&m, "/v1/search?q=abba&type=track", Some(&t)).await.0,
+        StatusCode::OK
+    );
+
+    for (status, code) in [
+        (502, StatusCode::BAD_GATEWAY),
+        (504, StatusCode::GATEWAY_TIMEOUT),
+    ] {
+        fault(json!({"target": "api", "status": status, "path_prefix": "/v1/me"})).await;
+        assert_eq!(
+            api(&m, "/v1/search?q=abba&type=track", Some(&t)).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(api(&m, "/v1/me/playlists", Some(&a)).await.0, code);
+        assert_eq!(api(&m, "/v1/me", Some(&a)).await.0, StatusCode::OK);
+    }
+
+    // A pure delay on one prefix: that path is served late but served.
+    fault(json!({"target": "api", "delay_ms": 300, "times": 1, "path_prefix": "/v1/search"})).await;
+    let started = Instant::now();
+    assert_eq!(api(&m, "/v1/me", Some(&a)).await.0, StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(
+        api(&m, "/v1/search?q=abba&type=track", Some(&t)).await.0,
+        StatusCode::OK
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // Token faults take a prefix too.
+    fault(json!({"target": "token", "status": 503, "path_prefix": "/api/token"})).await;
+    assert_eq!(
+        token(&m, DEMO, &[("grant_type", "client_credentials")])
+            .await
+            .0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    for bad in [
+        json!({"target": "api", "status": 503, "path_prefix": "v1/search"}),
+        json!({"target": "api", "status": 503, "path": "/v1/search"}),
+        json!({"target": "api", "status": 503, "path_prefix": 5}),
+    ] {
+        let resp = fault(bad.clone()).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert!(resp.json::<Value>().await.expect("json")["error"].is_string());
+    }
 }

@@ -47,7 +47,7 @@ pub fn run() -> std::io::Result<()> {
         public = config.listen.public,
         admin = config.listen.admin,
     );
-    server::run(config)
+    server::run(config, None)
 }
 
 /// The mock Spotify alone, until the process is killed.

@@ -6,14 +6,16 @@
 //! curl 'http://127.0.0.1:8081/v1/search?q=abba&type=track'   # with `spotify-gateway demo`
 //! ```
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+use super::links::LinkRewriter;
 use super::{respond_json, response_status, spotify_error, UpstreamTarget, IDENTITY_HEADERS};
 use crate::oauth::{Grant, TokenError};
 use crate::secret::Secret;
@@ -42,9 +44,32 @@ const KNOWN_ROUTES: &[(&str, &str)] = &[
     ("users", "/v1/users"),
 ];
 
+/// First backoff before a retry; doubles per attempt, with full jitter.
+const RETRY_BASE: Duration = Duration::from_millis(100);
+const RETRY_CAP: Duration = Duration::from_secs(2);
+/// Cool-down after a 429 that carried no usable `Retry-After`.
+const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1): they describe the client's connection to the
+/// gateway, not a message for Spotify.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
 pub struct EgressProxy {
     gw: Arc<Gateway>,
     api: UpstreamTarget,
+    /// Spotify's rate limit is per app: after a 429 no call leaves before this instant
+    /// (unix ms).
+    blocked_until_ms: AtomicU64,
+    /// `{api_url}/v1/` in Spotify's links, and what it becomes.
+    link_from: String,
+    link_to: String,
 }
 
 /// Whose token a call carries.
@@ -85,12 +110,29 @@ pub struct EgressCtx {
     /// The one retry after a 401 has been used.
     retried_401: bool,
     local_answer: Option<LocalAnswer>,
+    /// The call, retries included, must end by then.
+    deadline: Option<Instant>,
+    /// Attempts sent (or tried) to Spotify so far.
+    attempts: u32,
+    /// Set when a retry is scheduled: wait this long before it.
+    retry_backoff: Option<Duration>,
+    /// Rewrites paging links in a JSON answer.
+    rewrite: Option<LinkRewriter>,
 }
 
 impl EgressProxy {
     pub fn new(gw: Arc<Gateway>) -> EgressProxy {
         let api = UpstreamTarget::from_url(&gw.config.spotify.api_url);
-        EgressProxy { gw, api }
+        let origin = |u: &url::Url| u.as_str().trim_end_matches('/').to_string();
+        let link_from = format!("{}/v1/", origin(&gw.config.spotify.api_url));
+        let link_to = format!("{}/v1/", origin(&gw.config.egress.public_base_url));
+        EgressProxy {
+            gw,
+            api,
+            blocked_until_ms: AtomicU64::new(0),
+            link_from,
+            link_to,
+        }
     }
 }
 
@@ -100,12 +142,20 @@ impl EgressProxy {
     async fn identify(&self, session: &Session) -> Result<Option<Arc<LiveSession>>, LocalAnswer> {
         let headers = &session.req_header().headers;
         let sessions = &self.gw.sessions;
-        if let Some(value) = headers.get("x-gateway-user") {
-            let claims = value
-                .to_str()
-                .ok()
-                .and_then(|v| crate::assertion::verify(sessions.keys(), v.trim()))
-                .ok_or_else(|| {
+        // Client libraries that can only set a bearer token (spotipy, rspotify) may pass the
+        // assertion as their token; any other bearer token is the client's own and ignored.
+        let bearer_assertion = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .filter(|t| crate::assertion::verify(sessions.keys(), t.trim()).is_some());
+        let assertion = headers
+            .get("x-gateway-user")
+            .map(|v| v.to_str().unwrap_or_default())
+            .or(bearer_assertion);
+        if let Some(value) = assertion {
+            let claims =
+                crate::assertion::verify(sessions.keys(), value.trim()).ok_or_else(|| {
                     refusal(
                         401,
                         "X-Gateway-User is invalid or expired; use the one the gateway sent \
@@ -205,6 +255,79 @@ impl EgressProxy {
         }
     }
 
+    /// Time left in the cool-down after a 429, if any.
+    fn cool_down_remaining(&self) -> Option<Duration> {
+        let until = self.blocked_until_ms.load(Ordering::SeqCst);
+        let now = crate::oauth::now_ms();
+        (until > now).then(|| Duration::from_millis(until - now))
+    }
+
+    /// The backoff before another attempt, or `None` when the call may not be retried: not
+    /// idempotent (when the request may have reached Spotify), out of attempts, or the
+    /// backoff would not fit in the call's deadline.
+    fn retry_plan(
+        &self,
+        session: &Session,
+        ctx: &EgressCtx,
+        reached_spotify: bool,
+    ) -> Option<Duration> {
+        let method = &session.req_header().method;
+        let idempotent = matches!(
+            *method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        );
+        if reached_spotify && (!idempotent || session.as_ref().retry_buffer_truncated()) {
+            return None;
+        }
+        if ctx.attempts > self.gw.config.egress.max_retries {
+            return None;
+        }
+        let ceiling = RETRY_BASE
+            .saturating_mul(1 << ctx.attempts.saturating_sub(1).min(10))
+            .min(RETRY_CAP);
+        let backoff = ceiling.mul_f64(rand::random::<f64>());
+        let fits = ctx.deadline.is_some_and(|d| Instant::now() + backoff < d);
+        fits.then_some(backoff)
+    }
+
+    /// Sets up link rewriting for JSON answers. Other answers stream untouched.
+    fn prepare_rewrite(
+        &self,
+        session: &Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut EgressCtx,
+    ) -> Result<()> {
+        let status = upstream.status.as_u16();
+        let is_json = upstream
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let has_body = session.req_header().method != http::Method::HEAD
+            && !matches!(status, 204 | 304)
+            && status >= 200;
+        if !is_json || !has_body || self.link_from == self.link_to {
+            return Ok(());
+        }
+        let encoding = upstream
+            .headers
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase());
+        let gzip = match encoding.as_deref() {
+            None | Some("identity") => false,
+            Some("gzip") => true,
+            // An encoding we cannot read: pass it through as it is.
+            Some(_) => return Ok(()),
+        };
+        ctx.rewrite = Some(LinkRewriter::new(&self.link_from, &self.link_to, gzip));
+        // The body changes size (and loses its gzip): length is unknown until the end.
+        upstream.remove_header("content-length");
+        upstream.remove_header("content-encoding");
+        upstream.insert_header("transfer-encoding", "chunked")?;
+        Ok(())
+    }
+
     fn session_ended(&self) -> LocalAnswer {
         let login_url = self.gw.login_url(None);
         let mut body = spotify_error(
@@ -228,6 +351,12 @@ fn refusal(status: u16, message: &str, retry_after: Option<u64>) -> LocalAnswer 
         body: spotify_error(status, message),
         retry_after,
     }
+}
+
+/// Spotify's 429 shape, answered locally while the cool-down lasts.
+fn rate_limited(wait: Duration) -> LocalAnswer {
+    let secs = wait.as_millis().div_ceil(1000).max(1) as u64;
+    refusal(429, "API rate limit exceeded", Some(secs))
 }
 
 fn store_unavailable() -> LocalAnswer {
@@ -336,6 +465,13 @@ impl ProxyHttp for EgressProxy {
             }
         };
 
+        ctx.deadline = Some(Instant::now() + self.gw.config.egress.total_timeout);
+        if let Some(wait) = self.cool_down_remaining() {
+            self.gw.metrics.rate_limited_local.inc();
+            write_local(session, ctx, rate_limited(wait)).await?;
+            return Ok(true);
+        }
+
         match self.identify(session).await {
             Ok(Some(user)) => match self.user_token(&user).await {
                 Ok(token) => {
@@ -378,8 +514,28 @@ impl ProxyHttp for EgressProxy {
                 }
             }
         }
+        if let Some(backoff) = ctx.retry_backoff.take() {
+            self.gw.metrics.retries.inc();
+            tokio::time::sleep(backoff).await;
+        }
+        let remaining = ctx
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(self.gw.config.egress.total_timeout);
+        if remaining.is_zero() {
+            return Err(Error::explain(
+                ErrorType::ReadTimedout,
+                "the call's total deadline passed",
+            ));
+        }
+        ctx.attempts += 1;
         ctx.upstream_started = Some(Instant::now());
-        self.api.peer().await
+        let mut peer = self.api.peer().await?;
+        let cfg = &self.gw.config.egress;
+        peer.options.connection_timeout = Some(cfg.connect_timeout.min(remaining));
+        peer.options.read_timeout = Some(cfg.read_timeout.min(remaining));
+        peer.options.write_timeout = Some(cfg.read_timeout.min(remaining));
+        Ok(peer)
     }
 
     async fn upstream_request_filter(
@@ -388,10 +544,24 @@ impl ProxyHttp for EgressProxy {
         upstream: &mut RequestHeader,
         ctx: &mut EgressCtx,
     ) -> Result<()> {
+        // Headers the client's Connection header names are hop-by-hop too.
+        let named: Vec<String> = upstream
+            .headers
+            .get_all("connection")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|n| n.trim().to_ascii_lowercase())
+            .filter(|n| !n.is_empty() && n != "close" && n != "keep-alive")
+            .collect();
+        for name in named {
+            upstream.remove_header(name.as_str());
+        }
         // The client's credentials and identity claims never reach Spotify.
         for name in ["authorization", "cookie", "proxy-authorization"]
             .iter()
             .chain(IDENTITY_HEADERS.iter())
+            .chain(HOP_BY_HOP.iter())
         {
             upstream.remove_header(*name);
         }
@@ -455,10 +625,72 @@ impl ProxyHttp for EgressProxy {
                 }
                 None => {}
             },
-            429 => self.gw.metrics.spotify_rate_limited.inc(),
+            429 => {
+                self.gw.metrics.spotify_rate_limited.inc();
+                let secs = upstream
+                    .headers
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(DEFAULT_RETRY_AFTER_SECS);
+                let until = crate::oauth::now_ms() + secs * 1000;
+                self.blocked_until_ms.fetch_max(until, Ordering::SeqCst);
+                tracing::warn!(retry_after_s = secs, "Spotify rate limit: holding calls");
+            }
+            502..=504 => {
+                if let Some(backoff) = self.retry_plan(session, ctx, true) {
+                    ctx.retry_backoff = Some(backoff);
+                    let mut e = Error::explain(
+                        ErrorType::HTTPStatus(upstream.status.as_u16()),
+                        "Spotify answered 502/503/504; retrying",
+                    );
+                    e.set_retry(true);
+                    return Err(e);
+                }
+            }
             _ => {}
         }
+        self.prepare_rewrite(session, upstream, ctx)?;
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut EgressCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(rewriter) = &mut ctx.rewrite {
+            let chunk = body.take().unwrap_or_default();
+            let out = rewriter.feed(&chunk, end_of_stream).map_err(|e| {
+                Error::because(
+                    ErrorType::InvalidHTTPHeader,
+                    "cannot decode Spotify's compressed answer",
+                    e,
+                )
+            })?;
+            *body = Some(out);
+        }
+        Ok(None)
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut EgressCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing reached Spotify: any method may be retried.
+        match self.retry_plan(session, ctx, false) {
+            Some(backoff) => {
+                ctx.retry_backoff = Some(backoff);
+                e.set_retry(true);
+            }
+            None => e.set_retry(false),
+        }
+        e
     }
 
     async fn response_filter(
@@ -480,8 +712,8 @@ impl ProxyHttp for EgressProxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if ctx.retry_with_new_token {
-            // Our own 401 retry: Spotify refused the credentials before acting on the call.
+        if ctx.retry_with_new_token || ctx.retry_backoff.is_some() {
+            // Our own retries: decided in upstream_response_filter / fail_to_connect.
             e.set_retry(true);
         } else if !session.req_header().method.is_idempotent()
             || session.as_ref().retry_buffer_truncated()
@@ -509,12 +741,23 @@ impl ProxyHttp for EgressProxy {
                 can_reuse_downstream: false,
             };
         }
-        let code = super::error_status(e);
+        let timed_out = matches!(
+            e.etype(),
+            ErrorType::ConnectTimedout
+                | ErrorType::ReadTimedout
+                | ErrorType::WriteTimedout
+                | ErrorType::TLSHandshakeTimedout
+        );
+        let code = match super::error_status(e) {
+            0 => 0,
+            _ if timed_out => 504,
+            code => code,
+        };
         if code > 0 {
-            let message = if code == 502 {
-                "The gateway could not reach Spotify's Web API"
-            } else {
-                "The gateway could not complete the request"
+            let message = match code {
+                504 => "Spotify's Web API did not answer in time",
+                502 => "The gateway could not reach Spotify's Web API",
+                _ => "The gateway could not complete the request",
             };
             let rid = [("x-request-id", ctx.request_id.clone())];
             if let Err(err) = respond_json(session, code, &spotify_error(code, message), &rid).await
@@ -528,6 +771,13 @@ impl ProxyHttp for EgressProxy {
         }
     }
 
+    /// Method and path only: pingora logs this summary with errors, and a query string can
+    /// carry an authorization code or state.
+    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
+        let req = session.req_header();
+        format!("{} {}", req.method, req.uri.path())
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut EgressCtx) {
         let status = response_status(session);
         let elapsed = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
@@ -535,6 +785,12 @@ impl ProxyHttp for EgressProxy {
             .metrics
             .observe_request(LISTENER, ctx.route, status, elapsed.as_secs_f64());
         let req = session.req_header();
+        let user = match &ctx.credential {
+            Some(Credential::User { session: s, .. }) if self.gw.config.server.log_user_id => {
+                Some(s.user_id())
+            }
+            _ => None,
+        };
         tracing::info!(
             target: "access",
             listener = LISTENER,
@@ -543,6 +799,7 @@ impl ProxyHttp for EgressProxy {
             route = ctx.route,
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
+            user = user.as_deref(),
             error = e.map(|e| e.etype().as_str()),
         );
     }

@@ -6,6 +6,7 @@
 //! headers, `upstream_response_filter` sees the answer, `logging` records metrics.
 
 pub mod egress;
+pub mod links;
 pub mod public;
 
 use std::net::SocketAddr;

@@ -85,10 +85,10 @@ impl PublicProxy {
     }
 
     fn is_public_path(&self, path: &str) -> bool {
-        let Some(upstream) = &self.gw.config.upstream else {
+        if self.upstream.is_none() {
             return false;
-        };
-        upstream.public_paths.iter().any(|p| {
+        }
+        self.gw.live().public_paths.iter().any(|p| {
             if p.ends_with('/') {
                 path.starts_with(p.as_str())
             } else {
@@ -128,7 +128,8 @@ impl PublicProxy {
                 }
             },
         };
-        match self.gw.sessions.begin_login(return_to).await {
+        let scopes = self.gw.live().scopes.clone();
+        match self.gw.sessions.begin_login(return_to, &scopes).await {
             Ok((authorize_url, login_cookie)) => {
                 let cookie =
                     self.set_cookie(&self.cookies.login, &login_cookie, LOGIN_TTL.as_secs());
@@ -173,12 +174,7 @@ impl PublicProxy {
                 logins.with_label_values(&["denied"]).inc();
                 let clear = [("set-cookie", self.clear_cookie(&self.cookies.login))];
                 if wants_html(session.req_header()) {
-                    let page = pages::render(
-                        "Access denied",
-                        "You chose not to connect your Spotify account, so you are not signed \
-                         in. You can try again whenever you like.",
-                        Some(("/auth/login", "Sign in with Spotify")),
-                    );
+                    let page = pages::access_denied(self.app_name());
                     respond_html(session, 403, &page, &clear).await
                 } else {
                     let body = json!({
@@ -240,12 +236,7 @@ impl PublicProxy {
         }
         let clear = [("set-cookie", self.clear_cookie(&self.cookies.session))];
         if wants_html(session.req_header()) {
-            let page = pages::render(
-                "Signed out",
-                "You have signed out. Your Spotify account is no longer connected in this \
-                 browser.",
-                Some(("/auth/login", "Sign in with Spotify")),
-            );
+            let page = pages::signed_out(self.app_name());
             respond_html(session, 200, &page, &clear).await
         } else {
             respond_json(session, 200, &json!({ "signed_out": true }), &clear).await
@@ -265,20 +256,43 @@ impl PublicProxy {
                 });
                 respond_json(session, 200, &body, &[]).await
             }
-            Ok(None) => self.unauthenticated(session, ctx, "/").await,
+            Ok(None) => {
+                let stale = self.has_session_cookie(session);
+                self.unauthenticated(session, ctx, "/", stale).await
+            }
             Err(_) => self.store_unavailable(session, ctx).await,
         }
     }
 
-    /// No valid session: browsers go to the login, API callers get 401 JSON.
+    fn app_name(&self) -> &str {
+        &self.gw.config.server.app_name
+    }
+
+    /// Whether the request carries a session cookie at all (valid or not).
+    fn has_session_cookie(&self, session: &Session) -> bool {
+        cookie_value(session.req_header(), &self.cookies.session).is_some()
+    }
+
+    /// No valid session: browsers go to the login, API callers get 401 JSON. A browser whose
+    /// cookie no longer opens a session (`stale`: it expired, or the user signed out on
+    /// another device) is told so instead of being bounced to Spotify without a word.
     async fn unauthenticated(
         &self,
         session: &mut Session,
         ctx: &mut PublicCtx,
         return_to: &str,
+        stale: bool,
     ) -> Result<()> {
         if wants_html(session.req_header()) {
             let location = format!("/auth/login?return_to={}", urlencode(return_to));
+            if stale {
+                let page = pages::session_expired(self.app_name(), &location);
+                let headers = [
+                    ("set-cookie", self.clear_cookie(&self.cookies.session)),
+                    ("x-request-id", ctx.request_id.clone()),
+                ];
+                return respond_html(session, 401, &page, &headers).await;
+            }
             redirect(session, &location, &[], &ctx.request_id).await
         } else {
             let body = json!({
@@ -325,11 +339,16 @@ impl PublicProxy {
             headers.push(("retry-after", "5".into()));
         }
         if wants_html(session.req_header()) {
-            let page = pages::render(
-                "Something went wrong",
-                message,
-                Some(("/auth/login", "Sign in with Spotify")),
-            );
+            // Login failures can simply start over; anything else leads back to the app.
+            let next = match code {
+                "invalid_return_to"
+                | "invalid_state"
+                | "invalid_code"
+                | "login_failed"
+                | "spotify_unavailable" => pages::Next::SignIn,
+                _ => pages::Next::Home,
+            };
+            let page = pages::error(self.app_name(), status, message, &ctx.request_id, next);
             respond_html(session, status, &page, &headers).await
         } else {
             let body = json!({ "error": code, "message": message });
@@ -417,7 +436,9 @@ impl ProxyHttp for PublicProxy {
                     .map(|pq| pq.as_str().to_string())
                     .unwrap_or_else(|| "/".into());
                 let return_to = safe_return_to(&return_to).unwrap_or_else(|| "/".into());
-                self.unauthenticated(session, ctx, &return_to).await?;
+                let stale = self.has_session_cookie(session);
+                self.unauthenticated(session, ctx, &return_to, stale)
+                    .await?;
                 Ok(true)
             }
             Err(_) => {
@@ -507,6 +528,13 @@ impl ProxyHttp for PublicProxy {
         }
     }
 
+    /// Method and path only: pingora logs this summary with errors, and a query string can
+    /// carry an authorization code or state.
+    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
+        let req = session.req_header();
+        format!("{} {}", req.method, req.uri.path())
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut PublicCtx) {
         let status = response_status(session);
         let elapsed = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
@@ -514,6 +542,11 @@ impl ProxyHttp for PublicProxy {
             .metrics
             .observe_request(LISTENER, ctx.route, status, elapsed.as_secs_f64());
         let req = session.req_header();
+        let user = ctx
+            .session
+            .as_ref()
+            .filter(|_| self.gw.config.server.log_user_id)
+            .map(|s| s.user_id());
         tracing::info!(
             target: "access",
             listener = LISTENER,
@@ -522,6 +555,7 @@ impl ProxyHttp for PublicProxy {
             route = ctx.route,
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
+            user = user.as_deref(),
             error = e.map(|e| e.etype().as_str()),
         );
     }

@@ -240,11 +240,8 @@ impl Sessions {
         &self.store
     }
 
+    /// Logs a store failure (the store wrapper has counted it).
     fn store_error(&self, e: StoreError) -> StoreError {
-        self.metrics
-            .store_errors
-            .with_label_values(&[self.store.backend()])
-            .inc();
         tracing::error!(error = %e, "session store operation failed");
         e
     }
@@ -253,8 +250,12 @@ impl Sessions {
 
     /// Starts a login: remembers it under its state and returns the authorize URL and the
     /// value of the login cookie that binds the state to this browser.
-    pub async fn begin_login(&self, return_to: String) -> Result<(String, String), StoreError> {
-        let req = self.endpoint.authorize(self.endpoint.scopes());
+    pub async fn begin_login(
+        &self,
+        return_to: String,
+        scopes: &[String],
+    ) -> Result<(String, String), StoreError> {
+        let req = self.endpoint.authorize(scopes);
         let pending = PendingLogin {
             return_to,
             pkce_verifier: req.pkce_verifier.map(Secret::runtime),

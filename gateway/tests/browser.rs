@@ -1,0 +1,448 @@
+//! The login as a person does it, in headless Chromium: the demo's sample app behind the real
+//! gateway, the mock Spotify's consent page, sign-out, Cancel, and a session that ended on
+//! another device.
+//!
+//! Chromium is driven over WebDriver: fantoccini talks to a chromedriver that each test starts
+//! on a free loopback port, with a fresh profile directory. Needs Debian's `chromium` and
+//! `chromium-driver` (`scripts/test.sh` installs them).
+//!
+//! Every step leaves a PNG screenshot in `target/browser-artifacts/` at the workspace root,
+//! e.g. `target/browser-artifacts/approve-3-app.png`, for a person to look at.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+/// Longest wait for a page to show what a step expects; generous for a 2-core CI machine.
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest wait for chromedriver to answer `/status`.
+const DRIVER_TIMEOUT: Duration = Duration::from_secs(20);
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The gateway's `server.app_name` in these tests: its pages must carry it.
+const APP_NAME: &str = "Browser Test Gateway";
+/// The mock's default app name, shown on its consent page.
+const MOCK_APP_NAME: &str = "Spotify Gateway Demo";
+
+/// A chromedriver process in its own process group, so that dropping it also ends the
+/// Chromium it started even when a test fails before closing the WebDriver session.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        use std::os::unix::process::CommandExt;
+        for path in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                std::path::Path::new(path).exists(),
+                "{path} is missing: `apt-get install chromium chromium-driver` (scripts/test.sh \
+                 does it)"
+            );
+        }
+        let port = free_port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start chromedriver");
+        let mut driver = Driver { child, port };
+        let url = format!("{}/status", driver.url());
+        let deadline = Instant::now() + DRIVER_TIMEOUT;
+        loop {
+            if let Some(status) = driver.child.try_wait().expect("chromedriver status") {
+                panic!("chromedriver exited with {status}");
+            }
+            if let Ok(r) = reqwest::get(&url).await {
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                if body["value"]["ready"] == true {
+                    return driver;
+                }
+            }
+            assert!(Instant::now() < deadline, "chromedriver not ready in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group this test created for its own chromedriver.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// One headless Chromium with a fresh profile, and where its screenshots go.
+struct Browser {
+    client: Client,
+    artifacts: PathBuf,
+    prefix: &'static str,
+    // Dropped after `client` is closed: the driver, then the profile directory.
+    _driver: Driver,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start(prefix: &'static str) -> Browser {
+        let driver = Driver::start().await;
+        let profile = tempfile::tempdir().expect("profile dir");
+        let args = [
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            // Tall enough that the whole consent page fits in one screenshot.
+            "--window-size=1024,1280".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+        });
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!("a JSON object literal")
+        };
+        // chromedriver speaks plain http on loopback: no TLS connector needed.
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&driver.url())
+            .await
+            .expect("WebDriver session with headless Chromium");
+        let artifacts = repo_root().join("target").join("browser-artifacts");
+        std::fs::create_dir_all(&artifacts).expect("artifact dir");
+        Browser {
+            client,
+            artifacts,
+            prefix,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    /// Saves a screenshot of the page as `<prefix>-<step>.png`.
+    async fn snap(&self, step: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let path = self.artifacts.join(format!("{}-{step}.png", self.prefix));
+        std::fs::write(&path, png).expect("write screenshot");
+    }
+
+    /// Waits (bounded) for the element that marks the page a step expects.
+    async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
+        match self
+            .client
+            .wait()
+            .at_most(STEP_TIMEOUT)
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(element) => element,
+            Err(e) => {
+                let url = self.client.current_url().await.map(|u| u.to_string());
+                let source = self.client.source().await.unwrap_or_default();
+                panic!("no {css:?} within {STEP_TIMEOUT:?} ({e}); at {url:?}:\n{source}");
+            }
+        }
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .text()
+            .await
+            .expect("text")
+    }
+
+    async fn url(&self) -> String {
+        self.client.current_url().await.expect("url").to_string()
+    }
+
+    async fn title(&self) -> String {
+        self.client.title().await.expect("title")
+    }
+
+    async fn close(self) {
+        self.client
+            .close()
+            .await
+            .expect("close the WebDriver session");
+    }
+}
+
+/// The mock Spotify, the gateway and the demo's sample app on ephemeral loopback ports.
+struct Stack {
+    mock: MockSpotify,
+    gw: Gateway,
+    _app: tokio::task::JoinHandle<()>,
+}
+
+impl Stack {
+    async fn start() -> Stack {
+        let ports = Ports::new();
+        let mock = MockSpotify::start(
+            start_addr(),
+            mock_config(ports.public, Duration::from_secs(3600)),
+        )
+        .await
+        .expect("mock spotify");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", ports.app))
+            .await
+            .expect("bind the sample app");
+        let egress = format!("127.0.0.1:{}", ports.egress)
+            .parse()
+            .expect("egress addr");
+        let app = tokio::spawn(async move {
+            let _ = spotify_gateway::demo::sample_app::serve(listener, egress).await;
+        });
+        let config = gateway_config(
+            ports,
+            &mock.base_url(),
+            &[(
+                "log_level = \"info\"",
+                &format!("log_level = \"info\"\napp_name = \"{APP_NAME}\""),
+            )],
+            "",
+        );
+        let gw = Gateway::start(ports, &config).await;
+        Stack {
+            mock,
+            gw,
+            _app: app,
+        }
+    }
+
+    /// Opens the sample app in `b` and checks that it lands on the mock's consent page.
+    async fn open_app_until_consent(&self, b: &Browser) {
+        b.client
+            .goto(&format!("{}/", self.gw.public_url()))
+            .await
+            .expect("open the app");
+        b.wait_for("button.agree").await;
+        let url = b.url().await;
+        // The gateway sent the browser to sign in, and the sign-in to the mock's authorize.
+        assert!(
+            url.starts_with(&format!("{}/authorize?", self.mock.base_url())),
+            "{url}"
+        );
+        assert!(url.contains("client_id=test-client-id"), "{url}");
+        let callback = format!("127.0.0.1%3A{}%2Fauth%2Fcallback", self.gw.ports.public);
+        assert!(url.contains(&callback), "{url}");
+        assert_eq!(b.title().await, "Authorize - Spotify");
+        let heading = b.text("h1").await;
+        assert!(heading.contains(MOCK_APP_NAME), "{heading}");
+        // Scopes in plain words, and both users to pick from.
+        let scopes = b.text("ul[aria-labelledby=scopes]").await;
+        assert!(scopes.contains("View your email address"), "{scopes}");
+        assert!(
+            scopes.contains("Read your currently playing content"),
+            "{scopes}"
+        );
+        let users = b.text("fieldset").await;
+        assert!(users.contains("Alice Andersson") && users.contains("Bob Baker"));
+        b.wait_for("button.cancel").await;
+    }
+
+    /// On the consent page: picks Alice, agrees, and checks the app page that follows.
+    async fn agree_as_alice(&self, b: &Browser) {
+        let bob = b.wait_for("input[name=user][value=bob]").await;
+        bob.click().await.expect("pick Bob");
+        let alice = b.wait_for("input[name=user][value=alice]").await;
+        alice.click().await.expect("pick Alice");
+        assert!(alice.is_selected().await.expect("selected"));
+        assert!(!bob.is_selected().await.expect("selected"));
+        b.client
+            .find(Locator::Css("button.agree"))
+            .await
+            .expect("Agree")
+            .click()
+            .await
+            .expect("click Agree");
+        b.wait_for("#user-name").await;
+        assert_eq!(b.url().await, format!("{}/", self.gw.public_url()));
+        assert_eq!(b.text("#user-name").await, "Alice Andersson");
+        assert_eq!(b.title().await, "Alice Andersson · Sample app");
+        // No picture in the mock's profile: initials in a circle.
+        assert_eq!(b.text(".profile .avatar").await, "AA");
+        let playing = b.text("#now-playing").await;
+        assert!(
+            playing.contains("Dancing Queen") && playing.contains("ABBA"),
+            "{playing}"
+        );
+        let playlists = b.text("#playlists").await;
+        assert!(
+            playlists.contains("Dancing in the Kitchen") && playlists.contains("Late Night Soul"),
+            "{playlists}"
+        );
+    }
+}
+
+/// Open the app → sign in at the consent page as Alice → the app shows her → sign out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_with_agree_then_sign_out() {
+    let s = Stack::start().await;
+    let b = Browser::start("approve").await;
+
+    s.open_app_until_consent(&b).await;
+    b.snap("1-consent").await;
+    s.agree_as_alice(&b).await;
+    b.snap("2-app").await;
+    // The page's Spotify calls reached Spotify (through the egress listener: the app has
+    // no other way there).
+    let api_paths: Vec<String> = mock_requests(&s.mock)
+        .await
+        .into_iter()
+        .filter(|r| r["target"] == "api")
+        .filter_map(|r| r["path"].as_str().map(str::to_string))
+        .collect();
+    for path in [
+        "/v1/me",
+        "/v1/me/player/currently-playing",
+        "/v1/me/playlists",
+    ] {
+        assert!(
+            api_paths.iter().any(|p| p.split('?').next() == Some(path)),
+            "{path} not in {api_paths:?}"
+        );
+    }
+
+    b.client
+        .find(Locator::Css("button.signout"))
+        .await
+        .expect("Sign out")
+        .click()
+        .await
+        .expect("click Sign out");
+    b.wait_for("h1#heading").await;
+    assert_eq!(b.text("h1#heading").await, "Signed out");
+    assert_eq!(b.title().await, format!("Signed out · {APP_NAME}"));
+    assert_eq!(b.text(".brand").await, APP_NAME);
+    let button = b
+        .client
+        .find(Locator::Css("a.button"))
+        .await
+        .expect("button");
+    assert_eq!(button.text().await.expect("text"), "Sign in with Spotify");
+    assert_eq!(
+        button.attr("href").await.expect("href").as_deref(),
+        Some("/auth/login")
+    );
+    b.snap("3-signed-out").await;
+
+    // The session is gone: opening the app asks to sign in again.
+    s.open_app_until_consent(&b).await;
+    b.close().await;
+}
+
+/// Cancel on the consent page → the gateway's access-denied page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_at_consent_shows_access_denied() {
+    let s = Stack::start().await;
+    let b = Browser::start("cancel").await;
+
+    s.open_app_until_consent(&b).await;
+    b.snap("1-consent").await;
+    b.client
+        .find(Locator::Css("button.cancel"))
+        .await
+        .expect("Cancel")
+        .click()
+        .await
+        .expect("click Cancel");
+    b.wait_for("h1#heading").await;
+    assert_eq!(b.text("h1#heading").await, "Access denied");
+    assert_eq!(b.title().await, format!("Access denied · {APP_NAME}"));
+    let url = b.url().await;
+    assert!(
+        url.starts_with(&format!("{}/auth/callback?", s.gw.public_url())),
+        "{url}"
+    );
+    let message = b.text(".message").await;
+    assert!(message.contains(APP_NAME), "{message}");
+    b.wait_for("a.button.spotify").await;
+    b.snap("2-access-denied").await;
+    b.close().await;
+}
+
+/// Signed in, then signed out on another device: the next page says the session has
+/// expired and its button signs in again and comes back; API callers still get 401 JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_ended_elsewhere_shows_expired_page() {
+    let s = Stack::start().await;
+    let b = Browser::start("expired").await;
+    s.open_app_until_consent(&b).await;
+    s.agree_as_alice(&b).await;
+
+    // WebDriver sees HttpOnly cookies: take the session cookie to "another device".
+    let cookie = b
+        .client
+        .get_named_cookie("spotify_gateway_session")
+        .await
+        .expect("session cookie");
+    let cookie = format!("{}={}", cookie.name(), cookie.value());
+    let other_device = reqwest::Client::new();
+    let resp = other_device
+        .post(format!("{}/auth/logout", s.gw.public_url()))
+        .header("cookie", &cookie)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("logout elsewhere");
+    assert_eq!(resp.status(), 200);
+
+    // An API caller with the dead cookie still gets 401 JSON, not a page.
+    let resp = other_device
+        .get(format!("{}/", s.gw.public_url()))
+        .header("cookie", &cookie)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("api call");
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "unauthenticated");
+
+    b.client.refresh().await.expect("reload");
+    b.wait_for("h1#heading").await;
+    assert_eq!(b.text("h1#heading").await, "Your session has expired");
+    assert_eq!(
+        b.title().await,
+        format!("Your session has expired · {APP_NAME}")
+    );
+    let button = b
+        .client
+        .find(Locator::Css("a.button"))
+        .await
+        .expect("button");
+    assert_eq!(button.text().await.expect("text"), "Sign in with Spotify");
+    assert_eq!(
+        button.attr("href").await.expect("href").as_deref(),
+        Some("/auth/login?return_to=%2F")
+    );
+    b.snap("1-session-expired").await;
+
+    button.click().await.expect("click Sign in");
+    b.wait_for("button.agree").await;
+    s.agree_as_alice(&b).await;
+    b.snap("2-signed-in-again").await;
+    b.close().await;
+}

@@ -1,0 +1,561 @@
+//! The egress listener as a faithful stand-in for api.spotify.com: rate limits, retries,
+//! timeouts, paging links (also gzip), bodies and methods, header hygiene, and the rspotify
+//! client library. What reached Spotify is read from the mock's request log and stats.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rspotify::model::{PlayableId, PlaylistId, SearchResult, SearchType, TrackId};
+use rspotify::prelude::*;
+use serde_json::{json, Value};
+
+struct Setup {
+    mock: MockSpotify,
+    gw: Gateway,
+    _app: tokio::task::JoinHandle<()>,
+    /// Alice's `X-Gateway-User`.
+    alice: String,
+}
+
+const SCOPES: &str = r#"scopes = ["user-read-private", "user-read-email", "user-read-currently-playing", "playlist-read-private", "playlist-modify-public", "playlist-modify-private", "user-modify-playback-state"]"#;
+const DEFAULT_SCOPES: &str = r#"scopes = ["user-read-private", "user-read-email", "user-read-currently-playing", "playlist-read-private"]"#;
+
+async fn setup(replace: &[(&str, &str)]) -> Setup {
+    let ports = Ports::new();
+    let mock = MockSpotify::start(
+        start_addr(),
+        mock_config(ports.public, Duration::from_secs(3600)),
+    )
+    .await
+    .expect("mock");
+    let app = start_echo_app(ports.app).await;
+    let mut edits = vec![(DEFAULT_SCOPES, SCOPES)];
+    edits.extend_from_slice(replace);
+    let gw = Gateway::start(ports, &gateway_config(ports, &mock.base_url(), &edits, "")).await;
+    let b = browser();
+    login(&b, &gw, "alice", "/").await;
+    let (_, seen) = via_public(&b, &gw, "/app").await;
+    let alice = seen["headers"]["x-gateway-user"]
+        .as_str()
+        .expect("assertion")
+        .to_string();
+    mock_post(&mock, "/__mock/reset", None).await;
+    Setup {
+        mock,
+        gw,
+        _app: app,
+        alice,
+    }
+}
+
+impl Setup {
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.gw.egress_url()))
+            .header("x-gateway-user", &self.alice)
+    }
+
+    async fn api_requests(&self) -> u64 {
+        mock_stats(&self.mock).await["api_requests"]
+            .as_u64()
+            .expect("count")
+    }
+
+    async fn last_api_request(&self) -> Value {
+        mock_requests(&self.mock)
+            .await
+            .into_iter()
+            .rev()
+            .find(|r| r["target"] == "api")
+            .expect("an API request reached the mock")
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.gw.admin_url()))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    async fn fault(&self, fault: Value) {
+        mock_post(&self.mock, "/__mock/fault", Some(fault)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_is_passed_on_then_answered_locally_until_it_passes() {
+    let s = setup(&[]).await;
+    s.fault(json!({"target": "api", "status": 429, "retry_after": 1, "times": 1}))
+        .await;
+    let resp = s.get("/v1/me").send().await.expect("call");
+    assert_eq!(resp.status(), 429);
+    assert_eq!(
+        resp.headers()["retry-after"],
+        "1",
+        "Spotify's Retry-After unchanged"
+    );
+    assert_eq!(s.api_requests().await, 1);
+
+    let resp = s
+        .get("/v1/search?q=abba&type=track")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(resp.status(), 429, "answered locally");
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["status"], 429);
+    assert_eq!(
+        s.api_requests().await,
+        1,
+        "nothing sent to Spotify during the cool-down"
+    );
+    assert_eq!(
+        s.metric("spotify_gateway_rate_limited_local_total").await,
+        1.0
+    );
+    assert_eq!(
+        s.metric("spotify_gateway_spotify_rate_limited_total").await,
+        1.0
+    );
+
+    // The cool-down is one second: afterwards calls go through again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(s.get("/v1/me").send().await.expect("call").status(), 200);
+    assert_eq!(s.api_requests().await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_calls_are_retried_and_writes_are_not() {
+    let s = setup(&[]).await;
+    s.fault(json!({"target": "api", "status": 503, "times": 2}))
+        .await;
+    let resp = s.get("/v1/me").send().await.expect("call");
+    assert_eq!(
+        resp.status(),
+        200,
+        "two 503s, then success within max_retries = 2"
+    );
+    assert_eq!(s.api_requests().await, 3);
+    assert_eq!(s.metric("spotify_gateway_retries_total").await, 2.0);
+
+    // Out of retries: Spotify's last answer is passed on.
+    s.fault(json!({"target": "api", "status": 502, "times": 3}))
+        .await;
+    assert_eq!(s.get("/v1/me").send().await.expect("call").status(), 502);
+    assert_eq!(s.api_requests().await, 6);
+
+    // A POST that may have reached Spotify is never sent twice.
+    let playlist = alice_playlist(&s).await;
+    let uri = first_track_uri(&s).await;
+    mock_post(&s.mock, "/__mock/reset", None).await;
+    s.fault(json!({"target": "api", "status": 503, "times": 1}))
+        .await;
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/playlists/{playlist}/tracks",
+            s.gw.egress_url()
+        ))
+        .header("x-gateway-user", &s.alice)
+        .json(&json!({"uris": [uri]}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 503);
+    assert_eq!(s.api_requests().await, 1, "one POST, not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_failures_are_retried_then_reported() {
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let ports = Ports::new();
+    let mock = MockSpotify::start(
+        start_addr(),
+        mock_config(ports.public, Duration::from_secs(60)),
+    )
+    .await
+    .expect("mock");
+    let config = gateway_config(
+        ports,
+        &mock.base_url(),
+        &[(
+            &format!("api_url = \"{}\"", mock.base_url()),
+            &format!("api_url = \"{closed}\""),
+        )],
+        "",
+    );
+    let gw = Gateway::start(ports, &config).await;
+    let resp = reqwest::get(format!("{}/v1/search?q=a&type=track", gw.egress_url()))
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), 502);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["status"], 502);
+    let metrics = reqwest::get(format!("{}/metrics", gw.admin_url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("spotify_gateway_retries_total 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_times_out_gets_504() {
+    let s = setup(&[(
+        "app_token = true",
+        "app_token = true\nread_timeout = \"300ms\"\nmax_retries = 0",
+    )])
+    .await;
+    s.fault(json!({"target": "api", "delay_ms": 2000, "times": 1}))
+        .await;
+    let resp = s.get("/v1/me").send().await.expect("call");
+    assert_eq!(resp.status(), 504);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["status"], 504);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_links_lead_back_through_the_gateway_also_when_gzipped() {
+    let s = setup(&[]).await;
+    let base = format!("{}/v1/", s.gw.egress_url());
+    for gzip in [false, true] {
+        let mut req = s.get("/v1/search?q=abba&type=track&limit=20");
+        if gzip {
+            req = req.header("accept-encoding", "gzip");
+        }
+        let resp = req.send().await.expect("search");
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers().get("content-encoding").is_none(),
+            "sent decoded"
+        );
+        let page: Value = resp.json().await.expect("json");
+        let next = page["tracks"]["next"].as_str().expect("next");
+        assert!(next.starts_with(&base), "{next}");
+        assert!(page["tracks"]["href"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(&base));
+        assert!(
+            !page.to_string().contains(&s.mock.base_url()),
+            "no link left to Spotify"
+        );
+        if gzip {
+            let seen = s.last_api_request().await;
+            assert_eq!(
+                seen["headers"]["accept-encoding"], "gzip",
+                "Spotify may compress"
+            );
+        }
+        // Following `next` stays on the gateway and gives page two.
+        let second: Value = reqwest::Client::new()
+            .get(next)
+            .header("x-gateway-user", &s.alice)
+            .send()
+            .await
+            .expect("next")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(second["tracks"]["offset"], 20);
+        assert!(second["tracks"]["previous"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(&base));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_listing_streams_with_every_link_rewritten() {
+    let s = setup(&[]).await;
+    let playlists: Value = s
+        .get("/v1/me/playlists?limit=50")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let big = playlists["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .max_by_key(|p| p["tracks"]["total"].as_u64().unwrap_or(0))
+        .expect("a playlist")
+        .clone();
+    assert!(
+        big["tracks"]["total"].as_u64().unwrap_or(0) >= 1000,
+        "{big}"
+    );
+    let id = big["id"].as_str().expect("id");
+    for gzip in [false, true] {
+        let mut req = s.get(&format!("/v1/playlists/{id}/tracks?limit=100&offset=0"));
+        if gzip {
+            req = req.header("accept-encoding", "gzip");
+        }
+        let resp = req.send().await.expect("tracks");
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers().get("content-length").is_none(),
+            "streamed, not buffered"
+        );
+        let text = resp.text().await.expect("body");
+        assert!(text.len() > 100_000, "{} bytes", text.len());
+        assert!(
+            !text.contains(&s.mock.base_url()),
+            "a link still points at Spotify"
+        );
+        let page: Value = serde_json::from_str(&text).expect("valid JSON after rewriting");
+        assert_eq!(page["items"].as_array().map(Vec::len), Some(100));
+    }
+}
+
+async fn alice_playlist(s: &Setup) -> String {
+    let playlists: Value = s
+        .get("/v1/me/playlists")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    playlists["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|p| p["owner"]["id"] == "alice")
+        .and_then(|p| p["id"].as_str())
+        .expect("alice owns a playlist")
+        .to_string()
+}
+
+async fn first_track_uri(s: &Setup) -> String {
+    let found: Value = s
+        .get("/v1/search?q=queen&type=track&limit=1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    found["tracks"]["items"][0]["uri"]
+        .as_str()
+        .expect("uri")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_pass_intact_with_content_length_or_chunked() {
+    let s = setup(&[]).await;
+    let playlist = alice_playlist(&s).await;
+    let uri = first_track_uri(&s).await;
+    let body = json!({"uris": [uri], "position": 0}).to_string();
+    let url = format!("{}/v1/playlists/{playlist}/tracks", s.gw.egress_url());
+
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("x-gateway-user", &s.alice)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 201);
+    let seen = s.last_api_request().await;
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["body"], body.as_str());
+
+    // The same body, chunked.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.as_bytes().chunks(7).map(|c| Ok(c.to_vec())).collect();
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("x-gateway-user", &s.alice)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .expect("post chunked");
+    assert_eq!(resp.status(), 201);
+    let seen = s.last_api_request().await;
+    assert_eq!(seen["body"], body.as_str());
+
+    // PUT with 204 and no body.
+    let resp = reqwest::Client::new()
+        .put(format!("{}/v1/me/player/play", s.gw.egress_url()))
+        .header("x-gateway-user", &s.alice)
+        .json(&json!({"uris": [uri]}))
+        .send()
+        .await
+        .expect("play");
+    assert_eq!(resp.status(), 204);
+    assert!(resp.bytes().await.expect("body").is_empty());
+    let playing: Value = s
+        .get("/v1/me/player/currently-playing")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(playing["item"]["uri"], uri.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_and_client_credentials_never_reach_spotify() {
+    let s = setup(&[]).await;
+    let resp = s
+        .get("/v1/me")
+        .header("authorization", "Bearer clients-own")
+        .header("cookie", "a=b")
+        .header("proxy-authorization", "Basic eA==")
+        .header("connection", "keep-alive, x-secret-hop")
+        .header("x-secret-hop", "1")
+        .header("keep-alive", "timeout=5")
+        .header("te", "trailers")
+        .header("x-spotify-user-id", "bob")
+        .header("x-request-id", "req-123")
+        .send()
+        .await
+        .expect("call");
+    // An X-Spotify-User-Id beside a valid assertion: the assertion decides.
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-request-id"], "req-123");
+    let me: Value = resp.json().await.expect("json");
+    assert_eq!(me["id"], "alice");
+    let seen = s.last_api_request().await;
+    let headers = seen["headers"].as_object().expect("headers");
+    for gone in [
+        "cookie",
+        "proxy-authorization",
+        "x-secret-hop",
+        "keep-alive",
+        "te",
+        "x-spotify-user-id",
+        "x-gateway-user",
+    ] {
+        assert!(
+            !headers.contains_key(gone),
+            "{gone} reached Spotify: {seen}"
+        );
+    }
+    assert_ne!(seen["headers"]["authorization"], "Bearer clients-own");
+    assert_eq!(seen["headers"]["x-request-id"], "req-123");
+    let mock_host = s.mock.base_url().trim_start_matches("http://").to_string();
+    assert_eq!(seen["headers"]["host"], mock_host);
+
+    // Without a request id the gateway makes one and returns it.
+    let resp = s.get("/v1/me").send().await.expect("call");
+    let id = resp.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(id.len(), 32);
+    assert_eq!(
+        s.last_api_request().await["headers"]["x-request-id"],
+        id.as_str()
+    );
+}
+
+/// rspotify, pointed at the egress listener with `api_base_url` and holding no Spotify
+/// token: its "token" is the gateway's assertion for Alice, which the gateway swaps for her
+/// real token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rspotify_works_through_the_gateway() {
+    let s = setup(&[]).await;
+    let config = rspotify::Config {
+        api_base_url: format!("{}/v1/", s.gw.egress_url()),
+        token_refreshing: false,
+        pagination_chunks: 2,
+        ..Default::default()
+    };
+    let token = rspotify::Token {
+        access_token: s.alice.clone(),
+        expires_at: Some(chrono::Utc::now() + chrono::Duration::minutes(5)),
+        ..Default::default()
+    };
+    let spotify = rspotify::AuthCodeSpotify::from_token_with_config(
+        token,
+        rspotify::Credentials::default(),
+        rspotify::OAuth::default(),
+        config,
+    );
+
+    let me = spotify.current_user().await.expect("current_user");
+    assert_eq!(me.id.id(), "alice");
+    assert_eq!(me.display_name.as_deref(), Some("Alice Andersson"));
+
+    let result = spotify
+        .search("abba", SearchType::Track, None, None, Some(20), None)
+        .await
+        .expect("search");
+    let SearchResult::Tracks(page) = result else {
+        panic!("expected tracks");
+    };
+    assert_eq!(page.items.len(), 20);
+    let next = page.next.expect("a next page");
+    assert!(next.starts_with(&s.gw.egress_url()), "{next}");
+    // Follow the pages as offsets, as rspotify does, to the end.
+    let mut offset = 20;
+    let mut seen = page.items.len();
+    while offset < page.total {
+        let SearchResult::Tracks(more) = spotify
+            .search(
+                "abba",
+                SearchType::Track,
+                None,
+                None,
+                Some(20),
+                Some(offset),
+            )
+            .await
+            .expect("next page")
+        else {
+            panic!("expected tracks");
+        };
+        seen += more.items.len();
+        offset += 20;
+    }
+    assert_eq!(seen as u32, page.total);
+
+    use futures::TryStreamExt;
+    let playlists: Vec<_> = spotify
+        .current_user_playlists()
+        .try_collect()
+        .await
+        .expect("playlists, two per page");
+    assert!(playlists.len() >= 3, "{}", playlists.len());
+    let mine = playlists
+        .iter()
+        .find(|p| p.owner.id.id() == "alice")
+        .expect("alice owns a playlist");
+
+    let track_uri = first_track_uri(&s).await;
+    let track = TrackId::from_uri(&track_uri).expect("track id");
+    let playlist = PlaylistId::from_id(mine.id.id()).expect("playlist id");
+    let added = spotify
+        .playlist_add_items(playlist, [PlayableId::Track(track)], None)
+        .await
+        .expect("add a track");
+    assert!(!added.snapshot_id.is_empty());
+    let seen = s.last_api_request().await;
+    assert_eq!(seen["method"], "POST");
+    assert!(seen["body"].as_str().unwrap_or("").contains(&track_uri));
+    assert_ne!(
+        seen["headers"]["authorization"],
+        format!("Bearer {}", s.alice).as_str()
+    );
+}
