@@ -211,6 +211,12 @@ impl Gateway {
         child.wait().expect("wait for gateway")
     }
 
+    /// Waits for the process to exit by itself (after a signal the test sent).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        child.wait().expect("wait for gateway")
+    }
+
     /// Stops the process and starts it again with the same config.
     pub async fn restart(&mut self) {
         let status = self.terminate();
