@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
+command -v curl >/dev/null || need+=(curl)                 # scripts/check-examples.sh
 command -v cmake >/dev/null || need+=(cmake)               # pingora's zlib-ng build
 command -v redis-server >/dev/null || need+=(redis-server) # store tests
 command -v promtool >/dev/null || need+=(prometheus)       # metrics exposition check
@@ -21,5 +22,7 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The client examples against a running demo, as their README says.
+./scripts/check-examples.sh
 # Deployment artifacts: hadolint, Kubernetes schemas, promtool rules, dashboard metrics.
 ./scripts/check-deploy.sh
