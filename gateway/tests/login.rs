@@ -540,6 +540,23 @@ async fn file_store_keeps_sessions_across_restarts_and_holds_no_clear_tokens() {
         "session survived"
     );
     assert_eq!(egress(gw.egress_url(), assertion.clone()).await, 200);
+    // A refresh after the restart: the stored refresh token still works, and the gateway's
+    // request to Spotify shows us that token.
+    mock_post(&mock, "/__mock/expire?user=alice", None).await;
+    assert_eq!(egress(gw.egress_url(), assertion.clone()).await, 200);
+    let refresh_tokens: Vec<String> = mock_requests(&mock)
+        .await
+        .into_iter()
+        .filter(|r| r["target"] == "token")
+        .filter_map(|r| r["body"].as_str().map(str::to_string))
+        .flat_map(|body| {
+            url::form_urlencoded::parse(body.as_bytes())
+                .filter(|(k, _)| k == "refresh_token")
+                .map(|(_, v)| v.into_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(refresh_tokens.len(), 1, "one refresh");
 
     // The access token the gateway used is nowhere in the file, nor the user's name.
     let used = mock_requests(&mock)
@@ -556,6 +573,12 @@ async fn file_store_keeps_sessions_across_restarts_and_holds_no_clear_tokens() {
         assert!(
             !text.contains(token),
             "clear-text access token in the store file"
+        );
+    }
+    for token in &refresh_tokens {
+        assert!(
+            !text.contains(token.as_str()),
+            "clear-text refresh token in the store file"
         );
     }
     assert!(!text.contains("Alice Andersson"));
