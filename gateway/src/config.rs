@@ -147,6 +147,8 @@ struct FileEgress {
     app_token: bool,
     #[serde(default)]
     trust_user_header: bool,
+    #[serde(default)]
+    allow_trusted_header_on_network: bool,
     public_base_url: Option<String>,
     connect_timeout: Option<String>,
     read_timeout: Option<String>,
@@ -276,6 +278,9 @@ pub enum StoreConfig {
 pub struct EgressConfig {
     pub app_token: bool,
     pub trust_user_header: bool,
+    /// Lets `trust_user_header` work on a non-loopback egress listener and for non-loopback
+    /// peers: anyone who reaches the listener can then act as any signed-in user.
+    pub allow_trusted_header_on_network: bool,
     pub public_base_url: Url,
     /// Connecting to Spotify.
     #[serde(serialize_with = "ser_duration")]
@@ -936,12 +941,31 @@ impl Validator<'_> {
         let FileEgress {
             app_token,
             trust_user_header,
+            allow_trusted_header_on_network,
             public_base_url,
             connect_timeout,
             read_timeout,
             total_timeout,
             max_retries,
         } = e;
+        // A plain user id is only as trustworthy as the set of peers that can send it: the
+        // pod itself. On a network address anyone who reaches the port could be any user.
+        if trust_user_header
+            && !egress_addr.ip().to_canonical().is_loopback()
+            && !allow_trusted_header_on_network
+        {
+            self.issue(
+                "egress.trust_user_header",
+                format!(
+                    "trust_user_header = true believes a plain X-Spotify-User-Id, and \
+                     listen.egress = \"{egress_addr}\" is not a loopback address: anyone who \
+                     can reach it could act as any signed-in user. Bind the egress listener to \
+                     127.0.0.1, or send the signed X-Gateway-User instead, or, only if a network \
+                     policy limits who reaches the port, set \
+                     egress.allow_trusted_header_on_network = true"
+                ),
+            );
+        }
         let mut timeout = |key: &str, value: Option<String>, default: u64| match value {
             None => Some(Duration::from_secs(default)),
             Some(v) => match self.duration(key, &v) {
@@ -973,6 +997,7 @@ impl Validator<'_> {
         Some(EgressConfig {
             app_token,
             trust_user_header,
+            allow_trusted_header_on_network,
             public_base_url,
             connect_timeout: connect_timeout?,
             read_timeout: read_timeout?,
@@ -1140,6 +1165,41 @@ secret_env = "SESSION_SECRET"
             assert_eq!(i[0].key, "server.app_name", "{bad}");
             assert_eq!(i[0].line, Some(12), "{bad}");
         }
+    }
+
+    #[test]
+    fn trusted_user_header_on_a_network_address_needs_the_loud_setting() {
+        let on_network = |addr: &str, allow: &str| {
+            format!(
+                "{GOOD}\n[listen]\negress = \"{addr}\"\n\n[egress]\ntrust_user_header = true\n{allow}"
+            )
+        };
+        for addr in ["0.0.0.0:8081", "192.0.2.10:8081", "[::]:8081"] {
+            let text = on_network(addr, "");
+            let i = issues(&text);
+            assert_eq!(i.len(), 1, "{addr}: {i:?}");
+            assert_eq!(i[0].key, "egress.trust_user_header", "{addr}");
+            let line = text
+                .lines()
+                .position(|l| l.starts_with("trust_user_header"))
+                .map(|p| p + 1);
+            assert_eq!(i[0].line, line, "{addr}");
+            assert!(
+                i[0].message.contains("allow_trusted_header_on_network"),
+                "{}",
+                i[0].message
+            );
+            let allowed = on_network(addr, "allow_trusted_header_on_network = true\n");
+            let c = Config::parse(&allowed, "t", &env).expect("explicitly allowed");
+            assert!(c.egress.trust_user_header && c.egress.allow_trusted_header_on_network);
+        }
+        for addr in ["127.0.0.1:8081", "127.0.0.2:8081", "[::1]:8081"] {
+            let c = Config::parse(&on_network(addr, ""), "t", &env).expect("loopback is fine");
+            assert!(!c.egress.allow_trusted_header_on_network);
+        }
+        // Without the trusted header, any address is fine.
+        let text = format!("{GOOD}\n[listen]\negress = \"0.0.0.0:8081\"\n");
+        assert!(Config::parse(&text, "t", &env).is_ok());
     }
 
     #[test]

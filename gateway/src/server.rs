@@ -72,6 +72,16 @@ pub fn build(gw: Arc<Gateway>) -> std::io::Result<Server> {
         admin = %listen.admin,
         "spotify-gateway starting"
     );
+    let egress_cfg = &gw.config.egress;
+    if egress_cfg.trust_user_header && egress_cfg.allow_trusted_header_on_network {
+        tracing::warn!(
+            egress = %listen.egress,
+            "SECURITY WARNING: egress.allow_trusted_header_on_network = true: a plain \
+             X-Spotify-User-Id is believed from any peer that reaches the egress listener, so \
+             every such peer can act as any signed-in user. Only a network policy protects \
+             the users' tokens now."
+        );
+    }
     Ok(server)
 }
 

@@ -16,7 +16,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use super::links::LinkRewriter;
-use super::{respond_json, response_status, spotify_error, UpstreamTarget, IDENTITY_HEADERS};
+use super::{respond_json, spotify_error, UpstreamTarget, IDENTITY_HEADERS};
 use crate::oauth::{Grant, TokenError};
 use crate::secret::Secret;
 use crate::session::{LiveSession, SessionError};
@@ -178,6 +178,17 @@ impl EgressProxy {
                     401,
                     "X-Spotify-User-Id is not trusted on this gateway \
                      (egress.trust_user_header = false); send X-Gateway-User",
+                    None,
+                ));
+            }
+            if !may_trust_user_header(
+                session.client_addr().and_then(|a| a.as_inet()),
+                self.gw.config.egress.allow_trusted_header_on_network,
+            ) {
+                return Err(refusal(
+                    401,
+                    "X-Spotify-User-Id is trusted only from the gateway's own pod (loopback); \
+                     send X-Gateway-User",
                     None,
                 ));
             }
@@ -343,6 +354,13 @@ impl EgressProxy {
             retry_after: None,
         }
     }
+}
+
+/// Whether a plain `X-Spotify-User-Id` from `peer` may be believed: only from the pod itself
+/// (loopback), unless the operator explicitly allowed the network
+/// (`egress.allow_trusted_header_on_network`). An unknown peer is not trusted.
+fn may_trust_user_header(peer: Option<&std::net::SocketAddr>, allow_network: bool) -> bool {
+    allow_network || peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
 }
 
 fn refusal(status: u16, message: &str, retry_after: Option<u64>) -> LocalAnswer {
@@ -771,37 +789,23 @@ impl ProxyHttp for EgressProxy {
         }
     }
 
-    /// Method and path only: pingora logs this summary with errors, and a query string can
-    /// carry an authorization code or state.
     fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
-        let req = session.req_header();
-        format!("{} {}", req.method, req.uri.path())
+        super::request_summary(session)
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut EgressCtx) {
-        let status = response_status(session);
-        let elapsed = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
-        self.gw
-            .metrics
-            .observe_request(LISTENER, ctx.route, status, elapsed.as_secs_f64());
-        let req = session.req_header();
         let user = match &ctx.credential {
-            Some(Credential::User { session: s, .. }) if self.gw.config.server.log_user_id => {
-                Some(s.user_id())
-            }
+            Some(Credential::User { session: s, .. }) => Some(s.as_ref()),
             _ => None,
         };
-        tracing::info!(
-            target: "access",
-            listener = LISTENER,
-            request_id = %ctx.request_id,
-            method = %req.method,
-            route = ctx.route,
-            status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            user = user.as_deref(),
-            error = e.map(|e| e.etype().as_str()),
-        );
+        let access = super::Access {
+            listener: LISTENER,
+            route: ctx.route,
+            request_id: &ctx.request_id,
+            started: ctx.started,
+            user,
+        };
+        access.record(&self.gw, session, e);
     }
 }
 
@@ -811,6 +815,32 @@ mod tests {
 
     fn check(target: &str) -> Result<&'static str, TargetProblem> {
         check_target(&target.parse().expect("valid uri"))
+    }
+
+    #[test]
+    fn trusted_user_header_only_from_loopback_unless_allowed() {
+        let peer = |s: &str| s.parse::<std::net::SocketAddr>().expect("addr");
+        for local in [
+            "127.0.0.1:5000",
+            "127.3.2.1:5000",
+            "[::1]:5000",
+            "[::ffff:127.0.0.1]:5000",
+        ] {
+            assert!(may_trust_user_header(Some(&peer(local)), false), "{local}");
+        }
+        for remote in [
+            "192.0.2.2:5000",
+            "10.0.0.7:5000",
+            "[fd00::2]:5000",
+            "[::ffff:10.0.0.7]:5000",
+        ] {
+            assert!(
+                !may_trust_user_header(Some(&peer(remote)), false),
+                "{remote}"
+            );
+            assert!(may_trust_user_header(Some(&peer(remote)), true), "{remote}");
+        }
+        assert!(!may_trust_user_header(None, false), "unknown peer");
     }
 
     #[test]

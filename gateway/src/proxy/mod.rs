@@ -168,3 +168,44 @@ pub fn error_status(e: &Error) -> u16 {
         },
     }
 }
+
+/// Method and path only: pingora logs this summary with errors, and a query string can carry
+/// an authorization code or state.
+pub fn request_summary(session: &Session) -> String {
+    let req = session.req_header();
+    format!("{} {}", req.method, req.uri.path())
+}
+
+/// What the `logging` phase records for one request: metrics and one access log line.
+pub struct Access<'a> {
+    pub listener: &'static str,
+    pub route: &'static str,
+    pub request_id: &'a str,
+    pub started: Option<Instant>,
+    /// The session the request acted for; its user id is logged only where configured.
+    pub user: Option<&'a crate::session::LiveSession>,
+}
+
+impl Access<'_> {
+    pub fn record(&self, gw: &crate::state::Gateway, session: &Session, e: Option<&Error>) {
+        let status = response_status(session);
+        let elapsed = self.started.map(|s| s.elapsed()).unwrap_or_default();
+        gw.metrics
+            .observe_request(self.listener, self.route, status, elapsed.as_secs_f64());
+        let user = self
+            .user
+            .filter(|_| gw.config.server.log_user_id)
+            .map(|s| s.user_id());
+        tracing::info!(
+            target: "access",
+            listener = self.listener,
+            request_id = %self.request_id,
+            method = %session.req_header().method,
+            route = self.route,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            user = user.as_deref(),
+            error = e.map(|e| e.etype().as_str()),
+        );
+    }
+}

@@ -16,7 +16,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use serde_json::json;
 use url::Url;
 
-use super::{respond_json, response_status, UpstreamTarget, IDENTITY_HEADERS};
+use super::{respond_json, UpstreamTarget, IDENTITY_HEADERS};
 use crate::oauth::TokenError;
 use crate::pages;
 use crate::session::{LiveSession, LoginError, LOGIN_TTL};
@@ -528,36 +528,19 @@ impl ProxyHttp for PublicProxy {
         }
     }
 
-    /// Method and path only: pingora logs this summary with errors, and a query string can
-    /// carry an authorization code or state.
     fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
-        let req = session.req_header();
-        format!("{} {}", req.method, req.uri.path())
+        super::request_summary(session)
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut PublicCtx) {
-        let status = response_status(session);
-        let elapsed = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
-        self.gw
-            .metrics
-            .observe_request(LISTENER, ctx.route, status, elapsed.as_secs_f64());
-        let req = session.req_header();
-        let user = ctx
-            .session
-            .as_ref()
-            .filter(|_| self.gw.config.server.log_user_id)
-            .map(|s| s.user_id());
-        tracing::info!(
-            target: "access",
-            listener = LISTENER,
-            request_id = %ctx.request_id,
-            method = %req.method,
-            route = ctx.route,
-            status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            user = user.as_deref(),
-            error = e.map(|e| e.etype().as_str()),
-        );
+        let access = super::Access {
+            listener: LISTENER,
+            route: ctx.route,
+            request_id: &ctx.request_id,
+            started: ctx.started,
+            user: ctx.session.as_deref(),
+        };
+        access.record(&self.gw, session, e);
     }
 }
 

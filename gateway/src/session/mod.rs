@@ -261,16 +261,9 @@ impl Sessions {
             pkce_verifier: req.pkce_verifier.map(Secret::runtime),
         };
         let key = self.keys.index_key("state", &req.state);
-        let plain = serde_json::to_vec(&pending).map_err(|e| StoreError {
-            backend: self.store.backend(),
-            op: "encode",
-            detail: e.to_string(),
-        })?;
-        let sealed = self
-            .keys
-            .seal(Purpose::StoredRecord, key.as_bytes(), &plain);
+        let sealed = self.seal_record(&key, &pending)?;
         self.store
-            .put(Namespace::Pending, &key, sealed.into_bytes(), LOGIN_TTL)
+            .put(Namespace::Pending, &key, sealed, LOGIN_TTL)
             .await
             .map_err(|e| self.store_error(e))?;
         let cookie = self
@@ -591,18 +584,24 @@ impl Sessions {
 
     // -- records -------------------------------------------------------------------------------
 
-    async fn persist(&self, key: &str, record: &SessionRecord) -> Result<(), StoreError> {
+    /// A record as stored: JSON, sealed and bound to its store key.
+    fn seal_record<T: Serialize>(&self, key: &str, record: &T) -> Result<Vec<u8>, StoreError> {
         let plain = serde_json::to_vec(record).map_err(|e| StoreError {
             backend: self.store.backend(),
             op: "encode",
             detail: e.to_string(),
         })?;
-        let sealed = self
+        Ok(self
             .keys
-            .seal(Purpose::StoredRecord, key.as_bytes(), &plain);
+            .seal(Purpose::StoredRecord, key.as_bytes(), &plain)
+            .into_bytes())
+    }
+
+    async fn persist(&self, key: &str, record: &SessionRecord) -> Result<(), StoreError> {
+        let sealed = self.seal_record(key, record)?;
         let ttl = Duration::from_millis(record.expires_at_ms.saturating_sub(now_ms()));
         self.store
-            .put(Namespace::Session, key, sealed.into_bytes(), ttl)
+            .put(Namespace::Session, key, sealed, ttl)
             .await
             .map_err(|e| self.store_error(e))
     }

@@ -26,13 +26,23 @@ async fn main() -> Result<()> {
     let mut url = format!("{egress}/v1/search?q=abba&type=track&limit=20");
     let mut page_no = 1;
     loop {
-        let page: Value = api.get(&url).send().await?.error_for_status()?.json().await?;
+        let page: Value = api
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
         let tracks = &page["tracks"];
         let names: Vec<&str> = tracks["items"]
             .as_array()
             .map(|items| items.iter().filter_map(|t| t["name"].as_str()).collect())
             .unwrap_or_default();
-        println!("search page {page_no}: {} tracks, first: {:?}", names.len(), names.first());
+        println!(
+            "search page {page_no}: {} tracks, first: {:?}",
+            names.len(),
+            names.first()
+        );
         match tracks["next"].as_str() {
             Some(next) => url = next.to_string(),
             None => break,
@@ -74,7 +84,9 @@ async fn sign_in(public: &str, user: &str) -> Result<()> {
     let login = browser.get(format!("{public}/auth/login")).send().await?;
     let authorize = location(&login)?;
     let consent = browser
-        .get(format!("{authorize}&mock_user={user}&mock_decision=approve"))
+        .get(format!(
+            "{authorize}&mock_user={user}&mock_decision=approve"
+        ))
         .send()
         .await?;
     let callback = browser.get(location(&consent)?).send().await?;
