@@ -559,3 +559,27 @@ async fn rspotify_works_through_the_gateway() {
         format!("Bearer {}", s.alice).as_str()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_modified_passes_as_it_is() {
+    let s = setup(&[]).await;
+    let first = s.get("/v1/me/playlists").send().await.expect("first");
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().expect("etag").to_string();
+    let again = s
+        .get("/v1/me/playlists")
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("conditional");
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"], etag.as_str());
+    assert!(again.headers().get("transfer-encoding").is_none());
+    assert!(again.bytes().await.expect("body").is_empty());
+    let seen = s.last_api_request().await;
+    assert_eq!(
+        seen["headers"]["if-none-match"],
+        etag.as_str(),
+        "passed on to Spotify"
+    );
+}

@@ -13,6 +13,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sha2::Digest as _;
 
 use crate::catalog::{self, Album, Artist, Catalog, Playlist, Track, User, MARKETS};
 use crate::controls::apply_fault;
@@ -202,7 +203,52 @@ pub(crate) async fn handle(
         return resp;
     }
     let resp = serve(&app, &method, &uri, &headers, &body).await;
+    let resp = if method == Method::GET {
+        conditional(resp, &headers).await
+    } else {
+        resp
+    };
     compress(resp, &headers).await
+}
+
+/// Entity tags on successful JSON reads, and `304 Not Modified` for a matching
+/// `If-None-Match` (RFC 9110 §13.1.2), as api.spotify.com does for cacheable resources.
+async fn conditional(resp: Response, request: &HeaderMap) -> Response {
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if resp.status() != StatusCode::OK || !is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    // Bodies here are built in memory, so collecting them cannot fail or grow.
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "Server error");
+    };
+    let digest = sha2::Sha256::digest(&bytes);
+    let tag: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let etag = format!("\"{tag}\"");
+    let matches = request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == etag
+        });
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        parts.headers.insert(header::ETAG, value);
+    }
+    if matches {
+        parts.status = StatusCode::NOT_MODIFIED;
+        parts.headers.remove(header::CONTENT_TYPE);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, Body::empty());
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 async fn serve(
