@@ -146,3 +146,46 @@ async fn redis_errors_are_clear_when_redis_is_down() {
     assert!(text.contains("redis"), "{text}");
     assert!(store.ping().await.is_err());
 }
+
+/// `store.url` plus `store.password_env`: the password from the environment reaches Redis,
+/// and a wrong one is a clear error that does not echo it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_password_from_the_environment() {
+    use spotify_gateway::config::Config;
+    let redis = common::RedisServer::start_with_password("redis-pass-0123456789").await;
+    let config = |pw: &'static str| {
+        let text = format!(
+            r#"
+[spotify]
+client_id = "id"
+client_secret = "secret"
+redirect_uri = "http://127.0.0.1:8080/auth/callback"
+[session]
+secret = "a-session-secret-that-is-long-enough-0123"
+[store]
+backend = "redis"
+url = "{}"
+password_env = "REDIS_PASSWORD"
+"#,
+            redis.url()
+        );
+        Config::parse(&text, "test.toml", &move |name| {
+            (name == "REDIS_PASSWORD").then(|| pw.to_string())
+        })
+        .expect("valid config")
+    };
+    let metrics = std::sync::Arc::new(spotify_gateway::metrics::Metrics::new());
+    let open = |pw| spotify_gateway::session::store::open(&config(pw).store, metrics.clone());
+    let good = open("redis-pass-0123456789").expect("open");
+    good.ping().await.expect("authenticated");
+    suite(good.as_ref()).await;
+
+    let bad = open("wrong-password-999").expect("opening is lazy");
+    let err = bad.ping().await.expect_err("wrong password");
+    assert!(!err.to_string().contains("wrong-password-999"), "{err}");
+    let printed = format!("{:?}", config("wrong-password-999"));
+    assert!(
+        !printed.contains("wrong-password-999"),
+        "Debug shows no password"
+    );
+}

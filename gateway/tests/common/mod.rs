@@ -436,14 +436,25 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    password: Option<String>,
 }
 
 impl RedisServer {
     pub async fn start() -> RedisServer {
+        Self::start_with(None).await
+    }
+
+    /// A server that requires `password` (`requirepass`).
+    pub async fn start_with_password(password: &str) -> RedisServer {
+        Self::start_with(Some(password.to_string())).await
+    }
+
+    async fn start_with(password: Option<String>) -> RedisServer {
         let mut server = RedisServer {
             child: None,
             port: free_port(),
             dir: tempfile::tempdir().expect("tmp"),
+            password,
         };
         server.spawn().await;
         server
@@ -454,7 +465,11 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        if let Some(pw) = &self.password {
+            cmd.args(["--requirepass", pw]);
+        }
+        let child = cmd
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args([
                 "--save",
@@ -487,7 +502,8 @@ impl RedisServer {
         s.write_all(b"PING\r\n").await.is_ok()
             && s.read(&mut buf)
                 .await
-                .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                // With a password set, an unauthenticated PING gets -NOAUTH: it is up.
+                .is_ok_and(|n| buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
     }
 
     /// Kills the server (SIGKILL: no goodbye to clients).
