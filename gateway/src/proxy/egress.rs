@@ -393,6 +393,26 @@ async fn write_local(session: &mut Session, ctx: &EgressCtx, answer: LocalAnswer
     respond_json(session, answer.status, &answer.body, &headers).await
 }
 
+/// The methods the egress forwards, for the `Allow` header.
+const API_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+/// Whether a method may carry a token to Spotify. TRACE would echo the injected token back
+/// to the caller, CONNECT would open a tunnel, and an extension method (`PROPFIND`, a
+/// lowercase `get`) is nothing the Web API answers.
+fn is_api_method(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ]
+    .contains(method)
+}
+
 /// Why a request target is refused before any token is touched.
 #[derive(Debug, PartialEq, Eq)]
 enum TargetProblem {
@@ -405,8 +425,12 @@ enum TargetProblem {
 /// Checks a request target and returns its route label. Only origin-form paths under `/v1/`
 /// without dot segments pass, so a token can only ever reach the configured API host, under
 /// `/v1/`.
-fn check_target(uri: &http::Uri) -> Result<&'static str, TargetProblem> {
-    if uri.scheme().is_some() || uri.authority().is_some() {
+///
+/// `raw` is the target as the client sent it: pingora 0.9 puts only the path of an
+/// absolute-form target (`GET http://host/v1/me`) into the `Uri`, and lets it through when
+/// `Host` names the same authority, so the form can only be seen in the raw bytes.
+fn check_target(raw: &[u8], uri: &http::Uri) -> Result<&'static str, TargetProblem> {
+    if !raw.starts_with(b"/") || uri.scheme().is_some() || uri.authority().is_some() {
         return Err(TargetProblem::Unsafe(
             "absolute-form request targets are not accepted; send the path only",
         ));
@@ -452,17 +476,18 @@ impl ProxyHttp for EgressProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut EgressCtx) -> Result<bool> {
         ctx.request_id = super::request_id(session);
         let rid = [("x-request-id", ctx.request_id.clone())];
-        if session.req_header().method == http::Method::CONNECT {
-            respond_json(
-                session,
-                405,
-                &spotify_error(405, "CONNECT is not supported"),
-                &rid,
-            )
-            .await?;
+        if !is_api_method(&session.req_header().method) {
+            let message = format!(
+                "{} is not supported; the Web API takes {API_METHODS}",
+                session.req_header().method
+            );
+            let mut headers = rid.to_vec();
+            headers.push(("allow", API_METHODS.into()));
+            respond_json(session, 405, &spotify_error(405, &message), &headers).await?;
             return Ok(true);
         }
-        ctx.route = match check_target(&session.req_header().uri) {
+        let req = session.req_header();
+        ctx.route = match check_target(req.raw_path(), &req.uri) {
             Ok(route) => route,
             Err(TargetProblem::NotApi) => {
                 respond_json(
@@ -814,7 +839,7 @@ mod tests {
     use super::*;
 
     fn check(target: &str) -> Result<&'static str, TargetProblem> {
-        check_target(&target.parse().expect("valid uri"))
+        check_target(target.as_bytes(), &target.parse().expect("valid uri"))
     }
 
     #[test]
@@ -863,5 +888,16 @@ mod tests {
             Err(TargetProblem::Unsafe(_))
         ));
         assert!(matches!(check("/v1/a%2fb"), Err(TargetProblem::Unsafe(_))));
+        // pingora hands over an absolute-form target as its path alone; the raw bytes tell.
+        let path_only: http::Uri = "/v1/me".parse().expect("uri");
+        for raw in ["http://evil.example/v1/me", "*", "api.spotify.com:443"] {
+            assert!(
+                matches!(
+                    check_target(raw.as_bytes(), &path_only),
+                    Err(TargetProblem::Unsafe(_))
+                ),
+                "{raw}"
+            );
+        }
     }
 }

@@ -373,6 +373,19 @@ impl ProxyHttp for PublicProxy {
         ctx.request_id = super::request_id(session);
         let path = session.req_header().uri.path().to_string();
         let method = session.req_header().method.clone();
+        // TRACE would echo the request back to the browser with the identity headers and the
+        // assertion the gateway adds; CONNECT would make the gateway a tunnel.
+        if method == http::Method::TRACE || method == http::Method::CONNECT {
+            self.problem(
+                session,
+                ctx,
+                405,
+                "method_not_allowed",
+                "Method not allowed here.",
+            )
+            .await?;
+            return Ok(true);
+        }
         let auth_route = match path.as_str() {
             "/auth/login" => Some("/auth/login"),
             "/auth/callback" => Some("/auth/callback"),
@@ -470,7 +483,20 @@ impl ProxyHttp for PublicProxy {
         upstream: &mut RequestHeader,
         ctx: &mut PublicCtx,
     ) -> Result<()> {
-        // Identity comes from the gateway alone.
+        // Identity comes from the gateway alone. Spellings with `_` go too: CGI/WSGI-style app
+        // servers read `X_Spotify_User_Id` as `X-Spotify-User-Id`.
+        let lookalikes: Vec<http::HeaderName> = upstream
+            .headers
+            .keys()
+            .filter(|k| {
+                k.as_str().contains('_')
+                    && IDENTITY_HEADERS.contains(&k.as_str().replace('_', "-").as_str())
+            })
+            .cloned()
+            .collect();
+        for name in lookalikes {
+            upstream.remove_header(&name);
+        }
         for name in IDENTITY_HEADERS {
             upstream.remove_header(name);
         }

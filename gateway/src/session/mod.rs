@@ -416,7 +416,10 @@ impl Sessions {
             .await
             .map_err(|e| self.store_error(e))?;
         match key.and_then(|k| String::from_utf8(k).ok()) {
-            Some(key) => self.by_key(&key).await,
+            // The index is not sealed (its key is the user id): believe it only when the
+            // sealed record it points at is that user's, so a write to the store cannot
+            // hand one user's session to a request for another.
+            Some(key) => Ok(self.by_key(&key).await?.filter(|s| s.user_id() == user_id)),
             None => Ok(None),
         }
     }
@@ -642,4 +645,69 @@ fn sanitize_code(code: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .take(64)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn sessions() -> Sessions {
+        let text = r#"
+[spotify]
+client_id = "abc"
+client_secret = "client-secret"
+redirect_uri = "http://127.0.0.1:8080/auth/callback"
+[session]
+secret = "unit-test-session-secret-0123456789abcdef"
+[store]
+backend = "memory"
+"#;
+        let config = Config::parse(text, "t", &|_| None).expect("config");
+        let metrics = Arc::new(Metrics::new());
+        let endpoint =
+            Arc::new(TokenEndpoint::new(&config.spotify, metrics.clone()).expect("endpoint"));
+        Sessions::new(
+            Arc::new(store::MemoryStore::default()),
+            Keyring::new(&config.session.secret, None),
+            endpoint,
+            HOUR,
+            metrics,
+        )
+    }
+
+    fn record(user: &str) -> SessionRecord {
+        let now = now_ms();
+        SessionRecord {
+            user_id: user.into(),
+            display_name: None,
+            scopes: Vec::new(),
+            access_token: Secret::runtime(format!("access-{user}")),
+            access_expires_at_ms: now + 3_600_000,
+            access_lifetime_ms: 3_600_000,
+            refresh_token: Secret::runtime(format!("refresh-{user}")),
+            created_at_ms: now,
+            updated_at_ms: now,
+            expires_at_ms: now + 3_600_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_user_index_is_believed_only_for_that_users_record() {
+        let s = sessions();
+        s.persist("key-alice", &record("alice")).await.expect("put");
+        s.persist("key-bob", &record("bob")).await.expect("put");
+        // Someone with write access to the store points alice's index at bob's session.
+        let index = |user: &'static str, key: &'static str| {
+            s.store
+                .put(Namespace::UserIndex, user, key.as_bytes().to_vec(), HOUR)
+        };
+        index("alice", "key-bob").await.expect("put");
+        index("bob", "key-bob").await.expect("put");
+        assert!(s.by_user_id("alice").await.expect("store").is_none());
+        let bob = s.by_user_id("bob").await.expect("store").expect("bob");
+        assert_eq!(bob.user_id(), "bob");
+    }
 }

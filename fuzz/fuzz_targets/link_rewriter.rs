@@ -1,0 +1,88 @@
+//! `LinkRewriter::feed`: rewrites Spotify's paging links in every JSON answer, streaming, as
+//! chunks arrive. Whatever the chunking, the output equals a plain replace of the whole body;
+//! gzip bodies come out decompressed and rewritten; arbitrary bytes declared gzip are an
+//! error, never a panic.
+//!
+//! Input: a control byte (pattern, gzip, how the stream ends), a count n, n chunk sizes, the
+//! body.
+#![no_main]
+
+use std::io::Write;
+
+use libfuzzer_sys::fuzz_target;
+use spotify_gateway::proxy::links::LinkRewriter;
+
+/// The production pattern, and short self-overlapping ones for the held-back tail.
+const FROM: [&str; 4] = ["https://api.spotify.com/v1/", "aa", "aba", "/"];
+const TO: &str = "http://127.0.0.1:8081/v1/";
+
+/// Leftmost, non-overlapping replace, as `str::replace`, on bytes.
+fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(body).expect("gzip to memory");
+    enc.finish().expect("gzip to memory")
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&control, rest)) = data.split_first() else {
+        return;
+    };
+    let Some((&n, rest)) = rest.split_first() else {
+        return;
+    };
+    let n = usize::from(n % 16).min(rest.len());
+    let (sizes, body) = rest.split_at(n);
+    let sizes = if sizes.is_empty() { &[7][..] } else { sizes };
+    let from = FROM[usize::from(control & 3)];
+    let compressed = control & 4 != 0;
+    let empty_last = control & 8 != 0;
+
+    let input = if compressed {
+        gzip(body)
+    } else {
+        body.to_vec()
+    };
+    let mut pieces: Vec<&[u8]> = Vec::new();
+    let (mut at, mut i) = (0, 0);
+    while at < input.len() {
+        let size = usize::from(sizes[i % sizes.len()]);
+        i += 1;
+        // Empty chunks happen; every second step moves on, so the loop ends.
+        let size = if size == 0 && i % 2 == 0 { 1 } else { size };
+        let end = (at + size).min(input.len());
+        pieces.push(&input[at..end]);
+        at = end;
+    }
+    if empty_last || pieces.is_empty() {
+        pieces.push(&[]);
+    }
+
+    let mut rewriter = LinkRewriter::new(from, TO, compressed);
+    let mut out = Vec::new();
+    for (k, piece) in pieces.iter().enumerate() {
+        let last = k + 1 == pieces.len();
+        let chunk = rewriter.feed(piece, last).expect("a valid body rewrites");
+        out.extend_from_slice(&chunk);
+    }
+    assert_eq!(out, replace(body, from.as_bytes(), TO.as_bytes()));
+
+    if control & 16 != 0 {
+        let mut rewriter = LinkRewriter::new(from, TO, true);
+        let _ = rewriter.feed(body, true);
+    }
+});
