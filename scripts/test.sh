@@ -22,6 +22,9 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The benches and their helper binary compile (benches/README.md); nothing is timed here. The
+# dev profile reuses the test build instead of a release build of every dependency.
+cargo bench --no-run --locked -p spotify-gateway --profile dev --features bench-tools
 # The client examples against a running demo, as their README says.
 ./scripts/check-examples.sh
 # Deployment artifacts: hadolint, Kubernetes schemas, promtool rules, dashboard metrics.

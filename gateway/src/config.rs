@@ -386,7 +386,18 @@ impl Config {
             path: origin.to_string(),
             issues,
         };
-        let doc = toml_edit::Document::parse(text.to_string()).map_err(|e| {
+        // toml_edit 0.23 panics on some malformed input ("all items have spans"; found by
+        // fuzz/config_parse, e.g. `==\n.=`). A bad file, and above all a bad file at SIGHUP,
+        // must be an error that changes nothing, never a dead thread.
+        let parsed = std::panic::catch_unwind(|| toml_edit::Document::parse(text.to_string()))
+            .map_err(|_| {
+                invalid(vec![ConfigIssue {
+                    key: "(syntax)".into(),
+                    line: None,
+                    message: "this is not valid TOML (the parser gave up on it)".into(),
+                }])
+            })?;
+        let doc = parsed.map_err(|e| {
             invalid(vec![ConfigIssue {
                 key: "(syntax)".into(),
                 line: e.span().map(|s| line_of(text, s.start)),
@@ -1200,6 +1211,15 @@ secret_env = "SESSION_SECRET"
         // Without the trusted header, any address is fine.
         let text = format!("{GOOD}\n[listen]\negress = \"0.0.0.0:8081\"\n");
         assert!(Config::parse(&text, "t", &env).is_ok());
+    }
+
+    #[test]
+    fn toml_that_panics_the_parser_is_a_syntax_error() {
+        for text in ["==\n.=", &format!("{GOOD}\n==\n.=")] {
+            let i = issues(text);
+            assert_eq!(i.len(), 1, "{i:?}");
+            assert_eq!(i[0].key, "(syntax)");
+        }
     }
 
     #[test]

@@ -150,10 +150,12 @@ impl Setup {
     }
 
     async fn snapshot(&self) -> Snapshot {
+        // Read before any await: the app's handler takes the same lock.
+        let app_hits = self.hits.lock().expect("hits").len();
         Snapshot {
             spotify: mock_stats(&self.mock).await,
             spotify_log: mock_requests(&self.mock).await.len(),
-            app_hits: self.hits.lock().expect("hits").len(),
+            app_hits,
             logins_ok: metric(&self.gw, r#"spotify_gateway_logins_total{result="ok"}"#).await,
         }
     }
@@ -343,6 +345,10 @@ async fn raw(port: u16, request: &[u8]) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, text)
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 fn keys(secret: &str) -> Keyring {
@@ -563,10 +569,6 @@ async fn login_callback_attacks_are_refused_and_change_nothing() {
     assert_eq!(resp.status(), 400, "expired state");
     assert!(!creates_session(&resp));
     s.assert_untouched(&before, "expired state").await;
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1111,6 +1113,62 @@ async fn trusted_user_header_needs_loopback_or_the_loud_setting() {
     assert_eq!(resp.status(), 200);
     let me: Value = resp.json().await.expect("json");
     assert_eq!(me["id"], "bob");
+}
+
+/// toml_edit 0.23 panics on some malformed input (found by fuzz/config_parse). The gateway
+/// must refuse such a file with a clear error: at start-up, and at SIGHUP without losing the
+/// task that handles the next SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_that_crashes_the_toml_parser_is_refused_at_start_and_on_reload() {
+    const CRASHER: &str = "==\n.=";
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, CRASHER).expect("write");
+    for command in ["check-config", "run"] {
+        let (code, _out, err) = run_cli(&[command, "--config", path.to_str().expect("path")], &[]);
+        assert_eq!(code, 2, "{command}: {err}");
+        assert!(err.contains("key `(syntax)`"), "{command}: {err}");
+    }
+
+    let s = setup(&[]).await;
+    let original = std::fs::read_to_string(&s.gw.config_path).expect("config");
+    std::fs::write(&s.gw.config_path, CRASHER).expect("write");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(s.gw.pid(), libc::SIGHUP) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !s.gw.log().contains("config reload failed") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload error logged:\n{}",
+            s.gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The next SIGHUP, with a good file, is still handled.
+    let opened = original.replace(
+        "public_paths = [\"/public/\"]",
+        "public_paths = [\"/public/\", \"/open/\"]",
+    );
+    std::fs::write(&s.gw.config_path, opened).expect("write");
+    // SAFETY: as above.
+    unsafe { libc::kill(s.gw.pid(), libc::SIGHUP) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = plain()
+            .get(format!("{}/open/x", s.gw.public_url()))
+            .send()
+            .await
+            .expect("open path");
+        if resp.status() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "second reload not applied:\n{}",
+            s.gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A non-loopback IPv4 address of this machine, if it has one.

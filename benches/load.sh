@@ -1,0 +1,494 @@
+#!/usr/bin/env bash
+# Whole-process load benchmark of spotify-gateway, side by side with nginx and a direct call,
+# on loopback. See benches/README.md for what each figure means.
+#
+#   benches/load.sh           # full run: 5 rounds x 10 s per contender, ~10 minutes
+#   benches/load.sh --quick   # smoke run: 2 rounds x 2 s, fewer sessions and starts
+#
+# Its last line is always:
+#   summary: gateway/nginx rps=<ratio> gateway/direct rps=<ratio> gateway_p99_ms=<x> nginx_p99_ms=<y>
+#
+# Environment overrides: ROUNDS, DURATION (seconds per run), CONNS (64), STORM_CALLS,
+# MEMORY_SESSIONS ("0 10000 100000"), MEMORY_STORES ("memory file"), STARTUP_RUNS (10),
+# KEEP_WORKDIR=1 (keep configs and logs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0
+case "${1:-}" in
+  --quick) QUICK=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+esac
+if [ "$QUICK" = 1 ]; then
+  ROUNDS=${ROUNDS:-2}; DURATION=${DURATION:-2}; WARMUP=1
+  STORM_CALLS=${STORM_CALLS:-50}; MEMORY_SESSIONS=${MEMORY_SESSIONS:-"0 10000"}
+  STARTUP_RUNS=${STARTUP_RUNS:-3}; MEMORY_STORES=${MEMORY_STORES:-"memory"}
+else
+  ROUNDS=${ROUNDS:-5}; DURATION=${DURATION:-10}; WARMUP=3
+  STORM_CALLS=${STORM_CALLS:-200}; MEMORY_SESSIONS=${MEMORY_SESSIONS:-"0 10000 100000"}
+  STARTUP_RUNS=${STARTUP_RUNS:-10}; MEMORY_STORES=${MEMORY_STORES:-"memory file redis"}
+fi
+CONNS=${CONNS:-64}
+# Worker threads of each gateway proxy listener = nginx worker_processes.
+WORKERS=2
+
+log() { echo "# $*" >&2; }
+
+# -- tools -------------------------------------------------------------------------------------
+need=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+
+# -- build -------------------------------------------------------------------------------------
+log "building (release)"
+cargo build --release --locked -p spotify-gateway 2>&1 | grep -v '^\s*\(Compiling\|Finished\|Fresh\)' >&2 || true
+cargo build --release --locked -p spotify-gateway --features bench-tools \
+  --bin spotify-gateway-bench 2>&1 | grep -v '^\s*\(Compiling\|Finished\|Fresh\)' >&2 || true
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release/spotify-gateway
+TOOLS=$TARGET_DIR/release/spotify-gateway-bench
+if [ ! -x "$BIN" ] || [ ! -x "$TOOLS" ]; then echo "build failed" >&2; exit 1; fi
+
+# -- workspace, processes, ports ---------------------------------------------------------------
+W=$(mktemp -d /tmp/sgw-load.XXXXXX)
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "${KEEP_WORKDIR:-0}" = 1 ]; then echo "# kept $W" >&2; else rm -rf "$W"; fi
+}
+trap cleanup EXIT
+stop() { # stop PID: SIGTERM one process we started, wait for it, forget it
+  local pid kept=()
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  for pid in "${PIDS[@]}"; do [ "$pid" = "$1" ] || kept+=("$pid"); done
+  PIDS=("${kept[@]}")
+}
+
+in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+next_port=$((20000 + RANDOM % 20000)) # five digits, so every loopback URL has one length
+alloc() { # alloc VAR: a free loopback port
+  while in_use "$next_port"; do next_port=$((next_port + 1)); done
+  printf -v "$1" %d "$next_port"
+  next_port=$((next_port + 1))
+}
+
+wait_status() { # wait_status URL STATUS [seconds]
+  local i
+  for ((i = 0; i < ${3:-20} * 50; i++)); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$1" 2>/dev/null)" = "$2" ] && return 0
+    sleep 0.02
+  done
+  echo "timed out waiting for $1 -> $2" >&2
+  return 1
+}
+
+export BENCH_CLIENT_SECRET="bench-client-secret"
+export BENCH_SESSION_SECRET="bench-session-secret-0123456789abcdef-0123456789"
+SCOPES='"user-read-private", "user-read-email", "user-read-currently-playing", "playlist-read-private"'
+
+# gateway_config FILE PUBLIC EGRESS ADMIN API_URL STORE_TOML
+gateway_config() {
+  cat >"$1" <<EOF
+[spotify]
+client_id = "bench-client"
+client_secret_env = "BENCH_CLIENT_SECRET"
+flow = "authorization_code"
+redirect_uri = "http://127.0.0.1:$2/auth/callback"
+scopes = [$SCOPES]
+accounts_url = "http://127.0.0.1:$MOCK"
+api_url = "$5"
+
+[listen]
+public = "127.0.0.1:$2"
+egress = "127.0.0.1:$3"
+admin = "127.0.0.1:$4"
+
+[server]
+threads = $WORKERS
+grace_period = "0s"
+log_level = "warn"
+
+[upstream]
+url = "http://127.0.0.1:$UP"
+public_paths = []
+
+[session]
+secret_env = "BENCH_SESSION_SECRET"
+
+[store]
+$6
+
+[egress]
+app_token = true
+public_base_url = "http://127.0.0.1:$3"
+EOF
+}
+
+# -- the upstream: nginx answering a fixed JSON body ------------------------------------------
+alloc UP; alloc MOCK
+alloc PUB; alloc EG; alloc ADM     # the gateway under load
+alloc NGX_EG; alloc NGX_PUB        # nginx
+alloc BARE_EG; alloc BARE_PUB      # pingora alone
+alloc SPUB; alloc SEG; alloc SADM  # the refresh-storm gateway
+alloc MPUB; alloc MEG; alloc MADM  # memory runs
+alloc TPUB; alloc TEG; alloc TADM  # start-up runs
+alloc REDIS                        # memory runs with the redis store
+# A /v1/me-shaped answer with one API link, as Spotify's carry: the gateway rewrites it to
+# its egress URL (same length: every port has five digits), so every contender sends the
+# same bytes.
+BODY="{\"country\":\"SE\",\"display_name\":\"Alice\",\"email\":\"alice@example.com\",\"explicit_content\":{\"filter_enabled\":false,\"filter_locked\":false},\"external_urls\":{\"spotify\":\"https://open.spotify.com/user/alice\"},\"followers\":{\"href\":null,\"total\":12},\"href\":\"http://127.0.0.1:$UP/v1/users/alice\",\"id\":\"alice\",\"images\":[],\"product\":\"premium\",\"type\":\"user\",\"uri\":\"spotify:user:alice\"}"
+
+nginx_common() { # nginx_common DIR WORKERS
+  mkdir -p "$1/tmp"
+  chmod 0777 "$1/tmp"
+  cat <<EOF
+worker_processes $2;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $1/tmp/body;
+  proxy_temp_path $1/tmp/proxy;
+  fastcgi_temp_path $1/tmp/fastcgi;
+  uwsgi_temp_path $1/tmp/uwsgi;
+  scgi_temp_path $1/tmp/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+EOF
+}
+
+mkdir -p "$W/upstream"
+{
+  nginx_common "$W/upstream" 1
+  cat <<EOF
+  server {
+    listen 127.0.0.1:$UP;
+    default_type application/json;
+    # Helpers for the set-up checks (never measured).
+    location = /v1/__auth { return 200 "\$http_authorization"; }
+    location = /__echo { return 200 "\$http_x_gateway_user"; }
+    location / { return 200 '$BODY'; }
+  }
+}
+EOF
+} >"$W/upstream/nginx.conf"
+"$NGINX" -p "$W/upstream" -c "$W/upstream/nginx.conf" -e "$W/upstream/error.log" &
+PIDS+=($!); UP_PID=$!
+
+"$BIN" mock-spotify --listen "127.0.0.1:$MOCK" --client-id bench-client \
+  --client-secret "$BENCH_CLIENT_SECRET" \
+  --redirect-uri "http://127.0.0.1:$PUB/auth/callback" \
+  --redirect-uri "http://127.0.0.1:$SPUB/auth/callback" >"$W/mock.log" 2>&1 &
+PIDS+=($!)
+wait_status "http://127.0.0.1:$UP/v1/me" 200
+wait_status "http://127.0.0.1:$MOCK/__mock/stats" 200
+
+# -- the gateway, logged in as alice -----------------------------------------------------------
+gateway_config "$W/gateway.toml" "$PUB" "$EG" "$ADM" "http://127.0.0.1:$UP" \
+  "backend = \"file\"
+path = \"$W/store.redb\""
+"$BIN" run --config "$W/gateway.toml" >"$W/gateway.log" 2>&1 &
+PIDS+=($!); GW_PID=$!
+wait_status "http://127.0.0.1:$ADM/readyz" 200
+
+COOKIE_NAME=spotify_gateway_session
+login() { # login PUBLIC_PORT JAR: alice approves at the mock; prints "name=value" of the cookie
+  local auth cb
+  auth=$(curl -s -o /dev/null -c "$2" -w '%{redirect_url}' "http://127.0.0.1:$1/auth/login?return_to=/")
+  cb=$(curl -s -o /dev/null -w '%{redirect_url}' "$auth&mock_user=alice&mock_decision=approve")
+  curl -s -o /dev/null -b "$2" -c "$2" "$cb"
+  awk -v n="$COOKIE_NAME" '$6 == n { print $6 "=" $7 }' "$2"
+}
+COOKIE=$(login "$PUB" "$W/jar")
+[ -n "$COOKIE" ] || { echo "login through the gateway failed; see $W/gateway.log" >&2; KEEP_WORKDIR=1; exit 1; }
+assertion() { # assertion PUBLIC_PORT COOKIE: the X-Gateway-User the upstream receives
+  curl -s -H "Cookie: $2" "http://127.0.0.1:$1/__echo"
+}
+A=$(assertion "$PUB" "$COOKIE")
+[ -n "$A" ] || { echo "no X-Gateway-User reached the upstream" >&2; exit 1; }
+# The bearer the gateway injects for alice: nginx injects the very same header.
+BEARER=$(curl -s -H "X-Gateway-User: $A" "http://127.0.0.1:$EG/v1/__auth")
+case "$BEARER" in Bearer\ ?*) ;; *) echo "the gateway did not inject a bearer token" >&2; exit 1 ;; esac
+
+# -- nginx: the same injection, static ---------------------------------------------------------
+mkdir -p "$W/nginx"
+{
+  nginx_common "$W/nginx" "$WORKERS"
+  cat <<EOF
+  upstream api {
+    server 127.0.0.1:$UP;
+    keepalive 64;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+  }
+  # Egress: what a user might write instead of the gateway, one static token.
+  server {
+    listen 127.0.0.1:$NGX_EG;
+    location /v1/ {
+      proxy_pass http://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host 127.0.0.1:$UP;
+      proxy_set_header Authorization "$BEARER";
+      proxy_set_header X-Gateway-User "";
+      proxy_set_header X-Request-Id \$request_id;
+      add_header X-Request-Id \$request_id;
+    }
+  }
+  # Public: static identity headers instead of a session, the cookie dropped.
+  server {
+    listen 127.0.0.1:$NGX_PUB;
+    location / {
+      proxy_pass http://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Cookie "";
+      proxy_set_header X-Spotify-User-Id alice;
+      proxy_set_header X-Spotify-Scopes "user-read-private user-read-email user-read-currently-playing playlist-read-private";
+      proxy_set_header X-Gateway-User "$A";
+      proxy_set_header X-Request-Id \$request_id;
+    }
+  }
+}
+EOF
+} >"$W/nginx/nginx.conf"
+"$NGINX" -p "$W/nginx" -c "$W/nginx/nginx.conf" -e "$W/nginx/error.log" &
+PIDS+=($!); NGX_PID=$!
+wait_status "http://127.0.0.1:$NGX_EG/v1/me" 200
+
+# -- pingora alone: the same static headers, no gateway code ------------------------------------
+"$TOOLS" bare-proxy --listen "127.0.0.1:$BARE_EG" --upstream "127.0.0.1:$UP" --threads "$WORKERS" \
+  --set-header "Authorization: $BEARER" --set-header "Host: 127.0.0.1:$UP" \
+  --remove-header X-Gateway-User >"$W/bare-egress.log" 2>&1 &
+PIDS+=($!); BARE_EG_PID=$!
+"$TOOLS" bare-proxy --listen "127.0.0.1:$BARE_PUB" --upstream "127.0.0.1:$UP" --threads "$WORKERS" \
+  --remove-header Cookie --set-header "X-Spotify-User-Id: alice" \
+  --set-header "X-Spotify-Scopes: user-read-private user-read-email user-read-currently-playing playlist-read-private" \
+  --set-header "X-Gateway-User: $A" >"$W/bare-public.log" 2>&1 &
+PIDS+=($!); BARE_PUB_PID=$!
+wait_status "http://127.0.0.1:$BARE_EG/v1/me" 200
+wait_status "http://127.0.0.1:$BARE_PUB/app/me" 200
+
+# Same answer from every contender (bytes of body; the gateway rewrote the link).
+size() { curl -s -o /dev/null -w '%{size_download}' "$@"; }
+log "body bytes: gateway $(size -H "X-Gateway-User: $A" "http://127.0.0.1:$EG/v1/me")," \
+  "pingora $(size "http://127.0.0.1:$BARE_EG/v1/me"), nginx $(size "http://127.0.0.1:$NGX_EG/v1/me")," \
+  "direct $(size "http://127.0.0.1:$UP/v1/me")"
+link=$(curl -s -H "X-Gateway-User: $A" "http://127.0.0.1:$EG/v1/me" | grep -o '"href":"http[^"]*"' || true)
+log "gateway egress link: $link"
+
+# -- load rounds -------------------------------------------------------------------------------
+mkdir -p "$W/results"
+to_ms() { # wrk's "1.23ms" / "850.00us" / "1.02s" -> milliseconds
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+    else printf "nan" }'
+}
+TICK=$(getconf CLK_TCK)
+cpu_ticks() { # cpu_ticks PID...: user+system CPU of these processes (all threads), in ticks
+  local pid t=0
+  for pid in "$@"; do
+    t=$((t + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+# An nginx master and its workers.
+with_children() { echo "$1" "$(pgrep -P "$1" | tr '\n' ' ')"; }
+# run_wrk SCENARIO CONTENDER SECONDS "PIDS" URL [HEADER...]: appends "rps p50 p99 cpu_us" to
+# its result file; cpu_us is the CPU time the contender's processes spent per request.
+run_wrk() {
+  local scenario=$1 who=$2 secs=$3 pids=$4 url=$5 out args=() c0 c1
+  shift 5
+  for h in "$@"; do args+=(-H "$h"); done
+  # shellcheck disable=SC2086 # a list of pids
+  c0=$(cpu_ticks $pids)
+  out=$(wrk -t1 -c"$CONNS" -d"${secs}s" --latency "${args[@]}" "$url")
+  # shellcheck disable=SC2086
+  c1=$(cpu_ticks $pids)
+  if grep -q -E 'Non-2xx|Socket errors' <<<"$out"; then
+    echo "$scenario/$who: errors during the run:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  local rps p50 p99 reqs cpu
+  rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+  reqs=$(awk '/ requests in / { print $1 }' <<<"$out")
+  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+  cpu=$(awk -v t=$((c1 - c0)) -v hz="$TICK" -v n="$reqs" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+  if [ "${MEASURE:-1}" = 0 ]; then return 0; fi
+  echo "$rps $p50 $p99 $cpu" >>"$W/results/$scenario.$who"
+  printf '#   %-7s %-8s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  cpu %6.1f us/req\n' \
+    "$scenario" "$who" "$rps" "$p50" "$p99" "$cpu" >&2
+}
+
+UP_PIDS=$(with_children "$UP_PID")
+NGX_PIDS=$(with_children "$NGX_PID")
+egress_run() { # egress_run CONTENDER SECONDS
+  case $1 in
+    gateway) run_wrk egress gateway "$2" "$GW_PID" "http://127.0.0.1:$EG/v1/me" \
+      "X-Gateway-User: $(assertion "$PUB" "$COOKIE")" ;;
+    pingora) run_wrk egress pingora "$2" "$BARE_EG_PID" "http://127.0.0.1:$BARE_EG/v1/me" "X-Gateway-User: $A" ;;
+    nginx) run_wrk egress nginx "$2" "$NGX_PIDS" "http://127.0.0.1:$NGX_EG/v1/me" "X-Gateway-User: $A" ;;
+    direct) run_wrk egress direct "$2" "$UP_PIDS" "http://127.0.0.1:$UP/v1/me" "Authorization: $BEARER" ;;
+  esac
+}
+public_run() { # public_run CONTENDER SECONDS
+  case $1 in
+    gateway) run_wrk public gateway "$2" "$GW_PID" "http://127.0.0.1:$PUB/app/me" "Cookie: $COOKIE" ;;
+    pingora) run_wrk public pingora "$2" "$BARE_PUB_PID" "http://127.0.0.1:$BARE_PUB/app/me" "Cookie: $COOKIE" ;;
+    nginx) run_wrk public nginx "$2" "$NGX_PIDS" "http://127.0.0.1:$NGX_PUB/app/me" "Cookie: $COOKIE" ;;
+    direct) run_wrk public direct "$2" "$UP_PIDS" "http://127.0.0.1:$UP/app/me" "Cookie: $COOKIE" ;;
+  esac
+}
+
+CONTENDERS=(gateway pingora nginx direct)
+N_CONTENDERS=${#CONTENDERS[@]}
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+for scenario in egress public; do
+  log "$scenario: warm-up ${WARMUP}s each"
+  for who in "${CONTENDERS[@]}"; do MEASURE=0 "${scenario}_run" "$who" "$WARMUP"; done
+  for ((r = 0; r < ROUNDS; r++)); do
+    log "$scenario: round $((r + 1))/$ROUNDS, ${DURATION}s per contender, $CONNS connections, wrk -t1"
+    for ((i = 0; i < N_CONTENDERS; i++)); do # rotate who goes first
+      "${scenario}_run" "${CONTENDERS[$(((i + r) % N_CONTENDERS))]}" "$DURATION"
+    done
+  done
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+median() { # median FILE COLUMN
+  awk -v c="$2" '{ print $c }' "$1" | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+
+report() { # report SCENARIO TITLE
+  echo
+  echo "$2 — medians over $ROUNDS rounds of ${DURATION}s, $CONNS connections, wrk -t1"
+  printf '  %-8s %12s %10s %10s %14s\n' contender req/s p50_ms p99_ms cpu_us/req
+  local who
+  for who in "${CONTENDERS[@]}"; do
+    printf '  %-8s %12.0f %10.3f %10.3f %14.1f\n' "$who" \
+      "$(median "$W/results/$1.$who" 1)" "$(median "$W/results/$1.$who" 2)" \
+      "$(median "$W/results/$1.$who" 3)" "$(median "$W/results/$1.$who" 4)"
+  done
+  local g p n d
+  g=$(median "$W/results/$1.gateway" 1); p=$(median "$W/results/$1.pingora" 1)
+  n=$(median "$W/results/$1.nginx" 1); d=$(median "$W/results/$1.direct" 1)
+  echo "  ratios: gateway/nginx rps=$(ratio "$g" "$n") gateway/direct rps=$(ratio "$g" "$d")" \
+    "gateway/pingora rps=$(ratio "$g" "$p") pingora/nginx rps=$(ratio "$p" "$n")" \
+    "p99 gateway-nginx=$(awk -v a="$(median "$W/results/$1.gateway" 3)" -v b="$(median "$W/results/$1.nginx" 3)" 'BEGIN { printf "%+.3f ms", a - b }')"
+}
+report egress "egress: GET /v1/me with a warm per-user token (gateway: X-Gateway-User -> Bearer; nginx: static Bearer)"
+report public "public: GET /app/me with the session cookie (gateway: cookie -> identity headers; nginx: static headers)"
+
+echo
+echo "machine: $(nproc) cores, load average (1/5/15 min) $LOAD_BEFORE before the rounds, $LOAD_AFTER after"
+stop "$GW_PID"
+stop "$NGX_PID"
+stop "$BARE_EG_PID"
+stop "$BARE_PUB_PID"
+
+# -- refresh storm -----------------------------------------------------------------------------
+gateway_config "$W/storm.toml" "$SPUB" "$SEG" "$SADM" "http://127.0.0.1:$MOCK" 'backend = "memory"'
+"$BIN" run --config "$W/storm.toml" >"$W/storm-gateway.log" 2>&1 &
+PIDS+=($!); SGW_PID=$!
+wait_status "http://127.0.0.1:$SADM/readyz" 200
+SA=$(assertion "$SPUB" "$(login "$SPUB" "$W/jar-storm")")
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-Gateway-User: $SA" "http://127.0.0.1:$SEG/v1/me")" = 200 ] ||
+  { echo "storm gateway: warm call failed" >&2; exit 1; }
+echo
+echo "refresh storm: $STORM_CALLS concurrent GET /v1/me for alice right after /__mock/expire?user=alice"
+"$TOOLS" storm --egress "127.0.0.1:$SEG" --assertion "$SA" --mock "http://127.0.0.1:$MOCK" \
+  --user alice --calls "$STORM_CALLS" | tee "$W/storm.out" | sed 's/^/  /'
+STORM_REFRESHES=$(awk -F'= ' '/token_requests/ { print $2 }' "$W/storm.out")
+if [ "$STORM_REFRESHES" = 1 ]; then
+  echo "  token requests = 1: single-flight held"
+else
+  echo "  FAIL: $STORM_REFRESHES token requests (must be 1)"
+fi
+stop "$SGW_PID"
+
+# -- memory ------------------------------------------------------------------------------------
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+case " $MEMORY_STORES " in
+  *" redis "*)
+    if command -v redis-server >/dev/null 2>&1; then
+      # The sessions then live in Redis, so the gateway's RSS is its memory cache alone.
+      redis-server --port "$REDIS" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$W" >"$W/redis.log" 2>&1 &
+      PIDS+=($!); REDIS_PID=$!
+    else
+      log "redis-server is not installed: memory figures without the redis store"
+      MEMORY_STORES=${MEMORY_STORES/redis/}
+    fi ;;
+esac
+echo
+echo "memory: gateway RSS (VmRSS) with N hot sessions (seeded, then cached), $WORKERS threads per listener"
+for store in $MEMORY_STORES; do
+  base=""
+  for n in $MEMORY_SESSIONS; do
+    case $store in
+      memory) store_toml='backend = "memory"' ;;
+      file) rm -f "$W/mem.redb"; store_toml="backend = \"file\"
+path = \"$W/mem.redb\"" ;;
+      redis) redis-cli -p "$REDIS" flushall >/dev/null 2>&1 || true
+        store_toml="backend = \"redis\"
+url = \"redis://127.0.0.1:$REDIS\"" ;;
+    esac
+    gateway_config "$W/mem.toml" "$MPUB" "$MEG" "$MADM" "http://127.0.0.1:$UP" "$store_toml"
+    "$TOOLS" seeded --config "$W/mem.toml" --sessions "$n" >"$W/mem.log" 2>&1 &
+    pid=$!; PIDS+=("$pid")
+    wait_status "http://127.0.0.1:$MADM/readyz" 200 600
+    # A few requests through each listener, so both runtimes have done real work.
+    for _ in 1 2 3; do curl -s -o /dev/null "http://127.0.0.1:$MEG/v1/me" || true; done
+    sleep 2
+    kib=$(rss_kib "$pid")
+    seeded=$(grep -o 'seeded [0-9]* hot sessions in [0-9]* ms' "$W/mem.log" || true)
+    if [ "$n" = 0 ]; then
+      base=$kib
+      printf '  %-6s store %7d sessions: RSS %8.1f MiB\n' "$store" "$n" "$(awk -v k="$kib" 'BEGIN { print k / 1024 }')"
+    else
+      per=$(awk -v k="$kib" -v b="$base" -v n="$n" 'BEGIN { printf "%.0f", (k - b) * 1024 / n }')
+      printf '  %-6s store %7d sessions: RSS %8.1f MiB  -> %s bytes per hot session (%s)\n' "$store" "$n" \
+        "$(awk -v k="$kib" 'BEGIN { print k / 1024 }')" "$per" "$seeded"
+      echo "$store $n $per" >>"$W/results/memory"
+    fi
+    stop "$pid"
+  done
+done
+[ -n "${REDIS_PID:-}" ] && stop "$REDIS_PID"
+
+# -- start-up ----------------------------------------------------------------------------------
+gateway_config "$W/startup.toml" "$TPUB" "$TEG" "$TADM" "http://127.0.0.1:$UP" \
+  "backend = \"file\"
+path = \"$W/startup.redb\""
+echo
+echo "start-up: exec of \`spotify-gateway run\` (file store) to /readyz 200, $STARTUP_RUNS runs"
+"$TOOLS" startup --bin "$BIN" --config "$W/startup.toml" --admin "127.0.0.1:$TADM" \
+  --runs "$STARTUP_RUNS" | tee "$W/startup.out" | grep -v '^startup run' | sed 's/^/  /'
+
+# -- summary -----------------------------------------------------------------------------------
+g=$(median "$W/results/egress.gateway" 1); n=$(median "$W/results/egress.nginx" 1); d=$(median "$W/results/egress.direct" 1)
+echo
+echo "summary: gateway/nginx rps=$(ratio "$g" "$n") gateway/direct rps=$(ratio "$g" "$d")" \
+  "gateway_p99_ms=$(median "$W/results/egress.gateway" 3) nginx_p99_ms=$(median "$W/results/egress.nginx" 3)"
