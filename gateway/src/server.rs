@@ -21,9 +21,31 @@ const RUNTIME_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 /// Runs the gateway until SIGTERM (graceful) or SIGINT (fast). With `config_path`, SIGHUP
 /// reloads what can change without new listeners.
 pub fn run(config: Config, config_path: Option<std::path::PathBuf>) -> std::io::Result<()> {
+    check_addresses_free(&config)?;
     let gw = Gateway::new(config, config_path)?;
     let server = build(gw)?;
     server.run(RunArgs::default());
+    Ok(())
+}
+
+/// Fails fast, naming the key, when a listen address is taken: pingora would panic in that
+/// listener's thread and leave a half-started process behind.
+fn check_addresses_free(config: &Config) -> std::io::Result<()> {
+    let l = &config.listen;
+    for (key, addr) in [
+        ("listen.public", l.public),
+        ("listen.egress", l.egress),
+        ("listen.admin", l.admin),
+    ] {
+        std::net::TcpListener::bind(addr).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{key} = \"{addr}\": cannot listen there ({e}); is another process using it?"
+                ),
+            )
+        })?;
+    }
     Ok(())
 }
 

@@ -343,3 +343,23 @@ async fn sighup_reloads_scopes_and_public_paths_and_keeps_the_old_config_on_erro
         "still serving"
     );
 }
+
+#[test]
+fn a_taken_listen_address_is_a_clear_start_up_error() {
+    let ports = Ports::new();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", ports.public)).expect("hold the port");
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, gateway_config(ports, "http://127.0.0.1:9", &[], "")).expect("write");
+    let (code, _, err) = run_cli(
+        &["run", "--config", path.to_str().expect("utf-8")],
+        &[
+            ("TEST_CLIENT_SECRET", CLIENT_SECRET),
+            ("TEST_SESSION_SECRET", SESSION_SECRET),
+        ],
+    );
+    drop(taken);
+    assert_ne!(code, 0);
+    assert!(err.contains("listen.public"), "{err}");
+    assert!(err.contains(&ports.public.to_string()), "{err}");
+}

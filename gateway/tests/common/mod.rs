@@ -16,12 +16,31 @@ pub const CLIENT_ID: &str = "test-client-id";
 pub const CLIENT_SECRET: &str = "test-client-secret-do-not-log";
 pub const SESSION_SECRET: &str = "test-session-secret-0123456789abcdef-0123";
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, never handed out twice in this process.
+///
+/// Ports come from 20000-31999, below Linux's ephemeral range (32768+): a port picked here and
+/// bound a moment later by a gateway cannot meanwhile be given to another test's `bind(0)` or
+/// to an outgoing connection.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<(u16, HashSet<u16>)>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let (next, used) = given.get_or_insert_with(|| {
+        // Spread test binaries (and concurrent runs) over the range.
+        (
+            20000 + (std::process::id() % 600) as u16 * 20,
+            HashSet::new(),
+        )
+    });
+    for _ in 0..12000 {
+        let port = *next;
+        *next = if *next >= 31999 { 20000 } else { *next + 1 };
+        if used.insert(port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000-31999");
 }
 
 pub fn mock_config(public_port: u16, token_lifetime: Duration) -> MockConfig {
