@@ -2,14 +2,14 @@
 # Whole-process load benchmark of spotify-gateway, side by side with nginx and a direct call,
 # on loopback. See benches/README.md for what each figure means.
 #
-#   benches/load.sh           # full run: 5 rounds x 10 s per contender, ~10 minutes
+#   benches/load.sh           # full run: 5 rounds x 10 s per contender, ~15 minutes
 #   benches/load.sh --quick   # smoke run: 2 rounds x 2 s, fewer sessions and starts
 #
 # Its last line is always:
 #   summary: gateway/nginx rps=<ratio> gateway/direct rps=<ratio> gateway_p99_ms=<x> nginx_p99_ms=<y>
 #
 # Environment overrides: ROUNDS, DURATION (seconds per run), CONNS (64), STORM_CALLS,
-# MEMORY_SESSIONS ("0 10000 100000"), MEMORY_STORES ("memory file"), STARTUP_RUNS (10),
+# MEMORY_SESSIONS ("0 10000 100000"), MEMORY_STORES ("memory file redis"), STARTUP_RUNS (10),
 # KEEP_WORKDIR=1 (keep configs and logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,9 +52,16 @@ NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 
 # -- build -------------------------------------------------------------------------------------
 log "building (release)"
-cargo build --release --locked -p spotify-gateway 2>&1 | grep -v '^\s*\(Compiling\|Finished\|Fresh\)' >&2 || true
-cargo build --release --locked -p spotify-gateway --features bench-tools \
-  --bin spotify-gateway-bench 2>&1 | grep -v '^\s*\(Compiling\|Finished\|Fresh\)' >&2 || true
+build_log=$(mktemp)
+# The Dockerfile's build, then the helper binary (bench-tools feature: not in the product).
+if ! cargo build --release --locked -p spotify-gateway >"$build_log" 2>&1 ||
+  ! cargo build --release --locked -p spotify-gateway --features bench-tools \
+    --bin spotify-gateway-bench >>"$build_log" 2>&1; then
+  cat "$build_log" >&2
+  rm -f "$build_log"
+  exit 1
+fi
+rm -f "$build_log"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/spotify-gateway
 TOOLS=$TARGET_DIR/release/spotify-gateway-bench
