@@ -38,7 +38,9 @@ fn let_the_known_toml_edit_panic_unwind() {
         let abort = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let known = info.payload_as_str() == Some("all items have spans")
-                && info.location().is_some_and(|l| l.file().contains("toml_edit"));
+                && info
+                    .location()
+                    .is_some_and(|l| l.file().contains("toml_edit"));
             if !known {
                 abort(info);
             }
