@@ -31,8 +31,9 @@ use hmac::{Hmac, Mac};
 use pingora::http::RequestHeader;
 use sha2::Sha256;
 use spotify_gateway::assertion;
-use spotify_gateway::proxy::links::LinkRewriter;
-use spotify_gateway::proxy::{UpstreamTarget, IDENTITY_HEADERS};
+use spotify_gateway::proxy::egress;
+use spotify_gateway::proxy::links::{LinkMap, LinkRewriter};
+use spotify_gateway::proxy::UpstreamTarget;
 use spotify_gateway::session::crypto::Purpose;
 use spotify_gateway::session::LiveSession;
 use support::seed;
@@ -48,22 +49,13 @@ const LINK_FROM: &str = "http://127.0.0.1:18900/v1/";
 const LINK_TO: &str = "http://127.0.0.1:18081/v1/";
 
 /// The `/v1/me`-shaped body the load benchmark's upstream answers (one paging-style link).
-fn body() -> Vec<u8> {
+fn body() -> bytes::Bytes {
     format!(
         r#"{{"country":"SE","display_name":"Alice","email":"alice@example.com","explicit_content":{{"filter_enabled":false,"filter_locked":false}},"external_urls":{{"spotify":"https://open.spotify.com/user/alice"}},"followers":{{"href":null,"total":12}},"href":"{LINK_FROM}users/alice","id":"alice","images":[],"product":"premium","type":"user","uri":"spotify:user:alice"}}"#
     )
     .into_bytes()
+    .into()
 }
-
-/// Hop-by-hop headers, as `proxy::egress` drops them.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
 
 /// The request an internal app sends to the egress listener (what wrk sends in load.sh).
 fn incoming(assertion: &str) -> RequestHeader {
@@ -75,51 +67,12 @@ fn incoming(assertion: &str) -> RequestHeader {
     req
 }
 
-/// Mirrors `EgressProxy::upstream_request_filter` (its body is not a public function): the
-/// copy pingora makes of the request header, then our edits.
+/// The copy pingora makes of the request header, then `EgressProxy::upstream_request_filter`'s
+/// edits.
 fn upstream_headers(incoming: &RequestHeader, bearer: &str, host: &str) -> RequestHeader {
     let mut upstream = incoming.clone();
-    let named: Vec<String> = upstream
-        .headers
-        .get_all("connection")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .filter(|n| !n.is_empty() && n != "close" && n != "keep-alive")
-        .collect();
-    for name in named {
-        upstream.remove_header(name.as_str());
-    }
-    for name in ["authorization", "cookie", "proxy-authorization"]
-        .iter()
-        .chain(IDENTITY_HEADERS.iter())
-        .chain(HOP_BY_HOP.iter())
-    {
-        upstream.remove_header(*name);
-    }
-    let spotify_headers: Vec<_> = upstream
-        .headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-spotify-"))
-        .cloned()
-        .collect();
-    for name in spotify_headers {
-        upstream.remove_header(&name);
-    }
     let request_id = format!("{:032x}", rand::random::<u128>());
-    upstream
-        .insert_header("authorization", format!("Bearer {bearer}"))
-        .expect("h");
-    upstream.insert_header("host", host).expect("h");
-    upstream
-        .insert_header("x-request-id", request_id.as_str())
-        .expect("h");
-    if let Some(pq) = incoming.uri.path_and_query() {
-        if let Ok(uri) = pq.as_str().parse::<http::Uri>() {
-            upstream.set_uri(uri);
-        }
-    }
+    egress::upstream_headers(&mut upstream, Some(bearer), host, &request_id).expect("headers");
     upstream
 }
 
@@ -340,10 +293,11 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
     g.bench_function("5_upstream_headers", |b| {
         b.iter(|| upstream_headers(black_box(&req), token.expose(), api.host_header()))
     });
+    let links = LinkMap::new(LINK_FROM, LINK_TO);
     g.bench_function("6_link_rewrite", |b| {
         b.iter(|| {
-            let mut r = LinkRewriter::new(LINK_FROM, LINK_TO, false);
-            r.feed(black_box(&body), true).expect("rewrite")
+            let mut r = LinkRewriter::new(links.clone(), false);
+            r.feed(black_box(body.clone()), true).expect("rewrite")
         })
     });
     g.bench_function("7_metrics", |b| {
@@ -369,8 +323,8 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
                 let token = sessions.access_token(&s).await.expect("fresh");
                 black_box(api.peer().await.expect("peer"));
                 black_box(upstream_headers(&req, token.expose(), api.host_header()));
-                let mut r = LinkRewriter::new(LINK_FROM, LINK_TO, false);
-                black_box(r.feed(&body, true).expect("rewrite"));
+                let mut r = LinkRewriter::new(links.clone(), false);
+                black_box(r.feed(body.clone(), true).expect("rewrite"));
                 gw.metrics
                     .upstream_duration
                     .with_label_values(&["egress"])

@@ -3,14 +3,23 @@
 //! as "this call is for that user". It names the session by its store key, never by the
 //! session id itself, so a leaked assertion cannot become a cookie.
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::Mac;
 use serde::{Deserialize, Serialize};
 
-use crate::session::crypto::Keyring;
+use crate::session::crypto::{HmacSha256, Keyring};
 
 /// How long an assertion is accepted. The app gets a fresh one on every request it serves.
 pub const ASSERTION_TTL_SECS: u64 = 300;
 const ISSUER: &str = "spotify-gateway";
+/// Longer tokens are refused before any work.
+const MAX_TOKEN_LEN: usize = 2048;
+
+/// The one JOSE header this gateway signs and accepts, `{"typ":"JWT","alg":"HS256"}`,
+/// base64url-encoded. Comparing it byte for byte is the algorithm check: no `alg: none`, no
+/// other algorithm, no key id to look up.
+const HEADER_B64: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9";
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
@@ -23,6 +32,7 @@ pub struct Claims {
     pub exp: u64,
 }
 
+/// A compact JWS (RFC 7515) over `claims`: `header.claims.signature`, all base64url.
 pub fn issue(keys: &Keyring, user_id: &str, session_key: &str) -> String {
     let now = crate::oauth::now_ms() / 1000;
     let claims = Claims {
@@ -32,30 +42,45 @@ pub fn issue(keys: &Keyring, user_id: &str, session_key: &str) -> String {
         iat: now,
         exp: now + ASSERTION_TTL_SECS,
     };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(keys.assertion_key()),
-    )
-    .unwrap_or_default()
+    let json = serde_json::to_vec(&claims).unwrap_or_default();
+    let mut token = String::with_capacity(HEADER_B64.len() + 2 + json.len() * 4 / 3 + 48);
+    token.push_str(HEADER_B64);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&json, &mut token);
+    let mut mac = keys.assertion_mac();
+    mac.update(token.as_bytes());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);
+    token
 }
 
 /// The claims of a valid, unexpired assertion signed by this deployment (or by the previous
-/// secret during a rotation). Only HS256 is accepted.
+/// secret during a rotation). Only the header [`issue`] writes is accepted (HS256).
+///
+/// One HMAC and one claims parse: the header is compared, not parsed, and the signature is
+/// checked (in constant time) before the claims are read.
 pub fn verify(keys: &Keyring, token: &str) -> Option<Claims> {
-    if token.len() > 2048 {
+    if token.len() > MAX_TOKEN_LEN {
         return None;
     }
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&[ISSUER]);
-    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-    validation.leeway = 0;
-    let check = |key: &[u8]| {
-        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key), &validation)
-            .ok()
-            .map(|d| d.claims)
+    let (signed, signature) = token.rsplit_once('.')?;
+    let claims_b64 = signed.strip_prefix(HEADER_B64)?.strip_prefix('.')?;
+    let mut sig = [0u8; 32];
+    match URL_SAFE_NO_PAD.decode_slice(signature, &mut sig) {
+        Ok(32) => {}
+        _ => return None,
+    }
+    let signed_by = |mut mac: HmacSha256| {
+        mac.update(signed.as_bytes());
+        mac.verify_slice(&sig).is_ok()
     };
-    check(keys.assertion_key()).or_else(|| keys.previous_assertion_key().and_then(|k| check(k)))
+    if !signed_by(keys.assertion_mac()) && !keys.previous_assertion_mac().is_some_and(signed_by) {
+        return None;
+    }
+    let json = URL_SAFE_NO_PAD.decode(claims_b64).ok()?;
+    let claims: Claims = serde_json::from_slice(&json).ok()?;
+    let now = crate::oauth::now_ms() / 1000;
+    (claims.iss == ISSUER && claims.exp > now).then_some(claims)
 }
 
 #[cfg(test)]
@@ -96,22 +121,118 @@ mod tests {
         assert!(verify(&keys, "garbage").is_none());
     }
 
+    /// An HS256 JWT made by another implementation (jsonwebtoken), signed with our key.
+    fn minted(keys: &Keyring, claims: &Claims) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            claims,
+            &jsonwebtoken::EncodingKey::from_secret(keys.assertion_key()),
+        )
+        .expect("encode")
+    }
+
+    fn claims(sub: &str, exp: u64) -> Claims {
+        Claims {
+            iss: ISSUER.into(),
+            sub: sub.into(),
+            sid: "k".into(),
+            iat: 1,
+            exp,
+        }
+    }
+
     #[test]
     fn expired_assertions_are_refused() {
         let keys = ring("assertion-test-secret-0123456789abcdef012");
-        let claims = Claims {
-            iss: ISSUER.into(),
-            sub: "alice".into(),
-            sid: "k".into(),
-            iat: 1,
-            exp: 2,
-        };
-        let token = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(keys.assertion_key()),
+        assert!(verify(&keys, &minted(&keys, &claims("alice", 2))).is_none());
+        let now = crate::oauth::now_ms() / 1000;
+        assert!(verify(&keys, &minted(&keys, &claims("alice", now))).is_none());
+        assert!(verify(&keys, &minted(&keys, &claims("alice", now + 60))).is_some());
+    }
+
+    #[test]
+    fn assertions_are_standard_jwts_both_ways() {
+        let keys = ring("assertion-test-secret-0123456789abcdef012");
+        // What we issue, a JWT library verifies ...
+        let token = issue(&keys, "alice", "session-key");
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        let decoded = jsonwebtoken::decode::<Claims>(
+            &token,
+            &jsonwebtoken::DecodingKey::from_secret(keys.assertion_key()),
+            &validation,
         )
-        .expect("encode");
-        assert!(verify(&keys, &token).is_none());
+        .expect("a standard HS256 JWT");
+        assert_eq!(decoded.claims.sub, "alice");
+        // ... and what a JWT library signs with our key and header, we accept.
+        let now = crate::oauth::now_ms() / 1000;
+        let theirs = minted(&keys, &claims("bob", now + 60));
+        assert_eq!(verify(&keys, &theirs).map(|c| c.sub), Some("bob".into()));
+    }
+
+    #[test]
+    fn only_our_header_and_issuer_and_a_whole_signature_pass() {
+        let keys = ring("assertion-test-secret-0123456789abcdef012");
+        let token = issue(&keys, "alice", "session-key");
+        let (signed, sig) = token.rsplit_once('.').expect("three parts");
+        let claims_b64 = signed.split_once('.').expect("header").1;
+        let b64 = |s: &str| base64::Engine::encode(&URL_SAFE_NO_PAD, s);
+        let sign = |header: &str| {
+            let signed = format!("{header}.{claims_b64}");
+            let mut mac = keys.assertion_mac();
+            mac.update(signed.as_bytes());
+            format!(
+                "{signed}.{}",
+                base64::Engine::encode(&URL_SAFE_NO_PAD, mac.finalize().into_bytes())
+            )
+        };
+        // Correctly signed, but under a header we never write.
+        for header in [
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            r#"{"typ":"JWT","alg":"HS256","kid":"x"}"#,
+            r#"{"typ":"JWT","alg":"HS384"}"#,
+        ] {
+            assert!(verify(&keys, &sign(&b64(header))).is_none(), "{header}");
+        }
+        assert!(verify(&keys, &sign(HEADER_B64)).is_some(), "control");
+        // Truncated, extended, padded or empty signatures.
+        for bad_sig in [
+            &sig[..sig.len() - 1],
+            &format!("{sig}A"),
+            &format!("{sig}="),
+            "",
+        ] {
+            assert!(
+                verify(&keys, &format!("{signed}.{bad_sig}")).is_none(),
+                "{bad_sig}"
+            );
+        }
+        // Another issuer, correctly signed.
+        let mut other = claims("alice", crate::oauth::now_ms() / 1000 + 60);
+        other.iss = "someone-else".into();
+        assert!(verify(&keys, &minted(&keys, &other)).is_none());
+        // Too long to look at.
+        assert!(verify(&keys, &"a".repeat(MAX_TOKEN_LEN + 1)).is_none());
+    }
+
+    #[test]
+    fn the_previous_secret_verifies_during_a_rotation() {
+        let old = ring("previous-secret-0123456789abcdef0123456789");
+        let token = issue(&old, "alice", "k");
+        let rotated = Keyring::new(
+            &Secret::runtime("assertion-test-secret-0123456789abcdef012"),
+            Some(&Secret::runtime(
+                "previous-secret-0123456789abcdef0123456789",
+            )),
+        );
+        assert_eq!(
+            verify(&rotated, &token).map(|c| c.sub),
+            Some("alice".into())
+        );
+        let fresh = issue(&rotated, "alice", "k");
+        assert!(
+            verify(&old, &fresh).is_none(),
+            "new tokens use the new secret"
+        );
     }
 }

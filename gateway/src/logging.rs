@@ -41,8 +41,27 @@ fn caps() -> Targets {
     t
 }
 
+/// The `log` crate's own level gate, for the libraries that log through it (pingora). Its
+/// records are capped at `info` anyway (see [`caps`]); setting the gate to that cap (or lower,
+/// with the filter) lets their `debug!`/`trace!` calls return at one atomic load instead of
+/// asking the subscriber on every request.
+fn log_crate_level(filter: &EnvFilter) -> log::LevelFilter {
+    let level = filter
+        .max_level_hint()
+        .unwrap_or(LevelFilter::TRACE)
+        .min(LevelFilter::INFO);
+    match level.into_level() {
+        None => log::LevelFilter::Off,
+        Some(tracing::Level::ERROR) => log::LevelFilter::Error,
+        Some(tracing::Level::WARN) => log::LevelFilter::Warn,
+        Some(_) => log::LevelFilter::Info,
+    }
+}
+
 pub fn init(format: LogFormat, level: &str) {
-    let (filter, handle) = reload::Layer::new(env_filter(level));
+    let filter = env_filter(level);
+    let log_level = log_crate_level(&filter);
+    let (filter, handle) = reload::Layer::new(filter);
     let output = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -58,6 +77,7 @@ pub fn init(format: LogFormat, level: &str) {
         .try_init();
     // A second init (tests, demo) keeps the first subscriber.
     if installed.is_ok() {
+        log::set_max_level(log_level);
         let _ = LEVEL.set(handle);
     }
 }
@@ -65,7 +85,34 @@ pub fn init(format: LogFormat, level: &str) {
 /// Applies a new `server.log_level` (SIGHUP). `RUST_LOG`, when set, still wins.
 pub fn set_level(level: &str) -> Result<(), String> {
     let handle = LEVEL.get().ok_or("logging is not initialised")?;
+    let filter = env_filter(level);
+    let log_level = log_crate_level(&filter);
     handle
-        .reload(env_filter(level))
-        .map_err(|e| format!("cannot change the log level: {e}"))
+        .reload(filter)
+        .map_err(|e| format!("cannot change the log level: {e}"))?;
+    log::set_max_level(log_level);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_crate_gate_follows_the_filter_capped_at_info() {
+        for (filter, expected) in [
+            ("off", log::LevelFilter::Off),
+            ("error", log::LevelFilter::Error),
+            ("warn", log::LevelFilter::Warn),
+            ("info", log::LevelFilter::Info),
+            ("trace", log::LevelFilter::Info),
+            ("warn,spotify_gateway=trace", log::LevelFilter::Info),
+        ] {
+            assert_eq!(
+                log_crate_level(&EnvFilter::new(filter)),
+                expected,
+                "{filter}"
+            );
+        }
+    }
 }

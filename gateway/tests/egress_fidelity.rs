@@ -308,18 +308,88 @@ async fn a_large_listing_streams_with_every_link_rewritten() {
         }
         let resp = req.send().await.expect("tracks");
         assert_eq!(resp.status(), 200);
-        assert!(
-            resp.headers().get("content-length").is_none(),
-            "streamed, not buffered"
-        );
+        let length = content_length(&resp);
         let text = resp.text().await.expect("body");
         assert!(text.len() > 100_000, "{} bytes", text.len());
+        if gzip {
+            // Decompressed on the way: the length is known only at the end.
+            assert_eq!(length, None, "a decompressed body is chunked");
+        } else {
+            // The egress base is as long as the mock's: rewritten in place, length kept.
+            assert_eq!(
+                length,
+                Some(text.len()),
+                "Content-Length is the body's length"
+            );
+        }
         assert!(
             !text.contains(&s.mock.base_url()),
             "a link still points at Spotify"
         );
         let page: Value = serde_json::from_str(&text).expect("valid JSON after rewriting");
         assert_eq!(page["items"].as_array().map(Vec::len), Some(100));
+    }
+}
+
+fn content_length(resp: &reqwest::Response) -> Option<usize> {
+    resp.headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The first page of alice's largest playlist (over 100 KB, full of links) via the egress.
+async fn large_page(s: &Setup) -> reqwest::Response {
+    let id = mock_spotify::LARGE_PLAYLIST_ID;
+    let resp = s
+        .get(&format!("/v1/playlists/{id}/tracks?limit=100&offset=0"))
+        .send()
+        .await
+        .expect("tracks");
+    assert_eq!(resp.status(), 200);
+    resp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_to_a_shorter_base_keep_the_length_and_to_a_longer_one_go_chunked() {
+    for (base, keeps_length) in [
+        ("http://gw:8081", true),
+        (
+            "http://spotify-gateway.team-a.svc.cluster.local:8081",
+            false,
+        ),
+    ] {
+        let line = format!("app_token = true\npublic_base_url = \"{base}\"");
+        let s = setup(&[("app_token = true", &line)]).await;
+        let resp = large_page(&s).await;
+        let length = content_length(&resp);
+        let chunked = resp
+            .headers()
+            .get("transfer-encoding")
+            .is_some_and(|v| v == "chunked");
+        let text = resp.text().await.expect("body");
+        let page: Value = serde_json::from_str(&text).expect("valid JSON after rewriting");
+        assert!(
+            !text.contains(&s.mock.base_url()),
+            "a link still points at Spotify"
+        );
+        let next = page["next"].as_str().expect("a next link");
+        assert!(next.starts_with(&format!("{base}/v1/")), "{next}");
+        let first_track = page["items"][0]["track"]["href"].as_str().expect("href");
+        assert!(
+            first_track.starts_with(&format!("{base}/v1/tracks/")),
+            "{first_track}"
+        );
+        if keeps_length {
+            assert_eq!(length, Some(text.len()), "{base}: length kept");
+            assert!(!chunked, "{base}");
+            // Each shortened link is made up for with spaces after its string.
+            let pad = " ".repeat(s.mock.base_url().len() - base.len());
+            assert!(text.contains(&format!("\"{pad},")), "{base}");
+        } else {
+            assert_eq!(length, None, "{base}: the body grew, its length is unknown");
+            assert!(chunked, "{base}");
+        }
     }
 }
 

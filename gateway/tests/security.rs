@@ -1725,7 +1725,7 @@ url = "redis://default:url-password-42@redis.example:6379"
     let record = SessionRecord {
         user_id: "alice".into(),
         display_name: Some("Alice".into()),
-        scopes: vec!["user-read-email".into()],
+        scopes: spotify_gateway::session::Scopes::new(&["user-read-email"]),
         access_token: Secret::runtime("BQAccess-token-value-123"),
         access_expires_at_ms: 1,
         access_lifetime_ms: 1,

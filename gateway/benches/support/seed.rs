@@ -51,7 +51,7 @@ pub fn record(i: usize) -> SessionRecord {
     SessionRecord {
         user_id: format!("bench-user-{i:07}"),
         display_name: Some(format!("Bench User {i}")),
-        scopes: SCOPES.iter().map(|s| s.to_string()).collect(),
+        scopes: spotify_gateway::session::Scopes::new(&SCOPES),
         access_token: Secret::runtime(token("BQ", ACCESS_TOKEN_LEN)),
         access_expires_at_ms: now + 3_600_000,
         access_lifetime_ms: 3_600_000,

@@ -15,7 +15,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use super::links::LinkRewriter;
+use super::links::{LinkMap, LinkRewriter};
 use super::{respond_json, spotify_error, UpstreamTarget, IDENTITY_HEADERS};
 use crate::oauth::{Grant, TokenError};
 use crate::secret::Secret;
@@ -68,8 +68,7 @@ pub struct EgressProxy {
     /// (unix ms).
     blocked_until_ms: AtomicU64,
     /// `{api_url}/v1/` in Spotify's links, and what it becomes.
-    link_from: String,
-    link_to: String,
+    links: Arc<LinkMap>,
 }
 
 /// Whose token a call carries.
@@ -124,14 +123,15 @@ impl EgressProxy {
     pub fn new(gw: Arc<Gateway>) -> EgressProxy {
         let api = UpstreamTarget::from_url(&gw.config.spotify.api_url);
         let origin = |u: &url::Url| u.as_str().trim_end_matches('/').to_string();
-        let link_from = format!("{}/v1/", origin(&gw.config.spotify.api_url));
-        let link_to = format!("{}/v1/", origin(&gw.config.egress.public_base_url));
+        let links = LinkMap::new(
+            &format!("{}/v1/", origin(&gw.config.spotify.api_url)),
+            &format!("{}/v1/", origin(&gw.config.egress.public_base_url)),
+        );
         EgressProxy {
             gw,
             api,
             blocked_until_ms: AtomicU64::new(0),
-            link_from,
-            link_to,
+            links,
         }
     }
 }
@@ -142,33 +142,37 @@ impl EgressProxy {
     async fn identify(&self, session: &Session) -> Result<Option<Arc<LiveSession>>, LocalAnswer> {
         let headers = &session.req_header().headers;
         let sessions = &self.gw.sessions;
-        // Client libraries that can only set a bearer token (spotipy, rspotify) may pass the
-        // assertion as their token; any other bearer token is the client's own and ignored.
-        let bearer_assertion = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .filter(|t| crate::assertion::verify(sessions.keys(), t.trim()).is_some());
-        let assertion = headers
-            .get("x-gateway-user")
-            .map(|v| v.to_str().unwrap_or_default())
-            .or(bearer_assertion);
-        if let Some(value) = assertion {
-            let claims =
-                crate::assertion::verify(sessions.keys(), value.trim()).ok_or_else(|| {
+        let claims = match headers.get("x-gateway-user") {
+            Some(value) => Some(
+                crate::assertion::verify(
+                    sessions.keys(),
+                    value.to_str().unwrap_or_default().trim(),
+                )
+                .ok_or_else(|| {
                     refusal(
                         401,
                         "X-Gateway-User is invalid or expired; use the one the gateway sent \
-                         with the request you are serving",
+                             with the request you are serving",
                         None,
                     )
-                })?;
+                })?,
+            ),
+            // Client libraries that can only set a bearer token (spotipy, rspotify) may pass
+            // the assertion as their token; any other bearer token is the client's own and
+            // ignored.
+            None => headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .and_then(|t| crate::assertion::verify(sessions.keys(), t.trim())),
+        };
+        if let Some(claims) = claims {
             let found = sessions
                 .by_key(&claims.sid)
                 .await
                 .map_err(|_| store_unavailable())?;
             return match found {
-                Some(s) if s.user_id() == claims.sub => Ok(Some(s)),
+                Some(s) if s.is_user(&claims.sub) => Ok(Some(s)),
                 _ => Err(self.session_ended()),
             };
         }
@@ -317,7 +321,7 @@ impl EgressProxy {
         let has_body = session.req_header().method != http::Method::HEAD
             && !matches!(status, 204 | 304)
             && status >= 200;
-        if !is_json || !has_body || self.link_from == self.link_to {
+        if !is_json || !has_body || self.links.is_identity() {
             return Ok(());
         }
         let encoding = upstream
@@ -331,11 +335,14 @@ impl EgressProxy {
             // An encoding we cannot read: pass it through as it is.
             Some(_) => return Ok(()),
         };
-        ctx.rewrite = Some(LinkRewriter::new(&self.link_from, &self.link_to, gzip));
-        // The body changes size (and loses its gzip): length is unknown until the end.
-        upstream.remove_header("content-length");
-        upstream.remove_header("content-encoding");
-        upstream.insert_header("transfer-encoding", "chunked")?;
+        let rewriter = LinkRewriter::new(Arc::clone(&self.links), gzip);
+        if !rewriter.keeps_length() {
+            // The body changes size (and loses its gzip): length is unknown until the end.
+            upstream.remove_header("content-length");
+            upstream.remove_header("content-encoding");
+            upstream.insert_header("transfer-encoding", "chunked")?;
+        }
+        ctx.rewrite = Some(rewriter);
         Ok(())
     }
 
@@ -436,16 +443,12 @@ fn check_target(raw: &[u8], uri: &http::Uri) -> Result<&'static str, TargetProbl
         ));
     }
     let path = uri.path();
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
+    if path.contains('\\') || has_encoded_separator(path.as_bytes()) {
         return Err(TargetProblem::Unsafe(
             "encoded path separators are not accepted",
         ));
     }
-    let has_dot_segment = lower
-        .split('/')
-        .any(|seg| matches!(seg.replace("%2e", ".").as_str(), "." | ".."));
-    if has_dot_segment {
+    if path.split('/').any(is_dot_segment) {
         return Err(TargetProblem::Unsafe(
             "dot segments are not accepted in the path",
         ));
@@ -459,6 +462,80 @@ fn check_target(raw: &[u8], uri: &http::Uri) -> Result<&'static str, TargetProbl
         .find(|(seg, _)| *seg == first)
         .map(|(_, route)| *route)
         .unwrap_or("/v1/other"))
+}
+
+/// Whether a client header never travels on to Spotify: the client's own credentials,
+/// identity claims, hop-by-hop headers.
+fn is_dropped_header(name: &str) -> bool {
+    matches!(name, "authorization" | "cookie" | "proxy-authorization")
+        || name.starts_with("x-spotify-")
+        || IDENTITY_HEADERS.contains(&name)
+        || HOP_BY_HOP.contains(&name)
+}
+
+/// Turns the copy of the client's request header into the one sent to Spotify: drops what
+/// [`is_dropped_header`] names and what the client's `Connection` header names, injects the
+/// token (`bearer`), the API host and the request id. The target was checked to be
+/// origin-form (`check_target`) and is sent as it is.
+pub fn upstream_headers(
+    upstream: &mut RequestHeader,
+    bearer: Option<&str>,
+    api_host: &str,
+    request_id: &str,
+) -> Result<()> {
+    let connection_named = |name: &str| {
+        upstream
+            .headers
+            .get_all("connection")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|n| n.eq_ignore_ascii_case(name) && !n.eq_ignore_ascii_case("close"))
+    };
+    let drop: Vec<http::HeaderName> = upstream
+        .headers
+        .keys()
+        .filter(|k| is_dropped_header(k.as_str()) || connection_named(k.as_str()))
+        .cloned()
+        .collect();
+    for name in &drop {
+        upstream.remove_header(name);
+    }
+    if let Some(bearer) = bearer {
+        let mut value = String::with_capacity(7 + bearer.len());
+        value.push_str("Bearer ");
+        value.push_str(bearer);
+        upstream.insert_header(http::header::AUTHORIZATION, value)?;
+    }
+    upstream.insert_header(http::header::HOST, api_host)?;
+    upstream.insert_header("x-request-id", request_id)?;
+    Ok(())
+}
+
+/// `%2F` or `%5C` in any case: a `/` or `\\` the upstream may decode into a separator.
+fn has_encoded_separator(path: &[u8]) -> bool {
+    memchr::memchr_iter(b'%', path).any(|at| {
+        matches!(
+            path.get(at + 1..at + 3),
+            Some([b'2', b'f' | b'F'] | [b'5', b'c' | b'C'])
+        )
+    })
+}
+
+/// `.` or `..`, each dot possibly written `%2e` / `%2E`.
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    matches!(dots, 1 | 2)
 }
 
 #[async_trait]
@@ -583,52 +660,12 @@ impl ProxyHttp for EgressProxy {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut EgressCtx,
     ) -> Result<()> {
-        // Headers the client's Connection header names are hop-by-hop too.
-        let named: Vec<String> = upstream
-            .headers
-            .get_all("connection")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|n| n.trim().to_ascii_lowercase())
-            .filter(|n| !n.is_empty() && n != "close" && n != "keep-alive")
-            .collect();
-        for name in named {
-            upstream.remove_header(name.as_str());
-        }
-        // The client's credentials and identity claims never reach Spotify.
-        for name in ["authorization", "cookie", "proxy-authorization"]
-            .iter()
-            .chain(IDENTITY_HEADERS.iter())
-            .chain(HOP_BY_HOP.iter())
-        {
-            upstream.remove_header(*name);
-        }
-        let spotify_headers: Vec<_> = upstream
-            .headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("x-spotify-"))
-            .cloned()
-            .collect();
-        for name in spotify_headers {
-            upstream.remove_header(&name);
-        }
-        if let Some(credential) = &ctx.credential {
-            upstream.insert_header("authorization", format!("Bearer {}", credential.bearer()))?;
-        }
-        upstream.insert_header("host", self.api.host_header())?;
-        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
-        // Origin-form only: whatever the client sent, the request goes to the API host.
-        if let Some(pq) = session.req_header().uri.path_and_query() {
-            if let Ok(uri) = pq.as_str().parse::<http::Uri>() {
-                upstream.set_uri(uri);
-            }
-        }
-        Ok(())
+        let bearer = ctx.credential.as_ref().map(Credential::bearer);
+        upstream_headers(upstream, bearer, self.api.host_header(), &ctx.request_id)
     }
 
     async fn upstream_response_filter(
@@ -706,7 +743,7 @@ impl ProxyHttp for EgressProxy {
     ) -> Result<Option<Duration>> {
         if let Some(rewriter) = &mut ctx.rewrite {
             let chunk = body.take().unwrap_or_default();
-            let out = rewriter.feed(&chunk, end_of_stream).map_err(|e| {
+            let out = rewriter.feed(chunk, end_of_stream).map_err(|e| {
                 Error::because(
                     ErrorType::InvalidHTTPHeader,
                     "cannot decode Spotify's compressed answer",
@@ -888,6 +925,31 @@ mod tests {
             Err(TargetProblem::Unsafe(_))
         ));
         assert!(matches!(check("/v1/a%2fb"), Err(TargetProblem::Unsafe(_))));
+        for unsafe_path in [
+            "/v1/a%2Fb",
+            "/v1/a%5cb",
+            "/v1/a%5Cb",
+            "/v1/%2E%2e/x",
+            "/v1/%2e/x",
+            "/v1/me/.",
+            "/v1/me/..",
+            "/v1/.%2E",
+        ] {
+            assert!(
+                matches!(check(unsafe_path), Err(TargetProblem::Unsafe(_))),
+                "{unsafe_path}"
+            );
+        }
+        for fine in [
+            "/v1/...",
+            "/v1/.x",
+            "/v1/a%2",
+            "/v1/a%",
+            "/v1/%2ex",
+            "/v1/a%25/b",
+        ] {
+            assert!(check(fine).is_ok(), "{fine}");
+        }
         // pingora hands over an absolute-form target as its path alone; the raw bytes tell.
         let path_only: http::Uri = "/v1/me".parse().expect("uri");
         for raw in ["http://evil.example/v1/me", "*", "api.spotify.com:443"] {

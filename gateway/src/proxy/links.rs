@@ -2,107 +2,254 @@
 //! the egress listener's public base URL, so client libraries that follow them stay on the
 //! gateway.
 //!
-//! Streaming: each chunk is rewritten as it arrives. Only the last `pattern.len() - 1` bytes
-//! are held back, because a link may be split across two chunks; memory stays bounded
-//! whatever the body size. A gzip body is decompressed on the way (the caller then sends it
-//! uncompressed to the local client).
+//! Streaming: each chunk is rewritten as it arrives. Only a tail that may be the start of a
+//! link split across two chunks is held back (shorter than the link prefix); memory stays
+//! bounded whatever the body size. A gzip body is decompressed on the way (the caller then
+//! sends it uncompressed to the local client).
+//!
+//! Same length: when the new prefix is not longer than Spotify's (the usual sidecar case,
+//! `http://127.0.0.1:8081` for `https://api.spotify.com`) and the body is not compressed, each
+//! shortened link is made up for with spaces right after the JSON string that holds it
+//! (`"next":"http://127.0.0.1:8081/v1/..."  ,`): insignificant whitespace to any JSON
+//! parser, and the body keeps the length Spotify announced, so the answer keeps its
+//! `Content-Length` instead of becoming chunked.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use flate2::write::GzDecoder;
 use memchr::memmem::Finder;
 
-pub struct LinkRewriter {
+/// What to replace by what; built once per listener.
+pub struct LinkMap {
     finder: Finder<'static>,
     to: Vec<u8>,
+}
+
+impl LinkMap {
+    /// Replaces every `from` (e.g. `https://api.spotify.com/v1/`) by `to`.
+    pub fn new(from: &str, to: &str) -> Arc<LinkMap> {
+        Arc::new(LinkMap {
+            finder: Finder::new(from.as_bytes()).into_owned(),
+            to: to.as_bytes().to_vec(),
+        })
+    }
+
+    /// Whether rewriting changes nothing.
+    pub fn is_identity(&self) -> bool {
+        self.finder.needle() == self.to.as_slice()
+    }
+
+    fn pattern_len(&self) -> usize {
+        self.finder.needle().len()
+    }
+
+    /// Length of the longest proper prefix of `from` that `data` ends with: bytes that may
+    /// be the start of a link the next chunk completes.
+    fn partial_tail(&self, data: &[u8]) -> usize {
+        let needle = self.finder.needle();
+        let longest = needle.len().saturating_sub(1).min(data.len());
+        (1..=longest)
+            .rev()
+            .find(|&n| data[data.len() - n..] == needle[..n])
+            .unwrap_or(0)
+    }
+}
+
+pub struct LinkRewriter {
+    map: Arc<LinkMap>,
     /// Tail of the previous chunk that may start a split link.
     carry: Vec<u8>,
     gunzip: Option<GzDecoder<Vec<u8>>>,
+    /// Same-length mode (see the module docs).
+    keep_length: bool,
+    /// Spaces owed for shortened links, written after the end of the current JSON string.
+    owed: usize,
+    /// The last byte scanned for that end was a backslash.
+    escaped: bool,
 }
 
 impl LinkRewriter {
-    /// Replaces every `from` (e.g. `https://api.spotify.com/v1/`) by `to`.
-    pub fn new(from: &str, to: &str, gzip: bool) -> LinkRewriter {
+    pub fn new(map: Arc<LinkMap>, gzip: bool) -> LinkRewriter {
+        let keep_length = !gzip && map.to.len() <= map.pattern_len();
         LinkRewriter {
-            finder: Finder::new(from.as_bytes()).into_owned(),
-            to: to.as_bytes().to_vec(),
+            map,
             carry: Vec::new(),
             gunzip: gzip.then(|| GzDecoder::new(Vec::new())),
+            keep_length,
+            owed: 0,
+            escaped: false,
         }
     }
 
+    /// Whether the rewritten body has exactly the length of the original.
+    pub fn keeps_length(&self) -> bool {
+        self.keep_length
+    }
+
     /// Rewrites the next chunk; `last` flushes everything held back.
-    pub fn feed(&mut self, chunk: &[u8], last: bool) -> std::io::Result<Bytes> {
-        let mut data = std::mem::take(&mut self.carry);
-        match &mut self.gunzip {
+    pub fn feed(&mut self, chunk: Bytes, last: bool) -> std::io::Result<Bytes> {
+        let data = match &mut self.gunzip {
             Some(decoder) => {
-                decoder.write_all(chunk)?;
+                decoder.write_all(&chunk)?;
                 if last {
                     decoder.try_finish()?;
                 }
-                data.extend_from_slice(&std::mem::take(decoder.get_mut()));
+                let mut data = std::mem::take(&mut self.carry);
+                data.extend_from_slice(decoder.get_mut());
+                decoder.get_mut().clear();
+                Bytes::from(data)
             }
-            None => data.extend_from_slice(chunk),
+            None if self.carry.is_empty() => chunk,
+            None => {
+                let mut data = std::mem::take(&mut self.carry);
+                data.extend_from_slice(&chunk);
+                Bytes::from(data)
+            }
+        };
+
+        let map = Arc::clone(&self.map);
+        let mut matches = map.finder.find_iter(&data).peekable();
+        let tail_from = if last {
+            data.len()
+        } else {
+            data.len() - map.partial_tail(&data)
+        };
+        if matches.peek().is_none() && self.owed == 0 {
+            // Nothing to change: pass the bytes on without copying them.
+            self.carry = data[tail_from..].to_vec();
+            return Ok(data.slice(..tail_from));
         }
 
         let mut out = Vec::with_capacity(data.len() + 64);
         let mut copied = 0;
-        for at in self.finder.find_iter(&data) {
-            out.extend_from_slice(&data[copied..at]);
-            out.extend_from_slice(&self.to);
-            copied = at + self.finder.needle().len();
+        for at in matches {
+            self.copy_plain(&data[copied..at], &mut out);
+            out.extend_from_slice(&map.to);
+            if self.keep_length {
+                self.owed += map.pattern_len() - map.to.len();
+                self.escaped = false;
+            }
+            copied = at + map.pattern_len();
         }
-        // Hold back a tail that could be the start of a link split across chunks.
-        let keep_from = if last {
-            data.len()
-        } else {
-            data.len()
-                .saturating_sub(self.finder.needle().len().saturating_sub(1))
-                .max(copied)
-        };
-        out.extend_from_slice(&data[copied..keep_from]);
+        // A tail that looks like a link's start may overlap the end of a link just replaced.
+        let keep_from = tail_from.max(copied);
+        self.copy_plain(&data[copied..keep_from], &mut out);
+        if last && self.owed > 0 {
+            // The body ended inside a string (not JSON after all): the length still holds.
+            out.resize(out.len() + std::mem::take(&mut self.owed), b' ');
+        }
         self.carry = data[keep_from..].to_vec();
         Ok(Bytes::from(out))
+    }
+
+    /// Copies bytes that hold no link, paying owed spaces right after the closing quote of
+    /// the JSON string a shortened link was written into.
+    fn copy_plain(&mut self, mut plain: &[u8], out: &mut Vec<u8>) {
+        while self.owed > 0 && !plain.is_empty() {
+            if std::mem::take(&mut self.escaped) {
+                out.push(plain[0]);
+                plain = &plain[1..];
+                continue;
+            }
+            match memchr::memchr2(b'"', b'\\', plain) {
+                None => break,
+                Some(at) if plain[at] == b'\\' => {
+                    self.escaped = true;
+                    out.extend_from_slice(&plain[..=at]);
+                    plain = &plain[at + 1..];
+                }
+                Some(at) => {
+                    out.extend_from_slice(&plain[..=at]);
+                    out.resize(out.len() + std::mem::take(&mut self.owed), b' ');
+                    plain = &plain[at + 1..];
+                }
+            }
+        }
+        out.extend_from_slice(plain);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     const FROM: &str = "https://api.spotify.com/v1/";
+    /// Shorter than `FROM`: the sidecar case, rewritten in place.
     const TO: &str = "http://127.0.0.1:8081/v1/";
+    /// Longer than `FROM`: the body changes length.
+    const TO_LONGER: &str = "http://spotify-gateway.team-a.svc.cluster.local:8081/v1/";
 
     fn body() -> String {
         let mut s = String::from(r#"{"href":"https://api.spotify.com/v1/search?q=a","items":["#);
         for i in 0..200 {
             s.push_str(&format!(
-                r#"{{"href":"https://api.spotify.com/v1/tracks/{i}","name":"x"}},"#
+                r#"{{"href":"https://api.spotify.com/v1/tracks/{i}","name":"x\"y\\"}},"#
             ));
         }
         s.push_str(r#"{}],"next":"https://api.spotify.com/v1/search?offset=20","previous":null}"#);
         s
     }
 
-    fn rewrite_in_chunks(input: &[u8], size: usize, gzip: bool) -> String {
-        let mut r = LinkRewriter::new(FROM, TO, gzip);
+    fn rewrite_in_chunks(input: &[u8], to: &str, size: usize, gzip: bool) -> String {
+        let mut r = LinkRewriter::new(LinkMap::new(FROM, to), gzip);
         let mut out = Vec::new();
         let chunks: Vec<&[u8]> = input.chunks(size).collect();
         for (i, c) in chunks.iter().enumerate() {
-            out.extend_from_slice(&r.feed(c, i + 1 == chunks.len()).expect("feed"));
+            let last = i + 1 == chunks.len();
+            out.extend_from_slice(&r.feed(Bytes::copy_from_slice(c), last).expect("feed"));
         }
         String::from_utf8(out).expect("utf-8")
     }
 
+    fn json(s: &str) -> Value {
+        serde_json::from_str(s).expect("valid JSON")
+    }
+
+    const SIZES: [usize; 9] = [1, 2, 7, 26, 27, 28, 64, 1000, usize::MAX];
+
     #[test]
-    fn every_link_is_rewritten_whatever_the_chunking() {
+    fn a_shorter_prefix_keeps_the_length_and_the_json() {
         let input = body();
-        let expected = input.replace(FROM, TO);
-        for size in [1, 2, 7, 26, 27, 28, 64, 1000, input.len()] {
+        let expected = json(&input.replace(FROM, TO));
+        for size in SIZES {
+            let out = rewrite_in_chunks(input.as_bytes(), TO, size, false);
+            assert_eq!(out.len(), input.len(), "{size}");
+            assert!(!out.contains(FROM), "{size}");
+            assert_eq!(json(&out), expected, "{size}");
+        }
+    }
+
+    #[test]
+    fn spaces_go_right_after_the_string_that_holds_the_link() {
+        let input = r#"{"next":"https://api.spotify.com/v1/x?a=\"\\","n":[1]}"#;
+        let expected = r#"{"next":"http://127.0.0.1:8081/v1/x?a=\"\\"  ,"n":[1]}"#;
+        for size in SIZES {
             assert_eq!(
-                rewrite_in_chunks(input.as_bytes(), size, false),
+                rewrite_in_chunks(input.as_bytes(), TO, size, false),
                 expected,
+                "{size}"
+            );
+        }
+        // Not JSON after all (the string never ends): the length is still kept.
+        let open = r#"{"next":"https://api.spotify.com/v1/x"#;
+        assert_eq!(
+            rewrite_in_chunks(open.as_bytes(), TO, 5, false),
+            "{\"next\":\"http://127.0.0.1:8081/v1/x  "
+        );
+    }
+
+    #[test]
+    fn a_longer_prefix_changes_the_length() {
+        let input = body();
+        let r = LinkRewriter::new(LinkMap::new(FROM, TO_LONGER), false);
+        assert!(!r.keeps_length());
+        for size in SIZES {
+            assert_eq!(
+                rewrite_in_chunks(input.as_bytes(), TO_LONGER, size, false),
+                input.replace(FROM, TO_LONGER),
                 "{size}"
             );
         }
@@ -114,25 +261,56 @@ mod tests {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         enc.write_all(input.as_bytes()).expect("gzip");
         let gz = enc.finish().expect("gzip");
+        assert!(!LinkRewriter::new(LinkMap::new(FROM, TO), true).keeps_length());
         for size in [1, 13, 512, gz.len()] {
-            assert_eq!(rewrite_in_chunks(&gz, size, true), input.replace(FROM, TO));
+            assert_eq!(
+                rewrite_in_chunks(&gz, TO, size, true),
+                input.replace(FROM, TO)
+            );
         }
     }
 
     #[test]
-    fn held_back_bytes_are_bounded() {
-        let mut r = LinkRewriter::new(FROM, TO, false);
-        let chunk = vec![b'a'; 10_000];
+    fn bodies_without_links_pass_without_a_copy() {
+        let mut r = LinkRewriter::new(LinkMap::new(FROM, TO), false);
+        let chunk = Bytes::from_static(br#"{"display_name":"alice","id":"alice"}"#);
+        let out = r.feed(chunk.clone(), true).expect("feed");
+        assert_eq!(out, chunk);
+        assert_eq!(out.as_ptr(), chunk.as_ptr(), "the same buffer, not a copy");
+    }
+
+    #[test]
+    fn only_a_possible_link_start_is_held_back() {
+        let mut r = LinkRewriter::new(LinkMap::new(FROM, TO), false);
+        assert_eq!(
+            r.feed(Bytes::from_static(b"[\"ab\""), false).expect("feed"),
+            "[\"ab\""
+        );
+        assert_eq!(
+            r.feed(Bytes::from_static(b",\"https://api.sp"), false)
+                .expect("feed"),
+            ",\""
+        );
+        assert_eq!(r.carry, b"https://api.sp");
+        let rest = r
+            .feed(Bytes::from_static(b"otify.com/v1/x\"]"), true)
+            .expect("feed");
+        assert_eq!(rest, "http://127.0.0.1:8081/v1/x\"  ]");
+
+        let mut r = LinkRewriter::new(LinkMap::new(FROM, TO), false);
+        let chunk = Bytes::from(vec![b'a'; 10_000]);
         for _ in 0..100 {
-            let out = r.feed(&chunk, false).expect("feed");
-            assert!(r.carry.len() < FROM.len());
-            assert!(out.len() >= chunk.len() - FROM.len());
+            let out = r.feed(chunk.clone(), false).expect("feed");
+            assert!(r.carry.is_empty());
+            assert_eq!(out.len(), chunk.len());
         }
     }
 
     #[test]
     fn corrupt_gzip_is_an_error() {
-        let mut r = LinkRewriter::new(FROM, TO, true);
-        assert!(r.feed(b"definitely not gzip", true).is_err());
+        let mut r = LinkRewriter::new(LinkMap::new(FROM, TO), true);
+        assert!(r
+            .feed(Bytes::from_static(b"definitely not gzip"), true)
+            .is_err());
     }
 }

@@ -502,11 +502,13 @@ impl ProxyHttp for PublicProxy {
         }
         strip_cookies(upstream, &[&self.cookies.session, &self.cookies.login])?;
         if let Some(s) = &ctx.session {
-            let r = s.record();
-            upstream.insert_header("x-spotify-user-id", r.user_id.as_str())?;
-            upstream.insert_header("x-spotify-scopes", r.scopes.join(" "))?;
-            let assertion = crate::assertion::issue(self.gw.sessions.keys(), &r.user_id, &s.key);
-            upstream.insert_header("x-gateway-user", assertion)?;
+            let keys = self.gw.sessions.keys();
+            s.with_record(|r| -> Result<()> {
+                upstream.insert_header("x-spotify-user-id", r.user_id.as_str())?;
+                upstream.insert_header("x-spotify-scopes", r.scopes.as_str())?;
+                let assertion = crate::assertion::issue(keys, &r.user_id, &s.key);
+                upstream.insert_header("x-gateway-user", assertion)
+            })?;
         }
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
         Ok(())

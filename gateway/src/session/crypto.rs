@@ -17,7 +17,7 @@ use sha2::Sha256;
 
 use crate::secret::Secret;
 
-type HmacSha256 = Hmac<Sha256>;
+pub type HmacSha256 = Hmac<Sha256>;
 
 const NONCE_LEN: usize = 12;
 
@@ -46,6 +46,8 @@ struct KeySet {
     index: [u8; 32],
     /// Signs `X-Gateway-User` assertions.
     assertion: [u8; 32],
+    /// HMAC keyed with `assertion`, its key blocks already hashed: cloned per assertion.
+    assertion_mac: HmacSha256,
 }
 
 impl KeySet {
@@ -57,11 +59,14 @@ impl KeySet {
             mac.update(label);
             mac.finalize().into_bytes().into()
         };
+        let assertion = derive(b"assertion");
         KeySet {
             cookie: Aes256Gcm::new(&derive(b"cookie").into()),
             store: Aes256Gcm::new(&derive(b"store").into()),
             index: derive(b"index"),
-            assertion: derive(b"assertion"),
+            assertion,
+            assertion_mac: <HmacSha256 as Mac>::new_from_slice(&assertion)
+                .expect("HMAC takes any key length"),
         }
     }
 
@@ -155,6 +160,15 @@ impl Keyring {
 
     pub fn previous_assertion_key(&self) -> Option<&[u8; 32]> {
         self.previous.as_ref().map(|p| &p.assertion)
+    }
+
+    /// HMAC-SHA256 keyed with [`Keyring::assertion_key`], ready for `update`.
+    pub fn assertion_mac(&self) -> HmacSha256 {
+        self.current.assertion_mac.clone()
+    }
+
+    pub fn previous_assertion_mac(&self) -> Option<HmacSha256> {
+        self.previous.as_ref().map(|p| p.assertion_mac.clone())
     }
 }
 

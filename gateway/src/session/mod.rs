@@ -63,12 +63,67 @@ mod exposed {
     }
 }
 
+/// The scopes a session was granted, space-separated in one shared string (the form of
+/// `X-Spotify-Scopes`). Sessions of a deployment nearly always hold the same set, so equal
+/// sets share one allocation. Stored as a JSON list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scopes(Arc<str>);
+
+/// Distinct scope sets kept for sharing; beyond this many, new sets are not shared.
+const INTERNED_SCOPE_SETS: usize = 64;
+
+impl Scopes {
+    pub fn new<S: AsRef<str>>(list: &[S]) -> Scopes {
+        let joined = list
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        static INTERNED: std::sync::Mutex<Vec<Arc<str>>> = std::sync::Mutex::new(Vec::new());
+        let mut interned = INTERNED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(shared) = interned.iter().find(|s| ***s == *joined) {
+            return Scopes(Arc::clone(shared));
+        }
+        let scopes: Arc<str> = joined.into();
+        if interned.len() < INTERNED_SCOPE_SETS {
+            interned.push(Arc::clone(&scopes));
+        }
+        Scopes(scopes)
+    }
+
+    /// Space-separated, as Spotify writes them.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split(' ').filter(|s| !s.is_empty())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Scopes {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Scopes {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Scopes, D::Error> {
+        Vec::<String>::deserialize(de).map(|list| Scopes::new(&list))
+    }
+}
+
 /// A session as stored (sealed) and cached.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionRecord {
     pub user_id: String,
     pub display_name: Option<String>,
-    pub scopes: Vec<String>,
+    pub scopes: Scopes,
     #[serde(with = "exposed")]
     pub access_token: Secret,
     pub access_expires_at_ms: u64,
@@ -92,8 +147,8 @@ struct PendingLogin {
 
 /// A session in this replica's memory.
 pub struct LiveSession {
-    /// Store key (keyed hash of the session id).
-    pub key: String,
+    /// Store key (keyed hash of the session id); the memory cache's key shares it.
+    pub key: Arc<str>,
     record: RwLock<SessionRecord>,
     /// Held by the one request that refreshes this session's token.
     refresh: tokio::sync::Mutex<()>,
@@ -107,12 +162,17 @@ impl LiveSession {
             .clone()
     }
 
+    /// Reads the record in place (no copy); `f` must not block.
+    pub fn with_record<T>(&self, f: impl FnOnce(&SessionRecord) -> T) -> T {
+        f(&self.record.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
     pub fn user_id(&self) -> String {
-        self.record
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .user_id
-            .clone()
+        self.with_record(|r| r.user_id.clone())
+    }
+
+    pub fn is_user(&self, user_id: &str) -> bool {
+        self.with_record(|r| r.user_id == user_id)
     }
 
     fn is_expired(&self) -> bool {
@@ -187,10 +247,13 @@ pub struct NewSession {
 pub struct Sessions {
     store: Arc<dyn Store>,
     keys: Keyring,
-    cache: moka::future::Cache<String, Arc<LiveSession>>,
+    cache: moka::future::Cache<Arc<str>, Arc<LiveSession>>,
     endpoint: Arc<TokenEndpoint>,
     lifetime: Duration,
     metrics: Arc<Metrics>,
+    /// `token_cache_total{result}` children, resolved once: counted on every egress call.
+    token_cache_hits: prometheus::IntCounter,
+    token_cache_misses: prometheus::IntCounter,
 }
 
 impl Sessions {
@@ -201,7 +264,7 @@ impl Sessions {
         lifetime: Duration,
         metrics: Arc<Metrics>,
     ) -> Sessions {
-        let cache: moka::future::Cache<String, Arc<LiveSession>> = moka::future::Cache::builder()
+        let cache: moka::future::Cache<Arc<str>, Arc<LiveSession>> = moka::future::Cache::builder()
             .max_capacity(CACHE_CAPACITY)
             .time_to_idle(CACHE_IDLE)
             .build();
@@ -210,7 +273,7 @@ impl Sessions {
             let forget = async move {
                 while let Some(change) = changes.recv().await {
                     match change {
-                        store::Invalidation::Key(key) => cache.invalidate(&key).await,
+                        store::Invalidation::Key(key) => cache.invalidate(key.as_str()).await,
                         store::Invalidation::All => cache.invalidate_all(),
                     }
                 }
@@ -228,6 +291,8 @@ impl Sessions {
             cache,
             endpoint,
             lifetime,
+            token_cache_hits: metrics.token_cache.with_label_values(&["hit"]),
+            token_cache_misses: metrics.token_cache.with_label_values(&["miss"]),
             metrics,
         }
     }
@@ -333,7 +398,7 @@ impl Sessions {
         let record = SessionRecord {
             user_id: profile.id,
             display_name: profile.display_name,
-            scopes: grant.scopes.clone(),
+            scopes: Scopes::new(&grant.scopes),
             access_token: grant.access_token.clone(),
             access_expires_at_ms: grant.expires_at_ms,
             access_lifetime_ms: grant.lifetime.as_millis() as u64,
@@ -342,13 +407,13 @@ impl Sessions {
             updated_at_ms: now,
             expires_at_ms: now + self.lifetime.as_millis() as u64,
         };
-        let key = self.keys.index_key("session", &sid);
+        let key: Arc<str> = self.keys.index_key("session", &sid).into();
         self.persist(&key, &record).await?;
         self.store
             .put(
                 Namespace::UserIndex,
                 &record.user_id,
-                key.clone().into_bytes(),
+                key.as_bytes().to_vec(),
                 self.lifetime,
             )
             .await
@@ -397,14 +462,10 @@ impl Sessions {
         let Some(record) = self.load_record(key).await? else {
             return Ok(None);
         };
-        let session = Arc::new(live(key.to_string(), record));
+        let key: Arc<str> = key.into();
+        let session = Arc::new(live(Arc::clone(&key), record));
         // Two concurrent misses may both load; either copy is the stored one.
-        let entry = self
-            .cache
-            .entry(key.to_string())
-            .or_insert(session)
-            .await
-            .into_value();
+        let entry = self.cache.entry(key).or_insert(session).await.into_value();
         Ok(Some(entry))
     }
 
@@ -419,7 +480,7 @@ impl Sessions {
             // The index is not sealed (its key is the user id): believe it only when the
             // sealed record it points at is that user's, so a write to the store cannot
             // hand one user's session to a request for another.
-            Some(key) => Ok(self.by_key(&key).await?.filter(|s| s.user_id() == user_id)),
+            Some(key) => Ok(self.by_key(&key).await?.filter(|s| s.is_user(user_id))),
             None => Ok(None),
         }
     }
@@ -430,10 +491,10 @@ impl Sessions {
     /// one. Only one request per session refreshes; the others wait and use its result.
     pub async fn access_token(&self, session: &LiveSession) -> Result<Secret, SessionError> {
         if let Some(token) = session.usable_token() {
-            self.metrics.token_cache.with_label_values(&["hit"]).inc();
+            self.token_cache_hits.inc();
             return Ok(token);
         }
-        self.metrics.token_cache.with_label_values(&["miss"]).inc();
+        self.token_cache_misses.inc();
         let _refreshing = session.refresh.lock().await;
         // Whoever held the lock before us may have refreshed already.
         if let Some(token) = session.usable_token() {
@@ -514,7 +575,7 @@ impl Sessions {
                         r.refresh_token = rt;
                     }
                     if !grant.scopes.is_empty() {
-                        r.scopes = grant.scopes;
+                        r.scopes = Scopes::new(&grant.scopes);
                     }
                     r.updated_at_ms = now_ms().max(r.updated_at_ms + 1);
                     r.clone()
@@ -630,7 +691,7 @@ impl Sessions {
     }
 }
 
-fn live(key: String, record: SessionRecord) -> LiveSession {
+fn live(key: Arc<str>, record: SessionRecord) -> LiveSession {
     LiveSession {
         key,
         record: RwLock::new(record),
@@ -650,6 +711,27 @@ fn sanitize_code(code: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_are_stored_as_a_list_and_equal_sets_share_one_string() {
+        let a = Scopes::new(&["user-read-private", "user-read-email"]);
+        assert_eq!(a.as_str(), "user-read-private user-read-email");
+        assert_eq!(
+            serde_json::to_string(&a).expect("json"),
+            r#"["user-read-private","user-read-email"]"#
+        );
+        let b: Scopes =
+            serde_json::from_str(r#"["user-read-private","user-read-email"]"#).expect("json");
+        assert_eq!(a, b);
+        assert!(Arc::ptr_eq(&a.0, &b.0), "one allocation for equal sets");
+        assert_eq!(
+            b.iter().collect::<Vec<_>>(),
+            ["user-read-private", "user-read-email"]
+        );
+        let none: Scopes = serde_json::from_str("[]").expect("json");
+        assert!(none.is_empty());
+        assert_eq!(none.iter().count(), 0);
+    }
     use crate::config::Config;
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -683,7 +765,7 @@ backend = "memory"
         SessionRecord {
             user_id: user.into(),
             display_name: None,
-            scopes: Vec::new(),
+            scopes: Scopes::default(),
             access_token: Secret::runtime(format!("access-{user}")),
             access_expires_at_ms: now + 3_600_000,
             access_lifetime_ms: 3_600_000,
