@@ -10,7 +10,8 @@
 #
 # Environment overrides: ROUNDS, DURATION (seconds per run), CONNS (64), STORM_CALLS,
 # MEMORY_SESSIONS ("0 10000 100000"), MEMORY_STORES ("memory file redis"), STARTUP_RUNS (10),
-# KEEP_WORKDIR=1 (keep configs and logs).
+# KEEP_WORKDIR=1 (keep configs and logs), PERF_RECORD=1 (perf record each contender's first
+# measured run into the kept work directory: perf-SCENARIO-CONTENDER.data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -69,6 +70,7 @@ if [ ! -x "$BIN" ] || [ ! -x "$TOOLS" ]; then echo "build failed" >&2; exit 1; f
 
 # -- workspace, processes, ports ---------------------------------------------------------------
 W=$(mktemp -d /tmp/sgw-load.XXXXXX)
+[ -z "${PERF_RECORD:-}" ] || KEEP_WORKDIR=1
 PIDS=()
 cleanup() {
   local pid
@@ -327,9 +329,17 @@ run_wrk() {
   for h in "$@"; do args+=(-H "$h"); done
   # shellcheck disable=SC2086 # a list of pids
   c0=$(cpu_ticks $pids)
+  local perf_pid="" perf_out="$W/perf-$scenario-$who.data"
+  if [ -n "${PERF_RECORD:-}" ] && [ "${MEASURE:-1}" = 1 ] && [ ! -e "$perf_out" ]; then
+    # The first measured run of each contender, profiled (see "Reproducing the profiles").
+    perf record -q -F 299 --call-graph dwarf,16384 -o "$perf_out" -p "${pids// /,}" \
+      -- sleep "$secs" 2>/dev/null &
+    perf_pid=$!
+  fi
   out=$(wrk -t1 -c"$CONNS" -d"${secs}s" --latency "${args[@]}" "$url")
   # shellcheck disable=SC2086
   c1=$(cpu_ticks $pids)
+  [ -z "$perf_pid" ] || wait "$perf_pid" || true
   if grep -q -E 'Non-2xx|Socket errors' <<<"$out"; then
     echo "$scenario/$who: errors during the run:" >&2
     echo "$out" >&2

@@ -7,6 +7,12 @@ use clap::{Parser, Subcommand};
 use spotify_gateway::config::{Config, LogFormat};
 use spotify_gateway::{demo, logging, server};
 
+/// mimalloc instead of glibc's malloc: a proxy allocates and frees many small buffers per
+/// request on several threads, where glibc's arenas spent about a fifth of the CPU
+/// (benches/README.md, "Where the time goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "spotify-gateway",

@@ -32,6 +32,11 @@ use spotify_gateway::config::Config;
 use spotify_gateway::state::Gateway;
 use spotify_gateway::{logging, server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The gateway binary's allocator (src/main.rs), so the bare proxy, the seeded gateway and the
+/// gateway are measured on the same footing.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tokio::net::TcpStream;
 
 #[derive(Parser)]
