@@ -177,10 +177,11 @@ fn seeded(path: PathBuf, sessions: usize) -> Res<()> {
         Ok::<_, spotify_gateway::session::store::StoreError>(())
     })?;
     drop(rt);
-    // Seeding leaves garbage (JSON, sealed copies) that glibc keeps in its arenas; give it
+    // Seeding leaves garbage (JSON, sealed copies) in the allocator's free pages; give it
     // back, so RSS counts the sessions and not the way they were made.
-    // SAFETY: malloc_trim only releases free memory; glibc is the allocator of this binary.
-    unsafe { malloc_trim(0) };
+    // SAFETY: mi_collect only returns free memory to the OS; mimalloc is this binary's
+    // allocator (`ALLOCATOR` above).
+    unsafe { mi_collect(true) };
     eprintln!(
         "seeded {sessions} hot sessions in {} ms",
         started.elapsed().as_millis()
@@ -191,8 +192,8 @@ fn seeded(path: PathBuf, sessions: usize) -> Res<()> {
 }
 
 unsafe extern "C" {
-    /// glibc: return free heap memory to the system.
-    fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    /// mimalloc (linked through the `mimalloc` crate): return free memory to the system.
+    fn mi_collect(force: bool);
 }
 
 // -- bare pingora -----------------------------------------------------------------------------
