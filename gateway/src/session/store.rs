@@ -98,6 +98,11 @@ pub trait Store: Send + Sync {
 }
 
 /// Opens the configured backend, counting its operations and errors in `metrics`.
+/// redb's page cache for the `file` backend. redb's default is 1 GiB, which a sidecar with a
+/// memory limit would reach as sessions accumulate; hot sessions are served from the
+/// gateway's own cache in front of the store, so the store is read only on a miss.
+pub const FILE_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 pub fn open(
     cfg: &crate::config::StoreConfig,
     metrics: Arc<crate::metrics::Metrics>,
@@ -298,7 +303,10 @@ impl FileStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
         }
-        let db = Database::create(path).map_err(|e| err(&e))?;
+        let db = Database::builder()
+            .set_cache_size(FILE_CACHE_BYTES)
+            .create(path)
+            .map_err(|e| err(&e))?;
         // Create every table once, so read transactions can always open them.
         let tx = db.begin_write().map_err(|e| err(&e))?;
         for ns in Namespace::ALL {
