@@ -485,10 +485,57 @@ async fn trusted_user_header_mode_finds_the_users_session() {
     assert_eq!(resp.status(), 200);
     let me: Value = resp.json().await.expect("json");
     assert_eq!(me["id"], "bob");
-    // A user without a session gets the login answer, not the app token.
+    // A user without a session gets the login answer, not the app token (and the store's
+    // user index is read: the counter below exists from here on).
     let resp = reqwest::Client::new()
         .get(format!("{}/v1/me", s.gw.egress_url()))
         .header("x-spotify-user-id", "alice")
+        .send()
+        .await
+        .expect("egress");
+    assert_eq!(resp.status(), 401);
+    // Hot sessions are found without reading the store on every call.
+    let store_gets = || async {
+        let text = reqwest::get(format!("{}/metrics", s.gw.admin_url()))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find(|l| {
+                l.starts_with("spotify_gateway_store_operations_total{")
+                    && l.contains(r#"op="get""#)
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("store_operations_total{op=\"get\"} in /metrics")
+    };
+    let before = store_gets().await;
+    for _ in 0..20 {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/v1/me", s.gw.egress_url()))
+            .header("x-spotify-user-id", "bob")
+            .send()
+            .await
+            .expect("egress");
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(
+        store_gets().await,
+        before,
+        "the store was read for a hot session"
+    );
+    // After bob signs out, his id finds nothing (the memory of his session goes too).
+    let resp = b
+        .post(format!("{}/auth/logout", s.gw.public_url()))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(resp.status(), 200);
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/me", s.gw.egress_url()))
+        .header("x-spotify-user-id", "bob")
         .send()
         .await
         .expect("egress");

@@ -37,6 +37,8 @@ const REFRESH_POLL: Duration = Duration::from_millis(25);
 const CACHE_CAPACITY: u64 = 200_000;
 /// An idle session leaves the memory cache after this long (it stays in the store).
 const CACHE_IDLE: Duration = Duration::from_secs(15 * 60);
+/// How long a replica trusts its memory of which session is a user's latest.
+const USER_INDEX_TTL: Duration = Duration::from_secs(60);
 
 mod exposed {
     //! Stored records keep real token values (the whole record is sealed before storing).
@@ -248,6 +250,10 @@ pub struct Sessions {
     store: Arc<dyn Store>,
     keys: Keyring,
     cache: moka::future::Cache<Arc<str>, Arc<LiveSession>>,
+    /// Trusted-header mode: user id → store key of the user's session, so a call for a hot
+    /// session does not read the store's user index. Checked against the session every time;
+    /// a login of the same user elsewhere is picked up within `USER_INDEX_TTL`.
+    user_keys: moka::future::Cache<String, Arc<str>>,
     endpoint: Arc<TokenEndpoint>,
     lifetime: Duration,
     metrics: Arc<Metrics>,
@@ -285,10 +291,15 @@ impl Sessions {
                 Err(e) => tracing::error!(error = %e, "cannot follow session invalidations"),
             }
         }
+        let user_keys = moka::future::Cache::builder()
+            .max_capacity(CACHE_CAPACITY)
+            .time_to_live(USER_INDEX_TTL)
+            .build();
         Sessions {
             store,
             keys,
             cache,
+            user_keys,
             endpoint,
             lifetime,
             token_cache_hits: metrics.token_cache.with_label_values(&["hit"]),
@@ -419,6 +430,9 @@ impl Sessions {
             .await
             .map_err(|e| self.store_error(e))?;
         let user_id = record.user_id.clone();
+        self.user_keys
+            .insert(user_id.clone(), Arc::clone(&key))
+            .await;
         self.cache
             .insert(key.clone(), Arc::new(live(key, record)))
             .await;
@@ -471,18 +485,31 @@ impl Sessions {
 
     /// The latest session of a user (trusted-header mode).
     pub async fn by_user_id(&self, user_id: &str) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        if let Some(key) = self.user_keys.get(user_id).await {
+            if let Some(s) = self.by_key(&key).await?.filter(|s| s.is_user(user_id)) {
+                return Ok(Some(s));
+            }
+            // Ended (here or on another replica): ask the store's index again.
+            self.user_keys.invalidate(user_id).await;
+        }
         let key = self
             .store
             .get(Namespace::UserIndex, user_id)
             .await
             .map_err(|e| self.store_error(e))?;
-        match key.and_then(|k| String::from_utf8(k).ok()) {
-            // The index is not sealed (its key is the user id): believe it only when the
-            // sealed record it points at is that user's, so a write to the store cannot
-            // hand one user's session to a request for another.
-            Some(key) => Ok(self.by_key(&key).await?.filter(|s| s.is_user(user_id))),
-            None => Ok(None),
+        let Some(key) = key.and_then(|k| String::from_utf8(k).ok()) else {
+            return Ok(None);
+        };
+        // The index is not sealed (its key is the user id): believe it only when the sealed
+        // record it points at is that user's, so a write to the store cannot hand one user's
+        // session to a request for another.
+        let found = self.by_key(&key).await?.filter(|s| s.is_user(user_id));
+        if let Some(s) = &found {
+            self.user_keys
+                .insert(user_id.to_string(), Arc::clone(&s.key))
+                .await;
         }
+        Ok(found)
     }
 
     // -- tokens --------------------------------------------------------------------------------
@@ -618,6 +645,7 @@ impl Sessions {
         }
         if let Some(s) = cached {
             let user = s.user_id();
+            self.user_keys.invalidate(&user).await;
             // Only drop the index when it still points at this session.
             if let Ok(Some(k)) = self.store.get(Namespace::UserIndex, &user).await {
                 if k == key.as_bytes() {
