@@ -199,12 +199,7 @@ struct Stack {
 impl Stack {
     async fn start() -> Stack {
         let ports = Ports::new();
-        let mock = MockSpotify::start(
-            start_addr(),
-            mock_config(ports.public, Duration::from_secs(3600)),
-        )
-        .await
-        .expect("mock spotify");
+        let mock = start_mock(ports.public, Duration::from_secs(3600)).await;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", ports.app))
             .await
             .expect("bind the sample app");

@@ -20,9 +20,7 @@ async fn setup(token_lifetime: Duration) -> Setup {
 
 async fn setup_with(token_lifetime: Duration, replace: &[(&str, &str)], extra: &str) -> Setup {
     let ports = Ports::new();
-    let mock = MockSpotify::start(start_addr(), mock_config(ports.public, token_lifetime))
-        .await
-        .expect("mock spotify");
+    let mock = start_mock(ports.public, token_lifetime).await;
     let config = gateway_config(ports, &mock.base_url(), replace, extra);
     let gw = Gateway::start(ports, &config).await;
     Setup {
@@ -230,12 +228,7 @@ async fn token_endpoint_outage_gives_a_clear_503_and_recovers() {
 async fn unreachable_token_endpoint_gives_503_quickly() {
     let closed = format!("http://127.0.0.1:{}", free_port());
     let ports = Ports::new();
-    let mock = MockSpotify::start(
-        start_addr(),
-        mock_config(ports.public, Duration::from_secs(60)),
-    )
-    .await
-    .expect("mock");
+    let mock = start_mock(ports.public, Duration::from_secs(60)).await;
     let config = gateway_config(
         ports,
         &mock.base_url(),

@@ -24,12 +24,7 @@ const DEFAULT_SCOPES: &str = r#"scopes = ["user-read-private", "user-read-email"
 
 async fn setup(replace: &[(&str, &str)]) -> Setup {
     let ports = Ports::new();
-    let mock = MockSpotify::start(
-        start_addr(),
-        mock_config(ports.public, Duration::from_secs(3600)),
-    )
-    .await
-    .expect("mock");
+    let mock = start_mock(ports.public, Duration::from_secs(3600)).await;
     let app = start_echo_app(ports.app).await;
     let mut edits = vec![(DEFAULT_SCOPES, SCOPES)];
     edits.extend_from_slice(replace);
@@ -178,12 +173,7 @@ async fn idempotent_calls_are_retried_and_writes_are_not() {
 async fn connection_failures_are_retried_then_reported() {
     let closed = format!("http://127.0.0.1:{}", free_port());
     let ports = Ports::new();
-    let mock = MockSpotify::start(
-        start_addr(),
-        mock_config(ports.public, Duration::from_secs(60)),
-    )
-    .await
-    .expect("mock");
+    let mock = start_mock(ports.public, Duration::from_secs(60)).await;
     let config = gateway_config(
         ports,
         &mock.base_url(),

@@ -17,9 +17,7 @@ struct Setup {
 
 async fn setup(token_lifetime: Duration, replace: &[(&str, &str)]) -> Setup {
     let ports = Ports::new();
-    let mock = MockSpotify::start(start_addr(), mock_config(ports.public, token_lifetime))
-        .await
-        .expect("mock spotify");
+    let mock = start_mock(ports.public, token_lifetime).await;
     let app = start_echo_app(ports.app).await;
     let config = gateway_config(ports, &mock.base_url(), replace, "");
     let gw = Gateway::start(ports, &config).await;
@@ -545,12 +543,7 @@ async fn trusted_user_header_mode_finds_the_users_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_store_keeps_sessions_across_restarts_and_holds_no_clear_tokens() {
     let ports = Ports::new();
-    let mock = MockSpotify::start(
-        start_addr(),
-        mock_config(ports.public, Duration::from_secs(3600)),
-    )
-    .await
-    .expect("mock");
+    let mock = start_mock(ports.public, Duration::from_secs(3600)).await;
     let _app = start_echo_app(ports.app).await;
     let dir = tempfile::tempdir().expect("tmp");
     let store_path = dir.path().join("store.redb");

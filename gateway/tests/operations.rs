@@ -18,9 +18,7 @@ struct Setup {
 
 async fn setup(replace: &[(&str, &str)], token_lifetime: Duration) -> Setup {
     let ports = Ports::new();
-    let mock = MockSpotify::start(start_addr(), mock_config(ports.public, token_lifetime))
-        .await
-        .expect("mock");
+    let mock = start_mock(ports.public, token_lifetime).await;
     let app = start_echo_app(ports.app).await;
     let gw = Gateway::start(ports, &gateway_config(ports, &mock.base_url(), replace, "")).await;
     Setup {

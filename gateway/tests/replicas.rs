@@ -20,12 +20,7 @@ struct Cluster {
 async fn cluster() -> Cluster {
     let redis = RedisServer::start().await;
     let first = Ports::new();
-    let mock = MockSpotify::start(
-        start_addr(),
-        mock_config(first.public, Duration::from_secs(3600)),
-    )
-    .await
-    .expect("mock");
+    let mock = start_mock(first.public, Duration::from_secs(3600)).await;
     let app = start_echo_app(first.app).await;
     let store = format!("backend = \"redis\"\nurl = \"{}\"", redis.url());
     let mut replicas = Vec::new();

@@ -1070,12 +1070,7 @@ async fn trusted_user_header_needs_loopback_or_the_loud_setting() {
         return;
     };
     let ports = Ports::new();
-    let mock = MockSpotify::start(
-        start_addr(),
-        mock_config(ports.public, Duration::from_secs(3600)),
-    )
-    .await
-    .expect("mock");
+    let mock = start_mock(ports.public, Duration::from_secs(3600)).await;
     let _hits = start_recording_app(ports.app).await;
     let config = gateway_config(
         ports,

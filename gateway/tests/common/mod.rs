@@ -53,6 +53,13 @@ pub fn mock_config(public_port: u16, token_lifetime: Duration) -> MockConfig {
     }
 }
 
+/// A mock Spotify on a free loopback port, with [`mock_config`].
+pub async fn start_mock(public_port: u16, token_lifetime: Duration) -> MockSpotify {
+    MockSpotify::start(start_addr(), mock_config(public_port, token_lifetime))
+        .await
+        .expect("mock spotify")
+}
+
 /// Ports for one gateway.
 #[derive(Clone, Copy)]
 pub struct Ports {
