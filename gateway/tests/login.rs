@@ -474,50 +474,29 @@ async fn trusted_user_header_mode_finds_the_users_session() {
     .await;
     let b = browser();
     login(&b, &s.gw, "bob", "/").await;
-    let resp = reqwest::Client::new()
-        .get(format!("{}/v1/me", s.gw.egress_url()))
-        .header("x-spotify-user-id", "bob")
-        .send()
-        .await
-        .expect("egress");
+    let as_user = |user: &'static str| {
+        reqwest::Client::new()
+            .get(format!("{}/v1/me", s.gw.egress_url()))
+            .header("x-spotify-user-id", user)
+            .send()
+    };
+    let resp = as_user("bob").await.expect("egress");
     assert_eq!(resp.status(), 200);
     let me: Value = resp.json().await.expect("json");
     assert_eq!(me["id"], "bob");
     // A user without a session gets the login answer, not the app token (and the store's
     // user index is read: the counter below exists from here on).
-    let resp = reqwest::Client::new()
-        .get(format!("{}/v1/me", s.gw.egress_url()))
-        .header("x-spotify-user-id", "alice")
-        .send()
-        .await
-        .expect("egress");
-    assert_eq!(resp.status(), 401);
+    assert_eq!(as_user("alice").await.expect("egress").status(), 401);
     // Hot sessions are found without reading the store on every call.
+    const STORE_GETS: &str = r#"spotify_gateway_store_operations_total{backend="memory",op="get"}"#;
     let store_gets = || async {
-        let text = reqwest::get(format!("{}/metrics", s.gw.admin_url()))
+        metric_value(&s.gw, STORE_GETS)
             .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        text.lines()
-            .find(|l| {
-                l.starts_with("spotify_gateway_store_operations_total{")
-                    && l.contains(r#"op="get""#)
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .expect("store_operations_total{op=\"get\"} in /metrics")
+            .expect("store gets in /metrics")
     };
     let before = store_gets().await;
     for _ in 0..20 {
-        let resp = reqwest::Client::new()
-            .get(format!("{}/v1/me", s.gw.egress_url()))
-            .header("x-spotify-user-id", "bob")
-            .send()
-            .await
-            .expect("egress");
-        assert_eq!(resp.status(), 200);
+        assert_eq!(as_user("bob").await.expect("egress").status(), 200);
     }
     assert_eq!(
         store_gets().await,
@@ -531,13 +510,7 @@ async fn trusted_user_header_mode_finds_the_users_session() {
         .await
         .expect("logout");
     assert_eq!(resp.status(), 200);
-    let resp = reqwest::Client::new()
-        .get(format!("{}/v1/me", s.gw.egress_url()))
-        .header("x-spotify-user-id", "bob")
-        .send()
-        .await
-        .expect("egress");
-    assert_eq!(resp.status(), 401);
+    assert_eq!(as_user("bob").await.expect("egress").status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

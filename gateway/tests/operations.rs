@@ -36,15 +36,6 @@ async fn egress(gw: &Gateway, path: &str, assertion: Option<&str>) -> u16 {
     req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
 }
 
-async fn scrape(gw: &Gateway) -> String {
-    reqwest::get(format!("{}/metrics", gw.admin_url()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 /// Login, user and app calls, a refresh, a 429 and an error: then the real scrape passes
 /// `promtool check metrics` with nothing to report, and labels stay bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

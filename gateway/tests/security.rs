@@ -216,15 +216,8 @@ impl Setup {
 
 /// The value of one series on the admin listener's `/metrics`, 0 when absent.
 async fn metric(gw: &Gateway, series: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", gw.admin_url()))
+    metric_value(gw, series)
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|v| v as u64)
         .unwrap_or(0)
 }

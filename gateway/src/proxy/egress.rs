@@ -483,22 +483,28 @@ pub fn upstream_headers(
     api_host: &str,
     request_id: &str,
 ) -> Result<()> {
-    let connection_named = |name: &str| {
-        upstream
+    let drop: Vec<http::HeaderName> = {
+        // Headers the client's Connection header names are hop-by-hop too (usually none: no
+        // allocation then).
+        let named: Vec<&str> = upstream
             .headers
-            .get_all("connection")
+            .get_all(http::header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .any(|n| n.eq_ignore_ascii_case(name) && !n.eq_ignore_ascii_case("close"))
+            .filter(|n| !n.is_empty() && !n.eq_ignore_ascii_case("close"))
+            .collect();
+        upstream
+            .headers
+            .keys()
+            .filter(|k| {
+                is_dropped_header(k.as_str())
+                    || named.iter().any(|n| n.eq_ignore_ascii_case(k.as_str()))
+            })
+            .cloned()
+            .collect()
     };
-    let drop: Vec<http::HeaderName> = upstream
-        .headers
-        .keys()
-        .filter(|k| is_dropped_header(k.as_str()) || connection_named(k.as_str()))
-        .cloned()
-        .collect();
     for name in &drop {
         upstream.remove_header(name);
     }

@@ -64,9 +64,15 @@ pub struct LinkRewriter {
     gunzip: Option<GzDecoder<Vec<u8>>>,
     /// Same-length mode (see the module docs).
     keep_length: bool,
-    /// Spaces owed for shortened links, written after the end of the current JSON string.
+    padding: Padding,
+}
+
+/// Spaces owed for shortened links (same-length mode), paid after the end of the JSON string
+/// that holds the last one.
+#[derive(Default)]
+struct Padding {
     owed: usize,
-    /// The last byte scanned for that end was a backslash.
+    /// The last byte scanned for the string's end was a backslash.
     escaped: bool,
 }
 
@@ -78,8 +84,7 @@ impl LinkRewriter {
             carry: Vec::new(),
             gunzip: gzip.then(|| GzDecoder::new(Vec::new())),
             keep_length,
-            owed: 0,
-            escaped: false,
+            padding: Padding::default(),
         }
     }
 
@@ -109,14 +114,14 @@ impl LinkRewriter {
             }
         };
 
-        let map = Arc::clone(&self.map);
+        let map = &self.map;
         let mut matches = map.finder.find_iter(&data).peekable();
         let tail_from = if last {
             data.len()
         } else {
             data.len() - map.partial_tail(&data)
         };
-        if matches.peek().is_none() && self.owed == 0 {
+        if matches.peek().is_none() && self.padding.owed == 0 {
             // Nothing to change: pass the bytes on without copying them.
             self.carry = data[tail_from..].to_vec();
             return Ok(data.slice(..tail_from));
@@ -125,25 +130,27 @@ impl LinkRewriter {
         let mut out = Vec::with_capacity(data.len() + 64);
         let mut copied = 0;
         for at in matches {
-            self.copy_plain(&data[copied..at], &mut out);
+            self.padding.copy_plain(&data[copied..at], &mut out);
             out.extend_from_slice(&map.to);
             if self.keep_length {
-                self.owed += map.pattern_len() - map.to.len();
-                self.escaped = false;
+                self.padding.owed += map.pattern_len() - map.to.len();
+                self.padding.escaped = false;
             }
             copied = at + map.pattern_len();
         }
         // A tail that looks like a link's start may overlap the end of a link just replaced.
         let keep_from = tail_from.max(copied);
-        self.copy_plain(&data[copied..keep_from], &mut out);
-        if last && self.owed > 0 {
+        self.padding.copy_plain(&data[copied..keep_from], &mut out);
+        if last && self.padding.owed > 0 {
             // The body ended inside a string (not JSON after all): the length still holds.
-            out.resize(out.len() + std::mem::take(&mut self.owed), b' ');
+            out.resize(out.len() + std::mem::take(&mut self.padding.owed), b' ');
         }
         self.carry = data[keep_from..].to_vec();
         Ok(Bytes::from(out))
     }
+}
 
+impl Padding {
     /// Copies bytes that hold no link, paying owed spaces right after the closing quote of
     /// the JSON string a shortened link was written into.
     fn copy_plain(&mut self, mut plain: &[u8], out: &mut Vec<u8>) {

@@ -552,3 +552,24 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// The admin listener's `/metrics` text.
+pub async fn scrape(gw: &Gateway) -> String {
+    reqwest::get(format!("{}/metrics", gw.admin_url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// The value of the first series on `/metrics` whose line starts with `series` (a name, or a
+/// name with its labels in Prometheus' order); `None` when there is none.
+pub async fn metric_value(gw: &Gateway, series: &str) -> Option<f64> {
+    scrape(gw)
+        .await
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
