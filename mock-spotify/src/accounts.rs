@@ -11,10 +11,12 @@ use base64::Engine as _;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::controls::apply_fault;
+use crate::catalog;
+use crate::errors;
+use crate::faults::{apply_fault, Target};
+use crate::http::{json_response, Params, JSON};
 use crate::pages::{consent_page, error_page};
-use crate::state::{App, AuthCode, Target, CODE_LIFETIME};
-use crate::{catalog, json_response, random_token, Params};
+use crate::state::{random_token, App, AuthCode, CODE_LIFETIME};
 
 /// Every scope Spotify accepts on `/authorize`.
 const VALID_SCOPES: &[&str] = &[
@@ -218,15 +220,19 @@ fn redirect(base: &str, pairs: &[(&str, &str)]) -> Response {
 }
 
 fn oauth_error(error: &str, description: &str) -> Response {
-    token_json(
+    no_store(errors::oauth_error(
         StatusCode::BAD_REQUEST,
-        &json!({ "error": error, "error_description": description }),
-    )
+        error,
+        description,
+    ))
 }
 
 fn token_json(status: StatusCode, value: &serde_json::Value) -> Response {
-    let mut resp = json_response(status, value, "application/json");
-    // RFC 6749 section 5.1: token responses must not be cached.
+    no_store(json_response(status, value, JSON))
+}
+
+/// RFC 6749 section 5.1: token responses, errors included, must not be cached.
+fn no_store(mut resp: Response) -> Response {
     let headers = resp.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));

@@ -1,19 +1,20 @@
-//! The `/__mock/*` test controls, and how an armed fault turns into a response.
+//! The `/__mock/*` test controls: counters, the request log, faults to arm, token
+//! expiry and revocation, reset. Their errors are the mock's own `{"error":"..."}`,
+//! not one of Spotify's shapes, since no Spotify client ever sees them.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::Response;
-use serde::Deserialize;
 use serde_json::json;
 
-use crate::state::{App, Fault, FaultHit, Target};
-use crate::{catalog, json_response, Params};
-
-const JSON: &str = "application/json";
+use crate::catalog;
+use crate::faults::{self, Target};
+use crate::http::{json_response, Params, JSON};
+use crate::state::App;
 
 fn control_error(status: StatusCode, message: &str) -> Response {
     json_response(status, &json!({ "error": message }), JSON)
@@ -39,67 +40,11 @@ pub(crate) async fn stats(State(app): State<Arc<App>>) -> Response {
     )
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FaultRequest {
-    target: String,
-    status: Option<u16>,
-    retry_after: Option<u64>,
-    times: Option<u32>,
-    delay_ms: Option<u64>,
-    path_prefix: Option<String>,
-}
-
 pub(crate) async fn fault(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    let req: FaultRequest = match serde_json::from_slice(&body) {
-        Ok(req) => req,
-        Err(err) => {
-            return control_error(
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "invalid fault JSON ({err}); expected {{\"target\":\"token\"|\"api\",\"status\":503,\"retry_after\":5,\"times\":1,\"delay_ms\":0,\"path_prefix\":\"/v1/search\"}}"
-                ),
-            )
-        }
+    let (target, fault) = match faults::parse_request(&body) {
+        Ok(parsed) => parsed,
+        Err(message) => return control_error(StatusCode::BAD_REQUEST, &message),
     };
-    let target = match req.target.as_str() {
-        "token" => Target::Token,
-        "api" => Target::Api,
-        other => {
-            return control_error(
-                StatusCode::BAD_REQUEST,
-                &format!("unknown target {other:?}; expected \"token\" or \"api\""),
-            )
-        }
-    };
-    if let Some(status) = req.status {
-        if !(400..=599).contains(&status) {
-            return control_error(
-                StatusCode::BAD_REQUEST,
-                "status must be between 400 and 599",
-            );
-        }
-    }
-    let delay = Duration::from_millis(req.delay_ms.unwrap_or(0));
-    if delay > Duration::from_secs(600) {
-        return control_error(StatusCode::BAD_REQUEST, "delay_ms must be at most 600000");
-    }
-    if req
-        .path_prefix
-        .as_deref()
-        .is_some_and(|p| !p.starts_with('/'))
-    {
-        return control_error(StatusCode::BAD_REQUEST, "path_prefix must start with /");
-    }
-    let times = req.times.unwrap_or(1);
-    // times = 0 disarms the target, which is handy for cleanup.
-    let fault = (times > 0).then_some(Fault {
-        status: req.status,
-        retry_after: req.retry_after,
-        delay,
-        remaining: times,
-        path_prefix: req.path_prefix,
-    });
     let mut store = app.lock();
     match target {
         Target::Token => store.token_fault = fault,
@@ -192,44 +137,4 @@ pub(crate) async fn requests(State(app): State<Arc<App>>) -> Response {
         })
         .collect();
     json_response(StatusCode::OK, &serde_json::Value::Array(log), JSON)
-}
-
-/// Waits out the fault's delay; returns the error response if the fault has a status,
-/// `None` if the request should now be served normally.
-pub(crate) async fn apply_fault(hit: Option<FaultHit>, target: Target) -> Option<Response> {
-    let hit = hit?;
-    if !hit.delay.is_zero() {
-        tokio::time::sleep(hit.delay).await;
-    }
-    let code = hit.status?;
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let reason = status.canonical_reason().unwrap_or("Error");
-    let mut resp = match target {
-        Target::Token => {
-            let (error, description) = match code {
-                429 => ("temporarily_unavailable", "Too many requests"),
-                503 => ("server_error", "Service unavailable"),
-                500..=599 => ("server_error", reason),
-                _ => ("invalid_request", reason),
-            };
-            json_response(
-                status,
-                &json!({ "error": error, "error_description": description }),
-                JSON,
-            )
-        }
-        Target::Api => {
-            let message = match code {
-                429 => "API rate limit exceeded",
-                500 => "Server error",
-                _ => reason,
-            };
-            crate::api::error(status, message)
-        }
-    };
-    if let Some(secs) = hit.retry_after {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    Some(resp)
 }

@@ -16,55 +16,33 @@
 // so boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
+// Layout: this file binds, serves and routes; `accounts` (the accounts service, with
+// its HTML `pages`), `api` (the Web API) and `controls` (`/__mock/*`) answer the
+// requests, over the shared `state`, the `catalog` data, `faults`, `errors` (Spotify's
+// error bodies) and `http` (small helpers). Nothing imports this file.
+
 mod accounts;
 mod api;
 mod catalog;
+mod config;
 mod controls;
+mod errors;
+mod faults;
+mod http;
 mod pages;
 mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+pub use crate::catalog::LARGE_PLAYLIST_ID;
+pub use crate::config::MockConfig;
 use crate::state::App;
-
-/// Id of alice's 1,000-track playlist (the catalogue on repeat), for paging tests:
-/// `/v1/playlists/{LARGE_PLAYLIST_ID}/tracks?limit=100` is well over 100 KB.
-pub const LARGE_PLAYLIST_ID: &str = "CtBPDp84wxaK1K17rQDFw2";
-
-/// How the mock's single registered application looks.
-#[derive(Debug, Clone)]
-pub struct MockConfig {
-    pub client_id: String,
-    pub client_secret: String,
-    /// Registered redirect URIs; `/authorize` and `/api/token` require an exact match.
-    pub redirect_uris: Vec<String>,
-    /// Access token lifetime; `expires_in` reports it in whole seconds (at least 1).
-    pub token_lifetime: Duration,
-    /// Shown on the consent page.
-    pub app_name: String,
-}
-
-impl Default for MockConfig {
-    fn default() -> Self {
-        MockConfig {
-            client_id: "demo-client-id".to_string(),
-            client_secret: "demo-client-secret".to_string(),
-            redirect_uris: vec!["http://127.0.0.1:8080/auth/callback".to_string()],
-            token_lifetime: Duration::from_secs(3600),
-            app_name: "Spotify Gateway Demo".to_string(),
-        }
-    }
-}
 
 /// A running mock server; dropping it stops serving.
 pub struct MockSpotify {
@@ -150,58 +128,4 @@ fn router(app: Arc<App>) -> Router {
         // The Web API is dispatched by hand so unknown paths get Spotify's JSON 404.
         .fallback(api::handle)
         .with_state(app)
-}
-
-/// Decoded `application/x-www-form-urlencoded` pairs (query strings or bodies).
-pub(crate) struct Params(Vec<(String, String)>);
-
-impl Params {
-    pub(crate) fn parse(input: &[u8]) -> Params {
-        Params(
-            form_urlencoded::parse(input)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
-        )
-    }
-
-    /// First value for `key`, as most OAuth servers take duplicated parameters.
-    pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-}
-
-/// Percent-encodes a value for a query string (spaces as `+`, like Spotify's links).
-pub(crate) fn urlencode(value: &str) -> String {
-    form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
-
-pub(crate) fn json_response(
-    status: StatusCode,
-    value: &serde_json::Value,
-    content_type: &'static str,
-) -> Response {
-    let mut resp = Response::new(Body::from(value.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
-}
-
-/// Random URL-safe token: `prefix` followed by 64 base64url characters.
-pub(crate) fn random_token(prefix: &str) -> String {
-    use base64::Engine as _;
-    use rand::RngCore as _;
-    let mut bytes = [0u8; 48];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    format!(
-        "{prefix}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, Method, Uri};
 
-use crate::MockConfig;
+use crate::catalog;
+use crate::config::MockConfig;
+use crate::faults::{self, Fault, FaultHit, Target};
 
 /// How long an authorization code may be redeemed (Spotify: 10 minutes).
 pub(crate) const CODE_LIFETIME: Duration = Duration::from_secs(600);
@@ -110,39 +112,6 @@ pub(crate) struct AuthCode {
     pub expires_at: Instant,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Target {
-    Token,
-    Api,
-}
-
-impl Target {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Target::Token => "token",
-            Target::Api => "api",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct Fault {
-    pub status: Option<u16>,
-    pub retry_after: Option<u64>,
-    pub delay: Duration,
-    pub remaining: u32,
-    /// Only requests whose path starts with this suffer the fault.
-    pub path_prefix: Option<String>,
-}
-
-/// What one request must suffer from an armed fault.
-#[derive(Clone, Debug)]
-pub(crate) struct FaultHit {
-    pub status: Option<u16>,
-    pub retry_after: Option<u64>,
-    pub delay: Duration,
-}
-
 #[derive(Default, Clone, Debug)]
 pub(crate) struct Stats {
     pub client_credentials: u64,
@@ -165,7 +134,7 @@ pub(crate) struct LoggedRequest {
 
 impl App {
     pub(crate) fn new(config: MockConfig, base: String) -> App {
-        let playlists = crate::catalog::catalog()
+        let playlists = catalog::catalog()
             .playlists
             .iter()
             .map(|p| {
@@ -248,25 +217,7 @@ impl App {
             Target::Token => &mut store.token_fault,
             Target::Api => &mut store.api_fault,
         };
-        let fault = slot.as_mut()?;
-        // A fault aimed at other paths neither hits nor uses up a shot here.
-        if !fault
-            .path_prefix
-            .as_deref()
-            .is_none_or(|prefix| uri.path().starts_with(prefix))
-        {
-            return None;
-        }
-        let hit = FaultHit {
-            status: fault.status,
-            retry_after: fault.retry_after,
-            delay: fault.delay,
-        };
-        fault.remaining = fault.remaining.saturating_sub(1);
-        if fault.remaining == 0 {
-            *slot = None;
-        }
-        Some(hit)
+        faults::take_shot(slot, uri.path())
     }
 }
 
@@ -278,7 +229,7 @@ impl Store {
         scopes: &[String],
     ) -> String {
         self.prune_now_and_then();
-        let token = crate::random_token("BQ");
+        let token = random_token("BQ");
         self.access.insert(
             token.clone(),
             AccessToken {
@@ -297,7 +248,7 @@ impl Store {
         scopes: &[String],
         pkce: bool,
     ) -> String {
-        let token = crate::random_token("AQ");
+        let token = random_token("AQ");
         self.refresh.insert(
             token.clone(),
             RefreshToken {
@@ -336,4 +287,16 @@ fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
             .or_insert(value);
     }
     out
+}
+
+/// Random URL-safe token: `prefix` followed by 64 base64url characters.
+pub(crate) fn random_token(prefix: &str) -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 48];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }

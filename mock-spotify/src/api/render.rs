@@ -1,0 +1,194 @@
+//! JSON rendering of the catalogue as Spotify's objects: artists, albums, tracks,
+//! users, playlists and paging objects; and the 200 and 204 responses that carry them.
+//!
+//! [`Api`] is what every endpoint works with. Its methods are spread by concern:
+//! rendering here, the endpoints in `browse`, `player` and `playlists`.
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use crate::catalog::{self, Album, Artist, Catalog, Playlist, Track, User, MARKETS};
+use crate::http::{json_response, JSON_UTF8};
+use crate::state::App;
+
+/// One Web API request's view of the mock.
+pub(super) struct Api<'a> {
+    pub app: &'a App,
+    /// `http://ADDR`, for absolute links.
+    pub base: &'a str,
+    pub catalog: &'a Catalog,
+}
+
+impl Api<'_> {
+    pub(super) fn external(&self, kind: &str, id: &str) -> Value {
+        json!({ "spotify": format!("https://open.spotify.com/{kind}/{id}") })
+    }
+
+    pub(super) fn simple_artist(&self, artist: &Artist) -> Value {
+        json!({
+            "external_urls": self.external("artist", &artist.id),
+            "href": format!("{}/v1/artists/{}", self.base, artist.id),
+            "id": artist.id,
+            "name": artist.name,
+            "type": "artist",
+            "uri": format!("spotify:artist:{}", artist.id),
+        })
+    }
+
+    pub(super) fn full_artist(&self, artist: &Artist) -> Value {
+        let mut value = self.simple_artist(artist);
+        value["followers"] = json!({ "href": null, "total": artist.followers });
+        value["genres"] = json!([]);
+        value["images"] = json!([]);
+        value["popularity"] = json!(artist.popularity);
+        value
+    }
+
+    pub(super) fn simple_album(&self, album: &Album) -> Value {
+        json!({
+            "album_type": "album",
+            "artists": [self.simple_artist(&self.catalog.artists[album.artist])],
+            "available_markets": MARKETS,
+            "external_urls": self.external("album", &album.id),
+            "href": format!("{}/v1/albums/{}", self.base, album.id),
+            "id": album.id,
+            "images": [],
+            "name": album.name,
+            "release_date": album.year.to_string(),
+            "release_date_precision": "year",
+            "total_tracks": album.tracks.len(),
+            "type": "album",
+            "uri": format!("spotify:album:{}", album.id),
+        })
+    }
+
+    /// A track without its album (Spotify's simplified track object).
+    pub(super) fn simple_track(&self, track: &Track) -> Value {
+        json!({
+            "artists": [self.simple_artist(&self.catalog.artists[track.artist])],
+            "available_markets": MARKETS,
+            "disc_number": 1,
+            "duration_ms": track.duration_ms,
+            "explicit": false,
+            "external_urls": self.external("track", &track.id),
+            "href": format!("{}/v1/tracks/{}", self.base, track.id),
+            "id": track.id,
+            "is_local": false,
+            "name": track.name,
+            "preview_url": null,
+            "track_number": track.track_number,
+            "type": "track",
+            "uri": format!("spotify:track:{}", track.id),
+        })
+    }
+
+    pub(super) fn full_track(&self, track: &Track) -> Value {
+        let mut value = self.simple_track(track);
+        value["album"] = self.simple_album(&self.catalog.albums[track.album]);
+        value["external_ids"] = json!({});
+        value["popularity"] = json!(track.popularity);
+        value
+    }
+
+    pub(super) fn public_user(&self, user: &User) -> Value {
+        json!({
+            "display_name": user.display_name,
+            "external_urls": self.external("user", user.id),
+            "followers": { "href": null, "total": user.followers },
+            "href": format!("{}/v1/users/{}", self.base, user.id),
+            "id": user.id,
+            "images": [],
+            "type": "user",
+            "uri": format!("spotify:user:{}", user.id),
+        })
+    }
+
+    /// `/v1/me`: the private fields appear only with the scopes that grant them.
+    pub(super) fn private_user(&self, user: &User, caller: &Caller) -> Value {
+        let mut value = self.public_user(user);
+        if caller.has("user-read-email") {
+            value["email"] = json!(user.email);
+        }
+        if caller.has("user-read-private") {
+            value["country"] = json!(user.country);
+            value["product"] = json!(user.product);
+            value["explicit_content"] = json!({ "filter_enabled": false, "filter_locked": false });
+        }
+        value
+    }
+
+    pub(super) fn owner(&self, owner: &str) -> Value {
+        match catalog::user(owner) {
+            Some(user) => {
+                let mut value = self.public_user(user);
+                // Spotify's playlist owner object has no followers or images.
+                if let Some(map) = value.as_object_mut() {
+                    map.remove("followers");
+                    map.remove("images");
+                }
+                value
+            }
+            None => Value::Null,
+        }
+    }
+
+    pub(super) fn simple_playlist(&self, playlist: &Playlist, total: usize, version: u64) -> Value {
+        json!({
+            "collaborative": false,
+            "description": playlist.description,
+            "external_urls": self.external("playlist", &playlist.id),
+            "href": format!("{}/v1/playlists/{}", self.base, playlist.id),
+            "id": playlist.id,
+            "images": [],
+            "name": playlist.name,
+            "owner": self.owner(playlist.owner),
+            "primary_color": null,
+            "public": playlist.public,
+            "snapshot_id": snapshot_id(&playlist.id, version),
+            "tracks": {
+                "href": format!("{}/v1/playlists/{}/tracks", self.base, playlist.id),
+                "total": total,
+            },
+            "type": "playlist",
+            "uri": format!("spotify:playlist:{}", playlist.id),
+        })
+    }
+}
+
+pub(super) fn ok(value: &Value) -> Response {
+    json_response(StatusCode::OK, value, JSON_UTF8)
+}
+
+pub(super) fn no_content() -> Response {
+    // Spotify's 204s have no body and no content type.
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
+/// A paging object; `link(offset)` renders the absolute URL of a page.
+pub(super) fn page(
+    items: Vec<Value>,
+    total: usize,
+    offset: usize,
+    limit: usize,
+    link: impl Fn(usize) -> String,
+) -> Value {
+    json!({
+        "href": link(offset),
+        "items": items,
+        "limit": limit,
+        "next": (offset + limit < total).then(|| link(offset + limit)),
+        "offset": offset,
+        "previous": (offset > 0).then(|| link(offset.saturating_sub(limit))),
+        "total": total,
+    })
+}
+
+/// A snapshot id that changes with every change to the playlist.
+pub(super) fn snapshot_id(playlist_id: &str, version: u64) -> String {
+    catalog::base62_id(&format!("snapshot:{playlist_id}:{version}"))
+}

@@ -1,0 +1,28 @@
+//! `MockConfig`: how the mock's single registered application looks.
+
+use std::time::Duration;
+
+/// How the mock's single registered application looks.
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Registered redirect URIs; `/authorize` and `/api/token` require an exact match.
+    pub redirect_uris: Vec<String>,
+    /// Access token lifetime; `expires_in` reports it in whole seconds (at least 1).
+    pub token_lifetime: Duration,
+    /// Shown on the consent page.
+    pub app_name: String,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            client_id: "demo-client-id".to_string(),
+            client_secret: "demo-client-secret".to_string(),
+            redirect_uris: vec!["http://127.0.0.1:8080/auth/callback".to_string()],
+            token_lifetime: Duration::from_secs(3600),
+            app_name: "Spotify Gateway Demo".to_string(),
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! The `/__mock/*` controls: expire and revoke, faults (with `Retry-After`, counts and
+//! path prefixes), stats, the request log and reset, and dropping the server.
+//!
+//! Drives a real MockSpotify over HTTP, the way the gateway and external scripts do.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use common::{api, api_error, app_token, client, oauth_error, s, start, token, user_token, DEMO};
+
+#[tokio::test]
+async fn expire_and_revoke_controls() {
+    let m = start().await;
+    let c = client();
+    let alice = user_token(&m, "alice", "").await;
+    let bob = user_token(&m, "bob", "").await;
+    let resp = c
+        .post(format!("{}/__mock/expire?user=alice", m.base_url()))
+        .send()
+        .await
+        .expect("expire");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, _, body) = api(&m, "/v1/me", Some(s(&alice["access_token"]))).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::UNAUTHORIZED,
+            api_error(401, "The access token expired")
+        )
+    );
+    assert_eq!(
+        api(&m, "/v1/me", Some(s(&bob["access_token"]))).await.0,
+        StatusCode::OK
+    );
+    // The refresh token still works after a mere expiry.
+    let refresh = s(&alice["refresh_token"]).to_string();
+    let (status, fresh) = token(
+        &m,
+        DEMO,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        api(&m, "/v1/me", Some(s(&fresh["access_token"]))).await.0,
+        StatusCode::OK
+    );
+
+    let resp = c
+        .post(format!("{}/__mock/revoke?user=alice", m.base_url()))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let revoked = token(
+        &m,
+        DEMO,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
+    assert_eq!(
+        revoked,
+        (
+            StatusCode::BAD_REQUEST,
+            oauth_error("invalid_grant", "Refresh token revoked")
+        )
+    );
+    assert_eq!(
+        api(&m, "/v1/me", Some(s(&fresh["access_token"]))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let resp = c
+        .post(format!("{}/__mock/expire?user=mallory", m.base_url()))
+        .send()
+        .await
+        .expect("expire");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert!(resp.json::<Value>().await.is_ok());
+}
+
+#[tokio::test]
+async fn faults_with_retry_after_and_times() {
+    let m = start().await;
+    let c = client();
+    let (_, app) = token(&m, DEMO, &[("grant_type", "client_credentials")]).await;
+    let t = s(&app["access_token"]).to_string();
+    let fault = |body: Value| {
+        let c = c.clone();
+        let url = format!("{}/__mock/fault", m.base_url());
+        async move { c.post(url).json(&body).send().await.expect("fault") }
+    };
+
+    let resp = fault(json!({"target": "api", "status": 429, "retry_after": 5, "times": 2})).await;
+    assert!(resp.status().is_success());
+    for _ in 0..2 {
+        let (status, headers, body) = api(&m, "/v1/search?q=abba&type=track", Some(&t)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            headers.get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("5")
+        );
+        assert_eq!(body, api_error(429, "API rate limit exceeded"));
+    }
+    assert_eq!(
+        api(&m, "/v1/search?q=abba&type=track", Some(&t)).await.0,
+        StatusCode::OK
+    );
+
+    fault(json!({"target": "token", "status": 503})).await;
+    let (status, body) = token(&m, DEMO, &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, oauth_error("server_error", "Service unavailable"));
+    assert_eq!(
+        token(&m, DEMO, &[("grant_type", "client_credentials")])
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    // Delay only: served normally, late.
+    fault(json!({"target": "api", "delay_ms": 300})).await;
+    let started = Instant::now();
+    assert_eq!(
+        api(&m, "/v1/search?q=abba&type=track", Some(&t)).await.0,
+        StatusCode::OK
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // A newer fault replaces the older one.
+    fault(json!({"target": "api", "status": 500, "times": 5})).await;
+    fault(json!({"target": "api", "status": 502, "times": 1})).await;
+    assert_eq!(api(&m, "/v1/me", Some(&t)).await.0, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        api(&m, "/v1/search?q=abba&type=track", Some(&t)).await.0,
+        StatusCode::OK
+    );
+
+    let resp = fault(json!({"target": "nowhere", "status": 503})).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(s(&resp.json::<Value>().await.expect("json")["error"]).contains("target"));
+    let resp = c
+        .post(format!("{}/__mock/fault", m.base_url()))
+        .body("{not json")
+        .send()
+        .await
+        .expect("fault");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn stats_request_log_and_reset() {
+    let m = start().await;
+    let c = client();
+    let stats = || {
+        let c = c.clone();
+        let url = format!("{}/__mock/stats", m.base_url());
+        async move {
+            c.get(url)
+                .send()
+                .await
+                .expect("stats")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let (_, app) = token(&m, DEMO, &[("grant_type", "client_credentials")]).await;
+    token(
+        &m,
+        Some(("demo-client-id", "wrong")),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    let alice = user_token(&m, "alice", "").await;
+    token(
+        &m,
+        DEMO,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", s(&alice["refresh_token"])),
+        ],
+    )
+    .await;
+    token(&m, DEMO, &[("grant_type", "password")]).await;
+    api(&m, "/v1/me", Some(s(&alice["access_token"]))).await;
+    api(&m, "/v1/unknown", None).await;
+    let resp = c
+        .put(format!("{}/v1/me/player/play", m.base_url()))
+        .bearer_auth(s(&app["access_token"]))
+        .body("{\"uris\":[]}")
+        .send()
+        .await
+        .expect("put");
+    // A player command needs a user, not an app token.
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    assert_eq!(
+        stats().await,
+        json!({
+            "token_requests": {"client_credentials": 2, "authorization_code": 1, "refresh_token": 1},
+            "api_requests": 3,
+        })
+    );
+
+    let log: Value = c
+        .get(format!("{}/__mock/requests", m.base_url()))
+        .send()
+        .await
+        .expect("log")
+        .json()
+        .await
+        .expect("json");
+    let log = log.as_array().expect("array");
+    assert_eq!(log.len(), 8);
+    assert_eq!(log[0]["target"], "token");
+    assert_eq!(log[0]["method"], "POST");
+    assert_eq!(log[0]["path"], "/api/token");
+    assert!(s(&log[0]["headers"]["authorization"]).starts_with("Basic "));
+    // Token request bodies are logged as sent, refresh tokens included.
+    assert_eq!(log[0]["body"], "grant_type=client_credentials");
+    assert_eq!(log[0]["body_bytes"], "grant_type=client_credentials".len());
+    let refresh = s(&log[3]["body"]);
+    assert!(refresh.contains("grant_type=refresh_token"), "{refresh}");
+    assert!(
+        refresh.contains(
+            &form_urlencoded::byte_serialize(s(&alice["refresh_token"]).as_bytes())
+                .collect::<String>()
+        ),
+        "{refresh}"
+    );
+    let me = &log[5];
+    assert_eq!(me["target"], "api");
+    assert_eq!(me["path"], "/v1/me");
+    assert_eq!(
+        me["headers"]["authorization"],
+        format!("Bearer {}", s(&alice["access_token"]))
+    );
+    assert_eq!(me["body"], Value::Null);
+    assert_eq!(me["body_bytes"], 0);
+    assert_eq!(log[7]["method"], "PUT");
+    assert_eq!(log[7]["body"], "{\"uris\":[]}");
+
+    let resp = c
+        .post(format!("{}/__mock/reset", m.base_url()))
+        .send()
+        .await
+        .expect("reset");
+    assert!(resp.status().is_success());
+    assert_eq!(
+        stats().await,
+        json!({
+            "token_requests": {"client_credentials": 0, "authorization_code": 0, "refresh_token": 0},
+            "api_requests": 0,
+        })
+    );
+    let log: Value = c
+        .get(format!("{}/__mock/requests", m.base_url()))
+        .send()
+        .await
+        .expect("log")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(log, json!([]));
+    // Tokens survive a reset.
+    assert_eq!(
+        api(&m, "/v1/me", Some(s(&alice["access_token"]))).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn drop_stops_serving() {
+    let m = start().await;
+    let url = format!("{}/__mock/stats", m.base_url());
+    let c = client();
+    assert!(c.get(&url).send().await.is_ok());
+    drop(m);
+    let mut stopped = false;
+    for _ in 0..50 {
+        // A fresh client, so no pooled keep-alive connection hides the shutdown.
+        if client().get(&url).send().await.is_err() {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stopped);
+}
+
+#[tokio::test]
+async fn faults_by_path_prefix() {
+    let m = start().await;
+    let c = client();
+    let t = app_token(&m).await;
+    let alice = user_token(&m, "alice", "").await;
+    let a = s(&alice["access_token"]).to_string();
+    let fault = |body: Value| {
+        let c = c.clone();
+        let url = format!("{}/__mock/fault", m.base_url());
+        async move { c.post(url).json(&body).send().await.expect("fault") }
+    };
+
+    let resp =
+        fault(json!({"target": "api", "status": 503, "times": 2, "path_prefix": "/v1/search"}))
+            .await;
+    assert!(resp.status().is_success());
+    // Other paths neither fail nor use up the fault.
+    assert_eq!(api(&m, "/v1/me", Some(&a)).await.0, StatusCode::OK);
+    for _ in 0..2 {
+        let (status, _, body) = api(&m, "/v1/search?q=abba&type=track", Some(&t)).await;
+        assert_eq!(
+            (status, body),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                api_error(503, "Service Unavailable")
+            )
+        );
+        assert_eq!(api(&m, "/v1/me", Some(&a)).await.0, StatusCode::OK);
+    }
+    assert_eq!(
+        api(&m, "/v1/search?q=abba&type=track", Some(&t)).await.0,
+        StatusCode::OK
+    );
+
+    for (status, code) in [
+        (502, StatusCode::BAD_GATEWAY),
+        (504, StatusCode::GATEWAY_TIMEOUT),
+    ] {
+        fault(json!({"target": "api", "status": status, "path_prefix": "/v1/me"})).await;
+        assert_eq!(
+            api(&m, "/v1/search?q=abba&type=track", Some(&t)).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(api(&m, "/v1/me/playlists", Some(&a)).await.0, code);
+        assert_eq!(api(&m, "/v1/me", Some(&a)).await.0, StatusCode::OK);
+    }
+
+    // A pure delay on one prefix: that path is served late but served.
+    fault(json!({"target": "api", "delay_ms": 300, "times": 1, "path_prefix": "/v1/search"})).await;
+    let started = Instant::now();
+    assert_eq!(api(&m, "/v1/me", Some(&a)).await.0, StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(
+        api(&m, "/v1/search?q=abba&type=track", Some(&t)).await.0,
+        StatusCode::OK
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // Token faults take a prefix too.
+    fault(json!({"target": "token", "status": 503, "path_prefix": "/api/token"})).await;
+    assert_eq!(
+        token(&m, DEMO, &[("grant_type", "client_credentials")])
+            .await
+            .0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    for bad in [
+        json!({"target": "api", "status": 503, "path_prefix": "v1/search"}),
+        json!({"target": "api", "status": 503, "path": "/v1/search"}),
+        json!({"target": "api", "status": 503, "path_prefix": 5}),
+    ] {
+        let resp = fault(bad.clone()).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert!(resp.json::<Value>().await.expect("json")["error"].is_string());
+    }
+}
