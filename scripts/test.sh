@@ -29,3 +29,5 @@ cargo bench --no-run --locked -p spotify-gateway --profile dev --features bench-
 ./scripts/check-examples.sh
 # Deployment artifacts: hadolint, Kubernetes schemas, promtool rules, dashboard metrics.
 ./scripts/check-deploy.sh
+# The production build (no `demo` feature) carries no mock Spotify and says how to get the demo.
+./scripts/check-features.sh

@@ -31,10 +31,10 @@ use hmac::{Hmac, Mac};
 use pingora::http::RequestHeader;
 use sha2::Sha256;
 use spotify_gateway::assertion;
+use spotify_gateway::crypto::Purpose;
 use spotify_gateway::proxy::egress;
-use spotify_gateway::proxy::links::{LinkMap, LinkRewriter};
+use spotify_gateway::proxy::egress::links::{LinkMap, LinkRewriter};
 use spotify_gateway::proxy::UpstreamTarget;
-use spotify_gateway::session::crypto::Purpose;
 use spotify_gateway::session::LiveSession;
 use support::seed;
 
@@ -107,7 +107,7 @@ where
 
 struct Fixture {
     rt: tokio::runtime::Runtime,
-    gw: Arc<spotify_gateway::state::Gateway>,
+    gw: Arc<spotify_gateway::app::Gateway>,
     one: seed::Seeded,
     assertion: String,
     cookie: String,
@@ -124,7 +124,7 @@ fn fixture() -> Fixture {
         all
     });
     let one = seeded.into_iter().nth(WARM_SESSIONS / 2).expect("seeded");
-    let assertion = assertion::issue(gw.sessions.keys(), &one.user_id, &one.key);
+    let assertion = assertion::issue(&gw.sessions.keys(), &one.user_id, &one.key);
     let cookie = seed::cookie_value(&gw.sessions, &one);
     Fixture {
         rt,
@@ -142,10 +142,10 @@ fn assertion_group(c: &mut Criterion, fx: &Fixture) {
     let key = rand::random::<[u8; 32]>();
     let mut g = c.benchmark_group("assertion");
     g.bench_function("verify", |b| {
-        b.iter(|| assertion::verify(keys, black_box(&fx.assertion)))
+        b.iter(|| assertion::verify(&keys, black_box(&fx.assertion)))
     });
     g.bench_function("issue", |b| {
-        b.iter(|| assertion::issue(keys, black_box(&fx.one.user_id), black_box(&fx.one.key)))
+        b.iter(|| assertion::issue(&keys, black_box(&fx.one.user_id), black_box(&fx.one.key)))
     });
     g.bench_function("hmac_sha256_bare", |b| {
         b.iter(|| hmac(black_box(&key), black_box(signing_input.as_bytes())))
@@ -261,9 +261,9 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
 
     let mut g = c.benchmark_group("egress");
     g.bench_function("1_verify_assertion", |b| {
-        b.iter(|| assertion::verify(sessions.keys(), black_box(&fx.assertion)))
+        b.iter(|| assertion::verify(&sessions.keys(), black_box(&fx.assertion)))
     });
-    let claims = assertion::verify(sessions.keys(), &fx.assertion).expect("valid");
+    let claims = assertion::verify(&sessions.keys(), &fx.assertion).expect("valid");
     g.bench_function("2_session_lookup", |b| {
         b.iter_custom(|iters| {
             async_iters(&fx.rt, iters, || async {
@@ -313,7 +313,7 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
     g.bench_function("total", |b| {
         b.iter_custom(|iters| {
             async_iters(&fx.rt, iters, || async {
-                let claims = assertion::verify(sessions.keys(), &fx.assertion).expect("valid");
+                let claims = assertion::verify(&sessions.keys(), &fx.assertion).expect("valid");
                 let s = sessions
                     .by_key(&claims.sid)
                     .await

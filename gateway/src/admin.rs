@@ -8,7 +8,7 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::state::Gateway;
+use crate::app::Gateway;
 
 pub struct AdminApp {
     gw: Arc<Gateway>,

@@ -8,7 +8,7 @@ use base64::Engine;
 use hmac::Mac;
 use serde::{Deserialize, Serialize};
 
-use crate::session::crypto::{HmacSha256, Keyring};
+use crate::crypto::{HmacSha256, Keyring};
 
 /// How long an assertion is accepted. The app gets a fresh one on every request it serves.
 pub const ASSERTION_TTL_SECS: u64 = 300;
@@ -34,7 +34,7 @@ pub struct Claims {
 
 /// A compact JWS (RFC 7515) over `claims`: `header.claims.signature`, all base64url.
 pub fn issue(keys: &Keyring, user_id: &str, session_key: &str) -> String {
-    let now = crate::oauth::now_ms() / 1000;
+    let now = crate::clock::now_ms() / 1000;
     let claims = Claims {
         iss: ISSUER.into(),
         sub: user_id.into(),
@@ -79,7 +79,7 @@ pub fn verify(keys: &Keyring, token: &str) -> Option<Claims> {
     }
     let json = URL_SAFE_NO_PAD.decode(claims_b64).ok()?;
     let claims: Claims = serde_json::from_slice(&json).ok()?;
-    let now = crate::oauth::now_ms() / 1000;
+    let now = crate::clock::now_ms() / 1000;
     (claims.iss == ISSUER && claims.exp > now).then_some(claims)
 }
 
@@ -145,7 +145,7 @@ mod tests {
     fn expired_assertions_are_refused() {
         let keys = ring("assertion-test-secret-0123456789abcdef012");
         assert!(verify(&keys, &minted(&keys, &claims("alice", 2))).is_none());
-        let now = crate::oauth::now_ms() / 1000;
+        let now = crate::clock::now_ms() / 1000;
         assert!(verify(&keys, &minted(&keys, &claims("alice", now))).is_none());
         assert!(verify(&keys, &minted(&keys, &claims("alice", now + 60))).is_some());
     }
@@ -165,7 +165,7 @@ mod tests {
         .expect("a standard HS256 JWT");
         assert_eq!(decoded.claims.sub, "alice");
         // ... and what a JWT library signs with our key and header, we accept.
-        let now = crate::oauth::now_ms() / 1000;
+        let now = crate::clock::now_ms() / 1000;
         let theirs = minted(&keys, &claims("bob", now + 60));
         assert_eq!(verify(&keys, &theirs).map(|c| c.sub), Some("bob".into()));
     }
@@ -208,7 +208,7 @@ mod tests {
             );
         }
         // Another issuer, correctly signed.
-        let mut other = claims("alice", crate::oauth::now_ms() / 1000 + 60);
+        let mut other = claims("alice", crate::clock::now_ms() / 1000 + 60);
         other.iss = "someone-else".into();
         assert!(verify(&keys, &minted(&keys, &other)).is_none());
         // Too long to look at.

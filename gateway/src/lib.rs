@@ -1,22 +1,28 @@
 //! spotify-gateway: a reverse-proxy authentication gateway for the Spotify Web API, on pingora.
 //!
-//! Where things live: `config` (file format and validation), `oauth` (authorize URL and token
-//! endpoint), `session` (sealed cookies, store backends, user tokens and their single-flight refresh),
-//! `tokens` (the app token), `assertion` (`X-Gateway-User`), `proxy` (the public and
-//! egress listeners), `admin` (metrics and probes), `server` (pingora wiring), `demo`.
+//! ARCHITECTURE.md at the repository root is the map; in short: `app` wires the parts that
+//! `server` runs as pingora services; `config` loads and validates; `oauth` talks to Spotify's
+//! token endpoint; `session` keeps logins and sessions, `store` persists them, `tokens`
+//! refreshes them; `proxy` holds the public and egress listeners; `admin` serves metrics and
+//! probes; `demo` (cargo feature `demo`) embeds the mock Spotify.
 
 pub mod admin;
+pub mod app;
 pub mod assertion;
+pub mod clock;
 pub mod config;
+pub mod crypto;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod logging;
 pub mod metrics;
 pub mod oauth;
 pub mod pages;
 pub mod proxy;
+pub mod reload;
 pub mod runtime;
 pub mod secret;
 pub mod server;
 pub mod session;
-pub mod state;
+pub mod store;
 pub mod tokens;

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use spotify_gateway::config::{Config, LogFormat};
-use spotify_gateway::{demo, logging, server};
+use spotify_gateway::config::Config;
+use spotify_gateway::{logging, server};
 
 /// mimalloc instead of glibc's malloc: a proxy allocates and frees many small buffers per
 /// request on several threads, where glibc's arenas spent about a fifth of the CPU
@@ -78,13 +78,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Demo => match demo::run() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Demo => demo(),
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(c) => {
                 println!(
@@ -105,22 +99,71 @@ fn main() -> ExitCode {
             client_id,
             client_secret,
             redirect_uris,
-        } => {
-            logging::init(LogFormat::Text, "info");
-            let config = mock_spotify::MockConfig {
-                client_id,
-                client_secret,
-                redirect_uris,
-                token_lifetime,
-                ..Default::default()
-            };
-            match demo::run_mock_forever(listen, config) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: mock Spotify on {listen}: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+        } => mock_spotify(MockArgs {
+            listen,
+            token_lifetime,
+            client_id,
+            client_secret,
+            redirect_uris,
+        }),
+    }
+}
+
+/// The arguments of `spotify-gateway mock-spotify`.
+struct MockArgs {
+    listen: std::net::SocketAddr,
+    token_lifetime: std::time::Duration,
+    client_id: String,
+    client_secret: String,
+    redirect_uris: Vec<String>,
+}
+
+/// What a build without the `demo` feature says instead of running it.
+#[cfg(not(feature = "demo"))]
+const NO_DEMO: &str = "this build of spotify-gateway has no demo (it was built without the \
+`demo` cargo feature, as the production image is). Run the demo from a source checkout with \
+`cargo run -p spotify-gateway -- demo`, or install a build with it: `cargo install --path \
+gateway` (the feature is on by default).";
+
+#[cfg(feature = "demo")]
+fn demo() -> ExitCode {
+    match spotify_gateway::demo::run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(not(feature = "demo"))]
+fn demo() -> ExitCode {
+    eprintln!("error: {NO_DEMO}");
+    ExitCode::from(2)
+}
+
+#[cfg(feature = "demo")]
+fn mock_spotify(args: MockArgs) -> ExitCode {
+    logging::init(spotify_gateway::config::LogFormat::Text, "info");
+    let listen = args.listen;
+    let config = mock_spotify::MockConfig {
+        client_id: args.client_id,
+        client_secret: args.client_secret,
+        redirect_uris: args.redirect_uris,
+        token_lifetime: args.token_lifetime,
+        ..Default::default()
+    };
+    match spotify_gateway::demo::run_mock_forever(listen, config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: mock Spotify on {listen}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "demo"))]
+fn mock_spotify(_args: MockArgs) -> ExitCode {
+    eprintln!("error: {NO_DEMO}");
+    ExitCode::from(2)
 }

@@ -1,7 +1,10 @@
 //! Secret values whose `Debug` and `Display` never show the value.
 //!
 //! Follows oauth2-rs's `new_secret_type!`: a token, a code or the client secret cannot reach a
-//! log line by accident, because formatting it prints only where it came from.
+//! log line by accident, because formatting it prints only where it came from. [`Secret`] is a
+//! configured secret (client secret, session secret, Redis URL); the values the OAuth flows
+//! move around each have their own type ([`AccessToken`], [`RefreshToken`], [`PkceVerifier`],
+//! [`CsrfState`], [`AuthorizationCode`]), so a refresh cannot be handed an access token.
 
 use std::fmt;
 use std::sync::Arc;
@@ -76,6 +79,102 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Declares a typed secret: a newtype over [`Secret`] whose formatting names only its type.
+macro_rules! secret_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq)]
+        pub struct $name(Secret);
+
+        impl $name {
+            pub fn new(value: impl Into<Arc<str>>) -> Self {
+                $name(Secret::runtime(value))
+            }
+
+            /// The value. Call this only where the secret is used, never to format it.
+            pub fn expose(&self) -> &str {
+                self.0.expose()
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "([redacted])"))
+            }
+        }
+
+        impl Stored for $name {
+            fn expose_for_store(&self) -> &str {
+                self.expose()
+            }
+            fn from_store(value: String) -> Self {
+                $name::new(value)
+            }
+        }
+    };
+}
+
+secret_type!(
+    /// A Spotify access token: what the egress sends as `Authorization: Bearer`.
+    AccessToken
+);
+secret_type!(
+    /// A Spotify refresh token (RFC 6749 §6); single-use under PKCE.
+    RefreshToken
+);
+secret_type!(
+    /// A PKCE code verifier (RFC 7636 §4.1), kept from `/auth/login` until the callback.
+    PkceVerifier
+);
+secret_type!(
+    /// The `state` of a login (RFC 6749 §10.12), bound to the browser's login cookie.
+    CsrfState
+);
+secret_type!(
+    /// An authorization code from the callback (RFC 6749 §4.1.2), exchanged once.
+    AuthorizationCode
+);
+
+/// A typed secret that may be written into a record that is sealed as a whole before it is
+/// stored (see `session::record`).
+pub trait Stored: Sized {
+    fn expose_for_store(&self) -> &str;
+    fn from_store(value: String) -> Self;
+}
+
+/// Serde `with` module for typed secrets inside sealed records: the real value is written,
+/// because the whole record is encrypted before it reaches the store.
+pub mod exposed {
+    use super::Stored;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Stored, S: Serializer>(s: &T, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.expose_for_store())
+    }
+    pub fn deserialize<'de, T: Stored, D: Deserializer<'de>>(de: D) -> Result<T, D::Error> {
+        String::deserialize(de).map(T::from_store)
+    }
+
+    /// The same for an optional secret.
+    pub mod opt {
+        use super::*;
+        pub fn serialize<T: Stored, S: Serializer>(
+            s: &Option<T>,
+            ser: S,
+        ) -> Result<S::Ok, S::Error> {
+            match s {
+                Some(s) => ser.serialize_some(s.expose_for_store()),
+                None => ser.serialize_none(),
+            }
+        }
+        pub fn deserialize<'de, T: Stored, D: Deserializer<'de>>(
+            de: D,
+        ) -> Result<Option<T>, D::Error> {
+            Option::<String>::deserialize(de).map(|o| o.map(T::from_store))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +186,14 @@ mod tests {
         assert!(!format!("{s}").contains("hunter2"));
         assert!(format!("{s}").contains("env X"));
         assert_eq!(s.expose(), "hunter2-very-secret");
+    }
+
+    #[test]
+    fn typed_secrets_name_only_their_type() {
+        let t = AccessToken::new("BQD-access-token-value");
+        assert_eq!(format!("{t:?}"), "AccessToken([redacted])");
+        let r = RefreshToken::new("AQD-refresh-token-value");
+        assert_eq!(format!("{r:?}"), "RefreshToken([redacted])");
+        assert_eq!(r.expose(), "AQD-refresh-token-value");
     }
 }

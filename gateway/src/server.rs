@@ -10,10 +10,10 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
+use crate::app::Gateway;
 use crate::config::Config;
 use crate::proxy::egress::EgressProxy;
 use crate::proxy::public::PublicProxy;
-use crate::state::Gateway;
 
 /// Extra time after the grace period for runtimes to wind down before the process exits.
 const RUNTIME_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
@@ -170,10 +170,10 @@ impl BackgroundService for Lifecycle {
                 _ = tick.tick() => self.gw.sessions.housekeeping().await,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     match self.gw.reload() {
-                        Ok(notes) => {
-                            tracing::info!("config reloaded (scopes for new logins, public paths, log level)");
-                            for note in notes {
-                                tracing::warn!("{note}");
+                        Ok(report) => {
+                            tracing::info!(applied = ?report.applied, "config reloaded");
+                            for key in &report.restart_needed {
+                                tracing::warn!(key, "{key} changed: it takes effect after a restart");
                             }
                         }
                         Err(e) => tracing::error!("config reload failed, keeping the running config: {e}"),

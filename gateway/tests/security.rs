@@ -20,8 +20,8 @@ use base64::Engine;
 use common::*;
 use serde_json::{json, Value};
 use spotify_gateway::assertion::Claims;
+use spotify_gateway::crypto::Keyring;
 use spotify_gateway::secret::Secret;
-use spotify_gateway::session::crypto::Keyring;
 
 const SESSION_COOKIE: &str = "spotify_gateway_session";
 const LOGIN_COOKIE: &str = "spotify_gateway_session-login";
@@ -1714,10 +1714,10 @@ url = "redis://default:url-password-42@redis.example:6379"
         user_id: "alice".into(),
         display_name: Some("Alice".into()),
         scopes: spotify_gateway::session::Scopes::new(&["user-read-email"]),
-        access_token: Secret::runtime("BQAccess-token-value-123"),
+        access_token: spotify_gateway::secret::AccessToken::new("BQAccess-token-value-123"),
         access_expires_at_ms: 1,
         access_lifetime_ms: 1,
-        refresh_token: Secret::runtime("AQRefresh-token-value-456"),
+        refresh_token: spotify_gateway::secret::RefreshToken::new("AQRefresh-token-value-456"),
         created_at_ms: 1,
         updated_at_ms: 1,
         expires_at_ms: 1,

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use spotify_gateway::secret::Secret;
-use spotify_gateway::session::redis_store::RedisStore;
-use spotify_gateway::session::store::{FileStore, Invalidation, MemoryStore, Namespace, Store};
+use spotify_gateway::store::RedisStore;
+use spotify_gateway::store::{FileStore, Invalidation, MemoryStore, Namespace, Store};
 
 async fn suite(store: &dyn Store) {
     let ns = Namespace::Session;
@@ -175,7 +175,7 @@ password_env = "REDIS_PASSWORD"
         .expect("valid config")
     };
     let metrics = std::sync::Arc::new(spotify_gateway::metrics::Metrics::new());
-    let open = |pw| spotify_gateway::session::store::open(&config(pw).store, metrics.clone());
+    let open = |pw| spotify_gateway::store::open(&config(pw).store, metrics.clone());
     let good = open("redis-pass-0123456789").expect("open");
     good.ping().await.expect("authenticated");
     suite(good.as_ref()).await;

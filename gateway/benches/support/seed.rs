@@ -9,11 +9,11 @@
 
 use std::time::Duration;
 
-use spotify_gateway::oauth::now_ms;
-use spotify_gateway::secret::Secret;
-use spotify_gateway::session::crypto::{random_id, Purpose};
-use spotify_gateway::session::store::{Namespace, StoreError};
+use spotify_gateway::clock::now_ms;
+use spotify_gateway::crypto::{random_id, Purpose};
+use spotify_gateway::secret::{AccessToken, RefreshToken};
 use spotify_gateway::session::{SessionRecord, Sessions};
+use spotify_gateway::store::{Namespace, StoreError};
 
 /// Spotify access tokens seen in the wild are ~200-300 characters, refresh tokens ~130.
 pub const ACCESS_TOKEN_LEN: usize = 250;
@@ -52,10 +52,10 @@ pub fn record(i: usize) -> SessionRecord {
         user_id: format!("bench-user-{i:07}"),
         display_name: Some(format!("Bench User {i}")),
         scopes: spotify_gateway::session::Scopes::new(&SCOPES),
-        access_token: Secret::runtime(token("BQ", ACCESS_TOKEN_LEN)),
+        access_token: AccessToken::new(token("BQ", ACCESS_TOKEN_LEN)),
         access_expires_at_ms: now + 3_600_000,
         access_lifetime_ms: 3_600_000,
-        refresh_token: Secret::runtime(token("AQ", REFRESH_TOKEN_LEN)),
+        refresh_token: RefreshToken::new(token("AQ", REFRESH_TOKEN_LEN)),
         created_at_ms: now,
         updated_at_ms: now,
         expires_at_ms: now + 86_400_000,

@@ -28,8 +28,8 @@ use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::RunArgs;
+use spotify_gateway::app::Gateway;
 use spotify_gateway::config::Config;
-use spotify_gateway::state::Gateway;
 use spotify_gateway::{logging, server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -174,7 +174,7 @@ fn seeded(path: PathBuf, sessions: usize) -> Res<()> {
         }
         // Settle the cache's bookkeeping so the figure is the steady state.
         gw.sessions.housekeeping().await;
-        Ok::<_, spotify_gateway::session::store::StoreError>(())
+        Ok::<_, spotify_gateway::store::StoreError>(())
     })?;
     drop(rt);
     // Seeding leaves garbage (JSON, sealed copies) in the allocator's free pages; give it

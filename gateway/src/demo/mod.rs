@@ -10,9 +10,9 @@ use crate::{logging, server};
 
 /// The demo's config, shipped as `config/demo.toml` (CI checks it like any other).
 const DEMO_CONFIG: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml"));
-/// Where the demo's mock Spotify listens (DESIGN.md).
+/// Where the demo's mock Spotify listens (README, "Quick start").
 const MOCK_ADDR: &str = "127.0.0.1:8900";
-/// Where the demo's sample app listens (DESIGN.md).
+/// Where the demo's sample app listens (README, "Quick start").
 const APP_ADDR: &str = "127.0.0.1:3000";
 
 pub fn run() -> std::io::Result<()> {

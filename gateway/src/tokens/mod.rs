@@ -1,7 +1,9 @@
 //! Tokens the gateway injects: the app's client-credentials token (`app`) and, per user, the
-//! tokens of their session (`user`). Both refresh before expiry, one refresh at a time.
+//! tokens of their session (`user`). Both refresh before expiry, one refresh at a time; the
+//! freshness rule is here.
 
 pub mod app;
+pub mod user;
 
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ pub fn refresh_margin(lifetime: Duration) -> Duration {
 /// True while a token expiring at `expires_at_ms` may still be sent.
 pub fn is_fresh(expires_at_ms: u64, lifetime: Duration) -> bool {
     let margin = refresh_margin(lifetime).as_millis() as u64;
-    crate::oauth::now_ms() + margin < expires_at_ms
+    crate::clock::now_ms() + margin < expires_at_ms
 }
 
 #[cfg(test)]

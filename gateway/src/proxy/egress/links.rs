@@ -178,6 +178,45 @@ impl Padding {
     }
 }
 
+/// Sets up link rewriting for a JSON answer with a body; `None` leaves the answer to stream
+/// untouched (not JSON, no body, an encoding we cannot read, or nothing to rewrite). When
+/// the body will change size, the framing headers are changed to match.
+pub fn prepare(
+    map: &Arc<LinkMap>,
+    method: &http::Method,
+    upstream: &mut pingora::http::ResponseHeader,
+) -> pingora::Result<Option<LinkRewriter>> {
+    let status = upstream.status.as_u16();
+    let is_json = upstream
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let has_body = *method != http::Method::HEAD && !matches!(status, 204 | 304) && status >= 200;
+    if !is_json || !has_body || map.is_identity() {
+        return Ok(None);
+    }
+    let encoding = upstream
+        .headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let gzip = match encoding.as_deref() {
+        None | Some("identity") => false,
+        Some("gzip") => true,
+        // An encoding we cannot read: pass it through as it is.
+        Some(_) => return Ok(None),
+    };
+    let rewriter = LinkRewriter::new(Arc::clone(map), gzip);
+    if !rewriter.keeps_length() {
+        // The body changes size (and loses its gzip): length is unknown until the end.
+        upstream.remove_header("content-length");
+        upstream.remove_header("content-encoding");
+        upstream.insert_header("transfer-encoding", "chunked")?;
+    }
+    Ok(Some(rewriter))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

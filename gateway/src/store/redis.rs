@@ -22,7 +22,7 @@ use redis::AsyncCommands;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use super::store::{Invalidation, Namespace, Store, StoreError};
+use super::api::{Invalidation, Namespace, Store, StoreError};
 use crate::secret::Secret;
 
 /// Every key the gateway writes starts with this, so a shared Redis stays tidy.
@@ -51,11 +51,7 @@ pub struct RedisStore {
 }
 
 fn err(op: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
-    move |e| StoreError {
-        backend: "redis",
-        op,
-        detail: e.to_string(),
-    }
+    move |e| StoreError::unavailable("redis", op, e.to_string())
 }
 
 fn key(ns: Namespace, key: &str) -> String {
@@ -65,10 +61,12 @@ fn key(ns: Namespace, key: &str) -> String {
 impl RedisStore {
     pub fn open(url: &Secret) -> Result<RedisStore, StoreError> {
         // The URL may carry a password: never echo it in the error.
-        let client = redis::Client::open(url.expose()).map_err(|e| StoreError {
-            backend: "redis",
-            op: "open",
-            detail: format!("store.url is not a usable Redis URL ({:?})", e.kind()),
+        let client = redis::Client::open(url.expose()).map_err(|e| {
+            StoreError::unavailable(
+                "redis",
+                "open",
+                format!("store.url is not a usable Redis URL ({:?})", e.kind()),
+            )
         })?;
         let home = crate::runtime::io_home().map_err(|e| err("open")(&e))?;
         let (tx, rx) = mpsc::unbounded_channel();

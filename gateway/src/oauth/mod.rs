@@ -2,24 +2,29 @@
 //! `oauth2` crate.
 //!
 //! Every token-endpoint call runs on the process-wide I/O runtime (see `runtime`), where the
-//! reqwest client's connections live.
+//! reqwest client's connections live. Its failures are kinds (`error`).
+
+mod error;
+
+pub use error::TokenError;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenResponse};
+use oauth2::basic::{BasicClient, BasicTokenResponse};
 use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
-    TokenResponse, TokenUrl,
+    AuthUrl, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
 use tokio::runtime::Handle;
 use url::Url;
 
+use crate::clock::now_ms;
 use crate::config::{Flow, SpotifyConfig};
 use crate::metrics::Metrics;
-use crate::secret::Secret;
+use crate::secret::{AccessToken, AuthorizationCode, CsrfState, PkceVerifier, RefreshToken};
+use error::{classify, describe};
 
 /// Whole request to the token endpoint; Spotify answers in well under a second.
 const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,13 +35,13 @@ type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointN
 /// A token answer from Spotify.
 #[derive(Clone, Debug)]
 pub struct Grant {
-    pub access_token: Secret,
+    pub access_token: AccessToken,
     /// Unix milliseconds.
     pub expires_at_ms: u64,
     /// Lifetime Spotify gave, used to decide how early to refresh.
     pub lifetime: Duration,
     /// `None` when Spotify omitted it (keep the old one).
-    pub refresh_token: Option<Secret>,
+    pub refresh_token: Option<RefreshToken>,
     pub scopes: Vec<String>,
 }
 
@@ -45,24 +50,6 @@ pub struct Grant {
 pub struct Profile {
     pub id: String,
     pub display_name: Option<String>,
-}
-
-/// Why the token endpoint did not give a token. Kinds, never message text, drive behaviour.
-#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TokenError {
-    /// RFC 6749 §5.2 `invalid_grant`: the code or refresh token is dead. Ends a session.
-    #[error("Spotify refused the grant (invalid_grant)")]
-    InvalidGrant,
-    /// The request itself was refused (`invalid_client`, `unauthorized_client`...): a
-    /// configuration problem, not worth retrying.
-    #[error(
-        "Spotify's token endpoint refused the request ({0}); check spotify.client_id and the \
-         client secret"
-    )]
-    Rejected(String),
-    /// 5xx, timeout, connection refused or an unreadable answer: retry later, delete nothing.
-    #[error("Spotify's token endpoint is unavailable ({0})")]
-    Unavailable(String),
 }
 
 pub struct TokenEndpoint {
@@ -82,8 +69,8 @@ pub struct TokenEndpoint {
 /// What `/auth/login` needs to remember until the callback.
 pub struct AuthorizeRequest {
     pub url: Url,
-    pub state: String,
-    pub pkce_verifier: Option<String>,
+    pub state: CsrfState,
+    pub pkce_verifier: Option<PkceVerifier>,
 }
 
 impl TokenEndpoint {
@@ -145,12 +132,12 @@ impl TokenEndpoint {
         if self.flow == Flow::Pkce {
             let (challenge, v) = PkceCodeChallenge::new_random_sha256();
             req = req.set_pkce_challenge(challenge);
-            verifier = Some(v.secret().clone());
+            verifier = Some(PkceVerifier::new(v.secret().as_str()));
         }
         let (url, state) = req.url();
         AuthorizeRequest {
             url,
-            state: state.secret().clone(),
+            state: CsrfState::new(state.secret().as_str()),
             pkce_verifier: verifier,
         }
     }
@@ -175,15 +162,16 @@ impl TokenEndpoint {
     /// RFC 6749 §4.1.3 (+ RFC 7636 §4.5 `code_verifier` under PKCE).
     pub async fn exchange_code(
         &self,
-        code: String,
-        pkce_verifier: Option<String>,
+        code: AuthorizationCode,
+        pkce_verifier: Option<PkceVerifier>,
     ) -> Result<Grant, TokenError> {
         let client = self.login.clone();
         let http = self.http.clone();
         self.on_home(async move {
-            let mut req = client.exchange_code(AuthorizationCode::new(code));
+            let mut req =
+                client.exchange_code(oauth2::AuthorizationCode::new(code.expose().to_string()));
             if let Some(v) = pkce_verifier {
-                req = req.set_pkce_verifier(PkceCodeVerifier::new(v));
+                req = req.set_pkce_verifier(PkceCodeVerifier::new(v.expose().to_string()));
             }
             req.request_async(&http).await
         })
@@ -191,10 +179,10 @@ impl TokenEndpoint {
     }
 
     /// RFC 6749 §6. Under PKCE Spotify rotates the refresh token (single-use).
-    pub async fn refresh(&self, refresh_token: &Secret) -> Result<Grant, TokenError> {
+    pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<Grant, TokenError> {
         let client = self.login.clone();
         let http = self.http.clone();
-        let token = RefreshToken::new(refresh_token.expose().to_string());
+        let token = oauth2::RefreshToken::new(refresh_token.expose().to_string());
         self.on_home(async move {
             client
                 .exchange_refresh_token(&token)
@@ -205,7 +193,7 @@ impl TokenEndpoint {
     }
 
     /// `GET /v1/me` with a fresh user token: who just logged in.
-    pub async fn profile(&self, access_token: &Secret) -> Result<Profile, TokenError> {
+    pub async fn profile(&self, access_token: &AccessToken) -> Result<Profile, TokenError> {
         let http = self.http.clone();
         let url = self.me_url.clone();
         let token = access_token.expose().to_string();
@@ -257,53 +245,15 @@ fn grant_from(t: BasicTokenResponse) -> Grant {
     // Spotify always sends expires_in (3600); assume that if it is missing.
     let lifetime = t.expires_in().unwrap_or(Duration::from_secs(3600));
     Grant {
-        access_token: Secret::runtime(t.access_token().secret().as_str()),
+        access_token: AccessToken::new(t.access_token().secret().as_str()),
         expires_at_ms: now_ms() + lifetime.as_millis() as u64,
         lifetime,
         refresh_token: t
             .refresh_token()
-            .map(|r| Secret::runtime(r.secret().as_str())),
+            .map(|r| RefreshToken::new(r.secret().as_str())),
         scopes: t
             .scopes()
             .map(|s| s.iter().map(|s| s.to_string()).collect())
             .unwrap_or_default(),
     }
-}
-
-fn classify<E: std::error::Error>(
-    e: RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
-) -> TokenError {
-    match e {
-        RequestTokenError::ServerResponse(r) => match r.error() {
-            BasicErrorResponseType::InvalidGrant => TokenError::InvalidGrant,
-            BasicErrorResponseType::Extension(other) => TokenError::Unavailable(other.clone()),
-            kind => TokenError::Rejected(kind.as_ref().to_string()),
-        },
-        RequestTokenError::Request(e) => TokenError::Unavailable(describe(&e)),
-        // The body is not echoed: it could hold a token.
-        RequestTokenError::Parse(_, _) => {
-            TokenError::Unavailable("unreadable answer from the token endpoint".into())
-        }
-        RequestTokenError::Other(msg) => TokenError::Unavailable(msg),
-    }
-}
-
-/// The error chain, e.g. "client error: error sending request: connection refused".
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
-/// Unix milliseconds: token expiries are stored in this unit.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -1,24 +1,29 @@
-//! What every listener shares: the validated config, metrics, token sources, sessions and
-//! lifecycle.
+//! The wiring: what every listener shares — the validated config and its live part, metrics,
+//! the token sources, the sessions and the lifecycle flags — built once from the config.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::config::Config;
+use crate::config::{Config, EgressConfig};
+use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::oauth::TokenEndpoint;
-use crate::session::crypto::Keyring;
-use crate::session::{store, Sessions};
+use crate::reload::{self, Report};
+use crate::session::Sessions;
+use crate::store;
 use crate::tokens::app::AppTokens;
 
-/// The settings SIGHUP may change without new listeners.
+/// The settings SIGHUP changes without new listeners (`reload` decides which keys these are).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Live {
     /// Scopes asked for by new logins.
     pub scopes: Vec<String>,
     pub public_paths: Vec<String>,
     pub log_level: String,
+    pub log_user_id: bool,
+    /// The egress rules: app token, trusted header, timeouts, retries.
+    pub egress: EgressConfig,
 }
 
 impl Live {
@@ -31,6 +36,8 @@ impl Live {
                 .map(|u| u.public_paths.clone())
                 .unwrap_or_default(),
             log_level: config.server.log_level.clone(),
+            log_user_id: config.server.log_user_id,
+            egress: config.egress.clone(),
         }
     }
 }
@@ -87,58 +94,31 @@ impl Gateway {
         self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Re-reads the config file (SIGHUP) and applies what can change without new listeners.
-    /// A bad file changes nothing; the error says why.
-    pub fn reload(&self) -> Result<Vec<String>, String> {
+    /// Re-reads the config file (SIGHUP), applies what can change without new listeners and
+    /// names what waits for a restart (`reload::diff`). A bad file changes nothing; the error
+    /// says why.
+    pub fn reload(&self) -> Result<Report, String> {
         let path = self
             .config_path
             .as_ref()
             .ok_or("this gateway runs the built-in demo config; nothing to reload")?;
         let new = Config::load(path).map_err(|e| e.to_string())?;
-        let mut notes = Vec::new();
-        let old = &self.config;
-        let restart_needed = [
-            (
-                "listen",
-                format!("{:?}", old.listen) != format!("{:?}", new.listen),
-            ),
-            (
-                "store",
-                format!("{:?}", old.store) != format!("{:?}", new.store),
-            ),
-            (
-                "upstream.url",
-                old.upstream.as_ref().map(|u| &u.url) != new.upstream.as_ref().map(|u| &u.url),
-            ),
-            (
-                "spotify.client_id",
-                old.spotify.client_id != new.spotify.client_id,
-            ),
-            ("spotify.flow", old.spotify.flow != new.spotify.flow),
-            (
-                "spotify.redirect_uri",
-                old.spotify.redirect_uri != new.spotify.redirect_uri,
-            ),
-            (
-                "spotify.accounts_url",
-                old.spotify.accounts_url != new.spotify.accounts_url,
-            ),
-            (
-                "spotify.api_url",
-                old.spotify.api_url != new.spotify.api_url,
-            ),
-        ];
-        for (key, changed) in restart_needed {
-            if changed {
-                notes.push(format!("{key} changed: it takes effect after a restart"));
-            }
-        }
+        let changes = reload::diff(&self.config, &new);
         let live = Live::of(&new);
         if live.log_level != self.live().log_level {
             crate::logging::set_level(&live.log_level)?;
         }
+        let keys_changed = changes
+            .iter()
+            .any(|c| c.key == "session.secret" || c.key == "session.previous_secret");
+        if keys_changed {
+            self.sessions.set_keys(Keyring::new(
+                &new.session.secret,
+                new.session.previous_secret.as_ref(),
+            ));
+        }
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
-        Ok(notes)
+        Ok(Report::from_changes(&changes))
     }
 
     /// Absolute URL of `/auth/login` on the public listener (from the redirect URI's origin).

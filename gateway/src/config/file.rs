@@ -1,0 +1,163 @@
+//! The config file's format: serde structs mirroring the TOML, every table rejecting unknown
+//! keys, with the defaults a key takes when it is absent. Nothing here is validated; the
+//! `validate` layer turns these into the types the gateway uses.
+
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConfig {
+    pub(super) spotify: FileSpotify,
+    #[serde(default)]
+    pub(super) listen: FileListen,
+    #[serde(default)]
+    pub(super) server: FileServer,
+    pub(super) upstream: Option<FileUpstream>,
+    pub(super) session: FileSession,
+    #[serde(default)]
+    pub(super) store: FileStore,
+    #[serde(default)]
+    pub(super) egress: FileEgress,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileSpotify {
+    pub(super) client_id: String,
+    pub(super) client_secret: Option<String>,
+    pub(super) client_secret_env: Option<String>,
+    pub(super) client_secret_file: Option<String>,
+    #[serde(default = "default_flow")]
+    pub(super) flow: String,
+    pub(super) redirect_uri: String,
+    #[serde(default)]
+    pub(super) scopes: Vec<String>,
+    #[serde(default)]
+    pub(super) show_dialog: bool,
+    #[serde(default = "default_accounts_url")]
+    pub(super) accounts_url: String,
+    #[serde(default = "default_api_url")]
+    pub(super) api_url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileListen {
+    #[serde(default = "default_public")]
+    pub(super) public: String,
+    #[serde(default = "default_egress")]
+    pub(super) egress: String,
+    #[serde(default = "default_admin")]
+    pub(super) admin: String,
+}
+
+impl Default for FileListen {
+    fn default() -> Self {
+        FileListen {
+            public: default_public(),
+            egress: default_egress(),
+            admin: default_admin(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileServer {
+    pub(super) threads: Option<usize>,
+    pub(super) grace_period: Option<String>,
+    pub(super) log_format: Option<String>,
+    pub(super) log_level: Option<String>,
+    pub(super) app_name: Option<String>,
+    pub(super) log_user_id: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileUpstream {
+    pub(super) url: String,
+    #[serde(default)]
+    pub(super) public_paths: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileSession {
+    #[serde(default = "default_cookie_name")]
+    pub(super) cookie_name: String,
+    pub(super) secret: Option<String>,
+    pub(super) secret_env: Option<String>,
+    pub(super) secret_file: Option<String>,
+    pub(super) previous_secret: Option<String>,
+    pub(super) previous_secret_env: Option<String>,
+    pub(super) previous_secret_file: Option<String>,
+    #[serde(default = "default_lifetime")]
+    pub(super) lifetime: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileStore {
+    #[serde(default = "default_backend")]
+    pub(super) backend: String,
+    pub(super) path: Option<String>,
+    pub(super) url: Option<String>,
+    pub(super) password_env: Option<String>,
+    pub(super) password_file: Option<String>,
+}
+
+impl Default for FileStore {
+    fn default() -> Self {
+        FileStore {
+            backend: default_backend(),
+            path: None,
+            url: None,
+            password_env: None,
+            password_file: None,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileEgress {
+    #[serde(default)]
+    pub(super) app_token: bool,
+    #[serde(default)]
+    pub(super) trust_user_header: bool,
+    #[serde(default)]
+    pub(super) allow_trusted_header_on_network: bool,
+    pub(super) public_base_url: Option<String>,
+    pub(super) connect_timeout: Option<String>,
+    pub(super) read_timeout: Option<String>,
+    pub(super) total_timeout: Option<String>,
+    pub(super) max_retries: Option<u32>,
+}
+
+fn default_flow() -> String {
+    "authorization_code".into()
+}
+fn default_accounts_url() -> String {
+    "https://accounts.spotify.com".into()
+}
+fn default_api_url() -> String {
+    "https://api.spotify.com".into()
+}
+fn default_public() -> String {
+    "0.0.0.0:8080".into()
+}
+fn default_egress() -> String {
+    "127.0.0.1:8081".into()
+}
+fn default_admin() -> String {
+    "0.0.0.0:9090".into()
+}
+fn default_cookie_name() -> String {
+    "spotify_gateway_session".into()
+}
+fn default_lifetime() -> String {
+    "7d".into()
+}
+fn default_backend() -> String {
+    "file".into()
+}

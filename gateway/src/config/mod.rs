@@ -1,0 +1,374 @@
+//! Configuration in layers, as in river: the file format (`file`: serde, every table rejects
+//! unknown keys), the validation that turns it into the [`Config`] the rest of the gateway
+//! uses (`validate`), and errors that name the key and the line (`errors`).
+
+mod errors;
+mod file;
+mod validate;
+mod values;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+use url::Url;
+
+pub use errors::{ConfigError, ConfigIssue};
+
+use crate::secret::Secret;
+use errors::{key_at, line_of};
+use file::FileConfig;
+use validate::Validator;
+
+/// The gateway's callback route on the public listener; `spotify.redirect_uri` must point here.
+pub const CALLBACK_PATH: &str = "/auth/callback";
+/// The name the gateway's pages show when `server.app_name` is not set.
+pub const DEFAULT_APP_NAME: &str = "Spotify Gateway";
+
+/// OAuth 2.0 flow for user logins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flow {
+    /// Authorization code with the client secret (RFC 6749 §4.1).
+    AuthorizationCode,
+    /// Authorization code with PKCE (RFC 7636), no client secret in the login.
+    Pkce,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    pub spotify: SpotifyConfig,
+    pub listen: ListenConfig,
+    pub server: ServerSettings,
+    pub upstream: Option<UpstreamConfig>,
+    pub session: SessionConfig,
+    pub store: StoreConfig,
+    pub egress: EgressConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SpotifyConfig {
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub flow: Flow,
+    pub redirect_uri: Url,
+    pub scopes: Vec<String>,
+    pub show_dialog: bool,
+    pub accounts_url: Url,
+    pub api_url: Url,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ListenConfig {
+    pub public: SocketAddr,
+    pub egress: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServerSettings {
+    /// Worker threads of each proxy listener's runtime.
+    pub threads: usize,
+    /// How long in-flight requests may run after SIGTERM.
+    #[serde(serialize_with = "ser_duration")]
+    pub grace_period: Duration,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    /// The name on the gateway's own pages (titles and headings).
+    pub app_name: String,
+    /// Put the Spotify user id in access log lines (personal data: off by default).
+    pub log_user_id: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UpstreamConfig {
+    pub url: Url,
+    pub public_paths: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SessionConfig {
+    pub cookie_name: String,
+    pub secret: Secret,
+    /// The secret before a rotation: still opens cookies and records, never seals new ones.
+    pub previous_secret: Option<Secret>,
+    #[serde(serialize_with = "ser_duration")]
+    pub lifetime: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
+pub enum StoreConfig {
+    File { path: PathBuf },
+    Redis { url: Secret },
+    Memory,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EgressConfig {
+    pub app_token: bool,
+    pub trust_user_header: bool,
+    /// Lets `trust_user_header` work on a non-loopback egress listener and for non-loopback
+    /// peers: anyone who reaches the listener can then act as any signed-in user.
+    pub allow_trusted_header_on_network: bool,
+    pub public_base_url: Url,
+    /// Connecting to Spotify.
+    #[serde(serialize_with = "ser_duration")]
+    pub connect_timeout: Duration,
+    /// Between two reads from Spotify.
+    #[serde(serialize_with = "ser_duration")]
+    pub read_timeout: Duration,
+    /// The whole call, retries and backoff included.
+    #[serde(serialize_with = "ser_duration")]
+    pub total_timeout: Duration,
+    /// Extra attempts for idempotent calls after a connection failure or a 502/503/504.
+    pub max_retries: u32,
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string(), &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// Validates config text. `env` looks up environment variables (tests pass their own).
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |issues| ConfigError::Invalid {
+            path: origin.to_string(),
+            issues,
+        };
+        // toml_edit 0.23 panics on some malformed input ("all items have spans"; found by
+        // fuzz/config_parse, e.g. `==\n.=`). A bad file, and above all a bad file at SIGHUP,
+        // must be an error that changes nothing, never a dead thread.
+        let parsed = std::panic::catch_unwind(|| toml_edit::Document::parse(text.to_string()))
+            .map_err(|_| {
+                invalid(vec![ConfigIssue {
+                    key: "(syntax)".into(),
+                    line: None,
+                    message: "this is not valid TOML (the parser gave up on it)".into(),
+                }])
+            })?;
+        let doc = parsed.map_err(|e| {
+            invalid(vec![ConfigIssue {
+                key: "(syntax)".into(),
+                line: e.span().map(|s| line_of(text, s.start)),
+                message: e.message().trim().to_string(),
+            }])
+        })?;
+        let file: FileConfig = toml_edit::de::from_document(doc.clone()).map_err(|e| {
+            let offset = e.span().map(|s| s.start);
+            let key = offset
+                .and_then(|o| key_at(doc.as_table(), o, ""))
+                .unwrap_or_else(|| "(top level)".into());
+            invalid(vec![ConfigIssue {
+                key,
+                line: offset.map(|o| line_of(text, o)),
+                message: e.message().trim().to_string(),
+            }])
+        })?;
+        let mut v = Validator {
+            text,
+            doc: &doc,
+            env,
+            issues: Vec::new(),
+        };
+        let config = v.validate(file);
+        match config {
+            Some(config) if v.issues.is_empty() => Ok(config),
+            _ => Err(invalid(v.issues)),
+        }
+    }
+
+    /// The effective config as TOML, every secret replaced by where it comes from.
+    pub fn to_redacted_toml(&self) -> String {
+        toml_edit::ser::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# cannot render the config: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "CLIENT_SECRET" => Some("s3cr3t-client".into()),
+            "SESSION_SECRET" => Some("0123456789abcdef0123456789abcdef-session".into()),
+            _ => None,
+        }
+    }
+
+    const GOOD: &str = r#"
+[spotify]
+client_id = "abc"
+client_secret_env = "CLIENT_SECRET"
+redirect_uri = "http://127.0.0.1:8080/auth/callback"
+scopes = ["user-read-email"]
+
+[session]
+secret_env = "SESSION_SECRET"
+"#;
+
+    fn issues(text: &str) -> Vec<ConfigIssue> {
+        match Config::parse(text, "test.toml", &env) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.issues().to_vec(),
+        }
+    }
+
+    #[test]
+    fn good_config_gets_defaults() {
+        let c = Config::parse(GOOD, "t", &env).expect("valid");
+        assert_eq!(c.listen.egress, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(c.spotify.flow, Flow::AuthorizationCode);
+        assert_eq!(c.egress.public_base_url.as_str(), "http://127.0.0.1:8081/");
+        assert!(matches!(c.store, StoreConfig::File { .. }));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = GOOD.replace("scopes =", "colour = \"red\"\nscopes =");
+        let i = issues(&text);
+        assert_eq!(i[0].key, "spotify.colour");
+        assert_eq!(i[0].line, Some(6));
+        assert!(i[0].message.contains("unknown field"), "{}", i[0].message);
+    }
+
+    #[test]
+    fn implicit_flow_is_refused_with_reason() {
+        let text = GOOD.replace("scopes =", "flow = \"implicit\"\nscopes =");
+        let i = issues(&text);
+        assert_eq!(i[0].key, "spotify.flow");
+        assert_eq!(i[0].line, Some(6));
+        assert!(i[0].message.contains("2025-11-27"));
+    }
+
+    #[test]
+    fn redirect_uri_rules() {
+        for (uri, needle) in [
+            ("http://localhost:8080/auth/callback", "localhost"),
+            ("http://example.com/auth/callback", "loopback"),
+            ("https://example.com/other", "/auth/callback"),
+        ] {
+            let text = GOOD.replace("http://127.0.0.1:8080/auth/callback", uri);
+            let i = issues(&text);
+            assert_eq!(i[0].key, "spotify.redirect_uri");
+            assert_eq!(i[0].line, Some(5));
+            assert!(i[0].message.contains(needle), "{uri}: {}", i[0].message);
+        }
+        let ok = GOOD.replace(
+            "http://127.0.0.1:8080/auth/callback",
+            "http://[::1]:8080/auth/callback",
+        );
+        assert!(Config::parse(&ok, "t", &env).is_ok());
+    }
+
+    #[test]
+    fn bad_address_and_missing_env_are_reported_together() {
+        let text = format!("{GOOD}\n[listen]\npublic = \"nowhere\"\n")
+            .replace("SESSION_SECRET", "NOT_SET");
+        let i = issues(&text);
+        let keys: Vec<_> = i.iter().map(|i| i.key.as_str()).collect();
+        assert!(keys.contains(&"listen.public"), "{keys:?}");
+        assert!(keys.contains(&"session.secret_env"), "{keys:?}");
+        let public = i.iter().find(|i| i.key == "listen.public").unwrap();
+        assert_eq!(public.line, Some(12));
+    }
+
+    #[test]
+    fn app_name_defaults_and_is_checked() {
+        let c = Config::parse(GOOD, "t", &env).expect("valid");
+        assert_eq!(c.server.app_name, DEFAULT_APP_NAME);
+        let named = format!("{GOOD}\n[server]\napp_name = \"  Acme Music \"\n");
+        let c = Config::parse(&named, "t", &env).expect("valid");
+        assert_eq!(c.server.app_name, "Acme Music");
+        for bad in ["\"\"", "\"   \"", &format!("\"{}\"", "x".repeat(61))] {
+            let text = format!("{GOOD}\n[server]\napp_name = {bad}\n");
+            let i = issues(&text);
+            assert_eq!(i[0].key, "server.app_name", "{bad}");
+            assert_eq!(i[0].line, Some(12), "{bad}");
+        }
+    }
+
+    #[test]
+    fn trusted_user_header_on_a_network_address_needs_the_loud_setting() {
+        let on_network = |addr: &str, allow: &str| {
+            format!(
+                "{GOOD}\n[listen]\negress = \"{addr}\"\n\n[egress]\ntrust_user_header = true\n{allow}"
+            )
+        };
+        for addr in ["0.0.0.0:8081", "192.0.2.10:8081", "[::]:8081"] {
+            let text = on_network(addr, "");
+            let i = issues(&text);
+            assert_eq!(i.len(), 1, "{addr}: {i:?}");
+            assert_eq!(i[0].key, "egress.trust_user_header", "{addr}");
+            let line = text
+                .lines()
+                .position(|l| l.starts_with("trust_user_header"))
+                .map(|p| p + 1);
+            assert_eq!(i[0].line, line, "{addr}");
+            assert!(
+                i[0].message.contains("allow_trusted_header_on_network"),
+                "{}",
+                i[0].message
+            );
+            let allowed = on_network(addr, "allow_trusted_header_on_network = true\n");
+            let c = Config::parse(&allowed, "t", &env).expect("explicitly allowed");
+            assert!(c.egress.trust_user_header && c.egress.allow_trusted_header_on_network);
+        }
+        for addr in ["127.0.0.1:8081", "127.0.0.2:8081", "[::1]:8081"] {
+            let c = Config::parse(&on_network(addr, ""), "t", &env).expect("loopback is fine");
+            assert!(!c.egress.allow_trusted_header_on_network);
+        }
+        // Without the trusted header, any address is fine.
+        let text = format!("{GOOD}\n[listen]\negress = \"0.0.0.0:8081\"\n");
+        assert!(Config::parse(&text, "t", &env).is_ok());
+    }
+
+    #[test]
+    fn toml_that_panics_the_parser_is_a_syntax_error() {
+        for text in ["==\n.=", &format!("{GOOD}\n==\n.=")] {
+            let i = issues(text);
+            assert_eq!(i.len(), 1, "{i:?}");
+            assert_eq!(i[0].key, "(syntax)");
+        }
+    }
+
+    #[test]
+    fn redacted_output_hides_secrets() {
+        let c = Config::parse(GOOD, "t", &env).unwrap();
+        let out = c.to_redacted_toml();
+        assert!(!out.contains("s3cr3t"), "{out}");
+        assert!(!out.contains("0123456789abcdef"), "{out}");
+        assert!(out.contains("env CLIENT_SECRET"), "{out}");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+}

@@ -1,0 +1,135 @@
+//! The value readers of the validator: secrets (inline, env or file), socket addresses, URLs
+//! (plain http only to loopback where secrets travel) and durations. Each reports a problem
+//! under its key and returns `None`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use url::Url;
+
+use super::validate::Validator;
+use crate::secret::{Secret, SecretSource};
+
+impl Validator<'_> {
+    pub(super) fn secret(
+        &mut self,
+        table: &str,
+        name: &str,
+        inline: Option<String>,
+        env: Option<String>,
+        file: Option<String>,
+    ) -> Result<Option<Secret>, ()> {
+        let set = [inline.is_some(), env.is_some(), file.is_some()]
+            .iter()
+            .filter(|s| **s)
+            .count();
+        if set > 1 {
+            self.issue(
+                &format!("{table}.{name}"),
+                format!("set only one of {name}, {name}_env and {name}_file"),
+            );
+            return Err(());
+        }
+        if let Some(value) = inline {
+            return Ok(Some(Secret::new(value, SecretSource::Inline)));
+        }
+        if let Some(var) = env {
+            return match (self.env)(&var) {
+                Some(value) if !value.trim().is_empty() => {
+                    Ok(Some(Secret::new(value.trim(), SecretSource::Env(var))))
+                }
+                _ => {
+                    self.issue(
+                        &format!("{table}.{name}_env"),
+                        format!("environment variable {var} is not set or empty"),
+                    );
+                    Err(())
+                }
+            };
+        }
+        if let Some(path) = file {
+            return match std::fs::read_to_string(&path) {
+                // Kubernetes Secret mounts often end with a newline.
+                Ok(value) if !value.trim().is_empty() => {
+                    Ok(Some(Secret::new(value.trim(), SecretSource::File(path))))
+                }
+                Ok(_) => {
+                    self.issue(&format!("{table}.{name}_file"), format!("{path} is empty"));
+                    Err(())
+                }
+                Err(e) => {
+                    self.issue(
+                        &format!("{table}.{name}_file"),
+                        format!("cannot read {path}: {e}"),
+                    );
+                    Err(())
+                }
+            };
+        }
+        Ok(None)
+    }
+
+    pub(super) fn addr(&mut self, key: &str, value: &str) -> Option<SocketAddr> {
+        match value.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.issue(
+                    key,
+                    format!("{value:?} is not a socket address such as \"127.0.0.1:8080\""),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn url(&mut self, key: &str, value: &str) -> Option<Url> {
+        match Url::parse(value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(_) => {
+                self.issue(key, format!("{value:?} must be an http:// or https:// URL"));
+                None
+            }
+            Err(e) => {
+                self.issue(key, format!("{value:?} is not a URL: {e}"));
+                None
+            }
+        }
+    }
+
+    /// An http(s) URL the gateway sends secrets to: plain http only to a loopback address.
+    pub(super) fn secret_bearing_url(&mut self, key: &str, value: &str) -> Option<Url> {
+        let url = self.url(key, value)?;
+        if url.scheme() == "http" && !is_loopback_literal(&url) {
+            self.issue(
+                key,
+                format!(
+                    "{value:?} uses plain http to a non-loopback host; tokens and the client \
+                     secret would cross the network in clear. Use https://"
+                ),
+            );
+            return None;
+        }
+        Some(url)
+    }
+
+    pub(super) fn duration(&mut self, key: &str, value: &str) -> Option<Duration> {
+        match humantime::parse_duration(value) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.issue(
+                    key,
+                    format!("{value:?} is not a duration such as \"30s\", \"12h\" or \"7d\": {e}"),
+                );
+                None
+            }
+        }
+    }
+}
+
+pub(super) fn is_loopback_literal(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        _ => false,
+    }
+}

@@ -1,0 +1,53 @@
+//! Why the token endpoint gave no token, as data: the RFC 6749 §5.2 error kinds callers branch
+//! on, never the message text (Spotify changed its messages in 2026).
+
+use oauth2::basic::BasicErrorResponseType;
+use oauth2::RequestTokenError;
+
+/// Why the token endpoint did not give a token. Kinds, never message text, drive behaviour.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// RFC 6749 §5.2 `invalid_grant`: the code or refresh token is dead. Ends a session.
+    #[error("Spotify refused the grant (invalid_grant)")]
+    InvalidGrant,
+    /// The request itself was refused (`invalid_client`, `unauthorized_client`...): a
+    /// configuration problem, not worth retrying.
+    #[error(
+        "Spotify's token endpoint refused the request ({0}); check spotify.client_id and the \
+         client secret"
+    )]
+    Rejected(String),
+    /// 5xx, timeout, connection refused or an unreadable answer: retry later, delete nothing.
+    #[error("Spotify's token endpoint is unavailable ({0})")]
+    Unavailable(String),
+}
+
+pub(super) fn classify<E: std::error::Error>(
+    e: RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
+) -> TokenError {
+    match e {
+        RequestTokenError::ServerResponse(r) => match r.error() {
+            BasicErrorResponseType::InvalidGrant => TokenError::InvalidGrant,
+            BasicErrorResponseType::Extension(other) => TokenError::Unavailable(other.clone()),
+            kind => TokenError::Rejected(kind.as_ref().to_string()),
+        },
+        RequestTokenError::Request(e) => TokenError::Unavailable(describe(&e)),
+        // The body is not echoed: it could hold a token.
+        RequestTokenError::Parse(_, _) => {
+            TokenError::Unavailable("unreadable answer from the token endpoint".into())
+        }
+        RequestTokenError::Other(msg) => TokenError::Unavailable(msg),
+    }
+}
+
+/// The error chain, e.g. "client error: error sending request: connection refused".
+pub(super) fn describe(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

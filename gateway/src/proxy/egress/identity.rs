@@ -1,0 +1,197 @@
+//! Who an egress call is for, and the token it will carry: the user named by `X-Gateway-User`
+//! (or by a bearer assertion, or, where trusted, a plain `X-Spotify-User-Id`), or else the
+//! app's client-credentials token where that is allowed.
+
+use std::sync::Arc;
+
+use pingora::proxy::Session;
+
+use super::super::respond::Failure;
+use crate::app::{Gateway, Live};
+use crate::oauth::{Grant, TokenError};
+use crate::secret::AccessToken;
+use crate::session::{LiveSession, SessionError};
+
+/// Whose token a call carries.
+pub enum Credential {
+    App(Arc<Grant>),
+    User {
+        session: Arc<LiveSession>,
+        token: AccessToken,
+    },
+}
+
+impl Credential {
+    pub fn bearer(&self) -> &str {
+        match self {
+            Credential::App(grant) => grant.access_token.expose(),
+            Credential::User { token, .. } => token.expose(),
+        }
+    }
+
+    /// The user's session, when the call is made for one.
+    pub fn user(&self) -> Option<&LiveSession> {
+        match self {
+            Credential::User { session, .. } => Some(session),
+            Credential::App(_) => None,
+        }
+    }
+}
+
+/// The credential for a call: the named user's token, else the app token.
+pub async fn credential(
+    gw: &Gateway,
+    live: &Live,
+    session: &Session,
+) -> Result<Credential, Failure> {
+    match identify(gw, live, session).await? {
+        Some(user) => {
+            let token = user_token(gw, &user).await?;
+            Ok(Credential::User {
+                session: user,
+                token,
+            })
+        }
+        None => app_credential(gw, live).await,
+    }
+}
+
+/// The session a call is for, from `X-Gateway-User` (or, where trusted, a plain
+/// `X-Spotify-User-Id`); `None` when the call names no user.
+async fn identify(
+    gw: &Gateway,
+    live: &Live,
+    session: &Session,
+) -> Result<Option<Arc<LiveSession>>, Failure> {
+    let headers = &session.req_header().headers;
+    let sessions = &gw.sessions;
+    let keys = sessions.keys();
+    let claims = match headers.get("x-gateway-user") {
+        Some(value) => Some(
+            crate::assertion::verify(&keys, value.to_str().unwrap_or_default().trim()).ok_or(
+                Failure::Unauthorized(
+                    "X-Gateway-User is invalid or expired; use the one the gateway sent with the \
+                     request you are serving",
+                ),
+            )?,
+        ),
+        // Client libraries that can only set a bearer token (spotipy, rspotify) may pass the
+        // assertion as their token; any other bearer token is the client's own and ignored.
+        None => headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|t| crate::assertion::verify(&keys, t.trim())),
+    };
+    if let Some(claims) = claims {
+        let found = sessions
+            .by_key(&claims.sid)
+            .await
+            .map_err(|_| Failure::StoreUnavailable)?;
+        return match found {
+            Some(s) if s.is_user(&claims.sub) => Ok(Some(s)),
+            _ => Err(Failure::SessionEnded),
+        };
+    }
+    if let Some(value) = headers.get("x-spotify-user-id") {
+        if !live.egress.trust_user_header {
+            return Err(Failure::Unauthorized(
+                "X-Spotify-User-Id is not trusted on this gateway \
+                 (egress.trust_user_header = false); send X-Gateway-User",
+            ));
+        }
+        if !may_trust_user_header(
+            session.client_addr().and_then(|a| a.as_inet()),
+            live.egress.allow_trusted_header_on_network,
+        ) {
+            return Err(Failure::Unauthorized(
+                "X-Spotify-User-Id is trusted only from the gateway's own pod (loopback); \
+                 send X-Gateway-User",
+            ));
+        }
+        let user = value.to_str().unwrap_or_default().trim();
+        let found = sessions
+            .by_user_id(user)
+            .await
+            .map_err(|_| Failure::StoreUnavailable)?;
+        return found.map(Some).ok_or(Failure::SessionEnded);
+    }
+    Ok(None)
+}
+
+/// A usable token for the user, refreshed when needed, or the answer explaining why not.
+pub async fn user_token(gw: &Gateway, user: &LiveSession) -> Result<AccessToken, Failure> {
+    gw.sessions.access_token(user).await.map_err(|e| match e {
+        SessionError::Ended => Failure::SessionEnded,
+        SessionError::Store(_) => Failure::StoreUnavailable,
+        SessionError::Token(TokenError::Unavailable(_)) => Failure::SpotifyUnavailable {
+            message: "Spotify's token endpoint is unavailable; the user's token could not be \
+                      refreshed. The session is kept: retry shortly.",
+            retry_after_secs: 5,
+        },
+        SessionError::Token(_) => Failure::CredentialsRefused(
+            "Spotify refused the gateway's refresh request; the operator must check \
+             spotify.client_id and the client secret",
+        ),
+    })
+}
+
+/// The app's own token, for a call that names no user.
+async fn app_credential(gw: &Gateway, live: &Live) -> Result<Credential, Failure> {
+    if !live.egress.app_token {
+        return Err(Failure::Unauthorized(
+            "No user identity on this call (X-Gateway-User) and the app token is disabled \
+             (egress.app_token = false)",
+        ));
+    }
+    match gw.app_tokens.get().await {
+        Ok(token) => Ok(Credential::App(token)),
+        Err(TokenError::Unavailable(_)) => Err(Failure::SpotifyUnavailable {
+            message: "Spotify's token endpoint is unavailable; the gateway could not get an app \
+                      token. Retry shortly.",
+            retry_after_secs: 1,
+        }),
+        Err(_) => Err(Failure::CredentialsRefused(
+            "Spotify refused the gateway's client credentials; the operator must check \
+             spotify.client_id and the client secret.",
+        )),
+    }
+}
+
+/// Whether a plain `X-Spotify-User-Id` from `peer` may be believed: only from the pod itself
+/// (loopback), unless the operator explicitly allowed the network
+/// (`egress.allow_trusted_header_on_network`). An unknown peer is not trusted.
+fn may_trust_user_header(peer: Option<&std::net::SocketAddr>, allow_network: bool) -> bool {
+    allow_network || peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_user_header_only_from_loopback_unless_allowed() {
+        let peer = |s: &str| s.parse::<std::net::SocketAddr>().expect("addr");
+        for local in [
+            "127.0.0.1:5000",
+            "127.3.2.1:5000",
+            "[::1]:5000",
+            "[::ffff:127.0.0.1]:5000",
+        ] {
+            assert!(may_trust_user_header(Some(&peer(local)), false), "{local}");
+        }
+        for remote in [
+            "192.0.2.2:5000",
+            "10.0.0.7:5000",
+            "[fd00::2]:5000",
+            "[::ffff:10.0.0.7]:5000",
+        ] {
+            assert!(
+                !may_trust_user_header(Some(&peer(remote)), false),
+                "{remote}"
+            );
+            assert!(may_trust_user_header(Some(&peer(remote)), true), "{remote}");
+        }
+        assert!(!may_trust_user_header(None, false), "unknown peer");
+    }
+}

@@ -1,0 +1,409 @@
+//! The egress listener: internal apps call it as they would call `https://api.spotify.com`,
+//! with no token. It decides whose token the call needs (`identity`), checks that the call
+//! can only reach the API (`target`), injects the token and cleans the headers (`hygiene`),
+//! retries and cools down after a 429 (`retry`), and points Spotify's paging links back at
+//! itself (`links`). Spotify's answer comes back otherwise unchanged. Failures are answered in
+//! the Web API's error shape (`respond`).
+//!
+//! ```text
+//! curl 'http://127.0.0.1:8081/v1/search?q=abba&type=track'   # with `spotify-gateway demo`
+//! ```
+
+mod hygiene;
+mod identity;
+pub mod links;
+mod retry;
+mod target;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+pub use hygiene::upstream_headers;
+
+use super::respond::{Failure, Upstream};
+use super::UpstreamTarget;
+use crate::app::{Gateway, Live};
+use identity::Credential;
+use links::{LinkMap, LinkRewriter};
+use retry::{Attempt, CoolDown};
+
+/// Listener name in metrics and logs.
+const LISTENER: &str = "egress";
+
+pub struct EgressProxy {
+    gw: Arc<Gateway>,
+    api: UpstreamTarget,
+    /// Spotify's rate limit is per app: after a 429 no call leaves until it has passed.
+    cool_down: CoolDown,
+    /// `{api_url}/v1/` in Spotify's links, and what it becomes.
+    links: Arc<LinkMap>,
+}
+
+#[derive(Default)]
+pub struct EgressCtx {
+    started: Option<Instant>,
+    route: &'static str,
+    request_id: String,
+    /// The reloadable settings, read once per call.
+    live: Option<Arc<Live>>,
+    credential: Option<Credential>,
+    upstream_started: Option<Instant>,
+    /// Spotify refused the user's token once; the retry must carry a refreshed one.
+    retry_with_new_token: bool,
+    /// The one retry after a 401 has been used.
+    retried_401: bool,
+    /// An answer decided inside a phase that can only fail (`upstream_peer`); written by
+    /// `fail_to_proxy`.
+    local_answer: Option<Failure>,
+    /// The call, retries included, must end by then.
+    deadline: Option<Instant>,
+    /// Attempts sent (or tried) to Spotify so far.
+    attempts: u32,
+    /// Set when a retry is scheduled: wait this long before it.
+    retry_backoff: Option<Duration>,
+    /// Rewrites paging links in a JSON answer.
+    rewrite: Option<LinkRewriter>,
+}
+
+impl EgressProxy {
+    pub fn new(gw: Arc<Gateway>) -> EgressProxy {
+        let api = UpstreamTarget::from_url(&gw.config.spotify.api_url);
+        let origin = |u: &url::Url| u.as_str().trim_end_matches('/').to_string();
+        let links = LinkMap::new(
+            &format!("{}/v1/", origin(&gw.config.spotify.api_url)),
+            &format!("{}/v1/", origin(&gw.config.egress.public_base_url)),
+        );
+        EgressProxy {
+            gw,
+            api,
+            cool_down: CoolDown::default(),
+            links,
+        }
+    }
+
+    /// Writes `failure` in Spotify's error shape.
+    async fn answer(&self, session: &mut Session, ctx: &EgressCtx, failure: Failure) -> Result<()> {
+        failure
+            .write_spotify(session, &ctx.request_id, || self.gw.login_url(None))
+            .await
+    }
+
+    /// What decides whether the call is tried again.
+    fn attempt<'a>(&self, session: &'a Session, ctx: &EgressCtx) -> Attempt<'a> {
+        Attempt {
+            method: &session.req_header().method,
+            body_replayable: !session.as_ref().retry_buffer_truncated(),
+            attempts: ctx.attempts,
+            max_retries: live(ctx, &self.gw).egress.max_retries,
+            deadline: ctx.deadline,
+        }
+    }
+
+    /// Spotify refused the token (401): forget it; for a user, refresh and retry once unless
+    /// the body can no longer be replayed (then the 401 goes to the caller, and the next call
+    /// refreshes). Returns the error that makes pingora retry.
+    fn token_refused(&self, session: &Session, ctx: &mut EgressCtx) -> Option<Box<Error>> {
+        match &ctx.credential {
+            Some(Credential::App(grant)) => self.gw.app_tokens.invalidate(grant),
+            Some(Credential::User {
+                session: user,
+                token,
+            }) => {
+                user.token_rejected(token);
+                if !ctx.retried_401 && !session.as_ref().retry_buffer_truncated() {
+                    ctx.retried_401 = true;
+                    ctx.retry_with_new_token = true;
+                    return Some(retry_error(
+                        401,
+                        "Spotify refused the user's token; refreshing and retrying once",
+                    ));
+                }
+            }
+            None => {}
+        }
+        None
+    }
+}
+
+/// The reloadable settings of this call (set in `request_filter`), or the current ones.
+fn live(ctx: &EgressCtx, gw: &Gateway) -> Arc<Live> {
+    ctx.live.clone().unwrap_or_else(|| gw.live())
+}
+
+/// An error that tells pingora to send the call again.
+fn retry_error(status: u16, why: &'static str) -> Box<Error> {
+    let mut e = Error::explain(ErrorType::HTTPStatus(status), why);
+    e.set_retry(true);
+    e
+}
+
+#[async_trait]
+impl ProxyHttp for EgressProxy {
+    type CTX = EgressCtx;
+
+    fn new_ctx(&self) -> EgressCtx {
+        EgressCtx {
+            started: Some(Instant::now()),
+            route: "unmatched",
+            ..Default::default()
+        }
+    }
+
+    /// Refuses what may not carry a token (method, target), answers 429 during a cool-down,
+    /// and picks the credential: the user's token (refreshed if needed) or the app token.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut EgressCtx) -> Result<bool> {
+        ctx.request_id = super::request_id(session);
+        let req = session.req_header();
+        ctx.route = match target::check(&req.method, req.raw_path(), &req.uri) {
+            Ok(route) => route,
+            Err(failure) => {
+                self.answer(session, ctx, failure).await?;
+                return Ok(true);
+            }
+        };
+        let live = self.gw.live();
+        ctx.deadline = Some(Instant::now() + live.egress.total_timeout);
+        ctx.live = Some(Arc::clone(&live));
+        if let Some(wait) = self.cool_down.remaining() {
+            self.gw.metrics.rate_limited_local.inc();
+            let failure = Failure::RateLimited {
+                retry_after_secs: retry::retry_after_secs(wait),
+            };
+            self.answer(session, ctx, failure).await?;
+            return Ok(true);
+        }
+        match identity::credential(&self.gw, &live, session).await {
+            Ok(credential) => {
+                ctx.credential = Some(credential);
+                Ok(false)
+            }
+            Err(failure) => {
+                self.answer(session, ctx, failure).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The API address, with timeouts cut to what is left of the call's deadline. Also where
+    /// a retry waits its backoff and, after Spotify refused a user's token, gets a refreshed
+    /// one: pingora retries a request by calling this phase again, and no other phase runs
+    /// between the decision to retry and the next attempt.
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut EgressCtx,
+    ) -> Result<Box<HttpPeer>> {
+        if std::mem::take(&mut ctx.retry_with_new_token) {
+            if let Some(Credential::User { session, token }) = &mut ctx.credential {
+                match identity::user_token(&self.gw, session).await {
+                    Ok(fresh) => *token = fresh,
+                    Err(failure) => {
+                        let status = failure.status();
+                        ctx.local_answer = Some(failure);
+                        return Err(Error::explain(
+                            ErrorType::HTTPStatus(status),
+                            "no usable token after Spotify refused the user's token",
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(backoff) = ctx.retry_backoff.take() {
+            self.gw.metrics.retries.inc();
+            tokio::time::sleep(backoff).await;
+        }
+        let cfg = live(ctx, &self.gw).egress.clone();
+        let remaining = ctx
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(cfg.total_timeout);
+        if remaining.is_zero() {
+            return Err(Error::explain(
+                ErrorType::ReadTimedout,
+                "the call's total deadline passed",
+            ));
+        }
+        ctx.attempts += 1;
+        ctx.upstream_started = Some(Instant::now());
+        let mut peer = self.api.peer().await?;
+        peer.options.connection_timeout = Some(cfg.connect_timeout.min(remaining));
+        peer.options.read_timeout = Some(cfg.read_timeout.min(remaining));
+        peer.options.write_timeout = Some(cfg.read_timeout.min(remaining));
+        Ok(peer)
+    }
+
+    /// Injects the token and the API host; drops the client's credentials and hop-by-hop
+    /// headers (`hygiene`).
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut EgressCtx,
+    ) -> Result<()> {
+        let bearer = ctx.credential.as_ref().map(Credential::bearer);
+        upstream_headers(upstream, bearer, self.api.host_header(), &ctx.request_id)
+    }
+
+    /// Reads Spotify's status: 401 → refresh and retry once; 429 → cool-down; 502–504 →
+    /// retry with backoff where allowed. Then sets up the paging-link rewrite.
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut EgressCtx,
+    ) -> Result<()> {
+        if let Some(at) = ctx.upstream_started {
+            self.gw
+                .metrics
+                .upstream_duration
+                .with_label_values(&[LISTENER])
+                .observe(at.elapsed().as_secs_f64());
+        }
+        match upstream.status.as_u16() {
+            // Spotify no longer takes this token (revoked, expired early, clock skew).
+            401 => {
+                if let Some(e) = self.token_refused(session, ctx) {
+                    return Err(e);
+                }
+            }
+            429 => {
+                self.gw.metrics.spotify_rate_limited.inc();
+                let header = upstream.headers.get("retry-after");
+                let secs = self.cool_down.hold(header.and_then(|v| v.to_str().ok()));
+                tracing::warn!(retry_after_s = secs, "Spotify rate limit: holding calls");
+            }
+            status @ 502..=504 => {
+                if let Some(backoff) = retry::backoff(&self.attempt(session, ctx), true) {
+                    ctx.retry_backoff = Some(backoff);
+                    return Err(retry_error(
+                        status,
+                        "Spotify answered 502/503/504; retrying",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        ctx.rewrite = links::prepare(&self.links, &session.req_header().method, upstream)?;
+        Ok(())
+    }
+
+    /// Rewrites paging links chunk by chunk when `upstream_response_filter` set that up.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut EgressCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(rewriter) = &mut ctx.rewrite {
+            let chunk = body.take().unwrap_or_default();
+            let out = rewriter.feed(chunk, end_of_stream).map_err(|e| {
+                Error::because(
+                    ErrorType::InvalidHTTPHeader,
+                    "cannot decode Spotify's compressed answer",
+                    e,
+                )
+            })?;
+            *body = Some(out);
+        }
+        Ok(None)
+    }
+
+    /// Nothing reached Spotify: any method may be retried, within attempts and deadline.
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut EgressCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        match retry::backoff(&self.attempt(session, ctx), false) {
+            Some(backoff) => {
+                ctx.retry_backoff = Some(backoff);
+                e.set_retry(true);
+            }
+            None => e.set_retry(false),
+        }
+        e
+    }
+
+    /// Tags Spotify's answer with the request id.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut EgressCtx,
+    ) -> Result<()> {
+        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    /// An error mid-call: our own retries stay retries; otherwise only idempotent calls whose
+    /// body can be replayed are retried, as pingora decides for a reused connection.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut EgressCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.retry_with_new_token || ctx.retry_backoff.is_some() {
+            // Our own retries: decided in upstream_response_filter / fail_to_connect.
+            e.set_retry(true);
+        } else if !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    /// Writes the answer decided in `upstream_peer`, or maps pingora's error (`respond`).
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut EgressCtx,
+    ) -> FailToProxy {
+        let failure = ctx
+            .local_answer
+            .take()
+            .or_else(|| Failure::from_proxy_error(e, Upstream::Spotify));
+        let error_code = failure.as_ref().map(Failure::status).unwrap_or(0);
+        if let Some(failure) = failure {
+            if let Err(err) = self.answer(session, ctx, failure).await {
+                tracing::debug!(error = %err, "could not write the error answer");
+            }
+        }
+        FailToProxy {
+            error_code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Method and path only: a query string can carry anything.
+    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
+        super::request_summary(session)
+    }
+
+    /// Metrics and the access log line.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut EgressCtx) {
+        let access = super::Access {
+            listener: LISTENER,
+            route: ctx.route,
+            request_id: &ctx.request_id,
+            started: ctx.started,
+            user: ctx.credential.as_ref().and_then(Credential::user),
+        };
+        access.record(&self.gw, session, e);
+    }
+}

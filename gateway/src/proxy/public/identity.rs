@@ -1,0 +1,44 @@
+//! The identity the internal app receives: whatever a client sent in the identity headers is
+//! dropped (with its `_` look-alikes), then the gateway sets `X-Spotify-User-Id`,
+//! `X-Spotify-Scopes` and the signed `X-Gateway-User` for the session.
+
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+
+use super::super::IDENTITY_HEADERS;
+use crate::crypto::Keyring;
+use crate::session::LiveSession;
+
+/// Removes every identity header the client sent. Spellings with `_` go too: CGI/WSGI-style
+/// app servers read `X_Spotify_User_Id` as `X-Spotify-User-Id`.
+pub fn strip_client_identity(upstream: &mut RequestHeader) {
+    let lookalikes: Vec<http::HeaderName> = upstream
+        .headers
+        .keys()
+        .filter(|k| {
+            k.as_str().contains('_')
+                && IDENTITY_HEADERS.contains(&k.as_str().replace('_', "-").as_str())
+        })
+        .cloned()
+        .collect();
+    for name in lookalikes {
+        upstream.remove_header(&name);
+    }
+    for name in IDENTITY_HEADERS {
+        upstream.remove_header(name);
+    }
+}
+
+/// Sets the session's identity headers and a fresh assertion naming the session.
+pub fn insert_identity(
+    upstream: &mut RequestHeader,
+    session: &LiveSession,
+    keys: &Keyring,
+) -> Result<()> {
+    session.with_record(|r| -> Result<()> {
+        upstream.insert_header("x-spotify-user-id", r.user_id.as_str())?;
+        upstream.insert_header("x-spotify-scopes", r.scopes.as_str())?;
+        let assertion = crate::assertion::issue(keys, &r.user_id, &session.key);
+        upstream.insert_header("x-gateway-user", assertion)
+    })
+}

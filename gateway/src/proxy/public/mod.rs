@@ -1,0 +1,233 @@
+//! The public listener: Spotify login for browsers (`routes`: `/auth/*`), the session cookie
+//! (`session::cookie`), the paths that need no session (`paths`), and the internal app behind
+//! it, which receives the user's identity headers (`identity`).
+//!
+//! ```text
+//! curl -i 'http://127.0.0.1:8080/auth/login?return_to=/'   # with `spotify-gateway demo`
+//! ```
+
+mod identity;
+mod paths;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+pub use paths::safe_return_to;
+
+use super::respond::{Failure, Upstream};
+use super::UpstreamTarget;
+use crate::app::Gateway;
+use crate::session::cookie::Cookies;
+use crate::session::LiveSession;
+use routes::AuthRoute;
+
+const LISTENER: &str = "public";
+
+pub struct PublicProxy {
+    gw: Arc<Gateway>,
+    upstream: Option<UpstreamTarget>,
+    cookies: Cookies,
+}
+
+#[derive(Default)]
+pub struct PublicCtx {
+    started: Option<Instant>,
+    route: &'static str,
+    request_id: String,
+    session: Option<Arc<LiveSession>>,
+    upstream_started: Option<Instant>,
+}
+
+impl PublicProxy {
+    pub fn new(gw: Arc<Gateway>) -> PublicProxy {
+        let upstream = gw
+            .config
+            .upstream
+            .as_ref()
+            .map(|u| UpstreamTarget::from_url(&u.url));
+        let secure = gw.config.spotify.redirect_uri.scheme() == "https";
+        let cookies = Cookies::new(&gw.config.session.cookie_name, secure);
+        PublicProxy {
+            gw,
+            upstream,
+            cookies,
+        }
+    }
+
+    /// Everything that is not an `/auth/` route: a public path passes, a session passes with
+    /// its identity, anything else is sent to sign in.
+    async fn gate(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<bool> {
+        if self.upstream.is_none() {
+            ctx.route = "unmatched";
+            self.problem(
+                session,
+                ctx,
+                Failure::NotFound("No upstream is configured."),
+            )
+            .await?;
+            return Ok(true);
+        }
+        if paths::is_public(
+            &self.gw.live().public_paths,
+            session.req_header().uri.path(),
+        ) {
+            ctx.route = "public_path";
+            return Ok(false);
+        }
+        match self.current_session(session).await {
+            Ok(Some(s)) => {
+                ctx.route = "upstream";
+                ctx.session = Some(s);
+                Ok(false)
+            }
+            Ok(None) => {
+                ctx.route = "unauthenticated";
+                let return_to = session
+                    .req_header()
+                    .uri
+                    .path_and_query()
+                    .map(|pq| pq.as_str().to_string())
+                    .unwrap_or_else(|| "/".into());
+                let return_to = safe_return_to(&return_to).unwrap_or_else(|| "/".into());
+                let stale = self.has_session_cookie(session);
+                self.unauthenticated(session, ctx, &return_to, stale)
+                    .await?;
+                Ok(true)
+            }
+            Err(_) => {
+                ctx.route = "upstream";
+                self.problem(session, ctx, Failure::StoreUnavailable)
+                    .await?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for PublicProxy {
+    type CTX = PublicCtx;
+
+    fn new_ctx(&self) -> PublicCtx {
+        PublicCtx {
+            started: Some(Instant::now()),
+            route: "unmatched",
+            ..Default::default()
+        }
+    }
+
+    /// Refuses TRACE and CONNECT, serves the `/auth/` routes, and decides whether the request
+    /// may reach the app (a public path or a valid session).
+    async fn request_filter(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<bool> {
+        ctx.request_id = super::request_id(session);
+        let method = &session.req_header().method;
+        // TRACE would echo the request back to the browser with the identity headers and the
+        // assertion the gateway adds; CONNECT would make the gateway a tunnel.
+        if method == http::Method::TRACE || method == http::Method::CONNECT {
+            let failure = Failure::MethodNotAllowed {
+                message: "Method not allowed here.".into(),
+                allow: None,
+            };
+            self.problem(session, ctx, failure).await?;
+            return Ok(true);
+        }
+        if let Some(route) = AuthRoute::of(session.req_header().uri.path()) {
+            ctx.route = route.label();
+            self.serve_auth(route, session, ctx).await?;
+            return Ok(true);
+        }
+        self.gate(session, ctx).await
+    }
+
+    /// The internal app's address.
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut PublicCtx,
+    ) -> Result<Box<HttpPeer>> {
+        ctx.upstream_started = Some(Instant::now());
+        match &self.upstream {
+            Some(u) => u.peer().await,
+            None => Err(Error::explain(
+                ErrorType::InternalError,
+                "no upstream configured",
+            )),
+        }
+    }
+
+    /// The app sees the gateway's identity headers only, and none of its cookies.
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut PublicCtx,
+    ) -> Result<()> {
+        identity::strip_client_identity(upstream);
+        self.cookies.strip(upstream)?;
+        if let Some(s) = &ctx.session {
+            identity::insert_identity(upstream, s, &self.gw.sessions.keys())?;
+        }
+        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    /// Times the app's answer.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream: &mut ResponseHeader,
+        ctx: &mut PublicCtx,
+    ) -> Result<()> {
+        if let Some(at) = ctx.upstream_started {
+            self.gw
+                .metrics
+                .upstream_duration
+                .with_label_values(&[LISTENER])
+                .observe(at.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    /// The app could not be reached or failed: a page or JSON (`respond`).
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut PublicCtx,
+    ) -> FailToProxy {
+        let failure = Failure::from_proxy_error(e, Upstream::App);
+        let error_code = failure.as_ref().map(Failure::status).unwrap_or(0);
+        if let Some(failure) = failure {
+            if let Err(err) = self.problem(session, ctx, failure).await {
+                tracing::debug!(error = %err, "could not write the error answer");
+            }
+        }
+        FailToProxy {
+            error_code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Method and path only: a query string can carry an authorization code or state.
+    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
+        super::request_summary(session)
+    }
+
+    /// Metrics and the access log line.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut PublicCtx) {
+        let access = super::Access {
+            listener: LISTENER,
+            route: ctx.route,
+            request_id: &ctx.request_id,
+            started: ctx.started,
+            user: ctx.session.as_deref(),
+        };
+        access.record(&self.gw, session, e);
+    }
+}

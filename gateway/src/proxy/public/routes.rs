@@ -1,0 +1,294 @@
+//! The gateway's own routes on the public listener: `/auth/login`, `/auth/callback`,
+//! `/auth/logout`, `/auth/userinfo`, and the answer to a request without a session.
+
+use std::sync::Arc;
+
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use serde_json::json;
+
+use super::paths::{query_param, safe_return_to, urlencode};
+use super::{PublicCtx, PublicProxy};
+use crate::oauth::TokenError;
+use crate::pages;
+use crate::proxy::respond::{redirect, respond_html, respond_json, wants_html, Failure};
+use crate::session::{cookie, Callback, LiveSession, LoginError, LOGIN_TTL};
+use crate::store::StoreError;
+
+/// The gateway's routes under `/auth/`, as route labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthRoute {
+    Login,
+    Callback,
+    Logout,
+    Userinfo,
+    Other,
+}
+
+impl AuthRoute {
+    /// The route a path names, if it is under `/auth/`.
+    pub fn of(path: &str) -> Option<AuthRoute> {
+        Some(match path {
+            "/auth/login" => AuthRoute::Login,
+            "/auth/callback" => AuthRoute::Callback,
+            "/auth/logout" => AuthRoute::Logout,
+            "/auth/userinfo" => AuthRoute::Userinfo,
+            p if p.starts_with("/auth/") => AuthRoute::Other,
+            _ => return None,
+        })
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthRoute::Login => "/auth/login",
+            AuthRoute::Callback => "/auth/callback",
+            AuthRoute::Logout => "/auth/logout",
+            AuthRoute::Userinfo => "/auth/userinfo",
+            AuthRoute::Other => "/auth/other",
+        }
+    }
+
+    /// Sign-out takes POST (forms) as well as GET; the rest are reads.
+    pub fn allows(self, method: &http::Method) -> bool {
+        match self {
+            AuthRoute::Logout => method == http::Method::GET || method == http::Method::POST,
+            _ => method == http::Method::GET || method == http::Method::HEAD,
+        }
+    }
+}
+
+impl PublicProxy {
+    /// Serves one of the gateway's own routes.
+    pub(super) async fn serve_auth(
+        &self,
+        route: AuthRoute,
+        session: &mut Session,
+        ctx: &mut PublicCtx,
+    ) -> Result<()> {
+        if !route.allows(&session.req_header().method) {
+            let failure = Failure::MethodNotAllowed {
+                message: "Method not allowed here.".into(),
+                allow: None,
+            };
+            return self.problem(session, ctx, failure).await;
+        }
+        match route {
+            AuthRoute::Login => self.login(session, ctx).await,
+            AuthRoute::Callback => self.callback(session, ctx).await,
+            AuthRoute::Logout => self.logout(session, ctx).await,
+            AuthRoute::Userinfo => self.userinfo(session, ctx).await,
+            AuthRoute::Other => {
+                self.problem(session, ctx, Failure::NotFound("No such gateway route."))
+                    .await
+            }
+        }
+    }
+
+    /// The session the request's cookie names, if any.
+    pub(super) async fn current_session(
+        &self,
+        session: &Session,
+    ) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        match cookie::value(session.req_header(), &self.cookies.session) {
+            Some(value) => self.gw.sessions.by_cookie(&value).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the request carries a session cookie at all (valid or not).
+    pub(super) fn has_session_cookie(&self, session: &Session) -> bool {
+        cookie::value(session.req_header(), &self.cookies.session).is_some()
+    }
+
+    /// A failure as a page for browsers, JSON for everyone else.
+    pub(super) async fn problem(
+        &self,
+        session: &mut Session,
+        ctx: &PublicCtx,
+        failure: Failure,
+    ) -> Result<()> {
+        failure
+            .write_problem(session, &ctx.request_id, &self.gw.config.server.app_name)
+            .await
+    }
+
+    async fn login(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<()> {
+        let return_to = match query_param(session.req_header(), "return_to") {
+            None => "/".to_string(),
+            Some(raw) => match safe_return_to(&raw) {
+                Some(path) => path,
+                None => return self.problem(session, ctx, Failure::InvalidReturnTo).await,
+            },
+        };
+        let scopes = self.gw.live().scopes.clone();
+        match self.gw.sessions.begin_login(return_to, &scopes).await {
+            Ok((authorize_url, login_cookie)) => {
+                let cookie =
+                    self.cookies
+                        .set(&self.cookies.login, &login_cookie, LOGIN_TTL.as_secs());
+                redirect(session, &authorize_url, &[cookie], &ctx.request_id).await
+            }
+            Err(_) => self.problem(session, ctx, Failure::StoreUnavailable).await,
+        }
+    }
+
+    async fn callback(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<()> {
+        let req = session.req_header();
+        let login_cookie = cookie::value(req, &self.cookies.login);
+        let state = query_param(req, "state");
+        let code = query_param(req, "code");
+        let error = query_param(req, "error");
+        let result = self
+            .gw
+            .sessions
+            .finish_login(Callback {
+                login_cookie: login_cookie.as_deref(),
+                state: state.as_deref(),
+                code: code.as_deref(),
+                error: error.as_deref(),
+            })
+            .await;
+        let logins = &self.gw.metrics.logins;
+        let failure = match result {
+            Ok(new) => {
+                logins.with_label_values(&["ok"]).inc();
+                tracing::info!("login completed");
+                let cookies = [
+                    self.cookies.set(
+                        &self.cookies.session,
+                        &new.cookie_value,
+                        self.gw.config.session.lifetime.as_secs(),
+                    ),
+                    self.cookies.clear(&self.cookies.login),
+                ];
+                return redirect(session, &new.return_to, &cookies, &ctx.request_id).await;
+            }
+            Err(LoginError::Denied) => {
+                logins.with_label_values(&["denied"]).inc();
+                return self.access_denied(session).await;
+            }
+            Err(LoginError::Store(_)) => {
+                logins.with_label_values(&["error"]).inc();
+                Failure::StoreUnavailable
+            }
+            Err(LoginError::Token(TokenError::Unavailable(_))) => {
+                logins.with_label_values(&["error"]).inc();
+                Failure::SpotifyUnavailable {
+                    message: "Spotify could not be reached to complete the login. Try signing in \
+                              again in a moment.",
+                    retry_after_secs: 5,
+                }
+            }
+            Err(e) => {
+                logins.with_label_values(&["invalid"]).inc();
+                tracing::info!(reason = %e, "login callback refused");
+                let code = match e {
+                    LoginError::NoLoginCookie
+                    | LoginError::StateMismatch
+                    | LoginError::UnknownState => "invalid_state",
+                    LoginError::CodeRefused | LoginError::MissingCode => "invalid_code",
+                    _ => "login_failed",
+                };
+                Failure::LoginFailed {
+                    code,
+                    message: format!("Login failed: {e}. Please sign in again."),
+                }
+            }
+        };
+        self.problem(session, ctx, failure).await
+    }
+
+    /// The user declined at Spotify: not an error, a page (or JSON) that says so.
+    async fn access_denied(&self, session: &mut Session) -> Result<()> {
+        let clear = [("set-cookie", self.cookies.clear(&self.cookies.login))];
+        if wants_html(session.req_header()) {
+            let page = pages::access_denied(&self.gw.config.server.app_name);
+            respond_html(session, 403, &page, &clear).await
+        } else {
+            let body = json!({
+                "error": "access_denied",
+                "message": "The user declined access at Spotify.",
+                "login_url": self.gw.login_url(None),
+            });
+            respond_json(session, 403, &body, &clear).await
+        }
+    }
+
+    async fn logout(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<()> {
+        match self.current_session(session).await {
+            Ok(Some(s)) => {
+                if self.gw.sessions.end(&s.key).await.is_err() {
+                    return self.problem(session, ctx, Failure::StoreUnavailable).await;
+                }
+                tracing::info!("signed out");
+            }
+            Ok(None) => {}
+            Err(_) => return self.problem(session, ctx, Failure::StoreUnavailable).await,
+        }
+        let clear = [("set-cookie", self.cookies.clear(&self.cookies.session))];
+        if wants_html(session.req_header()) {
+            let page = pages::signed_out(&self.gw.config.server.app_name);
+            respond_html(session, 200, &page, &clear).await
+        } else {
+            respond_json(session, 200, &json!({ "signed_out": true }), &clear).await
+        }
+    }
+
+    async fn userinfo(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<()> {
+        match self.current_session(session).await {
+            Ok(Some(s)) => {
+                let r = s.record();
+                let body = json!({
+                    "user_id": r.user_id,
+                    "display_name": r.display_name,
+                    "scopes": r.scopes,
+                    "token_expires_at": r.access_expires_at_ms / 1000,
+                    "session_expires_at": r.expires_at_ms / 1000,
+                });
+                respond_json(session, 200, &body, &[]).await
+            }
+            Ok(None) => {
+                let stale = self.has_session_cookie(session);
+                self.unauthenticated(session, ctx, "/", stale).await
+            }
+            Err(_) => self.problem(session, ctx, Failure::StoreUnavailable).await,
+        }
+    }
+
+    /// No valid session: browsers go to the login, API callers get 401 JSON. A browser whose
+    /// cookie no longer opens a session (`stale`: it expired, or the user signed out on
+    /// another device) is told so instead of being bounced to Spotify without a word.
+    pub(super) async fn unauthenticated(
+        &self,
+        session: &mut Session,
+        ctx: &mut PublicCtx,
+        return_to: &str,
+        stale: bool,
+    ) -> Result<()> {
+        if wants_html(session.req_header()) {
+            let location = format!("/auth/login?return_to={}", urlencode(return_to));
+            if stale {
+                let page = pages::session_expired(&self.gw.config.server.app_name, &location);
+                let headers = [
+                    ("set-cookie", self.cookies.clear(&self.cookies.session)),
+                    ("x-request-id", ctx.request_id.clone()),
+                ];
+                return respond_html(session, 401, &page, &headers).await;
+            }
+            redirect(session, &location, &[], &ctx.request_id).await
+        } else {
+            let body = json!({
+                "error": "unauthenticated",
+                "message": "Sign in with Spotify first.",
+                "login_url": self.gw.login_url(Some(return_to)),
+            });
+            respond_json(
+                session,
+                401,
+                &body,
+                &[("x-request-id", ctx.request_id.clone())],
+            )
+            .await
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! An upstream origin and its address: `https://api.spotify.com` for the egress listener, the
+//! internal app for the public one.
+
+use std::net::SocketAddr;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use pingora::prelude::*;
+use url::Url;
+
+/// Resolved upstream addresses are reused this long before looking the name up again.
+const DNS_TTL: Duration = Duration::from_secs(60);
+
+/// An upstream origin (`https://api.spotify.com`, `http://127.0.0.1:3000`).
+pub struct UpstreamTarget {
+    host: String,
+    port: u16,
+    tls: bool,
+    /// The `Host` header to send: host, plus the port when it is not the scheme's default.
+    host_header: String,
+    resolved: RwLock<Option<(SocketAddr, Instant)>>,
+}
+
+impl UpstreamTarget {
+    pub fn from_url(url: &Url) -> UpstreamTarget {
+        let host = url.host_str().unwrap_or_default().to_string();
+        let tls = url.scheme() == "https";
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
+        let host_header = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        // A bracketed IPv6 literal resolves without brackets.
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        UpstreamTarget {
+            host,
+            port,
+            tls,
+            host_header,
+            resolved: RwLock::new(None),
+        }
+    }
+
+    pub fn host_header(&self) -> &str {
+        &self.host_header
+    }
+
+    /// The peer to connect to. Names are resolved asynchronously and cached: pingora's
+    /// `HttpPeer::new` would resolve with blocking std DNS and panic on failure.
+    pub async fn peer(&self) -> Result<Box<HttpPeer>> {
+        let addr = self.resolve().await?;
+        let sni = if self.tls {
+            self.host.clone()
+        } else {
+            String::new()
+        };
+        Ok(Box::new(HttpPeer::new(addr, self.tls, sni)))
+    }
+
+    async fn resolve(&self) -> Result<SocketAddr> {
+        if let Ok(ip) = self.host.parse::<std::net::IpAddr>() {
+            return Ok(SocketAddr::new(ip, self.port));
+        }
+        if let Some((addr, at)) = *self.resolved.read().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < DNS_TTL {
+                return Ok(addr);
+            }
+        }
+        let addr = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| {
+                Error::explain(
+                    ErrorType::ConnectNoRoute,
+                    format!("cannot resolve upstream host {}", self.host),
+                )
+            })?;
+        *self.resolved.write().unwrap_or_else(|p| p.into_inner()) = Some((addr, Instant::now()));
+        Ok(addr)
+    }
+}

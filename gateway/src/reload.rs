@@ -1,0 +1,255 @@
+//! SIGHUP: what changed between the running config and the file, key by key, and how each
+//! change takes effect.
+//!
+//! The diff is typed: it compares the validated sections field by field (`PartialEq`, secrets
+//! by value), and destructures every section exhaustively, so a key added to the config cannot
+//! be forgotten here — it does not compile until someone decides whether it applies live.
+//! Every changed key is either applied at once or named, in the log and in the result, as
+//! waiting for a restart. Nothing changes silently.
+
+use crate::config::{
+    Config, EgressConfig, ListenConfig, ServerSettings, SessionConfig, SpotifyConfig,
+    UpstreamConfig,
+};
+
+/// How a changed key takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Applied by the reload: the next request sees it.
+    Live,
+    /// Needs new listeners, a new store or a new token client: after a restart.
+    Restart,
+}
+
+/// One changed key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Dotted key, e.g. `egress.trust_user_header`.
+    pub key: &'static str,
+    pub effect: Effect,
+}
+
+/// What a reload did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Keys applied live.
+    pub applied: Vec<&'static str>,
+    /// Keys that changed in the file but wait for a restart.
+    pub restart_needed: Vec<&'static str>,
+}
+
+impl Report {
+    pub fn from_changes(changes: &[Change]) -> Report {
+        let keys = |effect| {
+            changes
+                .iter()
+                .filter(|c| c.effect == effect)
+                .map(|c| c.key)
+                .collect()
+        };
+        Report {
+            applied: keys(Effect::Live),
+            restart_needed: keys(Effect::Restart),
+        }
+    }
+}
+
+/// Compares `$old.$field` with `$new.$field` for each listed field, after destructuring
+/// `$ty` exhaustively (a field missing from the list is a compile error).
+macro_rules! compare {
+    ($out:ident, $section:literal, $ty:ident, $old:expr, $new:expr, { $($field:ident: $effect:ident),* $(,)? }) => {{
+        let $ty { $($field: _),* } = $old;
+        $(
+            if $old.$field != $new.$field {
+                $out.push(Change {
+                    key: concat!($section, ".", stringify!($field)),
+                    effect: Effect::$effect,
+                });
+            }
+        )*
+    }};
+}
+
+/// Every key that differs between `old` and `new`, with how it takes effect.
+pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
+    let Config {
+        spotify,
+        listen,
+        server,
+        upstream,
+        session,
+        store,
+        egress,
+    } = old;
+    let mut out = Vec::new();
+    compare!(out, "spotify", SpotifyConfig, spotify, new.spotify, {
+        client_id: Restart,
+        client_secret: Restart,
+        flow: Restart,
+        redirect_uri: Restart,
+        scopes: Live,
+        show_dialog: Restart,
+        accounts_url: Restart,
+        api_url: Restart,
+    });
+    compare!(out, "listen", ListenConfig, listen, new.listen, {
+        public: Restart,
+        egress: Restart,
+        admin: Restart,
+    });
+    compare!(out, "server", ServerSettings, server, new.server, {
+        threads: Restart,
+        grace_period: Restart,
+        log_format: Restart,
+        log_level: Live,
+        app_name: Restart,
+        log_user_id: Live,
+    });
+    match (upstream, &new.upstream) {
+        (Some(old_up), Some(new_up)) => {
+            compare!(out, "upstream", UpstreamConfig, old_up, new_up, {
+                url: Restart,
+                public_paths: Live,
+            })
+        }
+        (None, None) => {}
+        _ => out.push(Change {
+            key: "upstream",
+            effect: Effect::Restart,
+        }),
+    }
+    compare!(out, "session", SessionConfig, session, new.session, {
+        cookie_name: Restart,
+        secret: Live,
+        previous_secret: Live,
+        lifetime: Restart,
+    });
+    if *store != new.store {
+        out.push(Change {
+            key: "store",
+            effect: Effect::Restart,
+        });
+    }
+    compare!(out, "egress", EgressConfig, egress, new.egress, {
+        app_token: Live,
+        trust_user_header: Live,
+        allow_trusted_header_on_network: Live,
+        public_base_url: Restart,
+        connect_timeout: Live,
+        read_timeout: Live,
+        total_timeout: Live,
+        max_retries: Live,
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[spotify]
+client_id = "abc"
+client_secret = "client-secret"
+redirect_uri = "http://127.0.0.1:8080/auth/callback"
+scopes = ["user-read-email"]
+[session]
+secret = "unit-test-session-secret-0123456789abcdef"
+[store]
+backend = "memory"
+[egress]
+trust_user_header = true
+"#;
+
+    fn parse(text: &str) -> Config {
+        Config::parse(text, "t", &|name| {
+            (name == "CLIENT_SECRET").then(|| "another-client-secret".to_string())
+        })
+        .expect("config")
+    }
+
+    fn changes(edit: &[(&str, &str)]) -> Vec<Change> {
+        let mut text = BASE.to_string();
+        for (from, to) in edit {
+            assert!(text.contains(from), "{from}");
+            text = text.replace(from, to);
+        }
+        diff(&parse(BASE), &parse(&text))
+    }
+
+    #[test]
+    fn nothing_changed_is_an_empty_diff() {
+        assert!(changes(&[]).is_empty());
+    }
+
+    #[test]
+    fn each_key_is_classified() {
+        let live = |key| Change {
+            key,
+            effect: Effect::Live,
+        };
+        let restart = |key| Change {
+            key,
+            effect: Effect::Restart,
+        };
+        assert_eq!(
+            changes(&[("trust_user_header = true", "trust_user_header = false")]),
+            [live("egress.trust_user_header")]
+        );
+        assert_eq!(
+            changes(&[("[egress]", "[egress]\npublic_base_url = \"http://gw:8081\"")]),
+            [restart("egress.public_base_url")]
+        );
+        assert_eq!(
+            changes(&[("[session]", "[session]\nlifetime = \"1d\"")]),
+            [restart("session.lifetime")]
+        );
+        assert_eq!(
+            changes(&[("backend = \"memory\"", "backend = \"file\"")]),
+            [restart("store")]
+        );
+        assert_eq!(
+            changes(&[("[store]", "[server]\nthreads = 4\n[store]")]),
+            [restart("server.threads")]
+        );
+    }
+
+    #[test]
+    fn a_secret_whose_debug_is_redacted_still_counts_as_changed() {
+        // Both secrets print as "[redacted]": the old format!("{:?}") diff saw no change.
+        let c = changes(&[(
+            "client_secret = \"client-secret\"",
+            "client_secret_env = \"CLIENT_SECRET\"",
+        )]);
+        assert_eq!(
+            c,
+            [Change {
+                key: "spotify.client_secret",
+                effect: Effect::Restart
+            }]
+        );
+        let c = changes(&[(
+            "secret = \"unit-test-session-secret-0123456789abcdef\"",
+            "secret = \"rotated-session-secret-0123456789abcdef00\"\n\
+             previous_secret = \"unit-test-session-secret-0123456789abcdef\"",
+        )]);
+        let keys: Vec<_> = c.iter().map(|c| (c.key, c.effect)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("session.secret", Effect::Live),
+                ("session.previous_secret", Effect::Live)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_report_splits_live_from_restart() {
+        let r = Report::from_changes(&changes(&[
+            ("trust_user_header = true", "trust_user_header = false"),
+            ("[session]", "[session]\nlifetime = \"1d\""),
+        ]));
+        assert_eq!(r.applied, ["egress.trust_user_header"]);
+        assert_eq!(r.restart_needed, ["session.lifetime"]);
+    }
+}

@@ -1,0 +1,180 @@
+//! A login, from `/auth/login` to `/auth/callback` (RFC 6749 §4.1, RFC 7636 under PKCE): the
+//! pending login kept under its state, the login cookie that binds the state to the browser,
+//! and the callback that turns a code into a session.
+
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+
+use super::record::{LiveSession, PendingLogin, Scopes, SessionRecord};
+use super::{Sessions, LOGIN_TTL};
+use crate::clock::now_ms;
+use crate::crypto::{self, Purpose};
+use crate::oauth::TokenError;
+use crate::secret::AuthorizationCode;
+use crate::store::{Namespace, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("the login cookie is missing or invalid: the login expired or was started in another browser")]
+    NoLoginCookie,
+    #[error("the state does not match this browser's login")]
+    StateMismatch,
+    #[error("the login is unknown, expired or already completed")]
+    UnknownState,
+    #[error("the user declined access")]
+    Denied,
+    #[error("Spotify returned an error: {0}")]
+    Provider(String),
+    #[error("the callback has neither a code nor an error")]
+    MissingCode,
+    #[error("Spotify refused the authorization code")]
+    CodeRefused,
+    #[error(transparent)]
+    Token(TokenError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the callback hands back on success.
+pub struct NewSession {
+    /// Value for the session cookie (sealed session id).
+    pub cookie_value: String,
+    pub return_to: String,
+    pub user_id: String,
+}
+
+/// What the callback's query carries.
+pub struct Callback<'a> {
+    /// The login cookie's value, if the browser sent it.
+    pub login_cookie: Option<&'a str>,
+    pub state: Option<&'a str>,
+    pub code: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+impl Sessions {
+    /// Starts a login: remembers it under its state and returns the authorize URL and the
+    /// value of the login cookie that binds the state to this browser.
+    pub async fn begin_login(
+        &self,
+        return_to: String,
+        scopes: &[String],
+    ) -> Result<(String, String), StoreError> {
+        let req = self.endpoint.authorize(scopes);
+        let pending = PendingLogin {
+            return_to,
+            pkce_verifier: req.pkce_verifier,
+        };
+        let keys = self.keys();
+        let key = keys.index_key("state", req.state.expose());
+        let sealed = self.seal_record(&key, &pending)?;
+        self.store
+            .put(Namespace::Pending, &key, sealed, LOGIN_TTL)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let cookie = keys.seal(Purpose::LoginCookie, b"", req.state.expose().as_bytes());
+        Ok((req.url.to_string(), cookie))
+    }
+
+    /// Completes a login from the callback. The state must match the browser's login cookie
+    /// and a pending login, which is consumed: a replayed callback finds nothing.
+    pub async fn finish_login(&self, callback: Callback<'_>) -> Result<NewSession, LoginError> {
+        let keys = self.keys();
+        let cookie_state = callback
+            .login_cookie
+            .and_then(|c| keys.open(Purpose::LoginCookie, b"", c))
+            .ok_or(LoginError::NoLoginCookie)?;
+        let state = callback.state.ok_or(LoginError::StateMismatch)?;
+        if !bool::from(cookie_state.ct_eq(state.as_bytes())) {
+            return Err(LoginError::StateMismatch);
+        }
+        let key = keys.index_key("state", state);
+        let raw = self
+            .store
+            .take(Namespace::Pending, &key)
+            .await
+            .map_err(|e| self.store_error(e))?
+            .ok_or(LoginError::UnknownState)?;
+        let pending: PendingLogin = self
+            .open_record(&key, &raw)
+            .ok_or(LoginError::UnknownState)?;
+
+        if let Some(error) = callback.error {
+            return Err(if error == "access_denied" {
+                LoginError::Denied
+            } else {
+                LoginError::Provider(sanitize_code(error))
+            });
+        }
+        let code = callback
+            .code
+            .filter(|c| !c.is_empty())
+            .map(AuthorizationCode::new)
+            .ok_or(LoginError::MissingCode)?;
+        let grant = self
+            .endpoint
+            .exchange_code(code, pending.pkce_verifier)
+            .await
+            .map_err(|e| match e {
+                TokenError::InvalidGrant => LoginError::CodeRefused,
+                other => LoginError::Token(other),
+            })?;
+        let refresh_token = grant
+            .refresh_token
+            .clone()
+            .ok_or_else(|| LoginError::Provider("no refresh token in the token answer".into()))?;
+        let profile = self
+            .endpoint
+            .profile(&grant.access_token)
+            .await
+            .map_err(LoginError::Token)?;
+
+        let sid = crypto::random_id();
+        let now = now_ms();
+        let record = SessionRecord {
+            user_id: profile.id,
+            display_name: profile.display_name,
+            scopes: Scopes::new(&grant.scopes),
+            access_token: grant.access_token.clone(),
+            access_expires_at_ms: grant.expires_at_ms,
+            access_lifetime_ms: grant.lifetime.as_millis() as u64,
+            refresh_token,
+            created_at_ms: now,
+            updated_at_ms: now,
+            expires_at_ms: now + self.lifetime.as_millis() as u64,
+        };
+        let key: Arc<str> = keys.index_key("session", &sid).into();
+        self.persist(&key, &record).await?;
+        self.store
+            .put(
+                Namespace::UserIndex,
+                &record.user_id,
+                key.as_bytes().to_vec(),
+                self.lifetime,
+            )
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let user_id = record.user_id.clone();
+        self.user_keys
+            .insert(user_id.clone(), Arc::clone(&key))
+            .await;
+        self.cache
+            .insert(key.clone(), Arc::new(LiveSession::new(key, record)))
+            .await;
+        Ok(NewSession {
+            cookie_value: keys.seal(Purpose::SessionCookie, b"", sid.as_bytes()),
+            return_to: pending.return_to,
+            user_id,
+        })
+    }
+}
+
+/// An OAuth error code from a query string, reduced to the characters RFC 6749 §4.1.2.1
+/// allows, so it can be shown and logged without injecting anything.
+fn sanitize_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect()
+}

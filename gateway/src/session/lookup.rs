@@ -1,0 +1,106 @@
+//! Finding a session: by the cookie a browser sends, by the store key an assertion names, or
+//! by user id (the trusted-header mode). Memory first, then the store.
+
+use std::sync::Arc;
+
+use super::record::LiveSession;
+use super::Sessions;
+use crate::crypto::Purpose;
+use crate::store::{Namespace, StoreError};
+
+impl Sessions {
+    /// The session a cookie value names, if it is valid and alive.
+    pub async fn by_cookie(&self, cookie: &str) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        let keys = self.keys();
+        let Some(sid) = keys.open(Purpose::SessionCookie, b"", cookie) else {
+            return Ok(None);
+        };
+        let Ok(sid) = String::from_utf8(sid) else {
+            return Ok(None);
+        };
+        let key = keys.index_key("session", &sid);
+        if let Some(found) = self.by_key(&key).await? {
+            return Ok(Some(found));
+        }
+        // Written before a secret rotation?
+        match keys.previous_index_key("session", &sid) {
+            Some(old) => self.by_key(&old).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The session stored under `key` (memory first, then the store).
+    pub async fn by_key(&self, key: &str) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        if let Some(s) = self.cache.get(key).await {
+            if !s.is_expired() {
+                return Ok(Some(s));
+            }
+            self.cache.invalidate(key).await;
+            return Ok(None);
+        }
+        let Some(record) = self.load_record(key).await? else {
+            return Ok(None);
+        };
+        let key: Arc<str> = key.into();
+        let session = Arc::new(LiveSession::new(Arc::clone(&key), record));
+        // Two concurrent misses may both load; either copy is the stored one.
+        let entry = self.cache.entry(key).or_insert(session).await.into_value();
+        Ok(Some(entry))
+    }
+
+    /// The latest session of a user (trusted-header mode).
+    pub async fn by_user_id(&self, user_id: &str) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        if let Some(key) = self.user_keys.get(user_id).await {
+            if let Some(s) = self.by_key(&key).await?.filter(|s| s.is_user(user_id)) {
+                return Ok(Some(s));
+            }
+            // Ended (here or on another replica): ask the store's index again.
+            self.user_keys.invalidate(user_id).await;
+        }
+        let key = self
+            .store
+            .get(Namespace::UserIndex, user_id)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let Some(key) = key.and_then(|k| String::from_utf8(k).ok()) else {
+            return Ok(None);
+        };
+        // The index is not sealed (its key is the user id): believe it only when the sealed
+        // record it points at is that user's, so a write to the store cannot hand one user's
+        // session to a request for another.
+        let found = self.by_key(&key).await?.filter(|s| s.is_user(user_id));
+        if let Some(s) = &found {
+            self.user_keys
+                .insert(user_id.to_string(), Arc::clone(&s.key))
+                .await;
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::tests::{record, sessions};
+    use crate::store::Namespace;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[tokio::test]
+    async fn the_user_index_is_believed_only_for_that_users_record() {
+        let s = sessions();
+        s.persist("key-alice", &record("alice")).await.expect("put");
+        s.persist("key-bob", &record("bob")).await.expect("put");
+        // Someone with write access to the store points alice's index at bob's session.
+        let index = |user: &'static str, key: &'static str| {
+            s.store
+                .put(Namespace::UserIndex, user, key.as_bytes().to_vec(), HOUR)
+        };
+        index("alice", "key-bob").await.expect("put");
+        index("bob", "key-bob").await.expect("put");
+        assert!(s.by_user_id("alice").await.expect("store").is_none());
+        let bob = s.by_user_id("bob").await.expect("store").expect("bob");
+        assert_eq!(bob.user_id(), "bob");
+    }
+}

@@ -1,0 +1,239 @@
+//! A session as it is stored and as a replica holds it: the record (user, scopes, tokens,
+//! times), the live copy in memory, and how records are sealed into and opened from the
+//! store. A record is sealed as a whole (tokens included) and bound to its store key.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Sessions;
+use crate::clock::now_ms;
+use crate::crypto::Purpose;
+use crate::secret::{exposed, AccessToken, PkceVerifier, RefreshToken};
+use crate::store::{Namespace, StoreError, StoreErrorKind};
+
+/// The scopes a session was granted, space-separated in one shared string (the form of
+/// `X-Spotify-Scopes`). Sessions of a deployment nearly always hold the same set, so equal
+/// sets share one allocation. Stored as a JSON list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scopes(Arc<str>);
+
+/// Distinct scope sets kept for sharing; beyond this many, new sets are not shared.
+const INTERNED_SCOPE_SETS: usize = 64;
+
+impl Scopes {
+    pub fn new<S: AsRef<str>>(list: &[S]) -> Scopes {
+        let joined = list
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        static INTERNED: std::sync::Mutex<Vec<Arc<str>>> = std::sync::Mutex::new(Vec::new());
+        let mut interned = INTERNED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(shared) = interned.iter().find(|s| ***s == *joined) {
+            return Scopes(Arc::clone(shared));
+        }
+        let scopes: Arc<str> = joined.into();
+        if interned.len() < INTERNED_SCOPE_SETS {
+            interned.push(Arc::clone(&scopes));
+        }
+        Scopes(scopes)
+    }
+
+    /// Space-separated, as Spotify writes them.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split(' ').filter(|s| !s.is_empty())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Scopes {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Scopes {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Scopes, D::Error> {
+        Vec::<String>::deserialize(de).map(|list| Scopes::new(&list))
+    }
+}
+
+/// A session as stored (sealed) and cached.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub user_id: String,
+    pub display_name: Option<String>,
+    pub scopes: Scopes,
+    #[serde(with = "exposed")]
+    pub access_token: AccessToken,
+    pub access_expires_at_ms: u64,
+    pub access_lifetime_ms: u64,
+    #[serde(with = "exposed")]
+    pub refresh_token: RefreshToken,
+    pub created_at_ms: u64,
+    /// Last change (login or refresh): a replica adopts a stored record only if it is newer
+    /// than its own copy.
+    pub updated_at_ms: u64,
+    pub expires_at_ms: u64,
+}
+
+/// A login between `/auth/login` and `/auth/callback`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct PendingLogin {
+    pub return_to: String,
+    #[serde(with = "exposed::opt")]
+    pub pkce_verifier: Option<PkceVerifier>,
+}
+
+/// A session in this replica's memory.
+pub struct LiveSession {
+    /// Store key (keyed hash of the session id); the memory cache's key shares it.
+    pub key: Arc<str>,
+    pub(crate) record: RwLock<SessionRecord>,
+    /// Held by the one request that refreshes this session's token (`tokens::user`).
+    pub(crate) refresh: tokio::sync::Mutex<()>,
+}
+
+impl LiveSession {
+    pub fn new(key: Arc<str>, record: SessionRecord) -> LiveSession {
+        LiveSession {
+            key,
+            record: RwLock::new(record),
+            refresh: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn record(&self) -> SessionRecord {
+        self.with_record(SessionRecord::clone)
+    }
+
+    /// Reads the record in place (no copy); `f` must not block.
+    pub fn with_record<T>(&self, f: impl FnOnce(&SessionRecord) -> T) -> T {
+        f(&self.record.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Changes the record in place; `f` must not block.
+    pub(crate) fn update<T>(&self, f: impl FnOnce(&mut SessionRecord) -> T) -> T {
+        f(&mut self.record.write().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn user_id(&self) -> String {
+        self.with_record(|r| r.user_id.clone())
+    }
+
+    pub fn is_user(&self, user_id: &str) -> bool {
+        self.with_record(|r| r.user_id == user_id)
+    }
+
+    pub(crate) fn is_expired(&self) -> bool {
+        self.with_record(|r| r.expires_at_ms <= now_ms())
+    }
+
+    /// Spotify answered 401 to `token`: treat it as expired so the next use refreshes. A
+    /// token that was already replaced by a refresh is left alone.
+    pub fn token_rejected(&self, token: &AccessToken) {
+        self.update(|r| {
+            if r.access_token == *token {
+                r.access_expires_at_ms = 0;
+            }
+        })
+    }
+}
+
+impl Sessions {
+    /// A record as stored: JSON, sealed and bound to its store key.
+    pub(super) fn seal_record<T: Serialize>(
+        &self,
+        key: &str,
+        record: &T,
+    ) -> Result<Vec<u8>, StoreError> {
+        let plain = serde_json::to_vec(record).map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Corrupt,
+                self.store.backend(),
+                "encode",
+                e.to_string(),
+            )
+        })?;
+        Ok(self
+            .keys()
+            .seal(Purpose::StoredRecord, key.as_bytes(), &plain)
+            .into_bytes())
+    }
+
+    /// Writes a session record under `key`, to expire with the session.
+    pub(crate) async fn persist(
+        &self,
+        key: &str,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let sealed = self.seal_record(key, record)?;
+        let ttl = Duration::from_millis(record.expires_at_ms.saturating_sub(now_ms()));
+        self.store
+            .put(Namespace::Session, key, sealed, ttl)
+            .await
+            .map_err(|e| self.store_error(e))
+    }
+
+    /// The live stored session record under `key`, if any.
+    pub(crate) async fn load_record(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let raw = self
+            .store
+            .get(Namespace::Session, key)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        Ok(raw
+            .and_then(|raw| self.open_record::<SessionRecord>(key, &raw))
+            .filter(|r| r.expires_at_ms > now_ms()))
+    }
+
+    /// A sealed record, opened; `None` when it does not open under this key (tampered,
+    /// moved to another key, or sealed by another deployment).
+    pub(super) fn open_record<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        raw: &[u8],
+    ) -> Option<T> {
+        let sealed = std::str::from_utf8(raw).ok()?;
+        let plain = self
+            .keys()
+            .open(Purpose::StoredRecord, key.as_bytes(), sealed)?;
+        serde_json::from_slice(&plain).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_stored_as_a_list_and_equal_sets_share_one_string() {
+        let a = Scopes::new(&["user-read-private", "user-read-email"]);
+        assert_eq!(a.as_str(), "user-read-private user-read-email");
+        assert_eq!(
+            serde_json::to_string(&a).expect("json"),
+            r#"["user-read-private","user-read-email"]"#
+        );
+        let b: Scopes =
+            serde_json::from_str(r#"["user-read-private","user-read-email"]"#).expect("json");
+        assert_eq!(a, b);
+        assert!(Arc::ptr_eq(&a.0, &b.0), "one allocation for equal sets");
+        assert_eq!(
+            b.iter().collect::<Vec<_>>(),
+            ["user-read-private", "user-read-email"]
+        );
+        let none: Scopes = serde_json::from_str("[]").expect("json");
+        assert!(none.is_empty());
+        assert_eq!(none.iter().count(), 0);
+    }
+}

@@ -1,0 +1,151 @@
+//! The store's contract: one small trait every backend implements, the record kinds it keeps
+//! apart, and its errors. It knows no backend; `store::open` (mod.rs) is the one factory.
+//!
+//! Values are opaque, already-sealed bytes (see `crypto`): a backend never sees a token in
+//! clear. Every value has an expiry; reads ignore expired values and `purge_expired` removes
+//! them.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::clock::now_ms;
+
+/// Kinds of records; each backend keeps them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Namespace {
+    /// Session records (user, scopes, tokens), by hashed session id.
+    Session,
+    /// Logins between `/auth/login` and `/auth/callback`, by hashed state.
+    Pending,
+    /// Latest session of a user, by user id (for the trusted-header mode).
+    UserIndex,
+}
+
+impl Namespace {
+    pub const ALL: [Namespace; 3] = [Namespace::Session, Namespace::Pending, Namespace::UserIndex];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Namespace::Session => "sessions",
+            Namespace::Pending => "pending",
+            Namespace::UserIndex => "user_index",
+        }
+    }
+}
+
+/// A change another replica made that this replica's memory cache must forget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// One session (store key) changed or ended.
+    Key(String),
+    /// Messages may have been missed (the subscription was down): forget everything.
+    All,
+}
+
+/// What kind of failure a store operation met: callers branch on this, never on the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The store did not answer or could not do the I/O (Redis down, disk error, timeout):
+    /// retry later; nothing was lost.
+    Unavailable,
+    /// A value could not be encoded or decoded.
+    Corrupt,
+    /// Another party holds what this operation needs (the redb file is open in another
+    /// process).
+    Conflict,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("session store ({backend}) failed to {op}: {detail}")]
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    pub backend: &'static str,
+    pub op: &'static str,
+    pub detail: String,
+}
+
+impl StoreError {
+    pub fn new(
+        kind: StoreErrorKind,
+        backend: &'static str,
+        op: &'static str,
+        detail: impl Into<String>,
+    ) -> StoreError {
+        StoreError {
+            kind,
+            backend,
+            op,
+            detail: detail.into(),
+        }
+    }
+
+    /// The common case: the store could not be reached or did not do the I/O.
+    pub fn unavailable(
+        backend: &'static str,
+        op: &'static str,
+        detail: impl Into<String>,
+    ) -> StoreError {
+        Self::new(StoreErrorKind::Unavailable, backend, op, detail)
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Backend name for metrics and messages.
+    fn backend(&self) -> &'static str;
+    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn put(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    /// Removes a value; true if it was there.
+    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool, StoreError>;
+    /// Reads and removes a value in one step: at most one caller gets it (single-use logins).
+    async fn take(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes expired values; returns how many.
+    async fn purge_expired(&self) -> Result<usize, StoreError>;
+    /// Live values in a namespace.
+    async fn count(&self, ns: Namespace) -> Result<usize, StoreError>;
+    /// Whether the store answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Takes the lock `name` for `ttl` unless another owner holds it; true when taken. A
+    /// single-process store needs no lock across processes (the caller also holds a local
+    /// one), so the default always succeeds.
+    async fn lock(&self, _name: &str, _owner: &str, _ttl: Duration) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Releases the lock `name` if `owner` still holds it.
+    async fn unlock(&self, _name: &str, _owner: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Tells other replicas to forget their cached copy of `key`.
+    async fn publish_invalidation(&self, _key: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Invalidations published by other replicas; `Some` once for a shared store.
+    fn invalidations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Invalidation>> {
+        None
+    }
+}
+
+/// The stored form in the embedded backends (memory, file): expiry (unix ms, big-endian),
+/// then the value. Redis expires values itself.
+pub(super) fn frame(value: &[u8], ttl: Duration) -> Vec<u8> {
+    let expires = now_ms().saturating_add(ttl.as_millis() as u64);
+    let mut out = Vec::with_capacity(8 + value.len());
+    out.extend_from_slice(&expires.to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// The value of a framed record if it has not expired.
+pub(super) fn unframe(raw: &[u8]) -> Option<&[u8]> {
+    let (head, value) = raw.split_at_checked(8)?;
+    let expires = u64::from_be_bytes(head.try_into().ok()?);
+    (expires > now_ms()).then_some(value)
+}

@@ -1,0 +1,194 @@
+//! The embedded default backend: a redb database file. Survives restarts; one process at a
+//! time (redb locks the file), so several replicas need Redis.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::api::{frame, unframe, Namespace, Store, StoreError, StoreErrorKind};
+
+/// redb's page cache for the `file` backend. redb's default is 1 GiB, which a sidecar with a
+/// memory limit would reach as sessions accumulate; hot sessions are served from the
+/// gateway's own cache in front of the store, so the store is read only on a miss.
+pub const FILE_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The redb database; every operation runs on tokio's blocking pool.
+pub struct FileStore {
+    db: Arc<Database>,
+}
+
+fn table(ns: Namespace) -> TableDefinition<'static, &'static str, &'static [u8]> {
+    TableDefinition::new(ns.name())
+}
+
+fn file_err(op: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
+    move |e| StoreError::unavailable("file", op, e.to_string())
+}
+
+impl FileStore {
+    pub fn open(path: &Path) -> Result<FileStore, StoreError> {
+        let err = |e: &dyn std::fmt::Display| {
+            StoreError::unavailable(
+                "file",
+                "open",
+                format!(
+                    "{}: {e} (check that store.path is writable and that no other gateway \
+                     process uses the same file)",
+                    path.display()
+                ),
+            )
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        }
+        let db = Database::builder()
+            .set_cache_size(FILE_CACHE_BYTES)
+            .create(path)
+            .map_err(|e| {
+                let mut failure = err(&e);
+                if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
+                    failure.kind = StoreErrorKind::Conflict;
+                }
+                failure
+            })?;
+        // Create every table once, so read transactions can always open them.
+        let tx = db.begin_write().map_err(|e| err(&e))?;
+        for ns in Namespace::ALL {
+            tx.open_table(table(ns)).map_err(|e| err(&e))?;
+        }
+        tx.commit().map_err(|e| err(&e))?;
+        Ok(FileStore { db: Arc::new(db) })
+    }
+
+    /// Runs blocking redb work off the async worker threads.
+    async fn blocking<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| file_err(op)(&e))?
+    }
+}
+
+#[async_trait]
+impl Store for FileStore {
+    fn backend(&self) -> &'static str {
+        "file"
+    }
+
+    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_string();
+        self.blocking("read", move |db| {
+            let e = file_err("read");
+            let tx = db.begin_read().map_err(|x| e(&x))?;
+            let t = tx.open_table(table(ns)).map_err(|x| e(&x))?;
+            let raw = t.get(key.as_str()).map_err(|x| e(&x))?;
+            Ok(raw.and_then(|v| unframe(v.value()).map(<[u8]>::to_vec)))
+        })
+        .await
+    }
+
+    async fn put(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.blocking("write", move |db| {
+            let e = file_err("write");
+            let tx = db.begin_write().map_err(|x| e(&x))?;
+            {
+                let mut t = tx.open_table(table(ns)).map_err(|x| e(&x))?;
+                t.insert(key.as_str(), frame(&value, ttl).as_slice())
+                    .map_err(|x| e(&x))?;
+            }
+            tx.commit().map_err(|x| e(&x))
+        })
+        .await
+    }
+
+    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        self.blocking("delete", move |db| {
+            let e = file_err("delete");
+            let tx = db.begin_write().map_err(|x| e(&x))?;
+            let existed = {
+                let mut t = tx.open_table(table(ns)).map_err(|x| e(&x))?;
+                let removed = t.remove(key.as_str()).map_err(|x| e(&x))?;
+                removed.is_some()
+            };
+            tx.commit().map_err(|x| e(&x))?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn take(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_string();
+        // One write transaction: redb serialises writers, so only one caller gets the value.
+        self.blocking("take", move |db| {
+            let e = file_err("take");
+            let tx = db.begin_write().map_err(|x| e(&x))?;
+            let value = {
+                let mut t = tx.open_table(table(ns)).map_err(|x| e(&x))?;
+                let removed = t.remove(key.as_str()).map_err(|x| e(&x))?;
+                removed.and_then(|v| unframe(v.value()).map(<[u8]>::to_vec))
+            };
+            tx.commit().map_err(|x| e(&x))?;
+            Ok(value)
+        })
+        .await
+    }
+
+    async fn purge_expired(&self) -> Result<usize, StoreError> {
+        self.blocking("purge", move |db| {
+            let e = file_err("purge");
+            let tx = db.begin_write().map_err(|x| e(&x))?;
+            let mut purged = 0;
+            for ns in Namespace::ALL {
+                let mut t = tx.open_table(table(ns)).map_err(|x| e(&x))?;
+                let before = t.len().map_err(|x| e(&x))?;
+                t.retain(|_, raw| unframe(raw).is_some())
+                    .map_err(|x| e(&x))?;
+                purged += (before - t.len().map_err(|x| e(&x))?) as usize;
+            }
+            tx.commit().map_err(|x| e(&x))?;
+            Ok(purged)
+        })
+        .await
+    }
+
+    async fn count(&self, ns: Namespace) -> Result<usize, StoreError> {
+        self.blocking("count", move |db| {
+            let e = file_err("count");
+            let tx = db.begin_read().map_err(|x| e(&x))?;
+            let t = tx.open_table(table(ns)).map_err(|x| e(&x))?;
+            let mut n = 0;
+            for entry in t.iter().map_err(|x| e(&x))? {
+                let (_, v) = entry.map_err(|x| e(&x))?;
+                if unframe(v.value()).is_some() {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.blocking("read", |db| {
+            db.begin_read()
+                .map(|_| ())
+                .map_err(|x| file_err("read")(&x))
+        })
+        .await
+    }
+}

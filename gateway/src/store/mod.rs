@@ -1,0 +1,102 @@
+//! Where sessions, tokens and pending logins persist: the contract (`api`), three backends
+//! (`memory`, `file` on redb, `redis` for several replicas), and the one factory that picks a
+//! backend from the config and counts its operations.
+
+mod api;
+mod file;
+mod memory;
+mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use self::redis::RedisStore;
+pub use api::{Invalidation, Namespace, Store, StoreError, StoreErrorKind};
+pub use file::{FileStore, FILE_CACHE_BYTES};
+pub use memory::MemoryStore;
+
+use crate::config::StoreConfig;
+use crate::metrics::Metrics;
+
+/// Opens the configured backend, counting its operations and errors in `metrics`.
+pub fn open(cfg: &StoreConfig, metrics: Arc<Metrics>) -> Result<Arc<dyn Store>, StoreError> {
+    let inner: Arc<dyn Store> = match cfg {
+        StoreConfig::Memory => Arc::new(MemoryStore::default()),
+        StoreConfig::File { path } => Arc::new(FileStore::open(path)?),
+        StoreConfig::Redis { url } => Arc::new(RedisStore::open(url)?),
+    };
+    Ok(Arc::new(Instrumented { inner, metrics }))
+}
+
+/// Counts every operation (`store_operations_total{backend,op}`) and failure
+/// (`store_errors_total{backend}`) of the store it wraps.
+struct Instrumented {
+    inner: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl Instrumented {
+    fn count<T>(&self, op: &str, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        let backend = self.inner.backend();
+        self.metrics
+            .store_operations
+            .with_label_values(&[backend, op])
+            .inc();
+        if result.is_err() {
+            self.metrics
+                .store_errors
+                .with_label_values(&[backend])
+                .inc();
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl Store for Instrumented {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.count("get", self.inner.get(ns, key).await)
+    }
+    async fn put(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.count("put", self.inner.put(ns, key, value, ttl).await)
+    }
+    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool, StoreError> {
+        self.count("delete", self.inner.delete(ns, key).await)
+    }
+    async fn take(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.count("take", self.inner.take(ns, key).await)
+    }
+    async fn purge_expired(&self) -> Result<usize, StoreError> {
+        self.count("purge", self.inner.purge_expired().await)
+    }
+    async fn count(&self, ns: Namespace) -> Result<usize, StoreError> {
+        let result = self.inner.count(ns).await;
+        Instrumented::count(self, "count", result)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.count("ping", self.inner.ping().await)
+    }
+    async fn lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.count("lock", self.inner.lock(name, owner, ttl).await)
+    }
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        self.count("unlock", self.inner.unlock(name, owner).await)
+    }
+    async fn publish_invalidation(&self, key: &str) -> Result<(), StoreError> {
+        self.count("publish", self.inner.publish_invalidation(key).await)
+    }
+    fn invalidations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Invalidation>> {
+        self.inner.invalidations()
+    }
+}

@@ -1,0 +1,156 @@
+//! A user's access token: the cached one while it is fresh, else a refreshed one — one refresh
+//! at a time per session, and across replicas one at a time per session through the store's
+//! lock. A replica that waits for another's refresh adopts the record it stores.
+//!
+//! Under PKCE Spotify's refresh tokens are single-use: two refreshes with the same token would
+//! revoke the session, which is why the lock spans replicas.
+
+use std::time::{Duration, Instant};
+
+use super::is_fresh;
+use crate::clock::now_ms;
+use crate::crypto;
+use crate::oauth::TokenError;
+use crate::secret::AccessToken;
+use crate::session::{LiveSession, Scopes, SessionError, Sessions};
+
+/// How long one replica may hold a user's refresh lock. Longer than a token request may take
+/// (10 s), so a slow refresh never overlaps another replica's: under PKCE a second refresh
+/// with the same token would revoke the session.
+const REFRESH_LOCK_TTL: Duration = Duration::from_secs(15);
+/// How often a replica waiting for another's refresh looks at the store.
+const REFRESH_POLL: Duration = Duration::from_millis(25);
+
+/// The session's access token while it is fresh.
+fn usable_token(session: &LiveSession) -> Option<AccessToken> {
+    session.with_record(|r| {
+        is_fresh(
+            r.access_expires_at_ms,
+            Duration::from_millis(r.access_lifetime_ms),
+        )
+        .then(|| r.access_token.clone())
+    })
+}
+
+impl Sessions {
+    /// A usable access token for the session: the cached one while fresh, else a refreshed
+    /// one. Only one request per session refreshes; the others wait and use its result.
+    pub async fn access_token(&self, session: &LiveSession) -> Result<AccessToken, SessionError> {
+        if let Some(token) = usable_token(session) {
+            self.token_cache_hits.inc();
+            return Ok(token);
+        }
+        self.token_cache_misses.inc();
+        let _refreshing = session.refresh.lock().await;
+        // Whoever held the lock before us may have refreshed already.
+        if let Some(token) = usable_token(session) {
+            return Ok(token);
+        }
+        if session.is_expired() {
+            return Err(SessionError::Ended);
+        }
+        // Across replicas: one holder of the store lock refreshes; the others wait for the
+        // record it stores.
+        let lock = format!("refresh:{}", session.key);
+        let owner = crypto::random_id();
+        let deadline = Instant::now() + REFRESH_LOCK_TTL + Duration::from_secs(2);
+        loop {
+            if self
+                .store
+                .lock(&lock, &owner, REFRESH_LOCK_TTL)
+                .await
+                .map_err(|e| self.store_error(e))?
+            {
+                let result = self.refresh_locked(session).await;
+                if let Err(e) = self.store.unlock(&lock, &owner).await {
+                    // The lock expires by itself.
+                    self.store_error(e);
+                }
+                return result;
+            }
+            tokio::time::sleep(REFRESH_POLL).await;
+            if let Some(token) = self.adopt_stored(session).await? {
+                return Ok(token);
+            }
+            if Instant::now() > deadline {
+                return Err(SessionError::Token(TokenError::Unavailable(
+                    "another replica holds the refresh lock".into(),
+                )));
+            }
+        }
+    }
+
+    /// Takes the stored record if it is newer than ours (another replica refreshed: the
+    /// re-read oauth2-proxy and Nango both had to add after races logged users out), and
+    /// returns its token if that is usable.
+    async fn adopt_stored(
+        &self,
+        session: &LiveSession,
+    ) -> Result<Option<AccessToken>, SessionError> {
+        let Some(stored) = self.load_record(&session.key).await? else {
+            // Ended elsewhere (logout, revoked).
+            self.cache.invalidate(&session.key).await;
+            return Err(SessionError::Ended);
+        };
+        session.update(|local| {
+            if stored.updated_at_ms > local.updated_at_ms {
+                *local = stored;
+            }
+        });
+        Ok(usable_token(session))
+    }
+
+    /// The refresh itself, with this replica holding the store lock.
+    async fn refresh_locked(&self, session: &LiveSession) -> Result<AccessToken, SessionError> {
+        if let Some(token) = self.adopt_stored(session).await? {
+            return Ok(token);
+        }
+        let refresh_token = session.with_record(|r| r.refresh_token.clone());
+        match self.endpoint.refresh(&refresh_token).await {
+            Ok(grant) => {
+                self.metrics
+                    .token_refreshes
+                    .with_label_values(&["ok"])
+                    .inc();
+                let updated = session.update(|r| {
+                    r.access_token = grant.access_token.clone();
+                    r.access_expires_at_ms = grant.expires_at_ms;
+                    r.access_lifetime_ms = grant.lifetime.as_millis() as u64;
+                    // Spotify may omit the refresh token: keep the old one. Under PKCE it
+                    // rotates and the old one is already dead, so the new one must be kept.
+                    if let Some(rt) = grant.refresh_token {
+                        r.refresh_token = rt;
+                    }
+                    if !grant.scopes.is_empty() {
+                        r.scopes = Scopes::new(&grant.scopes);
+                    }
+                    r.updated_at_ms = now_ms().max(r.updated_at_ms + 1);
+                    r.clone()
+                });
+                // If the store is down the refreshed record still lives in memory; the error
+                // is counted and logged by `persist`.
+                let _ = self.persist(&session.key, &updated).await;
+                tracing::debug!("refreshed a user token");
+                Ok(grant.access_token)
+            }
+            Err(TokenError::InvalidGrant) => {
+                self.metrics
+                    .token_refreshes
+                    .with_label_values(&["invalid_grant"])
+                    .inc();
+                tracing::info!("refresh token refused (invalid_grant): ending the session");
+                // Best effort: the cache entry is gone either way.
+                let _ = self.end(&session.key).await;
+                Err(SessionError::Ended)
+            }
+            Err(e) => {
+                self.metrics
+                    .token_refreshes
+                    .with_label_values(&["transient"])
+                    .inc();
+                tracing::warn!(error = %e, "token refresh failed; the session is kept");
+                Err(SessionError::Token(e))
+            }
+        }
+    }
+}
