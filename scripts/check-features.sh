@@ -16,6 +16,7 @@ done
 grep -q "^mock-spotify v" < <(cargo tree --locked -p spotify-gateway -e normal --prefix none) \
   || fail "the default build should embed mock-spotify for the demo"
 
+cargo clippy --locked -q -p spotify-gateway --no-default-features -- -D warnings
 cargo build --locked -q -p spotify-gateway --no-default-features
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

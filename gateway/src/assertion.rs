@@ -86,11 +86,8 @@ pub fn verify(keys: &Keyring, token: &str) -> Option<Claims> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::tests::ring;
     use crate::secret::Secret;
-
-    fn ring(s: &str) -> Keyring {
-        Keyring::new(&Secret::runtime(s), None)
-    }
 
     #[test]
     fn issued_assertions_verify_and_forgeries_do_not() {

@@ -193,11 +193,12 @@ pub fn random_id() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::secret::Secret;
 
-    fn ring(secret: &str) -> Keyring {
+    /// A keyring on `secret` alone.
+    pub(crate) fn ring(secret: &str) -> Keyring {
         Keyring::new(&Secret::runtime(secret), None)
     }
 

@@ -109,7 +109,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// The arguments of `spotify-gateway mock-spotify`.
+/// The arguments of `spotify-gateway mock-spotify` (unread in a build without the demo).
+#[cfg_attr(not(feature = "demo"), allow(dead_code))]
 struct MockArgs {
     listen: std::net::SocketAddr,
     token_lifetime: std::time::Duration,

@@ -29,151 +29,125 @@ pub struct Metrics {
     pub token_request_duration: Histogram,
 }
 
+/// Registers each metric as it is made, so a metric cannot be made and forgotten.
+struct Builder {
+    registry: Registry,
+}
+
+impl Builder {
+    fn add<C: prometheus::core::Collector + Clone + 'static>(&self, c: C) -> C {
+        self.registry
+            .register(Box::new(c.clone()))
+            .expect("metric names are unique");
+        c
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help).expect("valid metric"))
+    }
+
+    fn counters(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).expect("valid metric"))
+    }
+
+    fn latency_opts(name: &str, help: &str) -> HistogramOpts {
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
+    }
+
+    fn latency(&self, name: &str, help: &str) -> Histogram {
+        self.add(Histogram::with_opts(Self::latency_opts(name, help)).expect("valid metric"))
+    }
+
+    fn latencies(&self, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+        self.add(HistogramVec::new(Self::latency_opts(name, help), labels).expect("valid metric"))
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new_custom(Some("spotify_gateway".into()), None)
             .expect("static registry prefix is valid");
-        let requests = IntCounterVec::new(
-            Opts::new(
+        let b = Builder { registry };
+        let build_info = b.add(
+            IntGauge::with_opts(
+                Opts::new("build_info", "Build information; the value is always 1")
+                    .const_label("version", env!("CARGO_PKG_VERSION")),
+            )
+            .expect("valid metric"),
+        );
+        build_info.set(1);
+        Metrics {
+            requests: b.counters(
                 "requests_total",
                 "Requests answered, by listener, route and status class",
+                &["listener", "route", "status"],
             ),
-            &["listener", "route", "status"],
-        )
-        .expect("valid metric");
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
+            request_duration: b.latencies(
                 "request_duration_seconds",
                 "Time from request to the end of the response, by listener and route",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["listener", "route"],
-        )
-        .expect("valid metric");
-        let upstream_duration = HistogramVec::new(
-            HistogramOpts::new(
+                &["listener", "route"],
+            ),
+            upstream_duration: b.latencies(
                 "upstream_duration_seconds",
                 "Time until the upstream's response header arrived, by listener",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["listener"],
-        )
-        .expect("valid metric");
-        let app_token_fetches = IntCounterVec::new(
-            Opts::new(
+                &["listener"],
+            ),
+            app_token_fetches: b.counters(
                 "app_token_fetches_total",
                 "Client-credentials token requests to Spotify, by result",
+                &["result"],
             ),
-            &["result"],
-        )
-        .expect("valid metric");
-        let token_refreshes = IntCounterVec::new(
-            Opts::new("token_refreshes_total", "User token refreshes, by result"),
-            &["result"],
-        )
-        .expect("valid metric");
-        let token_cache = IntCounterVec::new(
-            Opts::new(
+            token_refreshes: b.counters(
+                "token_refreshes_total",
+                "User token refreshes, by result",
+                &["result"],
+            ),
+            token_cache: b.counters(
                 "token_cache_total",
                 "User token cache lookups, by result (hit, miss)",
+                &["result"],
             ),
-            &["result"],
-        )
-        .expect("valid metric");
-        let logins = IntCounterVec::new(
-            Opts::new("logins_total", "Completed or failed logins, by result"),
-            &["result"],
-        )
-        .expect("valid metric");
-        let active_sessions = IntGauge::new(
-            "active_sessions",
-            "Sessions held in this replica's memory cache",
-        )
-        .expect("valid metric");
-        let spotify_rate_limited = IntCounter::new(
-            "spotify_rate_limited_total",
-            "429 answers received from Spotify",
-        )
-        .expect("valid metric");
-        let rate_limited_local = IntCounter::new(
-            "rate_limited_local_total",
-            "Calls answered 429 by the gateway during a Retry-After cool-down",
-        )
-        .expect("valid metric");
-        let retries = IntCounter::new(
-            "retries_total",
-            "Extra attempts sent to Spotify after a connection failure or a 502/503/504",
-        )
-        .expect("valid metric");
-        let store_errors = IntCounterVec::new(
-            Opts::new(
+            logins: b.counters(
+                "logins_total",
+                "Completed or failed logins, by result",
+                &["result"],
+            ),
+            active_sessions: b.gauge(
+                "active_sessions",
+                "Sessions held in this replica's memory cache",
+            ),
+            spotify_rate_limited: b.counter(
+                "spotify_rate_limited_total",
+                "429 answers received from Spotify",
+            ),
+            rate_limited_local: b.counter(
+                "rate_limited_local_total",
+                "Calls answered 429 by the gateway during a Retry-After cool-down",
+            ),
+            retries: b.counter(
+                "retries_total",
+                "Extra attempts sent to Spotify after a connection failure or a 502/503/504",
+            ),
+            store_errors: b.counters(
                 "store_errors_total",
                 "Failed session store operations, by backend",
+                &["backend"],
             ),
-            &["backend"],
-        )
-        .expect("valid metric");
-        let store_operations = IntCounterVec::new(
-            Opts::new(
+            store_operations: b.counters(
                 "store_operations_total",
                 "Session store operations, by backend and operation",
+                &["backend", "op"],
             ),
-            &["backend", "op"],
-        )
-        .expect("valid metric");
-        let token_request_duration = Histogram::with_opts(
-            HistogramOpts::new(
+            token_request_duration: b.latency(
                 "token_request_duration_seconds",
                 "Duration of requests to Spotify's token endpoint",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .expect("valid metric");
-        let build_info = IntGauge::with_opts(
-            Opts::new("build_info", "Build information; the value is always 1")
-                .const_label("version", env!("CARGO_PKG_VERSION")),
-        )
-        .expect("valid metric");
-        build_info.set(1);
-
-        let m = Metrics {
-            registry,
-            requests,
-            request_duration,
-            upstream_duration,
-            app_token_fetches,
-            token_refreshes,
-            token_cache,
-            logins,
-            active_sessions,
-            spotify_rate_limited,
-            rate_limited_local,
-            retries,
-            store_errors,
-            store_operations,
-            token_request_duration,
-        };
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(m.requests.clone()),
-            Box::new(m.request_duration.clone()),
-            Box::new(m.upstream_duration.clone()),
-            Box::new(m.app_token_fetches.clone()),
-            Box::new(m.token_refreshes.clone()),
-            Box::new(m.token_cache.clone()),
-            Box::new(m.logins.clone()),
-            Box::new(m.active_sessions.clone()),
-            Box::new(m.spotify_rate_limited.clone()),
-            Box::new(m.rate_limited_local.clone()),
-            Box::new(m.retries.clone()),
-            Box::new(m.store_errors.clone()),
-            Box::new(m.store_operations.clone()),
-            Box::new(m.token_request_duration.clone()),
-            Box::new(build_info),
-        ];
-        for c in collectors {
-            m.registry.register(c).expect("metric names are unique");
+            ),
+            registry: b.registry,
         }
-        m
     }
 
     /// The Prometheus text exposition of every metric.

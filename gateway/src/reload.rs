@@ -146,35 +146,32 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tests::{env, GOOD};
 
-    const BASE: &str = r#"
-[spotify]
-client_id = "abc"
-client_secret = "client-secret"
-redirect_uri = "http://127.0.0.1:8080/auth/callback"
-scopes = ["user-read-email"]
-[session]
-secret = "unit-test-session-secret-0123456789abcdef"
-[store]
-backend = "memory"
-[egress]
-trust_user_header = true
-"#;
+    /// [`GOOD`] with the trusted header on, so turning it off is a change.
+    fn base() -> String {
+        format!("{GOOD}\n[egress]\ntrust_user_header = true\n")
+    }
 
     fn parse(text: &str) -> Config {
-        Config::parse(text, "t", &|name| {
-            (name == "CLIENT_SECRET").then(|| "another-client-secret".to_string())
-        })
-        .expect("config")
+        let env = |name: &str| match name {
+            "OTHER_CLIENT_SECRET" => Some("another-client-secret".to_string()),
+            _ => env(name),
+        };
+        Config::parse(text, "t", &env).expect("config")
     }
 
     fn changes(edit: &[(&str, &str)]) -> Vec<Change> {
-        let mut text = BASE.to_string();
+        let mut text = base();
         for (from, to) in edit {
             assert!(text.contains(from), "{from}");
             text = text.replace(from, to);
         }
-        diff(&parse(BASE), &parse(&text))
+        diff(&parse(&base()), &parse(&text))
+    }
+
+    fn change(key: &'static str, effect: Effect) -> Change {
+        Change { key, effect }
     }
 
     #[test]
@@ -184,61 +181,66 @@ trust_user_header = true
 
     #[test]
     fn each_key_is_classified() {
-        let live = |key| Change {
-            key,
-            effect: Effect::Live,
-        };
-        let restart = |key| Change {
-            key,
-            effect: Effect::Restart,
-        };
-        assert_eq!(
-            changes(&[("trust_user_header = true", "trust_user_header = false")]),
-            [live("egress.trust_user_header")]
-        );
-        assert_eq!(
-            changes(&[("[egress]", "[egress]\npublic_base_url = \"http://gw:8081\"")]),
-            [restart("egress.public_base_url")]
-        );
-        assert_eq!(
-            changes(&[("[session]", "[session]\nlifetime = \"1d\"")]),
-            [restart("session.lifetime")]
-        );
-        assert_eq!(
-            changes(&[("backend = \"memory\"", "backend = \"file\"")]),
-            [restart("store")]
-        );
-        assert_eq!(
-            changes(&[("[store]", "[server]\nthreads = 4\n[store]")]),
-            [restart("server.threads")]
-        );
+        use Effect::{Live, Restart};
+        let cases: &[(&str, &str, Change)] = &[
+            (
+                "trust_user_header = true",
+                "trust_user_header = false",
+                change("egress.trust_user_header", Live),
+            ),
+            (
+                "[egress]",
+                "[egress]\npublic_base_url = \"http://gw:8081\"",
+                change("egress.public_base_url", Restart),
+            ),
+            (
+                "[session]",
+                "[session]\nlifetime = \"1d\"",
+                change("session.lifetime", Restart),
+            ),
+            (
+                "[session]",
+                "[store]\nbackend = \"memory\"\n[session]",
+                change("store", Restart),
+            ),
+            (
+                "[session]",
+                "[server]\nthreads = 4\n[session]",
+                change("server.threads", Restart),
+            ),
+            (
+                "scopes = [\"user-read-email\"]",
+                "scopes = [\"user-read-email\", \"user-top-read\"]",
+                change("spotify.scopes", Live),
+            ),
+        ];
+        for (from, to, expected) in cases {
+            assert_eq!(
+                changes(&[(from, to)]),
+                std::slice::from_ref(expected),
+                "{to}"
+            );
+        }
     }
 
     #[test]
     fn a_secret_whose_debug_is_redacted_still_counts_as_changed() {
         // Both secrets print as "[redacted]": the old format!("{:?}") diff saw no change.
         let c = changes(&[(
-            "client_secret = \"client-secret\"",
             "client_secret_env = \"CLIENT_SECRET\"",
+            "client_secret_env = \"OTHER_CLIENT_SECRET\"",
+        )]);
+        assert_eq!(c, [change("spotify.client_secret", Effect::Restart)]);
+        let c = changes(&[(
+            "secret_env = \"SESSION_SECRET\"",
+            "secret = \"rotated-session-secret-0123456789abcdef00\"\n\
+             previous_secret_env = \"SESSION_SECRET\"",
         )]);
         assert_eq!(
             c,
-            [Change {
-                key: "spotify.client_secret",
-                effect: Effect::Restart
-            }]
-        );
-        let c = changes(&[(
-            "secret = \"unit-test-session-secret-0123456789abcdef\"",
-            "secret = \"rotated-session-secret-0123456789abcdef00\"\n\
-             previous_secret = \"unit-test-session-secret-0123456789abcdef\"",
-        )]);
-        let keys: Vec<_> = c.iter().map(|c| (c.key, c.effect)).collect();
-        assert_eq!(
-            keys,
             [
-                ("session.secret", Effect::Live),
-                ("session.previous_secret", Effect::Live)
+                change("session.secret", Effect::Live),
+                change("session.previous_secret", Effect::Live)
             ]
         );
     }

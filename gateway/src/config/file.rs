@@ -134,30 +134,22 @@ pub(super) struct FileEgress {
     pub(super) max_retries: Option<u32>,
 }
 
-fn default_flow() -> String {
-    "authorization_code".into()
+/// Declares the functions serde calls for a key's default (`#[serde(default = "...")]`
+/// wants a function), one line per default.
+macro_rules! defaults {
+    ($($name:ident => $value:literal,)*) => {
+        $(fn $name() -> String { $value.into() })*
+    };
 }
-fn default_accounts_url() -> String {
-    "https://accounts.spotify.com".into()
-}
-fn default_api_url() -> String {
-    "https://api.spotify.com".into()
-}
-fn default_public() -> String {
-    "0.0.0.0:8080".into()
-}
-fn default_egress() -> String {
-    "127.0.0.1:8081".into()
-}
-fn default_admin() -> String {
-    "0.0.0.0:9090".into()
-}
-fn default_cookie_name() -> String {
-    "spotify_gateway_session".into()
-}
-fn default_lifetime() -> String {
-    "7d".into()
-}
-fn default_backend() -> String {
-    "file".into()
+
+defaults! {
+    default_flow => "authorization_code",
+    default_accounts_url => "https://accounts.spotify.com",
+    default_api_url => "https://api.spotify.com",
+    default_public => "0.0.0.0:8080",
+    default_egress => "127.0.0.1:8081",
+    default_admin => "0.0.0.0:9090",
+    default_cookie_name => "spotify_gateway_session",
+    default_lifetime => "7d",
+    default_backend => "file",
 }

@@ -19,7 +19,7 @@ pub use errors::{ConfigError, ConfigIssue};
 use crate::secret::Secret;
 use errors::{key_at, line_of};
 use file::FileConfig;
-use validate::Validator;
+use values::Validator;
 
 /// The gateway's callback route on the public listener; `spotify.redirect_uri` must point here.
 pub const CALLBACK_PATH: &str = "/auth/callback";
@@ -215,10 +215,11 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn env(name: &str) -> Option<String> {
+    /// The environment the test configs read their secrets from.
+    pub(crate) fn env(name: &str) -> Option<String> {
         match name {
             "CLIENT_SECRET" => Some("s3cr3t-client".into()),
             "SESSION_SECRET" => Some("0123456789abcdef0123456789abcdef-session".into()),
@@ -226,7 +227,8 @@ mod tests {
         }
     }
 
-    const GOOD: &str = r#"
+    /// A minimal valid config (secrets from [`env`]).
+    pub(crate) const GOOD: &str = r#"
 [spotify]
 client_id = "abc"
 client_secret_env = "CLIENT_SECRET"

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::errors::{line_of, locate, ConfigIssue};
 use super::file::*;
-use super::values::is_loopback_literal;
+use super::values::{is_loopback_literal, Validator};
 use super::*;
 use crate::secret::{Secret, SecretSource};
 
@@ -19,23 +18,7 @@ const MIN_SESSION_SECRET_BYTES: usize = 32;
 /// Longest `server.app_name`: it is a page title and heading, not a paragraph.
 const MAX_APP_NAME_CHARS: usize = 60;
 
-pub(super) struct Validator<'a> {
-    pub(super) text: &'a str,
-    pub(super) doc: &'a toml_edit::Document<String>,
-    pub(super) env: &'a dyn Fn(&str) -> Option<String>,
-    pub(super) issues: Vec<ConfigIssue>,
-}
-
 impl Validator<'_> {
-    pub(super) fn issue(&mut self, key: &str, message: impl Into<String>) {
-        let line = locate(self.doc.as_table(), key).map(|o| line_of(self.text, o));
-        self.issues.push(ConfigIssue {
-            key: key.to_string(),
-            line,
-            message: message.into(),
-        });
-    }
-
     pub(super) fn validate(&mut self, file: FileConfig) -> Option<Config> {
         // Exhaustive destructuring: a new file field cannot be forgotten here.
         let FileConfig {

@@ -1,4 +1,4 @@
-//! The value readers of the validator: secrets (inline, env or file), socket addresses, URLs
+//! The validator's state (the problems found so far) and its value readers: secrets (inline, env or file), socket addresses, URLs
 //! (plain http only to loopback where secrets travel) and durations. Each reports a problem
 //! under its key and returns `None`.
 
@@ -7,10 +7,27 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::validate::Validator;
+use super::errors::{line_of, locate, ConfigIssue};
 use crate::secret::{Secret, SecretSource};
 
+/// Collects every problem of one config text, each with its key and line.
+pub(super) struct Validator<'a> {
+    pub(super) text: &'a str,
+    pub(super) doc: &'a toml_edit::Document<String>,
+    pub(super) env: &'a dyn Fn(&str) -> Option<String>,
+    pub(super) issues: Vec<ConfigIssue>,
+}
+
 impl Validator<'_> {
+    pub(super) fn issue(&mut self, key: &str, message: impl Into<String>) {
+        let line = locate(self.doc.as_table(), key).map(|o| line_of(self.text, o));
+        self.issues.push(ConfigIssue {
+            key: key.to_string(),
+            line,
+            message: message.into(),
+        });
+    }
+
     pub(super) fn secret(
         &mut self,
         table: &str,

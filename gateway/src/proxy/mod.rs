@@ -57,30 +57,44 @@ pub fn request_summary(session: &Session) -> String {
     format!("{} {}", req.method, req.uri.path())
 }
 
-/// What the `logging` phase records for one request: metrics and one access log line.
-pub struct Access<'a> {
-    pub listener: &'static str,
+/// What both listeners know of every request from its first phase: when it started, its
+/// route label and its request id.
+pub struct RequestInfo {
+    pub started: Instant,
     pub route: &'static str,
-    pub request_id: &'a str,
-    pub started: Option<Instant>,
-    /// The session the request acted for; its user id is logged only where configured.
-    pub user: Option<&'a crate::session::LiveSession>,
+    pub id: String,
 }
 
-impl Access<'_> {
-    pub fn record(&self, gw: &crate::app::Gateway, session: &Session, e: Option<&Error>) {
+impl Default for RequestInfo {
+    fn default() -> RequestInfo {
+        RequestInfo {
+            started: Instant::now(),
+            route: "unmatched",
+            id: String::new(),
+        }
+    }
+}
+
+impl RequestInfo {
+    /// The `logging` phase: metrics and one access log line. `user` is the session the
+    /// request acted for; its user id is logged only where configured.
+    pub fn record(
+        &self,
+        listener: &'static str,
+        user: Option<&crate::session::LiveSession>,
+        gw: &crate::app::Gateway,
+        session: &Session,
+        e: Option<&Error>,
+    ) {
         let status = response_status(session);
-        let elapsed = self.started.map(|s| s.elapsed()).unwrap_or_default();
+        let elapsed = self.started.elapsed();
         gw.metrics
-            .observe_request(self.listener, self.route, status, elapsed.as_secs_f64());
-        let user = self
-            .user
-            .filter(|_| gw.live().log_user_id)
-            .map(|s| s.user_id());
+            .observe_request(listener, self.route, status, elapsed.as_secs_f64());
+        let user = user.filter(|_| gw.live().log_user_id).map(|s| s.user_id());
         tracing::info!(
             target: "access",
-            listener = self.listener,
-            request_id = %self.request_id,
+            listener,
+            request_id = %self.id,
             method = %session.req_header().method,
             route = self.route,
             status,

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::proxy::Session;
+use pingora::proxy::{FailToProxy, Session};
 use serde_json::json;
 
 use crate::pages;
@@ -218,6 +218,24 @@ impl Failure {
     }
 }
 
+/// The end of a `fail_to_proxy` hook: writes `failure` (if the client can still be answered)
+/// and tells pingora the status.
+pub async fn fail_to_proxy(
+    failure: Option<Failure>,
+    write: impl AsyncFnOnce(Failure) -> Result<()>,
+) -> FailToProxy {
+    let error_code = failure.as_ref().map(Failure::status).unwrap_or(0);
+    if let Some(failure) = failure {
+        if let Err(err) = write(failure).await {
+            tracing::debug!(error = %err, "could not write the error answer");
+        }
+    }
+    FailToProxy {
+        error_code,
+        can_reuse_downstream: false,
+    }
+}
+
 /// Which upstream a proxy error came from, for its message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Upstream {
@@ -263,16 +281,8 @@ pub async fn respond_json(
     headers: &[(&'static str, String)],
 ) -> Result<()> {
     let body = Bytes::from(body.to_string());
-    let mut resp = ResponseHeader::build(status, Some(4 + headers.len()))?;
-    resp.insert_header("content-type", "application/json; charset=utf-8")?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header("cache-control", "no-store")?;
-    for (name, value) in headers {
-        resp.append_header(*name, value.as_str())?;
-    }
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await?;
-    Ok(())
+    let kind = [("content-type", "application/json; charset=utf-8")];
+    write_local(session, status, &kind, body, headers).await
 }
 
 /// Writes one of the gateway's pages, with a policy that lets it load nothing from anywhere.
@@ -283,15 +293,31 @@ pub async fn respond_html(
     headers: &[(&'static str, String)],
 ) -> Result<()> {
     let body = Bytes::from(page.to_string());
-    let mut resp = ResponseHeader::build(status, Some(5 + headers.len()))?;
-    resp.insert_header("content-type", "text/html; charset=utf-8")?;
+    let kind = [
+        ("content-type", "text/html; charset=utf-8"),
+        ("x-content-type-options", "nosniff"),
+        (
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    ];
+    write_local(session, status, &kind, body, headers).await
+}
+
+/// A whole answer written by the gateway: never cached, with its length.
+async fn write_local(
+    session: &mut Session,
+    status: u16,
+    kind: &[(&'static str, &'static str)],
+    body: Bytes,
+    headers: &[(&'static str, String)],
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(2 + kind.len() + headers.len()))?;
+    for (name, value) in kind {
+        resp.insert_header(*name, *value)?;
+    }
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
-    resp.insert_header("x-content-type-options", "nosniff")?;
-    resp.insert_header(
-        "content-security-policy",
-        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-    )?;
     for (name, value) in headers {
         resp.append_header(*name, value.as_str())?;
     }

@@ -6,13 +6,18 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
+use std::time::Duration;
+
 use super::record::{LiveSession, PendingLogin, Scopes, SessionRecord};
-use super::{Sessions, LOGIN_TTL};
+use super::registry::Sessions;
 use crate::clock::now_ms;
 use crate::crypto::{self, Purpose};
 use crate::oauth::TokenError;
 use crate::secret::AuthorizationCode;
 use crate::store::{Namespace, StoreError};
+
+/// A login must come back from Spotify within this time (the state expires in 10 min).
+pub const LOGIN_TTL: Duration = Duration::from_secs(600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {

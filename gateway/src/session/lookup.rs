@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::record::LiveSession;
-use super::Sessions;
+use super::registry::Sessions;
 use crate::crypto::Purpose;
 use crate::store::{Namespace, StoreError};
 
@@ -82,7 +82,7 @@ impl Sessions {
 mod tests {
     use std::time::Duration;
 
-    use super::super::tests::{record, sessions};
+    use super::super::registry::tests::{record, sessions};
     use crate::store::Namespace;
 
     const HOUR: Duration = Duration::from_secs(3600);

@@ -1,17 +1,13 @@
 //! A session as it is stored and as a replica holds it: the record (user, scopes, tokens,
-//! times), the live copy in memory, and how records are sealed into and opened from the
-//! store. A record is sealed as a whole (tokens included) and bound to its store key.
+//! times), the pending login, and the live copy in memory. Records are sealed as a whole
+//! (tokens included) by `registry` before they reach the store.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::Sessions;
 use crate::clock::now_ms;
-use crate::crypto::Purpose;
 use crate::secret::{exposed, AccessToken, PkceVerifier, RefreshToken};
-use crate::store::{Namespace, StoreError, StoreErrorKind};
 
 /// The scopes a session was granted, space-separated in one shared string (the form of
 /// `X-Spotify-Scopes`). Sessions of a deployment nearly always hold the same set, so equal
@@ -147,68 +143,6 @@ impl LiveSession {
                 r.access_expires_at_ms = 0;
             }
         })
-    }
-}
-
-impl Sessions {
-    /// A record as stored: JSON, sealed and bound to its store key.
-    pub(super) fn seal_record<T: Serialize>(
-        &self,
-        key: &str,
-        record: &T,
-    ) -> Result<Vec<u8>, StoreError> {
-        let plain = serde_json::to_vec(record).map_err(|e| {
-            StoreError::new(
-                StoreErrorKind::Corrupt,
-                self.store.backend(),
-                "encode",
-                e.to_string(),
-            )
-        })?;
-        Ok(self
-            .keys()
-            .seal(Purpose::StoredRecord, key.as_bytes(), &plain)
-            .into_bytes())
-    }
-
-    /// Writes a session record under `key`, to expire with the session.
-    pub(crate) async fn persist(
-        &self,
-        key: &str,
-        record: &SessionRecord,
-    ) -> Result<(), StoreError> {
-        let sealed = self.seal_record(key, record)?;
-        let ttl = Duration::from_millis(record.expires_at_ms.saturating_sub(now_ms()));
-        self.store
-            .put(Namespace::Session, key, sealed, ttl)
-            .await
-            .map_err(|e| self.store_error(e))
-    }
-
-    /// The live stored session record under `key`, if any.
-    pub(crate) async fn load_record(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let raw = self
-            .store
-            .get(Namespace::Session, key)
-            .await
-            .map_err(|e| self.store_error(e))?;
-        Ok(raw
-            .and_then(|raw| self.open_record::<SessionRecord>(key, &raw))
-            .filter(|r| r.expires_at_ms > now_ms()))
-    }
-
-    /// A sealed record, opened; `None` when it does not open under this key (tampered,
-    /// moved to another key, or sealed by another deployment).
-    pub(super) fn open_record<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &str,
-        raw: &[u8],
-    ) -> Option<T> {
-        let sealed = std::str::from_utf8(raw).ok()?;
-        let plain = self
-            .keys()
-            .open(Purpose::StoredRecord, key.as_bytes(), sealed)?;
-        serde_json::from_slice(&plain).ok()
     }
 }
 

@@ -56,6 +56,9 @@ pub enum StoreErrorKind {
     Conflict,
 }
 
+/// What every store operation returns.
+pub type StoreResult<T> = Result<T, StoreError>;
+
 #[derive(Debug, thiserror::Error)]
 #[error("session store ({backend}) failed to {op}: {detail}")]
 pub struct StoreError {
@@ -94,37 +97,32 @@ impl StoreError {
 pub trait Store: Send + Sync {
     /// Backend name for metrics and messages.
     fn backend(&self) -> &'static str;
-    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    async fn put(
-        &self,
-        ns: Namespace,
-        key: &str,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<(), StoreError>;
+    async fn get(&self, ns: Namespace, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn put(&self, ns: Namespace, key: &str, value: Vec<u8>, ttl: Duration)
+        -> StoreResult<()>;
     /// Removes a value; true if it was there.
-    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool, StoreError>;
+    async fn delete(&self, ns: Namespace, key: &str) -> StoreResult<bool>;
     /// Reads and removes a value in one step: at most one caller gets it (single-use logins).
-    async fn take(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn take(&self, ns: Namespace, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Removes expired values; returns how many.
-    async fn purge_expired(&self) -> Result<usize, StoreError>;
+    async fn purge_expired(&self) -> StoreResult<usize>;
     /// Live values in a namespace.
-    async fn count(&self, ns: Namespace) -> Result<usize, StoreError>;
+    async fn count(&self, ns: Namespace) -> StoreResult<usize>;
     /// Whether the store answers (for `/readyz`).
-    async fn ping(&self) -> Result<(), StoreError>;
+    async fn ping(&self) -> StoreResult<()>;
 
     /// Takes the lock `name` for `ttl` unless another owner holds it; true when taken. A
     /// single-process store needs no lock across processes (the caller also holds a local
     /// one), so the default always succeeds.
-    async fn lock(&self, _name: &str, _owner: &str, _ttl: Duration) -> Result<bool, StoreError> {
+    async fn lock(&self, _name: &str, _owner: &str, _ttl: Duration) -> StoreResult<bool> {
         Ok(true)
     }
     /// Releases the lock `name` if `owner` still holds it.
-    async fn unlock(&self, _name: &str, _owner: &str) -> Result<(), StoreError> {
+    async fn unlock(&self, _name: &str, _owner: &str) -> StoreResult<()> {
         Ok(())
     }
     /// Tells other replicas to forget their cached copy of `key`.
-    async fn publish_invalidation(&self, _key: &str) -> Result<(), StoreError> {
+    async fn publish_invalidation(&self, _key: &str) -> StoreResult<()> {
         Ok(())
     }
     /// Invalidations published by other replicas; `Some` once for a shared store.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::api::{frame, unframe, Namespace, Store, StoreError, StoreErrorKind};
+use super::api::{frame, unframe, Namespace, Store, StoreError, StoreErrorKind, StoreResult};
 
 /// redb's page cache for the `file` backend. redb's default is 1 GiB, which a sidecar with a
 /// memory limit would reach as sessions accumulate; hot sessions are served from the
@@ -29,7 +29,7 @@ fn file_err(op: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
 }
 
 impl FileStore {
-    pub fn open(path: &Path) -> Result<FileStore, StoreError> {
+    pub fn open(path: &Path) -> StoreResult<FileStore> {
         let err = |e: &dyn std::fmt::Display| {
             StoreError::unavailable(
                 "file",
@@ -63,10 +63,33 @@ impl FileStore {
         Ok(FileStore { db: Arc::new(db) })
     }
 
+    /// Removes a value in one write transaction and returns it as stored (framed): redb
+    /// serialises writers, so only one caller gets it.
+    async fn remove(
+        &self,
+        op: &'static str,
+        ns: Namespace,
+        key: &str,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let key = key.to_string();
+        self.blocking(op, move |db| {
+            let e = file_err(op);
+            let tx = db.begin_write().map_err(|x| e(&x))?;
+            let value = {
+                let mut t = tx.open_table(table(ns)).map_err(|x| e(&x))?;
+                let removed = t.remove(key.as_str()).map_err(|x| e(&x))?;
+                removed.map(|v| v.value().to_vec())
+            };
+            tx.commit().map_err(|x| e(&x))?;
+            Ok(value)
+        })
+        .await
+    }
+
     /// Runs blocking redb work off the async worker threads.
-    async fn blocking<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    async fn blocking<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
     where
-        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Database) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let db = self.db.clone();
@@ -82,7 +105,7 @@ impl Store for FileStore {
         "file"
     }
 
-    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, ns: Namespace, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let key = key.to_string();
         self.blocking("read", move |db| {
             let e = file_err("read");
@@ -100,7 +123,7 @@ impl Store for FileStore {
         key: &str,
         value: Vec<u8>,
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> StoreResult<()> {
         let key = key.to_string();
         self.blocking("write", move |db| {
             let e = file_err("write");
@@ -115,40 +138,16 @@ impl Store for FileStore {
         .await
     }
 
-    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool, StoreError> {
-        let key = key.to_string();
-        self.blocking("delete", move |db| {
-            let e = file_err("delete");
-            let tx = db.begin_write().map_err(|x| e(&x))?;
-            let existed = {
-                let mut t = tx.open_table(table(ns)).map_err(|x| e(&x))?;
-                let removed = t.remove(key.as_str()).map_err(|x| e(&x))?;
-                removed.is_some()
-            };
-            tx.commit().map_err(|x| e(&x))?;
-            Ok(existed)
-        })
-        .await
+    async fn delete(&self, ns: Namespace, key: &str) -> StoreResult<bool> {
+        Ok(self.remove("delete", ns, key).await?.is_some())
     }
 
-    async fn take(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = key.to_string();
-        // One write transaction: redb serialises writers, so only one caller gets the value.
-        self.blocking("take", move |db| {
-            let e = file_err("take");
-            let tx = db.begin_write().map_err(|x| e(&x))?;
-            let value = {
-                let mut t = tx.open_table(table(ns)).map_err(|x| e(&x))?;
-                let removed = t.remove(key.as_str()).map_err(|x| e(&x))?;
-                removed.and_then(|v| unframe(v.value()).map(<[u8]>::to_vec))
-            };
-            tx.commit().map_err(|x| e(&x))?;
-            Ok(value)
-        })
-        .await
+    async fn take(&self, ns: Namespace, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let raw = self.remove("take", ns, key).await?;
+        Ok(raw.as_deref().and_then(unframe).map(<[u8]>::to_vec))
     }
 
-    async fn purge_expired(&self) -> Result<usize, StoreError> {
+    async fn purge_expired(&self) -> StoreResult<usize> {
         self.blocking("purge", move |db| {
             let e = file_err("purge");
             let tx = db.begin_write().map_err(|x| e(&x))?;
@@ -166,7 +165,7 @@ impl Store for FileStore {
         .await
     }
 
-    async fn count(&self, ns: Namespace) -> Result<usize, StoreError> {
+    async fn count(&self, ns: Namespace) -> StoreResult<usize> {
         self.blocking("count", move |db| {
             let e = file_err("count");
             let tx = db.begin_read().map_err(|x| e(&x))?;
@@ -183,7 +182,7 @@ impl Store for FileStore {
         .await
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> StoreResult<()> {
         self.blocking("read", |db| {
             db.begin_read()
                 .map(|_| ())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::api::{frame, unframe, Namespace, Store, StoreError};
+use super::api::{frame, unframe, Namespace, Store, StoreResult};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -24,7 +24,7 @@ impl Store for MemoryStore {
     fn backend(&self) -> &'static str {
         "memory"
     }
-    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, ns: Namespace, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let map = self.map();
         Ok(map
             .get(&(ns, key.to_string()))
@@ -37,31 +37,31 @@ impl Store for MemoryStore {
         key: &str,
         value: Vec<u8>,
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> StoreResult<()> {
         self.map().insert((ns, key.to_string()), frame(&value, ttl));
         Ok(())
     }
-    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool, StoreError> {
+    async fn delete(&self, ns: Namespace, key: &str) -> StoreResult<bool> {
         Ok(self.map().remove(&(ns, key.to_string())).is_some())
     }
-    async fn take(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn take(&self, ns: Namespace, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let raw = self.map().remove(&(ns, key.to_string()));
         Ok(raw.as_deref().and_then(unframe).map(<[u8]>::to_vec))
     }
-    async fn purge_expired(&self) -> Result<usize, StoreError> {
+    async fn purge_expired(&self) -> StoreResult<usize> {
         let mut map = self.map();
         let before = map.len();
         map.retain(|_, raw| unframe(raw).is_some());
         Ok(before - map.len())
     }
-    async fn count(&self, ns: Namespace) -> Result<usize, StoreError> {
+    async fn count(&self, ns: Namespace) -> StoreResult<usize> {
         let map = self.map();
         Ok(map
             .iter()
             .filter(|((n, _), raw)| *n == ns && unframe(raw).is_some())
             .count())
     }
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> StoreResult<()> {
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use self::redis::RedisStore;
-pub use api::{Invalidation, Namespace, Store, StoreError, StoreErrorKind};
+pub use api::{Invalidation, Namespace, Store, StoreError, StoreErrorKind, StoreResult};
 pub use file::{FileStore, FILE_CACHE_BYTES};
 pub use memory::MemoryStore;
 
@@ -21,7 +21,7 @@ use crate::config::StoreConfig;
 use crate::metrics::Metrics;
 
 /// Opens the configured backend, counting its operations and errors in `metrics`.
-pub fn open(cfg: &StoreConfig, metrics: Arc<Metrics>) -> Result<Arc<dyn Store>, StoreError> {
+pub fn open(cfg: &StoreConfig, metrics: Arc<Metrics>) -> StoreResult<Arc<dyn Store>> {
     let inner: Arc<dyn Store> = match cfg {
         StoreConfig::Memory => Arc::new(MemoryStore::default()),
         StoreConfig::File { path } => Arc::new(FileStore::open(path)?),
@@ -38,7 +38,7 @@ struct Instrumented {
 }
 
 impl Instrumented {
-    fn count<T>(&self, op: &str, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    fn count<T>(&self, op: &str, result: StoreResult<T>) -> StoreResult<T> {
         let backend = self.inner.backend();
         self.metrics
             .store_operations
@@ -59,7 +59,7 @@ impl Store for Instrumented {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
-    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, ns: Namespace, key: &str) -> StoreResult<Option<Vec<u8>>> {
         self.count("get", self.inner.get(ns, key).await)
     }
     async fn put(
@@ -68,32 +68,32 @@ impl Store for Instrumented {
         key: &str,
         value: Vec<u8>,
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> StoreResult<()> {
         self.count("put", self.inner.put(ns, key, value, ttl).await)
     }
-    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool, StoreError> {
+    async fn delete(&self, ns: Namespace, key: &str) -> StoreResult<bool> {
         self.count("delete", self.inner.delete(ns, key).await)
     }
-    async fn take(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn take(&self, ns: Namespace, key: &str) -> StoreResult<Option<Vec<u8>>> {
         self.count("take", self.inner.take(ns, key).await)
     }
-    async fn purge_expired(&self) -> Result<usize, StoreError> {
+    async fn purge_expired(&self) -> StoreResult<usize> {
         self.count("purge", self.inner.purge_expired().await)
     }
-    async fn count(&self, ns: Namespace) -> Result<usize, StoreError> {
+    async fn count(&self, ns: Namespace) -> StoreResult<usize> {
         let result = self.inner.count(ns).await;
         Instrumented::count(self, "count", result)
     }
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> StoreResult<()> {
         self.count("ping", self.inner.ping().await)
     }
-    async fn lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+    async fn lock(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool> {
         self.count("lock", self.inner.lock(name, owner, ttl).await)
     }
-    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+    async fn unlock(&self, name: &str, owner: &str) -> StoreResult<()> {
         self.count("unlock", self.inner.unlock(name, owner).await)
     }
-    async fn publish_invalidation(&self, key: &str) -> Result<(), StoreError> {
+    async fn publish_invalidation(&self, key: &str) -> StoreResult<()> {
         self.count("publish", self.inner.publish_invalidation(key).await)
     }
     fn invalidations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Invalidation>> {

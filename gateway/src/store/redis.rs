@@ -22,7 +22,7 @@ use redis::AsyncCommands;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use super::api::{Invalidation, Namespace, Store, StoreError};
+use super::api::{Invalidation, Namespace, Store, StoreError, StoreResult};
 use crate::secret::Secret;
 
 /// Every key the gateway writes starts with this, so a shared Redis stays tidy.
@@ -59,7 +59,7 @@ fn key(ns: Namespace, key: &str) -> String {
 }
 
 impl RedisStore {
-    pub fn open(url: &Secret) -> Result<RedisStore, StoreError> {
+    pub fn open(url: &Secret) -> StoreResult<RedisStore> {
         // The URL may carry a password: never echo it in the error.
         let client = redis::Client::open(url.expose()).map_err(|e| {
             StoreError::unavailable(
@@ -80,7 +80,7 @@ impl RedisStore {
     }
 
     /// Runs a command on the I/O runtime with a connection, bounded by `OP_TIMEOUT`.
-    async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> StoreResult<T>
     where
         F: FnOnce(ConnectionManager) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = redis::RedisResult<T>> + Send + 'static,
@@ -145,19 +145,13 @@ impl Store for RedisStore {
         "redis"
     }
 
-    async fn get(&self, ns: Namespace, k: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, ns: Namespace, k: &str) -> StoreResult<Option<Vec<u8>>> {
         let k = key(ns, k);
         self.run("read", move |mut c| async move { c.get(k).await })
             .await
     }
 
-    async fn put(
-        &self,
-        ns: Namespace,
-        k: &str,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
+    async fn put(&self, ns: Namespace, k: &str, value: Vec<u8>, ttl: Duration) -> StoreResult<()> {
         let k = key(ns, k);
         let ms = ttl.as_millis().max(1) as u64;
         self.run("write", move |mut c| async move {
@@ -166,7 +160,7 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn delete(&self, ns: Namespace, k: &str) -> Result<bool, StoreError> {
+    async fn delete(&self, ns: Namespace, k: &str) -> StoreResult<bool> {
         let k = key(ns, k);
         self.run("delete", move |mut c| async move {
             c.del::<_, u64>(k).await.map(|n| n > 0)
@@ -174,18 +168,18 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn take(&self, ns: Namespace, k: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn take(&self, ns: Namespace, k: &str) -> StoreResult<Option<Vec<u8>>> {
         let k = key(ns, k);
         self.run("take", move |mut c| async move { c.get_del(k).await })
             .await
     }
 
-    async fn purge_expired(&self) -> Result<usize, StoreError> {
+    async fn purge_expired(&self) -> StoreResult<usize> {
         // Redis expires keys itself.
         Ok(0)
     }
 
-    async fn count(&self, ns: Namespace) -> Result<usize, StoreError> {
+    async fn count(&self, ns: Namespace) -> StoreResult<usize> {
         let pattern = key(ns, "*");
         self.run("count", move |mut c| async move {
             let mut n = 0;
@@ -209,7 +203,7 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> StoreResult<()> {
         self.run("ping", move |mut c| async move {
             redis::cmd("PING")
                 .query_async::<String>(&mut c)
@@ -219,7 +213,7 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+    async fn lock(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool> {
         let k = format!("{PREFIX}:lock:{name}");
         let owner = owner.to_string();
         let ms = ttl.as_millis().max(1) as u64;
@@ -237,7 +231,7 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+    async fn unlock(&self, name: &str, owner: &str) -> StoreResult<()> {
         let k = format!("{PREFIX}:lock:{name}");
         let owner = owner.to_string();
         self.run("unlock", move |mut c| async move {
@@ -251,7 +245,7 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn publish_invalidation(&self, k: &str) -> Result<(), StoreError> {
+    async fn publish_invalidation(&self, k: &str) -> StoreResult<()> {
         let k = k.to_string();
         self.run("publish", move |mut c| async move {
             c.publish::<_, _, i64>(INVALIDATION_CHANNEL, k)

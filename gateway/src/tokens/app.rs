@@ -47,10 +47,7 @@ impl AppTokens {
         }
         match self.endpoint.client_credentials().await {
             Ok(grant) => {
-                self.metrics
-                    .app_token_fetches
-                    .with_label_values(&["ok"])
-                    .inc();
+                self.count_fetch("ok");
                 let grant = Arc::new(grant);
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(grant.clone());
                 *last_failure = None;
@@ -58,15 +55,20 @@ impl AppTokens {
                 Ok(grant)
             }
             Err(e) => {
-                self.metrics
-                    .app_token_fetches
-                    .with_label_values(&["error"])
-                    .inc();
+                self.count_fetch("error");
                 tracing::warn!(error = %e, "could not fetch the app token");
                 *last_failure = Some((Instant::now(), e.clone()));
                 Err(e)
             }
         }
+    }
+
+    /// Counts a fetch by result (`app_token_fetches_total{result}`).
+    fn count_fetch(&self, result: &str) {
+        self.metrics
+            .app_token_fetches
+            .with_label_values(&[result])
+            .inc();
     }
 
     /// Drops `token` after Spotify refused it, so the next call fetches a new one.

@@ -33,6 +33,14 @@ fn usable_token(session: &LiveSession) -> Option<AccessToken> {
 }
 
 impl Sessions {
+    /// Counts a refresh by result (`token_refreshes_total{result}`).
+    fn count_refresh(&self, result: &str) {
+        self.metrics
+            .token_refreshes
+            .with_label_values(&[result])
+            .inc();
+    }
+
     /// A usable access token for the session: the cached one while fresh, else a refreshed
     /// one. Only one request per session refreshes; the others wait and use its result.
     pub async fn access_token(&self, session: &LiveSession) -> Result<AccessToken, SessionError> {
@@ -108,10 +116,7 @@ impl Sessions {
         let refresh_token = session.with_record(|r| r.refresh_token.clone());
         match self.endpoint.refresh(&refresh_token).await {
             Ok(grant) => {
-                self.metrics
-                    .token_refreshes
-                    .with_label_values(&["ok"])
-                    .inc();
+                self.count_refresh("ok");
                 let updated = session.update(|r| {
                     r.access_token = grant.access_token.clone();
                     r.access_expires_at_ms = grant.expires_at_ms;
@@ -134,20 +139,14 @@ impl Sessions {
                 Ok(grant.access_token)
             }
             Err(TokenError::InvalidGrant) => {
-                self.metrics
-                    .token_refreshes
-                    .with_label_values(&["invalid_grant"])
-                    .inc();
+                self.count_refresh("invalid_grant");
                 tracing::info!("refresh token refused (invalid_grant): ending the session");
                 // Best effort: the cache entry is gone either way.
                 let _ = self.end(&session.key).await;
                 Err(SessionError::Ended)
             }
             Err(e) => {
-                self.metrics
-                    .token_refreshes
-                    .with_label_values(&["transient"])
-                    .inc();
+                self.count_refresh("transient");
                 tracing::warn!(error = %e, "token refresh failed; the session is kept");
                 Err(SessionError::Token(e))
             }

@@ -25,8 +25,8 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 pub use hygiene::upstream_headers;
 
-use super::respond::{Failure, Upstream};
-use super::UpstreamTarget;
+use super::respond::{self, Failure, Upstream};
+use super::{RequestInfo, UpstreamTarget};
 use crate::app::{Gateway, Live};
 use identity::Credential;
 use links::{LinkMap, LinkRewriter};
@@ -46,9 +46,7 @@ pub struct EgressProxy {
 
 #[derive(Default)]
 pub struct EgressCtx {
-    started: Option<Instant>,
-    route: &'static str,
-    request_id: String,
+    req: RequestInfo,
     /// The reloadable settings, read once per call.
     live: Option<Arc<Live>>,
     credential: Option<Credential>,
@@ -89,7 +87,7 @@ impl EgressProxy {
     /// Writes `failure` in Spotify's error shape.
     async fn answer(&self, session: &mut Session, ctx: &EgressCtx, failure: Failure) -> Result<()> {
         failure
-            .write_spotify(session, &ctx.request_id, || self.gw.login_url(None))
+            .write_spotify(session, &ctx.req.id, || self.gw.login_url(None))
             .await
     }
 
@@ -147,19 +145,15 @@ impl ProxyHttp for EgressProxy {
     type CTX = EgressCtx;
 
     fn new_ctx(&self) -> EgressCtx {
-        EgressCtx {
-            started: Some(Instant::now()),
-            route: "unmatched",
-            ..Default::default()
-        }
+        Default::default()
     }
 
     /// Refuses what may not carry a token (method, target), answers 429 during a cool-down,
     /// and picks the credential: the user's token (refreshed if needed) or the app token.
     async fn request_filter(&self, session: &mut Session, ctx: &mut EgressCtx) -> Result<bool> {
-        ctx.request_id = super::request_id(session);
+        ctx.req.id = super::request_id(session);
         let req = session.req_header();
-        ctx.route = match target::check(&req.method, req.raw_path(), &req.uri) {
+        ctx.req.route = match target::check(&req.method, req.raw_path(), &req.uri) {
             Ok(route) => route,
             Err(failure) => {
                 self.answer(session, ctx, failure).await?;
@@ -246,7 +240,7 @@ impl ProxyHttp for EgressProxy {
         ctx: &mut EgressCtx,
     ) -> Result<()> {
         let bearer = ctx.credential.as_ref().map(Credential::bearer);
-        upstream_headers(upstream, bearer, self.api.host_header(), &ctx.request_id)
+        upstream_headers(upstream, bearer, self.api.host_header(), &ctx.req.id)
     }
 
     /// Reads Spotify's status: 401 → refresh and retry once; 429 → cool-down; 502–504 →
@@ -339,7 +333,7 @@ impl ProxyHttp for EgressProxy {
         upstream: &mut ResponseHeader,
         ctx: &mut EgressCtx,
     ) -> Result<()> {
-        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        upstream.insert_header("x-request-id", ctx.req.id.as_str())?;
         Ok(())
     }
 
@@ -378,16 +372,7 @@ impl ProxyHttp for EgressProxy {
             .local_answer
             .take()
             .or_else(|| Failure::from_proxy_error(e, Upstream::Spotify));
-        let error_code = failure.as_ref().map(Failure::status).unwrap_or(0);
-        if let Some(failure) = failure {
-            if let Err(err) = self.answer(session, ctx, failure).await {
-                tracing::debug!(error = %err, "could not write the error answer");
-            }
-        }
-        FailToProxy {
-            error_code,
-            can_reuse_downstream: false,
-        }
+        respond::fail_to_proxy(failure, async |f| self.answer(session, ctx, f).await).await
     }
 
     /// Method and path only: a query string can carry anything.
@@ -397,13 +382,12 @@ impl ProxyHttp for EgressProxy {
 
     /// Metrics and the access log line.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut EgressCtx) {
-        let access = super::Access {
-            listener: LISTENER,
-            route: ctx.route,
-            request_id: &ctx.request_id,
-            started: ctx.started,
-            user: ctx.credential.as_ref().and_then(Credential::user),
-        };
-        access.record(&self.gw, session, e);
+        ctx.req.record(
+            LISTENER,
+            ctx.credential.as_ref().and_then(Credential::user),
+            &self.gw,
+            session,
+            e,
+        );
     }
 }

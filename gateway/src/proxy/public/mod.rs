@@ -20,12 +20,12 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 pub use paths::safe_return_to;
 
-use super::respond::{Failure, Upstream};
-use super::UpstreamTarget;
+use super::respond::{self, Failure, Upstream};
+use super::{RequestInfo, UpstreamTarget};
 use crate::app::Gateway;
 use crate::session::cookie::Cookies;
 use crate::session::LiveSession;
-use routes::AuthRoute;
+use paths::AuthRoute;
 
 const LISTENER: &str = "public";
 
@@ -37,9 +37,7 @@ pub struct PublicProxy {
 
 #[derive(Default)]
 pub struct PublicCtx {
-    started: Option<Instant>,
-    route: &'static str,
-    request_id: String,
+    req: RequestInfo,
     session: Option<Arc<LiveSession>>,
     upstream_started: Option<Instant>,
 }
@@ -64,7 +62,7 @@ impl PublicProxy {
     /// its identity, anything else is sent to sign in.
     async fn gate(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<bool> {
         if self.upstream.is_none() {
-            ctx.route = "unmatched";
+            ctx.req.route = "unmatched";
             self.problem(
                 session,
                 ctx,
@@ -77,17 +75,17 @@ impl PublicProxy {
             &self.gw.live().public_paths,
             session.req_header().uri.path(),
         ) {
-            ctx.route = "public_path";
+            ctx.req.route = "public_path";
             return Ok(false);
         }
         match self.current_session(session).await {
             Ok(Some(s)) => {
-                ctx.route = "upstream";
+                ctx.req.route = "upstream";
                 ctx.session = Some(s);
                 Ok(false)
             }
             Ok(None) => {
-                ctx.route = "unauthenticated";
+                ctx.req.route = "unauthenticated";
                 let return_to = session
                     .req_header()
                     .uri
@@ -101,7 +99,7 @@ impl PublicProxy {
                 Ok(true)
             }
             Err(_) => {
-                ctx.route = "upstream";
+                ctx.req.route = "upstream";
                 self.problem(session, ctx, Failure::StoreUnavailable)
                     .await?;
                 Ok(true)
@@ -115,17 +113,13 @@ impl ProxyHttp for PublicProxy {
     type CTX = PublicCtx;
 
     fn new_ctx(&self) -> PublicCtx {
-        PublicCtx {
-            started: Some(Instant::now()),
-            route: "unmatched",
-            ..Default::default()
-        }
+        Default::default()
     }
 
     /// Refuses TRACE and CONNECT, serves the `/auth/` routes, and decides whether the request
     /// may reach the app (a public path or a valid session).
     async fn request_filter(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<bool> {
-        ctx.request_id = super::request_id(session);
+        ctx.req.id = super::request_id(session);
         let method = &session.req_header().method;
         // TRACE would echo the request back to the browser with the identity headers and the
         // assertion the gateway adds; CONNECT would make the gateway a tunnel.
@@ -138,7 +132,7 @@ impl ProxyHttp for PublicProxy {
             return Ok(true);
         }
         if let Some(route) = AuthRoute::of(session.req_header().uri.path()) {
-            ctx.route = route.label();
+            ctx.req.route = route.label();
             self.serve_auth(route, session, ctx).await?;
             return Ok(true);
         }
@@ -173,7 +167,7 @@ impl ProxyHttp for PublicProxy {
         if let Some(s) = &ctx.session {
             identity::insert_identity(upstream, s, &self.gw.sessions.keys())?;
         }
-        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        upstream.insert_header("x-request-id", ctx.req.id.as_str())?;
         Ok(())
     }
 
@@ -202,16 +196,7 @@ impl ProxyHttp for PublicProxy {
         ctx: &mut PublicCtx,
     ) -> FailToProxy {
         let failure = Failure::from_proxy_error(e, Upstream::App);
-        let error_code = failure.as_ref().map(Failure::status).unwrap_or(0);
-        if let Some(failure) = failure {
-            if let Err(err) = self.problem(session, ctx, failure).await {
-                tracing::debug!(error = %err, "could not write the error answer");
-            }
-        }
-        FailToProxy {
-            error_code,
-            can_reuse_downstream: false,
-        }
+        respond::fail_to_proxy(failure, async |f| self.problem(session, ctx, f).await).await
     }
 
     /// Method and path only: a query string can carry an authorization code or state.
@@ -221,13 +206,7 @@ impl ProxyHttp for PublicProxy {
 
     /// Metrics and the access log line.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut PublicCtx) {
-        let access = super::Access {
-            listener: LISTENER,
-            route: ctx.route,
-            request_id: &ctx.request_id,
-            started: ctx.started,
-            user: ctx.session.as_deref(),
-        };
-        access.record(&self.gw, session, e);
+        ctx.req
+            .record(LISTENER, ctx.session.as_deref(), &self.gw, session, e);
     }
 }

@@ -1,11 +1,54 @@
-//! Paths on the public listener: which pass without a session (`upstream.public_paths`),
-//! where a browser may be sent back to after login (`return_to`), and query parameters.
+//! Paths on the public listener: the gateway's own `/auth/` routes, which paths pass without
+//! a session (`upstream.public_paths`), where a browser may be sent back to after login
+//! (`return_to`), and query parameters.
 
 use pingora::http::RequestHeader;
 use url::Url;
 
 /// Longest `return_to` accepted.
 const MAX_RETURN_TO: usize = 2048;
+
+/// The gateway's routes under `/auth/`, as route labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthRoute {
+    Login,
+    Callback,
+    Logout,
+    Userinfo,
+    Other,
+}
+
+impl AuthRoute {
+    /// The route a path names, if it is under `/auth/`.
+    pub fn of(path: &str) -> Option<AuthRoute> {
+        Some(match path {
+            "/auth/login" => AuthRoute::Login,
+            "/auth/callback" => AuthRoute::Callback,
+            "/auth/logout" => AuthRoute::Logout,
+            "/auth/userinfo" => AuthRoute::Userinfo,
+            p if p.starts_with("/auth/") => AuthRoute::Other,
+            _ => return None,
+        })
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthRoute::Login => "/auth/login",
+            AuthRoute::Callback => "/auth/callback",
+            AuthRoute::Logout => "/auth/logout",
+            AuthRoute::Userinfo => "/auth/userinfo",
+            AuthRoute::Other => "/auth/other",
+        }
+    }
+
+    /// Sign-out takes POST (forms) as well as GET; the rest are reads.
+    pub fn allows(self, method: &http::Method) -> bool {
+        match self {
+            AuthRoute::Logout => method == http::Method::GET || method == http::Method::POST,
+            _ => method == http::Method::GET || method == http::Method::HEAD,
+        }
+    }
+}
 
 /// Whether `path` is under one of `public_paths`: a prefix when it ends with `/`, else the
 /// path itself and what lies below it.

@@ -7,55 +7,13 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use serde_json::json;
 
-use super::paths::{query_param, safe_return_to, urlencode};
+use super::paths::{query_param, safe_return_to, urlencode, AuthRoute};
 use super::{PublicCtx, PublicProxy};
 use crate::oauth::TokenError;
 use crate::pages;
 use crate::proxy::respond::{redirect, respond_html, respond_json, wants_html, Failure};
 use crate::session::{cookie, Callback, LiveSession, LoginError, LOGIN_TTL};
 use crate::store::StoreError;
-
-/// The gateway's routes under `/auth/`, as route labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthRoute {
-    Login,
-    Callback,
-    Logout,
-    Userinfo,
-    Other,
-}
-
-impl AuthRoute {
-    /// The route a path names, if it is under `/auth/`.
-    pub fn of(path: &str) -> Option<AuthRoute> {
-        Some(match path {
-            "/auth/login" => AuthRoute::Login,
-            "/auth/callback" => AuthRoute::Callback,
-            "/auth/logout" => AuthRoute::Logout,
-            "/auth/userinfo" => AuthRoute::Userinfo,
-            p if p.starts_with("/auth/") => AuthRoute::Other,
-            _ => return None,
-        })
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            AuthRoute::Login => "/auth/login",
-            AuthRoute::Callback => "/auth/callback",
-            AuthRoute::Logout => "/auth/logout",
-            AuthRoute::Userinfo => "/auth/userinfo",
-            AuthRoute::Other => "/auth/other",
-        }
-    }
-
-    /// Sign-out takes POST (forms) as well as GET; the rest are reads.
-    pub fn allows(self, method: &http::Method) -> bool {
-        match self {
-            AuthRoute::Logout => method == http::Method::GET || method == http::Method::POST,
-            _ => method == http::Method::GET || method == http::Method::HEAD,
-        }
-    }
-}
 
 impl PublicProxy {
     /// Serves one of the gateway's own routes.
@@ -108,7 +66,7 @@ impl PublicProxy {
         failure: Failure,
     ) -> Result<()> {
         failure
-            .write_problem(session, &ctx.request_id, &self.gw.config.server.app_name)
+            .write_problem(session, &ctx.req.id, &self.gw.config.server.app_name)
             .await
     }
 
@@ -126,7 +84,7 @@ impl PublicProxy {
                 let cookie =
                     self.cookies
                         .set(&self.cookies.login, &login_cookie, LOGIN_TTL.as_secs());
-                redirect(session, &authorize_url, &[cookie], &ctx.request_id).await
+                redirect(session, &authorize_url, &[cookie], &ctx.req.id).await
             }
             Err(_) => self.problem(session, ctx, Failure::StoreUnavailable).await,
         }
@@ -161,7 +119,7 @@ impl PublicProxy {
                     ),
                     self.cookies.clear(&self.cookies.login),
                 ];
-                return redirect(session, &new.return_to, &cookies, &ctx.request_id).await;
+                return redirect(session, &new.return_to, &cookies, &ctx.req.id).await;
             }
             Err(LoginError::Denied) => {
                 logins.with_label_values(&["denied"]).inc();
@@ -271,24 +229,18 @@ impl PublicProxy {
                 let page = pages::session_expired(&self.gw.config.server.app_name, &location);
                 let headers = [
                     ("set-cookie", self.cookies.clear(&self.cookies.session)),
-                    ("x-request-id", ctx.request_id.clone()),
+                    ("x-request-id", ctx.req.id.clone()),
                 ];
                 return respond_html(session, 401, &page, &headers).await;
             }
-            redirect(session, &location, &[], &ctx.request_id).await
+            redirect(session, &location, &[], &ctx.req.id).await
         } else {
             let body = json!({
                 "error": "unauthenticated",
                 "message": "Sign in with Spotify first.",
                 "login_url": self.gw.login_url(Some(return_to)),
             });
-            respond_json(
-                session,
-                401,
-                &body,
-                &[("x-request-id", ctx.request_id.clone())],
-            )
-            .await
+            respond_json(session, 401, &body, &[("x-request-id", ctx.req.id.clone())]).await
         }
     }
 }

@@ -1,0 +1,276 @@
+//! The [`Sessions`] registry: the store, the keys, the memory cache in front of the store, how
+//! records are sealed into and opened from the store, and ending a session. Logins
+//! (`login`), lookups (`lookup`) and token refreshes (`tokens::user`) are its other methods.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::record::{LiveSession, SessionRecord};
+use crate::clock::now_ms;
+use crate::crypto::{Keyring, Purpose};
+use crate::metrics::Metrics;
+use crate::oauth::{TokenEndpoint, TokenError};
+use crate::store::{Invalidation, Namespace, Store, StoreError, StoreErrorKind};
+
+/// Sessions kept in memory per replica; beyond this the least used are re-read from the store.
+const CACHE_CAPACITY: u64 = 200_000;
+/// An idle session leaves the memory cache after this long (it stays in the store).
+const CACHE_IDLE: Duration = Duration::from_secs(15 * 60);
+/// How long a replica trusts its memory of which session is a user's latest.
+const USER_INDEX_TTL: Duration = Duration::from_secs(60);
+
+/// Why a session gives no token.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The session is gone (logged out, expired, refresh token revoked): log in again.
+    #[error("the session has ended; log in again")]
+    Ended,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Token(TokenError),
+}
+
+pub struct Sessions {
+    pub(crate) store: Arc<dyn Store>,
+    /// Swapped whole when SIGHUP rotates `session.secret`.
+    keys: RwLock<Arc<Keyring>>,
+    pub(crate) cache: moka::future::Cache<Arc<str>, Arc<LiveSession>>,
+    /// Trusted-header mode: user id → store key of the user's session, so a call for a hot
+    /// session does not read the store's user index. Checked against the session every time;
+    /// a login of the same user elsewhere is picked up within `USER_INDEX_TTL`.
+    pub(super) user_keys: moka::future::Cache<String, Arc<str>>,
+    pub(crate) endpoint: Arc<TokenEndpoint>,
+    pub(super) lifetime: Duration,
+    pub(crate) metrics: Arc<Metrics>,
+    /// `token_cache_total{result}` children, resolved once: counted on every egress call.
+    pub(crate) token_cache_hits: prometheus::IntCounter,
+    pub(crate) token_cache_misses: prometheus::IntCounter,
+}
+
+impl Sessions {
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Keyring,
+        endpoint: Arc<TokenEndpoint>,
+        lifetime: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Sessions {
+        let cache: moka::future::Cache<Arc<str>, Arc<LiveSession>> = moka::future::Cache::builder()
+            .max_capacity(CACHE_CAPACITY)
+            .time_to_idle(CACHE_IDLE)
+            .build();
+        if let Some(mut changes) = store.invalidations() {
+            let cache = cache.clone();
+            let forget = async move {
+                while let Some(change) = changes.recv().await {
+                    match change {
+                        Invalidation::Key(key) => cache.invalidate(key.as_str()).await,
+                        Invalidation::All => cache.invalidate_all(),
+                    }
+                }
+            };
+            match crate::runtime::io_home() {
+                Ok(home) => {
+                    home.spawn(forget);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot follow session invalidations"),
+            }
+        }
+        let user_keys = moka::future::Cache::builder()
+            .max_capacity(CACHE_CAPACITY)
+            .time_to_live(USER_INDEX_TTL)
+            .build();
+        Sessions {
+            store,
+            keys: RwLock::new(Arc::new(keys)),
+            cache,
+            user_keys,
+            endpoint,
+            lifetime,
+            token_cache_hits: metrics.token_cache.with_label_values(&["hit"]),
+            token_cache_misses: metrics.token_cache.with_label_values(&["miss"]),
+            metrics,
+        }
+    }
+
+    /// The current keys (cookies, records, assertions).
+    pub fn keys(&self) -> Arc<Keyring> {
+        Arc::clone(&self.keys.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the keys (a `session.secret` rotation at SIGHUP). Cookies, records and
+    /// assertions sealed with the previous secret still open while it is configured as
+    /// `session.previous_secret`.
+    pub fn set_keys(&self, keys: Keyring) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Logs a store failure (the store wrapper has counted it).
+    pub(crate) fn store_error(&self, e: StoreError) -> StoreError {
+        tracing::error!(error = %e, "session store operation failed");
+        e
+    }
+
+    /// Ends a session everywhere this replica knows of (logout, revoked refresh token).
+    pub async fn end(&self, key: &str) -> Result<(), StoreError> {
+        let cached = self.cache.remove(key).await;
+        let result = self.store.delete(Namespace::Session, key).await;
+        if result.is_ok() {
+            if let Err(e) = self.store.publish_invalidation(key).await {
+                self.store_error(e);
+            }
+        }
+        if let Some(s) = cached {
+            let user = s.user_id();
+            self.user_keys.invalidate(&user).await;
+            // Only drop the index when it still points at this session.
+            if let Ok(Some(k)) = self.store.get(Namespace::UserIndex, &user).await {
+                if k == key.as_bytes() {
+                    let _ = self.store.delete(Namespace::UserIndex, &user).await;
+                }
+            }
+        }
+        result.map(|_| ()).map_err(|e| self.store_error(e))
+    }
+
+    /// Removes expired records from the store and updates the active-session gauge.
+    pub async fn housekeeping(&self) {
+        match self.store.purge_expired().await {
+            Ok(n) if n > 0 => tracing::debug!(purged = n, "removed expired sessions and logins"),
+            Ok(_) => {}
+            Err(e) => {
+                self.store_error(e);
+            }
+        }
+        self.cache.run_pending_tasks().await;
+        match self.store.count(Namespace::Session).await {
+            Ok(n) => self.metrics.active_sessions.set(n as i64),
+            Err(e) => {
+                self.store_error(e);
+            }
+        }
+    }
+
+    // -- records as stored --------------------------------------------------------------------
+
+    /// A record as stored: JSON, sealed and bound to its store key.
+    pub(super) fn seal_record<T: Serialize>(
+        &self,
+        key: &str,
+        record: &T,
+    ) -> Result<Vec<u8>, StoreError> {
+        let plain = serde_json::to_vec(record).map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Corrupt,
+                self.store.backend(),
+                "encode",
+                e.to_string(),
+            )
+        })?;
+        Ok(self
+            .keys()
+            .seal(Purpose::StoredRecord, key.as_bytes(), &plain)
+            .into_bytes())
+    }
+
+    /// Writes a session record under `key`, to expire with the session.
+    pub(crate) async fn persist(
+        &self,
+        key: &str,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let sealed = self.seal_record(key, record)?;
+        let ttl = Duration::from_millis(record.expires_at_ms.saturating_sub(now_ms()));
+        self.store
+            .put(Namespace::Session, key, sealed, ttl)
+            .await
+            .map_err(|e| self.store_error(e))
+    }
+
+    /// The live stored session record under `key`, if any.
+    pub(crate) async fn load_record(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let raw = self
+            .store
+            .get(Namespace::Session, key)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        Ok(raw
+            .and_then(|raw| self.open_record::<SessionRecord>(key, &raw))
+            .filter(|r| r.expires_at_ms > now_ms()))
+    }
+
+    /// A sealed record, opened; `None` when it does not open under this key (tampered,
+    /// moved to another key, or sealed by another deployment).
+    pub(super) fn open_record<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        raw: &[u8],
+    ) -> Option<T> {
+        let sealed = std::str::from_utf8(raw).ok()?;
+        let plain = self
+            .keys()
+            .open(Purpose::StoredRecord, key.as_bytes(), sealed)?;
+        serde_json::from_slice(&plain).ok()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::clock::now_ms;
+    use crate::config::Config;
+    use crate::secret::{AccessToken, RefreshToken};
+    use crate::session::Scopes;
+    use crate::store::MemoryStore;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// A registry on the memory store with a unit-test config.
+    pub(crate) fn sessions() -> Sessions {
+        let text = r#"
+[spotify]
+client_id = "abc"
+client_secret = "client-secret"
+redirect_uri = "http://127.0.0.1:8080/auth/callback"
+[session]
+secret = "unit-test-session-secret-0123456789abcdef"
+[store]
+backend = "memory"
+"#;
+        let config = Config::parse(text, "t", &|_| None).expect("config");
+        let metrics = Arc::new(Metrics::new());
+        let endpoint =
+            Arc::new(TokenEndpoint::new(&config.spotify, metrics.clone()).expect("endpoint"));
+        Sessions::new(
+            Arc::new(MemoryStore::default()),
+            Keyring::new(&config.session.secret, None),
+            endpoint,
+            HOUR,
+            metrics,
+        )
+    }
+
+    /// A live record of `user`, valid for an hour.
+    pub(crate) fn record(user: &str) -> SessionRecord {
+        let now = now_ms();
+        SessionRecord {
+            user_id: user.into(),
+            display_name: None,
+            scopes: Scopes::default(),
+            access_token: AccessToken::new(format!("access-{user}")),
+            access_expires_at_ms: now + 3_600_000,
+            access_lifetime_ms: 3_600_000,
+            refresh_token: RefreshToken::new(format!("refresh-{user}")),
+            created_at_ms: now,
+            updated_at_ms: now,
+            expires_at_ms: now + 3_600_000,
+        }
+    }
+}
