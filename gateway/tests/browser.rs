@@ -13,7 +13,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -57,20 +57,23 @@ impl Driver {
             .expect("start chromedriver");
         let mut driver = Driver { child, port };
         let url = format!("{}/status", driver.url());
-        let deadline = Instant::now() + DRIVER_TIMEOUT;
-        loop {
-            if let Some(status) = driver.child.try_wait().expect("chromedriver status") {
-                panic!("chromedriver exited with {status}");
-            }
-            if let Ok(r) = reqwest::get(&url).await {
-                let body: Value = r.json().await.unwrap_or(Value::Null);
-                if body["value"]["ready"] == true {
-                    return driver;
+        let child = &mut driver.child;
+        wait_until(DRIVER_TIMEOUT, "chromedriver to report ready", || {
+            let exited = child.try_wait().expect("chromedriver status");
+            let url = &url;
+            async move {
+                if let Some(status) = exited {
+                    panic!("chromedriver exited with {status}");
                 }
+                let Ok(r) = reqwest::get(url).await else {
+                    return false;
+                };
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                body["value"]["ready"] == true
             }
-            assert!(Instant::now() < deadline, "chromedriver not ready in time");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
+        driver
     }
 
     fn url(&self) -> String {
@@ -189,43 +192,30 @@ impl Browser {
     }
 }
 
-/// The mock Spotify, the gateway and the demo's sample app on ephemeral loopback ports.
-struct Stack {
-    mock: MockSpotify,
-    gw: Gateway,
-    _app: tokio::task::JoinHandle<()>,
+/// The mock Spotify, the gateway and the demo's sample app (the one use of the gateway
+/// library in this file) on ephemeral loopback ports.
+async fn start_stack() -> Stack {
+    Stack::builder()
+        .app(App::custom(|listener, ports| {
+            let egress = format!("127.0.0.1:{}", ports.egress)
+                .parse()
+                .expect("egress addr");
+            tokio::spawn(async move {
+                let _ = spotify_gateway::demo::sample_app::serve(listener, egress).await;
+            })
+        }))
+        .set("server.app_name", APP_NAME)
+        .start()
+        .await
 }
 
-impl Stack {
-    async fn start() -> Stack {
-        let ports = Ports::new();
-        let mock = start_mock(ports.public, Duration::from_secs(3600)).await;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", ports.app))
-            .await
-            .expect("bind the sample app");
-        let egress = format!("127.0.0.1:{}", ports.egress)
-            .parse()
-            .expect("egress addr");
-        let app = tokio::spawn(async move {
-            let _ = spotify_gateway::demo::sample_app::serve(listener, egress).await;
-        });
-        let config = gateway_config(
-            ports,
-            &mock.base_url(),
-            &[(
-                "log_level = \"info\"",
-                &format!("log_level = \"info\"\napp_name = \"{APP_NAME}\""),
-            )],
-            "",
-        );
-        let gw = Gateway::start(ports, &config).await;
-        Stack {
-            mock,
-            gw,
-            _app: app,
-        }
-    }
+/// The steps through the sample app and the consent page that several tests share.
+trait SampleApp {
+    async fn open_app_until_consent(&self, b: &Browser);
+    async fn agree_as_alice(&self, b: &Browser);
+}
 
+impl SampleApp for Stack {
     /// Opens the sample app in `b` and checks that it lands on the mock's consent page.
     async fn open_app_until_consent(&self, b: &Browser) {
         b.client
@@ -294,7 +284,7 @@ impl Stack {
 /// Open the app → sign in at the consent page as Alice → the app shows her → sign out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_with_agree_then_sign_out() {
-    let s = Stack::start().await;
+    let s = start_stack().await;
     let b = Browser::start("approve").await;
 
     s.open_app_until_consent(&b).await;
@@ -351,7 +341,7 @@ async fn sign_in_with_agree_then_sign_out() {
 /// Cancel on the consent page → the gateway's access-denied page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_at_consent_shows_access_denied() {
-    let s = Stack::start().await;
+    let s = start_stack().await;
     let b = Browser::start("cancel").await;
 
     s.open_app_until_consent(&b).await;
@@ -382,7 +372,7 @@ async fn cancel_at_consent_shows_access_denied() {
 /// expired and its button signs in again and comes back; API callers still get 401 JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_ended_elsewhere_shows_expired_page() {
-    let s = Stack::start().await;
+    let s = start_stack().await;
     let b = Browser::start("expired").await;
     s.open_app_until_consent(&b).await;
     s.agree_as_alice(&b).await;

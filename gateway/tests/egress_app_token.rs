@@ -8,36 +8,12 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-struct Setup {
-    mock: MockSpotify,
-    gw: Gateway,
-    http: reqwest::Client,
-}
-
-async fn setup(token_lifetime: Duration) -> Setup {
-    setup_with(token_lifetime, &[], "").await
-}
-
-async fn setup_with(token_lifetime: Duration, replace: &[(&str, &str)], extra: &str) -> Setup {
-    let ports = Ports::new();
-    let mock = start_mock(ports.public, token_lifetime).await;
-    let config = gateway_config(ports, &mock.base_url(), replace, extra);
-    let gw = Gateway::start(ports, &config).await;
-    Setup {
-        mock,
-        gw,
-        http: reqwest::Client::new(),
-    }
-}
-
-impl Setup {
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.gw.egress_url()))
-            .send()
-            .await
-            .expect("egress answers")
-    }
+/// The mock and a gateway (no app behind it) with tokens that live `token_lifetime`.
+async fn setup(token_lifetime: Duration) -> Stack {
+    Stack::builder()
+        .token_lifetime(token_lifetime)
+        .start()
+        .await
 }
 
 /// A token fetched straight from the mock, to compare the gateway's answers with Spotify's.
@@ -114,7 +90,7 @@ async fn injects_the_app_token_and_returns_spotifys_answer_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spotify_errors_pass_through_with_status_headers_and_body() {
     let s = setup(Duration::from_secs(3600)).await;
-    let resp = s.get("/v1/tracks/doesnotexist0000000000").await;
+    let resp = s.egress_get("/v1/tracks/doesnotexist0000000000").await;
     assert_eq!(resp.status(), 404);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["status"], 404);
@@ -125,7 +101,7 @@ async fn spotify_errors_pass_through_with_status_headers_and_body() {
         Some(json!({"target": "api", "status": 429, "retry_after": 7, "times": 1})),
     )
     .await;
-    let resp = s.get("/v1/search?q=abba&type=track").await;
+    let resp = s.egress_get("/v1/search?q=abba&type=track").await;
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "7");
 }
@@ -154,7 +130,9 @@ async fn token_is_renewed_before_it_expires() {
     // Lifetime 2 s: the gateway treats the token as stale 0.4 s before its end (a fifth).
     let s = setup(Duration::from_secs(2)).await;
     assert_eq!(
-        s.get("/v1/search?q=abba&type=track&limit=1").await.status(),
+        s.egress_get("/v1/search?q=abba&type=track&limit=1")
+            .await
+            .status(),
         200
     );
     let fetched = Instant::now();
@@ -163,7 +141,9 @@ async fn token_is_renewed_before_it_expires() {
     // Inside the refresh margin but before Spotify would refuse the token.
     tokio::time::sleep_until((fetched + Duration::from_millis(1700)).into()).await;
     assert_eq!(
-        s.get("/v1/search?q=abba&type=track&limit=1").await.status(),
+        s.egress_get("/v1/search?q=abba&type=track&limit=1")
+            .await
+            .status(),
         200
     );
     assert_eq!(token_requests(&s.mock, "client_credentials").await, 2);
@@ -171,7 +151,9 @@ async fn token_is_renewed_before_it_expires() {
     // Past the lifetime of the second token: renewed again, never sent expired.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
-        s.get("/v1/search?q=abba&type=track&limit=1").await.status(),
+        s.egress_get("/v1/search?q=abba&type=track&limit=1")
+            .await
+            .status(),
         200
     );
     assert_eq!(token_requests(&s.mock, "client_credentials").await, 3);
@@ -193,7 +175,7 @@ async fn token_endpoint_outage_gives_a_clear_503_and_recovers() {
     )
     .await;
     let started = Instant::now();
-    let resp = s.get("/v1/search?q=abba&type=track").await;
+    let resp = s.egress_get("/v1/search?q=abba&type=track").await;
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     let body: Value = resp.json().await.expect("json");
@@ -212,34 +194,30 @@ async fn token_endpoint_outage_gives_a_clear_503_and_recovers() {
 
     mock_post(&s.mock, "/__mock/reset", None).await;
     // The gateway holds a failure for a second; then the next call fetches again.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = s.get("/v1/search?q=abba&type=track").await.status();
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 503);
-        assert!(Instant::now() < deadline, "did not recover");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    s.gw.wait_until(
+        Duration::from_secs(10),
+        "the app token to be fetched again after the outage",
+        || async {
+            let status = s.egress_get("/v1/search?q=abba&type=track").await.status();
+            if status == 200 {
+                return true;
+            }
+            assert_eq!(status, 503);
+            false
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_token_endpoint_gives_503_quickly() {
     let closed = format!("http://127.0.0.1:{}", free_port());
-    let ports = Ports::new();
-    let mock = start_mock(ports.public, Duration::from_secs(60)).await;
-    let config = gateway_config(
-        ports,
-        &mock.base_url(),
-        &[(
-            &format!("accounts_url = \"{}\"", mock.base_url()),
-            &format!("accounts_url = \"{closed}\""),
-        )],
-        "",
-    );
-    let gw = Gateway::start(ports, &config).await;
-    let resp = reqwest::get(format!("{}/v1/search?q=a&type=track", gw.egress_url()))
+    let s = Stack::builder()
+        .token_lifetime(Duration::from_secs(60))
+        .set("spotify.accounts_url", closed)
+        .start()
+        .await;
+    let resp = reqwest::get(format!("{}/v1/search?q=a&type=track", s.gw.egress_url()))
         .await
         .expect("answer");
     assert_eq!(resp.status(), 503);
@@ -247,14 +225,12 @@ async fn unreachable_token_endpoint_gives_503_quickly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_client_secret_is_reported_as_a_configuration_problem() {
-    let ports = Ports::new();
-    let mut mock_cfg = mock_config(ports.public, Duration::from_secs(60));
-    mock_cfg.client_secret = "another-secret".into();
-    let mock = MockSpotify::start(start_addr(), mock_cfg)
-        .await
-        .expect("mock");
-    let gw = Gateway::start(ports, &gateway_config(ports, &mock.base_url(), &[], "")).await;
-    let resp = reqwest::get(format!("{}/v1/search?q=a&type=track", gw.egress_url()))
+    let s = Stack::builder()
+        .token_lifetime(Duration::from_secs(60))
+        .mock_config(|cfg| cfg.client_secret = "another-secret".into())
+        .start()
+        .await;
+    let resp = reqwest::get(format!("{}/v1/search?q=a&type=track", s.gw.egress_url()))
         .await
         .expect("answer");
     assert_eq!(resp.status(), 502);
@@ -263,7 +239,7 @@ async fn wrong_client_secret_is_reported_as_a_configuration_problem() {
         .as_str()
         .unwrap_or("")
         .contains("client"));
-    assert!(!gw.log().contains(CLIENT_SECRET));
+    assert!(!s.gw.log().contains(CLIENT_SECRET));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,13 +276,11 @@ async fn paths_outside_v1_and_unsafe_targets_never_reach_spotify() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_app_token_an_anonymous_call_gets_401() {
-    let s = setup_with(
-        Duration::from_secs(3600),
-        &[("app_token = true", "app_token = false")],
-        "",
-    )
-    .await;
-    let resp = s.get("/v1/search?q=abba&type=track").await;
+    let s = Stack::builder()
+        .set("egress.app_token", false)
+        .start()
+        .await;
+    let resp = s.egress_get("/v1/search?q=abba&type=track").await;
     assert_eq!(resp.status(), 401);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["status"], 401);
@@ -316,8 +290,11 @@ async fn without_app_token_an_anonymous_call_gets_401() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_serves_metrics_and_probes() {
     let s = setup(Duration::from_secs(3600)).await;
-    assert_eq!(s.get("/v1/search?q=abba&type=track").await.status(), 200);
-    assert_eq!(s.get("/nope").await.status(), 404);
+    assert_eq!(
+        s.egress_get("/v1/search?q=abba&type=track").await.status(),
+        200
+    );
+    assert_eq!(s.egress_get("/nope").await.status(), 404);
     let admin = s.gw.admin_url();
     assert_eq!(
         reqwest::get(format!("{admin}/healthz"))

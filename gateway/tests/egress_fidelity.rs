@@ -11,77 +11,41 @@ use rspotify::model::{PlayableId, PlaylistId, SearchResult, SearchType, TrackId}
 use rspotify::prelude::*;
 use serde_json::{json, Value};
 
-struct Setup {
-    mock: MockSpotify,
-    gw: Gateway,
-    _app: tokio::task::JoinHandle<()>,
-    /// Alice's `X-Gateway-User`.
-    alice: String,
-}
+const SCOPES: [&str; 7] = [
+    "user-read-private",
+    "user-read-email",
+    "user-read-currently-playing",
+    "playlist-read-private",
+    "playlist-modify-public",
+    "playlist-modify-private",
+    "user-modify-playback-state",
+];
 
-const SCOPES: &str = r#"scopes = ["user-read-private", "user-read-email", "user-read-currently-playing", "playlist-read-private", "playlist-modify-public", "playlist-modify-private", "user-modify-playback-state"]"#;
-const DEFAULT_SCOPES: &str = r#"scopes = ["user-read-private", "user-read-email", "user-read-currently-playing", "playlist-read-private"]"#;
-
-async fn setup(replace: &[(&str, &str)]) -> Setup {
-    let ports = Ports::new();
-    let mock = start_mock(ports.public, Duration::from_secs(3600)).await;
-    let app = start_echo_app(ports.app).await;
-    let mut edits = vec![(DEFAULT_SCOPES, SCOPES)];
-    edits.extend_from_slice(replace);
-    let gw = Gateway::start(ports, &gateway_config(ports, &mock.base_url(), &edits, "")).await;
+/// `stack` with the echo app and the scopes for writes, started; alice logged in. Returns the
+/// stack and alice's `X-Gateway-User`, with the mock's counters and log reset after the login.
+async fn setup(stack: StackBuilder) -> (Stack, String) {
+    let s = stack
+        .app(App::Echo)
+        .set("spotify.scopes", SCOPES)
+        .start()
+        .await;
     let b = browser();
-    login(&b, &gw, "alice", "/").await;
-    let (_, seen) = via_public(&b, &gw, "/app").await;
+    login(&b, &s.gw, "alice", "/").await;
+    let (_, seen) = via_public(&b, &s.gw, "/app").await;
     let alice = seen["headers"]["x-gateway-user"]
         .as_str()
         .expect("assertion")
         .to_string();
-    mock_post(&mock, "/__mock/reset", None).await;
-    Setup {
-        mock,
-        gw,
-        _app: app,
-        alice,
-    }
-}
-
-impl Setup {
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        reqwest::Client::new()
-            .get(format!("{}{path}", self.gw.egress_url()))
-            .header("x-gateway-user", &self.alice)
-    }
-
-    async fn api_requests(&self) -> u64 {
-        mock_stats(&self.mock).await["api_requests"]
-            .as_u64()
-            .expect("count")
-    }
-
-    async fn last_api_request(&self) -> Value {
-        mock_requests(&self.mock)
-            .await
-            .into_iter()
-            .rev()
-            .find(|r| r["target"] == "api")
-            .expect("an API request reached the mock")
-    }
-
-    async fn metric(&self, name: &str) -> f64 {
-        metric_value(&self.gw, name).await.unwrap_or(0.0)
-    }
-
-    async fn fault(&self, fault: Value) {
-        mock_post(&self.mock, "/__mock/fault", Some(fault)).await;
-    }
+    mock_post(&s.mock, "/__mock/reset", None).await;
+    (s, alice)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_is_passed_on_then_answered_locally_until_it_passes() {
-    let s = setup(&[]).await;
+    let (s, alice) = setup(Stack::builder()).await;
     s.fault(json!({"target": "api", "status": 429, "retry_after": 1, "times": 1}))
         .await;
-    let resp = s.get("/v1/me").send().await.expect("call");
+    let resp = s.egress_as(&alice, "/v1/me").send().await.expect("call");
     assert_eq!(resp.status(), 429);
     assert_eq!(
         resp.headers()["retry-after"],
@@ -91,7 +55,7 @@ async fn rate_limit_is_passed_on_then_answered_locally_until_it_passes() {
     assert_eq!(s.api_requests().await, 1);
 
     let resp = s
-        .get("/v1/search?q=abba&type=track")
+        .egress_as(&alice, "/v1/search?q=abba&type=track")
         .send()
         .await
         .expect("call");
@@ -115,16 +79,23 @@ async fn rate_limit_is_passed_on_then_answered_locally_until_it_passes() {
 
     // The cool-down is one second: afterwards calls go through again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(s.get("/v1/me").send().await.expect("call").status(), 200);
+    assert_eq!(
+        s.egress_as(&alice, "/v1/me")
+            .send()
+            .await
+            .expect("call")
+            .status(),
+        200
+    );
     assert_eq!(s.api_requests().await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_calls_are_retried_and_writes_are_not() {
-    let s = setup(&[]).await;
+    let (s, alice) = setup(Stack::builder()).await;
     s.fault(json!({"target": "api", "status": 503, "times": 2}))
         .await;
-    let resp = s.get("/v1/me").send().await.expect("call");
+    let resp = s.egress_as(&alice, "/v1/me").send().await.expect("call");
     assert_eq!(
         resp.status(),
         200,
@@ -136,12 +107,19 @@ async fn idempotent_calls_are_retried_and_writes_are_not() {
     // Out of retries: Spotify's last answer is passed on.
     s.fault(json!({"target": "api", "status": 502, "times": 3}))
         .await;
-    assert_eq!(s.get("/v1/me").send().await.expect("call").status(), 502);
+    assert_eq!(
+        s.egress_as(&alice, "/v1/me")
+            .send()
+            .await
+            .expect("call")
+            .status(),
+        502
+    );
     assert_eq!(s.api_requests().await, 6);
 
     // A POST that may have reached Spotify is never sent twice.
-    let playlist = alice_playlist(&s).await;
-    let uri = first_track_uri(&s).await;
+    let playlist = alice_playlist(&s, &alice).await;
+    let uri = first_track_uri(&s, &alice).await;
     mock_post(&s.mock, "/__mock/reset", None).await;
     s.fault(json!({"target": "api", "status": 503, "times": 1}))
         .await;
@@ -150,7 +128,7 @@ async fn idempotent_calls_are_retried_and_writes_are_not() {
             "{}/v1/playlists/{playlist}/tracks",
             s.gw.egress_url()
         ))
-        .header("x-gateway-user", &s.alice)
+        .header("x-gateway-user", &alice)
         .json(&json!({"uris": [uri]}))
         .send()
         .await
@@ -162,25 +140,18 @@ async fn idempotent_calls_are_retried_and_writes_are_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_failures_are_retried_then_reported() {
     let closed = format!("http://127.0.0.1:{}", free_port());
-    let ports = Ports::new();
-    let mock = start_mock(ports.public, Duration::from_secs(60)).await;
-    let config = gateway_config(
-        ports,
-        &mock.base_url(),
-        &[(
-            &format!("api_url = \"{}\"", mock.base_url()),
-            &format!("api_url = \"{closed}\""),
-        )],
-        "",
-    );
-    let gw = Gateway::start(ports, &config).await;
-    let resp = reqwest::get(format!("{}/v1/search?q=a&type=track", gw.egress_url()))
+    let s = Stack::builder()
+        .token_lifetime(Duration::from_secs(60))
+        .set("spotify.api_url", closed)
+        .start()
+        .await;
+    let resp = reqwest::get(format!("{}/v1/search?q=a&type=track", s.gw.egress_url()))
         .await
         .expect("answer");
     assert_eq!(resp.status(), 502);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["status"], 502);
-    let metrics = reqwest::get(format!("{}/metrics", gw.admin_url()))
+    let metrics = reqwest::get(format!("{}/metrics", s.gw.admin_url()))
         .await
         .expect("metrics")
         .text()
@@ -194,14 +165,15 @@ async fn connection_failures_are_retried_then_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_that_times_out_gets_504() {
-    let s = setup(&[(
-        "app_token = true",
-        "app_token = true\nread_timeout = \"300ms\"\nmax_retries = 0",
-    )])
+    let (s, alice) = setup(
+        Stack::builder()
+            .set("egress.read_timeout", "300ms")
+            .set("egress.max_retries", 0),
+    )
     .await;
     s.fault(json!({"target": "api", "delay_ms": 2000, "times": 1}))
         .await;
-    let resp = s.get("/v1/me").send().await.expect("call");
+    let resp = s.egress_as(&alice, "/v1/me").send().await.expect("call");
     assert_eq!(resp.status(), 504);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["status"], 504);
@@ -209,10 +181,10 @@ async fn a_call_that_times_out_gets_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_links_lead_back_through_the_gateway_also_when_gzipped() {
-    let s = setup(&[]).await;
+    let (s, alice) = setup(Stack::builder()).await;
     let base = format!("{}/v1/", s.gw.egress_url());
     for gzip in [false, true] {
-        let mut req = s.get("/v1/search?q=abba&type=track&limit=20");
+        let mut req = s.egress_as(&alice, "/v1/search?q=abba&type=track&limit=20");
         if gzip {
             req = req.header("accept-encoding", "gzip");
         }
@@ -243,7 +215,7 @@ async fn paging_links_lead_back_through_the_gateway_also_when_gzipped() {
         // Following `next` stays on the gateway and gives page two.
         let second: Value = reqwest::Client::new()
             .get(next)
-            .header("x-gateway-user", &s.alice)
+            .header("x-gateway-user", &alice)
             .send()
             .await
             .expect("next")
@@ -260,9 +232,9 @@ async fn paging_links_lead_back_through_the_gateway_also_when_gzipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_listing_streams_with_every_link_rewritten() {
-    let s = setup(&[]).await;
+    let (s, alice) = setup(Stack::builder()).await;
     let playlists: Value = s
-        .get("/v1/me/playlists?limit=50")
+        .egress_as(&alice, "/v1/me/playlists?limit=50")
         .send()
         .await
         .unwrap()
@@ -282,7 +254,10 @@ async fn a_large_listing_streams_with_every_link_rewritten() {
     );
     let id = big["id"].as_str().expect("id");
     for gzip in [false, true] {
-        let mut req = s.get(&format!("/v1/playlists/{id}/tracks?limit=100&offset=0"));
+        let mut req = s.egress_as(
+            &alice,
+            &format!("/v1/playlists/{id}/tracks?limit=100&offset=0"),
+        );
         if gzip {
             req = req.header("accept-encoding", "gzip");
         }
@@ -319,10 +294,13 @@ fn content_length(resp: &reqwest::Response) -> Option<usize> {
 }
 
 /// The first page of alice's largest playlist (over 100 KB, full of links) via the egress.
-async fn large_page(s: &Setup) -> reqwest::Response {
+async fn large_page(s: &Stack, alice: &str) -> reqwest::Response {
     let id = mock_spotify::LARGE_PLAYLIST_ID;
     let resp = s
-        .get(&format!("/v1/playlists/{id}/tracks?limit=100&offset=0"))
+        .egress_as(
+            alice,
+            &format!("/v1/playlists/{id}/tracks?limit=100&offset=0"),
+        )
         .send()
         .await
         .expect("tracks");
@@ -339,9 +317,8 @@ async fn links_to_a_shorter_base_keep_the_length_and_to_a_longer_one_go_chunked(
             false,
         ),
     ] {
-        let line = format!("app_token = true\npublic_base_url = \"{base}\"");
-        let s = setup(&[("app_token = true", &line)]).await;
-        let resp = large_page(&s).await;
+        let (s, alice) = setup(Stack::builder().set("egress.public_base_url", base)).await;
+        let resp = large_page(&s, &alice).await;
         let length = content_length(&resp);
         let chunked = resp
             .headers()
@@ -373,9 +350,9 @@ async fn links_to_a_shorter_base_keep_the_length_and_to_a_longer_one_go_chunked(
     }
 }
 
-async fn alice_playlist(s: &Setup) -> String {
+async fn alice_playlist(s: &Stack, alice: &str) -> String {
     let playlists: Value = s
-        .get("/v1/me/playlists")
+        .egress_as(alice, "/v1/me/playlists")
         .send()
         .await
         .unwrap()
@@ -392,9 +369,9 @@ async fn alice_playlist(s: &Setup) -> String {
         .to_string()
 }
 
-async fn first_track_uri(s: &Setup) -> String {
+async fn first_track_uri(s: &Stack, alice: &str) -> String {
     let found: Value = s
-        .get("/v1/search?q=queen&type=track&limit=1")
+        .egress_as(alice, "/v1/search?q=queen&type=track&limit=1")
         .send()
         .await
         .unwrap()
@@ -409,15 +386,15 @@ async fn first_track_uri(s: &Setup) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_pass_intact_with_content_length_or_chunked() {
-    let s = setup(&[]).await;
-    let playlist = alice_playlist(&s).await;
-    let uri = first_track_uri(&s).await;
+    let (s, alice) = setup(Stack::builder()).await;
+    let playlist = alice_playlist(&s, &alice).await;
+    let uri = first_track_uri(&s, &alice).await;
     let body = json!({"uris": [uri], "position": 0}).to_string();
     let url = format!("{}/v1/playlists/{playlist}/tracks", s.gw.egress_url());
 
     let resp = reqwest::Client::new()
         .post(&url)
-        .header("x-gateway-user", &s.alice)
+        .header("x-gateway-user", &alice)
         .header("content-type", "application/json")
         .body(body.clone())
         .send()
@@ -433,7 +410,7 @@ async fn writes_pass_intact_with_content_length_or_chunked() {
         body.as_bytes().chunks(7).map(|c| Ok(c.to_vec())).collect();
     let resp = reqwest::Client::new()
         .post(&url)
-        .header("x-gateway-user", &s.alice)
+        .header("x-gateway-user", &alice)
         .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
         .send()
@@ -446,7 +423,7 @@ async fn writes_pass_intact_with_content_length_or_chunked() {
     // PUT with 204 and no body.
     let resp = reqwest::Client::new()
         .put(format!("{}/v1/me/player/play", s.gw.egress_url()))
-        .header("x-gateway-user", &s.alice)
+        .header("x-gateway-user", &alice)
         .json(&json!({"uris": [uri]}))
         .send()
         .await
@@ -454,7 +431,7 @@ async fn writes_pass_intact_with_content_length_or_chunked() {
     assert_eq!(resp.status(), 204);
     assert!(resp.bytes().await.expect("body").is_empty());
     let playing: Value = s
-        .get("/v1/me/player/currently-playing")
+        .egress_as(&alice, "/v1/me/player/currently-playing")
         .send()
         .await
         .unwrap()
@@ -466,9 +443,9 @@ async fn writes_pass_intact_with_content_length_or_chunked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hop_by_hop_and_client_credentials_never_reach_spotify() {
-    let s = setup(&[]).await;
+    let (s, alice) = setup(Stack::builder()).await;
     let resp = s
-        .get("/v1/me")
+        .egress_as(&alice, "/v1/me")
         .header("authorization", "Bearer clients-own")
         .header("cookie", "a=b")
         .header("proxy-authorization", "Basic eA==")
@@ -508,7 +485,7 @@ async fn hop_by_hop_and_client_credentials_never_reach_spotify() {
     assert_eq!(seen["headers"]["host"], mock_host);
 
     // Without a request id the gateway makes one and returns it.
-    let resp = s.get("/v1/me").send().await.expect("call");
+    let resp = s.egress_as(&alice, "/v1/me").send().await.expect("call");
     let id = resp.headers()["x-request-id"]
         .to_str()
         .expect("id")
@@ -525,7 +502,7 @@ async fn hop_by_hop_and_client_credentials_never_reach_spotify() {
 /// real token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rspotify_works_through_the_gateway() {
-    let s = setup(&[]).await;
+    let (s, alice) = setup(Stack::builder()).await;
     let config = rspotify::Config {
         api_base_url: format!("{}/v1/", s.gw.egress_url()),
         token_refreshing: false,
@@ -533,7 +510,7 @@ async fn rspotify_works_through_the_gateway() {
         ..Default::default()
     };
     let token = rspotify::Token {
-        access_token: s.alice.clone(),
+        access_token: alice.clone(),
         expires_at: Some(chrono::Utc::now() + chrono::Duration::minutes(5)),
         ..Default::default()
     };
@@ -593,7 +570,7 @@ async fn rspotify_works_through_the_gateway() {
         .find(|p| p.owner.id.id() == "alice")
         .expect("alice owns a playlist");
 
-    let track_uri = first_track_uri(&s).await;
+    let track_uri = first_track_uri(&s, &alice).await;
     let track = TrackId::from_uri(&track_uri).expect("track id");
     let playlist = PlaylistId::from_id(mine.id.id()).expect("playlist id");
     let added = spotify
@@ -606,18 +583,22 @@ async fn rspotify_works_through_the_gateway() {
     assert!(seen["body"].as_str().unwrap_or("").contains(&track_uri));
     assert_ne!(
         seen["headers"]["authorization"],
-        format!("Bearer {}", s.alice).as_str()
+        format!("Bearer {}", alice).as_str()
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_modified_passes_as_it_is() {
-    let s = setup(&[]).await;
-    let first = s.get("/v1/me/playlists").send().await.expect("first");
+    let (s, alice) = setup(Stack::builder()).await;
+    let first = s
+        .egress_as(&alice, "/v1/me/playlists")
+        .send()
+        .await
+        .expect("first");
     assert_eq!(first.status(), 200);
     let etag = first.headers()["etag"].to_str().expect("etag").to_string();
     let again = s
-        .get("/v1/me/playlists")
+        .egress_as(&alice, "/v1/me/playlists")
         .header("if-none-match", &etag)
         .send()
         .await

@@ -9,55 +9,16 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-struct Setup {
-    mock: MockSpotify,
-    gw: Gateway,
-    _app: tokio::task::JoinHandle<()>,
-}
-
-async fn setup(token_lifetime: Duration, replace: &[(&str, &str)]) -> Setup {
-    let ports = Ports::new();
-    let mock = start_mock(ports.public, token_lifetime).await;
-    let app = start_echo_app(ports.app).await;
-    let config = gateway_config(ports, &mock.base_url(), replace, "");
-    let gw = Gateway::start(ports, &config).await;
-    Setup {
-        mock,
-        gw,
-        _app: app,
-    }
-}
-
-const PKCE: &[(&str, &str)] = &[("flow = \"authorization_code\"", "flow = \"pkce\"")];
-
-impl Setup {
-    /// The `X-Gateway-User` assertion the app receives for a logged-in browser.
-    async fn assertion(&self, browser: &reqwest::Client) -> String {
-        let (status, seen) = via_public(browser, &self.gw, "/app").await;
-        assert_eq!(status, 200, "{seen}");
-        seen["headers"]["x-gateway-user"]
-            .as_str()
-            .expect("assertion")
-            .to_string()
-    }
-
-    async fn egress_as(&self, assertion: &str, path: &str) -> reqwest::Response {
-        reqwest::Client::new()
-            .get(format!("{}{path}", self.gw.egress_url()))
-            .header("x-gateway-user", assertion)
-            .send()
-            .await
-            .expect("egress")
-    }
-
-    async fn userinfo(&self, browser: &reqwest::Client) -> (u16, Value) {
-        via_public(browser, &self.gw, "/auth/userinfo").await
-    }
+/// The mock, the echo app and a gateway, with tokens that live `token_lifetime`.
+fn setup(token_lifetime: Duration) -> StackBuilder {
+    Stack::builder()
+        .token_lifetime(token_lifetime)
+        .app(App::Echo)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_code_login_end_to_end() {
-    let s = setup(Duration::from_secs(3600), &[]).await;
+    let s = setup(Duration::from_secs(3600)).start().await;
     let b = browser();
     let trip = login(&b, &s.gw, "alice", "/app?tab=1").await;
     assert_eq!(trip.landed, "/app?tab=1");
@@ -130,21 +91,24 @@ async fn authorization_code_login_end_to_end() {
     // The assertion makes egress calls for alice.
     let assertion = s.assertion(&b).await;
     let me: Value = s
-        .egress_as(&assertion, "/v1/me")
+        .egress_get_as(&assertion, "/v1/me")
         .await
         .json()
         .await
         .expect("json");
     assert_eq!(me["id"], "alice");
     let playing = s
-        .egress_as(&assertion, "/v1/me/player/currently-playing")
+        .egress_get_as(&assertion, "/v1/me/player/currently-playing")
         .await;
     assert_eq!(playing.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pkce_login_sends_no_secret_and_rotates_refresh_tokens() {
-    let s = setup(Duration::from_secs(3600), PKCE).await;
+    let s = setup(Duration::from_secs(3600))
+        .set("spotify.flow", "pkce")
+        .start()
+        .await;
     let b = browser();
     let trip = login(&b, &s.gw, "bob", "/").await;
     assert!(trip.authorize_url.contains("code_challenge_method=S256"));
@@ -163,13 +127,13 @@ async fn pkce_login_sends_no_secret_and_rotates_refresh_tokens() {
     // Two refreshes in a row: each uses the rotated refresh token of the one before.
     for round in 1..=2 {
         mock_post(&s.mock, "/__mock/expire?user=bob", None).await;
-        let resp = s.egress_as(&assertion, "/v1/me").await;
+        let resp = s.egress_get_as(&assertion, "/v1/me").await;
         assert_eq!(resp.status(), 200, "round {round}");
         assert_eq!(token_requests(&s.mock, "refresh_token").await, round);
     }
     // Bob has nothing playing: 204 passes through as it is.
     let resp = s
-        .egress_as(&assertion, "/v1/me/player/currently-playing")
+        .egress_get_as(&assertion, "/v1/me/player/currently-playing")
         .await;
     assert_eq!(resp.status(), 204);
     assert!(resp.bytes().await.expect("body").is_empty());
@@ -177,7 +141,7 @@ async fn pkce_login_sends_no_secret_and_rotates_refresh_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_session_browsers_are_sent_to_login_and_apis_get_401() {
-    let s = setup(Duration::from_secs(3600), &[]).await;
+    let s = setup(Duration::from_secs(3600)).start().await;
     let b = browser();
     let resp = b
         .get(format!("{}/app/page?x=1", s.gw.public_url()))
@@ -223,7 +187,7 @@ async fn no_session_browsers_are_sent_to_login_and_apis_get_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_callbacks_are_refused_and_create_nothing() {
-    let s = setup(Duration::from_secs(3600), &[]).await;
+    let s = setup(Duration::from_secs(3600)).start().await;
     let b = browser();
     // Start a login but stop at Spotify's answer.
     let resp = b
@@ -281,7 +245,7 @@ async fn bad_callbacks_are_refused_and_create_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_consent_gives_a_clear_page() {
-    let s = setup(Duration::from_secs(3600), &[]).await;
+    let s = setup(Duration::from_secs(3600)).start().await;
     let b = browser();
     let resp = b
         .get(format!("{}/auth/login", s.gw.public_url()))
@@ -313,7 +277,7 @@ async fn denied_consent_gives_a_clear_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_redirects_are_refused_at_login() {
-    let s = setup(Duration::from_secs(3600), &[]).await;
+    let s = setup(Duration::from_secs(3600)).start().await;
     for bad in [
         "https://evil.example/",
         "//evil.example",
@@ -335,12 +299,12 @@ async fn open_redirects_are_refused_at_login() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_concurrent_calls_with_a_stale_token_cause_one_refresh() {
     // 2 s tokens: inside the last 0.4 s the gateway refreshes before use.
-    let s = setup(Duration::from_secs(2), &[]).await;
+    let s = setup(Duration::from_secs(2)).start().await;
     let b = browser();
     login(&b, &s.gw, "alice", "/").await;
     let assertion = s.assertion(&b).await;
     tokio::time::sleep(Duration::from_millis(1700)).await;
-    let calls = (0..100).map(|_| s.egress_as(&assertion, "/v1/me"));
+    let calls = (0..100).map(|_| s.egress_get_as(&assertion, "/v1/me"));
     let statuses: Vec<u16> = futures::future::join_all(calls)
         .await
         .iter()
@@ -352,13 +316,13 @@ async fn hundred_concurrent_calls_with_a_stale_token_cause_one_refresh() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spotify_401_refreshes_and_retries_once() {
-    let s = setup(Duration::from_secs(3600), &[]).await;
+    let s = setup(Duration::from_secs(3600)).start().await;
     let b = browser();
     login(&b, &s.gw, "alice", "/").await;
     let assertion = s.assertion(&b).await;
     mock_post(&s.mock, "/__mock/reset", None).await;
     mock_post(&s.mock, "/__mock/expire?user=alice", None).await;
-    let resp = s.egress_as(&assertion, "/v1/me").await;
+    let resp = s.egress_get_as(&assertion, "/v1/me").await;
     assert_eq!(resp.status(), 200);
     let stats = mock_stats(&s.mock).await;
     assert_eq!(stats["token_requests"]["refresh_token"], 1);
@@ -367,12 +331,12 @@ async fn spotify_401_refreshes_and_retries_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_refresh_token_ends_the_session() {
-    let s = setup(Duration::from_secs(3600), &[]).await;
+    let s = setup(Duration::from_secs(3600)).start().await;
     let b = browser();
     login(&b, &s.gw, "alice", "/").await;
     let assertion = s.assertion(&b).await;
     mock_post(&s.mock, "/__mock/revoke?user=alice", None).await;
-    let resp = s.egress_as(&assertion, "/v1/me").await;
+    let resp = s.egress_get_as(&assertion, "/v1/me").await;
     assert_eq!(resp.status(), 401);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["reason"], "SESSION_ENDED");
@@ -382,13 +346,13 @@ async fn revoked_refresh_token_ends_the_session() {
         .ends_with("/auth/login"));
     assert_eq!(s.userinfo(&b).await.0, 401, "the session is gone");
     // Later calls do not try to refresh again.
-    assert_eq!(s.egress_as(&assertion, "/v1/me").await.status(), 401);
+    assert_eq!(s.egress_get_as(&assertion, "/v1/me").await.status(), 401);
     assert_eq!(token_requests(&s.mock, "refresh_token").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_endpoint_outage_keeps_the_session() {
-    let s = setup(Duration::from_secs(3600), &[]).await;
+    let s = setup(Duration::from_secs(3600)).start().await;
     let b = browser();
     login(&b, &s.gw, "alice", "/").await;
     let assertion = s.assertion(&b).await;
@@ -399,17 +363,17 @@ async fn token_endpoint_outage_keeps_the_session() {
     )
     .await;
     mock_post(&s.mock, "/__mock/expire?user=alice", None).await;
-    let resp = s.egress_as(&assertion, "/v1/me").await;
+    let resp = s.egress_get_as(&assertion, "/v1/me").await;
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     assert_eq!(s.userinfo(&b).await.0, 200, "session kept");
     // Spotify is back: the same assertion works again.
-    assert_eq!(s.egress_as(&assertion, "/v1/me").await.status(), 200);
+    assert_eq!(s.egress_get_as(&assertion, "/v1/me").await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_ends_the_session_everywhere() {
-    let s = setup(Duration::from_secs(3600), &[]).await;
+    let s = setup(Duration::from_secs(3600)).start().await;
     let b = browser();
     let trip = login(&b, &s.gw, "alice", "/").await;
     let assertion = s.assertion(&b).await;
@@ -439,16 +403,16 @@ async fn logout_ends_the_session_everywhere() {
         .await
         .expect("userinfo");
     assert_eq!(resp.status(), 401);
-    let resp = s.egress_as(&assertion, "/v1/me").await;
+    let resp = s.egress_get_as(&assertion, "/v1/me").await;
     assert_eq!(resp.status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_headers_on_egress() {
-    let s = setup(Duration::from_secs(3600), &[]).await;
+    let s = setup(Duration::from_secs(3600)).start().await;
     // Forged assertion: refused, nothing reaches Spotify.
     let resp = s
-        .egress_as("eyJhbGciOiJIUzI1NiJ9.e30.forged", "/v1/me")
+        .egress_get_as("eyJhbGciOiJIUzI1NiJ9.e30.forged", "/v1/me")
         .await;
     assert_eq!(resp.status(), 401);
     // A plain user id is not trusted by default.
@@ -464,14 +428,10 @@ async fn identity_headers_on_egress() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_user_header_mode_finds_the_users_session() {
-    let s = setup(
-        Duration::from_secs(3600),
-        &[(
-            "app_token = true",
-            "app_token = true\ntrust_user_header = true",
-        )],
-    )
-    .await;
+    let s = setup(Duration::from_secs(3600))
+        .set("egress.trust_user_header", true)
+        .start()
+        .await;
     let b = browser();
     login(&b, &s.gw, "bob", "/").await;
     let as_user = |user: &'static str| {
@@ -515,19 +475,14 @@ async fn trusted_user_header_mode_finds_the_users_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_store_keeps_sessions_across_restarts_and_holds_no_clear_tokens() {
-    let ports = Ports::new();
-    let mock = start_mock(ports.public, Duration::from_secs(3600)).await;
-    let _app = start_echo_app(ports.app).await;
     let dir = tempfile::tempdir().expect("tmp");
     let store_path = dir.path().join("store.redb");
-    let store_line = format!("backend = \"file\"\npath = \"{}\"", store_path.display());
-    let config = gateway_config(
-        ports,
-        &mock.base_url(),
-        &[("backend = \"memory\"", &store_line)],
-        "",
-    );
-    let mut gw = Gateway::start(ports, &config).await;
+    let s = setup(Duration::from_secs(3600))
+        .set("store.backend", "file")
+        .set("store.path", store_path.display().to_string())
+        .start()
+        .await;
+    let Stack { mock, mut gw, .. } = s;
     let b = browser();
     login(&b, &gw, "alice", "/").await;
     let (_, seen) = via_public(&b, &gw, "/app").await;

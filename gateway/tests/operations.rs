@@ -5,27 +5,14 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
 
-struct Setup {
-    mock: MockSpotify,
-    gw: Gateway,
-    _app: tokio::task::JoinHandle<()>,
-}
-
-async fn setup(replace: &[(&str, &str)], token_lifetime: Duration) -> Setup {
-    let ports = Ports::new();
-    let mock = start_mock(ports.public, token_lifetime).await;
-    let app = start_echo_app(ports.app).await;
-    let gw = Gateway::start(ports, &gateway_config(ports, &mock.base_url(), replace, "")).await;
-    Setup {
-        mock,
-        gw,
-        _app: app,
-    }
+/// The mock, the echo app and a gateway.
+fn setup() -> StackBuilder {
+    Stack::builder().app(App::Echo)
 }
 
 async fn egress(gw: &Gateway, path: &str, assertion: Option<&str>) -> u16 {
@@ -40,7 +27,7 @@ async fn egress(gw: &Gateway, path: &str, assertion: Option<&str>) -> u16 {
 /// `promtool check metrics` with nothing to report, and labels stay bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_pass_promtool_after_traffic() {
-    let s = setup(&[], Duration::from_secs(3600)).await;
+    let s = setup().start().await;
     let b = browser();
     login(&b, &s.gw, "alice", "/").await;
     let (_, seen) = via_public(&b, &s.gw, "/app").await;
@@ -105,14 +92,11 @@ async fn metrics_pass_promtool_after_traffic() {
 /// no token, code, state, cookie value or secret appears anywhere in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_at_trace_level_carry_no_secret() {
-    let s = setup(
-        &[(
-            "log_level = \"info\"",
-            "log_level = \"trace\"\nlog_format = \"json\"",
-        )],
-        Duration::from_secs(3600),
-    )
-    .await;
+    let s = setup()
+        .set("server.log_level", "trace")
+        .set("server.log_format", "json")
+        .start()
+        .await;
     let b = browser();
     let trip = login(&b, &s.gw, "alice", "/").await;
     let (_, seen) = via_public(&b, &s.gw, "/app").await;
@@ -200,11 +184,7 @@ async fn logs_at_trace_level_carry_no_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_fails_readiness_and_finishes_every_request_in_flight() {
-    let mut s = setup(
-        &[("grace_period = \"1s\"", "grace_period = \"4s\"")],
-        Duration::from_secs(3600),
-    )
-    .await;
+    let mut s = setup().set("server.grace_period", "4s").start().await;
     // Warm the app token so the slow calls are all in Spotify's hands.
     assert_eq!(egress(&s.gw, "/v1/search?q=a&type=track", None).await, 200);
     mock_post(&s.mock, "/__mock/reset", None).await;
@@ -228,30 +208,28 @@ async fn sigterm_fails_readiness_and_finishes_every_request_in_flight() {
         })
         .collect();
     // Every call has reached Spotify (and waits there) before the signal.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while mock_stats(&s.mock).await["api_requests"].as_u64() < Some(IN_FLIGHT) {
-        assert!(Instant::now() < deadline, "calls did not reach the mock");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        Duration::from_secs(10),
+        format!("all {IN_FLIGHT} calls to reach the mock"),
+        || async { mock_stats(&s.mock).await["api_requests"].as_u64() >= Some(IN_FLIGHT) },
+    )
+    .await;
 
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(s.gw.pid(), libc::SIGTERM) };
     let ready_url = format!("{}/readyz", s.gw.admin_url());
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        let status = reqwest::get(&ready_url)
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
-        if status != 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz still 200 a second after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    s.gw.wait_until(
+        Duration::from_secs(1),
+        "/readyz to stop answering 200 after SIGTERM",
+        || async {
+            let status = reqwest::get(&ready_url)
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            status != 200
+        },
+    )
+    .await;
 
     let statuses = futures::future::join_all(calls).await;
     let ok = statuses.iter().filter(|s| matches!(s, Ok(200))).count();
@@ -266,34 +244,31 @@ async fn sigterm_fails_readiness_and_finishes_every_request_in_flight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_scopes_and_public_paths_and_keeps_the_old_config_on_error() {
-    let s = setup(&[], Duration::from_secs(3600)).await;
+    let s = setup().start().await;
     let b = browser();
     let (status, _) = via_public(&b, &s.gw, "/open/page").await;
     assert_eq!(status, 401, "not public yet");
 
-    let original = std::fs::read_to_string(&s.gw.config_path).expect("config");
+    let original = s.gw.config();
     let edited = original
-        .replace(
-            "public_paths = [\"/public/\"]",
-            "public_paths = [\"/public/\", \"/open/\"]",
-        )
-        .replace(
-            "\"playlist-read-private\"]",
-            "\"playlist-read-private\", \"user-top-read\"]",
-        );
-    assert_ne!(edited, original);
-    std::fs::write(&s.gw.config_path, &edited).expect("write config");
+        .clone()
+        .set("upstream.public_paths", ["/public/", "/open/"])
+        .edit(|doc| {
+            doc["spotify"]["scopes"]
+                .as_array_mut()
+                .expect("scopes")
+                .push("user-top-read")
+        });
+    assert_ne!(edited.to_string(), original.to_string());
+    s.gw.write_config(&edited);
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(s.gw.pid(), libc::SIGHUP) };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while via_public(&b, &s.gw, "/open/page").await.0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "reload not applied:\n{}",
-            s.gw.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    s.gw.wait_until(
+        Duration::from_secs(5),
+        "the reload to make /open/ public",
+        || async { via_public(&b, &s.gw, "/open/page").await.0 == 200 },
+    )
+    .await;
     let resp = b
         .get(format!("{}/auth/login", s.gw.public_url()))
         .send()
@@ -305,18 +280,19 @@ async fn sighup_reloads_scopes_and_public_paths_and_keeps_the_old_config_on_erro
     );
 
     // A broken file changes nothing, and the log says why.
-    std::fs::write(&s.gw.config_path, edited.replace("[session]", "[sesion]")).expect("write");
+    let misspelt = edited.edit(|doc| {
+        let session = doc.remove("session").expect("[session]");
+        doc.insert("sesion", session);
+    });
+    s.gw.write_config(&misspelt);
     // SAFETY: as above.
     unsafe { libc::kill(s.gw.pid(), libc::SIGHUP) };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !s.gw.log().contains("config reload failed") {
-        assert!(
-            Instant::now() < deadline,
-            "no reload error logged:\n{}",
-            s.gw.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    s.gw.wait_until(
+        Duration::from_secs(5),
+        "the reload error in the log",
+        || async { s.gw.log().contains("config reload failed") },
+    )
+    .await;
     assert!(s.gw.log().contains("sesion"), "the error names the key");
     assert_eq!(
         via_public(&b, &s.gw, "/open/page").await.0,
@@ -339,7 +315,7 @@ fn a_taken_listen_address_is_a_clear_start_up_error() {
     let taken = std::net::TcpListener::bind(("127.0.0.1", ports.public)).expect("hold the port");
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, gateway_config(ports, "http://127.0.0.1:9", &[], "")).expect("write");
+    GatewayConfig::template(ports, "http://127.0.0.1:9").write(&path);
     let (code, _, err) = run_cli(
         &["run", "--config", path.to_str().expect("utf-8")],
         &[

@@ -12,37 +12,36 @@ struct Cluster {
     mock: MockSpotify,
     redis: RedisServer,
     replicas: Vec<Gateway>,
-    _app: tokio::task::JoinHandle<()>,
+    _app: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Three gateways with PKCE on one Redis; the mock knows replica 1's redirect URI, where
-/// logins go.
+/// Three gateways with PKCE on one Redis, behind them one echo app; the mock knows replica
+/// 1's redirect URI, where logins go.
 async fn cluster() -> Cluster {
     let redis = RedisServer::start().await;
-    let first = Ports::new();
-    let mock = start_mock(first.public, Duration::from_secs(3600)).await;
-    let app = start_echo_app(first.app).await;
-    let store = format!("backend = \"redis\"\nurl = \"{}\"", redis.url());
-    let mut replicas = Vec::new();
-    for i in 0..3 {
-        let mut ports = if i == 0 { first } else { Ports::new() };
-        ports.app = first.app;
-        let config = gateway_config(
-            ports,
-            &mock.base_url(),
-            &[
-                ("backend = \"memory\"", &store),
-                ("flow = \"authorization_code\"", "flow = \"pkce\""),
-            ],
-            "",
-        );
-        replicas.push(Gateway::start(ports, &config).await);
+    let first = Stack::builder()
+        .app(App::Echo)
+        .set("store.backend", "redis")
+        .set("store.url", redis.url())
+        .set("spotify.flow", "pkce")
+        .start()
+        .await;
+    let mut others = Vec::new();
+    for _ in 1..3 {
+        let mut ports = Ports::new();
+        ports.app = first.ports.app;
+        others.push(Gateway::start(ports, &first.config_for(ports)).await);
     }
+    let Stack {
+        mock, gw, app_task, ..
+    } = first;
+    let mut replicas = vec![gw];
+    replicas.extend(others);
     Cluster {
         mock,
         redis,
         replicas,
-        _app: app,
+        _app: app_task,
     }
 }
 
@@ -130,19 +129,19 @@ async fn logout_on_one_replica_is_refused_on_another_within_a_second() {
         .expect("logout");
     assert_eq!(resp.status(), 200);
     let logged_out = Instant::now();
-    let deadline = logged_out + Duration::from_secs(1);
-    loop {
-        let status = egress_status(&c.replicas[2], &assertion).await;
-        if status == 401 {
-            break;
-        }
-        assert_eq!(status, 200);
-        assert!(
-            Instant::now() < deadline,
-            "replica 3 still serves the session after 1 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        logged_out + Duration::from_secs(1),
+        "replica 3 to refuse the session (it still served it after 1 s)",
+        || async {
+            let status = egress_status(&c.replicas[2], &assertion).await;
+            if status == 401 {
+                return true;
+            }
+            assert_eq!(status, 200);
+            false
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,21 +180,18 @@ async fn redis_outage_keeps_cached_calls_working_and_loses_nothing() {
     // Everything comes back by itself: every replica reports ready again.
     let deadline = Instant::now() + Duration::from_secs(15);
     for (i, gw) in c.replicas.iter().enumerate() {
-        loop {
-            let ready = reqwest::get(format!("{}/readyz", gw.admin_url()))
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0);
-            if ready == 200 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replica {} did not recover",
-                i + 1
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        gw.wait_until(
+            deadline,
+            format!("replica {} to recover (/readyz 200)", i + 1),
+            || async {
+                let ready = reqwest::get(format!("{}/readyz", gw.admin_url()))
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                ready == 200
+            },
+        )
+        .await;
     }
     assert_eq!(egress_status(&c.replicas[2], &bob_assertion).await, 200);
     for gw in &c.replicas {

@@ -12,16 +12,20 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::*;
-use serde_json::{json, Value};
-use spotify_gateway::assertion::Claims;
+use serde_json::Value;
+
+// The gateway library, as this file uses it (all of its paths are here).
+use spotify_gateway::assertion::{verify, Claims};
+use spotify_gateway::config::Config;
 use spotify_gateway::crypto::Keyring;
-use spotify_gateway::secret::Secret;
+use spotify_gateway::secret::{AccessToken, RefreshToken, Secret};
+use spotify_gateway::session::{Scopes, SessionRecord};
 
 const SESSION_COOKIE: &str = "spotify_gateway_session";
 const LOGIN_COOKIE: &str = "spotify_gateway_session-login";
@@ -31,97 +35,14 @@ const OTHER_SECRET: &str = "another-deployment-secret-0123456789abcdef-xyz";
 const IDENTITY: [&str; 3] = ["x-spotify-user-id", "x-spotify-scopes", "x-gateway-user"];
 
 // ---------------------------------------------------------------------------------------------
-// Harness: a recording app, snapshots of everything an attack must not change
+// Harness: the common stack with its recording app (common/apps.rs), and snapshots of
+// everything an attack must not change
 // ---------------------------------------------------------------------------------------------
 
-/// One request as the app behind the public listener received it.
-#[derive(Clone, Debug)]
-struct AppHit {
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl AppHit {
-    /// Values of a header whose name is `name` once `_` is read as `-` (as CGI/WSGI-style
-    /// app servers do), in any case.
-    fn lookalike_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.to_ascii_lowercase().replace('_', "-") == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
-type Hits = Arc<Mutex<Vec<AppHit>>>;
-
-/// The internal app: records every request and answers with what it saw.
-async fn start_recording_app(port: u16) -> Hits {
-    use axum::body::Bytes;
-    use axum::extract::State;
-    use axum::http::{HeaderMap, Uri};
-    async fn record(
-        State(hits): State<Hits>,
-        uri: Uri,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> axum::Json<Value> {
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(n, v)| {
-                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                (n.as_str().to_string(), v)
-            })
-            .collect();
-        let echo = json!({ "path": uri.to_string(), "headers": headers });
-        hits.lock().expect("hits").push(AppHit {
-            path: uri.to_string(),
-            headers,
-            body: body.to_vec(),
-        });
-        axum::Json(echo)
-    }
-    let hits = Hits::default();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind app");
-    let router = axum::Router::new()
-        .fallback(record)
-        .with_state(hits.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    hits
-}
-
-struct Setup {
-    mock: MockSpotify,
-    gw: Gateway,
-    hits: Hits,
-    /// Ports of a second deployment on the same mock (see `other_deployment`).
-    other_ports: Ports,
-}
-
-async fn setup(replace: &[(&str, &str)]) -> Setup {
-    let ports = Ports::new();
-    let other_ports = Ports::new();
-    let mut cfg = mock_config(ports.public, Duration::from_secs(3600));
-    cfg.redirect_uris.push(format!(
-        "http://127.0.0.1:{}/auth/callback",
-        other_ports.public
-    ));
-    let mock = MockSpotify::start(start_addr(), cfg)
-        .await
-        .expect("mock spotify");
-    let hits = start_recording_app(ports.app).await;
-    let gw = Gateway::start(ports, &gateway_config(ports, &mock.base_url(), replace, "")).await;
-    Setup {
-        mock,
-        gw,
-        hits,
-        other_ports,
-    }
+/// `stack` with the recording app behind the public listener and room on the mock for a
+/// second deployment (`other_deployment`), started.
+async fn setup(stack: StackBuilder) -> Stack {
+    stack.app(App::Recording).more_gateways(1).start().await
 }
 
 /// Everything a refused attack must leave as it was.
@@ -135,38 +56,51 @@ struct Snapshot {
     logins_ok: u64,
 }
 
-impl Setup {
+/// What the attacks read off a [`setup`] stack.
+trait Observe {
     /// A second deployment: same mock, same settings, another session secret.
+    async fn other_deployment(&self) -> (Gateway, Hits);
+    async fn snapshot(&self) -> Snapshot;
+    /// Nothing reached Spotify or the app and no login completed since `before`.
+    async fn assert_untouched(&self, before: &Snapshot, case: &str);
+    /// Nothing reached Spotify since `before` (the app may have served the request).
+    async fn assert_spotify_untouched(&self, before: &Snapshot, case: &str);
+    fn app_hits_since(&self, before: &Snapshot) -> Vec<AppHit>;
+    /// The assertion the app receives for a request carrying `cookie`.
+    async fn assertion_for(&self, cookie: &str) -> String;
+    /// The status of `/auth/userinfo` for a request carrying `cookie`.
+    async fn userinfo_status(&self, cookie: &str) -> u16;
+}
+
+impl Observe for Stack {
     async fn other_deployment(&self) -> (Gateway, Hits) {
-        let hits = start_recording_app(self.other_ports.app).await;
-        let secret_line = format!("secret = \"{OTHER_SECRET}\"");
-        let config = gateway_config(
-            self.other_ports,
-            &self.mock.base_url(),
-            &[("secret_env = \"TEST_SESSION_SECRET\"", &secret_line)],
-            "",
-        );
-        (Gateway::start(self.other_ports, &config).await, hits)
+        let ports = self.more_ports[0];
+        let hits = start_recording_app(ports.app).await;
+        let config = self
+            .config_for(ports)
+            .remove("session.secret_env")
+            .set("session.secret", OTHER_SECRET);
+        (Gateway::start(ports, &config).await, hits)
     }
 
     async fn snapshot(&self) -> Snapshot {
         // Read before any await: the app's handler takes the same lock.
-        let app_hits = self.hits.lock().expect("hits").len();
+        let app_hits = self.hits().lock().expect("hits").len();
         Snapshot {
             spotify: mock_stats(&self.mock).await,
             spotify_log: mock_requests(&self.mock).await.len(),
             app_hits,
-            logins_ok: metric(&self.gw, r#"spotify_gateway_logins_total{result="ok"}"#).await,
+            logins_ok: self
+                .metric(r#"spotify_gateway_logins_total{result="ok"}"#)
+                .await as u64,
         }
     }
 
-    /// Nothing reached Spotify or the app and no login completed since `before`.
     async fn assert_untouched(&self, before: &Snapshot, case: &str) {
         let now = self.snapshot().await;
         assert_eq!(&now, before, "{case}: the attack changed something");
     }
 
-    /// Nothing reached Spotify since `before` (the app may have served the request).
     async fn assert_spotify_untouched(&self, before: &Snapshot, case: &str) {
         let now = self.snapshot().await;
         assert_eq!(now.spotify, before.spotify, "{case}: Spotify was called");
@@ -178,12 +112,11 @@ impl Setup {
     }
 
     fn app_hits_since(&self, before: &Snapshot) -> Vec<AppHit> {
-        self.hits.lock().expect("hits")[before.app_hits..].to_vec()
+        self.hits().lock().expect("hits")[before.app_hits..].to_vec()
     }
 
-    /// The assertion the app receives for a request carrying `cookie`.
     async fn assertion_for(&self, cookie: &str) -> String {
-        let before = self.hits.lock().expect("hits").len();
+        let before = self.hits().lock().expect("hits").len();
         let resp = reqwest::Client::new()
             .get(format!("{}/app", self.gw.public_url()))
             .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
@@ -191,7 +124,7 @@ impl Setup {
             .await
             .expect("app");
         assert_eq!(resp.status(), 200);
-        let hits = self.hits.lock().expect("hits");
+        let hits = self.hits().lock().expect("hits");
         hits[before..]
             .iter()
             .find_map(|h| {
@@ -202,7 +135,7 @@ impl Setup {
             .expect("assertion")
     }
 
-    async fn userinfo(&self, cookie: &str) -> u16 {
+    async fn userinfo_status(&self, cookie: &str) -> u16 {
         reqwest::Client::new()
             .get(format!("{}/auth/userinfo", self.gw.public_url()))
             .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
@@ -212,14 +145,6 @@ impl Setup {
             .status()
             .as_u16()
     }
-}
-
-/// The value of one series on the admin listener's `/metrics`, 0 when absent.
-async fn metric(gw: &Gateway, series: &str) -> u64 {
-    metric_value(gw, series)
-        .await
-        .map(|v| v as u64)
-        .unwrap_or(0)
 }
 
 /// A client with no cookie jar and no redirects: every cookie is explicit.
@@ -320,26 +245,6 @@ fn tamper(value: &str) -> String {
     String::from_utf8(bytes).expect("ascii")
 }
 
-/// Sends raw bytes and returns the status (0 when the connection closed without an answer)
-/// and the whole answer.
-async fn raw(port: u16, request: &[u8]) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    // A server may answer and close before reading everything of an oversized request.
-    let _ = stream.write_all(request).await;
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
-    let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text
-        .strip_prefix("HTTP/1.")
-        .and_then(|t| t.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
-}
-
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -377,7 +282,7 @@ fn now_secs() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_callback_attacks_are_refused_and_change_nothing() {
-    let mut s = setup(&[]).await;
+    let mut s = setup(Stack::builder()).await;
     let (other_gw, _other_hits) = s.other_deployment().await;
     let victim = pending_login(&s.gw, "alice").await;
     // Another browser's login on the same gateway, and one on another deployment.
@@ -469,7 +374,7 @@ async fn login_callback_attacks_are_refused_and_change_nothing() {
 
     // The victim's login was not spoiled by any of that.
     let cookie = complete(&victim).await;
-    assert_eq!(s.userinfo(&cookie).await, 200);
+    assert_eq!(s.userinfo_status(&cookie).await, 200);
 
     // Reused state: the completed callback, replayed with its own cookie.
     let before = s.snapshot().await;
@@ -570,7 +475,7 @@ async fn login_callback_attacks_are_refused_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_session_cookies_open_no_session() {
-    let s = setup(&[]).await;
+    let s = setup(Stack::builder()).await;
     let (other_gw, _other_hits) = s.other_deployment().await;
     let alice = session_for(&s.gw, "alice").await;
     let foreign = session_for(&other_gw, "alice").await;
@@ -651,7 +556,7 @@ async fn bad_session_cookies_open_no_session() {
         ("300 Cookie header lines", lines),
     ] {
         let before = s.snapshot().await;
-        let (status, answer) = raw(s.gw.ports.public, request.as_bytes()).await;
+        let (status, answer) = raw_request(s.gw.ports.public, request.as_bytes()).await;
         assert!(
             status == 400,
             "{name}: {status} {}",
@@ -664,7 +569,7 @@ async fn bad_session_cookies_open_no_session() {
         s.assert_untouched(&before, name).await;
     }
     // The real cookie still works: nothing above spoiled it.
-    assert_eq!(s.userinfo(&alice).await, 200);
+    assert_eq!(s.userinfo_status(&alice).await, 200);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -673,7 +578,7 @@ async fn bad_session_cookies_open_no_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn return_to_never_leaves_the_site() {
-    let s = setup(&[]).await;
+    let s = setup(Stack::builder()).await;
     let long = format!("/{}", "a".repeat(3000));
     // Decoded values (sent form-encoded).
     let decoded = [
@@ -724,7 +629,7 @@ async fn return_to_never_leaves_the_site() {
         let request = format!(
             "GET /auth/login?return_to={query} HTTP/1.1\r\nHost: gw\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
         );
-        let (status, answer) = raw(s.gw.ports.public, request.as_bytes()).await;
+        let (status, answer) = raw_request(s.gw.ports.public, request.as_bytes()).await;
         assert_eq!(status, 400, "{name}: {answer}");
         let lower = answer.to_ascii_lowercase();
         assert!(!lower.contains("\r\nlocation:"), "{name}: {answer}");
@@ -759,7 +664,7 @@ async fn return_to_never_leaves_the_site() {
     }
     // A browser without a session sent to //evil.example on the site is asked to log in
     // and come back to the site's root, not to evil.example.
-    let (status, answer) = raw(
+    let (status, answer) = raw_request(
         s.gw.ports.public,
         b"GET //evil.example/x HTTP/1.1\r\nHost: gw\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
     )
@@ -779,7 +684,7 @@ async fn return_to_never_leaves_the_site() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_identity_headers_never_reach_the_app_as_sent() {
-    let s = setup(&[]).await;
+    let s = setup(Stack::builder()).await;
     let alice = session_for(&s.gw, "alice").await;
     // Every spoofed value carries a marker that no real value contains.
     let spoof: &[(&str, &str)] = &[
@@ -839,8 +744,7 @@ async fn client_identity_headers_never_reach_the_app_as_sent() {
     assert_eq!(hits[0].lookalike_values("x-spotify-user-id"), ["alice"]);
     let assertion = hits[0].lookalike_values("x-gateway-user");
     assert_eq!(assertion.len(), 1);
-    let claims =
-        spotify_gateway::assertion::verify(&keys(SESSION_SECRET), assertion[0]).expect("valid");
+    let claims = verify(&keys(SESSION_SECRET), assertion[0]).expect("valid");
     assert_eq!(claims.sub, "alice");
     s.assert_spotify_untouched(&before, "alice's session").await;
 
@@ -852,7 +756,7 @@ async fn client_identity_headers_never_reach_the_app_as_sent() {
 
     // A header smuggled inside another one with a bare LF is still a client header.
     let before = s.snapshot().await;
-    let (status, answer) = raw(
+    let (status, answer) = raw_request(
         s.gw.ports.public,
         b"GET /public/x HTTP/1.1\r\nHost: gw\r\nX-Note: a\nX-Spotify-User-Id: bob-SPOOFED\r\nConnection: close\r\n\r\n",
     )
@@ -869,7 +773,7 @@ async fn client_identity_headers_never_reach_the_app_as_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_expired_and_foreign_assertions_are_refused_on_egress() {
     // No app token: a call that names no valid user gets nothing at all.
-    let s = setup(&[("app_token = true", "app_token = false")]).await;
+    let s = setup(Stack::builder().set("egress.app_token", false)).await;
     let (other_gw, _other_hits) = s.other_deployment().await;
     let alice_cookie = session_for(&s.gw, "alice").await;
     let alice = s.assertion_for(&alice_cookie).await;
@@ -1003,7 +907,7 @@ async fn forged_expired_and_foreign_assertions_are_refused_on_egress() {
     assert_eq!(resp.status(), 401, "untrusted X-Spotify-User-Id");
     s.assert_untouched(&before, "untrusted X-Spotify-User-Id")
         .await;
-    let (status, answer) = raw(
+    let (status, answer) = raw_request(
         s.gw.ports.egress,
         b"GET /v1/me HTTP/1.1\r\nHost: gw\r\nX-Gateway-User: \xff\xfe\xfd\r\nConnection: close\r\n\r\n",
     )
@@ -1016,21 +920,10 @@ async fn forged_expired_and_foreign_assertions_are_refused_on_egress() {
 async fn trusted_user_header_needs_loopback_or_the_loud_setting() {
     // Start-up refuses it on a network address, naming key and line.
     let ports = Ports::new();
-    let text = gateway_config(
-        ports,
-        "http://127.0.0.1:9",
-        &[
-            (
-                &format!("egress = \"127.0.0.1:{}\"", ports.egress),
-                &format!("egress = \"0.0.0.0:{}\"", ports.egress),
-            ),
-            (
-                "app_token = true",
-                "app_token = true\ntrust_user_header = true",
-            ),
-        ],
-        "",
-    );
+    let text = GatewayConfig::template(ports, "http://127.0.0.1:9")
+        .set("listen.egress", format!("0.0.0.0:{}", ports.egress))
+        .set("egress.trust_user_header", true)
+        .to_string();
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, &text).expect("write");
@@ -1063,31 +956,23 @@ async fn trusted_user_header_needs_loopback_or_the_loud_setting() {
         return;
     };
     let ports = Ports::new();
-    let mock = start_mock(ports.public, Duration::from_secs(3600)).await;
-    let _hits = start_recording_app(ports.app).await;
-    let config = gateway_config(
-        ports,
-        &mock.base_url(),
-        &[
-            (
-                &format!("egress = \"127.0.0.1:{}\"", ports.egress),
-                &format!("egress = \"0.0.0.0:{}\"", ports.egress),
-            ),
-            (
-                "app_token = true",
-                "app_token = false\ntrust_user_header = true\nallow_trusted_header_on_network = true",
-            ),
-        ],
-        "",
-    );
-    let gw = Gateway::start(ports, &config).await;
+    let s = Stack::builder()
+        .ports(ports)
+        .app(App::Recording)
+        .set("listen.egress", format!("0.0.0.0:{}", ports.egress))
+        .set("egress.app_token", false)
+        .set("egress.trust_user_header", true)
+        .set("egress.allow_trusted_header_on_network", true)
+        .start()
+        .await;
+    let gw = &s.gw;
     assert!(
         gw.log().contains("SECURITY WARNING")
             && gw.log().contains("allow_trusted_header_on_network"),
         "{}",
         gw.log()
     );
-    session_for(&gw, "bob").await;
+    session_for(gw, "bob").await;
     let from_network = reqwest::Client::builder()
         .local_address(Some(ip))
         .build()
@@ -1118,45 +1003,36 @@ async fn a_config_that_crashes_the_toml_parser_is_refused_at_start_and_on_reload
         assert!(err.contains("key `(syntax)`"), "{command}: {err}");
     }
 
-    let s = setup(&[]).await;
-    let original = std::fs::read_to_string(&s.gw.config_path).expect("config");
+    let s = setup(Stack::builder()).await;
+    let original = s.gw.config();
+    // Not TOML at all, so written as it is.
     std::fs::write(&s.gw.config_path, CRASHER).expect("write");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(s.gw.pid(), libc::SIGHUP) };
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !s.gw.log().contains("config reload failed") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reload error logged:\n{}",
-            s.gw.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    s.gw.wait_until(
+        Duration::from_secs(5),
+        "the reload error in the log",
+        || async { s.gw.log().contains("config reload failed") },
+    )
+    .await;
     // The next SIGHUP, with a good file, is still handled.
-    let opened = original.replace(
-        "public_paths = [\"/public/\"]",
-        "public_paths = [\"/public/\", \"/open/\"]",
-    );
-    std::fs::write(&s.gw.config_path, opened).expect("write");
+    let opened = original.set("upstream.public_paths", ["/public/", "/open/"]);
+    s.gw.write_config(&opened);
     // SAFETY: as above.
     unsafe { libc::kill(s.gw.pid(), libc::SIGHUP) };
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let resp = plain()
-            .get(format!("{}/open/x", s.gw.public_url()))
-            .send()
-            .await
-            .expect("open path");
-        if resp.status() == 200 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "second reload not applied:\n{}",
-            s.gw.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    s.gw.wait_until(
+        Duration::from_secs(5),
+        "the second reload to make /open/ public",
+        || async {
+            let resp = plain()
+                .get(format!("{}/open/x", s.gw.public_url()))
+                .send()
+                .await
+                .expect("open path");
+            resp.status() == 200
+        },
+    )
+    .await;
 }
 
 /// A non-loopback IPv4 address of this machine, if it has one.
@@ -1177,7 +1053,7 @@ fn non_loopback_ip() -> Option<std::net::IpAddr> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_smuggling_requests_are_refused() {
-    let s = setup(&[]).await;
+    let s = setup(Stack::builder()).await;
     // Warm the app token so a refused request cannot hide behind a token fetch.
     let resp = plain()
         .get(format!("{}/v1/search?q=a&type=track", s.gw.egress_url()))
@@ -1342,7 +1218,7 @@ async fn malformed_and_smuggling_requests_are_refused() {
     ];
     for (name, port, request, allowed) in &cases {
         let before = s.snapshot().await;
-        let (status, answer) = raw(*port, request).await;
+        let (status, answer) = raw_request(*port, request).await;
         assert!(
             allowed.contains(&status),
             "{name}: {status} {}",
@@ -1397,7 +1273,7 @@ async fn malformed_and_smuggling_requests_are_refused() {
         ),
     ] {
         let before = s.snapshot().await;
-        let (status, answer) = raw(port, request.as_bytes()).await;
+        let (status, answer) = raw_request(port, request.as_bytes()).await;
         assert!(status != 0 && status < 500, "{name}: {answer}");
         assert_eq!(
             answer.matches("HTTP/1.1 ").count(),
@@ -1470,7 +1346,7 @@ async fn start_trap() -> (u16, Arc<AtomicUsize>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn egress_tokens_go_to_the_api_host_only() {
-    let s = setup(&[]).await;
+    let s = setup(Stack::builder()).await;
     let resp = plain()
         .get(format!("{}/v1/search?q=a&type=track", s.gw.egress_url()))
         .send()
@@ -1510,7 +1386,7 @@ async fn egress_tokens_go_to_the_api_host_only() {
             let request = format!(
                 "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{trap}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             );
-            let (status, answer) = raw(s.gw.ports.egress, request.as_bytes()).await;
+            let (status, answer) = raw_request(s.gw.ports.egress, request.as_bytes()).await;
             assert!(allowed.contains(&status), "{name}: {answer}");
             s.assert_untouched(&before, &name).await;
         }
@@ -1533,7 +1409,7 @@ async fn egress_tokens_go_to_the_api_host_only() {
         ),
     ] {
         let before = s.snapshot().await;
-        let (status, answer) = raw(s.gw.ports.egress, request.as_bytes()).await;
+        let (status, answer) = raw_request(s.gw.ports.egress, request.as_bytes()).await;
         assert_eq!(status, expected, "{name}: {answer}");
         s.assert_untouched(&before, name).await;
     }
@@ -1554,7 +1430,7 @@ async fn egress_tokens_go_to_the_api_host_only() {
         let request = format!(
             "GET /v1/search?q=a&type=track HTTP/{version}\r\n{headers}Connection: close\r\n\r\n"
         );
-        let (status, answer) = raw(s.gw.ports.egress, request.as_bytes()).await;
+        let (status, answer) = raw_request(s.gw.ports.egress, request.as_bytes()).await;
         assert_eq!(status, 200, "{name}: {answer}");
         let log = mock_requests(&s.mock).await;
         let reached = &log[before.spotify_log..];
@@ -1574,7 +1450,7 @@ async fn egress_tokens_go_to_the_api_host_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_listener_and_logs_expose_no_secret_or_session_data() {
-    let s = setup(&[]).await;
+    let s = setup(Stack::builder()).await;
     let alice_login = pending_login(&s.gw, "alice").await;
     let alice = complete(&alice_login).await;
     let bob = session_for(&s.gw, "bob").await;
@@ -1682,9 +1558,6 @@ async fn admin_listener_and_logs_expose_no_secret_or_session_data() {
 
 #[test]
 fn debug_formatting_of_config_and_sessions_shows_no_secret() {
-    use spotify_gateway::config::Config;
-    use spotify_gateway::session::SessionRecord;
-
     let secret_file = tempfile::NamedTempFile::new().expect("tmp");
     std::fs::write(
         secret_file.path(),
@@ -1713,11 +1586,11 @@ url = "redis://default:url-password-42@redis.example:6379"
     let record = SessionRecord {
         user_id: "alice".into(),
         display_name: Some("Alice".into()),
-        scopes: spotify_gateway::session::Scopes::new(&["user-read-email"]),
-        access_token: spotify_gateway::secret::AccessToken::new("BQAccess-token-value-123"),
+        scopes: Scopes::new(&["user-read-email"]),
+        access_token: AccessToken::new("BQAccess-token-value-123"),
         access_expires_at_ms: 1,
         access_lifetime_ms: 1,
-        refresh_token: spotify_gateway::secret::RefreshToken::new("AQRefresh-token-value-456"),
+        refresh_token: RefreshToken::new("AQRefresh-token-value-456"),
         created_at_ms: 1,
         updated_at_ms: 1,
         expires_at_ms: 1,

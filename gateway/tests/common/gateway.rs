@@ -1,0 +1,165 @@
+//! The gateway binary running as its own process.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{wait_until_explained, Deadline, GatewayConfig, Ports, CLIENT_SECRET, SESSION_SECRET};
+
+/// How long a gateway may take to report ready before a test gives up.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The gateway binary running as its own process.
+pub struct Gateway {
+    child: Option<Child>,
+    pub ports: Ports,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+impl Gateway {
+    /// Starts `spotify-gateway run` with `config` (for a gateway on `ports`) and waits until
+    /// `/readyz` answers 200.
+    pub async fn start(ports: Ports, config: &GatewayConfig) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("gateway.toml");
+        config.write(&config_path);
+        let mut gw = Gateway {
+            child: None,
+            ports,
+            dir,
+            config_path,
+        };
+        gw.spawn().await;
+        gw
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_spotify-gateway"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
+            .env("TEST_SESSION_SECRET", SESSION_SECRET)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start spotify-gateway");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.log")
+    }
+
+    pub fn log(&self) -> String {
+        read_log(&self.log_path())
+    }
+
+    async fn wait_ready(&mut self) {
+        let url = format!("{}/readyz", self.admin_url());
+        let client = reqwest::Client::new();
+        let log_path = self.log_path();
+        let child = self.child.as_mut().expect("spawned");
+        wait_until_explained(
+            READY_TIMEOUT,
+            "the gateway's /readyz to answer 200",
+            || {
+                let exited = child.try_wait().ok().flatten();
+                let (client, url, log_path) = (&client, &url, &log_path);
+                async move {
+                    if let Some(status) = exited {
+                        panic!(
+                            "gateway exited with {status} before ready:\n{}",
+                            read_log(log_path)
+                        );
+                    }
+                    client
+                        .get(url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 200)
+                }
+            },
+            || read_log(&log_path),
+        )
+        .await;
+    }
+
+    /// [`super::wait_until`] for something this gateway does; the panic shows its log.
+    pub async fn wait_until<F, Fut>(&self, within: impl Deadline, what: impl Display, condition: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        wait_until_explained(within, what, condition, || self.log()).await;
+    }
+
+    /// The config file as it is now.
+    pub fn config(&self) -> GatewayConfig {
+        let text = std::fs::read_to_string(&self.config_path).expect("read config");
+        GatewayConfig::parse(&text)
+    }
+
+    /// Replaces the config file (for a SIGHUP to pick up).
+    pub fn write_config(&self, config: &GatewayConfig) {
+        config.write(&self.config_path);
+    }
+
+    pub fn egress_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.egress)
+    }
+    pub fn public_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.public)
+    }
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.admin)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).expect("running")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().expect("wait for gateway")
+    }
+
+    /// Waits for the process to exit by itself (after a signal the test sent).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        child.wait().expect("wait for gateway")
+    }
+
+    /// Stops the process and starts it again with the same config.
+    pub async fn restart(&mut self) {
+        let status = self.terminate();
+        assert!(status.success(), "gateway exit status {status}");
+        self.spawn().await;
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}

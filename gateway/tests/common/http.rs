@@ -1,0 +1,139 @@
+//! Talking to a gateway: browser-like clients, a whole login, raw bytes, the metrics.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::Gateway;
+
+/// A browser-like client: a cookie jar and no automatic redirects.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+pub fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The steps of a login, kept so tests can replay or tamper with them.
+pub struct LoginTrip {
+    pub authorize_url: String,
+    pub callback_url: String,
+    /// Where the gateway sent the browser after the callback.
+    pub landed: String,
+    pub set_cookies: Vec<String>,
+}
+
+/// Logs `user` in through the gateway's public listener with `browser`, approving at the mock.
+pub async fn login(
+    browser: &reqwest::Client,
+    gw: &Gateway,
+    user: &str,
+    return_to: &str,
+) -> LoginTrip {
+    let resp = browser
+        .get(format!("{}/auth/login", gw.public_url()))
+        .query(&[("return_to", return_to)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 302, "login should redirect to Spotify");
+    let authorize_url = location(&resp);
+    let resp = browser
+        .get(format!(
+            "{authorize_url}&mock_user={user}&mock_decision=approve"
+        ))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(
+        resp.status(),
+        302,
+        "mock authorize: {:?}",
+        resp.text().await
+    );
+    let callback_url = location(&resp);
+    assert!(callback_url.contains("code="), "{callback_url}");
+    let resp = browser.get(&callback_url).send().await.expect("callback");
+    let status = resp.status();
+    let landed = location(&resp);
+    let set_cookies = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        status,
+        302,
+        "callback: {}",
+        resp.text().await.unwrap_or_default()
+    );
+    LoginTrip {
+        authorize_url,
+        callback_url,
+        landed,
+        set_cookies,
+    }
+}
+
+/// What the internal app received for a request through the public listener.
+pub async fn via_public(browser: &reqwest::Client, gw: &Gateway, path: &str) -> (u16, Value) {
+    let resp = browser
+        .get(format!("{}{path}", gw.public_url()))
+        .send()
+        .await
+        .expect("public");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Sends raw bytes (for targets an HTTP client would normalise, or requests no client would
+/// send) on a connection of their own, and returns the status (0 when the connection closed
+/// without an HTTP answer) and the whole answer, read until the server closes (10 s at most).
+pub async fn raw_request(port: u16, request: impl AsRef<[u8]>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    // A server may answer and close before reading everything of an oversized request.
+    let _ = stream.write_all(request.as_ref()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.")
+        .and_then(|t| t.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// The admin listener's `/metrics` text.
+pub async fn scrape(gw: &Gateway) -> String {
+    reqwest::get(format!("{}/metrics", gw.admin_url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// The value of the first series on `/metrics` whose line starts with `series` (a name, or a
+/// name with its labels in Prometheus' order); `None` when there is none.
+pub async fn metric_value(gw: &Gateway, series: &str) -> Option<f64> {
+    scrape(gw)
+        .await
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
