@@ -42,6 +42,18 @@ impl AdminApp {
         if !self.gw.is_serving() {
             return text(503, PLAIN, b"starting\n".to_vec());
         }
+        let unsaved = self.gw.sessions.unsaved_count();
+        if unsaved > 0 {
+            return text(
+                503,
+                PLAIN,
+                format!(
+                    "{unsaved} refreshed session(s) not yet saved to the session store; a \
+                     restart now would lose them\n"
+                )
+                .into_bytes(),
+            );
+        }
         let store = self.gw.sessions.store();
         match tokio::time::timeout(STORE_PING_TIMEOUT, store.ping()).await {
             Ok(Ok(())) => text(200, PLAIN, b"ready\n".to_vec()),

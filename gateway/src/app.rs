@@ -52,7 +52,7 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub token_endpoint: Arc<TokenEndpoint>,
     pub app_tokens: AppTokens,
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
     /// Set once the public and egress listeners accept connections.
     listening: AtomicBool,
     /// Set when SIGTERM arrives: `/readyz` fails from then on.
@@ -69,13 +69,13 @@ impl Gateway {
             &config.session.secret,
             config.session.previous_secret.as_ref(),
         );
-        let sessions = Sessions::new(
+        let sessions = Arc::new(Sessions::new(
             store,
             keys,
             token_endpoint.clone(),
             config.session.lifetime,
             metrics.clone(),
-        );
+        ));
         Ok(Arc::new(Gateway {
             live: RwLock::new(Arc::new(Live::of(&config))),
             config,

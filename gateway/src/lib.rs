@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod app;
 pub mod assertion;
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -62,12 +62,17 @@ pub fn init(format: LogFormat, level: &str) {
     let filter = env_filter(level);
     let log_level = log_crate_level(&filter);
     let (filter, handle) = reload::Layer::new(filter);
+    // Colour codes only for a person at a terminal: in a file, a pipe or a log collector they
+    // are noise that breaks grep and parsers.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let output = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
+            .with_ansi(false)
             .with_writer(std::io::stderr)
             .boxed(),
     };

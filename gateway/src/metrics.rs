@@ -21,6 +21,7 @@ pub struct Metrics {
     pub token_cache: IntCounterVec,
     pub logins: IntCounterVec,
     pub active_sessions: IntGauge,
+    pub unsaved_sessions: IntGauge,
     pub spotify_rate_limited: IntCounter,
     pub rate_limited_local: IntCounter,
     pub retries: IntCounter,
@@ -119,6 +120,11 @@ impl Metrics {
             active_sessions: b.gauge(
                 "active_sessions",
                 "Sessions held in this replica's memory cache",
+            ),
+            unsaved_sessions: b.gauge(
+                "unsaved_sessions",
+                "Refreshed sessions the session store has not taken yet (kept in memory and \
+                 written again; /readyz fails while this is above 0)",
             ),
             spotify_rate_limited: b.counter(
                 "spotify_rate_limited_total",

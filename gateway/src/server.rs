@@ -133,6 +133,8 @@ async fn wait_until_accepting(addr: std::net::SocketAddr) {
 
 /// How often expired sessions and logins are removed from the store.
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often refreshed sessions the store did not take are written again.
+const UNSAVED_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Housekeeping while running; marks the gateway as shutting down the moment pingora
 /// broadcasts it, so `/readyz` fails while in-flight requests finish.
@@ -151,6 +153,7 @@ impl BackgroundService for Lifecycle {
         }
         self.gw.mark_listening();
         let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        let mut retry_unsaved = tokio::time::interval(UNSAVED_RETRY_INTERVAL);
         // Handling SIGHUP also stops it from terminating the process (its default).
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
@@ -168,6 +171,7 @@ impl BackgroundService for Lifecycle {
                     }
                 }
                 _ = tick.tick() => self.gw.sessions.housekeeping().await,
+                _ = retry_unsaved.tick() => self.gw.sessions.save_unsaved().await,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     match self.gw.reload() {
                         Ok(report) => {
@@ -182,6 +186,8 @@ impl BackgroundService for Lifecycle {
             }
         }
         self.gw.begin_shutdown();
+        // One more try for refreshed sessions the store has not taken, before the exit.
+        self.gw.sessions.save_unsaved().await;
         tracing::info!("shutdown started: /readyz now fails, finishing in-flight requests");
     }
 }

@@ -367,7 +367,14 @@ async fn token_endpoint_outage_keeps_the_session() {
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     assert_eq!(s.userinfo(&b).await.0, 200, "session kept");
-    // Spotify is back: the same assertion works again.
+    // Spotify is back: the same assertion works again once the failed refresh's hold (the
+    // per-session backoff, 1 s after a first failure) has passed.
+    s.gw.wait_until(
+        Duration::from_secs(3),
+        "the same assertion to work again",
+        || async { s.egress_get_as(&assertion, "/v1/me").await.status() == 200 },
+    )
+    .await;
     assert_eq!(s.egress_get_as(&assertion, "/v1/me").await.status(), 200);
 }
 

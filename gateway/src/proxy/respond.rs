@@ -53,6 +53,8 @@ pub enum Failure {
     },
     /// Spotify refused the gateway's own credentials: the operator must fix the config (502).
     CredentialsRefused(&'static str),
+    /// The call's deadline passed while the gateway waited for something it needs (504).
+    DeadlinePassed(&'static str),
     /// The upstream (Spotify's Web API or the internal app) failed; `status` is 502, 504 or
     /// whatever pingora decided.
     Upstream { status: u16, message: &'static str },
@@ -68,6 +70,7 @@ impl Failure {
             Failure::RateLimited { .. } => 429,
             Failure::StoreUnavailable | Failure::SpotifyUnavailable { .. } => 503,
             Failure::CredentialsRefused(_) => 502,
+            Failure::DeadlinePassed(_) => 504,
             Failure::Upstream { status, .. } => *status,
         }
     }
@@ -86,6 +89,7 @@ impl Failure {
             Failure::StoreUnavailable => "store_unavailable",
             Failure::SpotifyUnavailable { .. } => "spotify_unavailable",
             Failure::CredentialsRefused(_) => "spotify_refused_credentials",
+            Failure::DeadlinePassed(_) => "deadline_passed",
             Failure::Upstream { .. } => "upstream_error",
         }
     }
@@ -102,6 +106,7 @@ impl Failure {
             Failure::NotFound(m)
             | Failure::Unauthorized(m)
             | Failure::CredentialsRefused(m)
+            | Failure::DeadlinePassed(m)
             | Failure::SpotifyUnavailable { message: m, .. }
             | Failure::Upstream { message: m, .. } => Cow::Borrowed(m),
             Failure::SessionEnded => "The user's session has ended (signed out, expired or \
@@ -119,6 +124,7 @@ impl Failure {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             Failure::StoreUnavailable => Some(STORE_RETRY_AFTER_SECS),
+            Failure::DeadlinePassed(_) => Some(1),
             _ => None,
         }
     }

@@ -38,13 +38,33 @@ impl Sessions {
             self.cache.invalidate(key).await;
             return Ok(None);
         }
+        if self.has_ended(key) {
+            return Ok(None);
+        }
+        // A refreshed session the store has not taken yet: its stored record is older.
+        if let Some(s) = self.unsaved(key) {
+            return Ok(Some(s));
+        }
         let Some(record) = self.load_record(key).await? else {
             return Ok(None);
         };
         let key: Arc<str> = key.into();
         let session = Arc::new(LiveSession::new(Arc::clone(&key), record));
         // Two concurrent misses may both load; either copy is the stored one.
-        let entry = self.cache.entry(key).or_insert(session).await.into_value();
+        let entry = self
+            .cache
+            .entry(Arc::clone(&key))
+            .or_insert(session)
+            .await
+            .into_value();
+        // The session may have ended while we read it (here, or announced by another
+        // replica): `end` marks it ended before it drops the cached copy, so checking after
+        // filling the cache cannot miss it, and the copy we put there goes again.
+        if self.has_ended(&key) {
+            entry.mark_ended();
+            self.cache.invalidate(&key).await;
+            return Ok(None);
+        }
         Ok(Some(entry))
     }
 

@@ -2,11 +2,14 @@
 //! times), the pending login, and the live copy in memory. Records are sealed as a whole
 //! (tokens included) by `registry` before they reach the store.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backoff::FailureHold;
 use crate::clock::now_ms;
+use crate::oauth::TokenError;
 use crate::secret::{exposed, AccessToken, PkceVerifier, RefreshToken};
 
 /// The scopes a session was granted, space-separated in one shared string (the form of
@@ -96,8 +99,13 @@ pub struct LiveSession {
     /// Store key (keyed hash of the session id); the memory cache's key shares it.
     pub key: Arc<str>,
     pub(crate) record: RwLock<SessionRecord>,
-    /// Held by the one request that refreshes this session's token (`tokens::user`).
-    pub(crate) refresh: tokio::sync::Mutex<()>,
+    /// Held by the one refresh of this session's token in flight (`tokens::user`); owned by
+    /// the refresh task, so a caller that gives up does not cancel it.
+    pub(crate) refresh: Arc<tokio::sync::Mutex<()>>,
+    /// The last failed refresh, shared with everyone who asks until its hold passes.
+    failure: FailureHold<TokenError>,
+    /// Set when the session ends: whoever still holds this copy stops using it.
+    ended: AtomicBool,
 }
 
 impl LiveSession {
@@ -105,7 +113,9 @@ impl LiveSession {
         LiveSession {
             key,
             record: RwLock::new(record),
-            refresh: tokio::sync::Mutex::new(()),
+            refresh: Arc::new(tokio::sync::Mutex::new(())),
+            failure: FailureHold::default(),
+            ended: AtomicBool::new(false),
         }
     }
 
@@ -131,8 +141,32 @@ impl LiveSession {
         self.with_record(|r| r.user_id == user_id)
     }
 
+    /// Past its lifetime, or ended.
     pub(crate) fn is_expired(&self) -> bool {
-        self.with_record(|r| r.expires_at_ms <= now_ms())
+        self.is_ended() || self.with_record(|r| r.expires_at_ms <= now_ms())
+    }
+
+    pub(crate) fn mark_ended(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// The error of the last refresh while its hold lasts.
+    pub(crate) fn held_failure(&self) -> Option<TokenError> {
+        self.failure.held()
+    }
+
+    /// A refresh failed (transiently): hold its answer, longer for each failure in a row.
+    pub(crate) fn hold_failure(&self, error: TokenError) {
+        self.failure.fail(error);
+    }
+
+    /// A refresh worked: the next failure starts the backoff afresh.
+    pub(crate) fn clear_failure(&self) {
+        self.failure.clear();
     }
 
     /// Spotify answered 401 to `token`: treat it as expired so the next use refreshes. A

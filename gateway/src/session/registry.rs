@@ -2,7 +2,8 @@
 //! records are sealed into and opened from the store, and ending a session. Logins
 //! (`login`), lookups (`lookup`) and token refreshes (`tokens::user`) are its other methods.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -20,6 +21,11 @@ const CACHE_CAPACITY: u64 = 200_000;
 const CACHE_IDLE: Duration = Duration::from_secs(15 * 60);
 /// How long a replica trusts its memory of which session is a user's latest.
 const USER_INDEX_TTL: Duration = Duration::from_secs(60);
+/// How long a replica remembers that a session ended (here, or on another replica by a
+/// published invalidation). A lookup that read the record from the store just before it was
+/// deleted finishes within a store round trip (at most a few seconds); remembering far longer
+/// than that costs a few bytes per ended session.
+const ENDED_MEMORY: Duration = Duration::from_secs(5 * 60);
 
 /// Why a session gives no token.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +44,14 @@ pub struct Sessions {
     /// Swapped whole when SIGHUP rotates `session.secret`.
     keys: RwLock<Arc<Keyring>>,
     pub(crate) cache: moka::future::Cache<Arc<str>, Arc<LiveSession>>,
+    /// Store keys of sessions that ended lately. A lookup that raced with the end (it read the
+    /// record before the delete, and fills the cache after it) checks here after filling the
+    /// cache, so an ended session can never be cached again (`lookup::by_key`).
+    pub(super) ended: moka::future::Cache<Arc<str>, ()>,
+    /// Sessions refreshed at Spotify whose new record the store did not take (it was down):
+    /// the only copy of a rotated refresh token. Written again until the store takes it
+    /// (`save_unsaved`); `/readyz` fails meanwhile.
+    pub(crate) unsaved: Mutex<HashMap<Arc<str>, Arc<LiveSession>>>,
     /// Trusted-header mode: user id → store key of the user's session, so a call for a hot
     /// session does not read the store's user index. Checked against the session every time;
     /// a login of the same user elsewhere is picked up within `USER_INDEX_TTL`.
@@ -62,12 +76,25 @@ impl Sessions {
             .max_capacity(CACHE_CAPACITY)
             .time_to_idle(CACHE_IDLE)
             .build();
+        let ended: moka::future::Cache<Arc<str>, ()> = moka::future::Cache::builder()
+            .max_capacity(CACHE_CAPACITY)
+            .time_to_live(ENDED_MEMORY)
+            .build();
         if let Some(mut changes) = store.invalidations() {
             let cache = cache.clone();
+            let ended = ended.clone();
             let forget = async move {
                 while let Some(change) = changes.recv().await {
                     match change {
-                        Invalidation::Key(key) => cache.invalidate(key.as_str()).await,
+                        // Another replica ended it: remember that before forgetting the copy,
+                        // so a lookup filling the cache right now sees it (`by_key`).
+                        Invalidation::Key(key) => {
+                            let key: Arc<str> = key.into();
+                            ended.insert(Arc::clone(&key), ()).await;
+                            if let Some(s) = cache.remove(&key).await {
+                                s.mark_ended();
+                            }
+                        }
                         Invalidation::All => cache.invalidate_all(),
                     }
                 }
@@ -87,6 +114,8 @@ impl Sessions {
             store,
             keys: RwLock::new(Arc::new(keys)),
             cache,
+            ended,
+            unsaved: Mutex::new(HashMap::new()),
             user_keys,
             endpoint,
             lifetime,
@@ -118,12 +147,20 @@ impl Sessions {
         e
     }
 
-    /// Ends a session everywhere this replica knows of (logout, revoked refresh token).
+    /// Ends a session everywhere (logout, revoked refresh token): remembered as ended here
+    /// first, so no lookup can cache it again, then dropped from memory, deleted from the store
+    /// and announced to the other replicas, which do the same.
     pub async fn end(&self, key: &str) -> Result<(), StoreError> {
-        let cached = self.cache.remove(key).await;
-        let result = self.store.delete(Namespace::Session, key).await;
+        let key: Arc<str> = key.into();
+        self.ended.insert(Arc::clone(&key), ()).await;
+        let cached = self.cache.remove(&key).await;
+        if let Some(s) = &cached {
+            s.mark_ended();
+        }
+        self.forget_unsaved(&key);
+        let result = self.store.delete(Namespace::Session, &key).await;
         if result.is_ok() {
-            if let Err(e) = self.store.publish_invalidation(key).await {
+            if let Err(e) = self.store.publish_invalidation(&key).await {
                 self.store_error(e);
             }
         }
@@ -138,6 +175,68 @@ impl Sessions {
             }
         }
         result.map(|_| ()).map_err(|e| self.store_error(e))
+    }
+
+    /// Whether the session under `key` ended lately on any replica this one heard of.
+    pub(super) fn has_ended(&self, key: &str) -> bool {
+        self.ended.contains_key(key)
+    }
+
+    // -- refreshed records the store did not take -----------------------------------------------
+
+    /// Keeps a refreshed session that the store refused, to be written again.
+    pub(crate) fn keep_unsaved(&self, session: &Arc<LiveSession>) {
+        let n = {
+            let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+            unsaved.insert(Arc::clone(&session.key), Arc::clone(session));
+            unsaved.len()
+        };
+        self.metrics.unsaved_sessions.set(n as i64);
+        tracing::error!(
+            unsaved = n,
+            "a refreshed session could not be written to the session store; it is kept in \
+             memory and written again every second, and /readyz fails until it is saved. Check \
+             the store (a restart now would lose the session's new refresh token)"
+        );
+    }
+
+    /// A refreshed session that is waiting for the store, if `key` is one.
+    pub(super) fn unsaved(&self, key: &str) -> Option<Arc<LiveSession>> {
+        let unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        unsaved.get(key).cloned()
+    }
+
+    fn forget_unsaved(&self, key: &str) {
+        let n = {
+            let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+            unsaved.remove(key);
+            unsaved.len()
+        };
+        self.metrics.unsaved_sessions.set(n as i64);
+    }
+
+    /// How many refreshed sessions wait for the store (`/readyz` fails while any do).
+    pub fn unsaved_count(&self) -> usize {
+        self.unsaved.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Writes every waiting refreshed session again; those the store takes stop waiting.
+    pub async fn save_unsaved(&self) {
+        let waiting: Vec<Arc<LiveSession>> = {
+            let unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+            unsaved.values().cloned().collect()
+        };
+        for session in waiting {
+            let record = session.record();
+            if self.persist(&session.key, &record).await.is_ok() {
+                // Unless it changed again meanwhile (then the newer record waits).
+                let current = session.with_record(|r| r.updated_at_ms);
+                if current == record.updated_at_ms {
+                    self.forget_unsaved(&session.key);
+                    tracing::info!("a refreshed session waiting for the store is saved now");
+                }
+            }
+        }
     }
 
     /// Removes expired records from the store and updates the active-session gauge.

@@ -3,20 +3,19 @@
 //! arrive at once.
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
 
+use crate::backoff::FailureHold;
 use crate::metrics::Metrics;
 use crate::oauth::{Grant, TokenEndpoint, TokenError};
-
-/// After a failed fetch, callers within this window get the same error at once instead of
-/// queueing another request to an endpoint that just failed.
-const FAILURE_HOLD: Duration = Duration::from_secs(1);
 
 pub struct AppTokens {
     endpoint: Arc<TokenEndpoint>,
     current: RwLock<Option<Arc<Grant>>>,
-    /// Held by the one caller that fetches; remembers the last failure.
-    fetch: tokio::sync::Mutex<Option<(Instant, TokenError)>>,
+    /// Held by the one caller that fetches.
+    fetch: tokio::sync::Mutex<()>,
+    /// After a failed fetch, callers get the same error at once until its hold passes (a
+    /// backoff) instead of queueing another request to an endpoint that just failed.
+    failure: FailureHold<TokenError>,
     metrics: Arc<Metrics>,
 }
 
@@ -25,7 +24,8 @@ impl AppTokens {
         AppTokens {
             endpoint,
             current: RwLock::new(None),
-            fetch: tokio::sync::Mutex::new(None),
+            fetch: tokio::sync::Mutex::new(()),
+            failure: FailureHold::default(),
             metrics,
         }
     }
@@ -35,29 +35,30 @@ impl AppTokens {
         if let Some(token) = self.fresh() {
             return Ok(token);
         }
-        let mut last_failure = self.fetch.lock().await;
-        // Whoever held the lock before us may have fetched already.
+        if let Some(e) = self.failure.held() {
+            return Err(e);
+        }
+        let _fetching = self.fetch.lock().await;
+        // Whoever held the lock before us may have fetched, or failed, already.
         if let Some(token) = self.fresh() {
             return Ok(token);
         }
-        if let Some((at, err)) = last_failure.as_ref() {
-            if at.elapsed() < FAILURE_HOLD {
-                return Err(err.clone());
-            }
+        if let Some(e) = self.failure.held() {
+            return Err(e);
         }
         match self.endpoint.client_credentials().await {
             Ok(grant) => {
                 self.count_fetch("ok");
                 let grant = Arc::new(grant);
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(grant.clone());
-                *last_failure = None;
+                self.failure.clear();
                 tracing::debug!(lifetime_s = grant.lifetime.as_secs(), "fetched app token");
                 Ok(grant)
             }
             Err(e) => {
                 self.count_fetch("error");
                 tracing::warn!(error = %e, "could not fetch the app token");
-                *last_failure = Some((Instant::now(), e.clone()));
+                self.failure.fail(e.clone());
                 Err(e)
             }
         }

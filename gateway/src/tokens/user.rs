@@ -5,6 +5,7 @@
 //! Under PKCE Spotify's refresh tokens are single-use: two refreshes with the same token would
 //! revoke the session, which is why the lock spans replicas.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::is_fresh;
@@ -20,6 +21,14 @@ use crate::session::{LiveSession, Scopes, SessionError, Sessions};
 const REFRESH_LOCK_TTL: Duration = Duration::from_secs(15);
 /// How often a replica waiting for another's refresh looks at the store.
 const REFRESH_POLL: Duration = Duration::from_millis(25);
+
+/// The answer for a session that needs no refresh attempt: ended, or a recent failure held.
+fn settled(session: &LiveSession) -> Option<Result<AccessToken, SessionError>> {
+    if session.is_expired() {
+        return Some(Err(SessionError::Ended));
+    }
+    session.held_failure().map(|e| Err(SessionError::Token(e)))
+}
 
 /// The session's access token while it is fresh.
 fn usable_token(session: &LiveSession) -> Option<AccessToken> {
@@ -42,23 +51,59 @@ impl Sessions {
     }
 
     /// A usable access token for the session: the cached one while fresh, else a refreshed
-    /// one. Only one request per session refreshes; the others wait and use its result.
-    pub async fn access_token(&self, session: &LiveSession) -> Result<AccessToken, SessionError> {
+    /// one. Only one refresh per session runs at a time, and its outcome — a token or an
+    /// error — is what everyone waiting for it gets; after a failure, callers get that error
+    /// at once until its hold passes (a backoff per session), so a burst of calls costs one
+    /// token request whether the endpoint works or not.
+    ///
+    /// The refresh runs as a task of its own: a caller that stops waiting (its call's deadline
+    /// passed) does not cancel it, so a refresh token Spotify has already rotated is never
+    /// dropped on the floor.
+    pub async fn access_token(
+        self: &Arc<Self>,
+        session: &Arc<LiveSession>,
+    ) -> Result<AccessToken, SessionError> {
         if let Some(token) = usable_token(session) {
             self.token_cache_hits.inc();
             return Ok(token);
         }
         self.token_cache_misses.inc();
-        let _refreshing = session.refresh.lock().await;
-        // Whoever held the lock before us may have refreshed already.
+        if let Some(answer) = settled(session) {
+            return answer;
+        }
+        let refreshing = Arc::clone(&session.refresh).lock_owned().await;
+        // Whoever held the lock before us has refreshed, or failed, already.
         if let Some(token) = usable_token(session) {
             return Ok(token);
         }
-        if session.is_expired() {
-            return Err(SessionError::Ended);
+        if let Some(answer) = settled(session) {
+            return answer;
         }
-        // Across replicas: one holder of the store lock refreshes; the others wait for the
-        // record it stores.
+        let this = Arc::clone(self);
+        let session = Arc::clone(session);
+        let task = tokio::spawn(async move {
+            let _refreshing = refreshing;
+            let result = this.refresh_across_replicas(&session).await;
+            match &result {
+                Ok(_) => session.clear_failure(),
+                Err(SessionError::Token(e)) => session.hold_failure(e.clone()),
+                Err(_) => {}
+            }
+            result
+        });
+        task.await.unwrap_or_else(|e| {
+            Err(SessionError::Token(TokenError::Unavailable(format!(
+                "the refresh task failed: {e}"
+            ))))
+        })
+    }
+
+    /// Across replicas: one holder of the store lock refreshes; the others wait for the
+    /// record it stores.
+    async fn refresh_across_replicas(
+        &self,
+        session: &Arc<LiveSession>,
+    ) -> Result<AccessToken, SessionError> {
         let lock = format!("refresh:{}", session.key);
         let owner = crypto::random_id();
         let deadline = Instant::now() + REFRESH_LOCK_TTL + Duration::from_secs(2);
@@ -109,7 +154,10 @@ impl Sessions {
     }
 
     /// The refresh itself, with this replica holding the store lock.
-    async fn refresh_locked(&self, session: &LiveSession) -> Result<AccessToken, SessionError> {
+    async fn refresh_locked(
+        &self,
+        session: &Arc<LiveSession>,
+    ) -> Result<AccessToken, SessionError> {
         if let Some(token) = self.adopt_stored(session).await? {
             return Ok(token);
         }
@@ -132,9 +180,11 @@ impl Sessions {
                     r.updated_at_ms = now_ms().max(r.updated_at_ms + 1);
                     r.clone()
                 });
-                // If the store is down the refreshed record still lives in memory; the error
-                // is counted and logged by `persist`.
-                let _ = self.persist(&session.key, &updated).await;
+                // Spotify may have rotated the refresh token: if the store does not take the
+                // new record now, it must not be lost (`keep_unsaved` writes it again).
+                if self.persist(&session.key, &updated).await.is_err() {
+                    self.keep_unsaved(session);
+                }
                 tracing::debug!("refreshed a user token");
                 Ok(grant.access_token)
             }

@@ -120,7 +120,7 @@ async fn identify(
 }
 
 /// A usable token for the user, refreshed when needed, or the answer explaining why not.
-pub async fn user_token(gw: &Gateway, user: &LiveSession) -> Result<AccessToken, Failure> {
+pub async fn user_token(gw: &Gateway, user: &Arc<LiveSession>) -> Result<AccessToken, Failure> {
     gw.sessions.access_token(user).await.map_err(|e| match e {
         SessionError::Ended => Failure::SessionEnded,
         SessionError::Store(_) => Failure::StoreUnavailable,

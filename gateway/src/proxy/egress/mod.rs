@@ -133,6 +133,23 @@ fn live(ctx: &EgressCtx, gw: &Gateway) -> Arc<Live> {
     ctx.live.clone().unwrap_or_else(|| gw.live())
 }
 
+/// `work` bounded by what is left of the call's deadline: waiting for a token (the refresh
+/// lock, the store, Spotify's token endpoint) never makes a call late.
+async fn within_deadline<T>(
+    deadline: Option<Instant>,
+    work: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    let left = deadline
+        .map(|d| d.saturating_duration_since(Instant::now()))
+        .unwrap_or_default();
+    tokio::time::timeout(left, work)
+        .await
+        .unwrap_or(Err(Failure::DeadlinePassed(
+            "No token for this call within its deadline (egress.total_timeout): Spotify's token \
+             endpoint is slow or failing. The session is kept: retry shortly.",
+        )))
+}
+
 /// An error that tells pingora to send the call again.
 fn retry_error(status: u16, why: &'static str) -> Box<Error> {
     let mut e = Error::explain(ErrorType::HTTPStatus(status), why);
@@ -171,7 +188,9 @@ impl ProxyHttp for EgressProxy {
             self.answer(session, ctx, failure).await?;
             return Ok(true);
         }
-        match identity::credential(&self.gw, &live, session).await {
+        let credential =
+            within_deadline(ctx.deadline, identity::credential(&self.gw, &live, session));
+        match credential.await {
             Ok(credential) => {
                 ctx.credential = Some(credential);
                 Ok(false)
@@ -193,8 +212,9 @@ impl ProxyHttp for EgressProxy {
         ctx: &mut EgressCtx,
     ) -> Result<Box<HttpPeer>> {
         if std::mem::take(&mut ctx.retry_with_new_token) {
+            let deadline = ctx.deadline;
             if let Some(Credential::User { session, token }) = &mut ctx.credential {
-                match identity::user_token(&self.gw, session).await {
+                match within_deadline(deadline, identity::user_token(&self.gw, session)).await {
                     Ok(fresh) => *token = fresh,
                     Err(failure) => {
                         let status = failure.status();

@@ -1,0 +1,392 @@
+//! Under attack and failure, through the real gateway: an ended session stays ended on every
+//! backend and replica, a call answers within its deadline whatever it waits on, a burst of
+//! calls costs O(1) token requests whether the token endpoint works or not, a refreshed token
+//! survives a store that refuses the write, and logs carry no colour codes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+/// Rounds of the logout race per backend.
+const ROUNDS: usize = 20;
+/// Concurrent lookups per round, and how many start before the logout.
+const LOOKUPS: usize = 40;
+const BEFORE_LOGOUT: usize = 15;
+
+/// `name=value` of the session cookie a login set.
+fn session_cookie(trip: &LoginTrip) -> String {
+    trip.set_cookies
+        .iter()
+        .find(|c| c.starts_with("spotify_gateway_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("session cookie")
+        .to_string()
+}
+
+/// `/auth/userinfo` with a cookie header (no jar: logout's clearing does not apply).
+async fn userinfo_status(http: &reqwest::Client, gw: &Gateway, cookie: &str) -> u16 {
+    http.get(format!("{}/auth/userinfo", gw.public_url()))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// An egress call carrying `assertion`.
+async fn egress_status(http: &reqwest::Client, gw: &Gateway, assertion: &str) -> u16 {
+    http.get(format!("{}/v1/me", gw.egress_url()))
+        .header("x-gateway-user", assertion)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// The cookie and the assertion of a session are refused everywhere.
+async fn assert_ended(http: &reqwest::Client, gws: &[&Gateway], cookie: &str, assertion: &str) {
+    for (i, gw) in gws.iter().enumerate() {
+        assert_eq!(
+            userinfo_status(http, gw, cookie).await,
+            401,
+            "replica {i}: the cookie still opens the session"
+        );
+        let app = http
+            .get(format!("{}/app", gw.public_url()))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("app");
+        assert_eq!(app.status(), 401, "replica {i}: the app was reached");
+        assert_eq!(
+            egress_status(http, gw, assertion).await,
+            401,
+            "replica {i}: egress acted for the user"
+        );
+    }
+}
+
+/// One round: log in on `gws[0]`, start lookups on every replica, sign out on `gws[0]` while
+/// they run; after the logout answer and after every lookup is done, the session is ended.
+async fn logout_race_round(s: &Stack, gws: &[&Gateway], round: usize) {
+    let b = browser();
+    let trip = login(&b, gws[0], "alice", "/").await;
+    let cookie = session_cookie(&trip);
+    let (status, seen) = via_public(&b, gws[0], "/app").await;
+    assert_eq!(status, 200, "{seen}");
+    let assertion = seen["headers"]["x-gateway-user"]
+        .as_str()
+        .expect("assertion")
+        .to_string();
+    let lookup = |i: usize| {
+        let http = s.http.clone();
+        let url = format!("{}/auth/userinfo", gws[i % gws.len()].public_url());
+        let cookie = cookie.clone();
+        tokio::spawn(async move {
+            let _ = http.get(url).header("cookie", cookie).send().await;
+        })
+    };
+    let mut lookups: Vec<_> = (0..BEFORE_LOGOUT).map(lookup).collect();
+    let logout = {
+        let http = s.http.clone();
+        let url = format!("{}/auth/logout", gws[0].public_url());
+        let cookie = cookie.clone();
+        tokio::spawn(async move { http.post(url).header("cookie", cookie).send().await })
+    };
+    lookups.extend((BEFORE_LOGOUT..LOOKUPS).map(lookup));
+    let answer = logout.await.expect("task").expect("logout");
+    assert_eq!(answer.status(), 200, "round {round}: logout");
+    // On the replica that signed out: ended from its answer on.
+    assert_ended(&s.http, &gws[..1], &cookie, &assertion).await;
+    for l in lookups {
+        l.await.expect("lookup task");
+    }
+    // Other replicas hear of it by pub/sub: within a second.
+    let http = &s.http;
+    wait_until(
+        Duration::from_secs(1),
+        format!("round {round}: every replica to refuse the ended session"),
+        || async {
+            for gw in gws {
+                if userinfo_status(http, gw, &cookie).await != 401 {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    // And stays ended: no lookup that raced with the logout put it back.
+    assert_ended(&s.http, gws, &cookie, &assertion).await;
+}
+
+async fn logout_race_on(store: &[(&str, &str)]) {
+    let mut builder = Stack::builder().app(App::Echo);
+    for (key, value) in store {
+        builder = builder.set(key, *value);
+    }
+    let s = builder.start().await;
+    for round in 0..ROUNDS {
+        logout_race_round(&s, &[&s.gw], round).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ended_session_stays_ended_on_the_memory_store() {
+    logout_race_on(&[("store.backend", "memory")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ended_session_stays_ended_on_the_file_store() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("store.redb").display().to_string();
+    logout_race_on(&[("store.backend", "file"), ("store.path", &path)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ended_session_stays_ended_on_the_redis_store() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    logout_race_on(&[("store.backend", "redis"), ("store.url", &url)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ended_session_stays_ended_on_two_replicas() {
+    let redis = RedisServer::start().await;
+    let s = Stack::builder()
+        .app(App::Echo)
+        .set("store.backend", "redis")
+        .set("store.url", redis.url())
+        .start()
+        .await;
+    let mut ports = Ports::new();
+    ports.app = s.ports.app;
+    let second = Gateway::start(ports, &s.config_for(ports)).await;
+    for round in 0..ROUNDS {
+        logout_race_round(&s, &[&s.gw, &second], round).await;
+    }
+}
+
+/// A stack whose user alice is signed in with an access token the gateway now considers
+/// stale, so her next call refreshes; returns the stack and her assertion.
+async fn alice_needs_a_refresh(total_timeout: &str) -> (Stack, String) {
+    let lifetime = Duration::from_secs(2);
+    let s = Stack::builder()
+        .app(App::Echo)
+        .token_lifetime(lifetime)
+        .set("egress.total_timeout", total_timeout)
+        .start()
+        .await;
+    let b = browser();
+    login(&b, &s.gw, "alice", "/").await;
+    let assertion = s.assertion(&b).await;
+    // The behaviour under test starts when the token expires (by the gateway's own clock).
+    tokio::time::sleep(lifetime).await;
+    (s, assertion)
+}
+
+/// `n` concurrent egress calls as the user of `assertion`: each one's status and whether it
+/// was answered within `within`.
+async fn burst(s: &Stack, assertion: &str, n: usize, within: Duration) -> Vec<Option<u16>> {
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let http = s.http.clone();
+            let url = format!("{}/v1/me", s.gw.egress_url());
+            let assertion = assertion.to_string();
+            tokio::spawn(async move {
+                let call = http.get(url).header("x-gateway-user", assertion).send();
+                tokio::time::timeout(within, call)
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for c in calls {
+        out.push(c.await.expect("call task"));
+    }
+    out
+}
+
+async fn refresh_requests(s: &Stack) -> u64 {
+    token_requests(&s.mock, "refresh_token").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_token_endpoint_costs_one_refresh_for_a_burst() {
+    let (s, assertion) = alice_needs_a_refresh("10s").await;
+    s.fault(json!({"target": "token", "status": 503, "times": 100000}))
+        .await;
+    let before = refresh_requests(&s).await;
+    let answers = burst(&s, &assertion, 200, Duration::from_secs(10)).await;
+    assert!(
+        answers.iter().all(|a| *a == Some(503)),
+        "every call is told the token endpoint is unavailable: {answers:?}"
+    );
+    let sent = refresh_requests(&s).await - before;
+    assert!(
+        (1..=2).contains(&sent),
+        "{sent} refresh requests for a burst of 200 calls"
+    );
+    // The session is kept: once the endpoint works and the hold has passed, the user's call
+    // succeeds.
+    mock_post(&s.mock, "/__mock/reset", None).await;
+    s.gw.wait_until(
+        Duration::from_secs(5),
+        "alice's call to succeed after the endpoint recovered",
+        || async { egress_status(&s.http, &s.gw, &assertion).await == 200 },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_token_endpoint_is_asked_once_and_every_caller_gets_the_token() {
+    let (s, assertion) = alice_needs_a_refresh("10s").await;
+    s.fault(json!({"target": "token", "delay_ms": 1500, "times": 100000}))
+        .await;
+    let before = refresh_requests(&s).await;
+    let answers = burst(&s, &assertion, 200, Duration::from_secs(10)).await;
+    assert!(
+        answers.iter().all(|a| *a == Some(200)),
+        "every caller waited for the one refresh: {answers:?}"
+    );
+    assert_eq!(refresh_requests(&s).await - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_failing_token_endpoint_answers_every_call_within_its_deadline() {
+    // Each refresh takes 3 s and fails; the calls may take 2 s.
+    let (s, assertion) = alice_needs_a_refresh("2s").await;
+    s.fault(json!({"target": "token", "status": 503, "delay_ms": 3000, "times": 100000}))
+        .await;
+    let before = refresh_requests(&s).await;
+    // 2 s deadline, plus a margin for 200 answers on a loaded machine.
+    let answers = burst(&s, &assertion, 200, Duration::from_millis(3500)).await;
+    assert!(
+        answers.iter().all(|a| matches!(a, Some(503 | 504))),
+        "every call is answered within its deadline: {answers:?}"
+    );
+    assert!(
+        answers.contains(&Some(504)),
+        "the deadline passed while the refresh ran: {answers:?}"
+    );
+    // The refresh the first call started finishes on its own (3 s) and its failure is held:
+    // the next burst is answered at once, with no new token request.
+    s.gw.wait_until(
+        Duration::from_secs(5),
+        "the slow refresh to finish",
+        || async { egress_status(&s.http, &s.gw, &assertion).await == 503 },
+    )
+    .await;
+    let again = burst(&s, &assertion, 50, Duration::from_secs(1)).await;
+    assert!(again.iter().all(|a| *a == Some(503)), "{again:?}");
+    let sent = refresh_requests(&s).await - before;
+    assert!((1..=2).contains(&sent), "{sent} refresh requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_carry_no_colour_codes_when_not_written_to_a_terminal() {
+    let s = Stack::builder().app(App::Echo).start().await;
+    let b = browser();
+    login(&b, &s.gw, "alice", "/").await;
+    let log = s.gw.log();
+    assert!(log.contains("login completed"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape codes in a log file:\n{log}"
+    );
+}
+
+/// Redis lets the gateway's user (`gw`) read everything but write only `writable`.
+async fn redis_acl(redis: &RedisServer, writable: &str) {
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("gw")
+        .arg("on")
+        .arg(">gw-password")
+        .arg("resetkeys")
+        .arg("%R~*")
+        .arg(format!("%RW~{writable}"))
+        .arg("%RW~sgw:lock:*")
+        .arg("%RW~sgw:pending:*")
+        .arg("%RW~sgw:user_index:*")
+        .arg("allchannels")
+        .arg("+@all")
+        .query_async(&mut conn)
+        .await
+        .expect("ACL SETUSER");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refreshed_token_survives_a_store_that_refuses_the_write() {
+    let redis = RedisServer::start().await;
+    redis_acl(&redis, "sgw:sessions:*").await;
+    let url = format!("redis://gw:gw-password@127.0.0.1:{}", redis.port);
+    let mut s = Stack::builder()
+        .app(App::Echo)
+        .set("spotify.flow", "pkce")
+        .set("store.backend", "redis")
+        .set("store.url", url)
+        .start()
+        .await;
+    let b = browser();
+    login(&b, &s.gw, "alice", "/").await;
+    let assertion = s.assertion(&b).await;
+
+    // The store stops taking session records; Spotify ends alice's access token, so her next
+    // call refreshes, and under PKCE Spotify rotates her refresh token.
+    redis_acl(&redis, "sgw:nothing-writable").await;
+    mock_post(&s.mock, "/__mock/expire?user=alice", None).await;
+    assert_eq!(egress_status(&s.http, &s.gw, &assertion).await, 200);
+    let ready = reqwest::get(format!("{}/readyz", s.gw.admin_url()))
+        .await
+        .expect("readyz");
+    assert_eq!(
+        ready.status(),
+        503,
+        "not ready while the new record is unsaved"
+    );
+    assert!(ready
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("not yet saved"));
+    assert_eq!(s.metric("spotify_gateway_unsaved_sessions").await, 1.0);
+    assert!(s
+        .gw
+        .log()
+        .contains("could not be written to the session store"));
+    // Calls keep working from memory meanwhile.
+    assert_eq!(egress_status(&s.http, &s.gw, &assertion).await, 200);
+
+    // The store takes writes again: the record lands, and the gateway is ready.
+    redis_acl(&redis, "*").await;
+    s.gw.wait_until(
+        Duration::from_secs(5),
+        "the unsaved record to be written",
+        || async {
+            reqwest::get(format!("{}/readyz", s.gw.admin_url()))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        },
+    )
+    .await;
+    assert_eq!(s.metric("spotify_gateway_unsaved_sessions").await, 0.0);
+
+    // A restart reads the stored record: it holds the rotated refresh token, so the next
+    // refresh works (the old one would be `invalid_grant` and end the session).
+    s.gw.restart().await;
+    mock_post(&s.mock, "/__mock/expire?user=alice", None).await;
+    let status = egress_status(&s.http, &s.gw, &assertion).await;
+    assert_eq!(status, 200, "the session survived:\n{}", s.gw.log());
+}
