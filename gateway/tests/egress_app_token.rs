@@ -310,19 +310,31 @@ async fn admin_serves_metrics_and_probes() {
             .status(),
         200
     );
+    let needles = [
+        r#"spotify_gateway_requests_total{listener="egress",route="/v1/search",status="2xx"} 1"#,
+        r#"spotify_gateway_requests_total{listener="egress",route="unmatched",status="4xx"} 1"#,
+        r#"spotify_gateway_app_token_fetches_total{result="ok"} 1"#,
+        r#"spotify_gateway_upstream_duration_seconds_count{listener="egress"} 1"#,
+        "spotify_gateway_build_info{version=",
+    ];
+    // A request is counted in its logging phase, just after its answer was written: on a
+    // busy machine the scrape can come first.
+    s.gw.wait_until(
+        Duration::from_secs(5),
+        "both egress requests to be counted",
+        || async {
+            let metrics = scrape(&s.gw).await;
+            needles.iter().all(|n| metrics.contains(n))
+        },
+    )
+    .await;
     let metrics = reqwest::get(format!("{admin}/metrics"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    for needle in [
-        r#"spotify_gateway_requests_total{listener="egress",route="/v1/search",status="2xx"} 1"#,
-        r#"spotify_gateway_requests_total{listener="egress",route="unmatched",status="4xx"} 1"#,
-        r#"spotify_gateway_app_token_fetches_total{result="ok"} 1"#,
-        r#"spotify_gateway_upstream_duration_seconds_count{listener="egress"} 1"#,
-        "spotify_gateway_build_info{version=",
-    ] {
+    for needle in needles {
         assert!(metrics.contains(needle), "missing {needle} in:\n{metrics}");
     }
     assert!(!metrics.contains(CLIENT_SECRET));
