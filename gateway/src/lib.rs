@@ -15,6 +15,7 @@ pub mod config;
 pub mod crypto;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod listeners;
 pub mod logging;
 pub mod metrics;
 pub mod oauth;

@@ -2,8 +2,8 @@
 //! names, route templates, status classes, results. Never a raw path, user id or token.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds: sub-millisecond proxy overhead up to slow Spotify calls.
@@ -22,6 +22,9 @@ pub struct Metrics {
     pub logins: IntCounterVec,
     pub active_sessions: IntGauge,
     pub unsaved_sessions: IntGauge,
+    pub open_connections: IntGaugeVec,
+    pub connections_refused: IntCounterVec,
+    pub header_timeouts: IntCounterVec,
     pub spotify_rate_limited: IntCounter,
     pub rate_limited_local: IntCounter,
     pub retries: IntCounter,
@@ -53,6 +56,10 @@ impl Builder {
 
     fn gauge(&self, name: &str, help: &str) -> IntGauge {
         self.add(IntGauge::new(name, help).expect("valid metric"))
+    }
+
+    fn gauges(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
     }
 
     fn latency_opts(name: &str, help: &str) -> HistogramOpts {
@@ -125,6 +132,23 @@ impl Metrics {
                 "unsaved_sessions",
                 "Refreshed sessions the session store has not taken yet (kept in memory and \
                  written again; /readyz fails while this is above 0)",
+            ),
+            open_connections: b.gauges(
+                "open_connections",
+                "Client connections open now, by listener",
+                &["listener"],
+            ),
+            connections_refused: b.counters(
+                "connections_refused_total",
+                "Client connections closed at once because the listener was at its limit \
+                 (server.max_connections_*), by listener",
+                &["listener"],
+            ),
+            header_timeouts: b.counters(
+                "header_timeouts_total",
+                "Connections closed because no complete request header came within \
+                 server.header_read_timeout, by listener",
+                &["listener"],
             ),
             spotify_rate_limited: b.counter(
                 "spotify_rate_limited_total",

@@ -104,6 +104,10 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         log_level: Live,
         app_name: Restart,
         log_user_id: Live,
+        header_read_timeout: Restart,
+        max_connections_public: Restart,
+        max_connections_egress: Restart,
+        max_connections_admin: Restart,
     });
     match (upstream, &new.upstream) {
         (Some(old_up), Some(new_up)) => {

@@ -12,6 +12,7 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::app::Gateway;
 use crate::config::Config;
+use crate::listeners::{ConnectionLimit, Guard, HeaderDeadline, KeepOpen};
 use crate::proxy::egress::EgressProxy;
 use crate::proxy::public::PublicProxy;
 
@@ -63,24 +64,47 @@ pub fn build(gw: Arc<Gateway>) -> std::io::Result<Server> {
     server.bootstrap();
     let listen = gw.config.listen.clone();
 
-    let mut public = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        PublicProxy::new(gw.clone()),
-        "public",
+    let fd_limit = crate::listeners::raise_fd_limit();
+    let limits = &gw.config.server;
+    let (public_max, egress_max, admin_max) = crate::listeners::default_limits(fd_limit);
+    let guard = |listener: &str, max: Option<usize>, default: usize| {
+        let m = &gw.metrics;
+        Arc::new(Guard {
+            max_connections: max.unwrap_or(default),
+            header_deadline: limits.header_read_timeout,
+            open: m.open_connections.with_label_values(&[listener]),
+            refused: m.connections_refused.with_label_values(&[listener]),
+            header_timeouts: m.header_timeouts.with_label_values(&[listener]),
+        })
+    };
+    let conf = &server.configuration;
+
+    let g = guard("public", limits.max_connections_public, public_max);
+    let app = HeaderDeadline::new(
+        pingora::proxy::http_proxy(conf, PublicProxy::new(gw.clone())),
+        g.clone(),
     );
+    let mut public = Service::new("public".to_string(), ConnectionLimit::new(app, g.clone()));
     public.add_tcp(&listen.public.to_string());
+    let public_limit = g.max_connections;
 
-    let mut egress = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        EgressProxy::new(gw.clone()),
-        "egress",
+    let g = guard("egress", limits.max_connections_egress, egress_max);
+    let app = HeaderDeadline::new(
+        pingora::proxy::http_proxy(conf, EgressProxy::new(gw.clone())),
+        g.clone(),
     );
+    let mut egress = Service::new("egress".to_string(), ConnectionLimit::new(app, g.clone()));
     egress.add_tcp(&listen.egress.to_string());
+    let egress_limit = g.max_connections;
 
-    let mut admin = Service::new("admin".to_string(), AdminApp::new(gw.clone()));
+    let g = guard("admin", limits.max_connections_admin, admin_max);
+    let app = HeaderDeadline::new(AdminApp::new(gw.clone()), g.clone());
+    let mut admin = Service::new("admin".to_string(), ConnectionLimit::new(app, g.clone()));
     // Scrapes and probes are light; one thread keeps them off the proxies' runtimes.
     admin.threads = Some(1);
     admin.add_tcp(&listen.admin.to_string());
+    // Probes must see `/readyz` fail during the drain, not a refused connection.
+    let admin = KeepOpen::new(admin);
 
     let lifecycle = background_service("lifecycle", Lifecycle { gw: gw.clone() });
 
@@ -92,6 +116,9 @@ pub fn build(gw: Arc<Gateway>) -> std::io::Result<Server> {
         public = %listen.public,
         egress = %listen.egress,
         admin = %listen.admin,
+        fd_limit,
+        public_connections = public_limit,
+        egress_connections = egress_limit,
         "spotify-gateway starting"
     );
     let egress_cfg = &gw.config.egress;

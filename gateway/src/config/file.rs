@@ -70,6 +70,10 @@ pub(super) struct FileServer {
     pub(super) log_level: Option<String>,
     pub(super) app_name: Option<String>,
     pub(super) log_user_id: Option<bool>,
+    pub(super) header_read_timeout: Option<String>,
+    pub(super) max_connections_public: Option<usize>,
+    pub(super) max_connections_egress: Option<usize>,
+    pub(super) max_connections_admin: Option<usize>,
 }
 
 #[derive(Deserialize)]

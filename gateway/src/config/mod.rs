@@ -86,6 +86,14 @@ pub struct ServerSettings {
     pub app_name: String,
     /// Put the Spotify user id in access log lines (personal data: off by default).
     pub log_user_id: bool,
+    /// How long a client connection may take to deliver a complete request header, idle
+    /// keep-alive time included.
+    #[serde(serialize_with = "ser_duration")]
+    pub header_read_timeout: Duration,
+    /// Open connections per listener; `None` derives them from the file-descriptor limit.
+    pub max_connections_public: Option<usize>,
+    pub max_connections_egress: Option<usize>,
+    pub max_connections_admin: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

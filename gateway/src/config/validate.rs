@@ -15,6 +15,9 @@ use crate::secret::{Secret, SecretSource};
 
 /// Shortest accepted `session.secret`: it keys AES-256-GCM and HMAC-SHA256, so 32 bytes.
 const MIN_SESSION_SECRET_BYTES: usize = 32;
+/// A slow client gets this long for a whole request header (idle keep-alive time included):
+/// ample for any real client, short enough that one trickling bytes cannot hold a connection.
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest `server.app_name`: it is a page title and heading, not a paragraph.
 const MAX_APP_NAME_CHARS: usize = 60;
 
@@ -197,7 +200,33 @@ impl Validator<'_> {
             log_level,
             app_name,
             log_user_id,
+            header_read_timeout,
+            max_connections_public,
+            max_connections_egress,
+            max_connections_admin,
         } = s;
+        let header_read_timeout = match header_read_timeout {
+            None => Some(DEFAULT_HEADER_READ_TIMEOUT),
+            Some(t) => match self.duration("server.header_read_timeout", &t) {
+                Some(d) if d < Duration::from_secs(1) => {
+                    self.issue("server.header_read_timeout", "must be at least 1s");
+                    None
+                }
+                d => d,
+            },
+        };
+        for (key, max) in [
+            ("server.max_connections_public", max_connections_public),
+            ("server.max_connections_egress", max_connections_egress),
+            ("server.max_connections_admin", max_connections_admin),
+        ] {
+            if max == Some(0) {
+                self.issue(
+                    key,
+                    "must be at least 1 (leave it out to derive it from ulimit -n)",
+                );
+            }
+        }
         let threads = threads.unwrap_or(2);
         if !(1..=256).contains(&threads) {
             self.issue("server.threads", "must be between 1 and 256");
@@ -252,6 +281,10 @@ impl Validator<'_> {
             log_level,
             app_name: app_name?,
             log_user_id: log_user_id.unwrap_or(false),
+            header_read_timeout: header_read_timeout?,
+            max_connections_public,
+            max_connections_egress,
+            max_connections_admin,
         })
     }
 

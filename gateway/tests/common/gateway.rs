@@ -17,12 +17,24 @@ pub struct Gateway {
     pub ports: Ports,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
+    /// The process's file-descriptor limit (soft and hard), when a test lowers it.
+    fd_limit: Option<u64>,
 }
 
 impl Gateway {
     /// Starts `spotify-gateway run` with `config` (for a gateway on `ports`) and waits until
     /// `/readyz` answers 200.
     pub async fn start(ports: Ports, config: &GatewayConfig) -> Gateway {
+        Self::start_limited(ports, config, None).await
+    }
+
+    /// [`Gateway::start`] with the process's file-descriptor limit (`ulimit -n`, soft and
+    /// hard) set to `fd_limit`.
+    pub async fn start_limited(
+        ports: Ports,
+        config: &GatewayConfig,
+        fd_limit: Option<u64>,
+    ) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("gateway.toml");
         config.write(&config_path);
@@ -31,6 +43,7 @@ impl Gateway {
             ports,
             dir,
             config_path,
+            fd_limit,
         };
         gw.spawn().await;
         gw
@@ -42,7 +55,25 @@ impl Gateway {
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_spotify-gateway"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_spotify-gateway"));
+        if let Some(limit) = self.fd_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command
             .arg("run")
             .arg("--config")
             .arg(&self.config_path)

@@ -165,6 +165,16 @@ impl ProxyHttp for EgressProxy {
         Default::default()
     }
 
+    /// The request header is in: tells the listener's header deadline (`listeners`).
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut EgressCtx,
+        context: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        crate::listeners::HeaderRead::mark(context);
+    }
+
     /// Refuses what may not carry a token (method, target), answers 429 during a cool-down,
     /// and picks the credential: the user's token (refreshed if needed) or the app token.
     async fn request_filter(&self, session: &mut Session, ctx: &mut EgressCtx) -> Result<bool> {

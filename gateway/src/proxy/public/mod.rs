@@ -116,6 +116,16 @@ impl ProxyHttp for PublicProxy {
         Default::default()
     }
 
+    /// The request header is in: tells the listener's header deadline (`listeners`).
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut PublicCtx,
+        context: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        crate::listeners::HeaderRead::mark(context);
+    }
+
     /// Refuses TRACE and CONNECT, serves the `/auth/` routes, and decides whether the request
     /// may reach the app (a public path or a valid session).
     async fn request_filter(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<bool> {
