@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use spotify_gateway::assertion::{issue, verify};
 use spotify_gateway::secret::Secret;
-use spotify_gateway::session::crypto::Keyring;
+use spotify_gateway::crypto::Keyring;
 
 fn keys() -> &'static Keyring {
     static KEYS: OnceLock<Keyring> = OnceLock::new();

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use spotify_gateway::secret::Secret;
-use spotify_gateway::session::crypto::{Keyring, Purpose};
+use spotify_gateway::crypto::{Keyring, Purpose};
 
 const PURPOSES: [Purpose; 3] = [
     Purpose::SessionCookie,
