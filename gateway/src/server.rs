@@ -78,33 +78,24 @@ pub fn build(gw: Arc<Gateway>) -> std::io::Result<Server> {
         })
     };
     let conf = &server.configuration;
-
-    let g = guard("public", limits.max_connections_public, public_max);
-    let app = HeaderDeadline::new(
-        pingora::proxy::http_proxy(conf, PublicProxy::new(gw.clone())),
-        g.clone(),
+    let public_guard = guard("public", limits.max_connections_public, public_max);
+    let public_app = pingora::proxy::http_proxy(conf, PublicProxy::new(gw.clone()));
+    let public = guarded("public", public_app, &public_guard, listen.public);
+    let egress_guard = guard("egress", limits.max_connections_egress, egress_max);
+    let egress_app = pingora::proxy::http_proxy(conf, EgressProxy::new(gw.clone()));
+    let egress = guarded("egress", egress_app, &egress_guard, listen.egress);
+    let admin_guard = guard("admin", limits.max_connections_admin, admin_max);
+    let mut admin = guarded(
+        "admin",
+        AdminApp::new(gw.clone()),
+        &admin_guard,
+        listen.admin,
     );
-    let mut public = Service::new("public".to_string(), ConnectionLimit::new(app, g.clone()));
-    public.add_tcp(&listen.public.to_string());
-    let public_limit = g.max_connections;
-
-    let g = guard("egress", limits.max_connections_egress, egress_max);
-    let app = HeaderDeadline::new(
-        pingora::proxy::http_proxy(conf, EgressProxy::new(gw.clone())),
-        g.clone(),
-    );
-    let mut egress = Service::new("egress".to_string(), ConnectionLimit::new(app, g.clone()));
-    egress.add_tcp(&listen.egress.to_string());
-    let egress_limit = g.max_connections;
-
-    let g = guard("admin", limits.max_connections_admin, admin_max);
-    let app = HeaderDeadline::new(AdminApp::new(gw.clone()), g.clone());
-    let mut admin = Service::new("admin".to_string(), ConnectionLimit::new(app, g.clone()));
     // Scrapes and probes are light; one thread keeps them off the proxies' runtimes.
     admin.threads = Some(1);
-    admin.add_tcp(&listen.admin.to_string());
     // Probes must see `/readyz` fail during the drain, not a refused connection.
     let admin = KeepOpen::new(admin);
+    let (public_limit, egress_limit) = (public_guard.max_connections, egress_guard.max_connections);
 
     let lifecycle = background_service("lifecycle", Lifecycle { gw: gw.clone() });
 
@@ -132,6 +123,23 @@ pub fn build(gw: Arc<Gateway>) -> std::io::Result<Server> {
         );
     }
     Ok(server)
+}
+
+/// A listening service for `app` on `addr`, inside its listener's guard: the header deadline
+/// around the HTTP app, the connection limit around the connection.
+fn guarded<A: pingora::apps::HttpServerApp + Send + Sync + 'static>(
+    name: &str,
+    app: A,
+    guard: &Arc<Guard>,
+    addr: std::net::SocketAddr,
+) -> Service<ConnectionLimit<HeaderDeadline<A>>> {
+    let app = HeaderDeadline::new(app, Arc::clone(guard));
+    let mut service = Service::new(
+        name.to_string(),
+        ConnectionLimit::new(app, Arc::clone(guard)),
+    );
+    service.add_tcp(&addr.to_string());
+    service
 }
 
 /// How long start-up may take to bind a listener before we log it.
