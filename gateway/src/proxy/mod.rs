@@ -1,13 +1,16 @@
 //! The two proxy listeners (pingora `ProxyHttp`): `public` (login, sessions, identity to the
 //! internal app) and `egress` (internal apps to Spotify's Web API), and what they share: the
-//! upstream address (`upstream`), the one failure-to-answer mapping (`respond`), request ids
-//! and the access record.
+//! upstream address (`upstream`), the one failure-to-answer mapping (`respond`), the one path
+//! rule (`path_rule`), the headers dropped on the way upstream (`headers`), request ids and the
+//! access record.
 //!
 //! Phase order is pingora's (docs/user_guide/phase.md): `request_filter` answers locally or
 //! picks the token, `upstream_peer` picks the address, `upstream_request_filter` rewrites the
 //! headers, `upstream_response_filter` sees the answer, `logging` records metrics.
 
 pub mod egress;
+pub mod headers;
+pub mod path_rule;
 pub mod public;
 pub mod respond;
 pub mod upstream;

@@ -73,6 +73,7 @@ pub async fn start_echo_app(port: u16) -> JoinHandle<()> {
 /// One request as the recording app received it.
 #[derive(Clone, Debug)]
 pub struct AppHit {
+    pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -98,9 +99,10 @@ pub type Hits = Arc<Mutex<Vec<AppHit>>>;
 pub async fn start_recording_app(port: u16) -> Hits {
     use axum::body::Bytes;
     use axum::extract::State;
-    use axum::http::{HeaderMap, Uri};
+    use axum::http::{HeaderMap, Method, Uri};
     async fn record(
         State(hits): State<Hits>,
+        method: Method,
         uri: Uri,
         headers: HeaderMap,
         body: Bytes,
@@ -114,6 +116,7 @@ pub async fn start_recording_app(port: u16) -> Hits {
             .collect();
         let echo = json!({ "path": uri.to_string(), "headers": headers });
         hits.lock().expect("hits").push(AppHit {
+            method: method.to_string(),
             path: uri.to_string(),
             headers,
             body: body.to_vec(),

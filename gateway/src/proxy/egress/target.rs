@@ -1,6 +1,7 @@
 //! Which requests may carry a token at all: the method, and a request target that can only
 //! ever reach the configured API host under `/v1/`. Checked before any token is touched.
 
+use super::super::path_rule::check_path;
 use super::super::respond::Failure;
 
 /// First path segments of the Web API, used as route labels; anything else is `/v1/other`, so
@@ -52,8 +53,8 @@ enum TargetProblem {
 }
 
 /// Checks a request target and returns its route label. Only origin-form paths under `/v1/`
-/// without dot segments pass, so a token can only ever reach the configured API host, under
-/// `/v1/`.
+/// that the shared path rule allows (`proxy::path_rule`: no dot segments, no encoded
+/// separators) pass, so a token can only ever reach the configured API host, under `/v1/`.
 ///
 /// `raw` is the target as the client sent it: pingora 0.9 puts only the path of an
 /// absolute-form target (`GET http://host/v1/me`) into the `Uri`, and lets it through when
@@ -65,16 +66,7 @@ fn check_target(raw: &[u8], uri: &http::Uri) -> Result<&'static str, TargetProbl
         ));
     }
     let path = uri.path();
-    if path.contains('\\') || has_encoded_separator(path.as_bytes()) {
-        return Err(TargetProblem::Unsafe(
-            "encoded path separators are not accepted",
-        ));
-    }
-    if path.split('/').any(is_dot_segment) {
-        return Err(TargetProblem::Unsafe(
-            "dot segments are not accepted in the path",
-        ));
-    }
+    check_path(path).map_err(|problem| TargetProblem::Unsafe(problem.message()))?;
     let Some(rest) = path.strip_prefix("/v1/") else {
         return Err(TargetProblem::NotApi);
     };
@@ -84,31 +76,6 @@ fn check_target(raw: &[u8], uri: &http::Uri) -> Result<&'static str, TargetProbl
         .find(|(seg, _)| *seg == first)
         .map(|(_, route)| *route)
         .unwrap_or("/v1/other"))
-}
-
-/// `%2F` or `%5C` in any case: a `/` or `\\` the upstream may decode into a separator.
-fn has_encoded_separator(path: &[u8]) -> bool {
-    memchr::memchr_iter(b'%', path).any(|at| {
-        matches!(
-            path.get(at + 1..at + 3),
-            Some([b'2', b'f' | b'F'] | [b'5', b'c' | b'C'])
-        )
-    })
-}
-
-/// `.` or `..`, each dot possibly written `%2e` / `%2E`.
-fn is_dot_segment(segment: &str) -> bool {
-    let mut rest = segment.as_bytes();
-    let mut dots = 0;
-    while !rest.is_empty() {
-        rest = match rest {
-            [b'.', tail @ ..] => tail,
-            [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
-            _ => return false,
-        };
-        dots += 1;
-    }
-    matches!(dots, 1 | 2)
 }
 
 /// The route label of an acceptable API call, or the answer that refuses it.

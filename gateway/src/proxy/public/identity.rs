@@ -5,28 +5,17 @@
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 
+use super::super::headers;
 use super::super::IDENTITY_HEADERS;
 use crate::crypto::Keyring;
 use crate::session::LiveSession;
 
 /// Removes every identity header the client sent. Spellings with `_` go too: CGI/WSGI-style
-/// app servers read `X_Spotify_User_Id` as `X-Spotify-User-Id`.
+/// app servers read `X_Spotify_User_Id` as `X-Spotify-User-Id` (`proxy::headers`).
 pub fn strip_client_identity(upstream: &mut RequestHeader) {
-    let lookalikes: Vec<http::HeaderName> = upstream
-        .headers
-        .keys()
-        .filter(|k| {
-            k.as_str().contains('_')
-                && IDENTITY_HEADERS.contains(&k.as_str().replace('_', "-").as_str())
-        })
-        .cloned()
-        .collect();
-    for name in lookalikes {
-        upstream.remove_header(&name);
-    }
-    for name in IDENTITY_HEADERS {
-        upstream.remove_header(name);
-    }
+    headers::remove_headers(upstream, |name| {
+        IDENTITY_HEADERS.contains(&name) || headers::is_lookalike(name, &IDENTITY_HEADERS)
+    });
 }
 
 /// Sets the session's identity headers and a fresh assertion naming the session.

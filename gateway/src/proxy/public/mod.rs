@@ -21,7 +21,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 pub use paths::safe_return_to;
 
 use super::respond::{self, Failure, Upstream};
-use super::{RequestInfo, UpstreamTarget};
+use super::{headers, path_rule, RequestInfo, UpstreamTarget};
 use crate::app::Gateway;
 use crate::session::cookie::Cookies;
 use crate::session::LiveSession;
@@ -126,8 +126,9 @@ impl ProxyHttp for PublicProxy {
         crate::listeners::HeaderRead::mark(context);
     }
 
-    /// Refuses TRACE and CONNECT, serves the `/auth/` routes, and decides whether the request
-    /// may reach the app (a public path or a valid session).
+    /// Refuses TRACE and CONNECT and paths the shared rule refuses (dot segments, encoded
+    /// separators: 400), serves the `/auth/` routes, and decides whether the request may
+    /// reach the app (a public path or a valid session).
     async fn request_filter(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<bool> {
         ctx.req.id = super::request_id(session);
         let method = &session.req_header().method;
@@ -138,6 +139,13 @@ impl ProxyHttp for PublicProxy {
                 message: "Method not allowed here.".into(),
                 allow: None,
             };
+            self.problem(session, ctx, failure).await?;
+            return Ok(true);
+        }
+        // Before any routing decision: what public paths, sessions and `/auth/` routes are
+        // decided on must be the path the app resolves (`path_rule`).
+        if let Err(problem) = path_rule::check_path(session.req_header().uri.path()) {
+            let failure = Failure::BadRequest(problem.message().into());
             self.problem(session, ctx, failure).await?;
             return Ok(true);
         }
@@ -165,13 +173,15 @@ impl ProxyHttp for PublicProxy {
         }
     }
 
-    /// The app sees the gateway's identity headers only, and none of its cookies.
+    /// The app sees the gateway's identity headers only, none of its cookies, and no `_`
+    /// look-alike of a framing or hop-by-hop header (`proxy::headers`).
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut PublicCtx,
     ) -> Result<()> {
+        headers::remove_headers(upstream, headers::is_framing_lookalike);
         identity::strip_client_identity(upstream);
         self.cookies.strip(upstream)?;
         if let Some(s) = &ctx.session {
