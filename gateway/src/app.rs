@@ -13,6 +13,7 @@ use crate::reload::{self, Report};
 use crate::session::Sessions;
 use crate::store;
 use crate::tokens::app::AppTokens;
+use crate::trust::Trust;
 
 /// The settings SIGHUP changes without new listeners (`reload` decides which keys these are).
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +51,8 @@ pub struct Gateway {
     pub config_path: Option<PathBuf>,
     live: RwLock<Arc<Live>>,
     pub metrics: Arc<Metrics>,
+    /// The roots both clients to Spotify trust (`trust`).
+    pub trust: Arc<Trust>,
     pub token_endpoint: Arc<TokenEndpoint>,
     pub app_tokens: AppTokens,
     pub sessions: Arc<Sessions>,
@@ -62,7 +65,12 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Config, config_path: Option<PathBuf>) -> std::io::Result<Arc<Gateway>> {
         let metrics = Arc::new(Metrics::new());
-        let token_endpoint = Arc::new(TokenEndpoint::new(&config.spotify, metrics.clone())?);
+        let trust = Arc::new(Trust::load(config.spotify.ca_file.as_ref())?);
+        let token_endpoint = Arc::new(TokenEndpoint::new(
+            &config.spotify,
+            &trust,
+            metrics.clone(),
+        )?);
         let app_tokens = AppTokens::new(token_endpoint.clone(), metrics.clone());
         let store = store::open(&config.store, metrics.clone()).map_err(std::io::Error::other)?;
         let keys = Keyring::new(
@@ -81,6 +89,7 @@ impl Gateway {
             config,
             config_path,
             metrics,
+            trust,
             token_endpoint,
             app_tokens,
             sessions,

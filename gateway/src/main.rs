@@ -56,6 +56,11 @@ enum Command {
             default_value = "http://127.0.0.1:8080/auth/callback"
         )]
         redirect_uris: Vec<String>,
+        /// Serve HTTPS, as Spotify does: a test CA is generated and written to DIR/ca.pem
+        /// (give it to the gateway as spotify.ca_file), with a certificate for 127.0.0.1,
+        /// ::1 and localhost.
+        #[arg(long, value_name = "DIR")]
+        tls: Option<PathBuf>,
     },
 }
 
@@ -99,12 +104,14 @@ fn main() -> ExitCode {
             client_id,
             client_secret,
             redirect_uris,
+            tls,
         } => mock_spotify(MockArgs {
             listen,
             token_lifetime,
             client_id,
             client_secret,
             redirect_uris,
+            tls,
         }),
     }
 }
@@ -117,6 +124,7 @@ struct MockArgs {
     client_id: String,
     client_secret: String,
     redirect_uris: Vec<String>,
+    tls: Option<PathBuf>,
 }
 
 /// What a build without the `demo` feature says instead of running it.
@@ -147,11 +155,24 @@ fn demo() -> ExitCode {
 fn mock_spotify(args: MockArgs) -> ExitCode {
     logging::init(spotify_gateway::config::LogFormat::Text, "info");
     let listen = args.listen;
+    let tls = match args
+        .tls
+        .as_deref()
+        .map(spotify_gateway::demo::mock_tls)
+        .transpose()
+    {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("error: mock Spotify --tls: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = mock_spotify::MockConfig {
         client_id: args.client_id,
         client_secret: args.client_secret,
         redirect_uris: args.redirect_uris,
         token_lifetime: args.token_lifetime,
+        tls,
         ..Default::default()
     };
     match spotify_gateway::demo::run_mock_forever(listen, config) {

@@ -31,6 +31,7 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     pub store_operations: IntCounterVec,
     pub token_request_duration: Histogram,
+    pub upstream_tls_failures: IntCounterVec,
 }
 
 /// Registers each metric as it is made, so a metric cannot be made and forgotten.
@@ -175,6 +176,12 @@ impl Metrics {
             token_request_duration: b.latency(
                 "token_request_duration_seconds",
                 "Duration of requests to Spotify's token endpoint",
+            ),
+            upstream_tls_failures: b.counters(
+                "upstream_tls_failures_total",
+                "TLS connections to Spotify that failed, by client (accounts, api) and reason \
+                 (untrusted, expired, wrong_name, bad_certificate, handshake)",
+                &["target", "reason"],
             ),
             registry: b.registry,
         }

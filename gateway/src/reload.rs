@@ -91,6 +91,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         show_dialog: Restart,
         accounts_url: Restart,
         api_url: Restart,
+        ca_file: Restart,
     });
     compare!(out, "listen", ListenConfig, listen, new.listen, {
         public: Restart,

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::tls::MockTls;
+
 /// How the mock's single registered application looks.
 #[derive(Debug, Clone)]
 pub struct MockConfig {
@@ -13,6 +15,9 @@ pub struct MockConfig {
     pub token_lifetime: Duration,
     /// Shown on the consent page.
     pub app_name: String,
+    /// Serve HTTPS with this certificate and key (see `TestCa`), as Spotify does; `None`
+    /// serves plain HTTP.
+    pub tls: Option<MockTls>,
 }
 
 impl Default for MockConfig {
@@ -23,6 +28,7 @@ impl Default for MockConfig {
             redirect_uris: vec!["http://127.0.0.1:8080/auth/callback".to_string()],
             token_lifetime: Duration::from_secs(3600),
             app_name: "Spotify Gateway Demo".to_string(),
+            tls: None,
         }
     }
 }

@@ -19,7 +19,8 @@
 // Layout: this file binds, serves and routes; `accounts` (the accounts service, with
 // its HTML `pages`), `api` (the Web API) and `controls` (`/__mock/*`) answer the
 // requests, over the shared `state`, the `catalog` data, `faults`, `errors` (Spotify's
-// error bodies) and `http` (small helpers). Nothing imports this file.
+// error bodies) and `http` (small helpers); `tls` serves HTTPS when asked. Nothing
+// imports this file.
 
 mod accounts;
 mod api;
@@ -31,6 +32,7 @@ mod faults;
 mod http;
 mod pages;
 mod state;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,34 +45,36 @@ use tokio::sync::oneshot;
 pub use crate::catalog::LARGE_PLAYLIST_ID;
 pub use crate::config::MockConfig;
 use crate::state::App;
+pub use crate::tls::{MockTls, TestCa, Validity};
 
 /// A running mock server; dropping it stops serving.
 pub struct MockSpotify {
     addr: SocketAddr,
+    tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
 impl MockSpotify {
-    /// Binds `listen` (e.g. `127.0.0.1:0`) and serves on the current tokio runtime;
-    /// returns once the socket is bound.
+    /// Binds `listen` (e.g. `127.0.0.1:0`) and serves on the current tokio runtime, over
+    /// HTTPS when `config.tls` is set; returns once the socket is bound.
     pub async fn start(listen: SocketAddr, config: MockConfig) -> std::io::Result<MockSpotify> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        let tls = config.tls.is_some();
         let (tx, rx) = oneshot::channel::<()>();
-        let router = router(Arc::new(App::new(config, base_url_for(addr))));
+        // A dropped sender also resolves `rx`, which is what stops the server.
+        let stopped = async move {
+            let _ = rx.await;
+        };
+        let served = serve_until(listener, config, stopped)?;
         tokio::spawn(async move {
-            // A dropped sender also resolves `rx`, which is what stops the server.
-            let result = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(err) = result {
+            if let Err(err) = served.await {
                 tracing::warn!(%err, "mock-spotify server stopped with an error");
             }
         });
         Ok(MockSpotify {
             addr,
+            tls,
             shutdown: Some(tx),
         })
     }
@@ -79,9 +83,9 @@ impl MockSpotify {
         self.addr
     }
 
-    /// `http://ADDR` with no trailing slash.
+    /// `http://ADDR` (`https://` with TLS) with no trailing slash.
     pub fn base_url(&self) -> String {
-        base_url_for(self.addr)
+        base_url_for(self.addr, self.tls)
     }
 }
 
@@ -97,12 +101,42 @@ impl Drop for MockSpotify {
 
 /// Serves forever on an already-bound listener (used by the CLI).
 pub async fn serve(listener: TcpListener, config: MockConfig) -> std::io::Result<()> {
-    let addr = listener.local_addr()?;
-    let router = router(Arc::new(App::new(config, base_url_for(addr))));
-    axum::serve(listener, router).await
+    serve_until(listener, config, std::future::pending())?.await
 }
 
-fn base_url_for(addr: SocketAddr) -> String {
+/// The server on `listener` until `stop` resolves: plain, or TLS when `config.tls` is set.
+fn serve_until(
+    listener: TcpListener,
+    config: MockConfig,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<Served> {
+    let addr = listener.local_addr()?;
+    let tls = config.tls.clone();
+    let router = router(Arc::new(App::new(
+        config,
+        base_url_for(addr, tls.is_some()),
+    )));
+    Ok(match tls {
+        None => Box::pin(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+        }),
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, &tls)?;
+            Box::pin(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+            })
+        }
+    })
+}
+
+/// The server's future, whichever listener it serves.
+type Served = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>;
+
+fn base_url_for(addr: SocketAddr, tls: bool) -> String {
     // A wildcard bind address is not something a client can follow a link to.
     let mut addr = addr;
     if addr.ip().is_unspecified() {
@@ -111,7 +145,8 @@ fn base_url_for(addr: SocketAddr) -> String {
             SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    format!("http://{addr}")
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{addr}")
 }
 
 fn router(app: Arc<App>) -> Router {

@@ -38,6 +38,7 @@ pub(super) struct FileSpotify {
     pub(super) accounts_url: String,
     #[serde(default = "default_api_url")]
     pub(super) api_url: String,
+    pub(super) ca_file: Option<String>,
 }
 
 #[derive(Deserialize)]

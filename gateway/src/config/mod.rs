@@ -57,6 +57,23 @@ pub struct SpotifyConfig {
     pub show_dialog: bool,
     pub accounts_url: Url,
     pub api_url: Url,
+    /// Extra roots both clients to Spotify trust, beside the system's (`trust`).
+    pub ca_file: Option<CaFile>,
+}
+
+/// `spotify.ca_file`, read when the config is validated, so a missing or empty file is a
+/// config error with its key and line rather than a failure at the first call to Spotify.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: PathBuf,
+    /// The certificates in the file, DER, in file order.
+    pub certs: Vec<Vec<u8>>,
+}
+
+impl Serialize for CaFile {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.path.display().to_string())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -279,6 +296,26 @@ secret_env = "SESSION_SECRET"
         assert_eq!(i[0].key, "spotify.flow");
         assert_eq!(i[0].line, Some(6));
         assert!(i[0].message.contains("2025-11-27"));
+    }
+
+    #[test]
+    fn a_ca_file_that_is_missing_or_holds_no_certificate_names_key_and_line() {
+        let dir = tempfile::tempdir().expect("dir");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        let missing = dir.path().join("missing.pem");
+        for (path, needle) in [(&missing, "does not exist"), (&empty, "no certificate")] {
+            let text = GOOD.replace("scopes =", &format!("ca_file = {path:?}\nscopes ="));
+            let i = issues(&text);
+            assert_eq!(i[0].key, "spotify.ca_file");
+            assert_eq!(i[0].line, Some(6));
+            assert!(i[0].message.contains(needle), "{}", i[0].message);
+        }
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, mock_spotify::TestCa::new("t").cert_pem()).expect("write");
+        let text = GOOD.replace("scopes =", &format!("ca_file = {good:?}\nscopes ="));
+        let c = Config::parse(&text, "t", &env).expect("valid");
+        assert_eq!(c.spotify.ca_file.map(|f| f.certs.len()), Some(1));
     }
 
     #[test]

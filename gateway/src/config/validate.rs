@@ -107,6 +107,7 @@ impl Validator<'_> {
             show_dialog,
             accounts_url,
             api_url,
+            ca_file,
         } = s;
         if client_id.trim().is_empty() {
             self.issue("spotify.client_id", "must not be empty");
@@ -156,6 +157,10 @@ impl Validator<'_> {
                 );
             }
         }
+        let ca_file = match ca_file {
+            Some(path) => Some(self.ca_file("spotify.ca_file", &path)?),
+            None => None,
+        };
         Some(SpotifyConfig {
             client_id,
             client_secret: secret.ok()?,
@@ -165,6 +170,7 @@ impl Validator<'_> {
             show_dialog,
             accounts_url: accounts_url?,
             api_url: api_url?,
+            ca_file,
         })
     }
 

@@ -1,6 +1,6 @@
-//! The validator's state (the problems found so far) and its value readers: secrets (inline, env or file), socket addresses, URLs
-//! (plain http only to loopback where secrets travel) and durations. Each reports a problem
-//! under its key and returns `None`.
+//! The validator's state (the problems found so far) and its value readers: secrets (inline,
+//! env or file), socket addresses, URLs (plain http only to loopback where secrets travel),
+//! durations and CA files. Each reports a problem under its key and returns `None`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::errors::{line_of, locate, ConfigIssue};
+use super::CaFile;
 use crate::secret::{Secret, SecretSource};
 
 /// Collects every problem of one config text, each with its key and line.
@@ -140,6 +141,58 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+}
+
+impl Validator<'_> {
+    /// A PEM bundle of CA certificates: it must exist, be readable and hold at least one
+    /// certificate a client can trust.
+    pub(super) fn ca_file(&mut self, key: &str, path: &str) -> Option<CaFile> {
+        let text = match std::fs::read(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.issue(key, format!("{path} does not exist"));
+                return None;
+            }
+            Err(e) => {
+                self.issue(key, format!("cannot read {path}: {e}"));
+                return None;
+            }
+        };
+        let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut text.as_slice()).collect();
+        let certs = match certs {
+            Ok(certs) if certs.is_empty() => {
+                self.issue(
+                    key,
+                    format!(
+                        "{path} holds no certificate: expected PEM blocks \
+                         (-----BEGIN CERTIFICATE-----)"
+                    ),
+                );
+                return None;
+            }
+            Ok(certs) => certs,
+            Err(e) => {
+                self.issue(key, format!("{path} is not a PEM file: {e}"));
+                return None;
+            }
+        };
+        for (i, cert) in certs.iter().enumerate() {
+            if let Err(e) = rustls::RootCertStore::empty().add(cert.clone()) {
+                self.issue(
+                    key,
+                    format!(
+                        "certificate {} in {path} cannot be trusted as a CA: {e}",
+                        i + 1
+                    ),
+                );
+                return None;
+            }
+        }
+        Some(CaFile {
+            path: path.into(),
+            certs: certs.into_iter().map(|c| c.to_vec()).collect(),
+        })
     }
 }
 

@@ -62,6 +62,20 @@ pub fn run_mock_forever(
     })
 }
 
+/// A test CA written to `dir/ca.pem` and a certificate from it for the loopback names,
+/// for `mock-spotify --tls`: the gateway trusts the mock through `spotify.ca_file`.
+pub fn mock_tls(dir: &std::path::Path) -> std::io::Result<mock_spotify::MockTls> {
+    let ca = mock_spotify::TestCa::new("spotify-gateway mock CA");
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("ca.pem");
+    std::fs::write(&path, ca.cert_pem())?;
+    tracing::info!(ca_file = %path.display(), "mock Spotify serves TLS; trust it with spotify.ca_file");
+    Ok(ca.issue(
+        &["127.0.0.1", "::1", "localhost"],
+        mock_spotify::Validity::Current,
+    ))
+}
+
 fn side_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -4,6 +4,8 @@
 use oauth2::basic::BasicErrorResponseType;
 use oauth2::RequestTokenError;
 
+use crate::trust::{self, TlsReason};
+
 /// Why the token endpoint did not give a token. Kinds, never message text, drive behaviour.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
@@ -20,10 +22,16 @@ pub enum TokenError {
     /// 5xx, timeout, connection refused or an unreadable answer: retry later, delete nothing.
     #[error("Spotify's token endpoint is unavailable ({0})")]
     Unavailable(String),
+    /// The TLS connection failed (an untrusted CA, an expired certificate, the wrong name):
+    /// retrying cannot help until the operator acts, so it is not `Unavailable`.
+    #[error("TLS to {host} failed: {reason}")]
+    Tls { host: String, reason: TlsReason },
 }
 
+/// `host` is the token endpoint's, for a TLS failure.
 pub(super) fn classify<E: std::error::Error>(
     e: RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
+    host: &str,
 ) -> TokenError {
     match e {
         RequestTokenError::ServerResponse(r) => match r.error() {
@@ -31,7 +39,7 @@ pub(super) fn classify<E: std::error::Error>(
             BasicErrorResponseType::Extension(other) => TokenError::Unavailable(other.clone()),
             kind => TokenError::Rejected(kind.as_ref().to_string()),
         },
-        RequestTokenError::Request(e) => TokenError::Unavailable(describe(&e)),
+        RequestTokenError::Request(e) => transport(&e, host),
         // The body is not echoed: it could hold a token.
         RequestTokenError::Parse(_, _) => {
             TokenError::Unavailable("unreadable answer from the token endpoint".into())
@@ -40,8 +48,20 @@ pub(super) fn classify<E: std::error::Error>(
     }
 }
 
+/// A request that got no answer from `host`: a TLS failure, or unavailable.
+pub(super) fn transport(e: &dyn std::error::Error, host: &str) -> TokenError {
+    let chain = describe(e);
+    match trust::classify(&chain, false) {
+        Some(reason) => TokenError::Tls {
+            host: host.to_string(),
+            reason,
+        },
+        None => TokenError::Unavailable(chain),
+    }
+}
+
 /// The error chain, e.g. "client error: error sending request: connection refused".
-pub(super) fn describe(e: &dyn std::error::Error) -> String {
+fn describe(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

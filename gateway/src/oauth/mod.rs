@@ -2,7 +2,9 @@
 //! `oauth2` crate.
 //!
 //! Every token-endpoint call runs on the process-wide I/O runtime (see `runtime`), where the
-//! reqwest client's connections live. Its failures are kinds (`error`).
+//! reqwest client's connections live. It trusts exactly the roots of `trust`, as the egress
+//! proxy does. Its failures are kinds (`error`); a TLS failure is also counted and logged
+//! for the operator here.
 
 mod error;
 
@@ -24,7 +26,8 @@ use crate::clock::now_ms;
 use crate::config::{Flow, SpotifyConfig};
 use crate::metrics::Metrics;
 use crate::secret::{AccessToken, AuthorizationCode, CsrfState, PkceVerifier, RefreshToken};
-use error::{classify, describe};
+use crate::trust::{self, TlsTarget, Trust};
+use error::{classify, transport};
 
 /// Whole request to the token endpoint; Spotify answers in well under a second.
 const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +66,9 @@ pub struct TokenEndpoint {
     /// `{api_url}/v1/me`, to learn who logged in.
     me_url: Url,
     show_dialog: bool,
+    /// Hosts of the token endpoint and of `/v1/me`, for TLS failures.
+    accounts_host: String,
+    api_host: String,
     metrics: Arc<Metrics>,
 }
 
@@ -74,7 +80,11 @@ pub struct AuthorizeRequest {
 }
 
 impl TokenEndpoint {
-    pub fn new(cfg: &SpotifyConfig, metrics: Arc<Metrics>) -> std::io::Result<TokenEndpoint> {
+    pub fn new(
+        cfg: &SpotifyConfig,
+        trust: &Trust,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<TokenEndpoint> {
         let join = |path: &str| {
             cfg.accounts_url
                 .join(path)
@@ -96,6 +106,8 @@ impl TokenEndpoint {
         };
         let app = secret.map(|s| base.set_client_secret(s));
         let http = reqwest::Client::builder()
+            // The same roots as the egress proxy, not reqwest's compiled-in list.
+            .use_preconfigured_tls(trust.client_config()?)
             // RFC 6749 §3.2: the token endpoint does not redirect; following one could leak
             // the client secret to another host.
             .redirect(reqwest::redirect::Policy::none())
@@ -115,6 +127,8 @@ impl TokenEndpoint {
             app,
             flow: cfg.flow,
             show_dialog: cfg.show_dialog,
+            accounts_host: host_of(&cfg.accounts_url),
+            api_host: host_of(&cfg.api_url),
             metrics,
         })
     }
@@ -207,7 +221,9 @@ impl TokenEndpoint {
             })
             .await
             .map_err(|e| TokenError::Unavailable(format!("profile task failed: {e}")))?;
-        let (status, body) = answer.map_err(|e| TokenError::Unavailable(describe(&e)))?;
+        let (status, body) = answer
+            .map_err(|e| transport(&e, &self.api_host))
+            .inspect_err(|e| self.report_tls(TlsTarget::Api, e))?;
         if !status.is_success() {
             return Err(TokenError::Unavailable(format!(
                 "GET /v1/me answered {status}"
@@ -237,7 +253,26 @@ impl TokenEndpoint {
         self.metrics
             .token_request_duration
             .observe(started.elapsed().as_secs_f64());
-        answer.map(grant_from).map_err(classify)
+        answer
+            .map(grant_from)
+            .map_err(|e| classify(e, &self.accounts_host))
+            .inspect_err(|e| self.report_tls(TlsTarget::Accounts, e))
+    }
+
+    /// Counts and logs a TLS failure (`trust::report`); other errors are the caller's to log.
+    fn report_tls(&self, target: TlsTarget, e: &TokenError) {
+        if let TokenError::Tls { host, reason } = e {
+            trust::report(&self.metrics, target, host, *reason);
+        }
+    }
+}
+
+/// `host` or `host:port` of `url`, as TLS failures name it.
+fn host_of(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
     }
 }
 

@@ -17,6 +17,7 @@ use pingora::proxy::{FailToProxy, Session};
 use serde_json::json;
 
 use crate::pages;
+use crate::trust::TlsReason;
 
 /// How long a client should wait before trying again after the store did not answer.
 const STORE_RETRY_AFTER_SECS: u64 = 5;
@@ -55,6 +56,9 @@ pub enum Failure {
     CredentialsRefused(&'static str),
     /// The call's deadline passed while the gateway waited for something it needs (504).
     DeadlinePassed(&'static str),
+    /// A TLS connection to Spotify (`host`, its token endpoint or its Web API) failed for
+    /// `reason` (502): the operator must act, retrying does not help.
+    UpstreamTls { host: String, reason: TlsReason },
     /// The upstream (Spotify's Web API or the internal app) failed; `status` is 502, 504 or
     /// whatever pingora decided.
     Upstream { status: u16, message: &'static str },
@@ -69,7 +73,7 @@ impl Failure {
             Failure::Unauthorized(_) | Failure::SessionEnded => 401,
             Failure::RateLimited { .. } => 429,
             Failure::StoreUnavailable | Failure::SpotifyUnavailable { .. } => 503,
-            Failure::CredentialsRefused(_) => 502,
+            Failure::CredentialsRefused(_) | Failure::UpstreamTls { .. } => 502,
             Failure::DeadlinePassed(_) => 504,
             Failure::Upstream { status, .. } => *status,
         }
@@ -89,6 +93,7 @@ impl Failure {
             Failure::StoreUnavailable => "store_unavailable",
             Failure::SpotifyUnavailable { .. } => "spotify_unavailable",
             Failure::CredentialsRefused(_) => "spotify_refused_credentials",
+            Failure::UpstreamTls { .. } => "spotify_tls_failed",
             Failure::DeadlinePassed(_) => "deadline_passed",
             Failure::Upstream { .. } => "upstream_error",
         }
@@ -114,6 +119,11 @@ impl Failure {
                 .into(),
             Failure::RateLimited { .. } => "API rate limit exceeded".into(),
             Failure::StoreUnavailable => "The session store is unavailable; retry shortly".into(),
+            Failure::UpstreamTls { host, reason } => format!(
+                "The gateway could not connect to {host} over TLS: {reason}. The operator must \
+                 act (see the gateway's log); retrying will not help."
+            )
+            .into(),
         }
     }
 
@@ -378,6 +388,14 @@ mod tests {
                 Some(1),
             ),
             (Failure::CredentialsRefused("x"), 502, None),
+            (
+                Failure::UpstreamTls {
+                    host: "api.spotify.com".into(),
+                    reason: TlsReason::Untrusted,
+                },
+                502,
+                None,
+            ),
         ];
         for (failure, status, retry_after) in cases {
             assert_eq!(failure.status(), *status, "{failure:?}");
@@ -393,6 +411,19 @@ mod tests {
         assert_eq!(body["error"]["login_url"], "http://gw/auth/login");
         let other = Failure::StoreUnavailable.spotify_body(|| unreachable!("not asked"));
         assert!(other["error"].get("login_url").is_none());
+    }
+
+    #[test]
+    fn a_tls_failure_names_the_host_and_the_cause() {
+        let f = Failure::UpstreamTls {
+            host: "api.spotify.com".into(),
+            reason: TlsReason::Expired,
+        };
+        let body = f.spotify_body(|| unreachable!("not asked"));
+        assert_eq!(body["error"]["status"], 502);
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.contains("api.spotify.com"), "{message}");
+        assert!(message.contains("certificate expired"), "{message}");
     }
 
     #[test]

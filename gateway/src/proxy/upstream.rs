@@ -2,10 +2,11 @@
 //! internal app for the public one.
 
 use std::net::SocketAddr;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use pingora::prelude::*;
+use pingora::protocols::tls::CaType;
 use url::Url;
 
 /// Resolved upstream addresses are reused this long before looking the name up again.
@@ -18,6 +19,9 @@ pub struct UpstreamTarget {
     tls: bool,
     /// The `Host` header to send: host, plus the port when it is not the scheme's default.
     host_header: String,
+    /// The roots to verify the upstream's certificate with (`trust`); `None`: pingora's
+    /// default (the system's).
+    ca: Option<Arc<CaType>>,
     resolved: RwLock<Option<(SocketAddr, Instant)>>,
 }
 
@@ -42,8 +46,15 @@ impl UpstreamTarget {
             port,
             tls,
             host_header,
+            ca: None,
             resolved: RwLock::new(None),
         }
+    }
+
+    /// Verifies the upstream's certificate against `ca` only.
+    pub fn with_ca(mut self, ca: Option<Arc<CaType>>) -> UpstreamTarget {
+        self.ca = ca;
+        self
     }
 
     pub fn host_header(&self) -> &str {
@@ -59,7 +70,10 @@ impl UpstreamTarget {
         } else {
             String::new()
         };
-        Ok(Box::new(HttpPeer::new(addr, self.tls, sni)))
+        let mut peer = HttpPeer::new(addr, self.tls, sni);
+        // Verification stays on (pingora's default, and the SNI is never empty with TLS).
+        peer.options.ca = self.ca.clone();
+        Ok(Box::new(peer))
     }
 
     async fn resolve(&self) -> Result<SocketAddr> {

@@ -345,8 +345,14 @@ backend = "memory"
 "#;
         let config = Config::parse(text, "t", &|_| None).expect("config");
         let metrics = Arc::new(Metrics::new());
-        let endpoint =
-            Arc::new(TokenEndpoint::new(&config.spotify, metrics.clone()).expect("endpoint"));
+        let endpoint = Arc::new(
+            TokenEndpoint::new(
+                &config.spotify,
+                &crate::trust::Trust::load(None).expect("roots"),
+                metrics.clone(),
+            )
+            .expect("endpoint"),
+        );
         Sessions::new(
             Arc::new(MemoryStore::default()),
             Keyring::new(&config.session.secret, None),

@@ -129,6 +129,9 @@ pub async fn user_token(gw: &Gateway, user: &Arc<LiveSession>) -> Result<AccessT
                       refreshed. The session is kept: retry shortly.",
             retry_after_secs: 5,
         },
+        SessionError::Token(TokenError::Tls { host, reason }) => {
+            Failure::UpstreamTls { host, reason }
+        }
         SessionError::Token(_) => Failure::CredentialsRefused(
             "Spotify refused the gateway's refresh request; the operator must check \
              spotify.client_id and the client secret",
@@ -151,6 +154,7 @@ async fn app_credential(gw: &Gateway, live: &Live) -> Result<Credential, Failure
                       token. Retry shortly.",
             retry_after_secs: 1,
         }),
+        Err(TokenError::Tls { host, reason }) => Err(Failure::UpstreamTls { host, reason }),
         Err(_) => Err(Failure::CredentialsRefused(
             "Spotify refused the gateway's client credentials; the operator must check \
              spotify.client_id and the client secret.",

@@ -3,7 +3,8 @@
 //! can only reach the API (`target`), injects the token and cleans the headers (`hygiene`),
 //! retries and cools down after a 429 (`retry`), and points Spotify's paging links back at
 //! itself (`links`). Spotify's answer comes back otherwise unchanged. Failures are answered in
-//! the Web API's error shape (`respond`).
+//! the Web API's error shape (`respond`); a failed TLS handshake is classified by `trust`,
+//! never retried when the certificate is at fault, and answered 502 naming the cause.
 //!
 //! ```text
 //! curl 'http://127.0.0.1:8081/v1/search?q=abba&type=track'   # with `spotify-gateway demo`
@@ -28,6 +29,7 @@ pub use hygiene::upstream_headers;
 use super::respond::{self, Failure, Upstream};
 use super::{RequestInfo, UpstreamTarget};
 use crate::app::{Gateway, Live};
+use crate::trust::{self, TlsTarget};
 use identity::Credential;
 use links::{LinkMap, LinkRewriter};
 use retry::{Attempt, CoolDown};
@@ -70,7 +72,8 @@ pub struct EgressCtx {
 
 impl EgressProxy {
     pub fn new(gw: Arc<Gateway>) -> EgressProxy {
-        let api = UpstreamTarget::from_url(&gw.config.spotify.api_url);
+        let api =
+            UpstreamTarget::from_url(&gw.config.spotify.api_url).with_ca(gw.trust.pingora_ca());
         let origin = |u: &url::Url| u.as_str().trim_end_matches('/').to_string();
         let links = LinkMap::new(
             &format!("{}/v1/", origin(&gw.config.spotify.api_url)),
@@ -89,6 +92,15 @@ impl EgressProxy {
         failure
             .write_spotify(session, &ctx.req.id, || self.gw.login_url(None))
             .await
+    }
+
+    /// A failed TLS connection to the API, counted and logged (`trust::report`), as the
+    /// answer that names the host and the cause.
+    fn tls_failure(&self, e: &Error) -> Option<Failure> {
+        let reason = trust::classify_proxy_error(e)?;
+        let host = self.api.host_header().to_string();
+        trust::report(&self.gw.metrics, TlsTarget::Api, &host, reason);
+        Some(Failure::UpstreamTls { host, reason })
     }
 
     /// What decides whether the call is tried again.
@@ -346,6 +358,11 @@ impl ProxyHttp for EgressProxy {
         ctx: &mut EgressCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        // Another attempt meets the same certificate.
+        if trust::classify_proxy_error(&e).is_some_and(|r| r.is_certificate()) {
+            e.set_retry(false);
+            return e;
+        }
         match retry::backoff(&self.attempt(session, ctx), false) {
             Some(backoff) => {
                 ctx.retry_backoff = Some(backoff);
@@ -401,6 +418,7 @@ impl ProxyHttp for EgressProxy {
         let failure = ctx
             .local_answer
             .take()
+            .or_else(|| self.tls_failure(e))
             .or_else(|| Failure::from_proxy_error(e, Upstream::Spotify));
         respond::fail_to_proxy(failure, async |f| self.answer(session, ctx, f).await).await
     }

@@ -129,6 +129,10 @@ impl PublicProxy {
                 logins.with_label_values(&["error"]).inc();
                 Failure::StoreUnavailable
             }
+            Err(LoginError::Token(TokenError::Tls { host, reason })) => {
+                logins.with_label_values(&["error"]).inc();
+                Failure::UpstreamTls { host, reason }
+            }
             Err(LoginError::Token(TokenError::Unavailable(_))) => {
                 logins.with_label_values(&["error"]).inc();
                 Failure::SpotifyUnavailable {

@@ -1,0 +1,324 @@
+//! The one set of roots both clients to Spotify trust, and what a failed TLS handshake means.
+//!
+//! The token client (reqwest) would otherwise carry a compiled-in root list and the egress
+//! proxy (pingora) the system's: a CA added with `update-ca-certificates` was trusted by one
+//! and not the other. Here the system's roots (rustls-native-certs: `/etc/ssl/certs`, or
+//! `SSL_CERT_FILE`/`SSL_CERT_DIR`) plus `spotify.ca_file` become one [`Trust`], handed to
+//! reqwest as a rustls config and to pingora as the peer's CA list. Verification is never
+//! switched off: there is no option for it.
+//!
+//! A failed handshake is classified once ([`classify`]) into a bounded [`TlsReason`], for the
+//! caller's 502, the operator's log line and the `upstream_tls_failures_total` counter.
+
+use std::io;
+use std::sync::Arc;
+
+use pingora::protocols::tls::CaType;
+use pingora::utils::tls::WrappedX509;
+use rustls::pki_types::CertificateDer;
+use rustls::RootCertStore;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::config::CaFile;
+use crate::metrics::Metrics;
+
+/// The roots the gateway trusts for Spotify, in the two forms its clients take.
+pub struct Trust {
+    roots: Arc<RootCertStore>,
+    /// The same certificates for pingora's `PeerOptions::ca`; `None` when there are none
+    /// (pingora refuses an empty per-peer list, and would trust nothing either way).
+    pingora_ca: Option<Arc<CaType>>,
+}
+
+impl Trust {
+    /// The system's roots plus `extra`. A system certificate that cannot serve as a root is
+    /// skipped with a warning; `extra` was checked by config validation.
+    pub fn load(extra: Option<&CaFile>) -> io::Result<Trust> {
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::warn!(error = %e, "cannot read some of the system's CA certificates");
+        }
+        let extra_certs = extra
+            .into_iter()
+            .flat_map(|f| f.certs.iter().map(|c| CertificateDer::from(c.clone())));
+        let mut roots = RootCertStore::empty();
+        let mut wrapped = Vec::new();
+        let mut skipped = 0;
+        for cert in native.certs.into_iter().chain(extra_certs) {
+            let as_pingora = WrappedX509::try_new(cert.to_vec(), |raw| {
+                X509Certificate::from_der(raw).map(|(_, c)| c)
+            });
+            match (roots.add(cert), as_pingora) {
+                (Ok(()), Ok(w)) => wrapped.push(w),
+                _ => skipped += 1,
+            }
+        }
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "some CA certificates cannot serve as roots; skipped"
+            );
+        }
+        if let (Some(f), true) = (extra, roots.is_empty()) {
+            // Validation accepted the file, so this means the parsers disagree.
+            return Err(io::Error::other(format!(
+                "spotify.ca_file = {:?}: no usable CA certificate",
+                f.path
+            )));
+        }
+        if roots.is_empty() {
+            tracing::error!(
+                "no CA certificates found on this system: no https:// Spotify can be trusted; \
+                 install ca-certificates or set spotify.ca_file"
+            );
+        }
+        tracing::info!(
+            roots = roots.len(),
+            ca_file = ?extra.map(|f| &f.path),
+            "trusting these roots for Spotify"
+        );
+        let pingora_ca = (!wrapped.is_empty()).then(|| Arc::from(wrapped.into_boxed_slice()));
+        Ok(Trust {
+            roots: Arc::new(roots),
+            pingora_ca,
+        })
+    }
+
+    /// The rustls config for the token client (`reqwest::ClientBuilder::use_preconfigured_tls`).
+    pub fn client_config(&self) -> io::Result<rustls::ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(io::Error::other)?
+            .with_root_certificates(Arc::clone(&self.roots))
+            .with_no_client_auth())
+    }
+
+    /// The same roots for pingora's `HttpPeer` (`options.ca`).
+    pub fn pingora_ca(&self) -> Option<Arc<CaType>> {
+        self.pingora_ca.clone()
+    }
+}
+
+/// Why a TLS connection to Spotify failed; each is a label value of
+/// `upstream_tls_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsReason {
+    /// Signed by a CA the gateway does not trust.
+    Untrusted,
+    /// Expired, or not valid yet.
+    Expired,
+    /// Valid, but not for the host the gateway connected to.
+    WrongName,
+    /// Any other problem with the certificate (bad signature, wrong usage...).
+    BadCertificate,
+    /// The handshake failed for a reason other than the certificate.
+    Handshake,
+}
+
+impl TlsReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            TlsReason::Untrusted => "untrusted",
+            TlsReason::Expired => "expired",
+            TlsReason::WrongName => "wrong_name",
+            TlsReason::BadCertificate => "bad_certificate",
+            TlsReason::Handshake => "handshake",
+        }
+    }
+
+    /// The cause, as the caller's answer names it.
+    pub fn cause(self) -> &'static str {
+        match self {
+            TlsReason::Untrusted => "certificate not trusted",
+            TlsReason::Expired => "certificate expired",
+            TlsReason::WrongName => "certificate for the wrong name",
+            TlsReason::BadCertificate => "certificate invalid",
+            TlsReason::Handshake => "TLS handshake failed",
+        }
+    }
+
+    /// What the operator can do about it.
+    fn remedy(self) -> &'static str {
+        match self {
+            TlsReason::Untrusted | TlsReason::BadCertificate => {
+                "if this CA is meant to be trusted (a test set-up, TLS inspection), add it to \
+                 the system store (update-ca-certificates) or set spotify.ca_file to a PEM \
+                 bundle holding it"
+            }
+            TlsReason::Expired => {
+                "the server's certificate must be renewed (or this machine's clock is wrong); \
+                 spotify.ca_file cannot help"
+            }
+            TlsReason::WrongName => {
+                "check that spotify.api_url and spotify.accounts_url name the host the \
+                 certificate was issued for"
+            }
+            TlsReason::Handshake => {
+                "check that the URL points at a TLS server speaking TLS 1.2 or 1.3"
+            }
+        }
+    }
+
+    /// Whether trying again could help: never for the certificate itself.
+    pub fn is_certificate(self) -> bool {
+        self != TlsReason::Handshake
+    }
+}
+
+impl std::fmt::Display for TlsReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.cause())
+    }
+}
+
+/// The client that met the failure, a label value of `upstream_tls_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsTarget {
+    /// The token endpoint (`spotify.accounts_url`).
+    Accounts,
+    /// The Web API (`spotify.api_url`), through the egress proxy or `/v1/me` after a login.
+    Api,
+}
+
+impl TlsTarget {
+    fn label(self) -> &'static str {
+        match self {
+            TlsTarget::Accounts => "accounts",
+            TlsTarget::Api => "api",
+        }
+    }
+}
+
+/// What a TLS failure means, from the error's text (rustls's error reaches both clients only
+/// as text: pingora keeps the message, reqwest wraps it in `io::Error`). `tls_error` says the
+/// error is known to come from a TLS handshake (pingora's `TLSHandshakeFailure`); without a
+/// certificate problem in the text it is then `Handshake`. `None`: not a TLS failure.
+pub fn classify(chain: &str, tls_error: bool) -> Option<TlsReason> {
+    if chain.contains("invalid peer certificate") {
+        let has = |words: &[&str]| words.iter().any(|w| chain.contains(w));
+        return Some(if has(&["UnknownIssuer", "UnknownCA"]) {
+            TlsReason::Untrusted
+        } else if has(&[
+            "Expired",
+            "certificate expired",
+            "NotValidYet",
+            "not valid yet",
+        ]) {
+            TlsReason::Expired
+        } else if has(&["NotValidForName", "not valid for name"]) {
+            TlsReason::WrongName
+        } else {
+            TlsReason::BadCertificate
+        });
+    }
+    let handshake = [
+        "received fatal alert",
+        "peer is incompatible",
+        "peer misbehaved",
+    ];
+    (tls_error || handshake.iter().any(|w| chain.contains(w))).then_some(TlsReason::Handshake)
+}
+
+/// A pingora error from connecting to the API, when it is a TLS failure.
+pub fn classify_proxy_error(e: &pingora::Error) -> Option<TlsReason> {
+    use pingora::ErrorType::{InvalidCert, TLSHandshakeFailure};
+    let tls = matches!(e.etype(), TLSHandshakeFailure | InvalidCert);
+    classify(&e.to_string(), tls)
+}
+
+/// Counts the failure and tells the operator what to do (error level: nothing reaches Spotify
+/// until someone acts).
+pub fn report(metrics: &Metrics, target: TlsTarget, host: &str, reason: TlsReason) {
+    metrics
+        .upstream_tls_failures
+        .with_label_values(&[target.label(), reason.label()])
+        .inc();
+    tracing::error!(
+        target_host = host,
+        client = target.label(),
+        reason = reason.label(),
+        "TLS to {host} failed: {}; {}",
+        reason.cause(),
+        reason.remedy()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_problems_are_told_apart_from_rustls_messages() {
+        let cases = [
+            (
+                "error sending request: client error (Connect): invalid peer certificate: \
+                 UnknownIssuer",
+                TlsReason::Untrusted,
+            ),
+            (
+                "TLS connect() failed: invalid peer certificate: certificate expired: \
+                 verification time 1 (UNIX), but certificate is not valid after 0",
+                TlsReason::Expired,
+            ),
+            ("invalid peer certificate: Expired", TlsReason::Expired),
+            (
+                "invalid peer certificate: certificate not valid for name \"127.0.0.1\"; \
+                 certificate is only valid for DnsName(\"wrong.example\")",
+                TlsReason::WrongName,
+            ),
+            (
+                "invalid peer certificate: BadSignature",
+                TlsReason::BadCertificate,
+            ),
+        ];
+        for (text, reason) in cases {
+            assert_eq!(classify(text, false), Some(reason), "{text}");
+            assert_eq!(classify(text, true), Some(reason), "{text}");
+        }
+    }
+
+    #[test]
+    fn other_handshake_failures_and_non_tls_errors() {
+        assert_eq!(
+            classify("received fatal alert: HandshakeFailure", false),
+            Some(TlsReason::Handshake)
+        );
+        assert_eq!(
+            classify("tls stream error", true),
+            Some(TlsReason::Handshake)
+        );
+        assert_eq!(classify("connection refused", false), None);
+        assert!(!TlsReason::Handshake.is_certificate());
+        assert!(TlsReason::Expired.is_certificate());
+    }
+
+    #[test]
+    fn a_pingora_handshake_error_is_classified_from_its_context() {
+        let e = pingora::Error::explain(
+            pingora::ErrorType::TLSHandshakeFailure,
+            "TLS connect() failed: invalid peer certificate: UnknownIssuer, SNI: 127.0.0.1",
+        );
+        assert_eq!(classify_proxy_error(&e), Some(TlsReason::Untrusted));
+        let refused = pingora::Error::explain(pingora::ErrorType::ConnectRefused, "refused");
+        assert_eq!(classify_proxy_error(&refused), None);
+    }
+
+    #[test]
+    fn the_system_roots_and_the_ca_file_are_one_set() {
+        let none = Trust::load(None).expect("system roots");
+        let system = none.roots.len();
+        let pem = mock_spotify::TestCa::new("unit test CA").cert_pem();
+        let ca = rustls_pemfile::certs(&mut pem.as_bytes())
+            .map(|c| c.expect("pem").to_vec())
+            .collect();
+        let file = CaFile {
+            path: "test-ca.pem".into(),
+            certs: ca,
+        };
+        let with = Trust::load(Some(&file)).expect("roots and file");
+        assert_eq!(with.roots.len(), system + 1);
+        assert_eq!(with.pingora_ca().map(|c| c.len()), Some(system + 1));
+        with.client_config().expect("a rustls config");
+    }
+}

@@ -1,0 +1,289 @@
+//! The gateway against a Spotify on `https://` (the mock with certificates from a test CA,
+//! trusted through `spotify.ca_file`): the whole path works with verification on, and each
+//! certificate failure (an unknown CA, an expired certificate, the wrong name) answers 502
+//! naming the host and the cause, logs what the operator can do, and is counted — on the
+//! egress proxy's side (pingora) and on the token endpoint's (reqwest).
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use mock_spotify::{MockTls, TestCa, Validity};
+use serde_json::Value;
+
+/// The names the mock's good certificate is for: the harness points the gateway at
+/// `https://127.0.0.1:PORT`.
+const LOOPBACK: &[&str] = &["127.0.0.1", "localhost"];
+
+/// A test CA and its certificate written where `spotify.ca_file` can name it.
+struct Ca {
+    ca: TestCa,
+    _dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let ca = TestCa::new(name);
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, ca.cert_pem()).expect("write CA");
+        Ca {
+            ca,
+            _dir: dir,
+            file,
+        }
+    }
+
+    fn file(&self) -> String {
+        self.file.display().to_string()
+    }
+
+    /// A client (a browser without redirects, with cookies) that trusts only this CA.
+    fn browser(&self) -> reqwest::Client {
+        let root = reqwest::Certificate::from_pem(self.ca.cert_pem().as_bytes()).expect("pem");
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(root)
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+}
+
+/// A mock control call (`/__mock/...`) over TLS.
+async fn control(ca: &Ca, mock: &MockSpotify, method: reqwest::Method, path: &str) -> Value {
+    let resp = ca
+        .browser()
+        .request(method, format!("{}{path}", mock.base_url()))
+        .send()
+        .await
+        .expect("mock control");
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.json().await.expect("control json")
+}
+
+#[tokio::test]
+async fn the_whole_path_works_over_tls_with_the_ca_file() {
+    let ca = Ca::new("tls suite CA");
+    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
+    let s = Stack::builder()
+        .mock_config(move |c| c.tls = Some(tls))
+        .set("spotify.ca_file", ca.file())
+        .app(App::Echo)
+        .start()
+        .await;
+    assert!(s.mock.base_url().starts_with("https://"));
+
+    // Login with code: the callback's token exchange and /v1/me, both over TLS.
+    let browser = ca.browser();
+    let trip = login(&browser, &s.gw, "alice", "/app").await;
+    assert!(trip.landed.ends_with("/app"), "{}", trip.landed);
+    let (status, info) = s.userinfo(&browser).await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["user_id"], "alice", "{info}");
+
+    // Egress with the user's token.
+    let assertion = s.assertion(&browser).await;
+    let me = s.egress_get_as(&assertion, "/v1/me").await;
+    assert_eq!(me.status(), 200);
+    let me: Value = me.json().await.expect("json");
+    assert_eq!(me["id"], "alice");
+
+    // Egress with the app token; the paging link points back at the gateway.
+    let search = s.egress_get("/v1/search?q=abba&type=track&limit=1").await;
+    assert_eq!(search.status(), 200);
+    let page: Value = search.json().await.expect("json");
+    let next = page["tracks"]["next"].as_str().expect("a next link");
+    assert!(
+        next.starts_with(&format!("{}/v1/search?", s.gw.egress_url())),
+        "{next}"
+    );
+
+    // A refresh after Spotify expired the user's token, over TLS too.
+    let stats = control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await;
+    let refreshes = stats["token_requests"]["refresh_token"]
+        .as_u64()
+        .unwrap_or(0);
+    control(
+        &ca,
+        &s.mock,
+        reqwest::Method::POST,
+        "/__mock/expire?user=alice",
+    )
+    .await;
+    let me = s.egress_get_as(&assertion, "/v1/me").await;
+    assert_eq!(me.status(), 200);
+    let stats = control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await;
+    assert!(
+        stats["token_requests"]["refresh_token"]
+            .as_u64()
+            .unwrap_or(0)
+            > refreshes,
+        "{stats}"
+    );
+    assert_eq!(
+        s.metric("spotify_gateway_upstream_tls_failures_total")
+            .await,
+        0.0
+    );
+}
+
+/// One way a certificate can be wrong.
+struct Case {
+    /// `reason` label and the cause the answer names.
+    label: &'static str,
+    cause: &'static str,
+    /// Words the log line must carry: what the operator can do.
+    remedy: &'static str,
+    /// The bad certificate, from the CA the gateway trusts or another.
+    cert: fn(trusted: &TestCa) -> MockTls,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        label: "untrusted",
+        cause: "certificate not trusted",
+        remedy: "spotify.ca_file",
+        cert: |_| TestCa::new("a CA nobody trusts").issue(LOOPBACK, Validity::Current),
+    },
+    Case {
+        label: "expired",
+        cause: "certificate expired",
+        remedy: "renewed",
+        cert: |trusted| trusted.issue(LOOPBACK, Validity::Expired),
+    },
+    Case {
+        label: "wrong_name",
+        cause: "certificate for the wrong name",
+        remedy: "spotify.api_url",
+        cert: |trusted| trusted.issue(&["wrong.example"], Validity::Current),
+    },
+];
+
+/// `key` (`spotify.api_url` or `spotify.accounts_url`) on a mock serving `case`'s bad
+/// certificate; everything else on a mock the gateway trusts.
+async fn stack_with_bad(ca: &Ca, case: &Case, key: &str) -> (Stack, MockSpotify) {
+    let bad = MockSpotify::start(
+        start_addr(),
+        MockConfig {
+            tls: Some((case.cert)(&ca.ca)),
+            ..MockConfig::default()
+        },
+    )
+    .await
+    .expect("bad mock");
+    let good = ca.ca.issue(LOOPBACK, Validity::Current);
+    let s = Stack::builder()
+        .mock_config(move |c| c.tls = Some(good))
+        .set("spotify.ca_file", ca.file())
+        .set(key, bad.base_url())
+        .start()
+        .await;
+    (s, bad)
+}
+
+/// The 502 in Spotify's shape naming `host` and the cause, the log line, the counter.
+async fn assert_tls_failure(
+    s: &Stack,
+    resp: reqwest::Response,
+    case: &Case,
+    host: &str,
+    target: &str,
+) {
+    assert_eq!(
+        resp.status(),
+        502,
+        "{}: not 503 'retry shortly'",
+        case.label
+    );
+    assert!(resp.headers().get("retry-after").is_none());
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["status"], 502, "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains(host), "{}: {message}", case.label);
+    assert!(message.contains(case.cause), "{}: {message}", case.label);
+    let series = format!(
+        "spotify_gateway_upstream_tls_failures_total{{reason=\"{}\",target=\"{target}\"}}",
+        case.label
+    );
+    assert!(
+        s.metric(&series).await >= 1.0,
+        "{series}\n{}",
+        scrape(&s.gw).await
+    );
+    let log = s.gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("ERROR") && l.contains(&format!("TLS to {host} failed")))
+        .unwrap_or_else(|| panic!("{}: no error line in\n{log}", case.label));
+    assert!(line.contains(case.cause), "{line}");
+    assert!(line.contains(case.remedy), "{line}");
+}
+
+#[tokio::test]
+async fn a_bad_certificate_on_the_api_answers_502_naming_the_cause() {
+    let ca = Ca::new("tls suite CA");
+    for case in CASES {
+        let (s, bad) = stack_with_bad(&ca, case, "spotify.api_url").await;
+        let host = bad.addr().to_string();
+        // The app token comes from the trusted accounts service; the call then meets the
+        // bad certificate in the egress proxy.
+        let resp = s.egress_get("/v1/search?q=abba&type=track").await;
+        assert_tls_failure(&s, resp, case, &host, "api").await;
+    }
+}
+
+#[tokio::test]
+async fn a_bad_certificate_on_the_token_endpoint_answers_502_not_503() {
+    let ca = Ca::new("tls suite CA");
+    for case in CASES {
+        let (s, bad) = stack_with_bad(&ca, case, "spotify.accounts_url").await;
+        let host = bad.addr().to_string();
+        let resp = s.egress_get("/v1/search?q=abba&type=track").await;
+        assert_tls_failure(&s, resp, case, &host, "accounts").await;
+    }
+}
+
+#[tokio::test]
+async fn without_the_ca_file_the_test_ca_is_not_trusted() {
+    let ca = Ca::new("tls suite CA");
+    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
+    let s = Stack::builder()
+        .mock_config(move |c| c.tls = Some(tls))
+        .start()
+        .await;
+    let resp = s.egress_get("/v1/search?q=abba&type=track").await;
+    let host = s.mock.addr().to_string();
+    assert_tls_failure(&s, resp, &CASES[0], &host, "accounts").await;
+}
+
+#[test]
+fn check_config_names_a_ca_file_that_is_missing_or_holds_no_certificate() {
+    let dir = tempfile::tempdir().expect("dir");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "no certificate here\n").expect("write");
+    let missing = dir.path().join("missing.pem");
+    for (file, needle) in [
+        (&missing, "does not exist"),
+        (&empty, "holds no certificate"),
+    ] {
+        let config = GatewayConfig::template(Ports::new(), "https://127.0.0.1:1")
+            .set("spotify.ca_file", file.display().to_string());
+        let path = dir.path().join("gateway.toml");
+        config.write(&path);
+        let (code, _, err) = run_cli(
+            &["check-config", "--config", &path.display().to_string()],
+            &[
+                ("TEST_CLIENT_SECRET", CLIENT_SECRET),
+                ("TEST_SESSION_SECRET", SESSION_SECRET),
+            ],
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("key `spotify.ca_file`"), "{err}");
+        assert!(err.contains("line "), "{err}");
+        assert!(err.contains(needle), "{err}");
+    }
+}

@@ -1,0 +1,167 @@
+//! HTTPS like Spotify's: a test CA that issues server certificates ([`TestCa`]), the
+//! certificate and key the mock serves ([`MockTls`]), and the listener that does the TLS
+//! handshake before axum sees a connection.
+//!
+//! Certificates are made with `rcgen` at run time, so no test carries key material and each
+//! failure case (an unknown CA, an expired certificate, the wrong name) is one call away.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// A client that never finishes its handshake must not hold a task for ever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The certificate chain and private key the mock serves, both PEM.
+#[derive(Clone, Debug)]
+pub struct MockTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Whether an issued certificate is valid now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validity {
+    /// Valid from 1975 to 4096 (rcgen's defaults).
+    Current,
+    /// Valid only during 2020: expired long ago.
+    Expired,
+}
+
+/// A certificate authority for tests: its PEM certificate is what a client trusts
+/// (`spotify.ca_file`), and it signs the mock's server certificates.
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl TestCa {
+    /// A new CA named `name` (its common name), with a fresh key.
+    pub fn new(name: &str) -> TestCa {
+        let key = KeyPair::generate().expect("generate a CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).expect("self-sign the CA");
+        TestCa { cert, key }
+    }
+
+    /// The CA certificate, PEM: the file a client adds to its roots.
+    pub fn cert_pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A server certificate for `names` (DNS names or IP literals such as `127.0.0.1`),
+    /// signed by this CA.
+    pub fn issue(&self, names: &[&str], validity: Validity) -> MockTls {
+        let key = KeyPair::generate().expect("generate a server key");
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("server params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "mock-spotify");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        if validity == Validity::Expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("sign the server certificate");
+        MockTls {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+/// The rustls server side of `tls`.
+fn acceptor(tls: &MockTls) -> io::Result<TlsAcceptor> {
+    let certs = rustls_pemfile::certs(&mut tls.cert_pem.as_bytes()).collect::<Result<_, _>>()?;
+    let key = rustls_pemfile::private_key(&mut tls.key_pem.as_bytes())?
+        .ok_or_else(|| io::Error::other("MockTls::key_pem holds no private key"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(io::Error::other)?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A listener whose connections have finished the TLS handshake. Handshakes run as tasks
+/// of their own, so a client that fails one (a gateway refusing the certificate) or stalls
+/// holds up nobody else.
+pub(crate) struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    addr: SocketAddr,
+}
+
+impl TlsListener {
+    pub(crate) fn new(tcp: TcpListener, tls: &MockTls) -> io::Result<TlsListener> {
+        let acceptor = acceptor(tls)?;
+        let addr = tcp.local_addr()?;
+        let (tx, ready) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                // The socket closes as soon as the server stops (the receiver is dropped).
+                let (stream, peer) = tokio::select! {
+                    _ = tx.closed() => return,
+                    accepted = tcp.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "mock-spotify accept failed");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    },
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, addr })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accept task only ends once this listener is gone.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}
