@@ -46,6 +46,7 @@ CATALOGUE = {
     "spotify_rate_limited_total": ("counter", {}),
     "rate_limited_local_total": ("counter", {}),
     "retries_total": ("counter", {}),
+    "upstream_body_refused_total": ("counter", {"reason": {"inflate_limit", "corrupt_gzip"}}),
     "store_operations_total": ("counter", {"backend": {"file", "redis", "memory"}, "op": None}),
     "store_errors_total": ("counter", {"backend": {"file", "redis", "memory"}}),
     "build_info": ("gauge", {"version": None}),
