@@ -49,6 +49,7 @@ CATALOGUE = {
     "upstream_tls_failures_total": ("counter", {"target": {"accounts", "api"},
                                                 "reason": {"untrusted", "expired", "wrong_name",
                                                            "bad_certificate", "handshake"}}),
+    "upstream_body_refused_total": ("counter", {"reason": {"inflate_limit", "corrupt_gzip"}}),
     "store_operations_total": ("counter", {"backend": {"file", "redis", "memory"}, "op": None}),
     "store_errors_total": ("counter", {"backend": {"file", "redis", "memory"}}),
     "build_info": ("gauge", {"version": None}),

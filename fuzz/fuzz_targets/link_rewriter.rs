@@ -1,8 +1,9 @@
 //! `LinkRewriter::feed`: rewrites Spotify's paging links in every JSON answer, streaming, as
 //! chunks arrive. Whatever the chunking, the output equals the one-pass reference below on
 //! the whole body (a plain replace, plus, in same-length mode, the owed spaces after the
-//! string's closing quote); gzip bodies come out decompressed and rewritten; arbitrary bytes
-//! declared gzip are an error, never a panic.
+//! string's closing quote); gzip bodies come out decompressed and rewritten (fuzz inputs are
+//! far below the inflate bound, so a valid body never fails); arbitrary bytes declared gzip
+//! are an error, never a panic.
 //!
 //! Input: a control byte (pattern, gzip, how the stream ends), a count n, n chunk sizes, the
 //! body.
@@ -11,7 +12,7 @@
 use std::io::Write;
 
 use libfuzzer_sys::fuzz_target;
-use spotify_gateway::proxy::links::{LinkMap, LinkRewriter};
+use spotify_gateway::proxy::egress::links::{LinkMap, LinkRewriter};
 
 /// The production pattern (shorter replacement: same-length mode), and short self-overlapping
 /// ones for the held-back tail, with shorter and longer replacements.

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub spotify_rate_limited: IntCounter,
     pub rate_limited_local: IntCounter,
     pub retries: IntCounter,
+    pub upstream_body_refused: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub store_operations: IntCounterVec,
     pub token_request_duration: Histogram,
@@ -162,6 +163,12 @@ impl Metrics {
             retries: b.counter(
                 "retries_total",
                 "Extra attempts sent to Spotify after a connection failure or a 502/503/504",
+            ),
+            upstream_body_refused: b.counters(
+                "upstream_body_refused_total",
+                "Spotify answers refused mid-body (502, or cut off once under way), by reason \
+                 (inflate_limit: the gzip body inflated past the gateway's bound; corrupt_gzip)",
+                &["reason"],
             ),
             store_errors: b.counters(
                 "store_errors_total",

@@ -1,17 +1,20 @@
 //! Injected faults (`POST /__mock/fault`): what an armed fault is, how the control's
 //! JSON arms one, how an arriving request takes one shot of it, and the delay and
-//! error response the request then suffers.
+//! error response (or hostile 200, `gzip_bomb`) the request then suffers.
 //!
 //! The store keeps one armed fault per [`Target`]; `App::arrive` takes the shot under
 //! the same lock that counts and logs the request, so exactly `times` requests are hit.
 
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
+use crate::bomb::Bomb;
 use crate::errors::{api_error, oauth_error};
+use crate::http::JSON_UTF8;
 
 /// Which of the mock's two services a request (or a fault) is for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -37,6 +40,8 @@ pub(crate) struct Fault {
     pub remaining: u32,
     /// Only requests whose path starts with this suffer the fault.
     pub path_prefix: Option<String>,
+    /// Answer 200 with this gzip bomb (API only).
+    pub gzip_bomb: Option<Bomb>,
 }
 
 /// What one request must suffer from an armed fault.
@@ -45,6 +50,7 @@ pub(crate) struct FaultHit {
     pub status: Option<u16>,
     pub retry_after: Option<u64>,
     pub delay: Duration,
+    pub gzip_bomb: Option<Bomb>,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +62,8 @@ struct FaultRequest {
     times: Option<u32>,
     delay_ms: Option<u64>,
     path_prefix: Option<String>,
+    /// The answer is a hostile upstream's, not Spotify's (`bomb`).
+    gzip_bomb: Option<Bomb>,
 }
 
 /// Reads the `/__mock/fault` body: the target and the fault to arm it with (`None`
@@ -63,7 +71,7 @@ struct FaultRequest {
 pub(crate) fn parse_request(body: &[u8]) -> Result<(Target, Option<Fault>), String> {
     let req: FaultRequest = serde_json::from_slice(body).map_err(|err| {
         format!(
-            "invalid fault JSON ({err}); expected {{\"target\":\"token\"|\"api\",\"status\":503,\"retry_after\":5,\"times\":1,\"delay_ms\":0,\"path_prefix\":\"/v1/search\"}}"
+            "invalid fault JSON ({err}); expected {{\"target\":\"token\"|\"api\",\"status\":503,\"retry_after\":5,\"times\":1,\"delay_ms\":0,\"path_prefix\":\"/v1/search\",\"gzip_bomb\":{{\"inflated_bytes\":1073741824,\"noise_bytes\":0}}}}"
         )
     })?;
     let target = match req.target.as_str() {
@@ -91,6 +99,12 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<(Target, Option<Fault>), Stri
     {
         return Err("path_prefix must start with /".to_string());
     }
+    if let Some(bomb) = &req.gzip_bomb {
+        if target != Target::Api || req.status.is_some() {
+            return Err("gzip_bomb is a 200 from the Web API: target \"api\", no status".into());
+        }
+        bomb.check()?;
+    }
     let times = req.times.unwrap_or(1);
     // times = 0 disarms the target, which is handy for cleanup.
     let fault = (times > 0).then_some(Fault {
@@ -99,6 +113,7 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<(Target, Option<Fault>), Stri
         delay,
         remaining: times,
         path_prefix: req.path_prefix,
+        gzip_bomb: req.gzip_bomb,
     });
     Ok((target, fault))
 }
@@ -119,6 +134,7 @@ pub(crate) fn take_shot(slot: &mut Option<Fault>, path: &str) -> Option<FaultHit
         status: fault.status,
         retry_after: fault.retry_after,
         delay: fault.delay,
+        gzip_bomb: fault.gzip_bomb,
     };
     fault.remaining = fault.remaining.saturating_sub(1);
     if fault.remaining == 0 {
@@ -127,12 +143,15 @@ pub(crate) fn take_shot(slot: &mut Option<Fault>, path: &str) -> Option<FaultHit
     Some(hit)
 }
 
-/// Waits out the fault's delay; returns the error response if the fault has a status,
-/// `None` if the request should now be served normally.
+/// Waits out the fault's delay; returns the error response if the fault has a status (or
+/// the gzip bomb), `None` if the request should now be served normally.
 pub(crate) async fn apply_fault(hit: Option<FaultHit>, target: Target) -> Option<Response> {
     let hit = hit?;
     if !hit.delay.is_zero() {
         tokio::time::sleep(hit.delay).await;
+    }
+    if let Some(bomb) = hit.gzip_bomb {
+        return Some(gzip_bomb(bomb).await);
     }
     let code = hit.status?;
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -161,4 +180,19 @@ pub(crate) async fn apply_fault(hit: Option<FaultHit>, target: Target) -> Option
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     Some(resp)
+}
+
+/// A 200 JSON answer with the bomb's gzip body. It is sent whatever the request's
+/// `Accept-Encoding` says: a hostile upstream would not ask.
+async fn gzip_bomb(bomb: Bomb) -> Response {
+    let built = tokio::task::spawn_blocking(move || bomb.gzip_json()).await;
+    let Ok(Ok(body)) = built else {
+        return api_error(StatusCode::INTERNAL_SERVER_ERROR, "Server error");
+    };
+    let mut resp = Response::new(Body::from(body));
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+    headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    resp
 }

@@ -18,12 +18,13 @@
 
 // Layout: this file binds, serves and routes; `accounts` (the accounts service, with
 // its HTML `pages`), `api` (the Web API) and `controls` (`/__mock/*`) answer the
-// requests, over the shared `state`, the `catalog` data, `faults`, `errors` (Spotify's
-// error bodies) and `http` (small helpers); `tls` serves HTTPS when asked. Nothing
-// imports this file.
+// requests, over the shared `state`, the `catalog` data, `faults` (with the gzip
+// `bomb`), `errors` (Spotify's error bodies) and `http` (small helpers); `tls` serves
+// HTTPS when asked. Nothing imports this file.
 
 mod accounts;
 mod api;
+mod bomb;
 mod catalog;
 mod config;
 mod controls;

@@ -1,5 +1,5 @@
-//! The `/__mock/*` controls: expire and revoke, faults (with `Retry-After`, counts and
-//! path prefixes), stats, the request log and reset, and dropping the server.
+//! The `/__mock/*` controls: expire and revoke, faults (with `Retry-After`, counts, path
+//! prefixes and the gzip bomb), stats, the request log and reset, and dropping the server.
 //!
 //! Drives a real MockSpotify over HTTP, the way the gateway and external scripts do.
 
@@ -10,7 +10,24 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use common::{api, api_error, app_token, client, oauth_error, s, start, token, user_token, DEMO};
+use mock_spotify::MockSpotify;
+
+use common::{
+    api, api_error, app_token, client, gunzip, header, oauth_error, raw_client, s, start, token,
+    user_token, DEMO,
+};
+
+/// An app token and alice's access token.
+async fn app_and_alice(m: &MockSpotify) -> (String, String) {
+    let alice = user_token(m, "alice", "").await;
+    (app_token(m).await, s(&alice["access_token"]).to_string())
+}
+
+/// `POST /__mock/fault` with `body`.
+async fn fault(m: &MockSpotify, body: Value) -> reqwest::Response {
+    let url = format!("{}/__mock/fault", m.base_url());
+    client().post(url).json(&body).send().await.expect("fault")
+}
 
 #[tokio::test]
 async fn expire_and_revoke_controls() {
@@ -89,13 +106,12 @@ async fn faults_with_retry_after_and_times() {
     let c = client();
     let (_, app) = token(&m, DEMO, &[("grant_type", "client_credentials")]).await;
     let t = s(&app["access_token"]).to_string();
-    let fault = |body: Value| {
-        let c = c.clone();
-        let url = format!("{}/__mock/fault", m.base_url());
-        async move { c.post(url).json(&body).send().await.expect("fault") }
-    };
 
-    let resp = fault(json!({"target": "api", "status": 429, "retry_after": 5, "times": 2})).await;
+    let resp = fault(
+        &m,
+        json!({"target": "api", "status": 429, "retry_after": 5, "times": 2}),
+    )
+    .await;
     assert!(resp.status().is_success());
     for _ in 0..2 {
         let (status, headers, body) = api(&m, "/v1/search?q=abba&type=track", Some(&t)).await;
@@ -111,7 +127,7 @@ async fn faults_with_retry_after_and_times() {
         StatusCode::OK
     );
 
-    fault(json!({"target": "token", "status": 503})).await;
+    fault(&m, json!({"target": "token", "status": 503})).await;
     let (status, body) = token(&m, DEMO, &[("grant_type", "client_credentials")]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body, oauth_error("server_error", "Service unavailable"));
@@ -123,7 +139,7 @@ async fn faults_with_retry_after_and_times() {
     );
 
     // Delay only: served normally, late.
-    fault(json!({"target": "api", "delay_ms": 300})).await;
+    fault(&m, json!({"target": "api", "delay_ms": 300})).await;
     let started = Instant::now();
     assert_eq!(
         api(&m, "/v1/search?q=abba&type=track", Some(&t)).await.0,
@@ -132,15 +148,15 @@ async fn faults_with_retry_after_and_times() {
     assert!(started.elapsed() >= Duration::from_millis(300));
 
     // A newer fault replaces the older one.
-    fault(json!({"target": "api", "status": 500, "times": 5})).await;
-    fault(json!({"target": "api", "status": 502, "times": 1})).await;
+    fault(&m, json!({"target": "api", "status": 500, "times": 5})).await;
+    fault(&m, json!({"target": "api", "status": 502, "times": 1})).await;
     assert_eq!(api(&m, "/v1/me", Some(&t)).await.0, StatusCode::BAD_GATEWAY);
     assert_eq!(
         api(&m, "/v1/search?q=abba&type=track", Some(&t)).await.0,
         StatusCode::OK
     );
 
-    let resp = fault(json!({"target": "nowhere", "status": 503})).await;
+    let resp = fault(&m, json!({"target": "nowhere", "status": 503})).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert!(s(&resp.json::<Value>().await.expect("json")["error"]).contains("target"));
     let resp = c
@@ -296,19 +312,13 @@ async fn drop_stops_serving() {
 #[tokio::test]
 async fn faults_by_path_prefix() {
     let m = start().await;
-    let c = client();
-    let t = app_token(&m).await;
-    let alice = user_token(&m, "alice", "").await;
-    let a = s(&alice["access_token"]).to_string();
-    let fault = |body: Value| {
-        let c = c.clone();
-        let url = format!("{}/__mock/fault", m.base_url());
-        async move { c.post(url).json(&body).send().await.expect("fault") }
-    };
+    let (t, a) = app_and_alice(&m).await;
 
-    let resp =
-        fault(json!({"target": "api", "status": 503, "times": 2, "path_prefix": "/v1/search"}))
-            .await;
+    let resp = fault(
+        &m,
+        json!({"target": "api", "status": 503, "times": 2, "path_prefix": "/v1/search"}),
+    )
+    .await;
     assert!(resp.status().is_success());
     // Other paths neither fail nor use up the fault.
     assert_eq!(api(&m, "/v1/me", Some(&a)).await.0, StatusCode::OK);
@@ -332,7 +342,11 @@ async fn faults_by_path_prefix() {
         (502, StatusCode::BAD_GATEWAY),
         (504, StatusCode::GATEWAY_TIMEOUT),
     ] {
-        fault(json!({"target": "api", "status": status, "path_prefix": "/v1/me"})).await;
+        fault(
+            &m,
+            json!({"target": "api", "status": status, "path_prefix": "/v1/me"}),
+        )
+        .await;
         assert_eq!(
             api(&m, "/v1/search?q=abba&type=track", Some(&t)).await.0,
             StatusCode::OK
@@ -342,7 +356,11 @@ async fn faults_by_path_prefix() {
     }
 
     // A pure delay on one prefix: that path is served late but served.
-    fault(json!({"target": "api", "delay_ms": 300, "times": 1, "path_prefix": "/v1/search"})).await;
+    fault(
+        &m,
+        json!({"target": "api", "delay_ms": 300, "times": 1, "path_prefix": "/v1/search"}),
+    )
+    .await;
     let started = Instant::now();
     assert_eq!(api(&m, "/v1/me", Some(&a)).await.0, StatusCode::OK);
     assert!(started.elapsed() < Duration::from_millis(300));
@@ -354,7 +372,11 @@ async fn faults_by_path_prefix() {
     assert!(started.elapsed() >= Duration::from_millis(300));
 
     // Token faults take a prefix too.
-    fault(json!({"target": "token", "status": 503, "path_prefix": "/api/token"})).await;
+    fault(
+        &m,
+        json!({"target": "token", "status": 503, "path_prefix": "/api/token"}),
+    )
+    .await;
     assert_eq!(
         token(&m, DEMO, &[("grant_type", "client_credentials")])
             .await
@@ -367,7 +389,87 @@ async fn faults_by_path_prefix() {
         json!({"target": "api", "status": 503, "path": "/v1/search"}),
         json!({"target": "api", "status": 503, "path_prefix": 5}),
     ] {
-        let resp = fault(bad.clone()).await;
+        let resp = fault(&m, bad.clone()).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert!(resp.json::<Value>().await.expect("json")["error"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn gzip_bomb_fault() {
+    use std::io::Read as _;
+
+    let m = start().await;
+    let (t, a) = app_and_alice(&m).await;
+    let search = || {
+        raw_client()
+            .get(format!("{}/v1/search?q=abba&type=track", m.base_url()))
+            .bearer_auth(&t)
+            .header("accept-encoding", "gzip")
+            .send()
+    };
+
+    const SIZE: u64 = 64 << 20;
+    let resp = fault(
+        &m,
+        json!({
+            "target": "api",
+            "gzip_bomb": {"inflated_bytes": SIZE},
+            "path_prefix": "/v1/search",
+        }),
+    )
+    .await;
+    assert!(resp.status().is_success());
+    // Other paths neither get the bomb nor use it up.
+    assert_eq!(api(&m, "/v1/me", Some(&a)).await.0, StatusCode::OK);
+    let resp = search().await.expect("search");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        header(resp.headers(), "content-type").is_some_and(|v| v.starts_with("application/json"))
+    );
+    assert_eq!(header(resp.headers(), "content-encoding"), Some("gzip"));
+    let gz = resp.bytes().await.expect("body");
+    assert!(
+        gz.len() < (SIZE / 500) as usize,
+        "{} bytes compressed",
+        gz.len()
+    );
+    let mut inflated = flate2::read::GzDecoder::new(&gz[..]);
+    let mut head = [0u8; 12];
+    inflated.read_exact(&mut head).expect("gzip");
+    assert_eq!(&head, br#"{"padding":""#);
+    let rest = std::io::copy(&mut inflated, &mut std::io::sink()).expect("valid gzip");
+    assert_eq!(head.len() as u64 + rest, SIZE);
+    // One shot (times defaults to 1): the next search is Spotify's again.
+    let resp = search().await.expect("search");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page: Value =
+        serde_json::from_slice(&gunzip(&resp.bytes().await.expect("body"))).expect("JSON");
+    assert!(page["tracks"]["items"].is_array());
+
+    // A small bomb is valid JSON once inflated; noise comes first and compresses badly.
+    let bomb = json!({"inflated_bytes": 300_000, "noise_bytes": 100_000});
+    fault(&m, json!({"target": "api", "gzip_bomb": bomb})).await;
+    let resp = search().await.expect("search");
+    let gz = resp.bytes().await.expect("body");
+    assert!(gz.len() > 40_000, "{} bytes compressed", gz.len());
+    let body = gunzip(&gz);
+    assert_eq!(body.len(), 300_000);
+    let json: Value = serde_json::from_slice(&body).expect("JSON");
+    let padding = s(&json["padding"]);
+    assert_eq!(padding.len(), 300_000 - 14);
+    assert!(padding[..100_000].bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(padding[100_000..].bytes().all(|b| b == b'a'));
+
+    for bad in [
+        json!({"target": "token", "gzip_bomb": {"inflated_bytes": 1000}}),
+        json!({"target": "api", "status": 503, "gzip_bomb": {"inflated_bytes": 1000}}),
+        json!({"target": "api", "gzip_bomb": {"inflated_bytes": 13}}),
+        json!({"target": "api", "gzip_bomb": {"inflated_bytes": (16u64 << 30) + 1}}),
+        json!({"target": "api", "gzip_bomb": {"bytes": 1000}}),
+        json!({"target": "api", "gzip_bomb": {"inflated_bytes": 100, "noise_bytes": 87}}),
+    ] {
+        let resp = fault(&m, bad.clone()).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
         assert!(resp.json::<Value>().await.expect("json")["error"].is_string());
     }

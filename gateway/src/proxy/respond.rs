@@ -320,7 +320,10 @@ pub async fn respond_html(
     write_local(session, status, &kind, body, headers).await
 }
 
-/// A whole answer written by the gateway: never cached, with its length.
+/// A whole answer written by the gateway: never cached, with its length. Nothing at all
+/// once an answer has begun (a failure mid-body): pingora would keep the header sent and
+/// append this body to the one under way, ending it cleanly, so the client could not tell
+/// the answer was cut off. Left alone, pingora aborts it instead.
 async fn write_local(
     session: &mut Session,
     status: u16,
@@ -328,6 +331,12 @@ async fn write_local(
     body: Bytes,
     headers: &[(&'static str, String)],
 ) -> Result<()> {
+    if session
+        .response_written()
+        .is_some_and(|sent| !sent.status.is_informational())
+    {
+        return Ok(());
+    }
     let mut resp = ResponseHeader::build(status, Some(2 + kind.len() + headers.len()))?;
     for (name, value) in kind {
         resp.insert_header(*name, *value)?;

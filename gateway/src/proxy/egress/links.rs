@@ -5,7 +5,12 @@
 //! Streaming: each chunk is rewritten as it arrives. Only a tail that may be the start of a
 //! link split across two chunks is held back (shorter than the link prefix); memory stays
 //! bounded whatever the body size. A gzip body is decompressed on the way (the caller then
-//! sends it uncompressed to the local client).
+//! sends it uncompressed to the local client), within a bound (`inflate`): past it, `feed`
+//! fails and the caller fails the answer (502 if its header has not gone out yet, else cut
+//! off mid-body). Passing the answer on untouched instead is not possible: `prepare` has
+//! already made its header say 200, chunked, no `Content-Encoding`, and it has usually gone
+//! to the client, so the rest can only be the decoded body or nothing. Failing also keeps a
+//! bomb from reaching the client at all.
 //!
 //! Same length: when the new prefix is not longer than Spotify's (the usual sidecar case,
 //! `http://127.0.0.1:8081` for `https://api.spotify.com`) and the body is not compressed, each
@@ -14,12 +19,13 @@
 //! parser, and the body keeps the length Spotify announced, so the answer keeps its
 //! `Content-Length` instead of becoming chunked.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flate2::write::GzDecoder;
 use memchr::memmem::Finder;
+
+pub use super::inflate::BodyError;
+use super::inflate::{Inflater, Limits};
 
 /// What to replace by what; built once per listener.
 pub struct LinkMap {
@@ -61,7 +67,7 @@ pub struct LinkRewriter {
     map: Arc<LinkMap>,
     /// Tail of the previous chunk that may start a split link.
     carry: Vec<u8>,
-    gunzip: Option<GzDecoder<Vec<u8>>>,
+    gunzip: Option<Inflater>,
     /// Same-length mode (see the module docs).
     keep_length: bool,
     padding: Padding,
@@ -77,12 +83,18 @@ struct Padding {
 }
 
 impl LinkRewriter {
+    /// A rewriter for one answer; `gzip` when its body is gzip, inflated within the bound for
+    /// Spotify's answers (`inflate`).
     pub fn new(map: Arc<LinkMap>, gzip: bool) -> LinkRewriter {
+        LinkRewriter::with_limits(map, gzip, Limits::SPOTIFY)
+    }
+
+    fn with_limits(map: Arc<LinkMap>, gzip: bool, limits: Limits) -> LinkRewriter {
         let keep_length = !gzip && map.to.len() <= map.pattern_len();
         LinkRewriter {
             map,
             carry: Vec::new(),
-            gunzip: gzip.then(|| GzDecoder::new(Vec::new())),
+            gunzip: gzip.then(|| Inflater::new(limits)),
             keep_length,
             padding: Padding::default(),
         }
@@ -93,17 +105,13 @@ impl LinkRewriter {
         self.keep_length
     }
 
-    /// Rewrites the next chunk; `last` flushes everything held back.
-    pub fn feed(&mut self, chunk: Bytes, last: bool) -> std::io::Result<Bytes> {
+    /// Rewrites the next chunk; `last` flushes everything held back. Fails on a gzip body
+    /// that is corrupt or inflates past the bound; the answer must then be cut off.
+    pub fn feed(&mut self, chunk: Bytes, last: bool) -> Result<Bytes, BodyError> {
         let data = match &mut self.gunzip {
-            Some(decoder) => {
-                decoder.write_all(&chunk)?;
-                if last {
-                    decoder.try_finish()?;
-                }
+            Some(inflater) => {
                 let mut data = std::mem::take(&mut self.carry);
-                data.extend_from_slice(decoder.get_mut());
-                decoder.get_mut().clear();
+                inflater.inflate(&chunk, last, &mut data)?;
                 Bytes::from(data)
             }
             None if self.carry.is_empty() => chunk,
@@ -301,12 +309,17 @@ mod tests {
         }
     }
 
+    fn gzip(body: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(body).expect("gzip");
+        enc.finish().expect("gzip")
+    }
+
     #[test]
     fn gzip_bodies_are_decompressed_and_rewritten() {
         let input = body();
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(input.as_bytes()).expect("gzip");
-        let gz = enc.finish().expect("gzip");
+        let gz = gzip(input.as_bytes());
         assert!(!LinkRewriter::new(LinkMap::new(FROM, TO), true).keeps_length());
         for size in [1, 13, 512, gz.len()] {
             assert_eq!(
@@ -358,5 +371,38 @@ mod tests {
         assert!(r
             .feed(Bytes::from_static(b"definitely not gzip"), true)
             .is_err());
+    }
+
+    #[test]
+    fn a_gzip_body_past_the_bound_fails_with_nothing_past_it_sent() {
+        let input = body();
+        let gz = gzip(input.as_bytes());
+        let limits = Limits {
+            max_inflated: input.len() as u64 / 2,
+            ..Limits::SPOTIFY
+        };
+        for size in [64, 4096, gz.len()] {
+            let mut r = LinkRewriter::with_limits(LinkMap::new(FROM, TO), true, limits);
+            let (mut out, mut error) = (Vec::new(), None);
+            let chunks: Vec<&[u8]> = gz.chunks(size).collect();
+            for (i, c) in chunks.iter().enumerate() {
+                match r.feed(Bytes::copy_from_slice(c), i + 1 == chunks.len()) {
+                    Ok(part) => out.extend_from_slice(&part),
+                    Err(e) => {
+                        error = Some(e.reason());
+                        break;
+                    }
+                }
+            }
+            assert_eq!(error, Some("inflate_limit"), "{size}");
+            assert!(
+                out.len() as u64 <= limits.max_inflated,
+                "{size}: {}",
+                out.len()
+            );
+        }
+        // Spotify's bound leaves an ordinary answer whole (gzip_bodies_are_...).
+        let mut r = LinkRewriter::new(LinkMap::new(FROM, TO), true);
+        assert!(r.feed(Bytes::from(gz), true).is_ok());
     }
 }

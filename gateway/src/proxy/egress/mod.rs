@@ -12,6 +12,7 @@
 
 mod hygiene;
 mod identity;
+mod inflate;
 pub mod links;
 mod retry;
 mod target;
@@ -31,7 +32,7 @@ use super::{RequestInfo, UpstreamTarget};
 use crate::app::{Gateway, Live};
 use crate::trust::{self, TlsTarget};
 use identity::Credential;
-use links::{LinkMap, LinkRewriter};
+use links::{BodyError, LinkMap, LinkRewriter};
 use retry::{Attempt, CoolDown};
 
 /// Listener name in metrics and logs.
@@ -57,8 +58,8 @@ pub struct EgressCtx {
     retry_with_new_token: bool,
     /// The one retry after a 401 has been used.
     retried_401: bool,
-    /// An answer decided inside a phase that can only fail (`upstream_peer`); written by
-    /// `fail_to_proxy`.
+    /// An answer decided inside a phase that can only fail (`upstream_peer`,
+    /// `response_body_filter`); written by `fail_to_proxy`.
     local_answer: Option<Failure>,
     /// The call, retries included, must end by then.
     deadline: Option<Instant>,
@@ -68,6 +69,8 @@ pub struct EgressCtx {
     retry_backoff: Option<Duration>,
     /// Rewrites paging links in a JSON answer.
     rewrite: Option<LinkRewriter>,
+    /// Spotify's answer body was refused (`response_body_filter`), and logged there.
+    body_refused: bool,
 }
 
 impl EgressProxy {
@@ -79,6 +82,12 @@ impl EgressProxy {
             &format!("{}/v1/", origin(&gw.config.spotify.api_url)),
             &format!("{}/v1/", origin(&gw.config.egress.public_base_url)),
         );
+        // Each reason's series from the start, so `increase()` sees the first refusal.
+        for reason in BodyError::REASONS {
+            gw.metrics
+                .upstream_body_refused
+                .with_label_values(&[reason]);
+        }
         EgressProxy {
             gw,
             api,
@@ -328,26 +337,63 @@ impl ProxyHttp for EgressProxy {
         Ok(())
     }
 
-    /// Rewrites paging links chunk by chunk when `upstream_response_filter` set that up.
+    /// Rewrites paging links chunk by chunk when `upstream_response_filter` set that up. A
+    /// gzip body that is corrupt or inflates past the bound (`links`, `inflate`) fails the
+    /// answer, and nothing more of it is inflated or sent. Once its header has gone out,
+    /// pingora aborts the answer to the client (no clean end of the chunked body); when the
+    /// first chunks already pass the bound, pingora has not written the header yet (it
+    /// filters the header and the chunks read with it before writing), and the client gets
+    /// 502 in Spotify's error shape instead. Logged once here, counted by reason.
     fn response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
         ctx: &mut EgressCtx,
     ) -> Result<Option<Duration>> {
-        if let Some(rewriter) = &mut ctx.rewrite {
-            let chunk = body.take().unwrap_or_default();
-            let out = rewriter.feed(chunk, end_of_stream).map_err(|e| {
-                Error::because(
-                    ErrorType::InvalidHTTPHeader,
-                    "cannot decode Spotify's compressed answer",
-                    e,
-                )
-            })?;
-            *body = Some(out);
+        let Some(rewriter) = &mut ctx.rewrite else {
+            return Ok(None);
+        };
+        let chunk = body.take().unwrap_or_default();
+        match rewriter.feed(chunk, end_of_stream) {
+            Ok(out) => {
+                *body = Some(out);
+                Ok(None)
+            }
+            Err(refused) => {
+                // Frees the decoder at once.
+                ctx.rewrite = None;
+                ctx.body_refused = true;
+                // Written only if the answer has not begun (`respond::write_local`).
+                ctx.local_answer = Some(Failure::Upstream {
+                    status: 502,
+                    message: "The gateway refused Spotify's answer",
+                });
+                let reason = refused.reason();
+                self.gw
+                    .metrics
+                    .upstream_body_refused
+                    .with_label_values(&[reason])
+                    .inc();
+                let client_gets = match session.response_written() {
+                    Some(_) => "the answer cut off mid-body",
+                    None => "502",
+                };
+                tracing::error!(
+                    request_id = %ctx.req.id,
+                    route = ctx.req.route,
+                    reason,
+                    "refused Spotify's answer: {refused}; the client gets {client_gets}"
+                );
+                let mut e = Error::because(
+                    ErrorType::Custom("UpstreamBodyRefused"),
+                    "Spotify's answer was refused mid-body",
+                    refused,
+                );
+                e.set_retry(false);
+                Err(e.into_up())
+            }
         }
-        Ok(None)
     }
 
     /// Nothing reached Spotify: any method may be retried, within attempts and deadline.
@@ -421,6 +467,11 @@ impl ProxyHttp for EgressProxy {
             .or_else(|| self.tls_failure(e))
             .or_else(|| Failure::from_proxy_error(e, Upstream::Spotify));
         respond::fail_to_proxy(failure, async |f| self.answer(session, ctx, f).await).await
+    }
+
+    /// A refused answer body was logged where it was refused (`response_body_filter`).
+    fn suppress_error_log(&self, _session: &Session, ctx: &EgressCtx, _e: &Error) -> bool {
+        ctx.body_refused
     }
 
     /// Method and path only: a query string can carry anything.
