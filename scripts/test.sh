@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v curl >/dev/null || need+=(curl)                 # scripts/check-examples.sh
+command -v strings >/dev/null || need+=(binutils)          # scripts/check-features.sh
 command -v cmake >/dev/null || need+=(cmake)               # pingora's zlib-ng build
 command -v redis-server >/dev/null || need+=(redis-server) # store tests
 command -v promtool >/dev/null || need+=(prometheus)       # metrics exposition check
