@@ -39,29 +39,7 @@ enum Command {
         config: PathBuf,
     },
     /// Run the mock Spotify (accounts service and Web API subset) alone.
-    MockSpotify {
-        #[arg(long, default_value = "127.0.0.1:8900")]
-        listen: std::net::SocketAddr,
-        /// Access token lifetime, e.g. "3600s" or "2s".
-        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-        token_lifetime: std::time::Duration,
-        #[arg(long, default_value = "demo-client-id")]
-        client_id: String,
-        /// The registered client secret (the mock's own; not a real Spotify secret).
-        #[arg(long, default_value = "demo-client-secret")]
-        client_secret: String,
-        /// Registered redirect URIs (repeat for several).
-        #[arg(
-            long = "redirect-uri",
-            default_value = "http://127.0.0.1:8080/auth/callback"
-        )]
-        redirect_uris: Vec<String>,
-        /// Serve HTTPS, as Spotify does: a test CA is generated and written to DIR/ca.pem
-        /// (give it to the gateway as spotify.ca_file), with a certificate for 127.0.0.1,
-        /// ::1 and localhost.
-        #[arg(long, value_name = "DIR")]
-        tls: Option<PathBuf>,
-    },
+    MockSpotify(MockArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,32 +76,34 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::MockSpotify {
-            listen,
-            token_lifetime,
-            client_id,
-            client_secret,
-            redirect_uris,
-            tls,
-        } => mock_spotify(MockArgs {
-            listen,
-            token_lifetime,
-            client_id,
-            client_secret,
-            redirect_uris,
-            tls,
-        }),
+        Command::MockSpotify(args) => mock_spotify(args),
     }
 }
 
 /// The arguments of `spotify-gateway mock-spotify` (unread in a build without the demo).
+#[derive(clap::Args)]
 #[cfg_attr(not(feature = "demo"), allow(dead_code))]
 struct MockArgs {
+    #[arg(long, default_value = "127.0.0.1:8900")]
     listen: std::net::SocketAddr,
+    /// Access token lifetime, e.g. "3600s" or "2s".
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     token_lifetime: std::time::Duration,
+    #[arg(long, default_value = "demo-client-id")]
     client_id: String,
+    /// The registered client secret (the mock's own; not a real Spotify secret).
+    #[arg(long, default_value = "demo-client-secret")]
     client_secret: String,
+    /// Registered redirect URIs (repeat for several).
+    #[arg(
+        long = "redirect-uri",
+        default_value = "http://127.0.0.1:8080/auth/callback"
+    )]
     redirect_uris: Vec<String>,
+    /// Serve HTTPS, as Spotify does: a test CA is generated and written to DIR/ca.pem
+    /// (give it to the gateway as spotify.ca_file), with a certificate for 127.0.0.1,
+    /// ::1 and localhost.
+    #[arg(long, value_name = "DIR")]
     tls: Option<PathBuf>,
 }
 
