@@ -175,8 +175,14 @@ async fn a_call_that_times_out_gets_504() {
         .await;
     let resp = s.egress_as(&alice, "/v1/me").send().await.expect("call");
     assert_eq!(resp.status(), 504);
+    // The connection closes after a failed proxy, and the answer says so: a client must not
+    // send its next call on it.
+    assert_eq!(resp.headers()["connection"], "close");
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["status"], 504);
+    // The next call, on a new connection, works.
+    let resp = s.egress_as(&alice, "/v1/me").send().await.expect("call");
+    assert_eq!(resp.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -466,6 +466,9 @@ impl ProxyHttp for EgressProxy {
             .take()
             .or_else(|| self.tls_failure(e))
             .or_else(|| Failure::from_proxy_error(e, Upstream::Spotify));
+        // pingora closes the connection after a failed proxy: say so in the answer, so a
+        // client does not send its next request on a connection that is going away.
+        session.set_keepalive(None);
         respond::fail_to_proxy(failure, async |f| self.answer(session, ctx, f).await).await
     }
 

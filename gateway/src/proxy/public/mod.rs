@@ -216,6 +216,9 @@ impl ProxyHttp for PublicProxy {
         ctx: &mut PublicCtx,
     ) -> FailToProxy {
         let failure = Failure::from_proxy_error(e, Upstream::App);
+        // pingora closes the connection after a failed proxy: say so in the answer, so a
+        // client does not send its next request on a connection that is going away.
+        session.set_keepalive(None);
         respond::fail_to_proxy(failure, async |f| self.problem(session, ctx, f).await).await
     }
 
