@@ -131,6 +131,43 @@ async fn the_whole_path_works_over_tls_with_the_ca_file() {
     );
 }
 
+#[tokio::test]
+async fn pkce_login_and_a_refresh_on_expiry_work_over_tls() {
+    let ca = Ca::new("tls pkce CA");
+    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
+    let lifetime = std::time::Duration::from_secs(2);
+    let s = Stack::builder()
+        .mock_config(move |c| c.tls = Some(tls))
+        .token_lifetime(lifetime)
+        .set("spotify.flow", "pkce")
+        .set("spotify.ca_file", ca.file())
+        .app(App::Echo)
+        .start()
+        .await;
+    let browser = ca.browser();
+    let trip = login(&browser, &s.gw, "bob", "/").await;
+    assert!(
+        trip.authorize_url.contains("code_challenge_method=S256"),
+        "{}",
+        trip.authorize_url
+    );
+    let assertion = s.assertion(&browser).await;
+    let refreshes = |stats: &Value| stats["token_requests"]["refresh_token"].as_u64();
+    let before = control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await;
+    // The token expires by the gateway's own clock: the next call refreshes before it leaves.
+    tokio::time::sleep(lifetime).await;
+    for _ in 0..3 {
+        let me = s.egress_get_as(&assertion, "/v1/me").await;
+        assert_eq!(me.status(), 200);
+    }
+    let after = control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await;
+    assert_eq!(
+        refreshes(&after).unwrap_or(0),
+        refreshes(&before).unwrap_or(0) + 1,
+        "one PKCE refresh over TLS: {after}"
+    );
+}
+
 /// One way a certificate can be wrong.
 struct Case {
     /// `reason` label and the cause the answer names.
