@@ -55,12 +55,24 @@ impl Ca {
 
 /// A mock control call (`/__mock/...`) over TLS.
 async fn control(ca: &Ca, mock: &MockSpotify, method: reqwest::Method, path: &str) -> Value {
-    let resp = ca
+    control_with(ca, mock, method, path, None).await
+}
+
+/// [`control`] with a JSON body (`/__mock/fault`).
+async fn control_with(
+    ca: &Ca,
+    mock: &MockSpotify,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut req = ca
         .browser()
-        .request(method, format!("{}{path}", mock.base_url()))
-        .send()
-        .await
-        .expect("mock control");
+        .request(method, format!("{}{path}", mock.base_url()));
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.expect("mock control");
     assert!(resp.status().is_success(), "{path}: {}", resp.status());
     resp.json().await.expect("control json")
 }
@@ -165,6 +177,55 @@ async fn pkce_login_and_a_refresh_on_expiry_work_over_tls() {
         refreshes(&after).unwrap_or(0),
         refreshes(&before).unwrap_or(0) + 1,
         "one PKCE refresh over TLS: {after}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_against_a_failing_token_endpoint_costs_one_refresh_over_tls() {
+    let ca = Ca::new("tls burst CA");
+    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
+    let lifetime = std::time::Duration::from_secs(2);
+    let s = Stack::builder()
+        .mock_config(move |c| c.tls = Some(tls))
+        .token_lifetime(lifetime)
+        .set("spotify.ca_file", ca.file())
+        .app(App::Echo)
+        .start()
+        .await;
+    let browser = ca.browser();
+    login(&browser, &s.gw, "alice", "/").await;
+    let assertion = s.assertion(&browser).await;
+    tokio::time::sleep(lifetime).await;
+    let fault = serde_json::json!({"target": "token", "status": 503, "times": 100000});
+    control_with(
+        &ca,
+        &s.mock,
+        reqwest::Method::POST,
+        "/__mock/fault",
+        Some(fault),
+    )
+    .await;
+    let refreshes = |stats: &Value| stats["token_requests"]["refresh_token"].as_u64();
+    let before = control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await;
+    let calls: Vec<_> = (0..100)
+        .map(|_| {
+            let http = s.http.clone();
+            let url = format!("{}/v1/me", s.gw.egress_url());
+            let assertion = assertion.clone();
+            tokio::spawn(async move {
+                let resp = http.get(url).header("x-gateway-user", assertion).send();
+                resp.await.map(|r| r.status().as_u16()).unwrap_or(0)
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.expect("task"), 503, "the token endpoint is down");
+    }
+    let after = control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await;
+    let sent = refreshes(&after).unwrap_or(0) - refreshes(&before).unwrap_or(0);
+    assert!(
+        (1..=2).contains(&sent),
+        "{sent} refresh requests over TLS for 100 calls"
     );
 }
 

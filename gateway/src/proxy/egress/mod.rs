@@ -262,7 +262,8 @@ impl ProxyHttp for EgressProxy {
             self.gw.metrics.retries.inc();
             tokio::time::sleep(backoff).await;
         }
-        let cfg = live(ctx, &self.gw).egress.clone();
+        let live = live(ctx, &self.gw);
+        let cfg = &live.egress;
         let remaining = ctx
             .deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
