@@ -16,30 +16,10 @@ const ROUNDS: usize = 20;
 const LOOKUPS: usize = 40;
 const BEFORE_LOGOUT: usize = 15;
 
-/// `name=value` of the session cookie a login set.
-fn session_cookie(trip: &LoginTrip) -> String {
-    trip.set_cookies
-        .iter()
-        .find(|c| c.starts_with("spotify_gateway_session="))
-        .and_then(|c| c.split(';').next())
-        .expect("session cookie")
-        .to_string()
-}
-
 /// `/auth/userinfo` with a cookie header (no jar: logout's clearing does not apply).
 async fn userinfo_status(http: &reqwest::Client, gw: &Gateway, cookie: &str) -> u16 {
     http.get(format!("{}/auth/userinfo", gw.public_url()))
         .header("cookie", cookie)
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
-/// An egress call carrying `assertion`.
-async fn egress_status(http: &reqwest::Client, gw: &Gateway, assertion: &str) -> u16 {
-    http.get(format!("{}/v1/me", gw.egress_url()))
-        .header("x-gateway-user", assertion)
         .send()
         .await
         .map(|r| r.status().as_u16())
@@ -62,7 +42,7 @@ async fn assert_ended(http: &reqwest::Client, gws: &[&Gateway], cookie: &str, as
             .expect("app");
         assert_eq!(app.status(), 401, "replica {i}: the app was reached");
         assert_eq!(
-            egress_status(http, gw, assertion).await,
+            egress_status(gw, assertion).await,
             401,
             "replica {i}: egress acted for the user"
         );
@@ -74,7 +54,7 @@ async fn assert_ended(http: &reqwest::Client, gws: &[&Gateway], cookie: &str, as
 async fn logout_race_round(s: &Stack, gws: &[&Gateway], round: usize) {
     let b = browser();
     let trip = login(&b, gws[0], "alice", "/").await;
-    let cookie = session_cookie(&trip);
+    let cookie = trip.session_cookie();
     let (status, seen) = via_public(&b, gws[0], "/app").await;
     assert_eq!(status, 200, "{seen}");
     let assertion = seen["headers"]["x-gateway-user"]
@@ -239,7 +219,7 @@ async fn a_failing_token_endpoint_costs_one_refresh_for_a_burst() {
     s.gw.wait_until(
         Duration::from_secs(5),
         "alice's call to succeed after the endpoint recovered",
-        || async { egress_status(&s.http, &s.gw, &assertion).await == 200 },
+        || async { egress_status(&s.gw, &assertion).await == 200 },
     )
     .await;
 }
@@ -280,7 +260,7 @@ async fn a_slow_failing_token_endpoint_answers_every_call_within_its_deadline() 
     s.gw.wait_until(
         Duration::from_secs(5),
         "the slow refresh to finish",
-        || async { egress_status(&s.http, &s.gw, &assertion).await == 503 },
+        || async { egress_status(&s.gw, &assertion).await == 503 },
     )
     .await;
     let again = burst(&s, &assertion, 50, Duration::from_secs(1)).await;
@@ -347,7 +327,7 @@ async fn a_refreshed_token_survives_a_store_that_refuses_the_write() {
     // call refreshes, and under PKCE Spotify rotates her refresh token.
     redis_acl(&redis, "sgw:nothing-writable").await;
     mock_post(&s.mock, "/__mock/expire?user=alice", None).await;
-    assert_eq!(egress_status(&s.http, &s.gw, &assertion).await, 200);
+    assert_eq!(egress_status(&s.gw, &assertion).await, 200);
     let ready = reqwest::get(format!("{}/readyz", s.gw.admin_url()))
         .await
         .expect("readyz");
@@ -367,7 +347,7 @@ async fn a_refreshed_token_survives_a_store_that_refuses_the_write() {
         .log()
         .contains("could not be written to the session store"));
     // Calls keep working from memory meanwhile.
-    assert_eq!(egress_status(&s.http, &s.gw, &assertion).await, 200);
+    assert_eq!(egress_status(&s.gw, &assertion).await, 200);
 
     // The store takes writes again: the record lands, and the gateway is ready.
     redis_acl(&redis, "*").await;
@@ -387,6 +367,6 @@ async fn a_refreshed_token_survives_a_store_that_refuses_the_write() {
     // refresh works (the old one would be `invalid_grant` and end the session).
     s.gw.restart().await;
     mock_post(&s.mock, "/__mock/expire?user=alice", None).await;
-    let status = egress_status(&s.http, &s.gw, &assertion).await;
+    let status = egress_status(&s.gw, &assertion).await;
     assert_eq!(status, 200, "the session survived:\n{}", s.gw.log());
 }

@@ -384,13 +384,7 @@ async fn logout_ends_the_session_everywhere() {
     let b = browser();
     let trip = login(&b, &s.gw, "alice", "/").await;
     let assertion = s.assertion(&b).await;
-    let old_cookie = trip
-        .set_cookies
-        .iter()
-        .find(|c| c.starts_with("spotify_gateway_session="))
-        .and_then(|c| c.split(';').next())
-        .expect("cookie")
-        .to_string();
+    let old_cookie = trip.session_cookie();
 
     let resp = b
         .post(format!("{}/auth/logout", s.gw.public_url()))

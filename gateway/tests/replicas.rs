@@ -45,16 +45,6 @@ async fn cluster() -> Cluster {
     }
 }
 
-async fn egress_status(gw: &Gateway, assertion: &str) -> u16 {
-    reqwest::Client::new()
-        .get(format!("{}/v1/me", gw.egress_url()))
-        .header("x-gateway-user", assertion)
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
 async fn assertion_via(b: &reqwest::Client, gw: &Gateway) -> String {
     let (status, seen) = via_public(b, gw, "/app").await;
     assert_eq!(status, 200, "{seen}");

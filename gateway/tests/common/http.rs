@@ -32,6 +32,29 @@ pub struct LoginTrip {
     pub set_cookies: Vec<String>,
 }
 
+impl LoginTrip {
+    /// `name=value` of the session cookie the callback set.
+    pub fn session_cookie(&self) -> String {
+        self.set_cookies
+            .iter()
+            .find(|c| c.starts_with("spotify_gateway_session="))
+            .and_then(|c| c.split(';').next())
+            .expect("session cookie")
+            .to_string()
+    }
+}
+
+/// The status of an egress `GET /v1/me` carrying `assertion` (0 when nothing answered).
+pub async fn egress_status(gw: &Gateway, assertion: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{}/v1/me", gw.egress_url()))
+        .header("x-gateway-user", assertion)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
 /// Logs `user` in through the gateway's public listener with `browser`, approving at the mock.
 pub async fn login(
     browser: &reqwest::Client,
