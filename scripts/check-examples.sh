@@ -21,25 +21,52 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/requirements.txt"; then
 fi
 
 log=$(mktemp)
-"$bin" demo >"$log" 2>&1 &
-demo=$!
-trap 'kill $demo 2>/dev/null; wait $demo 2>/dev/null; rm -f "$log"' EXIT
-for _ in $(seq 1 200); do
-  curl -fsS -o /dev/null http://127.0.0.1:9090/readyz 2>/dev/null && break
-  kill -0 $demo 2>/dev/null || { echo "demo exited:"; cat "$log"; exit 1; }
-  sleep 0.05
-done
-curl -fsS -o /dev/null http://127.0.0.1:9090/readyz || { echo "demo not ready:"; cat "$log"; exit 1; }
+demo=""
+cleanup() {
+  if [ -n "$demo" ]; then kill "$demo" 2>/dev/null || true; wait "$demo" 2>/dev/null || true; fi
+  rm -f "$log"
+}
+trap cleanup EXIT
 
-echo "== Rust example"
-rust_out=$(target/debug/example-client)
-echo "$rust_out"
-echo "== Python example"
-py_out=$("$venv/bin/python" examples/clients/python/app.py)
-echo "$py_out"
-for out in "$rust_out" "$py_out"; do
-  grep -q "search page 3" <<<"$out"
-  grep -q "profile: .*Alice Andersson" <<<"$out"
-  grep -q "playlist: " <<<"$out"
+# The examples against the demo as the README starts it, then against `demo --tls`, where the
+# gateway talks HTTPS and HTTP/2 to the mock as it does to Spotify.
+for mode in "" "--tls"; do
+  echo "== demo $mode"
+  # shellcheck disable=SC2086
+  "$bin" demo $mode >"$log" 2>&1 &
+  demo=$!
+  for _ in $(seq 1 200); do
+    curl -fsS -o /dev/null http://127.0.0.1:9090/readyz 2>/dev/null && break
+    kill -0 $demo 2>/dev/null || { echo "demo exited:"; cat "$log"; exit 1; }
+    sleep 0.05
+  done
+  curl -fsS -o /dev/null http://127.0.0.1:9090/readyz || { echo "demo not ready:"; cat "$log"; exit 1; }
+
+  # With --tls the examples' sign-in (a browser at the mock) trusts the demo's test CA.
+  ca=()
+  [ "$mode" = "--tls" ] && ca=(env "DEMO_CA_FILE=${TMPDIR:-/tmp}/spotify-gateway-demo-$demo/ca.pem" \
+    "REQUESTS_CA_BUNDLE=${TMPDIR:-/tmp}/spotify-gateway-demo-$demo/ca.pem")
+  echo "== Rust example"
+  rust_out=$("${ca[@]}" target/debug/example-client)
+  echo "$rust_out"
+  echo "== Python example"
+  py_out=$("${ca[@]}" "$venv/bin/python" examples/clients/python/app.py)
+  echo "$py_out"
+  for out in "$rust_out" "$py_out"; do
+    grep -q "search page 3" <<<"$out"
+    grep -q "profile: .*Alice Andersson" <<<"$out"
+    grep -q "playlist: " <<<"$out"
+  done
+  if [ "$mode" = "--tls" ]; then
+    # Every API call went over HTTP/2 inside TLS.
+    metrics=$(curl -fsS http://127.0.0.1:9090/metrics)
+    grep -Eq '^spotify_gateway_upstream_responses_total\{protocol="h2",target="api"\} [1-9]' <<<"$metrics" \
+      || { echo "no HTTP/2 answers from the mock over TLS:"; grep upstream_responses <<<"$metrics"; exit 1; }
+    grep -Eq '^spotify_gateway_upstream_responses_total\{protocol="http/1.1",target="api"\} 0$' <<<"$metrics" \
+      || { echo "HTTP/1.1 answers over TLS:"; grep upstream_responses <<<"$metrics"; exit 1; }
+  fi
+  kill $demo; wait $demo 2>/dev/null || true
+  rm -rf "${TMPDIR:-/tmp}/spotify-gateway-demo-$demo"
+  demo=""
 done
 echo "examples: ok"

@@ -10,6 +10,7 @@ command -v strings >/dev/null || need+=(binutils)          # scripts/check-featu
 command -v cmake >/dev/null || need+=(cmake)               # pingora's zlib-ng build
 command -v redis-server >/dev/null || need+=(redis-server) # store tests
 command -v promtool >/dev/null || need+=(prometheus)       # metrics exposition check
+command -v tinyproxy >/dev/null || need+=(tinyproxy)       # tests/tls.rs: the outbound CONNECT proxy
 command -v chromium >/dev/null || need+=(chromium fonts-liberation) # tests/browser.rs
 command -v chromedriver >/dev/null || need+=(chromium-driver) # WebDriver for tests/browser.rs
 if [ ${#need[@]} -gt 0 ]; then

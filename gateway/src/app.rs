@@ -9,6 +9,7 @@ use crate::config::{Config, EgressConfig};
 use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::oauth::TokenEndpoint;
+use crate::outbound::Outbound;
 use crate::reload::{self, Report};
 use crate::session::Sessions;
 use crate::store;
@@ -53,6 +54,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// The roots both clients to Spotify trust (`trust`).
     pub trust: Arc<Trust>,
+    /// Direct, or the CONNECT proxy both clients to Spotify go through (`outbound`).
+    pub outbound: Outbound,
     pub token_endpoint: Arc<TokenEndpoint>,
     pub app_tokens: AppTokens,
     pub sessions: Arc<Sessions>,
@@ -66,9 +69,14 @@ impl Gateway {
     pub fn new(config: Config, config_path: Option<PathBuf>) -> std::io::Result<Arc<Gateway>> {
         let metrics = Arc::new(Metrics::new());
         let trust = Arc::new(Trust::load(config.spotify.ca_file.as_ref())?);
+        let outbound = Outbound::new(config.spotify.proxy.as_ref());
+        if let Some(url) = outbound.proxy_url() {
+            tracing::info!(proxy = %url, "connecting to Spotify through this proxy");
+        }
         let token_endpoint = Arc::new(TokenEndpoint::new(
             &config.spotify,
             &trust,
+            &outbound,
             metrics.clone(),
         )?);
         let app_tokens = AppTokens::new(token_endpoint.clone(), metrics.clone());
@@ -90,6 +98,7 @@ impl Gateway {
             config_path,
             metrics,
             trust,
+            outbound,
             token_endpoint,
             app_tokens,
             sessions,

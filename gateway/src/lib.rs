@@ -19,6 +19,7 @@ pub mod listeners;
 pub mod logging;
 pub mod metrics;
 pub mod oauth;
+pub mod outbound;
 pub mod pages;
 pub mod proxy;
 pub mod reload;

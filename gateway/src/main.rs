@@ -32,7 +32,12 @@ enum Command {
         config: PathBuf,
     },
     /// Zero-setup demo: mock Spotify, the gateway and a sample app on loopback.
-    Demo,
+    Demo {
+        /// The mock Spotify serves HTTPS and HTTP/2, as Spotify does, with a test CA the
+        /// gateway trusts through spotify.ca_file.
+        #[arg(long)]
+        tls: bool,
+    },
     /// Validate a config file and print the effective config with secrets redacted.
     CheckConfig {
         #[arg(long, short)]
@@ -61,7 +66,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Demo => demo(),
+        Command::Demo { tls } => demo(tls),
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(c) => {
                 println!(
@@ -105,6 +110,9 @@ struct MockArgs {
     /// ::1 and localhost.
     #[arg(long, value_name = "DIR")]
     tls: Option<PathBuf>,
+    /// With --tls: offer HTTP/1.1 only in ALPN (Spotify offers h2 first).
+    #[arg(long, requires = "tls")]
+    http1_only: bool,
 }
 
 /// What a build without the `demo` feature says instead of running it.
@@ -115,8 +123,8 @@ const NO_DEMO: &str = "this build of spotify-gateway has no demo (it was built w
 gateway` (the feature is on by default).";
 
 #[cfg(feature = "demo")]
-fn demo() -> ExitCode {
-    match spotify_gateway::demo::run() {
+fn demo(tls: bool) -> ExitCode {
+    match spotify_gateway::demo::run(tls) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -126,7 +134,7 @@ fn demo() -> ExitCode {
 }
 
 #[cfg(not(feature = "demo"))]
-fn demo() -> ExitCode {
+fn demo(_tls: bool) -> ExitCode {
     eprintln!("error: {NO_DEMO}");
     ExitCode::from(2)
 }
@@ -153,6 +161,7 @@ fn mock_spotify(args: MockArgs) -> ExitCode {
         redirect_uris: args.redirect_uris,
         token_lifetime: args.token_lifetime,
         tls,
+        http2: !args.http1_only,
         ..Default::default()
     };
     match spotify_gateway::demo::run_mock_forever(listen, config) {

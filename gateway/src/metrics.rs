@@ -33,6 +33,8 @@ pub struct Metrics {
     pub store_operations: IntCounterVec,
     pub token_request_duration: Histogram,
     pub upstream_tls_failures: IntCounterVec,
+    pub upstream_connections: IntCounterVec,
+    pub upstream_responses: IntCounterVec,
 }
 
 /// Registers each metric as it is made, so a metric cannot be made and forgotten.
@@ -189,6 +191,17 @@ impl Metrics {
                 "TLS connections to Spotify that failed, by client (accounts, api) and reason \
                  (untrusted, expired, wrong_name, bad_certificate, handshake)",
                 &["target", "reason"],
+            ),
+            upstream_connections: b.counters(
+                "upstream_connections_total",
+                "Connections the egress proxy opened to Spotify's API (each a TCP and, over \
+                 https, a TLS handshake; reused connections are not counted)",
+                &["target"],
+            ),
+            upstream_responses: b.counters(
+                "upstream_responses_total",
+                "Answers from Spotify's API by the HTTP version negotiated (h2, http/1.1)",
+                &["target", "protocol"],
             ),
             registry: b.registry,
         }

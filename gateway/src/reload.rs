@@ -92,6 +92,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         accounts_url: Restart,
         api_url: Restart,
         ca_file: Restart,
+        proxy: Restart,
     });
     compare!(out, "listen", ListenConfig, listen, new.listen, {
         public: Restart,

@@ -229,6 +229,182 @@ async fn a_burst_against_a_failing_token_endpoint_costs_one_refresh_over_tls() {
     );
 }
 
+/// API calls over TLS negotiate HTTP/2 when the server offers it, as api.spotify.com does,
+/// and share one warm connection; a server that offers only HTTP/1.1 gets HTTP/1.1. The
+/// protocol is counted (`upstream_responses_total`) and so are the connections opened
+/// (`upstream_connections_total`): a call on a warm connection pays no handshake.
+#[tokio::test]
+async fn api_calls_negotiate_http2_and_share_a_warm_connection() {
+    for (http2, protocol, version) in [(true, "h2", "HTTP/2.0"), (false, "http/1.1", "HTTP/1.1")] {
+        let ca = Ca::new("alpn CA");
+        let tls = ca.ca.issue(LOOPBACK, Validity::Current);
+        let s = Stack::builder()
+            .mock_config(move |c| {
+                c.tls = Some(tls);
+                c.http2 = http2;
+            })
+            .set("spotify.ca_file", ca.file())
+            .start()
+            .await;
+        let search = "/v1/search?q=abba&type=track&limit=1";
+        let first = s.egress_get(search).await;
+        assert_eq!(first.status(), 200, "{protocol}");
+        let stats = |v: Value| v["connections"]["requests_by_version"][version].as_u64();
+        let before = stats(control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await);
+        for _ in 0..20 {
+            assert_eq!(s.egress_get(search).await.status(), 200, "{protocol}");
+        }
+        let after = stats(control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await);
+        assert_eq!(
+            after.unwrap_or(0) - before.unwrap_or(0),
+            20,
+            "the mock saw the API calls as {version}"
+        );
+        let responses = format!(
+            "spotify_gateway_upstream_responses_total{{protocol=\"{protocol}\",target=\"api\"}}"
+        );
+        assert_eq!(s.metric(&responses).await, 21.0, "{protocol}");
+        if http2 {
+            // Every call after the first rode the first call's connection.
+            assert_eq!(
+                s.metric("spotify_gateway_upstream_connections_total{target=\"api\"}")
+                    .await,
+                1.0
+            );
+        }
+        // Concurrent calls are streams on the warm HTTP/2 connection. (pingora may open a
+        // few more when callers meet while one takes a stream; HTTP/1.1 needs one each.)
+        let calls: Vec<_> = (0..32)
+            .map(|_| {
+                let http = s.http.clone();
+                let url = format!("{}{search}", s.gw.egress_url());
+                tokio::spawn(async move { http.get(url).send().await.map(|r| r.status()) })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.expect("task").expect("call"), 200);
+        }
+        let opened = s
+            .metric("spotify_gateway_upstream_connections_total{target=\"api\"}")
+            .await;
+        if http2 {
+            assert!(opened <= 4.0, "{opened} HTTP/2 connections for 53 calls");
+        }
+    }
+}
+
+/// A stack on a TLS mock whose clients to Spotify go through `proxy`: nothing bypasses it
+/// (`no_proxy = []`: the mock is on loopback, which bypasses the proxy by default).
+async fn stack_behind(ca: &Ca, proxy: &Tinyproxy, credentials_env: &str) -> Stack {
+    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
+    Stack::builder()
+        .mock_config(move |c| c.tls = Some(tls))
+        .set("spotify.ca_file", ca.file())
+        .set("spotify.proxy_url", proxy.url())
+        .set("spotify.proxy_credentials_env", credentials_env)
+        .set("spotify.no_proxy", [] as [&str; 0])
+        .app(App::Echo)
+        .start()
+        .await
+}
+
+/// Both clients reach Spotify through a real CONNECT proxy (tinyproxy, with Basic proxy
+/// credentials): the login's token exchange and `/v1/me` (reqwest) and the egress calls
+/// (pingora), TLS verified end to end inside the tunnel. When the proxy goes away, calls
+/// answer 502 naming the proxy, and the password is never logged.
+#[tokio::test]
+async fn both_clients_reach_spotify_through_a_connect_proxy() {
+    let ca = Ca::new("proxy CA");
+    let (user, password) = PROXY_CREDENTIALS.split_once(':').expect("user:password");
+    let mut proxy = Tinyproxy::start(Some((user, password))).await;
+    let s = stack_behind(&ca, &proxy, "TEST_PROXY_CREDENTIALS").await;
+    let target = s.mock.addr().to_string();
+
+    let browser = ca.browser();
+    let trip = login(&browser, &s.gw, "alice", "/app").await;
+    assert!(trip.landed.ends_with("/app"), "{}", trip.landed);
+    let tunnels_for_login = proxy.connects_to(&target);
+    assert!(
+        tunnels_for_login >= 1,
+        "the login's requests went through the proxy"
+    );
+
+    let assertion = s.assertion(&browser).await;
+    let me = s.egress_get_as(&assertion, "/v1/me").await;
+    assert_eq!(me.status(), 200);
+    let search = s.egress_get("/v1/search?q=abba&type=track&limit=1").await;
+    assert_eq!(search.status(), 200);
+    assert!(
+        proxy.connects_to(&target) > tunnels_for_login,
+        "the egress proxy opened its own tunnel"
+    );
+    assert_eq!(
+        s.metric("spotify_gateway_upstream_responses_total{protocol=\"h2\",target=\"api\"}")
+            .await,
+        2.0,
+        "HTTP/2 inside the tunnel"
+    );
+
+    // The proxy goes away: its tunnels close with it, and no new one can be opened.
+    proxy.stop();
+    let resp = s.egress_get("/v1/search?q=abba&type=track&limit=1").await;
+    assert_eq!(resp.status(), 502);
+    let body: Value = resp.json().await.expect("json");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("spotify.proxy_url"), "{body}");
+    let log = s.gw.log();
+    assert!(log.contains("outbound proxy"), "the log says what failed");
+    assert!(
+        !log.contains(password),
+        "the proxy password reached the log"
+    );
+}
+
+/// Wrong proxy credentials: the proxy refuses the tunnel, and the caller's 502 names the
+/// proxy and its credentials (not "Spotify unavailable, retry shortly"); nothing reaches
+/// Spotify. (tinyproxy refuses with 401, which the token client cannot tell from other
+/// refusals, so the message names both keys.)
+#[tokio::test]
+async fn wrong_proxy_credentials_answer_502_naming_them() {
+    let ca = Ca::new("proxy auth CA");
+    let proxy = Tinyproxy::start(Some(("gateway", "the-right-password"))).await;
+    let s = stack_behind(&ca, &proxy, "TEST_PROXY_CREDENTIALS").await;
+    let resp = s.egress_get("/v1/search?q=abba&type=track&limit=1").await;
+    assert_eq!(resp.status(), 502);
+    let body: Value = resp.json().await.expect("json");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("spotify.proxy_credentials"), "{body}");
+    let stats = control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await;
+    assert_eq!(stats["token_requests"]["client_credentials"], 0, "{stats}");
+    let log = s.gw.log();
+    assert!(
+        log.contains("proxy_credentials"),
+        "the log says what to check"
+    );
+    assert!(
+        !log.contains("proxy-password-do-not-log"),
+        "a password reached the log"
+    );
+}
+
+/// Loopback goes direct by default (`no_proxy`), whatever the proxy: the demo and tests on
+/// 127.0.0.1 keep working with a proxy configured.
+#[tokio::test]
+async fn loopback_bypasses_the_proxy_by_default() {
+    let ca = Ca::new("no_proxy CA");
+    let proxy = Tinyproxy::start(None).await;
+    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
+    let s = Stack::builder()
+        .mock_config(move |c| c.tls = Some(tls))
+        .set("spotify.ca_file", ca.file())
+        .set("spotify.proxy_url", proxy.url())
+        .start()
+        .await;
+    let resp = s.egress_get("/v1/search?q=abba&type=track&limit=1").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(proxy.connects_to(&s.mock.addr().to_string()), 0);
+}
+
 /// One way a certificate can be wrong.
 struct Case {
     /// `reason` label and the cause the answer names.

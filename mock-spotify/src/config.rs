@@ -18,6 +18,9 @@ pub struct MockConfig {
     /// Serve HTTPS with this certificate and key (see `TestCa`), as Spotify does; `None`
     /// serves plain HTTP.
     pub tls: Option<MockTls>,
+    /// With `tls`: offer HTTP/2 in ALPN (`h2`, then `http/1.1`), as api.spotify.com does;
+    /// `false` offers HTTP/1.1 only, to see a client fall back.
+    pub http2: bool,
 }
 
 impl Default for MockConfig {
@@ -29,6 +32,7 @@ impl Default for MockConfig {
             token_lifetime: Duration::from_secs(3600),
             app_name: "Spotify Gateway Demo".to_string(),
             tls: None,
+            http2: true,
         }
     }
 }

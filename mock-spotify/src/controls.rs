@@ -35,6 +35,7 @@ pub(crate) async fn stats(State(app): State<Arc<App>>) -> Response {
                 "refresh_token": stats.refresh_token,
             },
             "api_requests": stats.api_requests,
+            "connections": app.wire.json(),
         }),
         JSON,
     )
@@ -117,6 +118,7 @@ pub(crate) async fn reset(State(app): State<Arc<App>>) -> Response {
     store.api_fault = None;
     store.stats = Default::default();
     store.log.clear();
+    app.wire.reset();
     ok()
 }
 

@@ -113,10 +113,9 @@ fn serve_until(
 ) -> std::io::Result<Served> {
     let addr = listener.local_addr()?;
     let tls = config.tls.clone();
-    let router = router(Arc::new(App::new(
-        config,
-        base_url_for(addr, tls.is_some()),
-    )));
+    let http2 = config.http2;
+    let app = Arc::new(App::new(config, base_url_for(addr, tls.is_some())));
+    let router = router(Arc::clone(&app));
     Ok(match tls {
         None => Box::pin(async move {
             axum::serve(listener, router)
@@ -124,7 +123,7 @@ fn serve_until(
                 .await
         }),
         Some(tls) => {
-            let listener = tls::TlsListener::new(listener, &tls)?;
+            let listener = tls::TlsListener::new(listener, &tls, http2, app)?;
             Box::pin(async move {
                 axum::serve(listener, router)
                     .with_graceful_shutdown(stop)
@@ -150,6 +149,19 @@ fn base_url_for(addr: SocketAddr, tls: bool) -> String {
     format!("{scheme}://{addr}")
 }
 
+/// Counts each request to Spotify's endpoints by HTTP version (`/__mock/stats`); the test
+/// controls themselves are not counted.
+async fn count_version(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !req.uri().path().starts_with("/__mock/") {
+        app.wire.request(req.version());
+    }
+    next.run(req).await
+}
+
 fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/authorize", get(accounts::authorize))
@@ -163,5 +175,9 @@ fn router(app: Arc<App>) -> Router {
         .route("/__mock/requests", get(controls::requests))
         // The Web API is dispatched by hand so unknown paths get Spotify's JSON 404.
         .fallback(api::handle)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            count_version,
+        ))
         .with_state(app)
 }

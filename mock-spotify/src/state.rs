@@ -3,6 +3,7 @@
 //! playback).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,49 @@ pub(crate) struct App {
     /// `http://ADDR`, used in absolute links.
     pub base: String,
     store: Mutex<Store>,
+    /// How clients connect, counted outside the store's lock: TLS handshakes completed and
+    /// requests by HTTP version (`/__mock/stats`).
+    pub wire: Wire,
+}
+
+/// Connection-level counters (`/__mock/stats`): what a client's pooling and ALPN achieved.
+#[derive(Default)]
+pub(crate) struct Wire {
+    pub tls_handshakes: AtomicU64,
+    pub http1_requests: AtomicU64,
+    pub http2_requests: AtomicU64,
+}
+
+impl Wire {
+    pub(crate) fn request(&self, version: axum::http::Version) {
+        let counter = if version == axum::http::Version::HTTP_2 {
+            &self.http2_requests
+        } else {
+            &self.http1_requests
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn json(&self) -> serde_json::Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "tls_handshakes": get(&self.tls_handshakes),
+            "requests_by_version": {
+                "HTTP/1.1": get(&self.http1_requests),
+                "HTTP/2.0": get(&self.http2_requests),
+            },
+        })
+    }
+
+    pub(crate) fn reset(&self) {
+        for c in [
+            &self.tls_handshakes,
+            &self.http1_requests,
+            &self.http2_requests,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -162,6 +206,7 @@ impl App {
                 playlists,
                 ..Store::default()
             }),
+            wire: Wire::default(),
         }
     }
 

@@ -7,6 +7,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+use crate::state::App;
 
 /// A client that never finishes its handshake must not hold a task for ever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,18 +94,22 @@ impl TestCa {
     }
 }
 
-/// The rustls server side of `tls`.
-fn acceptor(tls: &MockTls) -> io::Result<TlsAcceptor> {
+/// The rustls server side of `tls`; ALPN offers `h2` first when `http2`, as Spotify does.
+fn acceptor(tls: &MockTls, http2: bool) -> io::Result<TlsAcceptor> {
     let certs = rustls_pemfile::certs(&mut tls.cert_pem.as_bytes()).collect::<Result<_, _>>()?;
     let key = rustls_pemfile::private_key(&mut tls.key_pem.as_bytes())?
         .ok_or_else(|| io::Error::other("MockTls::key_pem holds no private key"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(io::Error::other)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(io::Error::other)?;
+    config.alpn_protocols = match http2 {
+        true => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        false => vec![b"http/1.1".to_vec()],
+    };
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -115,8 +122,13 @@ pub(crate) struct TlsListener {
 }
 
 impl TlsListener {
-    pub(crate) fn new(tcp: TcpListener, tls: &MockTls) -> io::Result<TlsListener> {
-        let acceptor = acceptor(tls)?;
+    pub(crate) fn new(
+        tcp: TcpListener,
+        tls: &MockTls,
+        http2: bool,
+        app: Arc<App>,
+    ) -> io::Result<TlsListener> {
+        let acceptor = acceptor(tls, http2)?;
         let addr = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -133,10 +145,11 @@ impl TlsListener {
                         }
                     },
                 };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                let (acceptor, tx, app) = (acceptor.clone(), tx.clone(), Arc::clone(&app));
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
+                            app.wire.tls_handshakes.fetch_add(1, Ordering::Relaxed);
                             let _ = tx.send((tls, peer)).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),

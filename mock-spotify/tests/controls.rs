@@ -215,13 +215,24 @@ async fn stats_request_log_and_reset() {
     // A player command needs a user, not an app token.
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
+    let mut got = stats().await;
+    let wire = got
+        .as_object_mut()
+        .and_then(|o| o.remove("connections"))
+        .expect("connection counters");
     assert_eq!(
-        stats().await,
+        got,
         json!({
             "token_requests": {"client_credentials": 2, "authorization_code": 1, "refresh_token": 1},
             "api_requests": 3,
         })
     );
+    // Every request to Spotify's endpoints so far came over plain HTTP/1.1; controls such
+    // as this one are not counted.
+    // 2 client-credentials, the login (authorize, code exchange), refresh, password, 3 API.
+    assert_eq!(wire["requests_by_version"]["HTTP/1.1"], 9, "{wire}");
+    assert_eq!(wire["requests_by_version"]["HTTP/2.0"], 0);
+    assert_eq!(wire["tls_handshakes"], 0);
 
     let log: Value = c
         .get(format!("{}/__mock/requests", m.base_url()))
@@ -272,6 +283,10 @@ async fn stats_request_log_and_reset() {
         json!({
             "token_requests": {"client_credentials": 0, "authorization_code": 0, "refresh_token": 0},
             "api_requests": 0,
+            "connections": {
+                "tls_handshakes": 0,
+                "requests_by_version": {"HTTP/1.1": 0, "HTTP/2.0": 0},
+            },
         })
     );
     let log: Value = c

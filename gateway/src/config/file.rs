@@ -39,6 +39,11 @@ pub(super) struct FileSpotify {
     #[serde(default = "default_api_url")]
     pub(super) api_url: String,
     pub(super) ca_file: Option<String>,
+    pub(super) proxy_url: Option<String>,
+    pub(super) proxy_credentials: Option<String>,
+    pub(super) proxy_credentials_env: Option<String>,
+    pub(super) proxy_credentials_file: Option<String>,
+    pub(super) no_proxy: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]

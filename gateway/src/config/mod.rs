@@ -59,6 +59,78 @@ pub struct SpotifyConfig {
     pub api_url: Url,
     /// Extra roots both clients to Spotify trust, beside the system's (`trust`).
     pub ca_file: Option<CaFile>,
+    /// The HTTP CONNECT proxy both clients to Spotify go through (`outbound`).
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// `spotify.proxy_url` and what goes with it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProxyConfig {
+    /// `http://host:port`, without credentials.
+    pub url: Url,
+    /// `user:password` for `Proxy-Authorization: Basic`.
+    pub credentials: Option<Secret>,
+    /// Hosts that go direct (`spotify.no_proxy`).
+    pub no_proxy: Vec<NoProxyEntry>,
+}
+
+/// One `spotify.no_proxy` entry, with curl's and reqwest's `NO_PROXY` meaning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoProxyEntry {
+    /// `*`: every host goes direct.
+    All,
+    /// An IP address or a CIDR block.
+    Net(ipnet::IpNet),
+    /// A domain and its subdomains, lowercase, without leading or trailing dots.
+    Domain(String),
+}
+
+impl NoProxyEntry {
+    /// The default: loopback goes direct.
+    pub const LOOPBACK: [&'static str; 3] = ["localhost", "127.0.0.0/8", "::1"];
+
+    pub fn parse(entry: &str) -> Result<NoProxyEntry, String> {
+        let entry = entry.trim();
+        if entry == "*" {
+            return Ok(NoProxyEntry::All);
+        }
+        if let Ok(net) = entry.parse::<ipnet::IpNet>() {
+            return Ok(NoProxyEntry::Net(net));
+        }
+        if let Ok(ip) = entry.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+            return Ok(NoProxyEntry::Net(ip.into()));
+        }
+        let domain = entry.trim_start_matches('.').trim_end_matches('.');
+        let valid = !domain.is_empty()
+            && domain.split('.').all(|label| {
+                !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !valid {
+            return Err(format!(
+                "{entry:?} is not a host name, an IP address, a CIDR block or \"*\""
+            ));
+        }
+        Ok(NoProxyEntry::Domain(domain.to_ascii_lowercase()))
+    }
+}
+
+impl std::fmt::Display for NoProxyEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoProxyEntry::All => f.write_str("*"),
+            NoProxyEntry::Net(net) if net.prefix_len() == net.max_prefix_len() => {
+                write!(f, "{}", net.addr())
+            }
+            NoProxyEntry::Net(net) => write!(f, "{net}"),
+            NoProxyEntry::Domain(d) => f.write_str(d),
+        }
+    }
+}
+
+impl Serialize for NoProxyEntry {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// `spotify.ca_file`, read when the config is validated, so a missing or empty file is a
@@ -248,6 +320,7 @@ pub(crate) mod tests {
         match name {
             "CLIENT_SECRET" => Some("s3cr3t-client".into()),
             "SESSION_SECRET" => Some("0123456789abcdef0123456789abcdef-session".into()),
+            "PROXY_CREDENTIALS" => Some("gateway:s3cr3t-proxy".into()),
             _ => None,
         }
     }
@@ -316,6 +389,58 @@ secret_env = "SESSION_SECRET"
         let text = GOOD.replace("scopes =", &format!("ca_file = {good:?}\nscopes ="));
         let c = Config::parse(&text, "t", &env).expect("valid");
         assert_eq!(c.spotify.ca_file.map(|f| f.certs.len()), Some(1));
+    }
+
+    #[test]
+    fn proxy_settings_are_checked_and_name_their_key() {
+        for (lines, key, needle) in [
+            (
+                "proxy_url = \"http://user:pw@proxy:3128\"",
+                "spotify.proxy_url",
+                "proxy_credentials_env",
+            ),
+            (
+                "proxy_url = \"https://proxy:3128\"",
+                "spotify.proxy_url",
+                "http://",
+            ),
+            (
+                "proxy_url = \"socks5://proxy:1080\"",
+                "spotify.proxy_url",
+                "http://",
+            ),
+            (
+                "proxy_url = \"http://proxy:3128/x\"",
+                "spotify.proxy_url",
+                "origin",
+            ),
+            (
+                "proxy_url = \"http://proxy:3128\"\nno_proxy = [\"bad host!\"]",
+                "spotify.no_proxy",
+                "bad host!",
+            ),
+            (
+                "proxy_url = \"http://proxy:3128\"\nproxy_credentials = \"nocolon\"",
+                "spotify.proxy_credentials",
+                "user:password",
+            ),
+            ("no_proxy = [\"*\"]", "spotify.no_proxy", "proxy_url"),
+        ] {
+            let text = GOOD.replace("scopes =", &format!("{lines}\nscopes ="));
+            let i = issues(&text);
+            assert_eq!(i[0].key, key, "{lines}");
+            assert!(i[0].message.contains(needle), "{lines}: {}", i[0].message);
+        }
+        let text = GOOD.replace(
+            "scopes =",
+            "proxy_url = \"http://proxy.internal:3128\"\nproxy_credentials_env = \"PROXY_CREDENTIALS\"\nscopes =",
+        );
+        let c = Config::parse(&text, "t", &env).expect("valid");
+        let proxy = c.spotify.proxy.expect("a proxy");
+        assert_eq!(proxy.url.as_str(), "http://proxy.internal:3128/");
+        let defaults: Vec<String> = proxy.no_proxy.iter().map(ToString::to_string).collect();
+        assert_eq!(defaults, NoProxyEntry::LOOPBACK);
+        assert!(!format!("{:?}", proxy.credentials).contains("s3cr3t"));
     }
 
     #[test]

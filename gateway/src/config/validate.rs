@@ -108,6 +108,11 @@ impl Validator<'_> {
             accounts_url,
             api_url,
             ca_file,
+            proxy_url,
+            proxy_credentials,
+            proxy_credentials_env,
+            proxy_credentials_file,
+            no_proxy,
         } = s;
         if client_id.trim().is_empty() {
             self.issue("spotify.client_id", "must not be empty");
@@ -161,6 +166,14 @@ impl Validator<'_> {
             Some(path) => Some(self.ca_file("spotify.ca_file", &path)?),
             None => None,
         };
+        let credentials = self.secret(
+            "spotify",
+            "proxy_credentials",
+            proxy_credentials,
+            proxy_credentials_env,
+            proxy_credentials_file,
+        );
+        let proxy = self.proxy(proxy_url, credentials.ok()?, no_proxy)?;
         Some(SpotifyConfig {
             client_id,
             client_secret: secret.ok()?,
@@ -171,7 +184,86 @@ impl Validator<'_> {
             accounts_url: accounts_url?,
             api_url: api_url?,
             ca_file,
+            proxy,
         })
+    }
+
+    /// `spotify.proxy_url` with its credentials and `no_proxy`; `Some(None)`: no proxy.
+    fn proxy(
+        &mut self,
+        url: Option<String>,
+        credentials: Option<Secret>,
+        no_proxy: Option<Vec<String>>,
+    ) -> Option<Option<ProxyConfig>> {
+        const KEY: &str = "spotify.proxy_url";
+        let Some(url) = url else {
+            if credentials.is_some() || no_proxy.is_some() {
+                let key = match credentials {
+                    Some(_) => "spotify.proxy_credentials",
+                    None => "spotify.no_proxy",
+                };
+                self.issue(key, "has no effect without spotify.proxy_url");
+            }
+            return Some(None);
+        };
+        let parsed = self.url(KEY, &url)?;
+        if parsed.scheme() != "http" {
+            self.issue(
+                KEY,
+                format!(
+                    "{url:?}: only http:// proxies are supported (HTTP CONNECT; the TLS to \
+                     Spotify runs inside the tunnel, end to end)"
+                ),
+            );
+            return None;
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            self.issue(
+                KEY,
+                "must not carry credentials: put \"user:password\" in \
+                 spotify.proxy_credentials_env or spotify.proxy_credentials_file",
+            );
+            return None;
+        }
+        if parsed.path() != "/" || parsed.query().is_some() {
+            self.issue(
+                KEY,
+                format!("{url:?} must be the proxy's origin only, such as \"http://proxy:3128\""),
+            );
+            return None;
+        }
+        if let Some(c) = &credentials {
+            if !c.expose().contains(':') {
+                let key = match c.source() {
+                    SecretSource::Env(_) => "spotify.proxy_credentials_env",
+                    SecretSource::File(_) => "spotify.proxy_credentials_file",
+                    _ => "spotify.proxy_credentials",
+                };
+                self.issue(key, "must hold \"user:password\" (HTTP Basic)");
+                return None;
+            }
+        }
+        let entries = no_proxy.unwrap_or_else(|| {
+            NoProxyEntry::LOOPBACK
+                .iter()
+                .map(|e| e.to_string())
+                .collect()
+        });
+        let mut list = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            match NoProxyEntry::parse(entry) {
+                Ok(e) => list.push(e),
+                Err(why) => self.issue("spotify.no_proxy", why),
+            }
+        }
+        if list.len() != entries.len() {
+            return None;
+        }
+        Some(Some(ProxyConfig {
+            url: parsed,
+            credentials,
+            no_proxy: list,
+        }))
     }
 
     fn redirect_uri(&mut self, value: &str) -> Option<Url> {

@@ -15,10 +15,22 @@ const MOCK_ADDR: &str = "127.0.0.1:8900";
 /// Where the demo's sample app listens (README, "Quick start").
 const APP_ADDR: &str = "127.0.0.1:3000";
 
-pub fn run() -> std::io::Result<()> {
-    let config = Config::parse(DEMO_CONFIG, "config/demo.toml (built in)", &|_| None)
+/// The demo; with `tls`, the mock Spotify serves HTTPS with HTTP/2 as Spotify does, from a
+/// test CA written to a temporary directory and trusted through `spotify.ca_file`.
+pub fn run(tls: bool) -> std::io::Result<()> {
+    let (text, mock_tls) = match tls {
+        false => (DEMO_CONFIG.to_string(), None),
+        true => {
+            let dir =
+                std::env::temp_dir().join(format!("spotify-gateway-demo-{}", std::process::id()));
+            let mock_tls = mock_tls(&dir)?;
+            (over_tls(DEMO_CONFIG, &dir.join("ca.pem"))?, Some(mock_tls))
+        }
+    };
+    let config = Config::parse(&text, "config/demo.toml (built in)", &|_| None)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     logging::init(config.server.log_format, &config.server.log_level);
+    let scheme = if tls { "https" } else { "http" };
 
     let mock_addr: SocketAddr = MOCK_ADDR.parse().map_err(std::io::Error::other)?;
     let app_addr: SocketAddr = APP_ADDR.parse().map_err(std::io::Error::other)?;
@@ -29,7 +41,10 @@ pub fn run() -> std::io::Result<()> {
         let app = bind(app_addr, "the sample app").await?;
         tokio::spawn(mock_spotify::serve(
             mock,
-            mock_spotify::MockConfig::default(),
+            mock_spotify::MockConfig {
+                tls: mock_tls,
+                ..Default::default()
+            },
         ));
         tokio::spawn(sample_app::serve(app, egress));
         Ok::<_, std::io::Error>(())
@@ -42,12 +57,22 @@ pub fn run() -> std::io::Result<()> {
          \x20 open             http://{public}/   (sign in as Alice or Bob at the mock Spotify)\n\
          \x20 egress (apps)    http://{egress}   try: curl 'http://{egress}/v1/search?q=abba&type=track'\n\
          \x20 metrics          http://{admin}/metrics\n\
-         \x20 mock Spotify     http://{MOCK_ADDR}   sample app http://{APP_ADDR} (behind the gateway)\n\
+         \x20 mock Spotify     {scheme}://{MOCK_ADDR}   sample app http://{APP_ADDR} (behind the gateway)\n\
          Ctrl-C to stop.",
         public = config.listen.public,
         admin = config.listen.admin,
     );
     server::run(config, None)
+}
+
+/// The demo config pointed at `https://` with the test CA at `ca_file`.
+fn over_tls(config: &str, ca_file: &std::path::Path) -> std::io::Result<String> {
+    let mut doc: toml_edit::DocumentMut = config.parse().map_err(std::io::Error::other)?;
+    let https = format!("https://{MOCK_ADDR}");
+    doc["spotify"]["accounts_url"] = toml_edit::value(https.as_str());
+    doc["spotify"]["api_url"] = toml_edit::value(https.as_str());
+    doc["spotify"]["ca_file"] = toml_edit::value(ca_file.display().to_string());
+    Ok(doc.to_string())
 }
 
 /// The mock Spotify alone, until the process is killed.

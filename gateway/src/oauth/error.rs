@@ -4,6 +4,7 @@
 use oauth2::basic::BasicErrorResponseType;
 use oauth2::RequestTokenError;
 
+use crate::outbound::ProxyProblem;
 use crate::trust::{self, TlsReason};
 
 /// Why the token endpoint did not give a token. Kinds, never message text, drive behaviour.
@@ -26,12 +27,17 @@ pub enum TokenError {
     /// retrying cannot help until the operator acts, so it is not `Unavailable`.
     #[error("TLS to {host} failed: {reason}")]
     Tls { host: String, reason: TlsReason },
+    /// No tunnel through the outbound proxy (`spotify.proxy_url`): the operator must act.
+    #[error("{}", .0.message())]
+    Proxy(ProxyProblem),
 }
 
-/// `host` is the token endpoint's, for a TLS failure.
+/// `host` is the token endpoint's, for a TLS failure; `proxied`: the request went through
+/// `spotify.proxy_url`.
 pub(super) fn classify<E: std::error::Error>(
     e: RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
     host: &str,
+    proxied: bool,
 ) -> TokenError {
     match e {
         RequestTokenError::ServerResponse(r) => match r.error() {
@@ -39,7 +45,7 @@ pub(super) fn classify<E: std::error::Error>(
             BasicErrorResponseType::Extension(other) => TokenError::Unavailable(other.clone()),
             kind => TokenError::Rejected(kind.as_ref().to_string()),
         },
-        RequestTokenError::Request(e) => transport(&e, host),
+        RequestTokenError::Request(e) => transport(&e, host, proxied),
         // The body is not echoed: it could hold a token.
         RequestTokenError::Parse(_, _) => {
             TokenError::Unavailable("unreadable answer from the token endpoint".into())
@@ -49,15 +55,21 @@ pub(super) fn classify<E: std::error::Error>(
 }
 
 /// A request that got no answer from `host`: a TLS failure, or unavailable.
-pub(super) fn transport(e: &dyn std::error::Error, host: &str) -> TokenError {
+pub(super) fn transport(e: &dyn std::error::Error, host: &str, proxied: bool) -> TokenError {
     let chain = describe(e);
-    match trust::classify(&chain, false) {
-        Some(reason) => TokenError::Tls {
+    if let Some(reason) = trust::classify(&chain, false) {
+        return TokenError::Tls {
             host: host.to_string(),
             reason,
-        },
-        None => TokenError::Unavailable(chain),
+        };
     }
+    if proxied {
+        if let Some(problem) = ProxyProblem::of_reqwest_chain(&chain) {
+            problem.report("accounts", &chain);
+            return TokenError::Proxy(problem);
+        }
+    }
+    TokenError::Unavailable(chain)
 }
 
 /// The error chain, e.g. "client error: error sending request: connection refused".

@@ -25,6 +25,7 @@ use url::Url;
 use crate::clock::now_ms;
 use crate::config::{Flow, SpotifyConfig};
 use crate::metrics::Metrics;
+use crate::outbound::Outbound;
 use crate::secret::{AccessToken, AuthorizationCode, CsrfState, PkceVerifier, RefreshToken};
 use crate::trust::{self, TlsTarget, Trust};
 use error::{classify, transport};
@@ -69,6 +70,10 @@ pub struct TokenEndpoint {
     /// Hosts of the token endpoint and of `/v1/me`, for TLS failures.
     accounts_host: String,
     api_host: String,
+    /// Whether requests to the accounts service and to the API go through
+    /// `spotify.proxy_url`, to tell its failures apart.
+    accounts_proxied: bool,
+    api_proxied: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -83,6 +88,7 @@ impl TokenEndpoint {
     pub fn new(
         cfg: &SpotifyConfig,
         trust: &Trust,
+        outbound: &Outbound,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<TokenEndpoint> {
         let join = |path: &str| {
@@ -105,7 +111,9 @@ impl TokenEndpoint {
             _ => base.clone(),
         };
         let app = secret.map(|s| base.set_client_secret(s));
-        let http = reqwest::Client::builder()
+        let http = outbound
+            .reqwest(reqwest::Client::builder())
+            .map_err(|e| std::io::Error::other(format!("spotify.proxy_url: {e}")))?
             // The same roots as the egress proxy, not reqwest's compiled-in list.
             .use_preconfigured_tls(trust.client_config()?)
             // RFC 6749 §3.2: the token endpoint does not redirect; following one could leak
@@ -129,6 +137,8 @@ impl TokenEndpoint {
             show_dialog: cfg.show_dialog,
             accounts_host: host_of(&cfg.accounts_url),
             api_host: host_of(&cfg.api_url),
+            accounts_proxied: proxied(outbound, &cfg.accounts_url),
+            api_proxied: proxied(outbound, &cfg.api_url),
             metrics,
         })
     }
@@ -222,7 +232,7 @@ impl TokenEndpoint {
             .await
             .map_err(|e| TokenError::Unavailable(format!("profile task failed: {e}")))?;
         let (status, body) = answer
-            .map_err(|e| transport(&e, &self.api_host))
+            .map_err(|e| transport(&e, &self.api_host, self.api_proxied))
             .inspect_err(|e| self.report_tls(TlsTarget::Api, e))?;
         if !status.is_success() {
             return Err(TokenError::Unavailable(format!(
@@ -255,7 +265,7 @@ impl TokenEndpoint {
             .observe(started.elapsed().as_secs_f64());
         answer
             .map(grant_from)
-            .map_err(|e| classify(e, &self.accounts_host))
+            .map_err(|e| classify(e, &self.accounts_host, self.accounts_proxied))
             .inspect_err(|e| self.report_tls(TlsTarget::Accounts, e))
     }
 
@@ -265,6 +275,15 @@ impl TokenEndpoint {
             trust::report(&self.metrics, target, host, *reason);
         }
     }
+}
+
+/// Whether requests to `url` go through the outbound proxy.
+fn proxied(outbound: &Outbound, url: &Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    outbound
+        .tunnel_to(host, url.port_or_known_default().unwrap_or(443))
+        .is_some()
 }
 
 /// `host` or `host:port` of `url`, as TLS failures name it.

@@ -66,6 +66,8 @@ pub struct RequestInfo {
     pub started: Instant,
     pub route: &'static str,
     pub id: String,
+    /// The HTTP version the upstream answered with (`h2`, `http/1.1`), once it has.
+    pub upstream_protocol: Option<&'static str>,
 }
 
 impl Default for RequestInfo {
@@ -74,6 +76,7 @@ impl Default for RequestInfo {
             started: Instant::now(),
             route: "unmatched",
             id: String::new(),
+            upstream_protocol: None,
         }
     }
 }
@@ -103,6 +106,7 @@ impl RequestInfo {
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             user = user.as_deref(),
+            upstream_protocol = self.upstream_protocol,
             error = e.map(|e| e.etype().as_str()),
         );
     }

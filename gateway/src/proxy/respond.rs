@@ -16,6 +16,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, Session};
 use serde_json::json;
 
+use crate::outbound::ProxyProblem;
 use crate::pages;
 use crate::trust::TlsReason;
 
@@ -59,6 +60,8 @@ pub enum Failure {
     /// A TLS connection to Spotify (`host`, its token endpoint or its Web API) failed for
     /// `reason` (502): the operator must act, retrying does not help.
     UpstreamTls { host: String, reason: TlsReason },
+    /// No tunnel to Spotify through the outbound proxy (502): the operator must act.
+    OutboundProxy(ProxyProblem),
     /// The upstream (Spotify's Web API or the internal app) failed; `status` is 502, 504 or
     /// whatever pingora decided.
     Upstream { status: u16, message: &'static str },
@@ -73,7 +76,9 @@ impl Failure {
             Failure::Unauthorized(_) | Failure::SessionEnded => 401,
             Failure::RateLimited { .. } => 429,
             Failure::StoreUnavailable | Failure::SpotifyUnavailable { .. } => 503,
-            Failure::CredentialsRefused(_) | Failure::UpstreamTls { .. } => 502,
+            Failure::CredentialsRefused(_)
+            | Failure::UpstreamTls { .. }
+            | Failure::OutboundProxy(_) => 502,
             Failure::DeadlinePassed(_) => 504,
             Failure::Upstream { status, .. } => *status,
         }
@@ -94,6 +99,7 @@ impl Failure {
             Failure::SpotifyUnavailable { .. } => "spotify_unavailable",
             Failure::CredentialsRefused(_) => "spotify_refused_credentials",
             Failure::UpstreamTls { .. } => "spotify_tls_failed",
+            Failure::OutboundProxy(_) => "outbound_proxy_failed",
             Failure::DeadlinePassed(_) => "deadline_passed",
             Failure::Upstream { .. } => "upstream_error",
         }
@@ -114,6 +120,7 @@ impl Failure {
             | Failure::DeadlinePassed(m)
             | Failure::SpotifyUnavailable { message: m, .. }
             | Failure::Upstream { message: m, .. } => Cow::Borrowed(m),
+            Failure::OutboundProxy(p) => Cow::Borrowed(p.message()),
             Failure::SessionEnded => "The user's session has ended (signed out, expired or \
                                       access revoked); the user must sign in again"
                 .into(),

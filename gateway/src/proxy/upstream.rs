@@ -9,8 +9,15 @@ use pingora::prelude::*;
 use pingora::protocols::tls::CaType;
 use url::Url;
 
+use crate::outbound::{Outbound, Tunnel};
+
 /// Resolved upstream addresses are reused this long before looking the name up again.
 const DNS_TTL: Duration = Duration::from_secs(60);
+
+/// Concurrent calls one HTTP/2 connection carries before pingora opens another (its default
+/// is 1, which would open a connection, and pay a handshake, per concurrent call). The
+/// server's own `SETTINGS_MAX_CONCURRENT_STREAMS` still applies.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
 
 /// An upstream origin (`https://api.spotify.com`, `http://127.0.0.1:3000`).
 pub struct UpstreamTarget {
@@ -22,6 +29,11 @@ pub struct UpstreamTarget {
     /// The roots to verify the upstream's certificate with (`trust`); `None`: pingora's
     /// default (the system's).
     ca: Option<Arc<CaType>>,
+    /// Offer HTTP/2 in ALPN (then HTTP/1.1): only over TLS, where ALPN can negotiate it.
+    http2: bool,
+    /// Connections go through this CONNECT proxy (`outbound`); the name resolved is then
+    /// the proxy's, and the origin's name is sent to it unresolved.
+    tunnel: Option<Arc<Tunnel>>,
     resolved: RwLock<Option<(SocketAddr, Instant)>>,
 }
 
@@ -47,6 +59,8 @@ impl UpstreamTarget {
             tls,
             host_header,
             ca: None,
+            http2: false,
+            tunnel: None,
             resolved: RwLock::new(None),
         }
     }
@@ -54,6 +68,19 @@ impl UpstreamTarget {
     /// Verifies the upstream's certificate against `ca` only.
     pub fn with_ca(mut self, ca: Option<Arc<CaType>>) -> UpstreamTarget {
         self.ca = ca;
+        self
+    }
+
+    /// Offers `h2` first in ALPN when the origin is `https://`; a server that answers with
+    /// HTTP/1.1 only gets HTTP/1.1 (pingora remembers and pools either kind).
+    pub fn with_http2(mut self) -> UpstreamTarget {
+        self.http2 = self.tls;
+        self
+    }
+
+    /// Connects through `outbound`'s proxy, unless this host goes direct (`no_proxy`).
+    pub fn via(mut self, outbound: &Outbound) -> UpstreamTarget {
+        self.tunnel = outbound.tunnel_to(&self.host, self.port).map(Arc::new);
         self
     }
 
@@ -73,26 +100,39 @@ impl UpstreamTarget {
         let mut peer = HttpPeer::new(addr, self.tls, sni);
         // Verification stays on (pingora's default, and the SNI is never empty with TLS).
         peer.options.ca = self.ca.clone();
+        if self.http2 {
+            peer.options.set_http_version(2, 1);
+            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        }
+        if let Some(tunnel) = &self.tunnel {
+            // `addr` is the proxy's; the tunnel asks it for this origin by name.
+            peer.options.custom_l4 = Some(Arc::clone(tunnel) as _);
+        }
         Ok(Box::new(peer))
     }
 
+    /// The address to connect to: the origin's, or the proxy's when tunnelled.
     async fn resolve(&self) -> Result<SocketAddr> {
-        if let Ok(ip) = self.host.parse::<std::net::IpAddr>() {
-            return Ok(SocketAddr::new(ip, self.port));
+        let (host, port) = match &self.tunnel {
+            Some(t) => t.proxy_host(),
+            None => (self.host.as_str(), self.port),
+        };
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return Ok(SocketAddr::new(ip, port));
         }
         if let Some((addr, at)) = *self.resolved.read().unwrap_or_else(|p| p.into_inner()) {
             if at.elapsed() < DNS_TTL {
                 return Ok(addr);
             }
         }
-        let addr = tokio::net::lookup_host((self.host.as_str(), self.port))
+        let addr = tokio::net::lookup_host((host, port))
             .await
             .ok()
             .and_then(|mut addrs| addrs.next())
             .ok_or_else(|| {
                 Error::explain(
                     ErrorType::ConnectNoRoute,
-                    format!("cannot resolve upstream host {}", self.host),
+                    format!("cannot resolve host {host}"),
                 )
             })?;
         *self.resolved.write().unwrap_or_else(|p| p.into_inner()) = Some((addr, Instant::now()));

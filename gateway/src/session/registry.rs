@@ -349,6 +349,7 @@ backend = "memory"
             TokenEndpoint::new(
                 &config.spotify,
                 &crate::trust::Trust::load(None).expect("roots"),
+                &crate::outbound::Outbound::default(),
                 metrics.clone(),
             )
             .expect("endpoint"),

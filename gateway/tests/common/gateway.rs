@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{wait_until_explained, Deadline, GatewayConfig, Ports, CLIENT_SECRET, SESSION_SECRET};
+use super::{
+    wait_until_explained, Deadline, GatewayConfig, Ports, CLIENT_SECRET, PROXY_CREDENTIALS,
+    SESSION_SECRET,
+};
 
 /// How long a gateway may take to report ready before a test gives up.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -79,6 +82,7 @@ impl Gateway {
             .arg(&self.config_path)
             .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
             .env("TEST_SESSION_SECRET", SESSION_SECRET)
+            .env("TEST_PROXY_CREDENTIALS", PROXY_CREDENTIALS)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(log)

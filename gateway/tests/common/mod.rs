@@ -18,6 +18,7 @@
 //! - `gateway.rs`: the gateway process ([`Gateway`]).
 //! - `mock.rs`: the mock Spotify's config and controls; `apps.rs`: the apps behind the public
 //!   listener; `http.rs`: browsers, logins and raw requests; `redis.rs`: a real redis-server;
+//!   `proxy.rs`: a real CONNECT proxy (tinyproxy);
 //!   `wait.rs`: [`wait_until`].
 //!
 //! Nothing here names a path of the gateway library: the few tests that use it (store_backends.rs,
@@ -29,6 +30,7 @@ mod config;
 mod gateway;
 mod http;
 mod mock;
+mod proxy;
 mod redis;
 mod stack;
 mod wait;
@@ -42,12 +44,16 @@ pub use config::*;
 pub use gateway::*;
 pub use http::*;
 pub use mock::*;
+pub use proxy::*;
 pub use redis::*;
 pub use stack::*;
 pub use wait::*;
 
 pub const CLIENT_ID: &str = "test-client-id";
 pub const CLIENT_SECRET: &str = "test-client-secret-do-not-log";
+/// `user:password` for the tests' CONNECT proxy (`TEST_PROXY_CREDENTIALS` in the gateway's
+/// environment, for `spotify.proxy_credentials_env`).
+pub const PROXY_CREDENTIALS: &str = "gateway:proxy-password-do-not-log";
 pub const SESSION_SECRET: &str = "test-session-secret-0123456789abcdef-0123";
 
 /// A loopback port nobody listens on right now, never handed out twice in this process.

@@ -77,10 +77,16 @@ async fn main() -> Result<()> {
 
 /// Logs `user` in through the gateway, approving at the demo's mock Spotify.
 async fn sign_in(public: &str, user: &str) -> Result<()> {
-    let browser = reqwest::Client::builder()
+    let mut browser = reqwest::Client::builder()
         .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+        .redirect(reqwest::redirect::Policy::none());
+    // `spotify-gateway demo --tls`: the browser must trust the mock Spotify's test CA, as it
+    // trusts Spotify's real certificate.
+    if let Ok(ca) = std::env::var("DEMO_CA_FILE") {
+        let pem = std::fs::read(&ca).map_err(|e| format!("DEMO_CA_FILE {ca}: {e}"))?;
+        browser = browser.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+    }
+    let browser = browser.build()?;
     let login = browser.get(format!("{public}/auth/login")).send().await?;
     let authorize = location(&login)?;
     let consent = browser

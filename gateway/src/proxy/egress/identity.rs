@@ -132,6 +132,7 @@ pub async fn user_token(gw: &Gateway, user: &Arc<LiveSession>) -> Result<AccessT
         SessionError::Token(TokenError::Tls { host, reason }) => {
             Failure::UpstreamTls { host, reason }
         }
+        SessionError::Token(TokenError::Proxy(problem)) => Failure::OutboundProxy(problem),
         SessionError::Token(_) => Failure::CredentialsRefused(
             "Spotify refused the gateway's refresh request; the operator must check \
              spotify.client_id and the client secret",
@@ -155,6 +156,7 @@ async fn app_credential(gw: &Gateway, live: &Live) -> Result<Credential, Failure
             retry_after_secs: 1,
         }),
         Err(TokenError::Tls { host, reason }) => Err(Failure::UpstreamTls { host, reason }),
+        Err(TokenError::Proxy(problem)) => Err(Failure::OutboundProxy(problem)),
         Err(_) => Err(Failure::CredentialsRefused(
             "Spotify refused the gateway's client credentials; the operator must check \
              spotify.client_id and the client secret.",

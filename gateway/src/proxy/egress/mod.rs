@@ -30,6 +30,7 @@ pub use hygiene::upstream_headers;
 use super::respond::{self, Failure, Upstream};
 use super::{RequestInfo, UpstreamTarget};
 use crate::app::{Gateway, Live};
+use crate::outbound;
 use crate::trust::{self, TlsTarget};
 use identity::Credential;
 use links::{BodyError, LinkMap, LinkRewriter};
@@ -75,14 +76,22 @@ pub struct EgressCtx {
 
 impl EgressProxy {
     pub fn new(gw: Arc<Gateway>) -> EgressProxy {
-        let api =
-            UpstreamTarget::from_url(&gw.config.spotify.api_url).with_ca(gw.trust.pingora_ca());
+        let api = UpstreamTarget::from_url(&gw.config.spotify.api_url)
+            .with_ca(gw.trust.pingora_ca())
+            .with_http2()
+            .via(&gw.outbound);
         let origin = |u: &url::Url| u.as_str().trim_end_matches('/').to_string();
         let links = LinkMap::new(
             &format!("{}/v1/", origin(&gw.config.spotify.api_url)),
             &format!("{}/v1/", origin(&gw.config.egress.public_base_url)),
         );
-        // Each reason's series from the start, so `increase()` sees the first refusal.
+        // Each series from the start, so `increase()` sees the first event.
+        gw.metrics.upstream_connections.with_label_values(&["api"]);
+        for protocol in ["h2", "http/1.1"] {
+            gw.metrics
+                .upstream_responses
+                .with_label_values(&["api", protocol]);
+        }
         for reason in BodyError::REASONS {
             gw.metrics
                 .upstream_body_refused
@@ -110,6 +119,14 @@ impl EgressProxy {
         let host = self.api.host_header().to_string();
         trust::report(&self.gw.metrics, TlsTarget::Api, &host, reason);
         Some(Failure::UpstreamTls { host, reason })
+    }
+
+    /// A tunnel through `spotify.proxy_url` that could not be opened, as the answer that
+    /// says so; logged with what the operator can do.
+    fn proxy_failure(&self, e: &Error) -> Option<Failure> {
+        let problem = outbound::ProxyProblem::of_pingora(e)?;
+        problem.report("api", e);
+        Some(Failure::OutboundProxy(problem))
     }
 
     /// What decides whether the call is tried again.
@@ -283,6 +300,27 @@ impl ProxyHttp for EgressProxy {
         Ok(peer)
     }
 
+    /// Counts the connections opened to Spotify (a reused one, or another stream on an
+    /// HTTP/2 connection, costs no handshake).
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        _ctx: &mut EgressCtx,
+    ) -> Result<()> {
+        if !reused {
+            self.gw
+                .metrics
+                .upstream_connections
+                .with_label_values(&["api"])
+                .inc();
+        }
+        Ok(())
+    }
+
     /// Injects the token and the API host; drops the client's credentials and hop-by-hop
     /// headers (`hygiene`).
     async fn upstream_request_filter(
@@ -310,6 +348,16 @@ impl ProxyHttp for EgressProxy {
                 .with_label_values(&[LISTENER])
                 .observe(at.elapsed().as_secs_f64());
         }
+        let protocol = match upstream.version {
+            http::Version::HTTP_2 => "h2",
+            _ => "http/1.1",
+        };
+        ctx.req.upstream_protocol = Some(protocol);
+        self.gw
+            .metrics
+            .upstream_responses
+            .with_label_values(&["api", protocol])
+            .inc();
         match upstream.status.as_u16() {
             // Spotify no longer takes this token (revoked, expired early, clock skew).
             401 => {
@@ -405,8 +453,11 @@ impl ProxyHttp for EgressProxy {
         ctx: &mut EgressCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        // Another attempt meets the same certificate.
-        if trust::classify_proxy_error(&e).is_some_and(|r| r.is_certificate()) {
+        // Another attempt meets the same certificate, or the same refusal of the proxy's
+        // credentials.
+        if trust::classify_proxy_error(&e).is_some_and(|r| r.is_certificate())
+            || *e.etype() == outbound::PROXY_AUTH_REFUSED
+        {
             e.set_retry(false);
             return e;
         }
@@ -466,6 +517,7 @@ impl ProxyHttp for EgressProxy {
             .local_answer
             .take()
             .or_else(|| self.tls_failure(e))
+            .or_else(|| self.proxy_failure(e))
             .or_else(|| Failure::from_proxy_error(e, Upstream::Spotify));
         // pingora closes the connection after a failed proxy: say so in the answer, so a
         // client does not send its next request on a connection that is going away.

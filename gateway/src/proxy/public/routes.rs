@@ -133,6 +133,10 @@ impl PublicProxy {
                 logins.with_label_values(&["error"]).inc();
                 Failure::UpstreamTls { host, reason }
             }
+            Err(LoginError::Token(TokenError::Proxy(problem))) => {
+                logins.with_label_values(&["error"]).inc();
+                Failure::OutboundProxy(problem)
+            }
             Err(LoginError::Token(TokenError::Unavailable(_))) => {
                 logins.with_label_values(&["error"]).inc();
                 Failure::SpotifyUnavailable {
