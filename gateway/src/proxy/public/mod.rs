@@ -1,11 +1,13 @@
 //! The public listener: Spotify login for browsers (`routes`: `/auth/*`), the session cookie
-//! (`session::cookie`), the paths that need no session (`paths`), and the internal app behind
-//! it, which receives the user's identity headers (`identity`).
+//! (`session::cookie`), the paths that need no session (`paths`), the internal app behind
+//! it, which receives the user's identity headers (`identity`), and forward-auth for an
+//! existing ingress (`check`: `/auth/check`).
 //!
 //! ```text
 //! curl -i 'http://127.0.0.1:8080/auth/login?return_to=/'   # with `spotify-gateway demo`
 //! ```
 
+mod check;
 mod identity;
 mod paths;
 mod routes;
@@ -50,7 +52,11 @@ impl PublicProxy {
             .as_ref()
             .map(|u| UpstreamTarget::from_url(&u.url));
         let secure = gw.config.spotify.redirect_uri.scheme() == "https";
-        let cookies = Cookies::new(&gw.config.session.cookie_name, secure);
+        let cookies = Cookies::new(
+            &gw.config.session.cookie_name,
+            secure,
+            gw.config.session.cookie_domain.as_deref(),
+        );
         PublicProxy {
             gw,
             upstream,
