@@ -18,6 +18,7 @@
 //! - `gateway.rs`: the gateway process ([`Gateway`]).
 //! - `mock.rs`: the mock Spotify's config and controls; `apps.rs`: the apps behind the public
 //!   listener; `http.rs`: browsers, logins and raw requests; `redis.rs`: a real redis-server;
+//!   `ingress.rs`: real nginx and Caddy asking the gateway's `/auth/check`;
 //!   `wait.rs`: [`wait_until`].
 //!
 //! Nothing here names a path of the gateway library: the few tests that use it (store_backends.rs,
@@ -28,6 +29,7 @@ mod apps;
 mod config;
 mod gateway;
 mod http;
+mod ingress;
 mod mock;
 mod redis;
 mod stack;
@@ -41,6 +43,7 @@ pub use apps::*;
 pub use config::*;
 pub use gateway::*;
 pub use http::*;
+pub use ingress::*;
 pub use mock::*;
 pub use redis::*;
 pub use stack::*;
