@@ -136,7 +136,7 @@ impl ProxyHttp for PublicProxy {
     /// separators: 400), serves the `/auth/` routes, and decides whether the request may
     /// reach the app (a public path or a valid session).
     async fn request_filter(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<bool> {
-        ctx.req.id = super::request_id(session);
+        ctx.req.begin(session);
         let method = &session.req_header().method;
         // TRACE would echo the request back to the browser with the identity headers and the
         // assertion the gateway adds; CONNECT would make the gateway a tunnel.
@@ -180,7 +180,8 @@ impl ProxyHttp for PublicProxy {
     }
 
     /// The app sees the gateway's identity headers only, none of its cookies, and no `_`
-    /// look-alike of a framing or hop-by-hop header (`proxy::headers`).
+    /// look-alike of a framing or hop-by-hop header (`proxy::headers`); it gets the request id
+    /// and the trace context (`proxy::trace`).
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
@@ -194,7 +195,7 @@ impl ProxyHttp for PublicProxy {
             identity::insert_identity(upstream, s, &self.gw.sessions.keys())?;
         }
         upstream.insert_header("x-request-id", ctx.req.id.as_str())?;
-        Ok(())
+        ctx.req.trace.apply(upstream)
     }
 
     /// Times the app's answer.
