@@ -123,6 +123,29 @@ async fn whole_flow(kind: IngressKind) {
     assert_eq!(resp.status(), 302, "{kind:?}");
     assert_eq!(return_to_of(&location(&resp)), original, "{kind:?}");
     assert_eq!(egress_status(&s.gw, assertion).await, 401, "{kind:?}");
+
+    // A browser that still sends the ended session's cookie: the ingress passes on the
+    // gateway's Set-Cookie that clears it, with the redirect.
+    let stale = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(&original)
+        .header("accept", "text/html")
+        .header("cookie", trip.session_cookie())
+        .send()
+        .await
+        .expect("ingress");
+    assert_eq!(stale.status(), 302, "{kind:?}");
+    let cleared = stale
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        cleared.starts_with("spotify_gateway_session=;") && cleared.contains("Max-Age=0"),
+        "{kind:?}: {cleared:?}"
+    );
 }
 
 async fn forged_and_unlisted_hosts(kind: IngressKind) {
