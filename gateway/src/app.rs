@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::config::{Config, EgressConfig};
+use crate::config::{Config, EgressConfig, ForwardAuthConfig};
 use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::oauth::TokenEndpoint;
@@ -26,6 +26,8 @@ pub struct Live {
     pub log_user_id: bool,
     /// The egress rules: app token, trusted header, timeouts, retries.
     pub egress: EgressConfig,
+    /// Forward-auth's allowed hosts and trusted proxies; `None`: `/auth/check` is off.
+    pub forward_auth: Option<ForwardAuthConfig>,
 }
 
 impl Live {
@@ -40,6 +42,7 @@ impl Live {
             log_level: config.server.log_level.clone(),
             log_user_id: config.server.log_user_id,
             egress: config.egress.clone(),
+            forward_auth: config.forward_auth.clone(),
         }
     }
 }

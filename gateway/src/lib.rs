@@ -3,7 +3,7 @@
 //! ARCHITECTURE.md at the repository root is the map; in short: `app` wires the parts that
 //! `server` runs as pingora services; `config` loads and validates; `oauth` talks to Spotify's
 //! token endpoint; `session` keeps logins and sessions, `store` persists them, `tokens`
-//! refreshes them; `trust` is the one set of roots both clients to Spotify use; `proxy` holds the public and egress listeners; `admin` serves metrics and
+//! refreshes them; `trust` is the one set of roots both clients to Spotify use; `host` the one `host[:port]` grammar; `proxy` holds the public and egress listeners; `admin` serves metrics and
 //! probes; `demo` (cargo feature `demo`) embeds the mock Spotify.
 
 pub mod admin;
@@ -15,6 +15,7 @@ pub mod config;
 pub mod crypto;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod host;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;

@@ -8,8 +8,8 @@
 //! waiting for a restart. Nothing changes silently.
 
 use crate::config::{
-    Config, EgressConfig, ListenConfig, ServerSettings, SessionConfig, SpotifyConfig,
-    UpstreamConfig,
+    Config, EgressConfig, ForwardAuthConfig, ListenConfig, ServerSettings, SessionConfig,
+    SpotifyConfig, UpstreamConfig,
 };
 
 /// How a changed key takes effect.
@@ -80,6 +80,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         session,
         store,
         egress,
+        forward_auth,
     } = old;
     let mut out = Vec::new();
     compare!(out, "spotify", SpotifyConfig, spotify, new.spotify, {
@@ -129,6 +130,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         secret: Live,
         previous_secret: Live,
         lifetime: Restart,
+        cookie_domain: Restart,
     });
     if *store != new.store {
         out.push(Change {
@@ -146,6 +148,20 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         total_timeout: Live,
         max_retries: Live,
     });
+    match (forward_auth, &new.forward_auth) {
+        (Some(old_fa), Some(new_fa)) => {
+            compare!(out, "forward_auth", ForwardAuthConfig, old_fa, new_fa, {
+                allowed_hosts: Live,
+                trusted_proxies: Live,
+            })
+        }
+        (None, None) => {}
+        // `/auth/check` reads the live settings per request: turning it on or off is live too.
+        _ => out.push(Change {
+            key: "forward_auth",
+            effect: Effect::Live,
+        }),
+    }
     out
 }
 
@@ -213,6 +229,11 @@ mod tests {
                 "[session]",
                 "[server]\nthreads = 4\n[session]",
                 change("server.threads", Restart),
+            ),
+            (
+                "[session]",
+                "[forward_auth]\nallowed_hosts = [\"a.example\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\n[session]",
+                change("forward_auth", Live),
             ),
             (
                 "scopes = [\"user-read-email\"]",

@@ -154,6 +154,18 @@ async fn logs_at_trace_level_carry_no_secret() {
     }
     assert!(secrets.len() >= 8, "collected {} secrets", secrets.len());
 
+    // The access line is written after the answer (pingora's `logging` phase): under load the
+    // last one may land a moment after the client has its answer.
+    let access_lines = |log: &str| {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["target"] == "access")
+            .count()
+    };
+    s.gw.wait_until(Duration::from_secs(5), "7 access lines", || async {
+        access_lines(&s.gw.log()) >= 7
+    })
+    .await;
     let log = s.gw.log();
     assert!(log.lines().count() > 20, "trace output expected:\n{log}");
     for secret in &secrets {

@@ -145,3 +145,41 @@ async fn a_session_secret_rotation_applies_live_and_keeps_old_sessions() {
     assert_eq!(status, 200, "{info}");
     assert_eq!(info["user_id"], "bob");
 }
+
+/// `/auth/check` for `host` from loopback, without a session: its status.
+async fn check_status(s: &Stack, host: &str) -> u16 {
+    s.http
+        .get(format!("{}/auth/check", s.gw.public_url()))
+        .header("x-forwarded-host", host)
+        .header("x-forwarded-uri", "/")
+        .send()
+        .await
+        .expect("check")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_hosts_change_live_and_forward_auth_turns_off_live() {
+    let s = Stack::builder()
+        .forward_auth(&["a.test"], &["127.0.0.1/32"])
+        .start()
+        .await;
+    assert_eq!(check_status(&s, "a.test").await, 401);
+    assert_eq!(check_status(&s, "b.test").await, 403);
+    let more = s.gw.config().edit(|doc| {
+        doc["forward_auth"]["allowed_hosts"] =
+            toml_edit::value(toml_edit::Array::from_iter(["a.test", "b.test"]));
+    });
+    reload(&s, &more, 1).await;
+    assert!(
+        s.gw.log().contains("forward_auth.allowed_hosts"),
+        "the reload names the key"
+    );
+    assert_eq!(check_status(&s, "b.test").await, 401);
+    let off = s.gw.config().edit(|doc| {
+        doc.remove("forward_auth");
+    });
+    reload(&s, &off, 2).await;
+    assert_eq!(check_status(&s, "a.test").await, 404);
+}

@@ -18,6 +18,7 @@ pub(super) struct FileConfig {
     pub(super) store: FileStore,
     #[serde(default)]
     pub(super) egress: FileEgress,
+    pub(super) forward_auth: Option<FileForwardAuth>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +104,7 @@ pub(super) struct FileSession {
     pub(super) previous_secret_file: Option<String>,
     #[serde(default = "default_lifetime")]
     pub(super) lifetime: String,
+    pub(super) cookie_domain: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +144,15 @@ pub(super) struct FileEgress {
     pub(super) read_timeout: Option<String>,
     pub(super) total_timeout: Option<String>,
     pub(super) max_retries: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileForwardAuth {
+    #[serde(default)]
+    pub(super) allowed_hosts: Vec<String>,
+    #[serde(default)]
+    pub(super) trusted_proxies: Vec<String>,
 }
 
 /// Declares the functions serde calls for a key's default (`#[serde(default = "...")]`

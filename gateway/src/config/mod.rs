@@ -45,6 +45,8 @@ pub struct Config {
     pub session: SessionConfig,
     pub store: StoreConfig,
     pub egress: EgressConfig,
+    /// `[forward_auth]`: `/auth/check` answers an existing ingress; `None` turns it off.
+    pub forward_auth: Option<ForwardAuthConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -199,6 +201,42 @@ pub struct SessionConfig {
     pub previous_secret: Option<Secret>,
     #[serde(serialize_with = "ser_duration")]
     pub lifetime: Duration,
+    /// `Domain` of the session cookie, so one sign-in covers every host under it (the
+    /// `__Host-` prefix is then `__Secure-`); `None`: the cookie stays on the login's host.
+    pub cookie_domain: Option<String>,
+}
+
+/// `[forward_auth]`: the ingresses `/auth/check` answers and the hosts it may send a
+/// browser back to.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ForwardAuthConfig {
+    /// The hosts (`host[:port]`) whose URLs the login may return to; nothing else.
+    pub allowed_hosts: Vec<AllowedHost>,
+    /// The peers whose `X-Forwarded-*`/`X-Original-*` headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// One `forward_auth.allowed_hosts` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowedHost(pub crate::host::HostPort);
+
+impl Serialize for AllowedHost {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl ForwardAuthConfig {
+    /// Whether `host` (for a URL with `scheme`) is one of the allowed hosts.
+    pub fn allows_host(&self, host: &crate::host::HostPort, scheme: &str) -> bool {
+        self.allowed_hosts.iter().any(|a| a.0.matches(host, scheme))
+    }
+
+    /// Whether a request from `peer` may tell the gateway about the original request.
+    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -523,6 +561,84 @@ secret_env = "SESSION_SECRET"
         // Without the trusted header, any address is fine.
         let text = format!("{GOOD}\n[listen]\negress = \"0.0.0.0:8081\"\n");
         assert!(Config::parse(&text, "t", &env).is_ok());
+    }
+
+    #[test]
+    fn forward_auth_mistakes_name_the_key() {
+        let with = |table: &str| format!("{GOOD}\n[forward_auth]\n{table}");
+        let ok = with("allowed_hosts = [\"App.Example.com\", \"127.0.0.1:8443\"]\ntrusted_proxies = [\"10.1.2.3/8\", \"::1\"]\n");
+        let c = Config::parse(&ok, "t", &env).expect("valid");
+        let fa = c.forward_auth.expect("on");
+        assert_eq!(fa.allowed_hosts[0].0.to_string(), "app.example.com");
+        assert_eq!(fa.trusted_proxies[0].to_string(), "10.0.0.0/8");
+        assert_eq!(fa.trusted_proxies[1].to_string(), "::1/128");
+        assert!(Config::parse(GOOD, "t", &env)
+            .expect("valid")
+            .forward_auth
+            .is_none());
+        for (table, key, needle) in [
+            (
+                "trusted_proxies = [\"10.0.0.0/8\"]\n",
+                "forward_auth.allowed_hosts",
+                "list the hosts",
+            ),
+            (
+                "allowed_hosts = [\"a.example\"]\n",
+                "forward_auth.trusted_proxies",
+                "CIDR",
+            ),
+            (
+                "allowed_hosts = [\"https://a.example\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+                "forward_auth.allowed_hosts",
+                "https://a.example",
+            ),
+            (
+                "allowed_hosts = [\"a.example@b.example\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+                "forward_auth.allowed_hosts",
+                "optionally with a port",
+            ),
+            (
+                "allowed_hosts = [\"a.example\"]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+                "forward_auth.trusted_proxies",
+                "10.0.0.0/33",
+            ),
+            (
+                "allowed_hosts = [\"a.example\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\ncolour = 1\n",
+                "forward_auth.colour",
+                "unknown field",
+            ),
+        ] {
+            let i = issues(&with(table));
+            assert_eq!(i[0].key, key, "{table}");
+            assert!(i[0].message.contains(needle), "{table}: {}", i[0].message);
+            // A key that is there is found on its line; a missing one has none.
+            let present = table.contains(key.trim_start_matches("forward_auth."));
+            assert_eq!(i[0].line.is_some(), present, "{table}");
+        }
+    }
+
+    #[test]
+    fn cookie_domain_must_cover_the_login_host() {
+        let https = GOOD.replace(
+            "http://127.0.0.1:8080/auth/callback",
+            "https://auth.example.com/auth/callback",
+        );
+        let with =
+            |d: &str| https.replace("[session]", &format!("[session]\ncookie_domain = {d:?}"));
+        let c = Config::parse(&with("Example.com"), "t", &env).expect("valid");
+        assert_eq!(c.session.cookie_domain.as_deref(), Some("example.com"));
+        for (domain, needle) in [
+            (".example.com", "leading dot"),
+            ("example.com:443", "without a port"),
+            ("192.0.2.1", "IP address"),
+            ("com", "two labels"),
+            ("other.example", "does not cover \"auth.example.com\""),
+            ("ex ample.com", "not a host name"),
+        ] {
+            let i = issues(&with(domain));
+            assert_eq!(i[0].key, "session.cookie_domain", "{domain}");
+            assert!(i[0].message.contains(needle), "{domain}: {}", i[0].message);
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ impl Validator<'_> {
             session,
             store,
             egress,
+            forward_auth,
         } = file;
         let listen = self.listen(listen);
         let spotify = self.spotify(spotify);
@@ -40,6 +41,10 @@ impl Validator<'_> {
         let session = self.session(session);
         let store = self.store(store);
         let egress = listen.as_ref().and_then(|l| self.egress(egress, l.egress));
+        let forward_auth = match forward_auth {
+            Some(f) => Some(self.forward_auth(f)?),
+            None => None,
+        };
         let config = Config {
             spotify: spotify?,
             listen: listen?,
@@ -48,12 +53,29 @@ impl Validator<'_> {
             session: session?,
             store: store?,
             egress: egress?,
+            forward_auth,
         };
         self.cross_checks(&config);
         Some(config)
     }
 
     fn cross_checks(&mut self, c: &Config) {
+        // Browsers refuse a `Domain` that does not cover the host setting the cookie: the
+        // callback on the redirect URI's host.
+        if let (Some(domain), Some(host)) =
+            (&c.session.cookie_domain, c.spotify.redirect_uri.host_str())
+        {
+            let host = host.to_ascii_lowercase();
+            if host != *domain && !host.ends_with(&format!(".{domain}")) {
+                self.issue(
+                    "session.cookie_domain",
+                    format!(
+                        "{domain:?} does not cover {host:?}, the host of spotify.redirect_uri \
+                         where the session cookie is set; browsers would refuse the cookie"
+                    ),
+                );
+            }
+        }
         if c.spotify.client_secret.is_none() {
             if c.spotify.flow == Flow::AuthorizationCode {
                 self.issue(
@@ -419,6 +441,7 @@ impl Validator<'_> {
             previous_secret_env,
             previous_secret_file,
             lifetime,
+            cookie_domain,
         } = s;
         let valid_name = !cookie_name.is_empty()
             && cookie_name
@@ -464,11 +487,52 @@ impl Validator<'_> {
         if lifetime.is_some_and(|l| l < Duration::from_secs(60)) {
             self.issue("session.lifetime", "must be at least 1 minute");
         }
+        let cookie_domain = match cookie_domain {
+            Some(d) => Some(self.cookie_domain("session.cookie_domain", &d)?),
+            None => None,
+        };
         Some(SessionConfig {
             cookie_name,
             secret: secret?,
             previous_secret,
             lifetime: lifetime?,
+            cookie_domain,
+        })
+    }
+
+    fn forward_auth(&mut self, f: FileForwardAuth) -> Option<ForwardAuthConfig> {
+        let FileForwardAuth {
+            allowed_hosts,
+            trusted_proxies,
+        } = f;
+        if allowed_hosts.is_empty() {
+            self.issue(
+                "forward_auth.allowed_hosts",
+                "list the hosts behind the ingress, such as [\"app.example.com\"]: the login \
+                 returns only to these",
+            );
+        }
+        if trusted_proxies.is_empty() {
+            self.issue(
+                "forward_auth.trusted_proxies",
+                "list the ingress's addresses as CIDRs, such as [\"10.0.0.0/8\"]: \
+                 /auth/check answers only them",
+            );
+        }
+        let hosts: Vec<_> = allowed_hosts
+            .iter()
+            .map(|h| self.allowed_host("forward_auth.allowed_hosts", h))
+            .collect();
+        let proxies: Vec<_> = trusted_proxies
+            .iter()
+            .map(|p| self.cidr("forward_auth.trusted_proxies", p))
+            .collect();
+        if allowed_hosts.is_empty() || trusted_proxies.is_empty() {
+            return None;
+        }
+        Some(ForwardAuthConfig {
+            allowed_hosts: hosts.into_iter().collect::<Option<_>>()?,
+            trusted_proxies: proxies.into_iter().collect::<Option<_>>()?,
         })
     }
 

@@ -2,13 +2,16 @@
 //! env or file), socket addresses, URLs (plain http only to loopback where secrets travel),
 //! durations and CA files. Each reports a problem under its key and returns `None`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
 use std::time::Duration;
 
 use url::Url;
 
 use super::errors::{line_of, locate, ConfigIssue};
-use super::CaFile;
+use super::{AllowedHost, CaFile};
+use crate::host::HostPort;
 use crate::secret::{Secret, SecretSource};
 
 /// Collects every problem of one config text, each with its key and line.
@@ -145,6 +148,69 @@ impl Validator<'_> {
 }
 
 impl Validator<'_> {
+    /// One `forward_auth.allowed_hosts` entry: `host` or `host:port` (`crate::host`).
+    pub(super) fn allowed_host(&mut self, key: &str, value: &str) -> Option<AllowedHost> {
+        match HostPort::parse(value) {
+            Ok(h) => Some(AllowedHost(h)),
+            Err(why) => {
+                self.issue(
+                    key,
+                    format!(
+                        "{value:?} {why}; write a host name or address, optionally with a \
+                         port, such as \"app.example.com\" or \"127.0.0.1:8443\""
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A network in CIDR notation; a bare address is that one address.
+    pub(super) fn cidr(&mut self, key: &str, value: &str) -> Option<IpNet> {
+        let parsed = value
+            .parse::<IpNet>()
+            .or_else(|_| value.parse::<IpAddr>().map(IpNet::from));
+        match parsed {
+            Ok(net) => Some(net.trunc()),
+            Err(_) => {
+                self.issue(
+                    key,
+                    format!(
+                        "{value:?} is not a network such as \"10.0.0.0/8\", \"192.0.2.7\" or \
+                         \"fd00::/8\""
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `session.cookie_domain`: a host name (not an address), lowercase, without the leading
+    /// dot old browsers wanted.
+    pub(super) fn cookie_domain(&mut self, key: &str, value: &str) -> Option<String> {
+        let why = match HostPort::parse(value) {
+            _ if value.starts_with('.') => Some("write it without the leading dot"),
+            Ok(h) if h.port.is_some() => Some("is a domain, without a port"),
+            Ok(h) if h.host.starts_with('[') || h.host.parse::<IpAddr>().is_ok() => {
+                Some("must be a domain name: browsers take no Domain on an IP address")
+            }
+            Ok(h) if !h.host.contains('.') => {
+                Some("must have at least two labels, such as \"example.com\"")
+            }
+            Ok(h) => return Some(h.host),
+            Err(why) => Some(why),
+        };
+        self.issue(
+            key,
+            format!(
+                "{value:?}: {}; for example \"example.com\" to cover app.example.com and \
+                 auth.example.com",
+                why.unwrap_or_default()
+            ),
+        );
+        None
+    }
+
     /// A PEM bundle of CA certificates: it must exist, be readable and hold at least one
     /// certificate a client can trust.
     pub(super) fn ca_file(&mut self, key: &str, path: &str) -> Option<CaFile> {

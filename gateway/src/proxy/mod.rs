@@ -1,8 +1,8 @@
 //! The two proxy listeners (pingora `ProxyHttp`): `public` (login, sessions, identity to the
 //! internal app) and `egress` (internal apps to Spotify's Web API), and what they share: the
 //! upstream address (`upstream`), the one failure-to-answer mapping (`respond`), the one path
-//! rule (`path_rule`), the headers dropped on the way upstream (`headers`), request ids and the
-//! access record.
+//! rule (`path_rule`), the headers dropped on the way upstream (`headers`), request ids, trace
+//! context (`trace`) and the access record.
 //!
 //! Phase order is pingora's (docs/user_guide/phase.md): `request_filter` answers locally or
 //! picks the token, `upstream_peer` picks the address, `upstream_request_filter` rewrites the
@@ -13,6 +13,7 @@ pub mod headers;
 pub mod path_rule;
 pub mod public;
 pub mod respond;
+pub mod trace;
 pub mod upstream;
 
 use std::time::Instant;
@@ -61,13 +62,14 @@ pub fn request_summary(session: &Session) -> String {
 }
 
 /// What both listeners know of every request from its first phase: when it started, its
-/// route label and its request id.
+/// route label, its request id and its trace.
 pub struct RequestInfo {
     pub started: Instant,
     pub route: &'static str,
     pub id: String,
     /// The HTTP version the upstream answered with (`h2`, `http/1.1`), once it has.
     pub upstream_protocol: Option<&'static str>,
+    pub trace: trace::TraceContext,
 }
 
 impl Default for RequestInfo {
@@ -77,11 +79,18 @@ impl Default for RequestInfo {
             route: "unmatched",
             id: String::new(),
             upstream_protocol: None,
+            trace: trace::TraceContext::default(),
         }
     }
 }
 
 impl RequestInfo {
+    /// The first phase: the request id and the trace context from the client's headers.
+    pub fn begin(&mut self, session: &Session) {
+        self.id = request_id(session);
+        self.trace = trace::TraceContext::of(session.req_header());
+    }
+
     /// The `logging` phase: metrics and one access log line. `user` is the session the
     /// request acted for; its user id is logged only where configured.
     pub fn record(
@@ -101,6 +110,7 @@ impl RequestInfo {
             target: "access",
             listener,
             request_id = %self.id,
+            trace_id = %self.trace.trace_id(),
             method = %session.req_header().method,
             route = self.route,
             status,

@@ -42,6 +42,12 @@ pub enum Failure {
     },
     /// The call names no identity the gateway accepts (401).
     Unauthorized(&'static str),
+    /// Refused whoever asks (403); `code` says why (forward-auth: `untrusted_proxy`,
+    /// `host_not_allowed`).
+    Forbidden {
+        code: &'static str,
+        message: &'static str,
+    },
     /// The user's session has ended: sign in again (401, `SESSION_ENDED`, with the login URL).
     SessionEnded,
     /// Spotify's rate limit is cooling down (429 with `Retry-After`).
@@ -72,6 +78,7 @@ impl Failure {
         match self {
             Failure::BadRequest(_) | Failure::InvalidReturnTo | Failure::LoginFailed { .. } => 400,
             Failure::NotFound(_) => 404,
+            Failure::Forbidden { .. } => 403,
             Failure::MethodNotAllowed { .. } => 405,
             Failure::Unauthorized(_) | Failure::SessionEnded => 401,
             Failure::RateLimited { .. } => 429,
@@ -91,6 +98,7 @@ impl Failure {
             Failure::InvalidReturnTo => "invalid_return_to",
             Failure::LoginFailed { code, .. } => code,
             Failure::NotFound(_) => "not_found",
+            Failure::Forbidden { code, .. } => code,
             Failure::MethodNotAllowed { .. } => "method_not_allowed",
             Failure::Unauthorized(_) => "unauthenticated",
             Failure::SessionEnded => "session_ended",
@@ -110,11 +118,13 @@ impl Failure {
             Failure::BadRequest(m) | Failure::MethodNotAllowed { message: m, .. } => {
                 Cow::Borrowed(m)
             }
-            Failure::InvalidReturnTo => {
-                "return_to must be a path on this site, such as /app".into()
-            }
+            Failure::InvalidReturnTo => "return_to must be a path on this site, such as /app, or \
+                                         (with forward-auth) a URL on a host in \
+                                         forward_auth.allowed_hosts"
+                .into(),
             Failure::LoginFailed { message, .. } => Cow::Borrowed(message),
             Failure::NotFound(m)
+            | Failure::Forbidden { message: m, .. }
             | Failure::Unauthorized(m)
             | Failure::CredentialsRefused(m)
             | Failure::DeadlinePassed(m)
@@ -385,6 +395,14 @@ mod tests {
             (Failure::BadRequest("x".into()), 400, None),
             (Failure::InvalidReturnTo, 400, None),
             (Failure::NotFound("x"), 404, None),
+            (
+                Failure::Forbidden {
+                    code: "host_not_allowed",
+                    message: "x",
+                },
+                403,
+                None,
+            ),
             (Failure::Unauthorized("x"), 401, None),
             (Failure::SessionEnded, 401, None),
             (

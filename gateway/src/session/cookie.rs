@@ -1,4 +1,5 @@
-//! The gateway's cookies in one place: their names (with the `__Host-` prefix over https),
+//! The gateway's cookies in one place: their names (with the `__Host-` prefix over https, or
+//! `__Secure-` for a session cookie shared by the hosts under `session.cookie_domain`),
 //! their attributes, reading them from a request, and removing them before a request reaches
 //! the internal app. Their values are sealed by `crypto` (see `Sessions::finish_login`).
 
@@ -6,34 +7,51 @@ use pingora::http::RequestHeader;
 use pingora::prelude::*;
 
 /// Cookie names and attributes. Over https the names get the `__Host-` prefix, which
-/// browsers only accept with `Secure`, `Path=/` and no `Domain`.
+/// browsers only accept with `Secure`, `Path=/` and no `Domain`. A session cookie with a
+/// `Domain` (`session.cookie_domain`) cannot have it, and gets `__Secure-` instead (`Secure`
+/// required, `Domain` allowed). The login cookie never leaves the login's host.
 pub struct Cookies {
     /// The session cookie (sealed session id).
     pub session: String,
     /// The short-lived login cookie (sealed state) between `/auth/login` and the callback.
     pub login: String,
     secure: bool,
+    /// `Domain` of the session cookie.
+    domain: Option<String>,
 }
 
 impl Cookies {
-    /// `base` is `session.cookie_name`; `secure` is whether the public origin is https.
-    pub fn new(base: &str, secure: bool) -> Cookies {
-        let session = if secure {
+    /// `base` is `session.cookie_name`; `secure` is whether the public origin is https;
+    /// `domain` is `session.cookie_domain`.
+    pub fn new(base: &str, secure: bool, domain: Option<&str>) -> Cookies {
+        let host_only = if secure {
             format!("__Host-{base}")
         } else {
             base.to_string()
         };
+        let session = match (secure, domain) {
+            (true, Some(_)) => format!("__Secure-{base}"),
+            _ => host_only.clone(),
+        };
         Cookies {
-            login: format!("{session}-login"),
+            login: format!("{host_only}-login"),
             session,
             secure,
+            domain: domain.map(str::to_string),
         }
     }
 
-    /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, and `Secure` over https.
+    /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, `Secure` over https, and the
+    /// configured `Domain` on the session cookie.
     pub fn set(&self, name: &str, value: &str, max_age_secs: u64) -> String {
         let secure = if self.secure { "; Secure" } else { "" };
-        format!("{name}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}")
+        let domain = match &self.domain {
+            Some(d) if name == self.session => format!("; Domain={d}"),
+            _ => String::new(),
+        };
+        format!(
+            "{name}={value}; Path=/; Max-Age={max_age_secs}{domain}; HttpOnly; SameSite=Lax{secure}"
+        )
     }
 
     /// A `Set-Cookie` value that removes the cookie.
@@ -76,4 +94,41 @@ pub fn value(req: &RequestHeader, name: &str) -> Option<String> {
         .filter_map(|c| c.ok())
         .find(|c| c.name() == name)
         .map(|c| c.value().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cookies;
+
+    #[test]
+    fn the_host_prefix_goes_only_with_a_domain_and_secure_stays() {
+        let host_only = Cookies::new("sg", true, None);
+        assert_eq!(host_only.session, "__Host-sg");
+        assert_eq!(host_only.login, "__Host-sg-login");
+        let v = host_only.set(&host_only.session, "v", 60);
+        assert!(v.contains("; Secure") && !v.contains("Domain"), "{v}");
+
+        let shared = Cookies::new("sg", true, Some("example.com"));
+        assert_eq!(shared.session, "__Secure-sg");
+        assert_eq!(
+            shared.login, "__Host-sg-login",
+            "the login cookie stays host-only"
+        );
+        let v = shared.set(&shared.session, "v", 60);
+        assert!(
+            v.contains("; Domain=example.com") && v.contains("; Secure"),
+            "{v}"
+        );
+        let login = shared.set(&shared.login, "v", 60);
+        assert!(!login.contains("Domain"), "{login}");
+        let cleared = shared.clear(&shared.session);
+        assert!(
+            cleared.contains("Max-Age=0; Domain=example.com"),
+            "{cleared}"
+        );
+
+        let plain = Cookies::new("sg", false, Some("example.com"));
+        assert_eq!(plain.session, "sg");
+        assert!(!plain.set(&plain.session, "v", 1).contains("Secure"));
+    }
 }

@@ -62,12 +62,18 @@ pub async fn login(
     user: &str,
     return_to: &str,
 ) -> LoginTrip {
-    let resp = browser
-        .get(format!("{}/auth/login", gw.public_url()))
-        .query(&[("return_to", return_to)])
-        .send()
-        .await
-        .expect("login");
+    let mut login_url =
+        reqwest::Url::parse(&format!("{}/auth/login", gw.public_url())).expect("login url");
+    login_url
+        .query_pairs_mut()
+        .append_pair("return_to", return_to);
+    login_from(browser, login_url.as_str(), user).await
+}
+
+/// A whole login from `login_url` (the gateway's `/auth/login...`, as a redirect gave it),
+/// approving as `user` at the mock.
+pub async fn login_from(browser: &reqwest::Client, login_url: &str, user: &str) -> LoginTrip {
+    let resp = browser.get(login_url).send().await.expect("login");
     assert_eq!(resp.status(), 302, "login should redirect to Spotify");
     let authorize_url = location(&resp);
     let resp = browser

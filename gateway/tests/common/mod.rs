@@ -19,6 +19,7 @@
 //! - `mock.rs`: the mock Spotify's config and controls; `apps.rs`: the apps behind the public
 //!   listener; `http.rs`: browsers, logins and raw requests; `redis.rs`: a real redis-server;
 //!   `proxy.rs`: a real CONNECT proxy (tinyproxy);
+//!   `ingress.rs`: real nginx and Caddy asking the gateway's `/auth/check`;
 //!   `wait.rs`: [`wait_until`].
 //!
 //! Nothing here names a path of the gateway library: the few tests that use it (store_backends.rs,
@@ -29,6 +30,7 @@ mod apps;
 mod config;
 mod gateway;
 mod http;
+mod ingress;
 mod mock;
 mod proxy;
 mod redis;
@@ -43,6 +45,7 @@ pub use apps::*;
 pub use config::*;
 pub use gateway::*;
 pub use http::*;
+pub use ingress::*;
 pub use mock::*;
 pub use proxy::*;
 pub use redis::*;

@@ -186,6 +186,19 @@ impl StackBuilder {
         self
     }
 
+    /// Turns forward-auth on: `[forward_auth]` with these `allowed_hosts` and
+    /// `trusted_proxies`.
+    pub fn forward_auth(self, hosts: &[&str], proxies: &[&str]) -> StackBuilder {
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        let proxies: Vec<String> = proxies.iter().map(|p| p.to_string()).collect();
+        self.edit(move |doc| {
+            let mut table = toml_edit::Table::new();
+            table["allowed_hosts"] = toml_edit::value(toml_edit::Array::from_iter(&hosts));
+            table["trusted_proxies"] = toml_edit::value(toml_edit::Array::from_iter(&proxies));
+            doc["forward_auth"] = toml_edit::Item::Table(table);
+        })
+    }
+
     /// The app behind the public listener (default: none).
     pub fn app(mut self, app: App) -> StackBuilder {
         self.app = app;

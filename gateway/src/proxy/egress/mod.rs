@@ -216,7 +216,7 @@ impl ProxyHttp for EgressProxy {
     /// Refuses what may not carry a token (method, target), answers 429 during a cool-down,
     /// and picks the credential: the user's token (refreshed if needed) or the app token.
     async fn request_filter(&self, session: &mut Session, ctx: &mut EgressCtx) -> Result<bool> {
-        ctx.req.id = super::request_id(session);
+        ctx.req.begin(session);
         let req = session.req_header();
         ctx.req.route = match target::check(&req.method, req.raw_path(), &req.uri) {
             Ok(route) => route,
@@ -322,7 +322,7 @@ impl ProxyHttp for EgressProxy {
     }
 
     /// Injects the token and the API host; drops the client's credentials and hop-by-hop
-    /// headers (`hygiene`).
+    /// headers (`hygiene`); passes the trace context on (`trace`).
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
@@ -330,7 +330,8 @@ impl ProxyHttp for EgressProxy {
         ctx: &mut EgressCtx,
     ) -> Result<()> {
         let bearer = ctx.credential.as_ref().map(Credential::bearer);
-        upstream_headers(upstream, bearer, self.api.host_header(), &ctx.req.id)
+        upstream_headers(upstream, bearer, self.api.host_header(), &ctx.req.id)?;
+        ctx.req.trace.apply(upstream)
     }
 
     /// Reads Spotify's status: 401 → refresh and retry once; 429 → cool-down; 502–504 →

@@ -1,6 +1,10 @@
 //! The identity the internal app receives: whatever a client sent in the identity headers is
 //! dropped (with its `_` look-alikes), then the gateway sets `X-Spotify-User-Id`,
 //! `X-Spotify-Scopes` and the signed `X-Gateway-User` for the session.
+//!
+//! [`identity_headers`] is the one list of them: the app behind the public listener gets it
+//! on the request, and forward-auth (`check`) answers an ingress with it, so a header added
+//! here reaches both.
 
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -18,16 +22,29 @@ pub fn strip_client_identity(upstream: &mut RequestHeader) {
     });
 }
 
-/// Sets the session's identity headers and a fresh assertion naming the session.
+/// The session's identity headers, names and values, with a fresh assertion naming the
+/// session.
+pub fn identity_headers(session: &LiveSession, keys: &Keyring) -> Vec<(&'static str, String)> {
+    session.with_record(|r| {
+        vec![
+            ("x-spotify-user-id", r.user_id.clone()),
+            ("x-spotify-scopes", r.scopes.as_str().to_string()),
+            (
+                "x-gateway-user",
+                crate::assertion::issue(keys, &r.user_id, &session.key),
+            ),
+        ]
+    })
+}
+
+/// Sets the session's identity headers ([`identity_headers`]) on the request to the app.
 pub fn insert_identity(
     upstream: &mut RequestHeader,
     session: &LiveSession,
     keys: &Keyring,
 ) -> Result<()> {
-    session.with_record(|r| -> Result<()> {
-        upstream.insert_header("x-spotify-user-id", r.user_id.as_str())?;
-        upstream.insert_header("x-spotify-scopes", r.scopes.as_str())?;
-        let assertion = crate::assertion::issue(keys, &r.user_id, &session.key);
-        upstream.insert_header("x-gateway-user", assertion)
-    })
+    for (name, value) in identity_headers(session, keys) {
+        upstream.insert_header(name, value)?;
+    }
+    Ok(())
 }

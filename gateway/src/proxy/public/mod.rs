@@ -1,11 +1,13 @@
 //! The public listener: Spotify login for browsers (`routes`: `/auth/*`), the session cookie
-//! (`session::cookie`), the paths that need no session (`paths`), and the internal app behind
-//! it, which receives the user's identity headers (`identity`).
+//! (`session::cookie`), the paths that need no session (`paths`), the internal app behind
+//! it, which receives the user's identity headers (`identity`), and forward-auth for an
+//! existing ingress (`check`: `/auth/check`).
 //!
 //! ```text
 //! curl -i 'http://127.0.0.1:8080/auth/login?return_to=/'   # with `spotify-gateway demo`
 //! ```
 
+mod check;
 mod identity;
 mod paths;
 mod routes;
@@ -50,7 +52,11 @@ impl PublicProxy {
             .as_ref()
             .map(|u| UpstreamTarget::from_url(&u.url));
         let secure = gw.config.spotify.redirect_uri.scheme() == "https";
-        let cookies = Cookies::new(&gw.config.session.cookie_name, secure);
+        let cookies = Cookies::new(
+            &gw.config.session.cookie_name,
+            secure,
+            gw.config.session.cookie_domain.as_deref(),
+        );
         PublicProxy {
             gw,
             upstream,
@@ -130,7 +136,7 @@ impl ProxyHttp for PublicProxy {
     /// separators: 400), serves the `/auth/` routes, and decides whether the request may
     /// reach the app (a public path or a valid session).
     async fn request_filter(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<bool> {
-        ctx.req.id = super::request_id(session);
+        ctx.req.begin(session);
         let method = &session.req_header().method;
         // TRACE would echo the request back to the browser with the identity headers and the
         // assertion the gateway adds; CONNECT would make the gateway a tunnel.
@@ -174,7 +180,8 @@ impl ProxyHttp for PublicProxy {
     }
 
     /// The app sees the gateway's identity headers only, none of its cookies, and no `_`
-    /// look-alike of a framing or hop-by-hop header (`proxy::headers`).
+    /// look-alike of a framing or hop-by-hop header (`proxy::headers`); it gets the request id
+    /// and the trace context (`proxy::trace`).
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
@@ -188,7 +195,7 @@ impl ProxyHttp for PublicProxy {
             identity::insert_identity(upstream, s, &self.gw.sessions.keys())?;
         }
         upstream.insert_header("x-request-id", ctx.req.id.as_str())?;
-        Ok(())
+        ctx.req.trace.apply(upstream)
     }
 
     /// Times the app's answer.

@@ -5,6 +5,9 @@
 use pingora::http::RequestHeader;
 use url::Url;
 
+use crate::config::ForwardAuthConfig;
+use crate::host::HostPort;
+
 /// Longest `return_to` accepted.
 const MAX_RETURN_TO: usize = 2048;
 
@@ -15,6 +18,9 @@ pub enum AuthRoute {
     Callback,
     Logout,
     Userinfo,
+    /// Forward-auth (`check`): `/auth/check`, and `/auth/check/<original path>` as Envoy's
+    /// `ext_authz` sends it.
+    Check,
     Other,
 }
 
@@ -26,6 +32,8 @@ impl AuthRoute {
             "/auth/callback" => AuthRoute::Callback,
             "/auth/logout" => AuthRoute::Logout,
             "/auth/userinfo" => AuthRoute::Userinfo,
+            "/auth/check" => AuthRoute::Check,
+            p if p.starts_with("/auth/check/") => AuthRoute::Check,
             p if p.starts_with("/auth/") => AuthRoute::Other,
             _ => return None,
         })
@@ -37,14 +45,17 @@ impl AuthRoute {
             AuthRoute::Callback => "/auth/callback",
             AuthRoute::Logout => "/auth/logout",
             AuthRoute::Userinfo => "/auth/userinfo",
+            AuthRoute::Check => "/auth/check",
             AuthRoute::Other => "/auth/other",
         }
     }
 
-    /// Sign-out takes POST (forms) as well as GET; the rest are reads.
+    /// Sign-out takes POST (forms) as well as GET; forward-auth takes the original request's
+    /// method (nginx's `auth_request` and Envoy send it); the rest are reads.
     pub fn allows(self, method: &http::Method) -> bool {
         match self {
             AuthRoute::Logout => method == http::Method::GET || method == http::Method::POST,
+            AuthRoute::Check => true,
             _ => method == http::Method::GET || method == http::Method::HEAD,
         }
     }
@@ -92,6 +103,54 @@ pub fn safe_return_to(raw: &str) -> Option<String> {
     Some(out)
 }
 
+/// Where the login may send the browser back to: a same-site path ([`safe_return_to`]), or,
+/// with forward-auth on, an absolute http(s) URL on one of `forward_auth.allowed_hosts`
+/// (normalised). `None` for anything else: other hosts, userinfo, backslashes, control
+/// characters, other schemes.
+pub fn return_to(raw: &str, forward_auth: Option<&ForwardAuthConfig>) -> Option<String> {
+    if raw.starts_with('/') {
+        return safe_return_to(raw);
+    }
+    let fa = forward_auth?;
+    absolute_on_allowed_host(raw, fa).map(|u| u.to_string())
+}
+
+/// `raw` as an absolute URL on an allowed host; `None` when it is anything else.
+pub fn absolute_on_allowed_host(raw: &str, fa: &ForwardAuthConfig) -> Option<Url> {
+    // A URL parser reads `\` as `/` and drops tabs and newlines; refuse them before parsing,
+    // so what is checked is what the browser will read.
+    if raw.len() > MAX_RETURN_TO
+        || raw.contains('\\')
+        || raw.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return None;
+    }
+    let url = Url::parse(raw).ok()?;
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.cannot_be_a_base()
+    {
+        return None;
+    }
+    // The authority as written must be the authority parsed: `https:evil`, `https:/evil`
+    // and other spellings the parser repairs are refused.
+    let authority = raw
+        .get(url.scheme().len()..)?
+        .strip_prefix("://")?
+        .split(['/', '?', '#'])
+        .next()?;
+    let host = HostPort::parse(authority).ok()?;
+    let parsed = HostPort {
+        host: url.host_str()?.to_string(),
+        port: url.port(),
+    };
+    if !parsed.matches(&host, url.scheme()) || !fa.allows_host(&host, url.scheme()) {
+        return None;
+    }
+    Some(url)
+}
+
 pub fn query_param(req: &RequestHeader, name: &str) -> Option<String> {
     let query = req.uri.query()?;
     url::form_urlencoded::parse(query.as_bytes())
@@ -106,6 +165,69 @@ pub fn urlencode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forward_auth(hosts: &[&str]) -> ForwardAuthConfig {
+        ForwardAuthConfig {
+            allowed_hosts: hosts
+                .iter()
+                .map(|h| crate::config::AllowedHost(HostPort::parse(h).expect("host")))
+                .collect(),
+            trusted_proxies: vec!["127.0.0.1/32".parse().expect("net")],
+        }
+    }
+
+    #[test]
+    fn an_absolute_return_to_must_be_on_an_allowed_host() {
+        let fa = forward_auth(&["app.example.com", "127.0.0.1:8443"]);
+        let ok = |raw: &str| return_to(raw, Some(&fa));
+        assert_eq!(
+            ok("https://app.example.com/x?y=1").as_deref(),
+            Some("https://app.example.com/x?y=1")
+        );
+        assert_eq!(
+            ok("https://APP.Example.com/a/../b").as_deref(),
+            Some("https://app.example.com/b")
+        );
+        assert_eq!(
+            ok("http://127.0.0.1:8443/").as_deref(),
+            Some("http://127.0.0.1:8443/")
+        );
+        assert_eq!(
+            ok("https://app.example.com:443/").as_deref(),
+            Some("https://app.example.com/")
+        );
+        for bad in [
+            "https://evil.example/",
+            "https://app.example.com@evil.example/",
+            "https://evil.example@app.example.com/",
+            "https://evil.example\\@app.example.com/",
+            "https://app.example.com\\evil.example/",
+            "https://app.example.com.evil.example/",
+            "https://app.example.com./",
+            "https://app.example.com:8443/",
+            "http://127.0.0.1/",
+            "https://%61pp.example.com/",
+            "https:app.example.com/",
+            "https:/app.example.com/",
+            "https:///app.example.com/",
+            "//app.example.com/",
+            "javascript://app.example.com/%0aalert(1)",
+            "ftp://app.example.com/",
+            "https://app.example.com\t/",
+            "https://app.example.com/\r\nSet-Cookie:x",
+            "https://[::1]/",
+        ] {
+            assert_eq!(ok(bad), None, "{bad:?}");
+        }
+        // A fragment stays on the allowed host.
+        assert_eq!(
+            ok("https://app.example.com#@evil.example/").as_deref(),
+            Some("https://app.example.com/#@evil.example/")
+        );
+        // Without forward-auth only paths are accepted.
+        assert_eq!(return_to("https://app.example.com/", None), None);
+        assert_eq!(return_to("/app", None).as_deref(), Some("/app"));
+    }
 
     #[test]
     fn return_to_accepts_only_same_site_paths() {

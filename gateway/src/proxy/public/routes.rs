@@ -1,5 +1,6 @@
 //! The gateway's own routes on the public listener: `/auth/login`, `/auth/callback`,
-//! `/auth/logout`, `/auth/userinfo`, and the answer to a request without a session.
+//! `/auth/logout`, `/auth/userinfo`, and the answer to a request without a session
+//! (`/auth/check` is in `check`).
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use serde_json::json;
 
-use super::paths::{query_param, safe_return_to, urlencode, AuthRoute};
+use super::paths::{self, query_param, urlencode, AuthRoute};
 use super::{PublicCtx, PublicProxy};
 use crate::oauth::TokenError;
 use crate::pages;
@@ -35,6 +36,7 @@ impl PublicProxy {
             AuthRoute::Callback => self.callback(session, ctx).await,
             AuthRoute::Logout => self.logout(session, ctx).await,
             AuthRoute::Userinfo => self.userinfo(session, ctx).await,
+            AuthRoute::Check => self.check(session, ctx).await,
             AuthRoute::Other => {
                 self.problem(session, ctx, Failure::NotFound("No such gateway route."))
                     .await
@@ -73,7 +75,7 @@ impl PublicProxy {
     async fn login(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<()> {
         let return_to = match query_param(session.req_header(), "return_to") {
             None => "/".to_string(),
-            Some(raw) => match safe_return_to(&raw) {
+            Some(raw) => match paths::return_to(&raw, self.gw.live().forward_auth.as_ref()) {
                 Some(path) => path,
                 None => return self.problem(session, ctx, Failure::InvalidReturnTo).await,
             },
