@@ -19,7 +19,7 @@ const LOOPBACK: &[&str] = &["127.0.0.1", "localhost"];
 /// A test CA and its certificate written where `spotify.ca_file` can name it.
 struct Ca {
     ca: TestCa,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     file: PathBuf,
 }
 
@@ -29,11 +29,7 @@ impl Ca {
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("ca.pem");
         std::fs::write(&file, ca.cert_pem()).expect("write CA");
-        Ca {
-            ca,
-            _dir: dir,
-            file,
-        }
+        Ca { ca, dir, file }
     }
 
     fn file(&self) -> String {
@@ -226,6 +222,38 @@ async fn a_burst_against_a_failing_token_endpoint_costs_one_refresh_over_tls() {
     assert!(
         (1..=2).contains(&sent),
         "{sent} refresh requests over TLS for 100 calls"
+    );
+}
+
+/// A CA in the system's store is trusted by both clients without `spotify.ca_file`: here the
+/// bundle `update-ca-certificates` would write, given as `SSL_CERT_FILE` (which the system
+/// roots honour) with the system's own roots and the test CA in it.
+#[tokio::test]
+async fn a_ca_in_the_system_store_is_trusted_by_both_clients() {
+    let ca = Ca::new("system store CA");
+    let system = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    let bundle = ca.dir.path().join("ca-certificates.crt");
+    std::fs::write(&bundle, format!("{system}\n{}", ca.ca.cert_pem())).expect("bundle");
+    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
+    let s = Stack::builder()
+        .mock_config(move |c| c.tls = Some(tls))
+        .env("SSL_CERT_FILE", bundle.display().to_string())
+        .app(App::Echo)
+        .start()
+        .await;
+    // The token client: the login's code exchange and /v1/me.
+    let browser = ca.browser();
+    let trip = login(&browser, &s.gw, "alice", "/app").await;
+    assert!(trip.landed.ends_with("/app"), "{}", trip.landed);
+    // The egress proxy: user and app tokens.
+    let assertion = s.assertion(&browser).await;
+    assert_eq!(s.egress_get_as(&assertion, "/v1/me").await.status(), 200);
+    let search = s.egress_get("/v1/search?q=abba&type=track&limit=1").await;
+    assert_eq!(search.status(), 200);
+    assert_eq!(
+        s.metric("spotify_gateway_upstream_tls_failures_total")
+            .await,
+        0.0
     );
 }
 

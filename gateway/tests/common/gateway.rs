@@ -22,6 +22,8 @@ pub struct Gateway {
     pub config_path: PathBuf,
     /// The process's file-descriptor limit (soft and hard), when a test lowers it.
     fd_limit: Option<u64>,
+    /// Extra environment of the process (e.g. `SSL_CERT_FILE`).
+    env: Vec<(String, String)>,
 }
 
 impl Gateway {
@@ -31,12 +33,30 @@ impl Gateway {
         Self::start_limited(ports, config, None).await
     }
 
+    /// [`Gateway::start`] with extra environment variables for the process.
+    pub async fn start_with_env(
+        ports: Ports,
+        config: &GatewayConfig,
+        env: Vec<(String, String)>,
+    ) -> Gateway {
+        Self::start_full(ports, config, None, env).await
+    }
+
     /// [`Gateway::start`] with the process's file-descriptor limit (`ulimit -n`, soft and
     /// hard) set to `fd_limit`.
     pub async fn start_limited(
         ports: Ports,
         config: &GatewayConfig,
         fd_limit: Option<u64>,
+    ) -> Gateway {
+        Self::start_full(ports, config, fd_limit, Vec::new()).await
+    }
+
+    async fn start_full(
+        ports: Ports,
+        config: &GatewayConfig,
+        fd_limit: Option<u64>,
+        env: Vec<(String, String)>,
     ) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("gateway.toml");
@@ -47,6 +67,7 @@ impl Gateway {
             dir,
             config_path,
             fd_limit,
+            env,
         };
         gw.spawn().await;
         gw
@@ -84,6 +105,7 @@ impl Gateway {
             .env("TEST_SESSION_SECRET", SESSION_SECRET)
             .env("TEST_PROXY_CREDENTIALS", PROXY_CREDENTIALS)
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -41,6 +41,7 @@ pub struct StackBuilder {
     edits: Vec<Edit>,
     app: App,
     more_gateways: usize,
+    env: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -53,6 +54,7 @@ impl Stack {
             edits: Vec::new(),
             app: App::None,
             more_gateways: 0,
+            env: Vec::new(),
         }
     }
 
@@ -170,6 +172,12 @@ impl StackBuilder {
         self
     }
 
+    /// An environment variable of the (first) gateway's process.
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> StackBuilder {
+        self.env.push((key.to_string(), value.into()));
+        self
+    }
+
     /// Removes a config key, dotted; [`GatewayConfig::remove`].
     pub fn remove(mut self, key: &str) -> StackBuilder {
         self.edits.push(Edit::Remove(key.to_string()));
@@ -231,7 +239,7 @@ impl StackBuilder {
         for edit in &self.edits {
             config.apply(edit);
         }
-        let gw = Gateway::start(ports, &config).await;
+        let gw = Gateway::start_with_env(ports, &config, self.env).await;
         Stack {
             mock,
             gw,
