@@ -79,6 +79,7 @@ async fn authorization_code_login_end_to_end() {
     assert_eq!(
         keys,
         [
+            "account_id",
             "display_name",
             "scopes",
             "session_expires_at",

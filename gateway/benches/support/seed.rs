@@ -50,6 +50,7 @@ pub fn record(i: usize) -> SessionRecord {
     let now = now_ms();
     SessionRecord {
         user_id: format!("bench-user-{i:07}"),
+        account_id: None,
         display_name: Some(format!("Bench User {i}")),
         scopes: spotify_gateway::session::Scopes::new(&SCOPES),
         access_token: AccessToken::new(token("BQ", ACCESS_TOKEN_LEN)),

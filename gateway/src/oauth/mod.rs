@@ -53,6 +53,13 @@ pub struct Grant {
 pub struct Profile {
     pub id: String,
     pub display_name: Option<String>,
+    /// Spotify's stable, pseudonymous id (May 2026), which Spotify asks apps to use instead of
+    /// `id`; absent from older answers.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// `premium`, `free`... (only with the `user-read-private` scope).
+    #[serde(default)]
+    pub product: Option<String>,
 }
 
 pub struct TokenEndpoint {

@@ -139,6 +139,7 @@ impl Sessions {
         let now = now_ms();
         let record = SessionRecord {
             user_id: profile.id,
+            account_id: profile.account_id,
             display_name: profile.display_name,
             scopes: Scopes::new(&grant.scopes),
             access_token: grant.access_token.clone(),
@@ -151,15 +152,17 @@ impl Sessions {
         };
         let key: Arc<str> = keys.index_key("session", &sid).into();
         self.persist(&key, &record).await?;
-        self.store
-            .put(
-                Namespace::UserIndex,
-                &record.user_id,
-                key.as_bytes().to_vec(),
-                self.lifetime,
-            )
-            .await
-            .map_err(|e| self.store_error(e))?;
+        for index in identity_indexes(&record) {
+            self.store
+                .put(
+                    Namespace::UserIndex,
+                    &index,
+                    key.as_bytes().to_vec(),
+                    self.lifetime,
+                )
+                .await
+                .map_err(|e| self.store_error(e))?;
+        }
         let user_id = record.user_id.clone();
         self.user_keys
             .insert(user_id.clone(), Arc::clone(&key))
@@ -173,6 +176,20 @@ impl Sessions {
             user_id,
         })
     }
+}
+
+/// The `UserIndex` keys that lead to a user's latest session: the user id, and the account id
+/// (prefixed, so it cannot collide with a user id) when Spotify gave one.
+pub(super) fn identity_indexes(record: &SessionRecord) -> Vec<String> {
+    let mut out = vec![record.user_id.clone()];
+    if let Some(account) = &record.account_id {
+        out.push(account_index(account));
+    }
+    out
+}
+
+pub(super) fn account_index(account_id: &str) -> String {
+    format!("account:{account_id}")
 }
 
 /// An OAuth error code from a query string, reduced to the characters RFC 6749 §4.1.2.1

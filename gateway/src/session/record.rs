@@ -71,6 +71,9 @@ impl<'de> Deserialize<'de> for Scopes {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionRecord {
     pub user_id: String,
+    /// Spotify's `account_id` (2026), when `/v1/me` gave one; records from before have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
     pub display_name: Option<String>,
     pub scopes: Scopes,
     #[serde(with = "exposed")]
@@ -139,6 +142,11 @@ impl LiveSession {
 
     pub fn is_user(&self, user_id: &str) -> bool {
         self.with_record(|r| r.user_id == user_id)
+    }
+
+    /// Whether `id` is this session's user id or account id.
+    pub fn is_identity(&self, id: &str) -> bool {
+        self.with_record(|r| r.user_id == id || r.account_id.as_deref() == Some(id))
     }
 
     /// Past its lifetime, or ended.

@@ -165,12 +165,13 @@ impl Sessions {
             }
         }
         if let Some(s) = cached {
-            let user = s.user_id();
-            self.user_keys.invalidate(&user).await;
-            // Only drop the index when it still points at this session.
-            if let Ok(Some(k)) = self.store.get(Namespace::UserIndex, &user).await {
-                if k == key.as_bytes() {
-                    let _ = self.store.delete(Namespace::UserIndex, &user).await;
+            for index in s.with_record(super::login::identity_indexes) {
+                self.user_keys.invalidate(&index).await;
+                // Only drop the index when it still points at this session.
+                if let Ok(Some(k)) = self.store.get(Namespace::UserIndex, &index).await {
+                    if k == key.as_bytes() {
+                        let _ = self.store.delete(Namespace::UserIndex, &index).await;
+                    }
                 }
             }
         }
@@ -367,6 +368,7 @@ backend = "memory"
         let now = now_ms();
         SessionRecord {
             user_id: user.into(),
+            account_id: None,
             display_name: None,
             scopes: Scopes::default(),
             access_token: AccessToken::new(format!("access-{user}")),

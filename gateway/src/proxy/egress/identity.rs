@@ -93,10 +93,14 @@ async fn identify(
             _ => Err(Failure::SessionEnded),
         };
     }
-    if let Some(value) = headers.get("x-spotify-user-id") {
+    // The trusted-header mode: a plain user id, or Spotify's account id (in either header).
+    let trusted = headers
+        .get("x-spotify-user-id")
+        .or_else(|| headers.get("x-spotify-account-id"));
+    if let Some(value) = trusted {
         if !live.egress.trust_user_header {
             return Err(Failure::Unauthorized(
-                "X-Spotify-User-Id is not trusted on this gateway \
+                "X-Spotify-User-Id and X-Spotify-Account-Id are not trusted on this gateway \
                  (egress.trust_user_header = false); send X-Gateway-User",
             ));
         }
@@ -111,7 +115,7 @@ async fn identify(
         }
         let user = value.to_str().unwrap_or_default().trim();
         let found = sessions
-            .by_user_id(user)
+            .by_identity(user)
             .await
             .map_err(|_| Failure::StoreUnavailable)?;
         return found.map(Some).ok_or(Failure::SessionEnded);

@@ -1,6 +1,7 @@
 //! The identity the internal app receives: whatever a client sent in the identity headers is
 //! dropped (with its `_` look-alikes), then the gateway sets `X-Spotify-User-Id`,
-//! `X-Spotify-Scopes` and the signed `X-Gateway-User` for the session.
+//! `X-Spotify-Account-Id` (when Spotify gave one), `X-Spotify-Scopes` and the signed
+//! `X-Gateway-User` for the session. This is the one place that builds them.
 
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -26,8 +27,14 @@ pub fn insert_identity(
 ) -> Result<()> {
     session.with_record(|r| -> Result<()> {
         upstream.insert_header("x-spotify-user-id", r.user_id.as_str())?;
+        if let Some(account) = &r.account_id {
+            upstream.insert_header("x-spotify-account-id", account.as_str())?;
+        }
         upstream.insert_header("x-spotify-scopes", r.scopes.as_str())?;
-        let assertion = crate::assertion::issue(keys, &r.user_id, &session.key);
+        let extra = crate::assertion::Extra {
+            account_id: r.account_id.as_deref(),
+        };
+        let assertion = crate::assertion::issue_with(keys, &r.user_id, &session.key, extra);
         upstream.insert_header("x-gateway-user", assertion)
     })
 }

@@ -202,6 +202,7 @@ impl PublicProxy {
                 let r = s.record();
                 let body = json!({
                     "user_id": r.user_id,
+                    "account_id": r.account_id,
                     "display_name": r.display_name,
                     "scopes": r.scopes,
                     "token_expires_at": r.access_expires_at_ms / 1000,
