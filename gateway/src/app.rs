@@ -82,6 +82,7 @@ impl Gateway {
             keys,
             token_endpoint.clone(),
             config.session.lifetime,
+            config.session.reauth_after,
             metrics.clone(),
         ));
         Ok(Arc::new(Gateway {

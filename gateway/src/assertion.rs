@@ -31,6 +31,10 @@ pub struct Claims {
     /// Spotify's `account_id` (2026), when the session has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
+    /// Unix seconds when the session's refresh token ends and the user must sign in (consent)
+    /// again; the egress answers `REAUTH_REQUIRED` for it from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reauth_by: Option<u64>,
     pub iat: u64,
     pub exp: u64,
 }
@@ -39,6 +43,8 @@ pub struct Claims {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Extra<'a> {
     pub account_id: Option<&'a str>,
+    /// Unix milliseconds.
+    pub reauth_by_ms: Option<u64>,
 }
 
 /// A compact JWS (RFC 7515) over `claims`: `header.claims.signature`, all base64url.
@@ -54,6 +60,7 @@ pub fn issue_with(keys: &Keyring, user_id: &str, session_key: &str, extra: Extra
         sub: user_id.into(),
         sid: session_key.into(),
         account_id: extra.account_id.map(str::to_string),
+        reauth_by: extra.reauth_by_ms.map(|ms| ms / 1000),
         iat: now,
         exp: now + ASSERTION_TTL_SECS,
     };
@@ -149,6 +156,7 @@ mod tests {
             sub: sub.into(),
             sid: "k".into(),
             account_id: None,
+            reauth_by: None,
             iat: 1,
             exp,
         }

@@ -1,4 +1,5 @@
-//! The gateway's own pages: signed out, access denied, session expired and errors.
+//! The gateway's own pages: signed out, access denied, session expired, the re-consent offer,
+//! the refusals of a login (user not registered, not allowed), disconnected, and errors.
 //!
 //! Self-contained HTML: no external assets (the gateway may have no internet) and nothing
 //! the public listener's `Content-Security-Policy` (`default-src 'none'; style-src
@@ -41,6 +42,7 @@ pub fn signed_out(app_name: &str) -> String {
              in this browser."
         ),
         button: Some(Button::sign_in("/auth/login")),
+        second: None,
         footnote: None,
     })
 }
@@ -56,6 +58,7 @@ pub fn access_denied(app_name: &str) -> String {
              signed in. You can try again whenever you like."
         ),
         button: Some(Button::sign_in("/auth/login")),
+        second: None,
         footnote: None,
     })
 }
@@ -72,6 +75,44 @@ pub fn session_expired(app_name: &str, login_href: &str) -> String {
              device or have been away for a while. Sign in again to pick up where you left off."
         ),
         button: Some(Button::sign_in(login_href)),
+        second: None,
+        footnote: None,
+    })
+}
+
+/// The session's refresh token ends within a week (Spotify ends it six months after the
+/// user's consent): one click renews it and comes back to the page (`renew_href`), or the
+/// user carries on to `continue_href` and is asked again tomorrow.
+pub fn reauth_offer(
+    app_name: &str,
+    days_left: u64,
+    renew_href: &str,
+    continue_href: &str,
+) -> String {
+    let when = match days_left {
+        0 => "today".to_string(),
+        1 => "within a day".to_string(),
+        n => format!("in {n} days"),
+    };
+    render(&Page {
+        app_name,
+        icon: Icon::Expired,
+        heading: "Renew your Spotify connection",
+        message: &format!(
+            "Spotify asks you to confirm {app_name}'s access to your account every six months. \
+             Your connection ends {when}; renew it now to stay signed in. It takes one click \
+             and brings you back here."
+        ),
+        button: Some(Button {
+            href: renew_href,
+            label: "Renew with Spotify",
+            spotify: true,
+        }),
+        second: Some(Button {
+            href: continue_href,
+            label: "Not now",
+            spotify: false,
+        }),
         footnote: None,
     })
 }
@@ -106,6 +147,7 @@ pub fn error(app_name: &str, status: u16, message: &str, request_id: &str, next:
         heading,
         message,
         button: Some(button),
+        second: None,
         footnote: Some(&footnote),
     })
 }
@@ -117,6 +159,8 @@ struct Page<'a> {
     /// Plain text; escaped here.
     message: &'a str,
     button: Option<Button<'a>>,
+    /// A second, plain choice beside the button.
+    second: Option<Button<'a>>,
     /// Trusted HTML built by this module.
     footnote: Option<&'a str>,
 }
@@ -190,9 +234,9 @@ code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;overflow-wrap:anywh
 fn render(page: &Page<'_>) -> String {
     let app = escape(page.app_name);
     let heading = escape(page.heading);
-    let button = page
-        .button
-        .as_ref()
+    let button: String = [&page.button, &page.second]
+        .into_iter()
+        .flatten()
         .map(|b| {
             let (class, glyph) = if b.spotify {
                 ("button spotify", SPOTIFY_GLYPH)
@@ -205,7 +249,7 @@ fn render(page: &Page<'_>) -> String {
                 label = escape(b.label),
             )
         })
-        .unwrap_or_default();
+        .collect();
     let footnote = page
         .footnote
         .map(|f| format!(r#"<p class="footnote">{f}</p>"#))

@@ -128,6 +128,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         secret: Live,
         previous_secret: Live,
         lifetime: Restart,
+        reauth_after: Restart,
     });
     if *store != new.store {
         out.push(Change {

@@ -81,6 +81,7 @@ async fn authorization_code_login_end_to_end() {
         [
             "account_id",
             "display_name",
+            "reauth_by",
             "scopes",
             "session_expires_at",
             "token_expires_at",

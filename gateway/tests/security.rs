@@ -1601,6 +1601,7 @@ url = "redis://default:url-password-42@redis.example:6379"
         access_lifetime_ms: 1,
         refresh_token: RefreshToken::new("AQRefresh-token-value-456"),
         created_at_ms: 1,
+        reauth_by_ms: None,
         updated_at_ms: 1,
         expires_at_ms: 1,
     };

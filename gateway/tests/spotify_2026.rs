@@ -87,3 +87,192 @@ async fn account_id_reaches_the_app_the_assertion_and_userinfo_and_names_a_user_
         .expect("egress");
     assert_eq!(resp.status(), 401, "an account id with no session");
 }
+
+/// A page load as a browser makes it: `Accept: text/html`. Status, body.
+async fn page(b: &reqwest::Client, gw: &Gateway, path: &str) -> (u16, String) {
+    let resp = b
+        .get(format!("{}{path}", gw.public_url()))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .expect("page");
+    (resp.status().as_u16(), resp.text().await.expect("body"))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn within_a_week_of_the_deadline_a_browser_is_offered_a_re_consent_that_replaces_the_session()
+{
+    let s = Stack::builder()
+        .app(App::Echo)
+        .set("session.reauth_after", "6d")
+        .start()
+        .await;
+    let b = browser();
+    login(&b, &s.gw, "alice", "/").await;
+    let (status, info) = s.userinfo(&b).await;
+    assert_eq!(status, 200);
+    let reauth_by = info["reauth_by"].as_u64().expect("reauth_by");
+    let six_days = 6 * 24 * 3600;
+    assert!(reauth_by.abs_diff(now_secs() + six_days) < 60, "{info}");
+    assert_eq!(
+        info["session_expires_at"], reauth_by,
+        "capped by the deadline"
+    );
+    let old_assertion = s.assertion(&b).await;
+    assert_eq!(claims_of(&old_assertion)["reauth_by"], reauth_by);
+    assert_eq!(s.metric("spotify_gateway_sessions_reauth_due").await, 1.0);
+
+    // An API call (no text/html) is never held up by the offer.
+    assert_eq!(via_public(&b, &s.gw, "/app").await.0, 200);
+    // A page load is offered the re-consent, leading back to where the user was.
+    let (status, offer) = page(&b, &s.gw, "/app?x=1").await;
+    assert_eq!(status, 200);
+    assert!(offer.contains("Renew your Spotify connection"), "{offer}");
+    assert!(offer.contains("in 6 days"), "{offer}");
+    assert!(
+        offer.contains(r#"href="/auth/login?return_to=%2Fapp%3Fx%3D1""#),
+        "{offer}"
+    );
+    assert!(offer.contains(r#"href="/app?x=1""#), "Not now carries on");
+    // Once a day: the next page load reaches the app.
+    let (status, seen) = page(&b, &s.gw, "/app?x=1").await;
+    assert_eq!(status, 200);
+    let seen: Value = serde_json::from_str(&seen).expect("the app's answer");
+    assert_eq!(seen["headers"]["x-spotify-user-id"], "alice");
+    assert!(
+        seen["headers"].get("cookie").is_none(),
+        "the offer cookie is the gateway's: {seen}"
+    );
+
+    // One click: a login that lands back on the page and replaces the old session.
+    let trip = login(&b, &s.gw, "alice", "/app?x=1").await;
+    assert_eq!(trip.landed, "/app?x=1");
+    let (status, info) = s.userinfo(&b).await;
+    assert_eq!(status, 200);
+    assert!(info["reauth_by"].as_u64().expect("reauth_by") >= reauth_by);
+    let resp = s.egress_get_as(&old_assertion, "/v1/me").await;
+    assert_eq!(resp.status(), 401, "the old session is gone");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["reason"], "SESSION_ENDED");
+    let new_assertion = s.assertion(&b).await;
+    assert_eq!(
+        s.egress_get_as(&new_assertion, "/v1/me").await.status(),
+        200
+    );
+    assert_eq!(s.metric("spotify_gateway_sessions_reauth_due").await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gauge_counts_sessions_due_within_two_weeks_and_the_offer_waits_for_the_last_week() {
+    for (reauth_after, due, offered) in [("10d", 1.0, false), ("180d", 0.0, false)] {
+        let s = Stack::builder()
+            .app(App::Echo)
+            .set("session.reauth_after", reauth_after)
+            .start()
+            .await;
+        let b = browser();
+        login(&b, &s.gw, "alice", "/").await;
+        assert_eq!(
+            s.metric("spotify_gateway_sessions_reauth_due").await,
+            due,
+            "{reauth_after}"
+        );
+        let (status, body) = page(&b, &s.gw, "/app").await;
+        assert_eq!(status, 200);
+        assert_eq!(body.contains("Renew your Spotify connection"), offered);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_deadline_the_session_ends_as_a_sign_out_and_egress_answers_reauth_required() {
+    let s = Stack::builder()
+        .app(App::Echo)
+        .set("session.reauth_after", "2s")
+        .start()
+        .await;
+    let b = browser();
+    login(&b, &s.gw, "alice", "/").await;
+    let assertion = s.assertion(&b).await;
+    assert_eq!(s.egress_get_as(&assertion, "/v1/me").await.status(), 200);
+    wait_until(
+        std::time::Duration::from_secs(10),
+        "the egress to refuse the session at its deadline",
+        || async {
+            let status = s.egress_get_as(&assertion, "/v1/me").await.status();
+            assert!(status == 200 || status == 401, "{status}");
+            status == 401
+        },
+    )
+    .await;
+    let resp = s.egress_get_as(&assertion, "/v1/me").await;
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["reason"], "REAUTH_REQUIRED", "{body}");
+    assert!(body["error"]["login_url"]
+        .as_str()
+        .unwrap_or("")
+        .ends_with("/auth/login"));
+    // The browser sees a sign-out ("sign in again"), not an error page.
+    let (status, page) = page(&b, &s.gw, "/app").await;
+    assert_eq!(status, 401);
+    assert!(page.contains("Your session has expired"), "{page}");
+    assert!(page.contains("Sign in with Spotify"), "{page}");
+    assert!(!page.contains("Something went wrong"));
+    assert_eq!(s.userinfo(&b).await.0, 401);
+    // Signing in again works.
+    login(&b, &s.gw, "alice", "/").await;
+    assert_eq!(s.userinfo(&b).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_spotify_ends_the_refresh_token_the_session_ends_without_retrying() {
+    let s = Stack::builder().app(App::Echo).start().await;
+    let b = browser();
+    login(&b, &s.gw, "alice", "/").await;
+    let assertion = s.assertion(&b).await;
+    // Past Spotify's six months (the access token has expired too).
+    mock_post(&s.mock, "/__mock/age?user=alice&days=184", None).await;
+    let resp = s.egress_get_as(&assertion, "/v1/me").await;
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["reason"], "SESSION_ENDED", "{body}");
+    assert_eq!(s.egress_get_as(&assertion, "/v1/me").await.status(), 401);
+    assert_eq!(
+        token_requests(&s.mock, "refresh_token").await,
+        1,
+        "no retry"
+    );
+    login(&b, &s.gw, "alice", "/").await;
+    let fresh = s.assertion(&b).await;
+    assert_eq!(s.egress_get_as(&fresh, "/v1/me").await.status(), 200);
+}
+
+#[tokio::test]
+async fn reauth_after_is_checked() {
+    for (value, needle) in [("0s", "at least 1s"), ("200d", "180d"), ("soon", "")] {
+        let ports = Ports::new();
+        let config = GatewayConfig::template(ports, "http://127.0.0.1:9")
+            .set("session.reauth_after", value)
+            .to_string();
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("gw.toml");
+        std::fs::write(&path, config).expect("write");
+        let (code, _, err) = run_cli(
+            &["check-config", "--config", path.to_str().expect("utf8")],
+            &[
+                ("TEST_CLIENT_SECRET", CLIENT_SECRET),
+                ("TEST_SESSION_SECRET", SESSION_SECRET),
+            ],
+        );
+        assert_eq!(code, 2, "{value}: {err}");
+        assert!(err.contains("session.reauth_after"), "{value}: {err}");
+        assert!(err.contains(needle), "{value}: {err}");
+    }
+}

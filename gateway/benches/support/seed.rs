@@ -58,6 +58,7 @@ pub fn record(i: usize) -> SessionRecord {
         access_lifetime_ms: 3_600_000,
         refresh_token: RefreshToken::new(token("AQ", REFRESH_TOKEN_LEN)),
         created_at_ms: now,
+        reauth_by_ms: None,
         updated_at_ms: now,
         expires_at_ms: now + 86_400_000,
     }

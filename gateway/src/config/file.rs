@@ -98,6 +98,8 @@ pub(super) struct FileSession {
     pub(super) previous_secret_file: Option<String>,
     #[serde(default = "default_lifetime")]
     pub(super) lifetime: String,
+    #[serde(default = "default_reauth_after")]
+    pub(super) reauth_after: String,
 }
 
 #[derive(Deserialize)]
@@ -156,5 +158,6 @@ defaults! {
     default_admin => "0.0.0.0:9090",
     default_cookie_name => "spotify_gateway_session",
     default_lifetime => "7d",
+    default_reauth_after => "180d",
     default_backend => "file",
 }

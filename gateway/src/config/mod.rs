@@ -127,6 +127,11 @@ pub struct SessionConfig {
     pub previous_secret: Option<Secret>,
     #[serde(serialize_with = "ser_duration")]
     pub lifetime: Duration,
+    /// How long after the user's authorization (the login) Spotify honours the refresh token
+    /// (2026: six months, whatever the refreshes in between). A session ends by then, and is
+    /// offered a re-consent in its last [`crate::session::REAUTH_NOTICE`].
+    #[serde(serialize_with = "ser_duration")]
+    pub reauth_after: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

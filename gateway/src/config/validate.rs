@@ -18,6 +18,9 @@ const MIN_SESSION_SECRET_BYTES: usize = 32;
 /// A slow client gets this long for a whole request header (idle keep-alive time included):
 /// ample for any real client, short enough that one trickling bytes cannot hold a connection.
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Spotify's refresh tokens end six months after the user's authorization (2026); the
+/// gateway counts 180 days, so it asks for a re-consent before Spotify refuses the token.
+const SPOTIFY_REFRESH_TOKEN_LIFE: Duration = Duration::from_secs(180 * 24 * 3600);
 /// Longest `server.app_name`: it is a page title and heading, not a paragraph.
 const MAX_APP_NAME_CHARS: usize = 60;
 
@@ -327,6 +330,7 @@ impl Validator<'_> {
             previous_secret_env,
             previous_secret_file,
             lifetime,
+            reauth_after,
         } = s;
         let valid_name = !cookie_name.is_empty()
             && cookie_name
@@ -372,11 +376,23 @@ impl Validator<'_> {
         if lifetime.is_some_and(|l| l < Duration::from_secs(60)) {
             self.issue("session.lifetime", "must be at least 1 minute");
         }
+        let reauth_after = self.duration("session.reauth_after", &reauth_after);
+        if reauth_after.is_some_and(|r| r < Duration::from_secs(1)) {
+            self.issue("session.reauth_after", "must be at least 1s");
+        }
+        if reauth_after.is_some_and(|r| r > SPOTIFY_REFRESH_TOKEN_LIFE) {
+            self.issue(
+                "session.reauth_after",
+                "must not be longer than 180d: Spotify ends refresh tokens six months after the \
+                 user's authorization, so a session cannot outlive that",
+            );
+        }
         Some(SessionConfig {
             cookie_name,
             secret: secret?,
             previous_secret,
             lifetime: lifetime?,
+            reauth_after: reauth_after?,
         })
     }
 

@@ -43,6 +43,9 @@ pub enum Failure {
     Unauthorized(&'static str),
     /// The user's session has ended: sign in again (401, `SESSION_ENDED`, with the login URL).
     SessionEnded,
+    /// The session reached its re-consent deadline: Spotify's refresh token has ended, so the
+    /// user must sign in and consent again (401, `REAUTH_REQUIRED`, with the login URL).
+    ReauthRequired,
     /// Spotify's rate limit is cooling down (429 with `Retry-After`).
     RateLimited { retry_after_secs: u64 },
     /// The session store did not answer (503).
@@ -70,7 +73,7 @@ impl Failure {
             Failure::BadRequest(_) | Failure::InvalidReturnTo | Failure::LoginFailed { .. } => 400,
             Failure::NotFound(_) => 404,
             Failure::MethodNotAllowed { .. } => 405,
-            Failure::Unauthorized(_) | Failure::SessionEnded => 401,
+            Failure::Unauthorized(_) | Failure::SessionEnded | Failure::ReauthRequired => 401,
             Failure::RateLimited { .. } => 429,
             Failure::StoreUnavailable | Failure::SpotifyUnavailable { .. } => 503,
             Failure::CredentialsRefused(_) | Failure::UpstreamTls { .. } => 502,
@@ -89,6 +92,7 @@ impl Failure {
             Failure::MethodNotAllowed { .. } => "method_not_allowed",
             Failure::Unauthorized(_) => "unauthenticated",
             Failure::SessionEnded => "session_ended",
+            Failure::ReauthRequired => "reauth_required",
             Failure::RateLimited { .. } => "rate_limited",
             Failure::StoreUnavailable => "store_unavailable",
             Failure::SpotifyUnavailable { .. } => "spotify_unavailable",
@@ -116,6 +120,10 @@ impl Failure {
             | Failure::Upstream { message: m, .. } => Cow::Borrowed(m),
             Failure::SessionEnded => "The user's session has ended (signed out, expired or \
                                       access revoked); the user must sign in again"
+                .into(),
+            Failure::ReauthRequired => "The user's Spotify authorization has reached its end \
+                                        (Spotify ends refresh tokens six months after the \
+                                        user's consent); the user must sign in again"
                 .into(),
             Failure::RateLimited { .. } => "API rate limit exceeded".into(),
             Failure::StoreUnavailable => "The session store is unavailable; retry shortly".into(),
@@ -145,6 +153,7 @@ impl Failure {
         match self {
             Failure::InvalidReturnTo
             | Failure::LoginFailed { .. }
+            | Failure::ReauthRequired
             | Failure::SpotifyUnavailable { .. } => pages::Next::SignIn,
             _ => pages::Next::Home,
         }
@@ -168,8 +177,13 @@ impl Failure {
     /// The Web API's error shape; a session that ended also says how to sign in again.
     pub fn spotify_body(&self, login_url: impl FnOnce() -> String) -> serde_json::Value {
         let mut body = spotify_error(self.status(), &self.message());
-        if *self == Failure::SessionEnded {
-            body["error"]["reason"] = "SESSION_ENDED".into();
+        let reason = match self {
+            Failure::SessionEnded => Some("SESSION_ENDED"),
+            Failure::ReauthRequired => Some("REAUTH_REQUIRED"),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            body["error"]["reason"] = reason.into();
             body["error"]["login_url"] = login_url().into();
         }
         body
@@ -417,6 +431,10 @@ mod tests {
         let body = Failure::SessionEnded.spotify_body(|| "http://gw/auth/login".into());
         assert_eq!(body["error"]["status"], 401);
         assert_eq!(body["error"]["reason"], "SESSION_ENDED");
+        assert_eq!(body["error"]["login_url"], "http://gw/auth/login");
+        let body = Failure::ReauthRequired.spotify_body(|| "http://gw/auth/login".into());
+        assert_eq!(body["error"]["status"], 401);
+        assert_eq!(body["error"]["reason"], "REAUTH_REQUIRED");
         assert_eq!(body["error"]["login_url"], "http://gw/auth/login");
         let other = Failure::StoreUnavailable.spotify_body(|| unreachable!("not asked"));
         assert!(other["error"].get("login_url").is_none());

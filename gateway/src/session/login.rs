@@ -137,6 +137,9 @@ impl Sessions {
 
         let sid = crypto::random_id();
         let now = now_ms();
+        // Spotify's refresh token ends a fixed time after this authorization, however often it
+        // is refreshed: the session ends then at the latest.
+        let reauth_by = now + self.reauth_after.as_millis() as u64;
         let record = SessionRecord {
             user_id: profile.id,
             account_id: profile.account_id,
@@ -147,8 +150,9 @@ impl Sessions {
             access_lifetime_ms: grant.lifetime.as_millis() as u64,
             refresh_token,
             created_at_ms: now,
+            reauth_by_ms: Some(reauth_by),
             updated_at_ms: now,
-            expires_at_ms: now + self.lifetime.as_millis() as u64,
+            expires_at_ms: (now + self.lifetime.as_millis() as u64).min(reauth_by),
         };
         let key: Arc<str> = keys.index_key("session", &sid).into();
         self.persist(&key, &record).await?;

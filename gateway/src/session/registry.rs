@@ -27,6 +27,11 @@ const USER_INDEX_TTL: Duration = Duration::from_secs(60);
 /// than that costs a few bytes per ended session.
 const ENDED_MEMORY: Duration = Duration::from_secs(5 * 60);
 
+/// From this long before its deadline, a browser is offered a re-consent (`proxy::public`).
+pub const REAUTH_NOTICE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `sessions_reauth_due` counts the sessions whose deadline is this close.
+pub const REAUTH_GAUGE_WINDOW: Duration = Duration::from_secs(14 * 24 * 3600);
+
 /// Why a session gives no token.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -58,6 +63,8 @@ pub struct Sessions {
     pub(super) user_keys: moka::future::Cache<String, Arc<str>>,
     pub(crate) endpoint: Arc<TokenEndpoint>,
     pub(super) lifetime: Duration,
+    /// `session.reauth_after`: the deadline is this long after a login.
+    pub(super) reauth_after: Duration,
     pub(crate) metrics: Arc<Metrics>,
     /// `token_cache_total{result}` children, resolved once: counted on every egress call.
     pub(crate) token_cache_hits: prometheus::IntCounter,
@@ -70,6 +77,7 @@ impl Sessions {
         keys: Keyring,
         endpoint: Arc<TokenEndpoint>,
         lifetime: Duration,
+        reauth_after: Duration,
         metrics: Arc<Metrics>,
     ) -> Sessions {
         let cache: moka::future::Cache<Arc<str>, Arc<LiveSession>> = moka::future::Cache::builder()
@@ -119,6 +127,7 @@ impl Sessions {
             user_keys,
             endpoint,
             lifetime,
+            reauth_after,
             token_cache_hits: metrics.token_cache.with_label_values(&["hit"]),
             token_cache_misses: metrics.token_cache.with_label_values(&["miss"]),
             metrics,
@@ -258,6 +267,17 @@ impl Sessions {
         }
     }
 
+    /// Updates `sessions_reauth_due`: the live sessions in this replica's memory whose
+    /// re-consent deadline is within [`REAUTH_GAUGE_WINDOW`] (run at every scrape).
+    pub fn count_reauth_due(&self) {
+        let due = self
+            .cache
+            .iter()
+            .filter(|(_, s)| !s.is_expired() && s.reauth_due_within(REAUTH_GAUGE_WINDOW))
+            .count();
+        self.metrics.sessions_reauth_due.set(due as i64);
+    }
+
     // -- records as stored --------------------------------------------------------------------
 
     /// A record as stored: JSON, sealed and bound to its store key.
@@ -359,6 +379,7 @@ backend = "memory"
             Keyring::new(&config.session.secret, None),
             endpoint,
             HOUR,
+            HOUR,
             metrics,
         )
     }
@@ -376,6 +397,7 @@ backend = "memory"
             access_lifetime_ms: 3_600_000,
             refresh_token: RefreshToken::new(format!("refresh-{user}")),
             created_at_ms: now,
+            reauth_by_ms: None,
             updated_at_ms: now,
             expires_at_ms: now + 3_600_000,
         }

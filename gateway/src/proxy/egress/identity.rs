@@ -90,6 +90,13 @@ async fn identify(
             .map_err(|_| Failure::StoreUnavailable)?;
         return match found {
             Some(s) if s.is_user(&claims.sub) => Ok(Some(s)),
+            // Gone by its deadline: Spotify's refresh token has ended, not a sign-out.
+            _ if claims
+                .reauth_by
+                .is_some_and(|by| by <= crate::clock::now_ms() / 1000) =>
+            {
+                Err(Failure::ReauthRequired)
+            }
             _ => Err(Failure::SessionEnded),
         };
     }
@@ -126,6 +133,9 @@ async fn identify(
 /// A usable token for the user, refreshed when needed, or the answer explaining why not.
 pub async fn user_token(gw: &Gateway, user: &Arc<LiveSession>) -> Result<AccessToken, Failure> {
     gw.sessions.access_token(user).await.map_err(|e| match e {
+        SessionError::Ended if user.reauth_due_within(std::time::Duration::ZERO) => {
+            Failure::ReauthRequired
+        }
         SessionError::Ended => Failure::SessionEnded,
         SessionError::Store(_) => Failure::StoreUnavailable,
         SessionError::Token(TokenError::Unavailable(_)) => Failure::SpotifyUnavailable {

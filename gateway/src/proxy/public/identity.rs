@@ -33,6 +33,7 @@ pub fn insert_identity(
         upstream.insert_header("x-spotify-scopes", r.scopes.as_str())?;
         let extra = crate::assertion::Extra {
             account_id: r.account_id.as_deref(),
+            reauth_by_ms: r.reauth_by_ms,
         };
         let assertion = crate::assertion::issue_with(keys, &r.user_id, &session.key, extra);
         upstream.insert_header("x-gateway-user", assertion)

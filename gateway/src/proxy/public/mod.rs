@@ -80,6 +80,11 @@ impl PublicProxy {
         }
         match self.current_session(session).await {
             Ok(Some(s)) => {
+                if self.offers_reauth(session, &s) {
+                    ctx.req.route = "reauth_offer";
+                    self.reauth_offer(session, ctx, &s).await?;
+                    return Ok(true);
+                }
                 ctx.req.route = "upstream";
                 ctx.session = Some(s);
                 Ok(false)

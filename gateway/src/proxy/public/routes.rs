@@ -12,7 +12,7 @@ use super::{PublicCtx, PublicProxy};
 use crate::oauth::TokenError;
 use crate::pages;
 use crate::proxy::respond::{redirect, respond_html, respond_json, wants_html, Failure};
-use crate::session::{cookie, Callback, LiveSession, LoginError, LOGIN_TTL};
+use crate::session::{cookie, Callback, LiveSession, LoginError, LOGIN_TTL, REAUTH_NOTICE};
 use crate::store::StoreError;
 
 impl PublicProxy {
@@ -91,6 +91,8 @@ impl PublicProxy {
     }
 
     async fn callback(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<()> {
+        // A login from a browser that is still signed in (a re-consent) replaces its session.
+        let replaced = self.current_session(session).await.ok().flatten();
         let req = session.req_header();
         let login_cookie = cookie::value(req, &self.cookies.login);
         let state = query_param(req, "state");
@@ -111,6 +113,14 @@ impl PublicProxy {
             Ok(new) => {
                 logins.with_label_values(&["ok"]).inc();
                 tracing::info!("login completed");
+                if let Some(old) = replaced {
+                    // Best effort: the browser holds only the new cookie from now on.
+                    if self.gw.sessions.end(&old.key).await.is_ok() {
+                        tracing::info!("the new login replaced the browser's previous session");
+                    }
+                }
+                // The cookie outlives a session that ends at its deadline, so the browser is
+                // told "sign in again" (`unauthenticated`) instead of being sent away silently.
                 let cookies = [
                     self.cookies.set(
                         &self.cookies.session,
@@ -118,6 +128,7 @@ impl PublicProxy {
                         self.gw.config.session.lifetime.as_secs(),
                     ),
                     self.cookies.clear(&self.cookies.login),
+                    self.cookies.clear(&self.cookies.reauth_offered),
                 ];
                 return redirect(session, &new.return_to, &cookies, &ctx.req.id).await;
             }
@@ -207,6 +218,7 @@ impl PublicProxy {
                     "scopes": r.scopes,
                     "token_expires_at": r.access_expires_at_ms / 1000,
                     "session_expires_at": r.expires_at_ms / 1000,
+                    "reauth_by": r.reauth_by_ms.map(|ms| ms / 1000),
                 });
                 respond_json(session, 200, &body, &[]).await
             }
@@ -216,6 +228,55 @@ impl PublicProxy {
             }
             Err(_) => self.problem(session, ctx, Failure::StoreUnavailable).await,
         }
+    }
+
+    /// Whether this request is offered a re-consent instead of the page: a browser's page
+    /// load (GET with `Accept: text/html`), for a session whose deadline is within
+    /// [`REAUTH_NOTICE`], once a day (the offer cookie).
+    pub(super) fn offers_reauth(&self, session: &Session, live: &LiveSession) -> bool {
+        let req = session.req_header();
+        req.method == http::Method::GET
+            && wants_html(req)
+            && live.reauth_due_within(REAUTH_NOTICE)
+            && cookie::value(req, &self.cookies.reauth_offered).is_none()
+    }
+
+    /// The re-consent offer: "Renew with Spotify" signs in again and comes back to this page;
+    /// "Not now" goes on to it. Either way the offer rests for a day.
+    pub(super) async fn reauth_offer(
+        &self,
+        session: &mut Session,
+        ctx: &mut PublicCtx,
+        live: &LiveSession,
+    ) -> Result<()> {
+        const DAY_MS: u64 = 24 * 3600 * 1000;
+        let here = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_string())
+            .and_then(|p| safe_return_to(&p))
+            .unwrap_or_else(|| "/".into());
+        let left_ms = live
+            .with_record(|r| r.reauth_by_ms)
+            .unwrap_or_default()
+            .saturating_sub(crate::clock::now_ms());
+        let renew = format!("/auth/login?return_to={}", urlencode(&here));
+        let page = pages::reauth_offer(
+            &self.gw.config.server.app_name,
+            left_ms.div_ceil(DAY_MS),
+            &renew,
+            &here,
+        );
+        let headers = [
+            (
+                "set-cookie",
+                self.cookies
+                    .set(&self.cookies.reauth_offered, "1", DAY_MS / 1000),
+            ),
+            ("x-request-id", ctx.req.id.clone()),
+        ];
+        respond_html(session, 200, &page, &headers).await
     }
 
     /// No valid session: browsers go to the login, API callers get 401 JSON. A browser whose
