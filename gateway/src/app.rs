@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::config::{Config, EgressConfig};
+use crate::config::{AccessConfig, Config, EgressConfig};
 use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::oauth::TokenEndpoint;
@@ -25,6 +25,8 @@ pub struct Live {
     pub log_user_id: bool,
     /// The egress rules: app token, trusted header, timeouts, retries.
     pub egress: EgressConfig,
+    /// Who may sign in (`[access]`), checked at each login callback.
+    pub access: AccessConfig,
 }
 
 impl Live {
@@ -39,6 +41,7 @@ impl Live {
             log_level: config.server.log_level.clone(),
             log_user_id: config.server.log_user_id,
             egress: config.egress.clone(),
+            access: config.access.clone(),
         }
     }
 }

@@ -63,6 +63,41 @@ pub fn access_denied(app_name: &str) -> String {
     })
 }
 
+/// Spotify refused the user who just signed in: the app is in development mode (2026) and the
+/// user is not registered in its dashboard.
+pub fn not_registered(app_name: &str) -> String {
+    render(&Page {
+        app_name,
+        icon: Icon::Denied,
+        heading: "Your Spotify account is not enabled for this app yet",
+        message: &format!(
+            "{app_name} is in Spotify's development mode, where only the Spotify accounts its \
+             owner has registered can use it, at most 5 of them. Ask the app's owner to add \
+             your account (your Spotify email or user name) under User Management in the \
+             app's settings on the Spotify developer dashboard, then sign in again."
+        ),
+        button: Some(Button::sign_in("/auth/login")),
+        second: None,
+        footnote: None,
+    })
+}
+
+/// `[access]` refused the user who just signed in.
+pub fn not_allowed(app_name: &str) -> String {
+    render(&Page {
+        app_name,
+        icon: Icon::Denied,
+        heading: "Not allowed",
+        message: &format!(
+            "Your Spotify account is not allowed to use {app_name}. If you think it should \
+             be, ask the people who run {app_name}; or sign in with another Spotify account."
+        ),
+        button: Some(Button::sign_in("/auth/login")),
+        second: None,
+        footnote: None,
+    })
+}
+
 /// A browser presented a session cookie that no longer opens a session (it expired, or the
 /// user signed out elsewhere). `login_href` signs in again and comes back to the page.
 pub fn session_expired(app_name: &str, login_href: &str) -> String {

@@ -8,7 +8,7 @@
 //! waiting for a restart. Nothing changes silently.
 
 use crate::config::{
-    Config, EgressConfig, ListenConfig, ServerSettings, SessionConfig, SpotifyConfig,
+    AccessConfig, Config, EgressConfig, ListenConfig, ServerSettings, SessionConfig, SpotifyConfig,
     UpstreamConfig,
 };
 
@@ -80,6 +80,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         session,
         store,
         egress,
+        access,
     } = old;
     let mut out = Vec::new();
     compare!(out, "spotify", SpotifyConfig, spotify, new.spotify, {
@@ -145,6 +146,10 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         read_timeout: Live,
         total_timeout: Live,
         max_retries: Live,
+    });
+    compare!(out, "access", AccessConfig, access, new.access, {
+        allowed_users: Live,
+        allowed_products: Live,
     });
     out
 }

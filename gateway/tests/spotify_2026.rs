@@ -8,7 +8,7 @@ mod common;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The claims of an assertion (read, not verified: the gateway verifies them).
 fn claims_of(assertion: &str) -> Value {
@@ -275,4 +275,129 @@ async fn reauth_after_is_checked() {
         assert!(err.contains("session.reauth_after"), "{value}: {err}");
         assert!(err.contains(needle), "{value}: {err}");
     }
+}
+
+/// A browser-like client whose every request asks for a page.
+fn page_browser() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "accept",
+        reqwest::header::HeaderValue::from_static("text/html"),
+    );
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// `POST /__mock/app` with `change`.
+async fn mock_app(s: &Stack, change: Value) {
+    mock_post(&s.mock, "/__mock/app", Some(change)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_user_s_login_ends_on_a_page_that_says_what_the_owner_must_do() {
+    let s = Stack::builder().app(App::Echo).start().await;
+    // carol is not registered in the (development-mode) app's dashboard.
+    let b = page_browser();
+    let (resp, _, _) = login_callback(&b, &s.gw, "carol", "/").await;
+    assert_eq!(resp.status(), 403);
+    let cookies: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        !cookies
+            .iter()
+            .any(|c| c.starts_with("spotify_gateway_session=") && !c.contains("Max-Age=0")),
+        "no session cookie: {cookies:?}"
+    );
+    let page = resp.text().await.expect("page");
+    assert!(page.contains("not enabled for this app"), "{page}");
+    assert!(page.contains("developer dashboard"), "{page}");
+    assert!(page.contains("at most 5"), "{page}");
+    assert!(matches!(s.userinfo(&b).await.0, 302 | 401), "no session");
+    assert_eq!(
+        s.metric("spotify_gateway_logins_total{result=\"not_registered\"}")
+            .await,
+        1.0
+    );
+    // An API client gets the same as JSON.
+    let (resp, _, _) = login_callback(&browser(), &s.gw, "carol", "/").await;
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "not_registered");
+
+    // Once the owner registers her, she signs in; if they take her off again, Spotify's 403
+    // passes through the egress with its body.
+    mock_app(&s, json!({"registered": ["alice", "bob", "carol"]})).await;
+    let b = browser();
+    login(&b, &s.gw, "carol", "/").await;
+    let assertion = s.assertion(&b).await;
+    assert_eq!(s.egress_get_as(&assertion, "/v1/me").await.status(), 200);
+    mock_app(&s, json!({"registered": ["alice", "bob"]})).await;
+    let resp = s.egress_get_as(&assertion, "/v1/me").await;
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(
+        body,
+        json!({"error": {"status": 403, "message": "User not registered in the Developer Dashboard"}})
+    );
+    assert_eq!(s.userinfo(&b).await.0, 200, "a 403 ends nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lists_refuse_other_users_and_products_at_the_callback() {
+    let bob_account = mock_spotify::account_id_of("bob").expect("bob");
+    let s = Stack::builder()
+        .app(App::Echo)
+        .edit(move |doc| {
+            let mut access = toml_edit::Table::new();
+            access["allowed_users"] =
+                toml_edit::value(toml_edit::Array::from_iter(["alice", bob_account]));
+            doc["access"] = toml_edit::Item::Table(access);
+        })
+        .start()
+        .await;
+    mock_app(&s, json!({"registered": ["alice", "bob", "carol"]})).await;
+    for user in ["alice", "bob"] {
+        let b = browser();
+        login(&b, &s.gw, user, "/").await;
+        assert_eq!(s.userinfo(&b).await.0, 200, "{user}");
+    }
+    let b = page_browser();
+    let (resp, _, _) = login_callback(&b, &s.gw, "carol", "/").await;
+    assert_eq!(resp.status(), 403);
+    let page = resp.text().await.expect("page");
+    assert!(page.contains("Not allowed"), "{page}");
+    assert!(matches!(s.userinfo(&b).await.0, 302 | 401), "no session");
+    assert_eq!(
+        s.metric("spotify_gateway_logins_total{result=\"not_allowed\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_products_admits_premium_only() {
+    let s = Stack::builder()
+        .app(App::Echo)
+        .edit(|doc| {
+            let mut access = toml_edit::Table::new();
+            access["allowed_products"] = toml_edit::value(toml_edit::Array::from_iter(["premium"]));
+            doc["access"] = toml_edit::Item::Table(access);
+        })
+        .start()
+        .await;
+    let alice = browser();
+    login(&alice, &s.gw, "alice", "/").await;
+    assert_eq!(s.userinfo(&alice).await.0, 200, "alice has premium");
+    let (resp, _, _) = login_callback(&browser(), &s.gw, "bob", "/").await;
+    assert_eq!(resp.status(), 403, "bob has free");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "not_allowed");
 }

@@ -48,6 +48,11 @@ pub use crate::config::{AppMode, MockConfig, REFRESH_TOKEN_LIFETIME};
 use crate::state::App;
 pub use crate::tls::{MockTls, TestCa, Validity};
 
+/// The `account_id` `/v1/me` reports for one of the mock's users (`alice`, `bob`, `carol`).
+pub fn account_id_of(user: &str) -> Option<&'static str> {
+    catalog::user(user).map(|u| u.account_id)
+}
+
 /// A running mock server; dropping it stops serving.
 pub struct MockSpotify {
     addr: SocketAddr,

@@ -18,6 +18,8 @@ pub(super) struct FileConfig {
     pub(super) store: FileStore,
     #[serde(default)]
     pub(super) egress: FileEgress,
+    #[serde(default)]
+    pub(super) access: FileAccess,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +125,15 @@ impl Default for FileStore {
             password_file: None,
         }
     }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAccess {
+    #[serde(default)]
+    pub(super) allowed_users: Vec<String>,
+    #[serde(default)]
+    pub(super) allowed_products: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]

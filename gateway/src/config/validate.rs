@@ -21,6 +21,8 @@ const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Spotify's refresh tokens end six months after the user's authorization (2026); the
 /// gateway counts 180 days, so it asks for a re-consent before Spotify refuses the token.
 const SPOTIFY_REFRESH_TOKEN_LIFE: Duration = Duration::from_secs(180 * 24 * 3600);
+/// The `product` values of Spotify's user object.
+const SPOTIFY_PRODUCTS: [&str; 3] = ["premium", "free", "open"];
 /// Longest `server.app_name`: it is a page title and heading, not a paragraph.
 const MAX_APP_NAME_CHARS: usize = 60;
 
@@ -35,6 +37,7 @@ impl Validator<'_> {
             session,
             store,
             egress,
+            access,
         } = file;
         let listen = self.listen(listen);
         let spotify = self.spotify(spotify);
@@ -43,6 +46,7 @@ impl Validator<'_> {
         let session = self.session(session);
         let store = self.store(store);
         let egress = listen.as_ref().and_then(|l| self.egress(egress, l.egress));
+        let access = self.access(access);
         let config = Config {
             spotify: spotify?,
             listen: listen?,
@@ -51,12 +55,22 @@ impl Validator<'_> {
             session: session?,
             store: store?,
             egress: egress?,
+            access: access?,
         };
         self.cross_checks(&config);
         Some(config)
     }
 
     fn cross_checks(&mut self, c: &Config) {
+        if !c.access.allowed_products.is_empty()
+            && !c.spotify.scopes.iter().any(|s| s == "user-read-private")
+        {
+            self.issue(
+                "access.allowed_products",
+                "Spotify tells the product only with the user-read-private scope: add it to \
+                 spotify.scopes",
+            );
+        }
         if c.spotify.client_secret.is_none() {
             if c.spotify.flow == Flow::AuthorizationCode {
                 self.issue(
@@ -73,6 +87,39 @@ impl Validator<'_> {
                 );
             }
         }
+    }
+
+    fn access(&mut self, a: FileAccess) -> Option<AccessConfig> {
+        let FileAccess {
+            allowed_users,
+            allowed_products,
+        } = a;
+        for user in &allowed_users {
+            if user.is_empty() || user.contains(char::is_whitespace) {
+                self.issue(
+                    "access.allowed_users",
+                    format!("{user:?} is not a Spotify user id or account id"),
+                );
+            }
+        }
+        let mut products = Vec::new();
+        for product in &allowed_products {
+            let lower = product.to_ascii_lowercase();
+            if !SPOTIFY_PRODUCTS.contains(&lower.as_str()) {
+                self.issue(
+                    "access.allowed_products",
+                    format!(
+                        "{product:?} is not a Spotify product; use {}",
+                        SPOTIFY_PRODUCTS.join(", ")
+                    ),
+                );
+            }
+            products.push(lower);
+        }
+        Some(AccessConfig {
+            allowed_users,
+            allowed_products: products,
+        })
     }
 
     fn listen(&mut self, l: FileListen) -> Option<ListenConfig> {

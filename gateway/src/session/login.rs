@@ -11,8 +11,9 @@ use std::time::Duration;
 use super::record::{LiveSession, PendingLogin, Scopes, SessionRecord};
 use super::registry::Sessions;
 use crate::clock::now_ms;
+use crate::config::AccessConfig;
 use crate::crypto::{self, Purpose};
-use crate::oauth::TokenError;
+use crate::oauth::{ProfileError, TokenError};
 use crate::secret::AuthorizationCode;
 use crate::store::{Namespace, StoreError};
 
@@ -35,6 +36,12 @@ pub enum LoginError {
     MissingCode,
     #[error("Spotify refused the authorization code")]
     CodeRefused,
+    /// Development mode: the user is not registered in the app's dashboard (Spotify's 403).
+    #[error("the user is not registered for this app in Spotify's developer dashboard")]
+    NotRegistered,
+    /// `[access]` refuses this user (neither the user nor the product is allowed).
+    #[error("the user is not allowed to sign in here ([access])")]
+    NotAllowed,
     #[error(transparent)]
     Token(TokenError),
     #[error(transparent)]
@@ -84,7 +91,12 @@ impl Sessions {
 
     /// Completes a login from the callback. The state must match the browser's login cookie
     /// and a pending login, which is consumed: a replayed callback finds nothing.
-    pub async fn finish_login(&self, callback: Callback<'_>) -> Result<NewSession, LoginError> {
+    /// `access` decides who may sign in (`[access]`); a refused user gets no session.
+    pub async fn finish_login(
+        &self,
+        callback: Callback<'_>,
+        access: &AccessConfig,
+    ) -> Result<NewSession, LoginError> {
         let keys = self.keys();
         let cookie_state = callback
             .login_cookie
@@ -133,7 +145,17 @@ impl Sessions {
             .endpoint
             .profile(&grant.access_token)
             .await
-            .map_err(LoginError::Token)?;
+            .map_err(|e| match e {
+                ProfileError::NotRegistered => LoginError::NotRegistered,
+                ProfileError::Token(e) => LoginError::Token(e),
+            })?;
+        if !access.allows(
+            &profile.id,
+            profile.account_id.as_deref(),
+            profile.product.as_deref(),
+        ) {
+            return Err(LoginError::NotAllowed);
+        }
 
         let sid = crypto::random_id();
         let now = now_ms();

@@ -62,6 +62,38 @@ pub async fn login(
     user: &str,
     return_to: &str,
 ) -> LoginTrip {
+    let (resp, authorize_url, callback_url) = login_callback(browser, gw, user, return_to).await;
+    let status = resp.status();
+    let landed = location(&resp);
+    let set_cookies = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        status,
+        302,
+        "callback: {}",
+        resp.text().await.unwrap_or_default()
+    );
+    LoginTrip {
+        authorize_url,
+        callback_url,
+        landed,
+        set_cookies,
+    }
+}
+
+/// A login up to the gateway's answer to the callback, whatever it is (a refused user's
+/// page, say): that answer, the authorize URL and the callback URL. `browser`'s headers
+/// (`Accept`) go with every step.
+pub async fn login_callback(
+    browser: &reqwest::Client,
+    gw: &Gateway,
+    user: &str,
+    return_to: &str,
+) -> (reqwest::Response, String, String) {
     let resp = browser
         .get(format!("{}/auth/login", gw.public_url()))
         .query(&[("return_to", return_to)])
@@ -86,26 +118,7 @@ pub async fn login(
     let callback_url = location(&resp);
     assert!(callback_url.contains("code="), "{callback_url}");
     let resp = browser.get(&callback_url).send().await.expect("callback");
-    let status = resp.status();
-    let landed = location(&resp);
-    let set_cookies = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap_or_default().to_string())
-        .collect();
-    assert_eq!(
-        status,
-        302,
-        "callback: {}",
-        resp.text().await.unwrap_or_default()
-    );
-    LoginTrip {
-        authorize_url,
-        callback_url,
-        landed,
-        set_cookies,
-    }
+    (resp, authorize_url, callback_url)
 }
 
 /// What the internal app received for a request through the public listener.

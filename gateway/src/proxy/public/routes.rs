@@ -98,15 +98,19 @@ impl PublicProxy {
         let state = query_param(req, "state");
         let code = query_param(req, "code");
         let error = query_param(req, "error");
+        let access = self.gw.live().access.clone();
         let result = self
             .gw
             .sessions
-            .finish_login(Callback {
-                login_cookie: login_cookie.as_deref(),
-                state: state.as_deref(),
-                code: code.as_deref(),
-                error: error.as_deref(),
-            })
+            .finish_login(
+                Callback {
+                    login_cookie: login_cookie.as_deref(),
+                    state: state.as_deref(),
+                    code: code.as_deref(),
+                    error: error.as_deref(),
+                },
+                &access,
+            )
             .await;
         let logins = &self.gw.metrics.logins;
         let failure = match result {
@@ -135,6 +139,16 @@ impl PublicProxy {
             Err(LoginError::Denied) => {
                 logins.with_label_values(&["denied"]).inc();
                 return self.access_denied(session).await;
+            }
+            Err(e @ (LoginError::NotRegistered | LoginError::NotAllowed)) => {
+                let result = if matches!(e, LoginError::NotRegistered) {
+                    "not_registered"
+                } else {
+                    "not_allowed"
+                };
+                logins.with_label_values(&[result]).inc();
+                tracing::info!(result, "login refused: {e}");
+                return self.login_refused(session, &e).await;
             }
             Err(LoginError::Store(_)) => {
                 logins.with_label_values(&["error"]).inc();
@@ -183,6 +197,34 @@ impl PublicProxy {
                 "message": "The user declined access at Spotify.",
                 "login_url": self.gw.login_url(None),
             });
+            respond_json(session, 403, &body, &clear).await
+        }
+    }
+
+    /// A user who may not use the app: not registered for a development-mode app at Spotify,
+    /// or refused by `[access]`. A page that says what happened and what to do (or JSON); no
+    /// session was created.
+    async fn login_refused(&self, session: &mut Session, why: &LoginError) -> Result<()> {
+        let clear = [("set-cookie", self.cookies.clear(&self.cookies.login))];
+        let app = &self.gw.config.server.app_name;
+        let (code, page, message) = match why {
+            LoginError::NotRegistered => (
+                "not_registered",
+                pages::not_registered(app),
+                "Spotify refused this user: the app is in development mode and the user is not \
+                 registered in its Spotify developer dashboard (at most 5 users). The app's \
+                 owner must add the user there.",
+            ),
+            _ => (
+                "not_allowed",
+                pages::not_allowed(app),
+                "This Spotify account is not allowed to sign in here.",
+            ),
+        };
+        if wants_html(session.req_header()) {
+            respond_html(session, 403, &page, &clear).await
+        } else {
+            let body = json!({ "error": code, "message": message });
             respond_json(session, 403, &body, &clear).await
         }
     }
