@@ -43,6 +43,7 @@ pub fn signed_out(app_name: &str) -> String {
         ),
         button: Some(Button::sign_in("/auth/login")),
         second: None,
+        form: None,
         footnote: None,
     })
 }
@@ -59,6 +60,7 @@ pub fn access_denied(app_name: &str) -> String {
         ),
         button: Some(Button::sign_in("/auth/login")),
         second: None,
+        form: None,
         footnote: None,
     })
 }
@@ -78,6 +80,7 @@ pub fn not_registered(app_name: &str) -> String {
         ),
         button: Some(Button::sign_in("/auth/login")),
         second: None,
+        form: None,
         footnote: None,
     })
 }
@@ -94,7 +97,60 @@ pub fn not_allowed(app_name: &str) -> String {
         ),
         button: Some(Button::sign_in("/auth/login")),
         second: None,
+        form: None,
         footnote: None,
+    })
+}
+
+/// `/auth/disconnect`: what disconnecting does, and the form that does it.
+pub fn disconnect_confirm(app_name: &str, token: &str) -> String {
+    let form = format!(
+        r#"<form method="post" action="/auth/disconnect"><input type="hidden" name="csrf" value="{}"><p><button class="button danger" type="submit">Disconnect and delete my data</button></p></form>"#,
+        escape(token)
+    );
+    render(&Page {
+        app_name,
+        icon: Icon::SignedOut,
+        heading: "Disconnect your Spotify account",
+        message: &format!(
+            "{app_name} will delete everything it holds for your Spotify account: your sign-in \
+             on every device and browser, and the access Spotify gave it. You can sign in again \
+             later; Spotify will ask for your consent once more."
+        ),
+        button: Some(Button {
+            href: "/",
+            label: "Keep me connected",
+            spotify: false,
+        }),
+        second: None,
+        form: Some(&form),
+        footnote: None,
+    })
+}
+
+/// After a disconnect: what was deleted, and Spotify's page for removing the app's access.
+pub fn disconnected(app_name: &str, spotify_apps_page: &str) -> String {
+    let link = format!(
+        r#"<p class="footnote">To remove {} from your Spotify account as well, open <a href="{href}">{href}</a> and choose "Remove access".</p>"#,
+        escape(app_name),
+        href = escape(spotify_apps_page)
+    );
+    render(&Page {
+        app_name,
+        icon: Icon::SignedOut,
+        heading: "Disconnected",
+        message: &format!(
+            "{app_name} has deleted your sign-in on every device and the access Spotify gave \
+             it. Nothing of your Spotify account is kept here."
+        ),
+        button: Some(Button {
+            href: spotify_apps_page,
+            label: "Manage apps at Spotify",
+            spotify: true,
+        }),
+        second: None,
+        form: None,
+        footnote: Some(&link),
     })
 }
 
@@ -111,6 +167,7 @@ pub fn session_expired(app_name: &str, login_href: &str) -> String {
         ),
         button: Some(Button::sign_in(login_href)),
         second: None,
+        form: None,
         footnote: None,
     })
 }
@@ -148,6 +205,7 @@ pub fn reauth_offer(
             label: "Not now",
             spotify: false,
         }),
+        form: None,
         footnote: None,
     })
 }
@@ -183,6 +241,7 @@ pub fn error(app_name: &str, status: u16, message: &str, request_id: &str, next:
         message,
         button: Some(button),
         second: None,
+        form: None,
         footnote: Some(&footnote),
     })
 }
@@ -196,6 +255,8 @@ struct Page<'a> {
     button: Option<Button<'a>>,
     /// A second, plain choice beside the button.
     second: Option<Button<'a>>,
+    /// Trusted HTML built by this module (a form), between the message and the buttons.
+    form: Option<&'a str>,
     /// Trusted HTML built by this module.
     footnote: Option<&'a str>,
 }
@@ -258,6 +319,9 @@ h1{font-size:1.625rem;line-height:1.25;margin:0 0 .75rem}
 .message{color:#b3b3b3;margin:0 0 2rem}
 .button{display:inline-flex;align-items:center;gap:.625rem;padding:.8rem 1.75rem;border-radius:999px;font-weight:700;text-decoration:none;background:transparent;color:#fff;border:1px solid #878787}
 .button.spotify{background:#1ed760;color:#000;border-color:#1ed760}
+button.button{font:inherit;cursor:pointer}
+.button.danger{background:#e22134;border-color:#e22134;color:#fff}
+a{color:#1ed760}
 .button:hover{border-color:#fff}
 .button.spotify:hover{background:#3be477;border-color:#3be477}
 a:focus-visible{outline:3px solid #fff;outline-offset:3px}
@@ -305,13 +369,14 @@ fn render(page: &Page<'_>) -> String {
 <div class="icon" aria-hidden="true"><svg viewBox="0 0 24 24" width="30" height="30" focusable="false" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">{icon}</svg></div>
 <h1 id="heading">{heading}</h1>
 <p class="message">{message}</p>
-{button}
+{form}{button}
 {footnote}
 </main>
 </body>
 </html>
 "#,
         icon = page.icon.paths(),
+        form = page.form.unwrap_or_default(),
         message = escape(page.message),
     )
 }
@@ -338,6 +403,11 @@ mod tests {
             access_denied("Acme Music"),
             session_expired("Acme Music", "/auth/login?return_to=%2F"),
             error("Acme Music", 503, "Try again.", "r1", Next::Home),
+            reauth_offer("Acme Music", 3, "/auth/login?return_to=%2F", "/"),
+            not_registered("Acme Music"),
+            not_allowed("Acme Music"),
+            disconnect_confirm("Acme Music", "t<1>"),
+            disconnected("Acme Music", "https://www.spotify.com/account/apps/"),
         ] {
             assert!(page.contains(r#"<html lang="en">"#));
             assert!(page.contains("· Acme Music</title>"), "{page}");
@@ -349,6 +419,9 @@ mod tests {
             assert!(!page.contains("url("), "{page}");
         }
         assert!(session_expired("A", "/x").contains("Your session has expired"));
+        let form = disconnect_confirm("A", "t<1>");
+        assert!(form.contains(r#"<form method="post" action="/auth/disconnect">"#));
+        assert!(form.contains(r#"value="t&lt;1&gt;""#), "{form}");
         assert!(signed_out("A").contains("Sign in with Spotify"));
         let home = error("A", 502, "m", "", Next::Home);
         assert!(home.contains("Temporarily unavailable"));

@@ -401,3 +401,211 @@ async fn allowed_products_admits_premium_only() {
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"], "not_allowed");
 }
+
+/// The disconnect form's token on `/auth/disconnect`, as the page carries it.
+async fn disconnect_form_token(b: &reqwest::Client, gw: &Gateway) -> String {
+    let (status, page) = page(b, gw, "/auth/disconnect").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Disconnect your Spotify account"), "{page}");
+    let (_, rest) = page
+        .split_once(r#"name="csrf" value=""#)
+        .expect("the form carries its token");
+    rest.split('"').next().expect("token").to_string()
+}
+
+/// `POST /auth/disconnect` as a form from `origin` (none: no `Origin` header).
+async fn post_disconnect(
+    b: &reqwest::Client,
+    gw: &Gateway,
+    origin: Option<&str>,
+    token: &str,
+) -> reqwest::Response {
+    let mut req = b
+        .post(format!("{}/auth/disconnect", gw.public_url()))
+        .header("accept", "text/html")
+        .form(&[("csrf", token)]);
+    if let Some(origin) = origin {
+        req = req.header("origin", origin);
+    }
+    req.send().await.expect("disconnect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_disconnects_every_session_is_deleted_and_forged_requests_change_nothing() {
+    let s = Stack::builder().app(App::Echo).start().await;
+    let (first, second, bob) = (browser(), browser(), browser());
+    login(&first, &s.gw, "alice", "/").await;
+    login(&second, &s.gw, "alice", "/").await;
+    login(&bob, &s.gw, "bob", "/").await;
+    let assertions = [s.assertion(&first).await, s.assertion(&second).await];
+    let bob_assertion = s.assertion(&bob).await;
+    let token = disconnect_form_token(&first, &s.gw).await;
+    let ours = s.gw.public_url();
+
+    // Refused, changing nothing: another site's form, no origin at all, a wrong token, a GET.
+    for (origin, sent) in [
+        (Some("http://evil.example"), token.as_str()),
+        (None, token.as_str()),
+        (Some(ours.as_str()), "not-the-token"),
+        (Some(ours.as_str()), ""),
+    ] {
+        let resp = post_disconnect(&first, &s.gw, origin, sent).await;
+        assert_eq!(resp.status(), 403, "{origin:?} {sent:?}");
+    }
+    // bob's token is bob's: it does not disconnect alice.
+    let bobs = disconnect_form_token(&bob, &s.gw).await;
+    assert_eq!(
+        post_disconnect(&first, &s.gw, Some(&ours), &bobs)
+            .await
+            .status(),
+        403
+    );
+    let (status, _) = page(&first, &s.gw, "/auth/disconnect").await;
+    assert_eq!(status, 200, "GET only shows the form");
+    for b in [&first, &second] {
+        assert_eq!(s.userinfo(b).await.0, 200);
+    }
+
+    let resp = post_disconnect(&first, &s.gw, Some(&ours), &token).await;
+    assert_eq!(resp.status(), 200);
+    let cleared = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap_or("").contains("Max-Age=0"));
+    assert!(cleared, "the session cookie is cleared");
+    let done = resp.text().await.expect("page");
+    assert!(done.contains("Disconnected"), "{done}");
+    assert!(
+        done.contains(r#"href="https://www.spotify.com/account/apps/""#),
+        "{done}"
+    );
+    // Both of alice's browsers are signed out, her assertions are refused; bob is untouched.
+    for b in [&first, &second] {
+        assert_eq!(s.userinfo(b).await.0, 401);
+    }
+    for a in &assertions {
+        assert_eq!(s.egress_get_as(a, "/v1/me").await.status(), 401);
+    }
+    assert_eq!(s.userinfo(&bob).await.0, 200);
+    assert_eq!(
+        s.egress_get_as(&bob_assertion, "/v1/me").await.status(),
+        200
+    );
+    // Disconnecting again needs a session.
+    let resp = post_disconnect(&first, &s.gw, Some(&ours), &token).await;
+    assert_ne!(resp.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_callers_disconnect_with_the_token_from_json() {
+    let s = Stack::builder().app(App::Echo).start().await;
+    let b = browser();
+    login(&b, &s.gw, "alice", "/").await;
+    let (status, form) = via_public(&b, &s.gw, "/auth/disconnect").await;
+    assert_eq!(status, 200);
+    let token = form["csrf_token"].as_str().expect("token").to_string();
+    let resp = b
+        .post(format!("{}/auth/disconnect", s.gw.public_url()))
+        .header("origin", s.gw.public_url())
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .expect("disconnect");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["disconnected"], true);
+    assert_eq!(body["sessions_ended"], 1);
+    assert_eq!(
+        body["remove_access_at"],
+        "https://www.spotify.com/account/apps/"
+    );
+    assert_eq!(s.userinfo(&b).await.0, 401);
+}
+
+/// Sessions in Redis under the gateway's prefix, and alice's index.
+async fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .expect("keys")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_on_one_replica_deletes_the_user_on_both_within_a_second() {
+    let redis = RedisServer::start().await;
+    let s = Stack::builder()
+        .app(App::Echo)
+        .more_gateways(1)
+        .set("store.backend", "redis")
+        .set("store.url", redis.url())
+        .start()
+        .await;
+    let mut ports = s.more_ports[0];
+    ports.app = s.ports.app;
+    let other = Gateway::start(ports, &s.config_for(ports)).await;
+    // alice in two browsers, one signed in on each replica; bob on the first.
+    let (first, second, bob) = (browser(), browser(), browser());
+    login(&first, &s.gw, "alice", "/").await;
+    login(&second, &other, "alice", "/").await;
+    login(&bob, &s.gw, "bob", "/").await;
+    let alice_assertions = [s.assertion(&first).await, s.assertion(&second).await];
+    let bob_assertion = s.assertion(&bob).await;
+    // Both replicas hold both of alice's sessions in memory.
+    for gw in [&s.gw, &other] {
+        for a in &alice_assertions {
+            assert_eq!(egress_status(gw, a).await, 200);
+        }
+    }
+    assert_eq!(redis_keys(&redis.url(), "sgw:sessions:*").await.len(), 3);
+
+    let token = disconnect_form_token(&first, &s.gw).await;
+    let resp = post_disconnect(&first, &s.gw, Some(&s.gw.public_url()), &token).await;
+    assert_eq!(resp.status(), 200);
+    let done = std::time::Instant::now();
+    wait_until(
+        done + std::time::Duration::from_secs(1),
+        "the other replica to refuse both of alice's sessions",
+        || async {
+            let mut refused = 0;
+            for a in &alice_assertions {
+                match egress_status(&other, a).await {
+                    401 => refused += 1,
+                    status => assert_eq!(status, 200),
+                }
+            }
+            refused == alice_assertions.len()
+        },
+    )
+    .await;
+    for a in &alice_assertions {
+        assert_eq!(egress_status(&s.gw, a).await, 401);
+    }
+    // The second browser is signed out on both replicas.
+    assert_eq!(via_public(&second, &other, "/auth/userinfo").await.0, 401);
+    assert_eq!(via_public(&second, &s.gw, "/auth/userinfo").await.0, 401);
+    // Nothing of alice is left in the store; bob's session is.
+    assert_eq!(redis_keys(&redis.url(), "sgw:sessions:*").await.len(), 1);
+    assert!(redis_keys(&redis.url(), "sgw:user_sessions:alice")
+        .await
+        .is_empty());
+    assert!(redis_keys(&redis.url(), "sgw:user_index:alice")
+        .await
+        .is_empty());
+    assert_eq!(
+        redis_keys(&redis.url(), "sgw:user_index:account:*")
+            .await
+            .len(),
+        1,
+        "only bob's account index"
+    );
+    for gw in [&s.gw, &other] {
+        assert_eq!(egress_status(gw, &bob_assertion).await, 200);
+    }
+}

@@ -32,6 +32,8 @@ pub enum Failure {
     /// A login callback that cannot complete (400); `code` is `invalid_state`,
     /// `invalid_code` or `login_failed`. The page offers to sign in again.
     LoginFailed { code: &'static str, message: String },
+    /// Refused as a cross-site request, or without its form's token (403).
+    Forbidden(&'static str),
     /// No such route (404).
     NotFound(&'static str),
     /// The method is not served here (405), with the `Allow` header when given.
@@ -71,6 +73,7 @@ impl Failure {
     pub fn status(&self) -> u16 {
         match self {
             Failure::BadRequest(_) | Failure::InvalidReturnTo | Failure::LoginFailed { .. } => 400,
+            Failure::Forbidden(_) => 403,
             Failure::NotFound(_) => 404,
             Failure::MethodNotAllowed { .. } => 405,
             Failure::Unauthorized(_) | Failure::SessionEnded | Failure::ReauthRequired => 401,
@@ -88,6 +91,7 @@ impl Failure {
             Failure::BadRequest(_) => "bad_request",
             Failure::InvalidReturnTo => "invalid_return_to",
             Failure::LoginFailed { code, .. } => code,
+            Failure::Forbidden(_) => "forbidden",
             Failure::NotFound(_) => "not_found",
             Failure::MethodNotAllowed { .. } => "method_not_allowed",
             Failure::Unauthorized(_) => "unauthenticated",
@@ -113,6 +117,7 @@ impl Failure {
             }
             Failure::LoginFailed { message, .. } => Cow::Borrowed(message),
             Failure::NotFound(m)
+            | Failure::Forbidden(m)
             | Failure::Unauthorized(m)
             | Failure::CredentialsRefused(m)
             | Failure::DeadlinePassed(m)

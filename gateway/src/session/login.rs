@@ -178,6 +178,15 @@ impl Sessions {
         };
         let key: Arc<str> = keys.index_key("session", &sid).into();
         self.persist(&key, &record).await?;
+        // Every session of the user can be found at once (disconnect, revocation).
+        self.store
+            .add_user_session(
+                &record.user_id,
+                &key,
+                Duration::from_millis(record.expires_at_ms.saturating_sub(now)),
+            )
+            .await
+            .map_err(|e| self.store_error(e))?;
         for index in identity_indexes(&record) {
             self.store
                 .put(

@@ -167,10 +167,24 @@ impl Sessions {
             s.mark_ended();
         }
         self.forget_unsaved(&key);
+        // Whose session it is, for the user's index: from memory, else from the store.
+        let user = match &cached {
+            Some(s) => Some(s.user_id()),
+            None => self
+                .load_record(&key)
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.user_id),
+        };
         let result = self.store.delete(Namespace::Session, &key).await;
         if result.is_ok() {
             if let Err(e) = self.store.publish_invalidation(&key).await {
                 self.store_error(e);
+            }
+            if let Some(user) = &user {
+                // A stale entry would only name a key that opens nothing.
+                let _ = self.store.remove_user_session(user, &key).await;
             }
         }
         if let Some(s) = cached {
@@ -185,6 +199,37 @@ impl Sessions {
             }
         }
         result.map(|_| ()).map_err(|e| self.store_error(e))
+    }
+
+    /// Deletes everything the gateway holds for `session`'s user (a user who disconnects, as
+    /// Spotify's Developer Policy requires): every session of the user, on every replica —
+    /// each ended as by `end` (remembered as ended, cached copies dropped here and, by the
+    /// published invalidation, on the other replicas) — and the user's indexes. Returns how
+    /// many sessions ended.
+    pub async fn disconnect(&self, session: &LiveSession) -> Result<usize, StoreError> {
+        let (user, indexes) =
+            session.with_record(|r| (r.user_id.clone(), super::login::identity_indexes(r)));
+        let mut keys = self
+            .store
+            .user_sessions(&user)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        if !keys.iter().any(|k| **k == *session.key) {
+            keys.push(session.key.to_string());
+        }
+        for key in &keys {
+            self.end(key).await?;
+            // `end` found no record for a key whose session had already gone: its entry too.
+            let _ = self.store.remove_user_session(&user, key).await;
+        }
+        for index in indexes {
+            self.user_keys.invalidate(&index).await;
+            self.store
+                .delete(Namespace::UserIndex, &index)
+                .await
+                .map_err(|e| self.store_error(e))?;
+        }
+        Ok(keys.len())
     }
 
     /// Whether the session under `key` ended lately on any replica this one heard of.
@@ -237,6 +282,12 @@ impl Sessions {
             unsaved.values().cloned().collect()
         };
         for session in waiting {
+            // Ended meanwhile (here, or announced by another replica): writing it again would
+            // bring it back.
+            if session.is_ended() || self.has_ended(&session.key) {
+                self.forget_unsaved(&session.key);
+                continue;
+            }
             let record = session.record();
             if self.persist(&session.key, &record).await.is_ok() {
                 // Unless it changed again meanwhile (then the newer record waits).

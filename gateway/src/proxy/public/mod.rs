@@ -1,4 +1,5 @@
-//! The public listener: Spotify login for browsers (`routes`: `/auth/*`), the session cookie
+//! The public listener: Spotify login for browsers (`routes`: `/auth/*`; `disconnect`: a user
+//! deletes their data), the session cookie
 //! (`session::cookie`), the paths that need no session (`paths`), and the internal app behind
 //! it, which receives the user's identity headers (`identity`).
 //!
@@ -6,6 +7,7 @@
 //! curl -i 'http://127.0.0.1:8080/auth/login?return_to=/'   # with `spotify-gateway demo`
 //! ```
 
+mod disconnect;
 mod identity;
 mod paths;
 mod routes;

@@ -15,6 +15,7 @@ pub enum AuthRoute {
     Callback,
     Logout,
     Userinfo,
+    Disconnect,
     Other,
 }
 
@@ -26,6 +27,7 @@ impl AuthRoute {
             "/auth/callback" => AuthRoute::Callback,
             "/auth/logout" => AuthRoute::Logout,
             "/auth/userinfo" => AuthRoute::Userinfo,
+            "/auth/disconnect" => AuthRoute::Disconnect,
             p if p.starts_with("/auth/") => AuthRoute::Other,
             _ => return None,
         })
@@ -37,14 +39,18 @@ impl AuthRoute {
             AuthRoute::Callback => "/auth/callback",
             AuthRoute::Logout => "/auth/logout",
             AuthRoute::Userinfo => "/auth/userinfo",
+            AuthRoute::Disconnect => "/auth/disconnect",
             AuthRoute::Other => "/auth/other",
         }
     }
 
-    /// Sign-out takes POST (forms) as well as GET; the rest are reads.
+    /// Sign-out takes POST (forms) as well as GET; disconnecting shows its form on GET and
+    /// acts on POST only; the rest are reads.
     pub fn allows(self, method: &http::Method) -> bool {
         match self {
-            AuthRoute::Logout => method == http::Method::GET || method == http::Method::POST,
+            AuthRoute::Logout | AuthRoute::Disconnect => {
+                method == http::Method::GET || method == http::Method::POST
+            }
             _ => method == http::Method::GET || method == http::Method::HEAD,
         }
     }

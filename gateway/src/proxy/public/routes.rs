@@ -35,6 +35,7 @@ impl PublicProxy {
             AuthRoute::Callback => self.callback(session, ctx).await,
             AuthRoute::Logout => self.logout(session, ctx).await,
             AuthRoute::Userinfo => self.userinfo(session, ctx).await,
+            AuthRoute::Disconnect => self.disconnect(session, ctx).await,
             AuthRoute::Other => {
                 self.problem(session, ctx, Failure::NotFound("No such gateway route."))
                     .await
