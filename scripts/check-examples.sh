@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=target/debug/spotify-gateway
+target="${CARGO_TARGET_DIR:-target}"
+bin="$target/debug/spotify-gateway"
 cargo build --locked -q -p spotify-gateway -p example-client
 
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/spotify-gateway/examples-venv"
@@ -32,7 +33,7 @@ done
 curl -fsS -o /dev/null http://127.0.0.1:9090/readyz || { echo "demo not ready:"; cat "$log"; exit 1; }
 
 echo "== Rust example"
-rust_out=$(target/debug/example-client)
+rust_out=$("$target/debug/example-client")
 echo "$rust_out"
 echo "== Python example"
 py_out=$("$venv/bin/python" examples/clients/python/app.py)
@@ -41,5 +42,7 @@ for out in "$rust_out" "$py_out"; do
   grep -q "search page 3" <<<"$out"
   grep -q "profile: .*Alice Andersson" <<<"$out"
   grep -q "playlist: " <<<"$out"
+  grep -q "items of .*: [0-9]*, first: " <<<"$out"
+  grep -q "account acc" <<<"$out"
 done
 echo "examples: ok"

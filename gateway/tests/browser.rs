@@ -201,7 +201,7 @@ async fn start_stack() -> Stack {
                 .parse()
                 .expect("egress addr");
             tokio::spawn(async move {
-                let _ = spotify_gateway::demo::sample_app::serve(listener, egress).await;
+                let _ = spotify_gateway::demo::sample_app::serve(listener, egress, None).await;
             })
         }))
         .set("server.app_name", APP_NAME)

@@ -232,6 +232,36 @@ impl Sessions {
         Ok(keys.len())
     }
 
+    /// The demo's stand-in for time passing (`spotify-gateway demo`, next to the mock's
+    /// `/__mock/age`): every session of `user_id` is `by` older as far as its re-consent
+    /// deadline goes, so the re-consent offer (and, past the deadline, the end) can be seen
+    /// without waiting months. Returns how many sessions it aged. Not in production builds.
+    #[cfg(feature = "demo")]
+    pub async fn age_authorization(
+        &self,
+        user_id: &str,
+        by: Duration,
+    ) -> Result<usize, StoreError> {
+        let by_ms = by.as_millis() as u64;
+        let mut aged = 0;
+        for key in self.store.user_sessions(user_id).await? {
+            let Some(session) = self.by_key(&key).await? else {
+                continue;
+            };
+            let record = session.update(|r| {
+                if let Some(deadline) = r.reauth_by_ms.as_mut() {
+                    *deadline = deadline.saturating_sub(by_ms);
+                    r.expires_at_ms = r.expires_at_ms.min(*deadline);
+                }
+                r.updated_at_ms = now_ms().max(r.updated_at_ms + 1);
+                r.clone()
+            });
+            self.persist(&key, &record).await?;
+            aged += 1;
+        }
+        Ok(aged)
+    }
+
     /// Whether the session under `key` ended lately on any replica this one heard of.
     pub(super) fn has_ended(&self, key: &str) -> bool {
         self.ended.contains_key(key)
