@@ -319,7 +319,7 @@ h1{font-size:1.625rem;line-height:1.25;margin:0 0 .75rem}
 .message{color:#b3b3b3;margin:0 0 2rem}
 .button{display:inline-flex;align-items:center;gap:.625rem;padding:.8rem 1.75rem;border-radius:999px;font-weight:700;text-decoration:none;background:transparent;color:#fff;border:1px solid #878787}
 .button.spotify{background:#1ed760;color:#000;border-color:#1ed760}
-button.button{font:inherit;cursor:pointer}
+button.button{font:inherit;font-weight:700;cursor:pointer}
 .button.danger{background:#e22134;border-color:#e22134;color:#fff}
 a{color:#1ed760}
 .button:hover{border-color:#fff}

@@ -133,7 +133,6 @@ impl PublicProxy {
                         self.gw.config.session.lifetime.as_secs(),
                     ),
                     self.cookies.clear(&self.cookies.login),
-                    self.cookies.clear(&self.cookies.reauth_offered),
                 ];
                 return redirect(session, &new.return_to, &cookies, &ctx.req.id).await;
             }
