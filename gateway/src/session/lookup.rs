@@ -88,6 +88,13 @@ impl Sessions {
 
     /// A user id or an account id: whichever names a live session.
     pub async fn by_identity(&self, id: &str) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        // A hot account id is answered from memory, without asking the store for a user id
+        // first.
+        if self.user_keys.contains_key(&account_index(id)) {
+            if let Some(s) = self.by_account_id(id).await? {
+                return Ok(Some(s));
+            }
+        }
         match self.by_user_id(id).await? {
             Some(s) => Ok(Some(s)),
             None => self.by_account_id(id).await,
@@ -153,5 +160,38 @@ mod tests {
         assert!(s.by_user_id("alice").await.expect("store").is_none());
         let bob = s.by_user_id("bob").await.expect("store").expect("bob");
         assert_eq!(bob.user_id(), "bob");
+    }
+
+    #[tokio::test]
+    async fn an_account_id_finds_only_the_session_with_that_account() {
+        let s = sessions();
+        let mut alice = record("alice");
+        alice.account_id = Some("acc-alice".into());
+        let mut bob = record("bob");
+        bob.account_id = Some("acc-bob".into());
+        s.persist("key-alice", &alice).await.expect("put");
+        s.persist("key-bob", &bob).await.expect("put");
+        let index = |name: &'static str, key: &'static str| {
+            s.store
+                .put(Namespace::UserIndex, name, key.as_bytes().to_vec(), HOUR)
+        };
+        index("account:acc-alice", "key-alice").await.expect("put");
+        // Pointed at the wrong record by someone who can write to the store.
+        index("account:acc-bob", "key-alice").await.expect("put");
+        let found = s
+            .by_identity("acc-alice")
+            .await
+            .expect("store")
+            .expect("alice");
+        assert_eq!(found.user_id(), "alice");
+        // Hot now: found from memory the same way.
+        let again = s
+            .by_account_id("acc-alice")
+            .await
+            .expect("store")
+            .expect("alice");
+        assert_eq!(again.user_id(), "alice");
+        assert!(s.by_account_id("acc-bob").await.expect("store").is_none());
+        assert!(s.by_identity("acc-nobody").await.expect("store").is_none());
     }
 }

@@ -101,9 +101,10 @@ async fn identify(
         };
     }
     // The trusted-header mode: a plain user id, or Spotify's account id (in either header).
-    let trusted = headers
-        .get("x-spotify-user-id")
-        .or_else(|| headers.get("x-spotify-account-id"));
+    let (trusted, account_only) = match headers.get("x-spotify-user-id") {
+        Some(v) => (Some(v), false),
+        None => (headers.get("x-spotify-account-id"), true),
+    };
     if let Some(value) = trusted {
         if !live.egress.trust_user_header {
             return Err(Failure::Unauthorized(
@@ -121,10 +122,12 @@ async fn identify(
             ));
         }
         let user = value.to_str().unwrap_or_default().trim();
-        let found = sessions
-            .by_identity(user)
-            .await
-            .map_err(|_| Failure::StoreUnavailable)?;
+        let found = if account_only {
+            sessions.by_account_id(user).await
+        } else {
+            sessions.by_identity(user).await
+        };
+        let found = found.map_err(|_| Failure::StoreUnavailable)?;
         return found.map(Some).ok_or(Failure::SessionEnded);
     }
     Ok(None)
