@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=target/debug/spotify-gateway
+target="${CARGO_TARGET_DIR:-target}"
+bin="$target/debug/spotify-gateway"
 cargo build --locked -q -p spotify-gateway -p example-client
 
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/spotify-gateway/examples-venv"
@@ -47,7 +48,7 @@ for mode in "" "--tls"; do
   [ "$mode" = "--tls" ] && ca=(env "DEMO_CA_FILE=${TMPDIR:-/tmp}/spotify-gateway-demo-$demo/ca.pem" \
     "REQUESTS_CA_BUNDLE=${TMPDIR:-/tmp}/spotify-gateway-demo-$demo/ca.pem")
   echo "== Rust example"
-  rust_out=$("${ca[@]}" target/debug/example-client)
+  rust_out=$("${ca[@]}" "$target/debug/example-client")
   echo "$rust_out"
   echo "== Python example"
   py_out=$("${ca[@]}" "$venv/bin/python" examples/clients/python/app.py)
@@ -56,6 +57,8 @@ for mode in "" "--tls"; do
     grep -q "search page 3" <<<"$out"
     grep -q "profile: .*Alice Andersson" <<<"$out"
     grep -q "playlist: " <<<"$out"
+    grep -q "items of .*: [0-9]*, first: " <<<"$out"
+    grep -q "account acc" <<<"$out"
   done
   if [ "$mode" = "--tls" ]; then
     # Every API call went over HTTP/2 inside TLS.

@@ -20,7 +20,7 @@ cargo clippy --locked -q -p spotify-gateway --no-default-features -- -D warnings
 cargo build --locked -q -p spotify-gateway --no-default-features
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp target/debug/spotify-gateway "$work/spotify-gateway-production"
+cp "${CARGO_TARGET_DIR:-target}/debug/spotify-gateway" "$work/spotify-gateway-production"
 # Put the default binary back for whatever runs next.
 cargo build --locked -q -p spotify-gateway
 bin="$work/spotify-gateway-production"

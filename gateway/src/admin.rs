@@ -88,11 +88,14 @@ impl ServeHttp for AdminApp {
             _ => "unmatched",
         };
         let resp = match route {
-            "/metrics" => text(
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                self.gw.metrics.render(),
-            ),
+            "/metrics" => {
+                self.gw.sessions.count_reauth_due();
+                text(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    self.gw.metrics.render(),
+                )
+            }
             "/healthz" => text(200, "text/plain; charset=utf-8", b"ok\n".to_vec()),
             "/readyz" => self.readyz().await,
             _ => text(404, "text/plain; charset=utf-8", b"not found\n".to_vec()),

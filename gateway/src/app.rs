@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::config::{Config, EgressConfig, ForwardAuthConfig};
+use crate::config::{AccessConfig, Config, EgressConfig, ForwardAuthConfig};
 use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::oauth::TokenEndpoint;
@@ -28,6 +28,8 @@ pub struct Live {
     pub egress: EgressConfig,
     /// Forward-auth's allowed hosts and trusted proxies; `None`: `/auth/check` is off.
     pub forward_auth: Option<ForwardAuthConfig>,
+    /// Who may sign in (`[access]`), checked at each login callback.
+    pub access: AccessConfig,
 }
 
 impl Live {
@@ -43,6 +45,7 @@ impl Live {
             log_user_id: config.server.log_user_id,
             egress: config.egress.clone(),
             forward_auth: config.forward_auth.clone(),
+            access: config.access.clone(),
         }
     }
 }
@@ -93,6 +96,7 @@ impl Gateway {
             keys,
             token_endpoint.clone(),
             config.session.lifetime,
+            config.session.reauth_after,
             metrics.clone(),
         ));
         Ok(Arc::new(Gateway {

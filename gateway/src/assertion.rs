@@ -28,17 +28,39 @@ pub struct Claims {
     pub sub: String,
     /// Store key of the session.
     pub sid: String,
+    /// Spotify's `account_id` (2026), when the session has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// Unix seconds when the session's refresh token ends and the user must sign in (consent)
+    /// again; the egress answers `REAUTH_REQUIRED` for it from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reauth_by: Option<u64>,
     pub iat: u64,
     pub exp: u64,
 }
 
+/// Whom an assertion names, beyond the user id and the session.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Extra<'a> {
+    pub account_id: Option<&'a str>,
+    /// Unix milliseconds.
+    pub reauth_by_ms: Option<u64>,
+}
+
 /// A compact JWS (RFC 7515) over `claims`: `header.claims.signature`, all base64url.
 pub fn issue(keys: &Keyring, user_id: &str, session_key: &str) -> String {
+    issue_with(keys, user_id, session_key, Extra::default())
+}
+
+/// [`issue`], with the optional claims in `extra`.
+pub fn issue_with(keys: &Keyring, user_id: &str, session_key: &str, extra: Extra<'_>) -> String {
     let now = crate::clock::now_ms() / 1000;
     let claims = Claims {
         iss: ISSUER.into(),
         sub: user_id.into(),
         sid: session_key.into(),
+        account_id: extra.account_id.map(str::to_string),
+        reauth_by: extra.reauth_by_ms.map(|ms| ms / 1000),
         iat: now,
         exp: now + ASSERTION_TTL_SECS,
     };
@@ -133,6 +155,8 @@ mod tests {
             iss: ISSUER.into(),
             sub: sub.into(),
             sid: "k".into(),
+            account_id: None,
+            reauth_by: None,
             iat: 1,
             exp,
         }

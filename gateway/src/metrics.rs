@@ -21,6 +21,7 @@ pub struct Metrics {
     pub token_cache: IntCounterVec,
     pub logins: IntCounterVec,
     pub active_sessions: IntGauge,
+    pub sessions_reauth_due: IntGauge,
     pub unsaved_sessions: IntGauge,
     pub open_connections: IntGaugeVec,
     pub connections_refused: IntCounterVec,
@@ -131,6 +132,11 @@ impl Metrics {
             active_sessions: b.gauge(
                 "active_sessions",
                 "Sessions held in this replica's memory cache",
+            ),
+            sessions_reauth_due: b.gauge(
+                "sessions_reauth_due",
+                "Sessions in this replica's memory whose refresh token ends (Spotify: six months \
+                 after the user's authorization) within 14 days",
             ),
             unsaved_sessions: b.gauge(
                 "unsaved_sessions",

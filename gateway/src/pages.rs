@@ -1,4 +1,5 @@
-//! The gateway's own pages: signed out, access denied, session expired and errors.
+//! The gateway's own pages: signed out, access denied, session expired, the re-consent offer,
+//! the refusals of a login (user not registered, not allowed), disconnected, and errors.
 //!
 //! Self-contained HTML: no external assets (the gateway may have no internet) and nothing
 //! the public listener's `Content-Security-Policy` (`default-src 'none'; style-src
@@ -41,6 +42,8 @@ pub fn signed_out(app_name: &str) -> String {
              in this browser."
         ),
         button: Some(Button::sign_in("/auth/login")),
+        second: None,
+        form: None,
         footnote: None,
     })
 }
@@ -56,7 +59,98 @@ pub fn access_denied(app_name: &str) -> String {
              signed in. You can try again whenever you like."
         ),
         button: Some(Button::sign_in("/auth/login")),
+        second: None,
+        form: None,
         footnote: None,
+    })
+}
+
+/// Spotify refused the user who just signed in: the app is in development mode (2026) and the
+/// user is not registered in its dashboard.
+pub fn not_registered(app_name: &str) -> String {
+    render(&Page {
+        app_name,
+        icon: Icon::Denied,
+        heading: "Your Spotify account is not enabled for this app yet",
+        message: &format!(
+            "{app_name} is in Spotify's development mode, where only the Spotify accounts its \
+             owner has registered can use it, at most 5 of them. Ask the app's owner to add \
+             your account (your Spotify email or user name) under User Management in the \
+             app's settings on the Spotify developer dashboard, then sign in again."
+        ),
+        button: Some(Button::sign_in("/auth/login")),
+        second: None,
+        form: None,
+        footnote: None,
+    })
+}
+
+/// `[access]` refused the user who just signed in.
+pub fn not_allowed(app_name: &str) -> String {
+    render(&Page {
+        app_name,
+        icon: Icon::Denied,
+        heading: "Not allowed",
+        message: &format!(
+            "Your Spotify account is not allowed to use {app_name}. If you think it should \
+             be, ask the people who run {app_name}; or sign in with another Spotify account."
+        ),
+        button: Some(Button::sign_in("/auth/login")),
+        second: None,
+        form: None,
+        footnote: None,
+    })
+}
+
+/// `/auth/disconnect`: what disconnecting does, and the form that does it.
+pub fn disconnect_confirm(app_name: &str, token: &str) -> String {
+    let form = format!(
+        r#"<form method="post" action="/auth/disconnect"><input type="hidden" name="csrf" value="{}"><p><button class="button danger" type="submit">Disconnect and delete my data</button></p></form>"#,
+        escape(token)
+    );
+    render(&Page {
+        app_name,
+        icon: Icon::SignedOut,
+        heading: "Disconnect your Spotify account",
+        message: &format!(
+            "{app_name} will delete everything it holds for your Spotify account: your sign-in \
+             on every device and browser, and the access Spotify gave it. You can sign in again \
+             later; Spotify will ask for your consent once more."
+        ),
+        button: Some(Button {
+            href: "/",
+            label: "Keep me connected",
+            spotify: false,
+        }),
+        second: None,
+        form: Some(&form),
+        footnote: None,
+    })
+}
+
+/// After a disconnect: what was deleted, and Spotify's page for removing the app's access.
+pub fn disconnected(app_name: &str, spotify_apps_page: &str) -> String {
+    let link = format!(
+        r#"<p class="footnote">To remove {} from your Spotify account as well, open <a href="{href}">{href}</a> and choose "Remove access".</p>"#,
+        escape(app_name),
+        href = escape(spotify_apps_page)
+    );
+    render(&Page {
+        app_name,
+        icon: Icon::SignedOut,
+        heading: "Disconnected",
+        message: &format!(
+            "{app_name} has deleted your sign-in on every device and the access Spotify gave \
+             it. Nothing of your Spotify account is kept here."
+        ),
+        button: Some(Button {
+            href: spotify_apps_page,
+            label: "Manage apps at Spotify",
+            spotify: true,
+        }),
+        second: None,
+        form: None,
+        footnote: Some(&link),
     })
 }
 
@@ -72,6 +166,46 @@ pub fn session_expired(app_name: &str, login_href: &str) -> String {
              device or have been away for a while. Sign in again to pick up where you left off."
         ),
         button: Some(Button::sign_in(login_href)),
+        second: None,
+        form: None,
+        footnote: None,
+    })
+}
+
+/// The session's refresh token ends within a week (Spotify ends it six months after the
+/// user's consent): one click renews it and comes back to the page (`renew_href`), or the
+/// user carries on to `continue_href` and is asked again tomorrow.
+pub fn reauth_offer(
+    app_name: &str,
+    days_left: u64,
+    renew_href: &str,
+    continue_href: &str,
+) -> String {
+    let when = match days_left {
+        0 => "today".to_string(),
+        1 => "within a day".to_string(),
+        n => format!("in {n} days"),
+    };
+    render(&Page {
+        app_name,
+        icon: Icon::Expired,
+        heading: "Renew your Spotify connection",
+        message: &format!(
+            "Spotify asks you to confirm {app_name}'s access to your account every six months. \
+             Your connection ends {when}; renew it now to stay signed in. It takes one click \
+             and brings you back here."
+        ),
+        button: Some(Button {
+            href: renew_href,
+            label: "Renew with Spotify",
+            spotify: true,
+        }),
+        second: Some(Button {
+            href: continue_href,
+            label: "Not now",
+            spotify: false,
+        }),
+        form: None,
         footnote: None,
     })
 }
@@ -106,6 +240,8 @@ pub fn error(app_name: &str, status: u16, message: &str, request_id: &str, next:
         heading,
         message,
         button: Some(button),
+        second: None,
+        form: None,
         footnote: Some(&footnote),
     })
 }
@@ -117,6 +253,10 @@ struct Page<'a> {
     /// Plain text; escaped here.
     message: &'a str,
     button: Option<Button<'a>>,
+    /// A second, plain choice beside the button.
+    second: Option<Button<'a>>,
+    /// Trusted HTML built by this module (a form), between the message and the buttons.
+    form: Option<&'a str>,
     /// Trusted HTML built by this module.
     footnote: Option<&'a str>,
 }
@@ -179,6 +319,9 @@ h1{font-size:1.625rem;line-height:1.25;margin:0 0 .75rem}
 .message{color:#b3b3b3;margin:0 0 2rem}
 .button{display:inline-flex;align-items:center;gap:.625rem;padding:.8rem 1.75rem;border-radius:999px;font-weight:700;text-decoration:none;background:transparent;color:#fff;border:1px solid #878787}
 .button.spotify{background:#1ed760;color:#000;border-color:#1ed760}
+button.button{font:inherit;font-weight:700;cursor:pointer}
+.button.danger{background:#e22134;border-color:#e22134;color:#fff}
+a{color:#1ed760}
 .button:hover{border-color:#fff}
 .button.spotify:hover{background:#3be477;border-color:#3be477}
 a:focus-visible{outline:3px solid #fff;outline-offset:3px}
@@ -190,9 +333,9 @@ code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;overflow-wrap:anywh
 fn render(page: &Page<'_>) -> String {
     let app = escape(page.app_name);
     let heading = escape(page.heading);
-    let button = page
-        .button
-        .as_ref()
+    let button: String = [&page.button, &page.second]
+        .into_iter()
+        .flatten()
         .map(|b| {
             let (class, glyph) = if b.spotify {
                 ("button spotify", SPOTIFY_GLYPH)
@@ -205,7 +348,7 @@ fn render(page: &Page<'_>) -> String {
                 label = escape(b.label),
             )
         })
-        .unwrap_or_default();
+        .collect();
     let footnote = page
         .footnote
         .map(|f| format!(r#"<p class="footnote">{f}</p>"#))
@@ -226,13 +369,14 @@ fn render(page: &Page<'_>) -> String {
 <div class="icon" aria-hidden="true"><svg viewBox="0 0 24 24" width="30" height="30" focusable="false" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">{icon}</svg></div>
 <h1 id="heading">{heading}</h1>
 <p class="message">{message}</p>
-{button}
+{form}{button}
 {footnote}
 </main>
 </body>
 </html>
 "#,
         icon = page.icon.paths(),
+        form = page.form.unwrap_or_default(),
         message = escape(page.message),
     )
 }
@@ -259,6 +403,11 @@ mod tests {
             access_denied("Acme Music"),
             session_expired("Acme Music", "/auth/login?return_to=%2F"),
             error("Acme Music", 503, "Try again.", "r1", Next::Home),
+            reauth_offer("Acme Music", 3, "/auth/login?return_to=%2F", "/"),
+            not_registered("Acme Music"),
+            not_allowed("Acme Music"),
+            disconnect_confirm("Acme Music", "t<1>"),
+            disconnected("Acme Music", "https://www.spotify.com/account/apps/"),
         ] {
             assert!(page.contains(r#"<html lang="en">"#));
             assert!(page.contains("· Acme Music</title>"), "{page}");
@@ -270,6 +419,9 @@ mod tests {
             assert!(!page.contains("url("), "{page}");
         }
         assert!(session_expired("A", "/x").contains("Your session has expired"));
+        let form = disconnect_confirm("A", "t<1>");
+        assert!(form.contains(r#"<form method="post" action="/auth/disconnect">"#));
+        assert!(form.contains(r#"value="t&lt;1&gt;""#), "{form}");
         assert!(signed_out("A").contains("Sign in with Spotify"));
         let home = error("A", 502, "m", "", Next::Home);
         assert!(home.contains("Temporarily unavailable"));

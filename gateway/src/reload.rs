@@ -8,8 +8,8 @@
 //! waiting for a restart. Nothing changes silently.
 
 use crate::config::{
-    Config, EgressConfig, ForwardAuthConfig, ListenConfig, ServerSettings, SessionConfig,
-    SpotifyConfig, UpstreamConfig,
+    AccessConfig, Config, EgressConfig, ForwardAuthConfig, ListenConfig, ServerSettings,
+    SessionConfig, SpotifyConfig, UpstreamConfig,
 };
 
 /// How a changed key takes effect.
@@ -81,6 +81,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         store,
         egress,
         forward_auth,
+        access,
     } = old;
     let mut out = Vec::new();
     compare!(out, "spotify", SpotifyConfig, spotify, new.spotify, {
@@ -131,6 +132,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         previous_secret: Live,
         lifetime: Restart,
         cookie_domain: Restart,
+        reauth_after: Restart,
     });
     if *store != new.store {
         out.push(Change {
@@ -162,6 +164,10 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
             effect: Effect::Live,
         }),
     }
+    compare!(out, "access", AccessConfig, access, new.access, {
+        allowed_users: Live,
+        allowed_products: Live,
+    });
     out
 }
 

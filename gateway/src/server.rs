@@ -23,7 +23,12 @@ const RUNTIME_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 /// reloads what can change without new listeners.
 pub fn run(config: Config, config_path: Option<std::path::PathBuf>) -> std::io::Result<()> {
     check_addresses_free(&config)?;
-    let gw = Gateway::new(config, config_path)?;
+    run_gateway(Gateway::new(config, config_path)?)
+}
+
+/// Runs an already wired gateway (the demo keeps a handle on it) until SIGTERM.
+pub fn run_gateway(gw: Arc<Gateway>) -> std::io::Result<()> {
+    check_addresses_free(&gw.config)?;
     let server = build(gw)?;
     server.run(RunArgs::default());
     Ok(())

@@ -1,6 +1,6 @@
 //! The login as a person does it, in headless Chromium: the demo's sample app behind the real
-//! gateway, the mock Spotify's consent page, sign-out, Cancel, and a session that ended on
-//! another device.
+//! gateway, the mock Spotify's consent page, sign-out, Cancel, a session that ended on another
+//! device, the re-consent offer before Spotify's refresh token ends, and disconnecting.
 //!
 //! Chromium is driven over WebDriver: fantoccini talks to a chromedriver that each test starts
 //! on a free loopback port, with a fresh profile directory. Needs Debian's `chromium` and
@@ -195,13 +195,18 @@ impl Browser {
 /// The mock Spotify, the gateway and the demo's sample app (the one use of the gateway
 /// library in this file) on ephemeral loopback ports.
 async fn start_stack() -> Stack {
-    Stack::builder()
+    start_stack_with(|b| b).await
+}
+
+/// [`start_stack`] with more changes to the builder.
+async fn start_stack_with(change: impl FnOnce(StackBuilder) -> StackBuilder) -> Stack {
+    change(Stack::builder())
         .app(App::custom(|listener, ports| {
             let egress = format!("127.0.0.1:{}", ports.egress)
                 .parse()
                 .expect("egress addr");
             tokio::spawn(async move {
-                let _ = spotify_gateway::demo::sample_app::serve(listener, egress).await;
+                let _ = spotify_gateway::demo::sample_app::serve(listener, egress, None).await;
             })
         }))
         .set("server.app_name", APP_NAME)
@@ -429,5 +434,101 @@ async fn session_ended_elsewhere_shows_expired_page() {
     b.wait_for("button.agree").await;
     s.agree_as_alice(&b).await;
     b.snap("2-signed-in-again").await;
+    b.close().await;
+}
+
+/// Clicks the element `css` names.
+async fn click(b: &Browser, css: &str) {
+    b.wait_for(css)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+/// A session within a week of its deadline: the page load offers "Renew with Spotify"; one
+/// click, consent, and the browser is back on the page with a new session replacing the old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_consent_offer_renews_in_one_click_and_comes_back() {
+    let s = start_stack_with(|b| b.set("session.reauth_after", "6d")).await;
+    let b = Browser::start("reconsent").await;
+    s.open_app_until_consent(&b).await;
+    click(&b, "input[name=user][value=alice]").await;
+    click(&b, "button.agree").await;
+    // Back from Spotify, the first page is the offer: this session ends in 6 days.
+    b.wait_for("h1#heading").await;
+    assert_eq!(b.text("h1#heading").await, "Renew your Spotify connection");
+    assert_eq!(
+        b.title().await,
+        format!("Renew your Spotify connection · {APP_NAME}")
+    );
+    let message = b.text(".message").await;
+    assert!(message.contains("in 6 days"), "{message}");
+    b.snap("1-offer").await;
+    let old = b
+        .client
+        .get_named_cookie("spotify_gateway_session")
+        .await
+        .expect("session cookie");
+    let old = format!("{}={}", old.name(), old.value());
+
+    click(&b, "a.button.spotify").await;
+    b.wait_for("button.agree").await;
+    b.snap("2-consent-again").await;
+    click(&b, "input[name=user][value=alice]").await;
+    click(&b, "button.agree").await;
+    b.wait_for("#user-name").await;
+    assert_eq!(b.url().await, format!("{}/", s.gw.public_url()));
+    assert_eq!(b.text("#user-name").await, "Alice Andersson");
+    b.snap("3-renewed").await;
+    // The old session was replaced.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/auth/userinfo", s.gw.public_url()))
+        .header("cookie", &old)
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(resp.status(), 401, "the old session is gone");
+    let new = b
+        .client
+        .get_named_cookie("spotify_gateway_session")
+        .await
+        .expect("session cookie");
+    assert_ne!(format!("{}={}", new.name(), new.value()), old);
+    b.close().await;
+}
+
+/// From the app: "Disconnect and delete my data" → the confirmation → the gateway deletes the
+/// session and links to Spotify's page for removing the app's access; the app asks to sign in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_page_deletes_the_session_and_links_to_spotify() {
+    let s = start_stack().await;
+    let b = Browser::start("disconnect").await;
+    s.open_app_until_consent(&b).await;
+    s.agree_as_alice(&b).await;
+    click(&b, "a#disconnect").await;
+    b.wait_for("h1#heading").await;
+    assert_eq!(
+        b.text("h1#heading").await,
+        "Disconnect your Spotify account"
+    );
+    b.snap("1-confirm").await;
+
+    click(&b, "button.danger").await;
+    b.wait_for("h1#heading").await;
+    assert_eq!(b.text("h1#heading").await, "Disconnected");
+    assert_eq!(b.title().await, format!("Disconnected · {APP_NAME}"));
+    let link = b
+        .client
+        .find(Locator::Css("a.button.spotify"))
+        .await
+        .expect("link to Spotify");
+    assert_eq!(
+        link.attr("href").await.expect("href").as_deref(),
+        Some("https://www.spotify.com/account/apps/")
+    );
+    b.snap("2-disconnected").await;
+    // Nothing is left: the app asks to sign in again.
+    s.open_app_until_consent(&b).await;
     b.close().await;
 }

@@ -300,6 +300,7 @@ async fn redis_acl(redis: &RedisServer, writable: &str) {
         .arg("%RW~sgw:lock:*")
         .arg("%RW~sgw:pending:*")
         .arg("%RW~sgw:user_index:*")
+        .arg("%RW~sgw:user_sessions:*")
         .arg("allchannels")
         .arg("+@all")
         .query_async(&mut conn)

@@ -79,7 +79,9 @@ async fn authorization_code_login_end_to_end() {
     assert_eq!(
         keys,
         [
+            "account_id",
             "display_name",
+            "reauth_by",
             "scopes",
             "session_expires_at",
             "token_expires_at",

@@ -32,7 +32,12 @@ const LOGIN_COOKIE: &str = "spotify_gateway_session-login";
 /// The session secret of "another deployment".
 const OTHER_SECRET: &str = "another-deployment-secret-0123456789abcdef-xyz";
 /// The identity headers the app must only ever get from the gateway.
-const IDENTITY: [&str; 3] = ["x-spotify-user-id", "x-spotify-scopes", "x-gateway-user"];
+const IDENTITY: [&str; 4] = [
+    "x-spotify-user-id",
+    "x-spotify-account-id",
+    "x-spotify-scopes",
+    "x-gateway-user",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Harness: the common stack with its recording app (common/apps.rs), and snapshots of
@@ -691,6 +696,8 @@ async fn client_identity_headers_never_reach_the_app_as_sent() {
         ("X-Spotify-User-Id", "bob-SPOOFED"),
         ("X-SPOTIFY-USER-ID", "bob-SPOOFED"),
         ("x-spotify-scopes", "everything-SPOOFED ugc-image-upload"),
+        ("X-Spotify-Account-Id", "acc-SPOOFED"),
+        ("X_Spotify_Account_Id", "acc-SPOOFED"),
         ("X-Gateway-User", "forged.assertion.SPOOFED"),
         // CGI/WSGI-style servers read `_` as `-`.
         ("X_Spotify_User_Id", "bob-SPOOFED"),
@@ -742,6 +749,7 @@ async fn client_identity_headers_never_reach_the_app_as_sent() {
     assert_eq!(hits.len(), 1);
     no_spoof_reaches(&hits[0], "alice's session");
     assert_eq!(hits[0].lookalike_values("x-spotify-user-id"), ["alice"]);
+    assert_eq!(hits[0].lookalike_values("x-spotify-account-id").len(), 1);
     let assertion = hits[0].lookalike_values("x-gateway-user");
     assert_eq!(assertion.len(), 1);
     let claims = verify(&keys(SESSION_SECRET), assertion[0]).expect("valid");
@@ -1585,6 +1593,7 @@ url = "redis://default:url-password-42@redis.example:6379"
     let config = Config::parse(&text, "t.toml", &env).expect("valid");
     let record = SessionRecord {
         user_id: "alice".into(),
+        account_id: None,
         display_name: Some("Alice".into()),
         scopes: Scopes::new(&["user-read-email"]),
         access_token: AccessToken::new("BQAccess-token-value-123"),
@@ -1592,6 +1601,7 @@ url = "redis://default:url-password-42@redis.example:6379"
         access_lifetime_ms: 1,
         refresh_token: RefreshToken::new("AQRefresh-token-value-456"),
         created_at_ms: 1,
+        reauth_by_ms: None,
         updated_at_ms: 1,
         expires_at_ms: 1,
     };

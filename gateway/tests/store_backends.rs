@@ -60,6 +60,47 @@ async fn suite(store: &dyn Store) {
     assert_eq!(store.count(ns).await.unwrap(), 1);
     store.ping().await.unwrap();
 
+    // The user → sessions index: every session of a user, each entry expiring with it.
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert!(store.user_sessions("alice").await.unwrap().is_empty());
+    store.add_user_session("alice", "s1", minute).await.unwrap();
+    store.add_user_session("alice", "s2", minute).await.unwrap();
+    store.add_user_session("alice", "s2", minute).await.unwrap();
+    store.add_user_session("bob", "s3", minute).await.unwrap();
+    store
+        .add_user_session("alice", "gone", Duration::from_millis(1))
+        .await
+        .unwrap();
+    // A user id that is a prefix of another does not see the other's sessions.
+    store.add_user_session("ali", "s4", minute).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        sorted(store.user_sessions("alice").await.unwrap()),
+        ["s1", "s2"],
+        "one entry per session, expired ones left out"
+    );
+    assert_eq!(store.user_sessions("bob").await.unwrap(), ["s3"]);
+    assert_eq!(store.user_sessions("ali").await.unwrap(), ["s4"]);
+    assert!(store.remove_user_session("alice", "s1").await.unwrap());
+    assert!(!store.remove_user_session("alice", "s1").await.unwrap());
+    assert!(
+        !store.remove_user_session("bob", "s2").await.unwrap(),
+        "not bob's"
+    );
+    assert_eq!(store.user_sessions("alice").await.unwrap(), ["s2"]);
+    store.purge_expired().await.unwrap();
+    assert_eq!(store.user_sessions("alice").await.unwrap(), ["s2"]);
+    assert!(store.remove_user_session("alice", "s2").await.unwrap());
+    assert!(store.user_sessions("alice").await.unwrap().is_empty());
+    assert_eq!(
+        store.count(Namespace::Session).await.unwrap(),
+        1,
+        "the index is not a session"
+    );
+
     // Locks: always granted by single-process stores, exclusive by owner on a shared one.
     assert!(store.lock("refresh:x", "owner-a", minute).await.unwrap());
     let second = store.lock("refresh:x", "owner-b", minute).await.unwrap();

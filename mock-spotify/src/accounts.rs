@@ -16,7 +16,7 @@ use crate::errors;
 use crate::faults::{apply_fault, Target};
 use crate::http::{json_response, Params, JSON};
 use crate::pages::{consent_page, error_page};
-use crate::state::{random_token, App, AuthCode, CODE_LIFETIME};
+use crate::state::{random_token, App, AuthCode, Authorization, CODE_LIFETIME};
 
 /// Every scope Spotify accepts on `/authorize`.
 const VALID_SCOPES: &[&str] = &[
@@ -430,6 +430,7 @@ fn authorization_code(app: &App, auth: ClientAuth, params: &Params) -> Response 
         &grant.user,
         &grant.scopes,
         grant.challenge.is_some(),
+        Authorization::now(),
     );
     drop(store);
     token_json(
@@ -459,16 +460,23 @@ fn refresh_token(app: &App, auth: ClientAuth, params: &Params) -> Response {
     if auth == ClientAuth::Public && !grant.pkce {
         return oauth_error("invalid_client", "Invalid client");
     }
-    let (client_id, user, scopes, pkce) = (
+    // Since 2026 a refresh token ends six months after the user's original authorization,
+    // however often it was refreshed (or rotated) since: the user must authorize again.
+    if grant.authorized.age() >= app.config.refresh_token_lifetime {
+        store.refresh.remove(token);
+        return oauth_error("invalid_grant", "Refresh token expired");
+    }
+    let (client_id, user, scopes, pkce, authorized) = (
         grant.client_id.clone(),
         grant.user.clone(),
         grant.scopes.clone(),
         grant.pkce,
+        grant.authorized,
     );
     // Public clients get single-use refresh tokens; confidential ones keep theirs.
     let rotated = if auth == ClientAuth::Public {
         store.refresh.remove(token);
-        Some(store.issue_refresh(&client_id, &user, &scopes, pkce))
+        Some(store.issue_refresh(&client_id, &user, &scopes, pkce, authorized))
     } else {
         None
     };

@@ -21,7 +21,45 @@ pub struct MockConfig {
     /// With `tls`: offer HTTP/2 in ALPN (`h2`, then `http/1.1`), as api.spotify.com does;
     /// `false` offers HTTP/1.1 only, to see a client fall back.
     pub http2: bool,
+    /// Development mode (Spotify's default for new apps since 2026) or extended quota; the
+    /// `/__mock/app` control changes it at run time.
+    pub mode: AppMode,
+    /// How long a refresh token works after the user's original authorization, whatever
+    /// the refreshes in between (Spotify, 2026: 6 months).
+    pub refresh_token_lifetime: Duration,
 }
+
+/// Spotify's two kinds of app (NOTES-pingora.md, "Spotify in 2026").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AppMode {
+    #[default]
+    /// At most 5 users, each registered in the dashboard; other users' API calls answer
+    /// 403, and the pre-2026 paths (`/playlists/{id}/tracks`) answer 403 too.
+    Development,
+    /// Granted to organisations: every user, and the old paths still work.
+    ExtendedQuota,
+}
+
+impl AppMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            AppMode::Development => "development",
+            AppMode::ExtendedQuota => "extended_quota",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<AppMode> {
+        match name {
+            "development" => Some(AppMode::Development),
+            "extended_quota" => Some(AppMode::ExtendedQuota),
+            _ => None,
+        }
+    }
+}
+
+/// Six months, as Spotify counts a refresh token's life from the original authorization
+/// (183 days: never shorter than six calendar months).
+pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(183 * 24 * 3600);
 
 impl Default for MockConfig {
     fn default() -> Self {
@@ -33,6 +71,8 @@ impl Default for MockConfig {
             app_name: "Spotify Gateway Demo".to_string(),
             tls: None,
             http2: true,
+            mode: AppMode::Development,
+            refresh_token_lifetime: REFRESH_TOKEN_LIFETIME,
         }
     }
 }

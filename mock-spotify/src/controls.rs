@@ -1,9 +1,10 @@
 //! The `/__mock/*` test controls: counters, the request log, faults to arm, token
-//! expiry and revocation, reset. Their errors are the mock's own `{"error":"..."}`,
+//! expiry and revocation, aging a user's authorization, the app's mode and its registered
+//! users, reset. Their errors are the mock's own `{"error":"..."}`,
 //! not one of Spotify's shapes, since no Spotify client ever sees them.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -12,6 +13,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use crate::catalog;
+use crate::config::AppMode;
 use crate::faults::{self, Target};
 use crate::http::{json_response, Params, JSON};
 use crate::state::App;
@@ -94,6 +96,112 @@ pub(crate) async fn revoke(State(app): State<Arc<App>>, uri: Uri) -> Response {
         &json!({ "ok": true, "expired_access_tokens": expired, "revoked_refresh_tokens": revoked }),
         JSON,
     )
+}
+
+/// Longest aging `/__mock/age` takes in one call: ten years is past every deadline.
+const MAX_AGE_DAYS: u64 = 3650;
+/// Spotify's limit for a development-mode app's registered users.
+const MAX_REGISTERED_USERS: usize = 5;
+
+/// `POST /__mock/age?user=ID&days=N`: the user's authorization is N days older, as if that
+/// time had passed for it: its refresh tokens near (or pass) their six-month end, and its
+/// access tokens (one hour) have expired when N > 0. A later login is a new authorization.
+pub(crate) async fn age(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    let user = match user_param(&uri) {
+        Ok(user) => user,
+        Err(resp) => return resp,
+    };
+    let params = Params::parse(uri.query().unwrap_or("").as_bytes());
+    let days = match params.get("days").map(str::parse::<u64>) {
+        Some(Ok(days)) if days <= MAX_AGE_DAYS => days,
+        _ => {
+            return control_error(
+                StatusCode::BAD_REQUEST,
+                &format!("days must be a whole number from 0 to {MAX_AGE_DAYS}"),
+            )
+        }
+    };
+    let expired = if days > 0 {
+        expire_access(&app, user.id)
+    } else {
+        0
+    };
+    let by = Duration::from_secs(days * 24 * 3600);
+    let mut store = app.lock();
+    let mut aged = 0;
+    let mut oldest = Duration::ZERO;
+    for token in store.refresh.values_mut().filter(|t| t.user == user.id) {
+        token.authorized.aged += by;
+        oldest = oldest.max(token.authorized.age());
+        aged += 1;
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "ok": true,
+            "aged_refresh_tokens": aged,
+            "expired_access_tokens": expired,
+            "authorization_age_days": oldest.as_secs() / (24 * 3600),
+        }),
+        JSON,
+    )
+}
+
+fn app_state(app: &App) -> serde_json::Value {
+    let store = app.lock();
+    json!({ "mode": store.mode.name(), "registered": store.registered })
+}
+
+/// `GET /__mock/app`: the app's mode and the users registered in its dashboard.
+pub(crate) async fn app(State(app): State<Arc<App>>) -> Response {
+    json_response(StatusCode::OK, &app_state(&app), JSON)
+}
+
+/// `POST /__mock/app` with `{"mode":"development"|"extended_quota"}` and/or
+/// `{"registered":["alice",...]}` (at most 5 known users). Either is checked before anything
+/// changes.
+pub(crate) async fn set_app(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Change {
+        mode: Option<String>,
+        registered: Option<Vec<String>>,
+    }
+    let change: Change = match serde_json::from_slice(&body) {
+        Ok(change) => change,
+        Err(e) => return control_error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
+    };
+    let mode = match change.mode.as_deref().map(|m| (m, AppMode::parse(m))) {
+        None => None,
+        Some((_, Some(mode))) => Some(mode),
+        Some((other, None)) => {
+            return control_error(
+                StatusCode::BAD_REQUEST,
+                &format!("unknown mode {other:?}; use \"development\" or \"extended_quota\""),
+            )
+        }
+    };
+    if let Some(users) = &change.registered {
+        if let Some(unknown) = users.iter().find(|u| catalog::user(u).is_none()) {
+            return control_error(StatusCode::NOT_FOUND, &format!("unknown user {unknown:?}"));
+        }
+        if users.len() > MAX_REGISTERED_USERS {
+            return control_error(
+                StatusCode::BAD_REQUEST,
+                &format!("a development-mode app has at most {MAX_REGISTERED_USERS} users"),
+            );
+        }
+    }
+    {
+        let mut store = app.lock();
+        if let Some(mode) = mode {
+            store.mode = mode;
+        }
+        if let Some(users) = change.registered {
+            store.registered = users.into_iter().collect();
+        }
+    }
+    json_response(StatusCode::OK, &app_state(&app), JSON)
 }
 
 fn expire_access(app: &App, user: &str) -> usize {

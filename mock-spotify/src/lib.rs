@@ -44,9 +44,14 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub use crate::catalog::LARGE_PLAYLIST_ID;
-pub use crate::config::MockConfig;
+pub use crate::config::{AppMode, MockConfig, REFRESH_TOKEN_LIFETIME};
 use crate::state::App;
 pub use crate::tls::{MockTls, TestCa, Validity};
+
+/// The `account_id` `/v1/me` reports for one of the mock's users (`alice`, `bob`, `carol`).
+pub fn account_id_of(user: &str) -> Option<&'static str> {
+    catalog::user(user).map(|u| u.account_id)
+}
 
 /// A running mock server; dropping it stops serving.
 pub struct MockSpotify {
@@ -172,6 +177,8 @@ fn router(app: Arc<App>) -> Router {
         .route("/__mock/expire", post(controls::expire))
         .route("/__mock/revoke", post(controls::revoke))
         .route("/__mock/reset", post(controls::reset))
+        .route("/__mock/age", post(controls::age))
+        .route("/__mock/app", get(controls::app).post(controls::set_app))
         .route("/__mock/requests", get(controls::requests))
         // The Web API is dispatched by hand so unknown paths get Spotify's JSON 404.
         .fallback(api::handle)

@@ -2,7 +2,7 @@
 //! request log, and what the Web API's write endpoints changed (playlist contents,
 //! playback).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, Method, Uri};
 
 use crate::catalog;
-use crate::config::MockConfig;
+use crate::config::{AppMode, MockConfig};
 use crate::faults::{self, Fault, FaultHit, Target};
 
 /// How long an authorization code may be redeemed (Spotify: 10 minutes).
@@ -89,6 +89,13 @@ pub(crate) struct Store {
     /// Playback started or paused through the player endpoints, by user id. Users
     /// without an entry play their catalogue `now_playing` track.
     pub playback: HashMap<String, Playback>,
+    /// What each user saved through `PUT /v1/me/library`, by user id: Spotify URIs.
+    pub library: HashMap<String, BTreeSet<String>>,
+    /// Development mode or extended quota (`/__mock/app`).
+    pub mode: AppMode,
+    /// Users registered in the app's dashboard; in development mode nobody else's calls
+    /// are served (`/__mock/app`).
+    pub registered: BTreeSet<String>,
     issued_since_prune: u32,
 }
 
@@ -144,6 +151,30 @@ pub(crate) struct RefreshToken {
     pub scopes: Vec<String>,
     /// Issued through PKCE, so the public client may refresh it without a secret.
     pub pkce: bool,
+    /// The user's original authorization, carried over when the token rotates.
+    pub authorized: Authorization,
+}
+
+/// When the user authorized the app, as the refresh tokens of that grant remember it.
+/// `Instant` cannot go back months on a machine up for less, so aging adds to `aged`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Authorization {
+    pub at: Instant,
+    /// Added by `/__mock/age`: the authorization is this much older than `at` says.
+    pub aged: Duration,
+}
+
+impl Authorization {
+    pub(crate) fn now() -> Authorization {
+        Authorization {
+            at: Instant::now(),
+            aged: Duration::ZERO,
+        }
+    }
+
+    pub(crate) fn age(&self) -> Duration {
+        self.at.elapsed() + self.aged
+    }
 }
 
 pub(crate) struct AuthCode {
@@ -178,6 +209,7 @@ pub(crate) struct LoggedRequest {
 
 impl App {
     pub(crate) fn new(config: MockConfig, base: String) -> App {
+        let mode = config.mode;
         let playlists = catalog::catalog()
             .playlists
             .iter()
@@ -204,6 +236,11 @@ impl App {
             base,
             store: Mutex::new(Store {
                 playlists,
+                mode,
+                registered: catalog::DEFAULT_REGISTERED
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect(),
                 ..Store::default()
             }),
             wire: Wire::default(),
@@ -292,6 +329,7 @@ impl Store {
         user: &str,
         scopes: &[String],
         pkce: bool,
+        authorized: Authorization,
     ) -> String {
         let token = random_token("AQ");
         self.refresh.insert(
@@ -301,6 +339,7 @@ impl Store {
                 user: user.to_string(),
                 scopes: scopes.to_vec(),
                 pkce,
+                authorized,
             },
         );
         token

@@ -205,11 +205,12 @@ async fn currently_playing_and_playlists() {
     let playlist = &page["items"][0];
     assert_eq!(playlist["owner"]["id"], "alice");
     assert_eq!(playlist["type"], "playlist");
-    let tracks_href = s(&playlist["tracks"]["href"]).to_string();
-    let (status, _, items) = api(&m, &tracks_href, Some(s(&alice["access_token"]))).await;
+    let items_href = s(&playlist["items"]["href"]).to_string();
+    assert!(items_href.ends_with("/items"), "{items_href}");
+    let (status, _, items) = api(&m, &items_href, Some(s(&alice["access_token"]))).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(items["total"], playlist["tracks"]["total"]);
-    assert_eq!(items["items"][0]["track"]["name"], "Dancing Queen");
+    assert_eq!(items["total"], playlist["items"]["total"]);
+    assert_eq!(items["items"][0]["item"]["name"], "Dancing Queen");
 
     let (_, _, page) = api(&m, "/v1/me/playlists", Some(s(&bob["access_token"]))).await;
     assert_eq!(page["total"], 1);
@@ -337,12 +338,12 @@ async fn large_playlist_pages() {
         .expect("large playlist listed")
         .clone();
     assert_eq!(large["owner"]["id"], "alice");
-    assert_eq!(large["tracks"]["total"], 1000);
+    assert_eq!(large["items"]["total"], 1000);
 
     // An app token may read it too; follow `next` to the end.
     let t = app_token(&m).await;
     let id = mock_spotify::LARGE_PLAYLIST_ID;
-    let first = format!("{base}/v1/playlists/{id}/tracks?limit=100");
+    let first = format!("{base}/v1/playlists/{id}/items?limit=100");
     let resp = raw_client()
         .get(&first)
         .bearer_auth(&t)
@@ -363,11 +364,11 @@ async fn large_playlist_pages() {
         assert_eq!(page["offset"], seen);
         assert_eq!(
             page["href"],
-            format!("{base}/v1/playlists/{id}/tracks?offset={seen}&limit=100")
+            format!("{base}/v1/playlists/{id}/items?offset={seen}&limit=100")
         );
         let expected_previous = (seen > 0).then(|| {
             format!(
-                "{base}/v1/playlists/{id}/tracks?offset={}&limit=100",
+                "{base}/v1/playlists/{id}/items?offset={}&limit=100",
                 seen - 100
             )
         });
@@ -379,22 +380,17 @@ async fn large_playlist_pages() {
     assert_eq!((pages, seen), (10, 1000));
 
     // Deterministic: the catalogue on repeat, the same on every mock.
-    let (_, _, head) = api(&m, &format!("/v1/playlists/{id}/tracks?limit=1"), Some(&t)).await;
-    assert_eq!(head["items"][0]["track"]["name"], "Dancing Queen");
+    let (_, _, head) = api(&m, &format!("/v1/playlists/{id}/items?limit=1"), Some(&t)).await;
+    assert_eq!(head["items"][0]["item"]["name"], "Dancing Queen");
     let (_, _, playlist) = api(&m, &format!("/v1/playlists/{id}"), Some(&t)).await;
     assert_eq!(
-        playlist["tracks"]["items"].as_array().expect("items").len(),
+        playlist["items"]["items"].as_array().expect("items").len(),
         100
     );
     assert_eq!(
-        playlist["tracks"]["next"],
-        format!("{base}/v1/playlists/{id}/tracks?offset=100&limit=100")
+        playlist["items"]["next"],
+        format!("{base}/v1/playlists/{id}/items?offset=100&limit=100")
     );
-    let (status, _, _) = api(
-        &m,
-        &format!("/v1/playlists/{id}/tracks?limit=101"),
-        Some(&t),
-    )
-    .await;
+    let (status, _, _) = api(&m, &format!("/v1/playlists/{id}/items?limit=101"), Some(&t)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -22,7 +22,7 @@ async fn add_and_remove_playlist_tracks() {
     let id = s(&kitchen["id"]).to_string();
     let before = s(&kitchen["snapshot_id"]).to_string();
     assert_eq!(kitchen["tracks"]["total"], 8);
-    let path = format!("/v1/playlists/{id}/tracks");
+    let path = format!("/v1/playlists/{id}/items");
 
     let karma = track_id(&m, &a, "karma police").await;
     let halo = track_id(&m, &a, "beyonce halo").await;
@@ -41,8 +41,8 @@ async fn add_and_remove_playlist_tracks() {
 
     let (_, _, items) = api(&m, &format!("{path}?offset=8"), Some(&a)).await;
     assert_eq!(items["total"], 10);
-    assert_eq!(items["items"][0]["track"]["id"], karma.as_str());
-    assert_eq!(items["items"][1]["track"]["name"], "Halo");
+    assert_eq!(items["items"][0]["item"]["id"], karma.as_str());
+    assert_eq!(items["items"][1]["item"]["name"], "Halo");
     assert_eq!(items["items"][0]["added_by"]["id"], "alice");
     assert_ne!(items["items"][0]["added_at"], "2024-01-01T00:00:00Z");
     assert!(s(&items["items"][0]["added_at"]).ends_with('Z'));
@@ -64,9 +64,9 @@ async fn add_and_remove_playlist_tracks() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let (_, _, items) = api(&m, &format!("{path}?limit=3"), Some(&a)).await;
     assert_eq!(items["total"], 12);
-    assert_eq!(items["items"][0]["track"]["name"], "Halo");
-    assert_eq!(items["items"][1]["track"]["name"], "Halo");
-    assert_eq!(items["items"][2]["track"]["name"], "Dancing Queen");
+    assert_eq!(items["items"][0]["item"]["name"], "Halo");
+    assert_eq!(items["items"][1]["item"]["name"], "Halo");
+    assert_eq!(items["items"][2]["item"]["name"], "Dancing Queen");
     let (status, _, _) = call(
         &m,
         Method::POST,
@@ -78,7 +78,7 @@ async fn add_and_remove_playlist_tracks() {
     assert_eq!(status, StatusCode::CREATED);
     let (_, _, items) = api(&m, &format!("{path}?limit=2"), Some(&a)).await;
     assert_eq!(items["total"], 13);
-    assert_eq!(items["items"][1]["track"]["id"], karma.as_str());
+    assert_eq!(items["items"][1]["item"]["id"], karma.as_str());
 
     // Bad requests leave the playlist alone.
     let many: Vec<String> = (0..101).map(|_| format!("spotify:track:{karma}")).collect();
@@ -189,7 +189,7 @@ async fn add_and_remove_playlist_tracks() {
     let (status, _, _) = call(
         &m,
         Method::POST,
-        "/v1/playlists/0000000000000000000000/tracks",
+        "/v1/playlists/0000000000000000000000/items",
         Some(&a),
         Some(&one),
     )
@@ -218,7 +218,7 @@ async fn add_and_remove_playlist_tracks() {
         .as_array()
         .expect("items")
         .iter()
-        .map(|i| s(&i["track"]["name"]))
+        .map(|i| s(&i["item"]["name"]))
         .collect();
     assert!(!names.contains(&"Halo"), "{names:?}");
     assert_eq!(names.iter().filter(|n| **n == "Karma Police").count(), 2);
@@ -256,11 +256,11 @@ async fn add_and_remove_playlist_tracks() {
     assert_eq!(status, StatusCode::OK);
     let (_, _, items) = api(&m, &format!("{path}?limit=100"), Some(&a)).await;
     assert_eq!(items["total"], 9);
-    assert_eq!(items["items"][8]["track"]["id"], karma.as_str());
+    assert_eq!(items["items"][8]["item"]["id"], karma.as_str());
 
     for (body, message) in [
         ("{not json", "Error parsing JSON."),
-        ("{}", "Missing required field: tracks"),
+        ("{}", "Missing required field: items"),
         (
             "{\"tracks\":[{\"uri\":\"spotify:track:bad\"}]}",
             "Invalid track uri: spotify:track:bad",

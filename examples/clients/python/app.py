@@ -52,9 +52,18 @@ def main() -> None:
         page += 1
 
     me = sp.current_user()
-    print(f"profile: {me['display_name']} ({me['id']})")
-    for playlist in sp.current_user_playlists()["items"]:
-        print(f"playlist: {playlist['name']} ({playlist['tracks']['total']} tracks)")
+    # Spotify asks apps to key users by `account_id` (2026) rather than `id`.
+    print(f"profile: {me['display_name']} ({me['id']}, account {me.get('account_id')})")
+    playlists = sp.current_user_playlists()["items"]
+    for playlist in playlists:
+        print(f"playlist: {playlist['name']} ({playlist['items']['total']} items)")
+    # Since February 2026 a playlist's entries are at /playlists/{id}/items, `item` in each; the
+    # old /tracks path answers 403 to development-mode apps. spotipy 2.25's playlist_items()
+    # still asks /tracks, so this goes through its generic call.
+    first = playlists[0]
+    entries = sp._get(f"playlists/{first['id']}/items", limit=5)
+    names = [e["item"]["name"] for e in entries["items"]]
+    print(f"items of {first['name']}: {entries['total']}, first: {names[0]}")
 
 
 if __name__ == "__main__":

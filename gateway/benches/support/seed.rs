@@ -50,6 +50,7 @@ pub fn record(i: usize) -> SessionRecord {
     let now = now_ms();
     SessionRecord {
         user_id: format!("bench-user-{i:07}"),
+        account_id: None,
         display_name: Some(format!("Bench User {i}")),
         scopes: spotify_gateway::session::Scopes::new(&SCOPES),
         access_token: AccessToken::new(token("BQ", ACCESS_TOKEN_LEN)),
@@ -57,6 +58,7 @@ pub fn record(i: usize) -> SessionRecord {
         access_lifetime_ms: 3_600_000,
         refresh_token: RefreshToken::new(token("AQ", REFRESH_TOKEN_LEN)),
         created_at_ms: now,
+        reauth_by_ms: None,
         updated_at_ms: now,
         expires_at_ms: now + 86_400_000,
     }

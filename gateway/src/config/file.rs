@@ -19,6 +19,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) egress: FileEgress,
     pub(super) forward_auth: Option<FileForwardAuth>,
+    #[serde(default)]
+    pub(super) access: FileAccess,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +107,8 @@ pub(super) struct FileSession {
     #[serde(default = "default_lifetime")]
     pub(super) lifetime: String,
     pub(super) cookie_domain: Option<String>,
+    #[serde(default = "default_reauth_after")]
+    pub(super) reauth_after: String,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +132,15 @@ impl Default for FileStore {
             password_file: None,
         }
     }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAccess {
+    #[serde(default)]
+    pub(super) allowed_users: Vec<String>,
+    #[serde(default)]
+    pub(super) allowed_products: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -172,5 +185,6 @@ defaults! {
     default_admin => "0.0.0.0:9090",
     default_cookie_name => "spotify_gateway_session",
     default_lifetime => "7d",
+    default_reauth_after => "180d",
     default_backend => "file",
 }

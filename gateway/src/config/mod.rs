@@ -47,6 +47,34 @@ pub struct Config {
     pub egress: EgressConfig,
     /// `[forward_auth]`: `/auth/check` answers an existing ingress; `None` turns it off.
     pub forward_auth: Option<ForwardAuthConfig>,
+    pub access: AccessConfig,
+}
+
+/// `[access]`: who may sign in, checked at the login callback. Empty lists allow everyone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AccessConfig {
+    /// Spotify user ids or account ids.
+    pub allowed_users: Vec<String>,
+    /// Spotify products (`premium`, `free`), lowercase.
+    pub allowed_products: Vec<String>,
+}
+
+impl AccessConfig {
+    /// Whether a user with this id, account id and product may sign in.
+    pub fn allows(&self, user_id: &str, account_id: Option<&str>, product: Option<&str>) -> bool {
+        let user_ok = self.allowed_users.is_empty()
+            || self
+                .allowed_users
+                .iter()
+                .any(|u| u == user_id || Some(u.as_str()) == account_id);
+        let product_ok = self.allowed_products.is_empty()
+            || product.is_some_and(|p| {
+                self.allowed_products
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(p))
+            });
+        user_ok && product_ok
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -204,6 +232,11 @@ pub struct SessionConfig {
     /// `Domain` of the session cookie, so one sign-in covers every host under it (the
     /// `__Host-` prefix is then `__Secure-`); `None`: the cookie stays on the login's host.
     pub cookie_domain: Option<String>,
+    /// How long after the user's authorization (the login) Spotify honours the refresh token
+    /// (2026: six months, whatever the refreshes in between). A session ends by then, and is
+    /// offered a re-consent in its last [`crate::session::REAUTH_NOTICE`].
+    #[serde(serialize_with = "ser_duration")]
+    pub reauth_after: Duration,
 }
 
 /// `[forward_auth]`: the ingresses `/auth/check` answers and the hosts it may send a
@@ -648,6 +681,57 @@ secret_env = "SESSION_SECRET"
             assert_eq!(i.len(), 1, "{i:?}");
             assert_eq!(i[0].key, "(syntax)");
         }
+    }
+
+    #[test]
+    fn access_lists_allow_users_by_id_or_account_and_products() {
+        let open = AccessConfig::default();
+        assert!(open.allows("alice", None, None), "empty means everyone");
+        let users = AccessConfig {
+            allowed_users: vec!["alice".into(), "acc-bob".into()],
+            allowed_products: vec![],
+        };
+        assert!(users.allows("alice", None, Some("free")));
+        assert!(users.allows("bob", Some("acc-bob"), None));
+        assert!(!users.allows("carol", Some("acc-carol"), Some("premium")));
+        let premium = AccessConfig {
+            allowed_users: vec![],
+            allowed_products: vec!["premium".into()],
+        };
+        assert!(premium.allows("carol", None, Some("premium")));
+        assert!(!premium.allows("bob", None, Some("free")));
+        assert!(
+            !premium.allows("bob", None, None),
+            "no product known: refused"
+        );
+    }
+
+    #[test]
+    fn access_keys_are_checked_with_key_and_line() {
+        let text = format!("{GOOD}\n[access]\nallowed_users = [\"\"]\n");
+        let i = issues(&text);
+        assert_eq!(i[0].key, "access.allowed_users");
+        assert_eq!(i[0].line, Some(12));
+        // A product is only known with the user-read-private scope.
+        let text = format!("{GOOD}\n[access]\nallowed_products = [\"premium\"]\n");
+        let i = issues(&text);
+        assert_eq!(i[0].key, "access.allowed_products");
+        assert!(
+            i[0].message.contains("user-read-private"),
+            "{}",
+            i[0].message
+        );
+        let text = format!("{GOOD}\n[access]\nallowed_products = [\"gold\"]\n").replace(
+            "\"user-read-email\"",
+            "\"user-read-email\", \"user-read-private\"",
+        );
+        assert_eq!(issues(&text)[0].key, "access.allowed_products");
+        let text = format!("{GOOD}\n[access]\nallowed_products = [\"Premium\"]\n").replace(
+            "\"user-read-email\"",
+            "\"user-read-email\", \"user-read-private\"",
+        );
+        let c = Config::parse(&text, "t", &env).expect("valid");
+        assert_eq!(c.access.allowed_products, ["premium"]);
     }
 
     #[test]

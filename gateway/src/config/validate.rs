@@ -18,6 +18,11 @@ const MIN_SESSION_SECRET_BYTES: usize = 32;
 /// A slow client gets this long for a whole request header (idle keep-alive time included):
 /// ample for any real client, short enough that one trickling bytes cannot hold a connection.
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Spotify's refresh tokens end six months after the user's authorization (2026); the
+/// gateway counts 180 days, so it asks for a re-consent before Spotify refuses the token.
+const SPOTIFY_REFRESH_TOKEN_LIFE: Duration = Duration::from_secs(180 * 24 * 3600);
+/// The `product` values of Spotify's user object.
+const SPOTIFY_PRODUCTS: [&str; 3] = ["premium", "free", "open"];
 /// Longest `server.app_name`: it is a page title and heading, not a paragraph.
 const MAX_APP_NAME_CHARS: usize = 60;
 
@@ -33,6 +38,7 @@ impl Validator<'_> {
             store,
             egress,
             forward_auth,
+            access,
         } = file;
         let listen = self.listen(listen);
         let spotify = self.spotify(spotify);
@@ -45,6 +51,7 @@ impl Validator<'_> {
             Some(f) => Some(self.forward_auth(f)?),
             None => None,
         };
+        let access = self.access(access);
         let config = Config {
             spotify: spotify?,
             listen: listen?,
@@ -54,6 +61,7 @@ impl Validator<'_> {
             store: store?,
             egress: egress?,
             forward_auth,
+            access: access?,
         };
         self.cross_checks(&config);
         Some(config)
@@ -76,6 +84,15 @@ impl Validator<'_> {
                 );
             }
         }
+        if !c.access.allowed_products.is_empty()
+            && !c.spotify.scopes.iter().any(|s| s == "user-read-private")
+        {
+            self.issue(
+                "access.allowed_products",
+                "Spotify tells the product only with the user-read-private scope: add it to \
+                 spotify.scopes",
+            );
+        }
         if c.spotify.client_secret.is_none() {
             if c.spotify.flow == Flow::AuthorizationCode {
                 self.issue(
@@ -92,6 +109,39 @@ impl Validator<'_> {
                 );
             }
         }
+    }
+
+    fn access(&mut self, a: FileAccess) -> Option<AccessConfig> {
+        let FileAccess {
+            allowed_users,
+            allowed_products,
+        } = a;
+        for user in &allowed_users {
+            if user.is_empty() || user.contains(char::is_whitespace) {
+                self.issue(
+                    "access.allowed_users",
+                    format!("{user:?} is not a Spotify user id or account id"),
+                );
+            }
+        }
+        let mut products = Vec::new();
+        for product in &allowed_products {
+            let lower = product.to_ascii_lowercase();
+            if !SPOTIFY_PRODUCTS.contains(&lower.as_str()) {
+                self.issue(
+                    "access.allowed_products",
+                    format!(
+                        "{product:?} is not a Spotify product; use {}",
+                        SPOTIFY_PRODUCTS.join(", ")
+                    ),
+                );
+            }
+            products.push(lower);
+        }
+        Some(AccessConfig {
+            allowed_users,
+            allowed_products: products,
+        })
     }
 
     fn listen(&mut self, l: FileListen) -> Option<ListenConfig> {
@@ -442,6 +492,7 @@ impl Validator<'_> {
             previous_secret_file,
             lifetime,
             cookie_domain,
+            reauth_after,
         } = s;
         let valid_name = !cookie_name.is_empty()
             && cookie_name
@@ -491,12 +542,24 @@ impl Validator<'_> {
             Some(d) => Some(self.cookie_domain("session.cookie_domain", &d)?),
             None => None,
         };
+        let reauth_after = self.duration("session.reauth_after", &reauth_after);
+        if reauth_after.is_some_and(|r| r < Duration::from_secs(1)) {
+            self.issue("session.reauth_after", "must be at least 1s");
+        }
+        if reauth_after.is_some_and(|r| r > SPOTIFY_REFRESH_TOKEN_LIFE) {
+            self.issue(
+                "session.reauth_after",
+                "must not be longer than 180d: Spotify ends refresh tokens six months after the \
+                 user's authorization, so a session cannot outlive that",
+            );
+        }
         Some(SessionConfig {
             cookie_name,
             secret: secret?,
             previous_secret,
             lifetime: lifetime?,
             cookie_domain,
+            reauth_after: reauth_after?,
         })
     }
 

@@ -4,7 +4,9 @@
 pub mod sample_app;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use crate::app::Gateway;
 use crate::config::Config;
 use crate::{logging, server};
 
@@ -35,7 +37,15 @@ pub fn run(tls: bool) -> std::io::Result<()> {
     let mock_addr: SocketAddr = MOCK_ADDR.parse().map_err(std::io::Error::other)?;
     let app_addr: SocketAddr = APP_ADDR.parse().map_err(std::io::Error::other)?;
     let egress = config.listen.egress;
+    let (public, admin) = (config.listen.public, config.listen.admin);
+    // The sample app keeps a handle on the gateway for its demo-only "age my authorization"
+    // button (`Sessions::age_authorization`), beside the mock's `/__mock/age`.
+    let gw = Gateway::new(config, None)?;
     let side = side_runtime()?;
+    let demo = sample_app::Demo {
+        gateway: Arc::clone(&gw),
+        mock_url: format!("http://{MOCK_ADDR}"),
+    };
     side.block_on(async {
         let mock = bind(mock_addr, "the mock Spotify").await?;
         let app = bind(app_addr, "the sample app").await?;
@@ -46,7 +56,7 @@ pub fn run(tls: bool) -> std::io::Result<()> {
                 ..Default::default()
             },
         ));
-        tokio::spawn(sample_app::serve(app, egress));
+        tokio::spawn(sample_app::serve(app, egress, Some(demo)));
         Ok::<_, std::io::Error>(())
     })?;
     // The side runtime serves the mock and the sample app for the life of the process.
@@ -59,10 +69,8 @@ pub fn run(tls: bool) -> std::io::Result<()> {
          \x20 metrics          http://{admin}/metrics\n\
          \x20 mock Spotify     {scheme}://{MOCK_ADDR}   sample app http://{APP_ADDR} (behind the gateway)\n\
          Ctrl-C to stop.",
-        public = config.listen.public,
-        admin = config.listen.admin,
     );
-    server::run(config, None)
+    server::run_gateway(gw)
 }
 
 /// The demo config pointed at `https://` with the test CA at `ca_file`.

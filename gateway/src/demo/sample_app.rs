@@ -3,18 +3,38 @@
 //! with the `X-Gateway-User` assertion it received.
 //!
 //! Its one page shows who is signed in (name and picture, or initials when Spotify has no
-//! picture), what they are playing and their playlists, with a sign-out button.
+//! picture), when their Spotify connection must be renewed, what they are playing and their
+//! playlists, with sign-out and disconnect. In `spotify-gateway demo` it also has a button that
+//! ages the user's authorization by 175 days — at the mock Spotify (`/__mock/age`) and in the
+//! gateway (`Sessions::age_authorization`) — so the re-consent offer can be tried at once.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Html;
-use axum::routing::get;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
+use base64::Engine as _;
 use serde_json::Value;
 
+use crate::app::Gateway;
 use crate::pages::escape;
+
+/// How much older the demo's button makes an authorization: inside the last week before
+/// Spotify's six months (the gateway counts 180 days), so the next page offers a re-consent.
+const DEMO_AGE_DAYS: u64 = 175;
+
+/// What `spotify-gateway demo` gives the sample app beyond the egress listener: the gateway
+/// and the mock, for the "age my authorization" button.
+#[derive(Clone)]
+pub struct Demo {
+    pub gateway: Arc<Gateway>,
+    /// `http://ADDR` of the mock Spotify.
+    pub mock_url: String,
+}
 
 /// Where the page sends a user whose gateway session has ended: sign in, then come back.
 const LOGIN_HREF: &str = "/auth/login?return_to=%2F";
@@ -23,16 +43,23 @@ const LOGIN_HREF: &str = "/auth/login?return_to=%2F";
 struct App {
     egress: String,
     http: reqwest::Client,
+    demo: Option<Demo>,
 }
 
-/// Serves the sample app on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, egress: SocketAddr) -> std::io::Result<()> {
+/// Serves the sample app on `listener` until the process ends; `demo` adds the aging button.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    egress: SocketAddr,
+    demo: Option<Demo>,
+) -> std::io::Result<()> {
     let app = App {
         egress: format!("http://{egress}"),
         http: reqwest::Client::new(),
+        demo,
     };
     let router = Router::new()
         .route("/", get(home))
+        .route("/demo/age", post(age))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(app);
     axum::serve(listener, router).await
@@ -104,10 +131,80 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> (StatusCode, Html<S
         }
     }
     let page = Profile::from_me(&me).page(
+        &connection(reauth_by(assertion), app.demo.is_some()),
         &now_playing(playing_status, &playing),
         &playlist_items(playlists_status, &playlists),
     );
     (StatusCode::OK, Html(page))
+}
+
+/// `reauth_by` (unix seconds) from the assertion's claims. Read, not verified: the gateway
+/// verifies assertions; the page only shows the date.
+fn reauth_by(assertion: &str) -> Option<u64> {
+    let claims = assertion.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims)
+        .ok()?;
+    serde_json::from_slice::<Value>(&json).ok()?["reauth_by"].as_u64()
+}
+
+/// The "Spotify connection" card: when it must be renewed, disconnecting, and in the demo the
+/// aging button.
+fn connection(reauth_by: Option<u64>, demo: bool) -> String {
+    let when = reauth_by.map(|by| {
+        let now = crate::clock::now_ms() / 1000;
+        let days = by.saturating_sub(now).div_ceil(24 * 3600);
+        format!(
+            r#"<p>Spotify asks you to renew this connection every six months: it ends in <strong id="reauth-days">{days}</strong> days.</p>"#
+        )
+    });
+    let age = if demo {
+        format!(
+            r#"<form method="post" action="/demo/age"><button type="submit" class="signout" id="age">Demo: age my authorization by {DEMO_AGE_DAYS} days</button></form>"#
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"{}<p><a href="/auth/disconnect" id="disconnect">Disconnect and delete my data</a></p>{age}"#,
+        when.unwrap_or_default()
+    )
+}
+
+/// `POST /demo/age` (only in `spotify-gateway demo`): the signed-in user's authorization is
+/// `DEMO_AGE_DAYS` older at the mock Spotify and in the gateway; back to the page, where the
+/// gateway now offers the re-consent.
+async fn age(State(app): State<App>, headers: HeaderMap) -> Response {
+    let Some(demo) = &app.demo else {
+        return (StatusCode::NOT_FOUND, "not in this build").into_response();
+    };
+    // Only through the gateway, for its signed-in user.
+    let Some(user) = headers
+        .get("x-spotify-user-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|u| headers.contains_key("x-gateway-user") && !u.is_empty())
+    else {
+        return (StatusCode::UNAUTHORIZED, "sign in through the gateway").into_response();
+    };
+    let at_mock = app
+        .http
+        .post(format!("{}/__mock/age", demo.mock_url))
+        .query(&[("user", user), ("days", &DEMO_AGE_DAYS.to_string())])
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false);
+    let by = Duration::from_secs(DEMO_AGE_DAYS * 24 * 3600);
+    let in_gateway = demo
+        .gateway
+        .sessions
+        .age_authorization(user, by)
+        .await
+        .is_ok();
+    if !(at_mock && in_gateway) {
+        return (StatusCode::BAD_GATEWAY, "could not age the authorization").into_response();
+    }
+    (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response()
 }
 
 struct Profile {
@@ -158,7 +255,7 @@ impl Profile {
         }
     }
 
-    fn page(&self, now_playing: &str, playlists: &str) -> String {
+    fn page(&self, connection: &str, now_playing: &str, playlists: &str) -> String {
         let name = escape(&self.name);
         let details = if self.details.is_empty() {
             String::new()
@@ -184,6 +281,10 @@ impl Profile {
 <section class="profile" aria-labelledby="user-name">
 {avatar}
 <div><p class="label">Signed in as</p><h1 id="user-name">{name}</h1>{details}</div>
+</section>
+<section aria-labelledby="connection-heading">
+<h2 id="connection-heading">Spotify connection</h2>
+<div id="connection" class="card">{connection}</div>
 </section>
 <section aria-labelledby="playing-heading">
 <h2 id="playing-heading">Now playing</h2>
@@ -250,7 +351,11 @@ fn playlist_items(status: u16, playlists: &Value) -> String {
             list.iter()
                 .filter_map(|p| {
                     let name = p["name"].as_str()?;
-                    let tracks = p["tracks"]["total"].as_u64().unwrap_or(0);
+                    // `items` since February 2026 (`tracks` before).
+                    let tracks = p["items"]["total"]
+                        .as_u64()
+                        .or(p["tracks"]["total"].as_u64())
+                        .unwrap_or(0);
                     let unit = if tracks == 1 { "track" } else { "tracks" };
                     Some(format!(
                         r#"<li><span class="playlist-name">{}</span><span class="muted">{tracks} {unit}</span></li>"#,
@@ -358,7 +463,7 @@ mod tests {
         let avatar = p.avatar("large");
         // Initials are escaped too ("<Andersson>" starts with '<').
         assert!(avatar.contains(">A&lt;</span>"), "{avatar}");
-        let page = p.page("", "");
+        let page = p.page("", "", "");
         assert!(page.contains("Alice &lt;Andersson&gt;"));
         assert!(page.contains(r#"action="/auth/logout""#));
 

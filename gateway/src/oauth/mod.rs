@@ -54,6 +54,25 @@ pub struct Grant {
 pub struct Profile {
     pub id: String,
     pub display_name: Option<String>,
+    /// Spotify's stable, pseudonymous id (May 2026), which Spotify asks apps to use instead of
+    /// `id`; absent from older answers.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// `premium`, `free`... (only with the `user-read-private` scope).
+    #[serde(default)]
+    pub product: Option<String>,
+}
+
+/// Why `/v1/me` gave no profile after a login.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// 403 to a fresh user token: in development mode (2026) Spotify answers every call for a
+    /// user the app's owner has not registered in the dashboard this way. Decided on the status,
+    /// never the message text (Spotify changes its wording).
+    #[error("Spotify refused the user's profile (403): the user is not registered for this app")]
+    NotRegistered,
+    #[error(transparent)]
+    Token(#[from] TokenError),
 }
 
 pub struct TokenEndpoint {
@@ -217,7 +236,7 @@ impl TokenEndpoint {
     }
 
     /// `GET /v1/me` with a fresh user token: who just logged in.
-    pub async fn profile(&self, access_token: &AccessToken) -> Result<Profile, TokenError> {
+    pub async fn profile(&self, access_token: &AccessToken) -> Result<Profile, ProfileError> {
         let http = self.http.clone();
         let url = self.me_url.clone();
         let token = access_token.expose().to_string();
@@ -234,13 +253,14 @@ impl TokenEndpoint {
         let (status, body) = answer
             .map_err(|e| transport(&e, &self.api_host, self.api_proxied))
             .inspect_err(|e| self.report_tls(TlsTarget::Api, e))?;
+        if status == reqwest::StatusCode::FORBIDDEN {
+            return Err(ProfileError::NotRegistered);
+        }
         if !status.is_success() {
-            return Err(TokenError::Unavailable(format!(
-                "GET /v1/me answered {status}"
-            )));
+            return Err(TokenError::Unavailable(format!("GET /v1/me answered {status}")).into());
         }
         serde_json::from_slice(&body)
-            .map_err(|e| TokenError::Unavailable(format!("unreadable /v1/me answer: {e}")))
+            .map_err(|e| TokenError::Unavailable(format!("unreadable /v1/me answer: {e}")).into())
     }
 
     async fn on_home<F, E>(&self, call: F) -> Result<Grant, TokenError>

@@ -25,7 +25,12 @@ pub use upstream::UpstreamTarget;
 
 /// Headers that carry identity or credentials between the gateway and its clients. A client
 /// never gets to choose them on the way in, and they never travel on to an upstream.
-pub const IDENTITY_HEADERS: [&str; 3] = ["x-spotify-user-id", "x-spotify-scopes", "x-gateway-user"];
+pub const IDENTITY_HEADERS: [&str; 4] = [
+    "x-spotify-user-id",
+    "x-spotify-account-id",
+    "x-spotify-scopes",
+    "x-gateway-user",
+];
 
 /// A request id from the client when it looks like one, else a new one.
 pub fn request_id(session: &Session) -> String {

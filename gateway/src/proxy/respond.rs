@@ -50,6 +50,9 @@ pub enum Failure {
     },
     /// The user's session has ended: sign in again (401, `SESSION_ENDED`, with the login URL).
     SessionEnded,
+    /// The session reached its re-consent deadline: Spotify's refresh token has ended, so the
+    /// user must sign in and consent again (401, `REAUTH_REQUIRED`, with the login URL).
+    ReauthRequired,
     /// Spotify's rate limit is cooling down (429 with `Retry-After`).
     RateLimited { retry_after_secs: u64 },
     /// The session store did not answer (503).
@@ -80,7 +83,7 @@ impl Failure {
             Failure::NotFound(_) => 404,
             Failure::Forbidden { .. } => 403,
             Failure::MethodNotAllowed { .. } => 405,
-            Failure::Unauthorized(_) | Failure::SessionEnded => 401,
+            Failure::Unauthorized(_) | Failure::SessionEnded | Failure::ReauthRequired => 401,
             Failure::RateLimited { .. } => 429,
             Failure::StoreUnavailable | Failure::SpotifyUnavailable { .. } => 503,
             Failure::CredentialsRefused(_)
@@ -102,6 +105,7 @@ impl Failure {
             Failure::MethodNotAllowed { .. } => "method_not_allowed",
             Failure::Unauthorized(_) => "unauthenticated",
             Failure::SessionEnded => "session_ended",
+            Failure::ReauthRequired => "reauth_required",
             Failure::RateLimited { .. } => "rate_limited",
             Failure::StoreUnavailable => "store_unavailable",
             Failure::SpotifyUnavailable { .. } => "spotify_unavailable",
@@ -134,6 +138,10 @@ impl Failure {
             Failure::SessionEnded => "The user's session has ended (signed out, expired or \
                                       access revoked); the user must sign in again"
                 .into(),
+            Failure::ReauthRequired => "The user's Spotify authorization has reached its end \
+                                        (Spotify ends refresh tokens six months after the \
+                                        user's consent); the user must sign in again"
+                .into(),
             Failure::RateLimited { .. } => "API rate limit exceeded".into(),
             Failure::StoreUnavailable => "The session store is unavailable; retry shortly".into(),
             Failure::UpstreamTls { host, reason } => format!(
@@ -162,6 +170,7 @@ impl Failure {
         match self {
             Failure::InvalidReturnTo
             | Failure::LoginFailed { .. }
+            | Failure::ReauthRequired
             | Failure::SpotifyUnavailable { .. } => pages::Next::SignIn,
             _ => pages::Next::Home,
         }
@@ -185,8 +194,13 @@ impl Failure {
     /// The Web API's error shape; a session that ended also says how to sign in again.
     pub fn spotify_body(&self, login_url: impl FnOnce() -> String) -> serde_json::Value {
         let mut body = spotify_error(self.status(), &self.message());
-        if *self == Failure::SessionEnded {
-            body["error"]["reason"] = "SESSION_ENDED".into();
+        let reason = match self {
+            Failure::SessionEnded => Some("SESSION_ENDED"),
+            Failure::ReauthRequired => Some("REAUTH_REQUIRED"),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            body["error"]["reason"] = reason.into();
             body["error"]["login_url"] = login_url().into();
         }
         body
@@ -442,6 +456,10 @@ mod tests {
         let body = Failure::SessionEnded.spotify_body(|| "http://gw/auth/login".into());
         assert_eq!(body["error"]["status"], 401);
         assert_eq!(body["error"]["reason"], "SESSION_ENDED");
+        assert_eq!(body["error"]["login_url"], "http://gw/auth/login");
+        let body = Failure::ReauthRequired.spotify_body(|| "http://gw/auth/login".into());
+        assert_eq!(body["error"]["status"], 401);
+        assert_eq!(body["error"]["reason"], "REAUTH_REQUIRED");
         assert_eq!(body["error"]["login_url"], "http://gw/auth/login");
         let other = Failure::StoreUnavailable.spotify_body(|| unreachable!("not asked"));
         assert!(other["error"].get("login_url").is_none());

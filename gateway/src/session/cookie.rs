@@ -15,6 +15,9 @@ pub struct Cookies {
     pub session: String,
     /// The short-lived login cookie (sealed state) between `/auth/login` and the callback.
     pub login: String,
+    /// Set when a browser was offered a re-consent, so the offer comes once a day, not on
+    /// every page (`proxy::public`). Holds nothing secret.
+    pub reauth_offered: String,
     secure: bool,
     /// `Domain` of the session cookie.
     domain: Option<String>,
@@ -35,6 +38,7 @@ impl Cookies {
         };
         Cookies {
             login: format!("{host_only}-login"),
+            reauth_offered: format!("{host_only}-reauth-offered"),
             session,
             secure,
             domain: domain.map(str::to_string),
@@ -62,7 +66,11 @@ impl Cookies {
     /// Removes the gateway's own cookies before the request reaches the app: they are of no
     /// use to it, and a leaked session cookie is a stolen session.
     pub fn strip(&self, req: &mut RequestHeader) -> Result<()> {
-        let names = [self.session.as_str(), self.login.as_str()];
+        let names = [
+            self.session.as_str(),
+            self.login.as_str(),
+            self.reauth_offered.as_str(),
+        ];
         let kept: Vec<String> = req
             .headers
             .get_all("cookie")

@@ -11,8 +11,9 @@ use std::time::Duration;
 use super::record::{LiveSession, PendingLogin, Scopes, SessionRecord};
 use super::registry::Sessions;
 use crate::clock::now_ms;
+use crate::config::AccessConfig;
 use crate::crypto::{self, Purpose};
-use crate::oauth::TokenError;
+use crate::oauth::{ProfileError, TokenError};
 use crate::secret::AuthorizationCode;
 use crate::store::{Namespace, StoreError};
 
@@ -35,6 +36,12 @@ pub enum LoginError {
     MissingCode,
     #[error("Spotify refused the authorization code")]
     CodeRefused,
+    /// Development mode: the user is not registered in the app's dashboard (Spotify's 403).
+    #[error("the user is not registered for this app in Spotify's developer dashboard")]
+    NotRegistered,
+    /// `[access]` refuses this user (neither the user nor the product is allowed).
+    #[error("the user is not allowed to sign in here ([access])")]
+    NotAllowed,
     #[error(transparent)]
     Token(TokenError),
     #[error(transparent)]
@@ -84,7 +91,12 @@ impl Sessions {
 
     /// Completes a login from the callback. The state must match the browser's login cookie
     /// and a pending login, which is consumed: a replayed callback finds nothing.
-    pub async fn finish_login(&self, callback: Callback<'_>) -> Result<NewSession, LoginError> {
+    /// `access` decides who may sign in (`[access]`); a refused user gets no session.
+    pub async fn finish_login(
+        &self,
+        callback: Callback<'_>,
+        access: &AccessConfig,
+    ) -> Result<NewSession, LoginError> {
         let keys = self.keys();
         let cookie_state = callback
             .login_cookie
@@ -133,12 +145,26 @@ impl Sessions {
             .endpoint
             .profile(&grant.access_token)
             .await
-            .map_err(LoginError::Token)?;
+            .map_err(|e| match e {
+                ProfileError::NotRegistered => LoginError::NotRegistered,
+                ProfileError::Token(e) => LoginError::Token(e),
+            })?;
+        if !access.allows(
+            &profile.id,
+            profile.account_id.as_deref(),
+            profile.product.as_deref(),
+        ) {
+            return Err(LoginError::NotAllowed);
+        }
 
         let sid = crypto::random_id();
         let now = now_ms();
+        // Spotify's refresh token ends a fixed time after this authorization, however often it
+        // is refreshed: the session ends then at the latest.
+        let reauth_by = now + self.reauth_after.as_millis() as u64;
         let record = SessionRecord {
             user_id: profile.id,
+            account_id: profile.account_id,
             display_name: profile.display_name,
             scopes: Scopes::new(&grant.scopes),
             access_token: grant.access_token.clone(),
@@ -146,20 +172,32 @@ impl Sessions {
             access_lifetime_ms: grant.lifetime.as_millis() as u64,
             refresh_token,
             created_at_ms: now,
+            reauth_by_ms: Some(reauth_by),
             updated_at_ms: now,
-            expires_at_ms: now + self.lifetime.as_millis() as u64,
+            expires_at_ms: (now + self.lifetime.as_millis() as u64).min(reauth_by),
         };
         let key: Arc<str> = keys.index_key("session", &sid).into();
         self.persist(&key, &record).await?;
+        // Every session of the user can be found at once (disconnect, revocation).
         self.store
-            .put(
-                Namespace::UserIndex,
+            .add_user_session(
                 &record.user_id,
-                key.as_bytes().to_vec(),
-                self.lifetime,
+                &key,
+                Duration::from_millis(record.expires_at_ms.saturating_sub(now)),
             )
             .await
             .map_err(|e| self.store_error(e))?;
+        for index in identity_indexes(&record) {
+            self.store
+                .put(
+                    Namespace::UserIndex,
+                    &index,
+                    key.as_bytes().to_vec(),
+                    self.lifetime,
+                )
+                .await
+                .map_err(|e| self.store_error(e))?;
+        }
         let user_id = record.user_id.clone();
         self.user_keys
             .insert(user_id.clone(), Arc::clone(&key))
@@ -173,6 +211,20 @@ impl Sessions {
             user_id,
         })
     }
+}
+
+/// The `UserIndex` keys that lead to a user's latest session: the user id, and the account id
+/// (prefixed, so it cannot collide with a user id) when Spotify gave one.
+pub(super) fn identity_indexes(record: &SessionRecord) -> Vec<String> {
+    let mut out = vec![record.user_id.clone()];
+    if let Some(account) = &record.account_id {
+        out.push(account_index(account));
+    }
+    out
+}
+
+pub(super) fn account_index(account_id: &str) -> String {
+    format!("account:{account_id}")
 }
 
 /// An OAuth error code from a query string, reduced to the characters RFC 6749 §4.1.2.1

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::login::account_index;
 use super::record::LiveSession;
 use super::registry::Sessions;
 use crate::crypto::Purpose;
@@ -70,16 +71,53 @@ impl Sessions {
 
     /// The latest session of a user (trusted-header mode).
     pub async fn by_user_id(&self, user_id: &str) -> Result<Option<Arc<LiveSession>>, StoreError> {
-        if let Some(key) = self.user_keys.get(user_id).await {
-            if let Some(s) = self.by_key(&key).await?.filter(|s| s.is_user(user_id)) {
+        self.by_index(user_id, |s| s.is_user(user_id)).await
+    }
+
+    /// The latest session of the user with this Spotify `account_id` (trusted-header mode).
+    pub async fn by_account_id(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        let index = account_index(account_id);
+        self.by_index(&index, |s| {
+            s.with_record(|r| r.account_id.as_deref() == Some(account_id))
+        })
+        .await
+    }
+
+    /// A user id or an account id: whichever names a live session.
+    pub async fn by_identity(&self, id: &str) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        // A hot account id is answered from memory, without asking the store for a user id
+        // first.
+        if self.user_keys.contains_key(&account_index(id)) {
+            if let Some(s) = self.by_account_id(id).await? {
+                return Ok(Some(s));
+            }
+        }
+        match self.by_user_id(id).await? {
+            Some(s) => Ok(Some(s)),
+            None => self.by_account_id(id).await,
+        }
+    }
+
+    /// The session the `UserIndex` entry `index` points at, if `owns` says it is that
+    /// identity's.
+    async fn by_index(
+        &self,
+        index: &str,
+        owns: impl Fn(&LiveSession) -> bool,
+    ) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        if let Some(key) = self.user_keys.get(index).await {
+            if let Some(s) = self.by_key(&key).await?.filter(|s| owns(s)) {
                 return Ok(Some(s));
             }
             // Ended (here or on another replica): ask the store's index again.
-            self.user_keys.invalidate(user_id).await;
+            self.user_keys.invalidate(index).await;
         }
         let key = self
             .store
-            .get(Namespace::UserIndex, user_id)
+            .get(Namespace::UserIndex, index)
             .await
             .map_err(|e| self.store_error(e))?;
         let Some(key) = key.and_then(|k| String::from_utf8(k).ok()) else {
@@ -88,10 +126,10 @@ impl Sessions {
         // The index is not sealed (its key is the user id): believe it only when the sealed
         // record it points at is that user's, so a write to the store cannot hand one user's
         // session to a request for another.
-        let found = self.by_key(&key).await?.filter(|s| s.is_user(user_id));
+        let found = self.by_key(&key).await?.filter(|s| owns(s));
         if let Some(s) = &found {
             self.user_keys
-                .insert(user_id.to_string(), Arc::clone(&s.key))
+                .insert(index.to_string(), Arc::clone(&s.key))
                 .await;
         }
         Ok(found)
@@ -122,5 +160,38 @@ mod tests {
         assert!(s.by_user_id("alice").await.expect("store").is_none());
         let bob = s.by_user_id("bob").await.expect("store").expect("bob");
         assert_eq!(bob.user_id(), "bob");
+    }
+
+    #[tokio::test]
+    async fn an_account_id_finds_only_the_session_with_that_account() {
+        let s = sessions();
+        let mut alice = record("alice");
+        alice.account_id = Some("acc-alice".into());
+        let mut bob = record("bob");
+        bob.account_id = Some("acc-bob".into());
+        s.persist("key-alice", &alice).await.expect("put");
+        s.persist("key-bob", &bob).await.expect("put");
+        let index = |name: &'static str, key: &'static str| {
+            s.store
+                .put(Namespace::UserIndex, name, key.as_bytes().to_vec(), HOUR)
+        };
+        index("account:acc-alice", "key-alice").await.expect("put");
+        // Pointed at the wrong record by someone who can write to the store.
+        index("account:acc-bob", "key-alice").await.expect("put");
+        let found = s
+            .by_identity("acc-alice")
+            .await
+            .expect("store")
+            .expect("alice");
+        assert_eq!(found.user_id(), "alice");
+        // Hot now: found from memory the same way.
+        let again = s
+            .by_account_id("acc-alice")
+            .await
+            .expect("store")
+            .expect("alice");
+        assert_eq!(again.user_id(), "alice");
+        assert!(s.by_account_id("acc-bob").await.expect("store").is_none());
+        assert!(s.by_identity("acc-nobody").await.expect("store").is_none());
     }
 }

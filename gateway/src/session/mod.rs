@@ -16,4 +16,4 @@ mod registry;
 
 pub use login::{Callback, LoginError, NewSession, LOGIN_TTL};
 pub use record::{LiveSession, Scopes, SessionRecord};
-pub use registry::{SessionError, Sessions};
+pub use registry::{SessionError, Sessions, REAUTH_GAUGE_WINDOW, REAUTH_NOTICE};

@@ -71,6 +71,9 @@ impl<'de> Deserialize<'de> for Scopes {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionRecord {
     pub user_id: String,
+    /// Spotify's `account_id` (2026), when `/v1/me` gave one; records from before have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
     pub display_name: Option<String>,
     pub scopes: Scopes,
     #[serde(with = "exposed")]
@@ -80,6 +83,11 @@ pub struct SessionRecord {
     #[serde(with = "exposed")]
     pub refresh_token: RefreshToken,
     pub created_at_ms: u64,
+    /// When the refresh token stops working: `session.reauth_after` after the user's
+    /// authorization (the login), kept as it is across refreshes. `None` for records written
+    /// before the gateway knew of the deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reauth_by_ms: Option<u64>,
     /// Last change (login or refresh): a replica adopts a stored record only if it is newer
     /// than its own copy.
     pub updated_at_ms: u64,
@@ -139,6 +147,19 @@ impl LiveSession {
 
     pub fn is_user(&self, user_id: &str) -> bool {
         self.with_record(|r| r.user_id == user_id)
+    }
+
+    /// Whether `id` is this session's user id or account id.
+    pub fn is_identity(&self, id: &str) -> bool {
+        self.with_record(|r| r.user_id == id || r.account_id.as_deref() == Some(id))
+    }
+
+    /// Whether the re-consent deadline is within `notice` of now.
+    pub fn reauth_due_within(&self, notice: std::time::Duration) -> bool {
+        self.with_record(|r| {
+            r.reauth_by_ms
+                .is_some_and(|by| by <= now_ms() + notice.as_millis() as u64)
+        })
     }
 
     /// Past its lifetime, or ended.

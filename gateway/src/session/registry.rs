@@ -27,6 +27,11 @@ const USER_INDEX_TTL: Duration = Duration::from_secs(60);
 /// than that costs a few bytes per ended session.
 const ENDED_MEMORY: Duration = Duration::from_secs(5 * 60);
 
+/// From this long before its deadline, a browser is offered a re-consent (`proxy::public`).
+pub const REAUTH_NOTICE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `sessions_reauth_due` counts the sessions whose deadline is this close.
+pub const REAUTH_GAUGE_WINDOW: Duration = Duration::from_secs(14 * 24 * 3600);
+
 /// Why a session gives no token.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -58,6 +63,8 @@ pub struct Sessions {
     pub(super) user_keys: moka::future::Cache<String, Arc<str>>,
     pub(crate) endpoint: Arc<TokenEndpoint>,
     pub(super) lifetime: Duration,
+    /// `session.reauth_after`: the deadline is this long after a login.
+    pub(super) reauth_after: Duration,
     pub(crate) metrics: Arc<Metrics>,
     /// `token_cache_total{result}` children, resolved once: counted on every egress call.
     pub(crate) token_cache_hits: prometheus::IntCounter,
@@ -70,6 +77,7 @@ impl Sessions {
         keys: Keyring,
         endpoint: Arc<TokenEndpoint>,
         lifetime: Duration,
+        reauth_after: Duration,
         metrics: Arc<Metrics>,
     ) -> Sessions {
         let cache: moka::future::Cache<Arc<str>, Arc<LiveSession>> = moka::future::Cache::builder()
@@ -119,6 +127,7 @@ impl Sessions {
             user_keys,
             endpoint,
             lifetime,
+            reauth_after,
             token_cache_hits: metrics.token_cache.with_label_values(&["hit"]),
             token_cache_misses: metrics.token_cache.with_label_values(&["miss"]),
             metrics,
@@ -158,23 +167,99 @@ impl Sessions {
             s.mark_ended();
         }
         self.forget_unsaved(&key);
+        // Whose session it is, for the user's index: from memory, else from the store.
+        let user = match &cached {
+            Some(s) => Some(s.user_id()),
+            None => self
+                .load_record(&key)
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.user_id),
+        };
         let result = self.store.delete(Namespace::Session, &key).await;
         if result.is_ok() {
             if let Err(e) = self.store.publish_invalidation(&key).await {
                 self.store_error(e);
             }
+            if let Some(user) = &user {
+                // A stale entry would only name a key that opens nothing.
+                let _ = self.store.remove_user_session(user, &key).await;
+            }
         }
         if let Some(s) = cached {
-            let user = s.user_id();
-            self.user_keys.invalidate(&user).await;
-            // Only drop the index when it still points at this session.
-            if let Ok(Some(k)) = self.store.get(Namespace::UserIndex, &user).await {
-                if k == key.as_bytes() {
-                    let _ = self.store.delete(Namespace::UserIndex, &user).await;
+            for index in s.with_record(super::login::identity_indexes) {
+                self.user_keys.invalidate(&index).await;
+                // Only drop the index when it still points at this session.
+                if let Ok(Some(k)) = self.store.get(Namespace::UserIndex, &index).await {
+                    if k == key.as_bytes() {
+                        let _ = self.store.delete(Namespace::UserIndex, &index).await;
+                    }
                 }
             }
         }
         result.map(|_| ()).map_err(|e| self.store_error(e))
+    }
+
+    /// Deletes everything the gateway holds for `session`'s user (a user who disconnects, as
+    /// Spotify's Developer Policy requires): every session of the user, on every replica —
+    /// each ended as by `end` (remembered as ended, cached copies dropped here and, by the
+    /// published invalidation, on the other replicas) — and the user's indexes. Returns how
+    /// many sessions ended.
+    pub async fn disconnect(&self, session: &LiveSession) -> Result<usize, StoreError> {
+        let (user, indexes) =
+            session.with_record(|r| (r.user_id.clone(), super::login::identity_indexes(r)));
+        let mut keys = self
+            .store
+            .user_sessions(&user)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        if !keys.iter().any(|k| **k == *session.key) {
+            keys.push(session.key.to_string());
+        }
+        for key in &keys {
+            self.end(key).await?;
+            // `end` found no record for a key whose session had already gone: its entry too.
+            let _ = self.store.remove_user_session(&user, key).await;
+        }
+        for index in indexes {
+            self.user_keys.invalidate(&index).await;
+            self.store
+                .delete(Namespace::UserIndex, &index)
+                .await
+                .map_err(|e| self.store_error(e))?;
+        }
+        Ok(keys.len())
+    }
+
+    /// The demo's stand-in for time passing (`spotify-gateway demo`, next to the mock's
+    /// `/__mock/age`): every session of `user_id` is `by` older as far as its re-consent
+    /// deadline goes, so the re-consent offer (and, past the deadline, the end) can be seen
+    /// without waiting months. Returns how many sessions it aged. Not in production builds.
+    #[cfg(feature = "demo")]
+    pub async fn age_authorization(
+        &self,
+        user_id: &str,
+        by: Duration,
+    ) -> Result<usize, StoreError> {
+        let by_ms = by.as_millis() as u64;
+        let mut aged = 0;
+        for key in self.store.user_sessions(user_id).await? {
+            let Some(session) = self.by_key(&key).await? else {
+                continue;
+            };
+            let record = session.update(|r| {
+                if let Some(deadline) = r.reauth_by_ms.as_mut() {
+                    *deadline = deadline.saturating_sub(by_ms);
+                    r.expires_at_ms = r.expires_at_ms.min(*deadline);
+                }
+                r.updated_at_ms = now_ms().max(r.updated_at_ms + 1);
+                r.clone()
+            });
+            self.persist(&key, &record).await?;
+            aged += 1;
+        }
+        Ok(aged)
     }
 
     /// Whether the session under `key` ended lately on any replica this one heard of.
@@ -227,6 +312,12 @@ impl Sessions {
             unsaved.values().cloned().collect()
         };
         for session in waiting {
+            // Ended meanwhile (here, or announced by another replica): writing it again would
+            // bring it back.
+            if session.is_ended() || self.has_ended(&session.key) {
+                self.forget_unsaved(&session.key);
+                continue;
+            }
             let record = session.record();
             if self.persist(&session.key, &record).await.is_ok() {
                 // Unless it changed again meanwhile (then the newer record waits).
@@ -255,6 +346,17 @@ impl Sessions {
                 self.store_error(e);
             }
         }
+    }
+
+    /// Updates `sessions_reauth_due`: the live sessions in this replica's memory whose
+    /// re-consent deadline is within [`REAUTH_GAUGE_WINDOW`] (run at every scrape).
+    pub fn count_reauth_due(&self) {
+        let due = self
+            .cache
+            .iter()
+            .filter(|(_, s)| !s.is_expired() && s.reauth_due_within(REAUTH_GAUGE_WINDOW))
+            .count();
+        self.metrics.sessions_reauth_due.set(due as i64);
     }
 
     // -- records as stored --------------------------------------------------------------------
@@ -359,6 +461,7 @@ backend = "memory"
             Keyring::new(&config.session.secret, None),
             endpoint,
             HOUR,
+            HOUR,
             metrics,
         )
     }
@@ -368,6 +471,7 @@ backend = "memory"
         let now = now_ms();
         SessionRecord {
             user_id: user.into(),
+            account_id: None,
             display_name: None,
             scopes: Scopes::default(),
             access_token: AccessToken::new(format!("access-{user}")),
@@ -375,6 +479,7 @@ backend = "memory"
             access_lifetime_ms: 3_600_000,
             refresh_token: RefreshToken::new(format!("refresh-{user}")),
             created_at_ms: now,
+            reauth_by_ms: None,
             updated_at_ms: now,
             expires_at_ms: now + 3_600_000,
         }

@@ -111,6 +111,23 @@ pub trait Store: Send + Sync {
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
 
+    // -- the user → sessions index ---------------------------------------------------------
+    // Every session a user has, by store key, so all of them can be found at once: a user who
+    // disconnects, an operator who revokes a user. Each entry expires with its session (`ttl`);
+    // a stale entry (a session that ended otherwise) names a key that opens nothing.
+
+    /// Adds `session_key` to `user_id`'s sessions, for `ttl`.
+    async fn add_user_session(
+        &self,
+        user_id: &str,
+        session_key: &str,
+        ttl: Duration,
+    ) -> StoreResult<()>;
+    /// The keys of `user_id`'s sessions whose entry has not expired, in no particular order.
+    async fn user_sessions(&self, user_id: &str) -> StoreResult<Vec<String>>;
+    /// Removes `session_key` from `user_id`'s sessions; true if it was there.
+    async fn remove_user_session(&self, user_id: &str, session_key: &str) -> StoreResult<bool>;
+
     /// Takes the lock `name` for `ttl` unless another owner holds it; true when taken. A
     /// single-process store needs no lock across processes (the caller also holds a local
     /// one), so the default always succeeds.

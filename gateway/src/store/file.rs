@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::api::{frame, unframe, Namespace, Store, StoreError, StoreErrorKind, StoreResult};
+use crate::clock::now_ms;
 
 /// redb's page cache for the `file` backend. redb's default is 1 GiB, which a sidecar with a
 /// memory limit would reach as sessions accumulate; hot sessions are served from the
@@ -22,6 +23,15 @@ pub struct FileStore {
 
 fn table(ns: Namespace) -> TableDefinition<'static, &'static str, &'static [u8]> {
     TableDefinition::new(ns.name())
+}
+
+/// The user → sessions index: `user id \0 session key` → expiry (unix ms). User ids hold no
+/// NUL, so one user's entries are the range from `user\0` to `user\x01`.
+const USER_SESSIONS: TableDefinition<'static, &'static str, u64> =
+    TableDefinition::new("user_sessions");
+
+fn user_session_key(user_id: &str, session_key: &str) -> String {
+    format!("{user_id}\0{session_key}")
 }
 
 fn file_err(op: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
@@ -59,6 +69,7 @@ impl FileStore {
         for ns in Namespace::ALL {
             tx.open_table(table(ns)).map_err(|e| err(&e))?;
         }
+        tx.open_table(USER_SESSIONS).map_err(|e| err(&e))?;
         tx.commit().map_err(|e| err(&e))?;
         Ok(FileStore { db: Arc::new(db) })
     }
@@ -159,6 +170,10 @@ impl Store for FileStore {
                     .map_err(|x| e(&x))?;
                 purged += (before - t.len().map_err(|x| e(&x))?) as usize;
             }
+            let now = now_ms();
+            let mut t = tx.open_table(USER_SESSIONS).map_err(|x| e(&x))?;
+            t.retain(|_, expires| expires > now).map_err(|x| e(&x))?;
+            drop(t);
             tx.commit().map_err(|x| e(&x))?;
             Ok(purged)
         })
@@ -178,6 +193,58 @@ impl Store for FileStore {
                 }
             }
             Ok(n)
+        })
+        .await
+    }
+
+    async fn add_user_session(&self, user_id: &str, key: &str, ttl: Duration) -> StoreResult<()> {
+        let entry = user_session_key(user_id, key);
+        let expires = now_ms().saturating_add(ttl.as_millis() as u64);
+        self.blocking("write", move |db| {
+            let e = file_err("write");
+            let tx = db.begin_write().map_err(|x| e(&x))?;
+            {
+                let mut t = tx.open_table(USER_SESSIONS).map_err(|x| e(&x))?;
+                t.insert(entry.as_str(), expires).map_err(|x| e(&x))?;
+            }
+            tx.commit().map_err(|x| e(&x))
+        })
+        .await
+    }
+
+    async fn user_sessions(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        let (from, to) = (format!("{user_id}\0"), format!("{user_id}\x01"));
+        self.blocking("read", move |db| {
+            let e = file_err("read");
+            let tx = db.begin_read().map_err(|x| e(&x))?;
+            let t = tx.open_table(USER_SESSIONS).map_err(|x| e(&x))?;
+            let now = now_ms();
+            let mut keys = Vec::new();
+            for entry in t.range(from.as_str()..to.as_str()).map_err(|x| e(&x))? {
+                let (k, expires) = entry.map_err(|x| e(&x))?;
+                if expires.value() > now {
+                    if let Some((_, key)) = k.value().split_once('\0') {
+                        keys.push(key.to_string());
+                    }
+                }
+            }
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn remove_user_session(&self, user_id: &str, key: &str) -> StoreResult<bool> {
+        let entry = user_session_key(user_id, key);
+        self.blocking("delete", move |db| {
+            let e = file_err("delete");
+            let tx = db.begin_write().map_err(|x| e(&x))?;
+            let removed = {
+                let mut t = tx.open_table(USER_SESSIONS).map_err(|x| e(&x))?;
+                let removed = t.remove(entry.as_str()).map_err(|x| e(&x))?.is_some();
+                removed
+            };
+            tx.commit().map_err(|x| e(&x))?;
+            Ok(removed)
         })
         .await
     }

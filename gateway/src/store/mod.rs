@@ -87,6 +87,17 @@ impl Store for Instrumented {
     async fn ping(&self) -> StoreResult<()> {
         self.count("ping", self.inner.ping().await)
     }
+    async fn add_user_session(&self, user_id: &str, key: &str, ttl: Duration) -> StoreResult<()> {
+        let result = self.inner.add_user_session(user_id, key, ttl).await;
+        self.count("index_add", result)
+    }
+    async fn user_sessions(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        self.count("index_read", self.inner.user_sessions(user_id).await)
+    }
+    async fn remove_user_session(&self, user_id: &str, key: &str) -> StoreResult<bool> {
+        let result = self.inner.remove_user_session(user_id, key).await;
+        self.count("index_remove", result)
+    }
     async fn lock(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool> {
         self.count("lock", self.inner.lock(name, owner, ttl).await)
     }

@@ -43,6 +43,18 @@ end
 return 0
 "#;
 
+/// Adds a session to a user's sorted set (score: its expiry, unix ms), drops the entries that
+/// expired, and lets the set expire with its last session.
+const ADD_USER_SESSION_SCRIPT: &str = r#"
+redis.call("ZADD", KEYS[1], ARGV[2], ARGV[1])
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", ARGV[3])
+local last = redis.call("ZRANGE", KEYS[1], -1, -1, "WITHSCORES")
+if last[2] then
+  redis.call("PEXPIREAT", KEYS[1], last[2])
+end
+return 1
+"#;
+
 pub struct RedisStore {
     client: redis::Client,
     conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
@@ -56,6 +68,11 @@ fn err(op: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
 
 fn key(ns: Namespace, key: &str) -> String {
     format!("{PREFIX}:{}:{key}", ns.name())
+}
+
+/// The sorted set of a user's sessions (the user → sessions index).
+fn user_sessions_key(user_id: &str) -> String {
+    format!("{PREFIX}:user_sessions:{user_id}")
 }
 
 impl RedisStore {
@@ -209,6 +226,52 @@ impl Store for RedisStore {
                 .query_async::<String>(&mut c)
                 .await
                 .map(|_| ())
+        })
+        .await
+    }
+
+    async fn add_user_session(
+        &self,
+        user_id: &str,
+        session: &str,
+        ttl: Duration,
+    ) -> StoreResult<()> {
+        let k = user_sessions_key(user_id);
+        let session = session.to_string();
+        let now = crate::clock::now_ms();
+        let expires = now.saturating_add(ttl.as_millis() as u64);
+        self.run("write", move |mut c| async move {
+            redis::Script::new(ADD_USER_SESSION_SCRIPT)
+                .key(k)
+                .arg(session)
+                .arg(expires)
+                .arg(now)
+                .invoke_async::<i64>(&mut c)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn user_sessions(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        let k = user_sessions_key(user_id);
+        let now = crate::clock::now_ms();
+        self.run("read", move |mut c| async move {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(k)
+                .arg(format!("({now}"))
+                .arg("+inf")
+                .query_async::<Vec<String>>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn remove_user_session(&self, user_id: &str, session: &str) -> StoreResult<bool> {
+        let k = user_sessions_key(user_id);
+        let session = session.to_string();
+        self.run("delete", move |mut c| async move {
+            c.zrem::<_, _, u64>(k, session).await.map(|n| n > 0)
         })
         .await
     }

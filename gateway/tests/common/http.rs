@@ -62,36 +62,21 @@ pub async fn login(
     user: &str,
     return_to: &str,
 ) -> LoginTrip {
-    let mut login_url =
+    login_from(browser, &login_url(gw, return_to), user).await
+}
+
+/// `/auth/login?return_to=...` on `gw`.
+fn login_url(gw: &Gateway, return_to: &str) -> String {
+    let mut url =
         reqwest::Url::parse(&format!("{}/auth/login", gw.public_url())).expect("login url");
-    login_url
-        .query_pairs_mut()
-        .append_pair("return_to", return_to);
-    login_from(browser, login_url.as_str(), user).await
+    url.query_pairs_mut().append_pair("return_to", return_to);
+    url.to_string()
 }
 
 /// A whole login from `login_url` (the gateway's `/auth/login...`, as a redirect gave it),
 /// approving as `user` at the mock.
 pub async fn login_from(browser: &reqwest::Client, login_url: &str, user: &str) -> LoginTrip {
-    let resp = browser.get(login_url).send().await.expect("login");
-    assert_eq!(resp.status(), 302, "login should redirect to Spotify");
-    let authorize_url = location(&resp);
-    let resp = browser
-        .get(format!(
-            "{authorize_url}&mock_user={user}&mock_decision=approve"
-        ))
-        .send()
-        .await
-        .expect("authorize");
-    assert_eq!(
-        resp.status(),
-        302,
-        "mock authorize: {:?}",
-        resp.text().await
-    );
-    let callback_url = location(&resp);
-    assert!(callback_url.contains("code="), "{callback_url}");
-    let resp = browser.get(&callback_url).send().await.expect("callback");
+    let (resp, authorize_url, callback_url) = login_callback_from(browser, login_url, user).await;
     let status = resp.status();
     let landed = location(&resp);
     let set_cookies = resp
@@ -112,6 +97,46 @@ pub async fn login_from(browser: &reqwest::Client, login_url: &str, user: &str) 
         landed,
         set_cookies,
     }
+}
+
+/// A login up to the gateway's answer to the callback, whatever it is (a refused user's
+/// page, say): that answer, the authorize URL and the callback URL. `browser`'s headers
+/// (`Accept`) go with every step.
+pub async fn login_callback(
+    browser: &reqwest::Client,
+    gw: &Gateway,
+    user: &str,
+    return_to: &str,
+) -> (reqwest::Response, String, String) {
+    login_callback_from(browser, &login_url(gw, return_to), user).await
+}
+
+/// [`login_callback`] from `login_url`.
+pub async fn login_callback_from(
+    browser: &reqwest::Client,
+    login_url: &str,
+    user: &str,
+) -> (reqwest::Response, String, String) {
+    let resp = browser.get(login_url).send().await.expect("login");
+    assert_eq!(resp.status(), 302, "login should redirect to Spotify");
+    let authorize_url = location(&resp);
+    let resp = browser
+        .get(format!(
+            "{authorize_url}&mock_user={user}&mock_decision=approve"
+        ))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(
+        resp.status(),
+        302,
+        "mock authorize: {:?}",
+        resp.text().await
+    );
+    let callback_url = location(&resp);
+    assert!(callback_url.contains("code="), "{callback_url}");
+    let resp = browser.get(&callback_url).send().await.expect("callback");
+    (resp, authorize_url, callback_url)
 }
 
 /// What the internal app received for a request through the public listener.

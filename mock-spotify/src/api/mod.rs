@@ -2,12 +2,17 @@
 //!
 //! This module routes a request and checks who is calling; the rest lives by concern:
 //! `auth` (bearer tokens), `middleware` (ETag/304, gzip), `render` (Spotify's JSON
-//! objects), `input` (parameter and body checks), `browse`, `player` and `playlists`
-//! (the endpoints), `time` (timestamps).
+//! objects), `input` (parameter and body checks), `browse`, `player`, `playlists` and
+//! `library` (the endpoints), `time` (timestamps).
+//!
+//! A development-mode app (the default, as for Spotify's new apps in 2026) serves only the
+//! users registered in its dashboard, and refuses the paths Spotify retired in February 2026
+//! (`/playlists/{id}/tracks`); an extended-quota app serves everyone on both.
 
 mod auth;
 mod browse;
 mod input;
+mod library;
 mod middleware;
 mod player;
 mod playlists;
@@ -23,9 +28,10 @@ use axum::response::Response;
 
 use self::auth::{authenticate, unauthorized};
 use self::middleware::{compress, conditional};
-use self::render::{ok, Api};
+use self::render::{ok, Api, Entries};
 use crate::catalog;
-use crate::errors::api_error;
+use crate::config::AppMode;
+use crate::errors::{api_error, forbidden};
 use crate::faults::{apply_fault, Target};
 use crate::http::Params;
 use crate::state::App;
@@ -41,7 +47,13 @@ enum Route<'a> {
     MyPlaylists,
     User(&'a str),
     Playlist(&'a str),
+    /// The pre-2026 path of a playlist's entries (`track` in each).
     PlaylistTracks(&'a str),
+    /// Since February 2026: `/playlists/{id}/items`, `item` in each entry.
+    PlaylistItems(&'a str),
+    /// `PUT`/`DELETE /me/library` with `uris` (February 2026).
+    Library,
+    LibraryContains,
     Play,
     Pause,
 }
@@ -49,9 +61,10 @@ enum Route<'a> {
 impl Route<'_> {
     fn allows(&self, method: &Method) -> bool {
         match self {
-            Route::PlaylistTracks(_) => {
+            Route::PlaylistTracks(_) | Route::PlaylistItems(_) => {
                 method == Method::GET || method == Method::POST || method == Method::DELETE
             }
+            Route::Library => method == Method::PUT || method == Method::DELETE,
             Route::Play | Route::Pause => method == Method::PUT,
             _ => method == Method::GET,
         }
@@ -61,8 +74,9 @@ impl Route<'_> {
         match self {
             Route::Me | Route::CurrentlyPlaying | Route::MyPlaylists => true,
             Route::Play | Route::Pause => true,
+            Route::Library | Route::LibraryContains => true,
             // Reading a playlist is open to app tokens; changing one is not.
-            Route::PlaylistTracks(_) => method != Method::GET,
+            Route::PlaylistTracks(_) | Route::PlaylistItems(_) => method != Method::GET,
             _ => false,
         }
     }
@@ -83,9 +97,12 @@ fn route(path: &str) -> Option<Route<'_>> {
         ["me", "player", "play"] => Route::Play,
         ["me", "player", "pause"] => Route::Pause,
         ["me", "playlists"] => Route::MyPlaylists,
+        ["me", "library"] => Route::Library,
+        ["me", "library", "contains"] => Route::LibraryContains,
         ["users", id] if !id.is_empty() => Route::User(id),
         ["playlists", id] if !id.is_empty() => Route::Playlist(id),
         ["playlists", id, "tracks"] if !id.is_empty() => Route::PlaylistTracks(id),
+        ["playlists", id, "items"] if !id.is_empty() => Route::PlaylistItems(id),
         _ => return None,
     })
 }
@@ -134,6 +151,26 @@ async fn serve(
         Ok(caller) => caller,
         Err(resp) => return resp,
     };
+    let (mode, registered) = {
+        let store = app.lock();
+        let registered = caller
+            .user
+            .as_deref()
+            .is_none_or(|u| store.registered.contains(u));
+        (store.mode, registered)
+    };
+    if mode == AppMode::Development {
+        // Every call made with an unregistered user's token, whatever it asks for.
+        if !registered {
+            return forbidden("User not registered in the Developer Dashboard");
+        }
+        if matches!(route, Route::PlaylistTracks(_)) {
+            return forbidden(
+                "This endpoint is not available to apps in development mode; use \
+                 /v1/playlists/{id}/items",
+            );
+        }
+    }
     let me = caller.user.as_deref().and_then(catalog::user);
     if route.needs_user(method) && me.is_none() {
         return unauthorized("Valid user authentication required");
@@ -151,12 +188,23 @@ async fn serve(
         (Route::Album(id), _) => api.album(id),
         (Route::User(id), _) => api.user(id),
         (Route::Playlist(id), _) => api.playlist(id),
-        (Route::PlaylistTracks(id), _) if method == Method::GET => api.playlist_tracks(id, &query),
-        (Route::PlaylistTracks(id), Some(user)) if method == Method::POST => {
+        (Route::PlaylistTracks(id), _) if method == Method::GET => {
+            api.playlist_tracks(id, &query, Entries::Tracks)
+        }
+        (Route::PlaylistItems(id), _) if method == Method::GET => {
+            api.playlist_tracks(id, &query, Entries::Items)
+        }
+        (Route::PlaylistTracks(id) | Route::PlaylistItems(id), Some(user))
+            if method == Method::POST =>
+        {
             api.add_tracks(id, user, &caller, &query, body)
         }
         // allows() leaves DELETE as the only other method.
-        (Route::PlaylistTracks(id), Some(user)) => api.remove_tracks(id, user, &caller, body),
+        (Route::PlaylistTracks(id) | Route::PlaylistItems(id), Some(user)) => {
+            api.remove_tracks(id, user, &caller, body)
+        }
+        (Route::Library, Some(user)) => api.change_library(user, &caller, method, &query, body),
+        (Route::LibraryContains, Some(user)) => api.library_contains(user, &caller, &query),
         (Route::Me, Some(user)) => Ok(ok(&api.private_user(user, &caller))),
         (Route::CurrentlyPlaying, Some(user)) => Ok(api.currently_playing(user, &caller)),
         (Route::MyPlaylists, Some(user)) => api.my_playlists(user, &query),
@@ -165,6 +213,9 @@ async fn serve(
         // needs_user() was checked above.
         (
             Route::PlaylistTracks(_)
+            | Route::PlaylistItems(_)
+            | Route::Library
+            | Route::LibraryContains
             | Route::Me
             | Route::CurrentlyPlaying
             | Route::MyPlaylists

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::input::{paging, parse_body, track_index, valid_id};
-use super::render::{ok, page, snapshot_id, Api};
+use super::render::{ok, page, snapshot_id, Api, Entries};
 use super::time::{rfc3339, unix_secs, SEEDED_ADDED_AT};
 use crate::catalog::{Playlist, User};
 use crate::errors::{bad_request, forbidden, resource_not_found};
@@ -36,6 +36,8 @@ struct AddTracksBody {
 
 #[derive(Deserialize, Default)]
 struct RemoveTracksBody {
+    /// `items` since February 2026; `tracks` before.
+    items: Option<Vec<RemoveTrack>>,
     tracks: Option<Vec<RemoveTrack>>,
 }
 
@@ -95,7 +97,9 @@ impl Api<'_> {
         view: &PlaylistView,
         offset: usize,
         limit: usize,
+        entries: Entries,
     ) -> Value {
+        let (path, key) = entries.names();
         let added_by = self.owner(playlist.owner);
         let items = view
             .entries
@@ -106,13 +110,13 @@ impl Api<'_> {
                     "added_by": added_by,
                     "is_local": false,
                     "primary_color": null,
-                    "track": self.full_track(&self.catalog.tracks[entry.track]),
+                    key: self.full_track(&self.catalog.tracks[entry.track]),
                 })
             })
             .collect();
         let link = |o: usize| {
             format!(
-                "{}/v1/playlists/{}/tracks?offset={o}&limit={limit}",
+                "{}/v1/playlists/{}/{path}?offset={o}&limit={limit}",
                 self.base, playlist.id
             )
         };
@@ -133,15 +137,25 @@ impl Api<'_> {
         let view = self.view(playlist, 0, 100)?;
         let mut value = self.simple_playlist(playlist, view.total, view.version);
         value["followers"] = json!({ "href": null, "total": playlist.followers });
-        value["tracks"] = self.playlist_items(playlist, &view, 0, 100);
+        // Since February 2026 the entries come as `items`; `tracks` keeps only its link
+        // and total (as in the simplified object).
+        value["items"] = self.playlist_items(playlist, &view, 0, 100, Entries::Items);
         Ok(ok(&value))
     }
 
-    pub(super) fn playlist_tracks(&self, id: &str, query: &Params) -> Result<Response, Response> {
+    /// `GET /v1/playlists/{id}/items` (or the old `/tracks`, shaped as it was).
+    pub(super) fn playlist_tracks(
+        &self,
+        id: &str,
+        query: &Params,
+        entries: Entries,
+    ) -> Result<Response, Response> {
         let playlist = self.find_playlist(id)?;
         let (limit, offset) = paging(query, 100)?;
         let view = self.view(playlist, offset, limit)?;
-        Ok(ok(&self.playlist_items(playlist, &view, offset, limit)))
+        Ok(ok(
+            &self.playlist_items(playlist, &view, offset, limit, entries)
+        ))
     }
 
     /// The playlist `id` if `caller` may change it: that takes the scope for its
@@ -241,8 +255,9 @@ impl Api<'_> {
         let playlist = self.modifiable(id, user, caller, "remove tracks from")?;
         let body: RemoveTracksBody = parse_body(body)?;
         let items = body
-            .tracks
-            .ok_or_else(|| bad_request("Missing required field: tracks"))?;
+            .items
+            .or(body.tracks)
+            .ok_or_else(|| bad_request("Missing required field: items"))?;
         check_item_count(items.len())?;
         let mut targets = Vec::with_capacity(items.len());
         for item in &items {

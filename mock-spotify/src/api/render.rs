@@ -14,6 +14,24 @@ use crate::catalog::{self, Album, Artist, Catalog, Playlist, Track, User, MARKET
 use crate::http::{json_response, JSON_UTF8};
 use crate::state::App;
 
+/// How a playlist's entries are served: the pre-2026 `/tracks` path with `track` in each
+/// entry, or February 2026's `/items` with `item`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Entries {
+    Tracks,
+    Items,
+}
+
+impl Entries {
+    /// The path segment after the playlist id, and the key of each entry's object.
+    pub(super) fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Entries::Tracks => ("tracks", "track"),
+            Entries::Items => ("items", "item"),
+        }
+    }
+}
+
 /// One Web API request's view of the mock.
 pub(super) struct Api<'a> {
     pub app: &'a App,
@@ -109,6 +127,7 @@ impl Api<'_> {
     /// `/v1/me`: the private fields appear only with the scopes that grant them.
     pub(super) fn private_user(&self, user: &User, caller: &Caller) -> Value {
         let mut value = self.public_user(user);
+        value["account_id"] = json!(user.account_id);
         if caller.has("user-read-email") {
             value["email"] = json!(user.email);
         }
@@ -148,6 +167,11 @@ impl Api<'_> {
             "primary_color": null,
             "public": playlist.public,
             "snapshot_id": snapshot_id(&playlist.id, version),
+            "items": {
+                "href": format!("{}/v1/playlists/{}/items", self.base, playlist.id),
+                "total": total,
+            },
+            // Kept beside `items` for the clients of before February 2026.
             "tracks": {
                 "href": format!("{}/v1/playlists/{}/tracks", self.base, playlist.id),
                 "total": total,

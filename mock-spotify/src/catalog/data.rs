@@ -4,9 +4,12 @@
 
 use super::model::User;
 
-pub(crate) static USERS: [User; 2] = [
+/// alice and bob are registered in the mock app's dashboard by default; carol is not (a
+/// development-mode app's unregistered user, see `state::Store::registered`).
+pub(crate) static USERS: [User; 3] = [
     User {
         id: "alice",
+        account_id: "acc7Qm2xWv9LpR4tZk8sNd",
         display_name: "Alice Andersson",
         email: "alice@example.com",
         country: "SE",
@@ -16,6 +19,7 @@ pub(crate) static USERS: [User; 2] = [
     },
     User {
         id: "bob",
+        account_id: "acc3Hf6bYc1JgT5wXe0uMa",
         display_name: "Bob Baker",
         email: "bob@example.com",
         country: "US",
@@ -23,7 +27,20 @@ pub(crate) static USERS: [User; 2] = [
         followers: 7,
         now_playing: None,
     },
+    User {
+        id: "carol",
+        account_id: "acc9Dk4nRq7VsB2yGh6pLo",
+        display_name: "Carol Chen",
+        email: "carol@example.com",
+        country: "DE",
+        product: "premium",
+        followers: 3,
+        now_playing: None,
+    },
 ];
+
+/// Users registered in a development-mode app's dashboard when the mock starts.
+pub(crate) const DEFAULT_REGISTERED: [&str; 2] = ["alice", "bob"];
 
 /// Markets every track is available in (arrays are kept present for clients that
 /// expect them).

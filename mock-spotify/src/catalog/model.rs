@@ -28,6 +28,9 @@ pub(crate) struct Track {
 
 pub(crate) struct User {
     pub id: &'static str,
+    /// Spotify's stable, pseudonymous `account_id` (May 2026), which Spotify asks apps to
+    /// use instead of `id`.
+    pub account_id: &'static str,
     pub display_name: &'static str,
     pub email: &'static str,
     pub country: &'static str,

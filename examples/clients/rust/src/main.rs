@@ -60,7 +60,13 @@ async fn main() -> Result<()> {
         .error_for_status()?
         .json()
         .await?;
-    println!("profile: {} ({})", me["display_name"], me["id"]);
+    // Spotify asks apps to key users by `account_id` (2026) rather than `id`.
+    println!(
+        "profile: {} ({}, account {})",
+        me["display_name"],
+        me["id"],
+        me["account_id"].as_str().unwrap_or("none")
+    );
     let playlists: Value = api
         .get(format!("{egress}/v1/me/playlists"))
         .header("x-spotify-user-id", &user)
@@ -70,8 +76,26 @@ async fn main() -> Result<()> {
         .json()
         .await?;
     for p in playlists["items"].as_array().into_iter().flatten() {
-        println!("playlist: {} ({} tracks)", p["name"], p["tracks"]["total"]);
+        println!("playlist: {} ({} items)", p["name"], p["items"]["total"]);
     }
+    // Since February 2026 a playlist's entries are at /playlists/{id}/items, `item` in each
+    // (the old /tracks path answers 403 to development-mode apps).
+    let first = &playlists["items"][0];
+    let entries: Value = api
+        .get(format!(
+            "{egress}/v1/playlists/{}/items?limit=5",
+            first["id"].as_str().unwrap_or("")
+        ))
+        .header("x-spotify-user-id", &user)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    println!(
+        "items of {}: {}, first: {}",
+        first["name"], entries["total"], entries["items"][0]["item"]["name"]
+    );
     Ok(())
 }
 

@@ -90,13 +90,25 @@ async fn identify(
             .map_err(|_| Failure::StoreUnavailable)?;
         return match found {
             Some(s) if s.is_user(&claims.sub) => Ok(Some(s)),
+            // Gone by its deadline: Spotify's refresh token has ended, not a sign-out.
+            _ if claims
+                .reauth_by
+                .is_some_and(|by| by <= crate::clock::now_ms() / 1000) =>
+            {
+                Err(Failure::ReauthRequired)
+            }
             _ => Err(Failure::SessionEnded),
         };
     }
-    if let Some(value) = headers.get("x-spotify-user-id") {
+    // The trusted-header mode: a plain user id, or Spotify's account id (in either header).
+    let (trusted, account_only) = match headers.get("x-spotify-user-id") {
+        Some(v) => (Some(v), false),
+        None => (headers.get("x-spotify-account-id"), true),
+    };
+    if let Some(value) = trusted {
         if !live.egress.trust_user_header {
             return Err(Failure::Unauthorized(
-                "X-Spotify-User-Id is not trusted on this gateway \
+                "X-Spotify-User-Id and X-Spotify-Account-Id are not trusted on this gateway \
                  (egress.trust_user_header = false); send X-Gateway-User",
             ));
         }
@@ -110,10 +122,12 @@ async fn identify(
             ));
         }
         let user = value.to_str().unwrap_or_default().trim();
-        let found = sessions
-            .by_user_id(user)
-            .await
-            .map_err(|_| Failure::StoreUnavailable)?;
+        let found = if account_only {
+            sessions.by_account_id(user).await
+        } else {
+            sessions.by_identity(user).await
+        };
+        let found = found.map_err(|_| Failure::StoreUnavailable)?;
         return found.map(Some).ok_or(Failure::SessionEnded);
     }
     Ok(None)
@@ -122,6 +136,9 @@ async fn identify(
 /// A usable token for the user, refreshed when needed, or the answer explaining why not.
 pub async fn user_token(gw: &Gateway, user: &Arc<LiveSession>) -> Result<AccessToken, Failure> {
     gw.sessions.access_token(user).await.map_err(|e| match e {
+        SessionError::Ended if user.reauth_due_within(std::time::Duration::ZERO) => {
+            Failure::ReauthRequired
+        }
         SessionError::Ended => Failure::SessionEnded,
         SessionError::Store(_) => Failure::StoreUnavailable,
         SessionError::Token(TokenError::Unavailable(_)) => Failure::SpotifyUnavailable {

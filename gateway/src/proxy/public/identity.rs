@@ -1,6 +1,7 @@
 //! The identity the internal app receives: whatever a client sent in the identity headers is
 //! dropped (with its `_` look-alikes), then the gateway sets `X-Spotify-User-Id`,
-//! `X-Spotify-Scopes` and the signed `X-Gateway-User` for the session.
+//! `X-Spotify-Account-Id` (when Spotify gave one), `X-Spotify-Scopes` and the signed
+//! `X-Gateway-User` for the session.
 //!
 //! [`identity_headers`] is the one list of them: the app behind the public listener gets it
 //! on the request, and forward-auth (`check`) answers an ingress with it, so a header added
@@ -23,17 +24,21 @@ pub fn strip_client_identity(upstream: &mut RequestHeader) {
 }
 
 /// The session's identity headers, names and values, with a fresh assertion naming the
-/// session.
+/// session (and carrying its account id and re-consent deadline).
 pub fn identity_headers(session: &LiveSession, keys: &Keyring) -> Vec<(&'static str, String)> {
     session.with_record(|r| {
-        vec![
-            ("x-spotify-user-id", r.user_id.clone()),
-            ("x-spotify-scopes", r.scopes.as_str().to_string()),
-            (
-                "x-gateway-user",
-                crate::assertion::issue(keys, &r.user_id, &session.key),
-            ),
-        ]
+        let mut headers = vec![("x-spotify-user-id", r.user_id.clone())];
+        if let Some(account) = &r.account_id {
+            headers.push(("x-spotify-account-id", account.clone()));
+        }
+        headers.push(("x-spotify-scopes", r.scopes.as_str().to_string()));
+        let extra = crate::assertion::Extra {
+            account_id: r.account_id.as_deref(),
+            reauth_by_ms: r.reauth_by_ms,
+        };
+        let assertion = crate::assertion::issue_with(keys, &r.user_id, &session.key, extra);
+        headers.push(("x-gateway-user", assertion));
+        headers
     })
 }
 

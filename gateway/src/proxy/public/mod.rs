@@ -2,12 +2,17 @@
 //! (`session::cookie`), the paths that need no session (`paths`), the internal app behind
 //! it, which receives the user's identity headers (`identity`), and forward-auth for an
 //! existing ingress (`check`: `/auth/check`).
+//! The public listener: Spotify login for browsers (`routes`: `/auth/*`; `disconnect`: a user
+//! deletes their data), the session cookie
+//! (`session::cookie`), the paths that need no session (`paths`), and the internal app behind
+//! it, which receives the user's identity headers (`identity`).
 //!
 //! ```text
 //! curl -i 'http://127.0.0.1:8080/auth/login?return_to=/'   # with `spotify-gateway demo`
 //! ```
 
 mod check;
+mod disconnect;
 mod identity;
 mod paths;
 mod routes;
@@ -86,6 +91,11 @@ impl PublicProxy {
         }
         match self.current_session(session).await {
             Ok(Some(s)) => {
+                if self.offers_reauth(session, &s) {
+                    ctx.req.route = "reauth_offer";
+                    self.reauth_offer(session, ctx, &s).await?;
+                    return Ok(true);
+                }
                 ctx.req.route = "upstream";
                 ctx.session = Some(s);
                 Ok(false)

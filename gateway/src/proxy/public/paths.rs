@@ -21,6 +21,7 @@ pub enum AuthRoute {
     /// Forward-auth (`check`): `/auth/check`, and `/auth/check/<original path>` as Envoy's
     /// `ext_authz` sends it.
     Check,
+    Disconnect,
     Other,
 }
 
@@ -34,6 +35,7 @@ impl AuthRoute {
             "/auth/userinfo" => AuthRoute::Userinfo,
             "/auth/check" => AuthRoute::Check,
             p if p.starts_with("/auth/check/") => AuthRoute::Check,
+            "/auth/disconnect" => AuthRoute::Disconnect,
             p if p.starts_with("/auth/") => AuthRoute::Other,
             _ => return None,
         })
@@ -46,15 +48,19 @@ impl AuthRoute {
             AuthRoute::Logout => "/auth/logout",
             AuthRoute::Userinfo => "/auth/userinfo",
             AuthRoute::Check => "/auth/check",
+            AuthRoute::Disconnect => "/auth/disconnect",
             AuthRoute::Other => "/auth/other",
         }
     }
 
-    /// Sign-out takes POST (forms) as well as GET; forward-auth takes the original request's
-    /// method (nginx's `auth_request` and Envoy send it); the rest are reads.
+    /// Sign-out takes POST (forms) as well as GET; disconnecting shows its form on GET and
+    /// acts on POST only; forward-auth takes the original request's method (nginx's
+    /// `auth_request` and Envoy send it); the rest are reads.
     pub fn allows(self, method: &http::Method) -> bool {
         match self {
-            AuthRoute::Logout => method == http::Method::GET || method == http::Method::POST,
+            AuthRoute::Logout | AuthRoute::Disconnect => {
+                method == http::Method::GET || method == http::Method::POST
+            }
             AuthRoute::Check => true,
             _ => method == http::Method::GET || method == http::Method::HEAD,
         }

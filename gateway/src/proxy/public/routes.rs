@@ -8,12 +8,12 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use serde_json::json;
 
-use super::paths::{self, query_param, urlencode, AuthRoute};
+use super::paths::{self, query_param, safe_return_to, urlencode, AuthRoute};
 use super::{PublicCtx, PublicProxy};
 use crate::oauth::TokenError;
 use crate::pages;
 use crate::proxy::respond::{redirect, respond_html, respond_json, wants_html, Failure};
-use crate::session::{cookie, Callback, LiveSession, LoginError, LOGIN_TTL};
+use crate::session::{cookie, Callback, LiveSession, LoginError, LOGIN_TTL, REAUTH_NOTICE};
 use crate::store::StoreError;
 
 impl PublicProxy {
@@ -37,6 +37,7 @@ impl PublicProxy {
             AuthRoute::Logout => self.logout(session, ctx).await,
             AuthRoute::Userinfo => self.userinfo(session, ctx).await,
             AuthRoute::Check => self.check(session, ctx).await,
+            AuthRoute::Disconnect => self.disconnect(session, ctx).await,
             AuthRoute::Other => {
                 self.problem(session, ctx, Failure::NotFound("No such gateway route."))
                     .await
@@ -93,26 +94,40 @@ impl PublicProxy {
     }
 
     async fn callback(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<()> {
+        // A login from a browser that is still signed in (a re-consent) replaces its session.
+        let replaced = self.current_session(session).await.ok().flatten();
         let req = session.req_header();
         let login_cookie = cookie::value(req, &self.cookies.login);
         let state = query_param(req, "state");
         let code = query_param(req, "code");
         let error = query_param(req, "error");
+        let access = self.gw.live().access.clone();
         let result = self
             .gw
             .sessions
-            .finish_login(Callback {
-                login_cookie: login_cookie.as_deref(),
-                state: state.as_deref(),
-                code: code.as_deref(),
-                error: error.as_deref(),
-            })
+            .finish_login(
+                Callback {
+                    login_cookie: login_cookie.as_deref(),
+                    state: state.as_deref(),
+                    code: code.as_deref(),
+                    error: error.as_deref(),
+                },
+                &access,
+            )
             .await;
         let logins = &self.gw.metrics.logins;
         let failure = match result {
             Ok(new) => {
                 logins.with_label_values(&["ok"]).inc();
                 tracing::info!("login completed");
+                if let Some(old) = replaced {
+                    // Best effort: the browser holds only the new cookie from now on.
+                    if self.gw.sessions.end(&old.key).await.is_ok() {
+                        tracing::info!("the new login replaced the browser's previous session");
+                    }
+                }
+                // The cookie outlives a session that ends at its deadline, so the browser is
+                // told "sign in again" (`unauthenticated`) instead of being sent away silently.
                 let cookies = [
                     self.cookies.set(
                         &self.cookies.session,
@@ -126,6 +141,16 @@ impl PublicProxy {
             Err(LoginError::Denied) => {
                 logins.with_label_values(&["denied"]).inc();
                 return self.access_denied(session).await;
+            }
+            Err(e @ (LoginError::NotRegistered | LoginError::NotAllowed)) => {
+                let result = if matches!(e, LoginError::NotRegistered) {
+                    "not_registered"
+                } else {
+                    "not_allowed"
+                };
+                logins.with_label_values(&[result]).inc();
+                tracing::info!(result, "login refused: {e}");
+                return self.login_refused(session, &e).await;
             }
             Err(LoginError::Store(_)) => {
                 logins.with_label_values(&["error"]).inc();
@@ -182,6 +207,34 @@ impl PublicProxy {
         }
     }
 
+    /// A user who may not use the app: not registered for a development-mode app at Spotify,
+    /// or refused by `[access]`. A page that says what happened and what to do (or JSON); no
+    /// session was created.
+    async fn login_refused(&self, session: &mut Session, why: &LoginError) -> Result<()> {
+        let clear = [("set-cookie", self.cookies.clear(&self.cookies.login))];
+        let app = &self.gw.config.server.app_name;
+        let (code, page, message) = match why {
+            LoginError::NotRegistered => (
+                "not_registered",
+                pages::not_registered(app),
+                "Spotify refused this user: the app is in development mode and the user is not \
+                 registered in its Spotify developer dashboard (at most 5 users). The app's \
+                 owner must add the user there.",
+            ),
+            _ => (
+                "not_allowed",
+                pages::not_allowed(app),
+                "This Spotify account is not allowed to sign in here.",
+            ),
+        };
+        if wants_html(session.req_header()) {
+            respond_html(session, 403, &page, &clear).await
+        } else {
+            let body = json!({ "error": code, "message": message });
+            respond_json(session, 403, &body, &clear).await
+        }
+    }
+
     async fn logout(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<()> {
         match self.current_session(session).await {
             Ok(Some(s)) => {
@@ -208,10 +261,12 @@ impl PublicProxy {
                 let r = s.record();
                 let body = json!({
                     "user_id": r.user_id,
+                    "account_id": r.account_id,
                     "display_name": r.display_name,
                     "scopes": r.scopes,
                     "token_expires_at": r.access_expires_at_ms / 1000,
                     "session_expires_at": r.expires_at_ms / 1000,
+                    "reauth_by": r.reauth_by_ms.map(|ms| ms / 1000),
                 });
                 respond_json(session, 200, &body, &[]).await
             }
@@ -221,6 +276,55 @@ impl PublicProxy {
             }
             Err(_) => self.problem(session, ctx, Failure::StoreUnavailable).await,
         }
+    }
+
+    /// Whether this request is offered a re-consent instead of the page: a browser's page
+    /// load (GET with `Accept: text/html`), for a session whose deadline is within
+    /// [`REAUTH_NOTICE`], once a day (the offer cookie).
+    pub(super) fn offers_reauth(&self, session: &Session, live: &LiveSession) -> bool {
+        let req = session.req_header();
+        req.method == http::Method::GET
+            && wants_html(req)
+            && live.reauth_due_within(REAUTH_NOTICE)
+            && cookie::value(req, &self.cookies.reauth_offered).is_none()
+    }
+
+    /// The re-consent offer: "Renew with Spotify" signs in again and comes back to this page;
+    /// "Not now" goes on to it. Either way the offer rests for a day.
+    pub(super) async fn reauth_offer(
+        &self,
+        session: &mut Session,
+        ctx: &mut PublicCtx,
+        live: &LiveSession,
+    ) -> Result<()> {
+        const DAY_MS: u64 = 24 * 3600 * 1000;
+        let here = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_string())
+            .and_then(|p| safe_return_to(&p))
+            .unwrap_or_else(|| "/".into());
+        let left_ms = live
+            .with_record(|r| r.reauth_by_ms)
+            .unwrap_or_default()
+            .saturating_sub(crate::clock::now_ms());
+        let renew = format!("/auth/login?return_to={}", urlencode(&here));
+        let page = pages::reauth_offer(
+            &self.gw.config.server.app_name,
+            left_ms.div_ceil(DAY_MS),
+            &renew,
+            &here,
+        );
+        let headers = [
+            (
+                "set-cookie",
+                self.cookies
+                    .set(&self.cookies.reauth_offered, "1", DAY_MS / 1000),
+            ),
+            ("x-request-id", ctx.req.id.clone()),
+        ];
+        respond_html(session, 200, &page, &headers).await
     }
 
     /// No valid session: browsers go to the login, API callers get 401 JSON. A browser whose
