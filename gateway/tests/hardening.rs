@@ -301,6 +301,7 @@ async fn redis_acl(redis: &RedisServer, writable: &str) {
         .arg("%RW~sgw:pending:*")
         .arg("%RW~sgw:user_index:*")
         .arg("%RW~sgw:user_sessions:*")
+        .arg("%RW~sgw:users")
         .arg("allchannels")
         .arg("+@all")
         .query_async(&mut conn)

@@ -101,6 +101,48 @@ async fn suite(store: &dyn Store) {
         "the index is not a session"
     );
 
+    // Listing the users in the index, a page at a time, in byte order; users whose entries
+    // all expired or were removed (alice) are not listed.
+    let mut expected = vec!["ali".to_string(), "bob".to_string()];
+    for i in 0..25 {
+        let user = format!("user-{i:02}");
+        store
+            .add_user_session(&user, &format!("k{i}"), minute)
+            .await
+            .unwrap();
+        expected.push(user);
+    }
+    store
+        .add_user_session("expired-user", "old", Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    expected.sort();
+    let (mut listed, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let page = store.users_page(after.as_deref(), 10).await.unwrap();
+        assert!(page.users.len() <= 10);
+        pages += 1;
+        listed.extend(page.users);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(listed, expected);
+    assert_eq!(pages, 3, "27 users in pages of 10");
+    let exact = store.users_page(None, expected.len()).await.unwrap();
+    assert_eq!(exact.users, expected);
+    assert_eq!(exact.next, None, "a page that holds the rest is the last");
+    let tail = store.users_page(Some("user-23"), 10).await.unwrap();
+    assert_eq!(tail.users, ["user-24"]);
+    assert!(store
+        .users_page(Some("zzz"), 10)
+        .await
+        .unwrap()
+        .users
+        .is_empty());
+
     // Locks: always granted by single-process stores, exclusive by owner on a shared one.
     assert!(store.lock("refresh:x", "owner-a", minute).await.unwrap());
     let second = store.lock("refresh:x", "owner-b", minute).await.unwrap();

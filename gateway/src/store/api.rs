@@ -34,6 +34,32 @@ impl Namespace {
     }
 }
 
+/// One page of [`Store::users_page`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsersPage {
+    pub users: Vec<String>,
+    /// Pass as `after` for the next page; `None` when this page is the last.
+    pub next: Option<String>,
+}
+
+impl UsersPage {
+    /// A page of the first `limit` of `candidates` (ascending, more than `limit` when more
+    /// follow).
+    pub fn of(mut candidates: Vec<String>, limit: usize) -> UsersPage {
+        let more = candidates.len() > limit;
+        candidates.truncate(limit);
+        let next = if more {
+            candidates.last().cloned()
+        } else {
+            None
+        };
+        UsersPage {
+            users: candidates,
+            next,
+        }
+    }
+}
+
 /// A change another replica made that this replica's memory cache must forget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
@@ -127,6 +153,10 @@ pub trait Store: Send + Sync {
     async fn user_sessions(&self, user_id: &str) -> StoreResult<Vec<String>>;
     /// Removes `session_key` from `user_id`'s sessions; true if it was there.
     async fn remove_user_session(&self, user_id: &str, session_key: &str) -> StoreResult<bool>;
+    /// Up to `limit` user ids that have a live entry in the index, in ascending byte order,
+    /// starting after `after` (exclusive); with the cursor for the next page (the last id
+    /// returned) when more may follow, `None` at the end. For the admin API's user list.
+    async fn users_page(&self, after: Option<&str>, limit: usize) -> StoreResult<UsersPage>;
 
     /// Takes the lock `name` for `ttl` unless another owner holds it; true when taken. A
     /// single-process store needs no lock across processes (the caller also holds a local

@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::api::{frame, unframe, Namespace, Store, StoreError, StoreErrorKind, StoreResult};
+use super::api::{
+    frame, unframe, Namespace, Store, StoreError, StoreErrorKind, StoreResult, UsersPage,
+};
 use crate::clock::now_ms;
 
 /// redb's page cache for the `file` backend. redb's default is 1 GiB, which a sidecar with a
@@ -245,6 +247,33 @@ impl Store for FileStore {
             };
             tx.commit().map_err(|x| e(&x))?;
             Ok(removed)
+        })
+        .await
+    }
+
+    async fn users_page(&self, after: Option<&str>, limit: usize) -> StoreResult<UsersPage> {
+        // Entries are `user \0 key`: the first entry after `after`'s own is `after \x01`.
+        let from = after.map(|a| format!("{a}\x01")).unwrap_or_default();
+        self.blocking("read", move |db| {
+            let e = file_err("read");
+            let tx = db.begin_read().map_err(|x| e(&x))?;
+            let t = tx.open_table(USER_SESSIONS).map_err(|x| e(&x))?;
+            let now = now_ms();
+            let mut candidates: Vec<String> = Vec::new();
+            for entry in t.range(from.as_str()..).map_err(|x| e(&x))? {
+                let (k, expires) = entry.map_err(|x| e(&x))?;
+                let Some((user, _)) = k.value().split_once('\0') else {
+                    continue;
+                };
+                if expires.value() <= now || candidates.last().is_some_and(|u| u == user) {
+                    continue;
+                }
+                if candidates.len() > limit {
+                    break;
+                }
+                candidates.push(user.to_string());
+            }
+            Ok(UsersPage::of(candidates, limit))
         })
         .await
     }

@@ -1,19 +1,20 @@
 //! The in-process backend: for tests and the demo. Nothing survives a restart.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::api::{frame, unframe, Namespace, Store, StoreResult};
+use super::api::{frame, unframe, Namespace, Store, StoreResult, UsersPage};
 use crate::clock::now_ms;
 
 #[derive(Default)]
 pub struct MemoryStore {
     map: Mutex<HashMap<(Namespace, String), Vec<u8>>>,
-    /// The user → sessions index: user id → session key → expiry (unix ms).
-    user_sessions: Mutex<HashMap<String, HashMap<String, u64>>>,
+    /// The user → sessions index: user id → session key → expiry (unix ms). Ordered by user
+    /// id for `users_page`.
+    user_sessions: Mutex<BTreeMap<String, HashMap<String, u64>>>,
 }
 
 impl MemoryStore {
@@ -23,7 +24,7 @@ impl MemoryStore {
 
     fn user_sessions_map(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, u64>>> {
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, HashMap<String, u64>>> {
         self.user_sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -113,5 +114,21 @@ impl Store for MemoryStore {
             users.remove(user_id);
         }
         Ok(removed)
+    }
+    async fn users_page(&self, after: Option<&str>, limit: usize) -> StoreResult<UsersPage> {
+        use std::ops::Bound;
+        let now = now_ms();
+        let users = self.user_sessions_map();
+        let from = match after {
+            Some(a) => Bound::Excluded(a.to_string()),
+            None => Bound::Unbounded,
+        };
+        let candidates = users
+            .range((from, Bound::Unbounded))
+            .filter(|(_, sessions)| sessions.values().any(|expires| *expires > now))
+            .map(|(user, _)| user.clone())
+            .take(limit.saturating_add(1))
+            .collect();
+        Ok(UsersPage::of(candidates, limit))
     }
 }

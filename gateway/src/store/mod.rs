@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use self::redis::RedisStore;
-pub use api::{Invalidation, Namespace, Store, StoreError, StoreErrorKind, StoreResult};
+pub use api::{Invalidation, Namespace, Store, StoreError, StoreErrorKind, StoreResult, UsersPage};
 pub use file::{FileStore, FILE_CACHE_BYTES};
 pub use memory::MemoryStore;
 
@@ -97,6 +97,9 @@ impl Store for Instrumented {
     async fn remove_user_session(&self, user_id: &str, key: &str) -> StoreResult<bool> {
         let result = self.inner.remove_user_session(user_id, key).await;
         self.count("index_remove", result)
+    }
+    async fn users_page(&self, after: Option<&str>, limit: usize) -> StoreResult<UsersPage> {
+        self.count("index_list", self.inner.users_page(after, limit).await)
     }
     async fn lock(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool> {
         self.count("lock", self.inner.lock(name, owner, ttl).await)

@@ -22,7 +22,7 @@ use redis::AsyncCommands;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use super::api::{Invalidation, Namespace, Store, StoreError, StoreResult};
+use super::api::{Invalidation, Namespace, Store, StoreError, StoreResult, UsersPage};
 use crate::secret::Secret;
 
 /// Every key the gateway writes starts with this, so a shared Redis stays tidy.
@@ -43,16 +43,27 @@ end
 return 0
 "#;
 
-/// Adds a session to a user's sorted set (score: its expiry, unix ms), drops the entries that
-/// expired, and lets the set expire with its last session.
+/// Adds a session to a user's sorted set (score: its expiry, unix ms), names the user in the
+/// set of users (`USERS_KEY`, for listing), drops the entries that expired, and lets the
+/// user's set expire with its last session.
 const ADD_USER_SESSION_SCRIPT: &str = r#"
 redis.call("ZADD", KEYS[1], ARGV[2], ARGV[1])
+redis.call("ZADD", KEYS[2], 0, ARGV[4])
 redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", ARGV[3])
 local last = redis.call("ZRANGE", KEYS[1], -1, -1, "WITHSCORES")
 if last[2] then
   redis.call("PEXPIREAT", KEYS[1], last[2])
 end
 return 1
+"#;
+
+/// Removes a user from `USERS_KEY` if none of their sessions is live (atomic against a login
+/// adding one).
+const FORGET_USER_SCRIPT: &str = r#"
+if redis.call("ZCOUNT", KEYS[2], "(" .. ARGV[2], "+inf") == 0 then
+  return redis.call("ZREM", KEYS[1], ARGV[1])
+end
+return 0
 "#;
 
 pub struct RedisStore {
@@ -69,6 +80,14 @@ fn err(op: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
 fn key(ns: Namespace, key: &str) -> String {
     format!("{PREFIX}:{}:{key}", ns.name())
 }
+
+/// Every user id with an entry in the user → sessions index, as one sorted set (all scores 0,
+/// so `ZRANGEBYLEX` pages it in byte order). A user whose sessions all expired stays a member
+/// until `users_page` meets it and removes it.
+const USERS_KEY: &str = "sgw:users";
+/// How many members `users_page` reads per round trip beyond the page it wants (it skips
+/// users whose sessions expired).
+const USERS_SLACK: usize = 16;
 
 /// The sorted set of a user's sessions (the user → sessions index).
 fn user_sessions_key(user_id: &str) -> String {
@@ -238,14 +257,17 @@ impl Store for RedisStore {
     ) -> StoreResult<()> {
         let k = user_sessions_key(user_id);
         let session = session.to_string();
+        let user = user_id.to_string();
         let now = crate::clock::now_ms();
         let expires = now.saturating_add(ttl.as_millis() as u64);
         self.run("write", move |mut c| async move {
             redis::Script::new(ADD_USER_SESSION_SCRIPT)
                 .key(k)
+                .key(USERS_KEY)
                 .arg(session)
                 .arg(expires)
                 .arg(now)
+                .arg(user)
                 .invoke_async::<i64>(&mut c)
                 .await
                 .map(|_| ())
@@ -272,6 +294,66 @@ impl Store for RedisStore {
         let session = session.to_string();
         self.run("delete", move |mut c| async move {
             c.zrem::<_, _, u64>(k, session).await.map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn users_page(&self, after: Option<&str>, limit: usize) -> StoreResult<UsersPage> {
+        let mut from = match after {
+            Some(a) => format!("({a}"),
+            None => "-".to_string(),
+        };
+        let now = crate::clock::now_ms();
+        self.run("read", move |mut c| async move {
+            let mut live: Vec<String> = Vec::new();
+            loop {
+                let want = limit + 1 - live.len() + USERS_SLACK;
+                let batch: Vec<String> = redis::cmd("ZRANGEBYLEX")
+                    .arg(USERS_KEY)
+                    .arg(&from)
+                    .arg("+")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(want)
+                    .query_async(&mut c)
+                    .await?;
+                let mut counts = redis::pipe();
+                for user in &batch {
+                    counts
+                        .cmd("ZCOUNT")
+                        .arg(user_sessions_key(user))
+                        .arg(format!("({now}"))
+                        .arg("+inf");
+                }
+                let counts: Vec<u64> = if batch.is_empty() {
+                    Vec::new()
+                } else {
+                    counts.query_async(&mut c).await?
+                };
+                for (user, n) in batch.iter().zip(counts) {
+                    if n > 0 {
+                        if live.len() <= limit {
+                            live.push(user.clone());
+                        }
+                    } else {
+                        // Every session of this user expired: forget the member, unless a
+                        // login added one meanwhile (checked again in the script).
+                        redis::Script::new(FORGET_USER_SCRIPT)
+                            .key(USERS_KEY)
+                            .key(user_sessions_key(user))
+                            .arg(user)
+                            .arg(now)
+                            .invoke_async::<i64>(&mut c)
+                            .await?;
+                    }
+                }
+                match batch.last() {
+                    Some(last) if batch.len() == want && live.len() <= limit => {
+                        from = format!("({last}");
+                    }
+                    _ => return Ok(UsersPage::of(live, limit)),
+                }
+            }
         })
         .await
     }
