@@ -30,6 +30,8 @@ pub struct Live {
     pub forward_auth: Option<ForwardAuthConfig>,
     /// Who may sign in (`[access]`), checked at each login callback.
     pub access: AccessConfig,
+    /// `[admin]` token: the admin API's bearer token; `None`: the API is off.
+    pub admin_token: Option<crate::secret::Secret>,
 }
 
 impl Live {
@@ -46,6 +48,7 @@ impl Live {
             egress: config.egress.clone(),
             forward_auth: config.forward_auth.clone(),
             access: config.access.clone(),
+            admin_token: config.admin.token.clone(),
         }
     }
 }

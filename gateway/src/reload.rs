@@ -8,8 +8,8 @@
 //! waiting for a restart. Nothing changes silently.
 
 use crate::config::{
-    AccessConfig, Config, EgressConfig, ForwardAuthConfig, ListenConfig, ServerSettings,
-    SessionConfig, SpotifyConfig, UpstreamConfig,
+    AccessConfig, AdminConfig, Config, EgressConfig, ForwardAuthConfig, ListenConfig,
+    ServerSettings, SessionConfig, SpotifyConfig, UpstreamConfig,
 };
 
 /// How a changed key takes effect.
@@ -82,6 +82,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         egress,
         forward_auth,
         access,
+        admin,
     } = old;
     let mut out = Vec::new();
     compare!(out, "spotify", SpotifyConfig, spotify, new.spotify, {
@@ -167,6 +168,10 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     compare!(out, "access", AccessConfig, access, new.access, {
         allowed_users: Live,
         allowed_products: Live,
+    });
+    // The admin listener reads the token per request (`Live::admin_token`).
+    compare!(out, "admin", AdminConfig, admin, new.admin, {
+        token: Live,
     });
     out
 }

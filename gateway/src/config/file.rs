@@ -21,6 +21,8 @@ pub(super) struct FileConfig {
     pub(super) forward_auth: Option<FileForwardAuth>,
     #[serde(default)]
     pub(super) access: FileAccess,
+    #[serde(default)]
+    pub(super) admin: FileAdmin,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +143,13 @@ pub(super) struct FileAccess {
     pub(super) allowed_users: Vec<String>,
     #[serde(default)]
     pub(super) allowed_products: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAdmin {
+    pub(super) token_env: Option<String>,
+    pub(super) token_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -48,6 +48,15 @@ pub struct Config {
     /// `[forward_auth]`: `/auth/check` answers an existing ingress; `None` turns it off.
     pub forward_auth: Option<ForwardAuthConfig>,
     pub access: AccessConfig,
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: the admin API (`/admin/v1/...` on the admin listener, `admin.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AdminConfig {
+    /// The bearer token the admin API asks for (`token_env`/`token_file`); `None`: the admin
+    /// API is off and only `/metrics` and the probes answer.
+    pub token: Option<Secret>,
 }
 
 /// `[access]`: who may sign in, checked at the login callback. Empty lists allow everyone.

@@ -39,6 +39,7 @@ impl Validator<'_> {
             egress,
             forward_auth,
             access,
+            admin,
         } = file;
         let listen = self.listen(listen);
         let spotify = self.spotify(spotify);
@@ -52,6 +53,7 @@ impl Validator<'_> {
             None => None,
         };
         let access = self.access(access);
+        let admin = self.admin(admin);
         let config = Config {
             spotify: spotify?,
             listen: listen?,
@@ -62,6 +64,7 @@ impl Validator<'_> {
             egress: egress?,
             forward_auth,
             access: access?,
+            admin: admin?,
         };
         self.cross_checks(&config);
         Some(config)
@@ -109,6 +112,19 @@ impl Validator<'_> {
                 );
             }
         }
+    }
+
+    fn admin(&mut self, a: FileAdmin) -> Option<AdminConfig> {
+        let FileAdmin {
+            token_env,
+            token_file,
+        } = a;
+        // No inline form: the token opens every user's sessions to an operator, so it never
+        // sits in a config file that is read by many.
+        let token = self
+            .secret("admin", "token", None, token_env, token_file)
+            .ok()?;
+        Some(AdminConfig { token })
     }
 
     fn access(&mut self, a: FileAccess) -> Option<AccessConfig> {
