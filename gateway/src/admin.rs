@@ -1,5 +1,6 @@
 //! The admin listener: `/metrics` (Prometheus text), `/healthz` (alive), `/readyz` (ready to
-//! take traffic; fails from the moment shutdown begins).
+//! take traffic; fails from the moment shutdown begins), and the admin API under
+//! `/admin/v1/` (`admin_api`), which exists only here and only when `[admin]` has a token.
 
 use std::sync::Arc;
 
@@ -85,9 +86,13 @@ impl ServeHttp for AdminApp {
         let path = session.req_header().uri.path().to_string();
         let route = match path.as_str() {
             "/metrics" | "/healthz" | "/readyz" => path.as_str(),
+            p if p.starts_with(crate::admin_api::PREFIX) => crate::admin_api::route_label(p),
             _ => "unmatched",
         };
         let resp = match route {
+            r if r.starts_with(crate::admin_api::PREFIX) => {
+                crate::admin_api::serve(&self.gw, session.req_header()).await
+            }
             "/metrics" => {
                 self.gw.sessions.count_reauth_due();
                 text(

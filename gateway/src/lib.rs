@@ -7,6 +7,8 @@
 //! probes; `demo` (cargo feature `demo`) embeds the mock Spotify.
 
 pub mod admin;
+pub mod admin_api;
+pub mod admin_client;
 pub mod app;
 pub mod assertion;
 pub mod backoff;

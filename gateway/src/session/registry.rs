@@ -209,18 +209,34 @@ impl Sessions {
     pub async fn disconnect(&self, session: &LiveSession) -> Result<usize, StoreError> {
         let (user, indexes) =
             session.with_record(|r| (r.user_id.clone(), super::login::identity_indexes(r)));
-        let mut keys = self
+        let keys = self
             .store
             .user_sessions(&user)
             .await
             .map_err(|e| self.store_error(e))?;
-        if !keys.iter().any(|k| **k == *session.key) {
-            keys.push(session.key.to_string());
+        self.end_user(&user, keys, Some(&session.key), indexes)
+            .await
+    }
+
+    /// The core of [`Self::disconnect`] and of an operator's revocation (`users`): ends every
+    /// session in `keys` (and `also`) as by `end`, then drops the user's identity `indexes`.
+    /// Returns how many keys it ended.
+    pub(super) async fn end_user(
+        &self,
+        user: &str,
+        mut keys: Vec<String>,
+        also: Option<&str>,
+        indexes: Vec<String>,
+    ) -> Result<usize, StoreError> {
+        if let Some(also) = also {
+            if !keys.iter().any(|k| k == also) {
+                keys.push(also.to_string());
+            }
         }
         for key in &keys {
             self.end(key).await?;
             // `end` found no record for a key whose session had already gone: its entry too.
-            let _ = self.store.remove_user_session(&user, key).await;
+            let _ = self.store.remove_user_session(user, key).await;
         }
         for index in indexes {
             self.user_keys.invalidate(&index).await;
