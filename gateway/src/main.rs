@@ -1,4 +1,5 @@
-//! `spotify-gateway`: run the gateway, the zero-setup demo, a config check, or the mock Spotify.
+//! `spotify-gateway`: run the gateway, the zero-setup demo, a config check, the mock Spotify, or
+//! `users` against a running gateway's admin API.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,28 @@ enum Command {
     },
     /// Run the mock Spotify (accounts service and Web API subset) alone.
     MockSpotify(MockArgs),
+    /// Users on a running gateway, through its admin API (token from
+    /// SPOTIFY_GATEWAY_ADMIN_TOKEN).
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+        /// The gateway's admin listener.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Every user with a live session.
+    List,
+    /// One user.
+    Show { id: String },
+    /// End every session of a user on every replica.
+    Revoke { id: String },
 }
 
 fn main() -> ExitCode {
@@ -82,6 +105,25 @@ fn main() -> ExitCode {
             }
         },
         Command::MockSpotify(args) => mock_spotify(args),
+        Command::Users {
+            action,
+            admin,
+            json,
+        } => {
+            use spotify_gateway::admin_client::{run, Action};
+            let action = match action {
+                UsersAction::List => Action::List,
+                UsersAction::Show { id } => Action::Show(id),
+                UsersAction::Revoke { id } => Action::Revoke(id),
+            };
+            match run(action, &admin, json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
