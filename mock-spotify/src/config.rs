@@ -21,6 +21,9 @@ pub struct MockConfig {
     /// With `tls`: offer HTTP/2 in ALPN (`h2`, then `http/1.1`), as api.spotify.com does;
     /// `false` offers HTTP/1.1 only, to see a client fall back.
     pub http2: bool,
+    /// Calls the developer account may make per rolling 30 seconds (`quota`); `None` is no
+    /// limit. `POST /__mock/quota` changes it at run time.
+    pub quota_per_30s: Option<u32>,
 }
 
 impl Default for MockConfig {
@@ -33,6 +36,7 @@ impl Default for MockConfig {
             app_name: "Spotify Gateway Demo".to_string(),
             tls: None,
             http2: true,
+            quota_per_30s: None,
         }
     }
 }

@@ -36,6 +36,7 @@ pub(crate) async fn stats(State(app): State<Arc<App>>) -> Response {
             },
             "api_requests": stats.api_requests,
             "connections": app.wire.json(),
+            "quota": app.quota.json(),
         }),
         JSON,
     )
@@ -119,7 +120,16 @@ pub(crate) async fn reset(State(app): State<Arc<App>>) -> Response {
     store.stats = Default::default();
     store.log.clear();
     app.wire.reset();
+    app.quota.reset();
     ok()
+}
+
+/// `POST /__mock/quota`: the rolling window's budget and `QUOTA_EXCEEDED` (`quota`).
+pub(crate) async fn quota(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    match app.quota.control(&body) {
+        Ok(()) => ok(),
+        Err(message) => control_error(StatusCode::BAD_REQUEST, &message),
+    }
 }
 
 pub(crate) async fn requests(State(app): State<Arc<App>>) -> Response {

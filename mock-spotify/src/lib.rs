@@ -32,6 +32,7 @@ mod errors;
 mod faults;
 mod http;
 mod pages;
+mod quota;
 mod state;
 mod tls;
 
@@ -172,6 +173,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/__mock/expire", post(controls::expire))
         .route("/__mock/revoke", post(controls::revoke))
         .route("/__mock/reset", post(controls::reset))
+        .route("/__mock/quota", post(controls::quota))
         .route("/__mock/requests", get(controls::requests))
         // The Web API is dispatched by hand so unknown paths get Spotify's JSON 404.
         .fallback(api::handle)

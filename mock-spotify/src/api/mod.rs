@@ -124,6 +124,9 @@ async fn serve(
     if let Some(resp) = apply_fault(hit, Target::Api).await {
         return resp;
     }
+    if let Some(refused) = app.quota.admit() {
+        return refused;
+    }
     let Some(route) = route(uri.path()) else {
         return api_error(StatusCode::NOT_FOUND, "Service not found");
     };
