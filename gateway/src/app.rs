@@ -10,6 +10,7 @@ use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::oauth::TokenEndpoint;
 use crate::outbound::Outbound;
+use crate::quota::CoolDown;
 use crate::reload::{self, Report};
 use crate::session::Sessions;
 use crate::store;
@@ -62,6 +63,8 @@ pub struct Gateway {
     pub token_endpoint: Arc<TokenEndpoint>,
     pub app_tokens: AppTokens,
     pub sessions: Arc<Sessions>,
+    /// After Spotify's 429, no call from any replica until `Retry-After` has passed.
+    pub cool_down: Arc<CoolDown>,
     /// Set once the public and egress listeners accept connections.
     listening: AtomicBool,
     /// Set when SIGTERM arrives: `/readyz` fails from then on.
@@ -88,6 +91,7 @@ impl Gateway {
             &config.session.secret,
             config.session.previous_secret.as_ref(),
         );
+        let cool_down = CoolDown::new(Arc::clone(&store), metrics.clone());
         let sessions = Arc::new(Sessions::new(
             store,
             keys,
@@ -105,6 +109,7 @@ impl Gateway {
             token_endpoint,
             app_tokens,
             sessions,
+            cool_down,
             listening: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }))

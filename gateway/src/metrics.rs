@@ -25,8 +25,9 @@ pub struct Metrics {
     pub open_connections: IntGaugeVec,
     pub connections_refused: IntCounterVec,
     pub header_timeouts: IntCounterVec,
-    pub spotify_rate_limited: IntCounter,
-    pub rate_limited_local: IntCounter,
+    pub spotify_rate_limited: IntCounterVec,
+    pub rate_limited_local: IntCounterVec,
+    pub rate_limit_blocked_until: IntGauge,
     pub retries: IntCounter,
     pub upstream_body_refused: IntCounterVec,
     pub store_errors: IntCounterVec,
@@ -154,13 +155,22 @@ impl Metrics {
                  server.header_read_timeout, by listener",
                 &["listener"],
             ),
-            spotify_rate_limited: b.counter(
+            spotify_rate_limited: b.counters(
                 "spotify_rate_limited_total",
-                "429 answers received from Spotify",
+                "429 answers received from Spotify, by reason (quota_exceeded: the developer \
+                 account's quota; rate_limited: the rolling 30-second limit)",
+                &["reason"],
             ),
-            rate_limited_local: b.counter(
+            rate_limited_local: b.counters(
                 "rate_limited_local_total",
-                "Calls answered 429 by the gateway during a Retry-After cool-down",
+                "Calls answered 429 by the gateway during a Retry-After cool-down (its own, or \
+                 one another replica published), by the cool-down's reason",
+                &["reason"],
+            ),
+            rate_limit_blocked_until: b.gauge(
+                "rate_limit_blocked_until_timestamp_seconds",
+                "Unix time until which no call goes to Spotify after a 429 (in the past, or 0, \
+                 when calls flow)",
             ),
             retries: b.counter(
                 "retries_total",

@@ -59,7 +59,10 @@ async fn the_rolling_window_refuses_past_the_budget_with_retry_after() {
     assert_eq!(q["refused"]["rate_limited"], 1);
 
     // The control lifts the budget; reset puts the configured one back.
-    assert_eq!(quota(&m, json!({"budget_per_30s": null})).await, StatusCode::OK);
+    assert_eq!(
+        quota(&m, json!({"budget_per_30s": null})).await,
+        StatusCode::OK
+    );
     assert_eq!(api(&m, TRACK, Some(&token)).await.0, StatusCode::OK);
     let url = format!("{}/__mock/reset", m.base_url());
     client().post(url).send().await.expect("reset");
@@ -83,7 +86,10 @@ async fn quota_exceeded_answers_in_spotifys_shape_until_lifted() {
     assert_eq!(q["refused"]["quota_exceeded"], 1);
     assert_eq!(q["quota_exceeded_on"], true);
 
-    assert_eq!(quota(&m, json!({"quota_exceeded": false})).await, StatusCode::OK);
+    assert_eq!(
+        quota(&m, json!({"quota_exceeded": false})).await,
+        StatusCode::OK
+    );
     assert_eq!(api(&m, TRACK, Some(&token)).await.0, StatusCode::OK);
     assert_eq!(
         quota(&m, json!({"retry_after": 5})).await,

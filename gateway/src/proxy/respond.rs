@@ -50,8 +50,12 @@ pub enum Failure {
     },
     /// The user's session has ended: sign in again (401, `SESSION_ENDED`, with the login URL).
     SessionEnded,
-    /// Spotify's rate limit is cooling down (429 with `Retry-After`).
-    RateLimited { retry_after_secs: u64 },
+    /// Spotify's rate limit is cooling down (429 with `Retry-After`); `quota_exceeded` says
+    /// Spotify's reason was `QUOTA_EXCEEDED`, and the answer says so too.
+    RateLimited {
+        retry_after_secs: u64,
+        quota_exceeded: bool,
+    },
     /// The session store did not answer (503).
     StoreUnavailable,
     /// Spotify's accounts service could not be reached (503 with `Retry-After`).
@@ -134,6 +138,10 @@ impl Failure {
             Failure::SessionEnded => "The user's session has ended (signed out, expired or \
                                       access revoked); the user must sign in again"
                 .into(),
+            Failure::RateLimited {
+                quota_exceeded: true,
+                ..
+            } => "Too many requests".into(),
             Failure::RateLimited { .. } => "API rate limit exceeded".into(),
             Failure::StoreUnavailable => "The session store is unavailable; retry shortly".into(),
             Failure::UpstreamTls { host, reason } => format!(
@@ -146,7 +154,9 @@ impl Failure {
 
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Failure::RateLimited { retry_after_secs }
+            Failure::RateLimited {
+                retry_after_secs, ..
+            }
             | Failure::SpotifyUnavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
@@ -188,6 +198,13 @@ impl Failure {
         if *self == Failure::SessionEnded {
             body["error"]["reason"] = "SESSION_ENDED".into();
             body["error"]["login_url"] = login_url().into();
+        }
+        if let Failure::RateLimited {
+            quota_exceeded: true,
+            ..
+        } = self
+        {
+            body["error"]["reason"] = "QUOTA_EXCEEDED".into();
         }
         body
     }
@@ -408,6 +425,7 @@ mod tests {
             (
                 Failure::RateLimited {
                     retry_after_secs: 7,
+                    quota_exceeded: false,
                 },
                 429,
                 Some(7),

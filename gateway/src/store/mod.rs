@@ -13,7 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use self::redis::RedisStore;
-pub use api::{Invalidation, Namespace, Store, StoreError, StoreErrorKind, StoreResult};
+pub use api::{
+    CoolDownNotice, Invalidation, Namespace, Store, StoreError, StoreErrorKind, StoreResult,
+};
 pub use file::{FileStore, FILE_CACHE_BYTES};
 pub use memory::MemoryStore;
 
@@ -98,5 +100,11 @@ impl Store for Instrumented {
     }
     fn invalidations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Invalidation>> {
         self.inner.invalidations()
+    }
+    async fn publish_cool_down(&self, notice: CoolDownNotice) -> StoreResult<()> {
+        self.count("publish", self.inner.publish_cool_down(notice).await)
+    }
+    fn cool_downs(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<CoolDownNotice>> {
+        self.inner.cool_downs()
     }
 }

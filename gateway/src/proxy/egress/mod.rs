@@ -1,7 +1,8 @@
 //! The egress listener: internal apps call it as they would call `https://api.spotify.com`,
 //! with no token. It decides whose token the call needs (`identity`), checks that the call
 //! can only reach the API (`target`), injects the token and cleans the headers (`hygiene`),
-//! retries and cools down after a 429 (`retry`), and points Spotify's paging links back at
+//! retries (`retry`), holds every call after Spotify's 429 on every replica (`rate_limit`, on
+//! `quota::CoolDown`), and points Spotify's paging links back at
 //! itself (`links`). Spotify's answer comes back otherwise unchanged. Failures are answered in
 //! the Web API's error shape (`respond`); a failed TLS handshake is classified by `trust`,
 //! never retried when the certificate is at fault, and answered 502 naming the cause.
@@ -14,6 +15,7 @@ mod hygiene;
 mod identity;
 mod inflate;
 pub mod links;
+mod rate_limit;
 mod retry;
 mod target;
 
@@ -31,10 +33,12 @@ use super::respond::{self, Failure, Upstream};
 use super::{RequestInfo, UpstreamTarget};
 use crate::app::{Gateway, Live};
 use crate::outbound;
+use crate::quota::{cool_down, Reason};
 use crate::trust::{self, TlsTarget};
 use identity::Credential;
 use links::{BodyError, LinkMap, LinkRewriter};
-use retry::{Attempt, CoolDown};
+use rate_limit::Refusal;
+use retry::Attempt;
 
 /// Listener name in metrics and logs.
 const LISTENER: &str = "egress";
@@ -42,8 +46,6 @@ const LISTENER: &str = "egress";
 pub struct EgressProxy {
     gw: Arc<Gateway>,
     api: UpstreamTarget,
-    /// Spotify's rate limit is per app: after a 429 no call leaves until it has passed.
-    cool_down: CoolDown,
     /// `{api_url}/v1/` in Spotify's links, and what it becomes.
     links: Arc<LinkMap>,
 }
@@ -72,6 +74,8 @@ pub struct EgressCtx {
     rewrite: Option<LinkRewriter>,
     /// Spotify's answer body was refused (`response_body_filter`), and logged there.
     body_refused: bool,
+    /// Spotify answered 429: reported (with its reason) once its body is in.
+    refusal: Option<Refusal>,
 }
 
 impl EgressProxy {
@@ -97,12 +101,7 @@ impl EgressProxy {
                 .upstream_body_refused
                 .with_label_values(&[reason]);
         }
-        EgressProxy {
-            gw,
-            api,
-            cool_down: CoolDown::default(),
-            links,
-        }
+        EgressProxy { gw, api, links }
     }
 
     /// Writes `failure` in Spotify's error shape.
@@ -137,6 +136,13 @@ impl EgressProxy {
             attempts: ctx.attempts,
             max_retries: live(ctx, &self.gw).egress.max_retries,
             deadline: ctx.deadline,
+        }
+    }
+
+    /// Tells every replica about Spotify's 429, with the reason its body gave (once).
+    fn report_refusal(&self, ctx: &mut EgressCtx) {
+        if let Some(refusal) = ctx.refusal.take() {
+            self.gw.cool_down.report(refusal.hold_ms, refusal.reason());
         }
     }
 
@@ -228,10 +234,11 @@ impl ProxyHttp for EgressProxy {
         let live = self.gw.live();
         ctx.deadline = Some(Instant::now() + live.egress.total_timeout);
         ctx.live = Some(Arc::clone(&live));
-        if let Some(wait) = self.cool_down.remaining() {
-            self.gw.metrics.rate_limited_local.inc();
+        if let Some((wait, reason)) = self.gw.cool_down.remaining() {
+            self.gw.cool_down.refused_locally(reason);
             let failure = Failure::RateLimited {
-                retry_after_secs: retry::retry_after_secs(wait),
+                retry_after_secs: cool_down::retry_after_secs(wait),
+                quota_exceeded: reason == Reason::QuotaExceeded,
             };
             self.answer(session, ctx, failure).await?;
             return Ok(true);
@@ -366,11 +373,11 @@ impl ProxyHttp for EgressProxy {
                     return Err(e);
                 }
             }
+            // Hold at once; the reason (and the word to other replicas) once the body is in.
             429 => {
-                self.gw.metrics.spotify_rate_limited.inc();
-                let header = upstream.headers.get("retry-after");
-                let secs = self.cool_down.hold(header.and_then(|v| v.to_str().ok()));
-                tracing::warn!(retry_after_s = secs, "Spotify rate limit: holding calls");
+                let refusal = Refusal::new(upstream);
+                self.gw.cool_down.hold_here(refusal.hold_ms);
+                ctx.refusal = Some(refusal);
             }
             status @ 502..=504 => {
                 if let Some(backoff) = retry::backoff(&self.attempt(session, ctx), true) {
@@ -401,6 +408,14 @@ impl ProxyHttp for EgressProxy {
         end_of_stream: bool,
         ctx: &mut EgressCtx,
     ) -> Result<Option<Duration>> {
+        if let Some(refusal) = &mut ctx.refusal {
+            if let Some(chunk) = body {
+                refusal.feed(chunk);
+            }
+            if end_of_stream {
+                self.report_refusal(ctx);
+            }
+        }
         let Some(rewriter) = &mut ctx.rewrite else {
             return Ok(None);
         };
@@ -538,6 +553,8 @@ impl ProxyHttp for EgressProxy {
 
     /// Metrics and the access log line.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut EgressCtx) {
+        // A 429 whose body never finished is still Spotify's refusal.
+        self.report_refusal(ctx);
         ctx.req.record(
             LISTENER,
             ctx.credential.as_ref().and_then(Credential::user),
