@@ -121,7 +121,16 @@ pub(crate) async fn reset(State(app): State<Arc<App>>) -> Response {
     store.log.clear();
     app.wire.reset();
     app.quota.reset();
+    app.cache_headers.reset();
     ok()
+}
+
+/// `POST /__mock/cache`: the `max-age` of catalogue and search answers (`api::caching`).
+pub(crate) async fn cache(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    match app.cache_headers.control(&body) {
+        Ok(()) => ok(),
+        Err(message) => control_error(StatusCode::BAD_REQUEST, &message),
+    }
 }
 
 /// `POST /__mock/quota`: the rolling window's budget and `QUOTA_EXCEEDED` (`quota`).

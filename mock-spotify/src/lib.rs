@@ -174,6 +174,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/__mock/revoke", post(controls::revoke))
         .route("/__mock/reset", post(controls::reset))
         .route("/__mock/quota", post(controls::quota))
+        .route("/__mock/cache", post(controls::cache))
         .route("/__mock/requests", get(controls::requests))
         // The Web API is dispatched by hand so unknown paths get Spotify's JSON 404.
         .fallback(api::handle)

@@ -35,6 +35,8 @@ pub(crate) struct App {
     pub wire: Wire,
     /// The developer account's rolling 30-second quota (`quota`).
     pub quota: Quota,
+    /// `Cache-Control` on Web API answers (`api::caching`).
+    pub cache_headers: crate::api::caching::CacheHeaders,
 }
 
 /// Connection-level counters (`/__mock/stats`): what a client's pooling and ALPN achieved.
@@ -212,6 +214,7 @@ impl App {
             }),
             wire: Wire::default(),
             quota,
+            cache_headers: Default::default(),
         }
     }
 

@@ -1,12 +1,13 @@
 //! The Web API subset under `/v1`, plus the 404 for everything no route claims.
 //!
 //! This module routes a request and checks who is calling; the rest lives by concern:
-//! `auth` (bearer tokens), `middleware` (ETag/304, gzip), `render` (Spotify's JSON
+//! `auth` (bearer tokens), `middleware` (ETag/304, gzip), `caching` (`Cache-Control`), `render` (Spotify's JSON
 //! objects), `input` (parameter and body checks), `browse`, `player` and `playlists`
 //! (the endpoints), `time` (timestamps).
 
 mod auth;
 mod browse;
+pub(crate) mod caching;
 mod input;
 mod middleware;
 mod player;
@@ -110,6 +111,7 @@ pub(crate) async fn handle(
     } else {
         resp
     };
+    let resp = app.cache_headers.apply(&method, path, resp);
     compress(resp, &headers).await
 }
 
