@@ -47,6 +47,7 @@ CATALOGUE = {
     "spotify_rate_limited_total": ("counter", {"reason": {"quota_exceeded", "rate_limited"}}),
     "rate_limited_local_total": ("counter", {"reason": {"quota_exceeded", "rate_limited"}}),
     "rate_limit_blocked_until_timestamp_seconds": ("gauge", {}),
+    "answer_cache_total": ("counter", {"result": {"hit", "miss", "revalidated", "coalesced"}}),
     "retries_total": ("counter", {}),
     "upstream_tls_failures_total": ("counter", {"target": {"accounts", "api"},
                                                 "reason": {"untrusted", "expired", "wrong_name",

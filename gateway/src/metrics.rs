@@ -28,6 +28,7 @@ pub struct Metrics {
     pub spotify_rate_limited: IntCounterVec,
     pub rate_limited_local: IntCounterVec,
     pub rate_limit_blocked_until: IntGauge,
+    pub answer_cache: IntCounterVec,
     pub retries: IntCounter,
     pub upstream_body_refused: IntCounterVec,
     pub store_errors: IntCounterVec,
@@ -171,6 +172,13 @@ impl Metrics {
                 "rate_limit_blocked_until_timestamp_seconds",
                 "Unix time until which no call goes to Spotify after a 429 (in the past, or 0, \
                  when calls flow)",
+            ),
+            answer_cache: b.counters(
+                "answer_cache_total",
+                "Egress GETs by how Spotify's answer was had: hit (the cache, fresh), miss (from \
+                 Spotify), revalidated (the cache, after Spotify's 304), coalesced (a copy of an \
+                 identical call in flight)",
+                &["result"],
             ),
             retries: b.counter(
                 "retries_total",

@@ -13,9 +13,11 @@ use serde_json::{json, Value};
 const SEARCH: &str = "/v1/search?q=abba&type=track";
 const BLOCKED_UNTIL: &str = "spotify_gateway_rate_limit_blocked_until_timestamp_seconds";
 
-/// A stack on a real Redis and `n - 1` more replicas of its gateway.
+/// A stack on a real Redis and `n - 1` more replicas of its gateway; no cache, so that every
+/// call would go to Spotify but for the cool-down.
 async fn replicas(redis: &RedisServer, n: usize) -> (Stack, Vec<Gateway>) {
     let s = Stack::builder()
+        .set("egress.cache_size", 0)
         .set("store.backend", "redis")
         .set("store.url", redis.url())
         .more_gateways(n - 1)

@@ -209,10 +209,13 @@ async fn sigterm_fails_readiness_and_finishes_every_request_in_flight() {
         Some(json!({"target": "api", "delay_ms": 1500, "times": IN_FLIGHT})),
     )
     .await;
-    let url = format!("{}/v1/search?q=abba&type=track", s.gw.egress_url());
+    // Each call its own (another offset), so none is coalesced with another.
     let calls: Vec<_> = (0..IN_FLIGHT)
-        .map(|_| {
-            let url = url.clone();
+        .map(|i| {
+            let url = format!(
+                "{}/v1/search?q=abba&type=track&offset={i}",
+                s.gw.egress_url()
+            );
             tokio::spawn(async move {
                 reqwest::get(url)
                     .await

@@ -144,6 +144,8 @@ pub(super) struct FileEgress {
     pub(super) read_timeout: Option<String>,
     pub(super) total_timeout: Option<String>,
     pub(super) max_retries: Option<u32>,
+    pub(super) coalesce: Option<bool>,
+    pub(super) cache_size: Option<u64>,
 }
 
 #[derive(Deserialize)]

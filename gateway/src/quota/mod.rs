@@ -4,9 +4,18 @@
 //!
 //! - `cool_down`: after a 429 no replica calls Spotify until `Retry-After` has passed; the
 //!   hold is published through the store and kept in memory by every replica.
+//! - `flight`: identical GETs in flight at once go to Spotify once (coalescing).
+//! - `cache`: a small cache of the answers Spotify marks cacheable, revalidated by `ETag`.
+//! - `answer`: an answer held whole, for both.
 //!
 //! This room knows the store and metrics, never the listeners: `proxy::egress` asks it.
 
+pub mod answer;
+pub mod cache;
 pub mod cool_down;
+pub mod flight;
 
+pub use answer::Answer;
+pub use cache::{AnswerCache, Lookup};
 pub use cool_down::{CoolDown, Reason};
+pub use flight::{Flights, Joined};

@@ -17,6 +17,7 @@ mod inflate;
 pub mod links;
 mod rate_limit;
 mod retry;
+mod shared;
 mod target;
 
 use std::sync::Arc;
@@ -33,7 +34,9 @@ use super::respond::{self, Failure, Upstream};
 use super::{RequestInfo, UpstreamTarget};
 use crate::app::{Gateway, Live};
 use crate::outbound;
-use crate::quota::{cool_down, Reason};
+use crate::quota::{
+    cache, cool_down, flight, Answer, AnswerCache, Flights, Joined, Lookup, Reason,
+};
 use crate::trust::{self, TlsTarget};
 use identity::Credential;
 use links::{BodyError, LinkMap, LinkRewriter};
@@ -48,6 +51,21 @@ pub struct EgressProxy {
     api: UpstreamTarget,
     /// `{api_url}/v1/` in Spotify's links, and what it becomes.
     links: Arc<LinkMap>,
+    /// Identical GETs in flight (`egress.coalesce`).
+    flights: Flights,
+    /// Spotify's cacheable answers (`egress.cache_size`).
+    cache: AnswerCache,
+}
+
+/// A GET whose answer may be shared (`shared::key`), on its way to Spotify.
+struct Share {
+    key: String,
+    /// Followers wait for this call's answer.
+    lead: Option<flight::Lead>,
+    /// The stale cached answer this call revalidates.
+    stale: Option<Arc<cache::Entry>>,
+    /// The answer, copied as it streams to this caller.
+    capture: Option<shared::Capture>,
 }
 
 #[derive(Default)]
@@ -76,6 +94,13 @@ pub struct EgressCtx {
     body_refused: bool,
     /// Spotify answered 429: reported (with its reason) once its body is in.
     refusal: Option<Refusal>,
+    /// This GET's answer may be shared (coalescing, cache).
+    share: Option<Share>,
+    /// Spotify answered 304 to the cache's `If-None-Match`: the cached answer, written by
+    /// `fail_to_proxy` (the only phase after the upstream header that can answer anew).
+    revalidated: Option<Arc<Answer>>,
+    /// `revalidated` was written: the error that took it there is no failure.
+    served_revalidated: bool,
 }
 
 impl EgressProxy {
@@ -101,7 +126,14 @@ impl EgressProxy {
                 .upstream_body_refused
                 .with_label_values(&[reason]);
         }
-        EgressProxy { gw, api, links }
+        let cache = AnswerCache::new(gw.config.egress.cache_size);
+        EgressProxy {
+            gw,
+            api,
+            links,
+            flights: Flights::default(),
+            cache,
+        }
     }
 
     /// Writes `failure` in Spotify's error shape.
@@ -136,6 +168,132 @@ impl EgressProxy {
             attempts: ctx.attempts,
             max_retries: live(ctx, &self.gw).egress.max_retries,
             deadline: ctx.deadline,
+        }
+    }
+
+    /// A GET that may share an answer: a fresh one from the cache, or a copy of an identical
+    /// call's in flight (`Ok(true)`: answered); else this call goes to Spotify (`Ok(false)`),
+    /// leading the identical calls that come meanwhile, and revalidating a stale cached
+    /// answer when there is one.
+    async fn shared_answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut EgressCtx,
+        key: String,
+        coalesce: bool,
+    ) -> Result<bool> {
+        let count = |result: &str| {
+            self.gw
+                .metrics
+                .answer_cache
+                .with_label_values(&[result])
+                .inc()
+        };
+        loop {
+            let stale = match self.cache.lookup(&key) {
+                Lookup::Fresh(entry) => {
+                    count("hit");
+                    let ttl = entry.ttl().unwrap_or_default().as_secs();
+                    shared::write(session, &entry.answer, &shared::hit(ttl), &ctx.req.id).await?;
+                    return Ok(true);
+                }
+                Lookup::Stale(entry) => Some(entry),
+                Lookup::Miss => None,
+            };
+            let lead = if coalesce {
+                match self.flights.join(&key) {
+                    Joined::Lead(lead) => Some(lead),
+                    Joined::Follow(follower) => {
+                        let left = ctx
+                            .deadline
+                            .map(|d| d.saturating_duration_since(Instant::now()))
+                            .unwrap_or_default();
+                        match tokio::time::timeout(left, follower.answer()).await {
+                            Ok(Some(answer)) => {
+                                count("coalesced");
+                                let status = shared::collapsed();
+                                shared::write(session, &answer, &status, &ctx.req.id).await?;
+                                return Ok(true);
+                            }
+                            // The leader went away without an answer: lead, or follow anew.
+                            Ok(None) => continue,
+                            Err(_) => {
+                                let failure = Failure::DeadlinePassed(
+                                    "An identical call to Spotify did not answer within this \
+                                     call's deadline (egress.total_timeout).",
+                                );
+                                self.answer(session, ctx, failure).await?;
+                                return Ok(true);
+                            }
+                        }
+                    }
+                }
+            } else {
+                None
+            };
+            if stale.is_none() {
+                count("miss");
+            }
+            ctx.share = Some(Share {
+                key,
+                lead,
+                stale,
+                capture: None,
+            });
+            return Ok(false);
+        }
+    }
+
+    /// Copies the answer as it streams to its caller; at its end, stores it in the cache
+    /// when Spotify allows and hands it to the followers.
+    fn capture(&self, body: &Option<bytes::Bytes>, end_of_stream: bool, ctx: &mut EgressCtx) {
+        let Some(share) = &mut ctx.share else {
+            return;
+        };
+        let Some(capture) = &mut share.capture else {
+            return;
+        };
+        if let Some(chunk) = body {
+            if !capture.feed(chunk) {
+                // Too large to share: the followers make their own calls.
+                share.capture = None;
+                share.lead = None;
+                return;
+            }
+        }
+        if end_of_stream {
+            if let Some(capture) = share.capture.take() {
+                let answer = capture.finish();
+                if let Some(policy) = cache::policy(answer.status, &answer.headers) {
+                    self.cache.store(&share.key, Arc::clone(&answer), policy);
+                }
+                if let Some(lead) = share.lead.take() {
+                    lead.land(answer);
+                }
+            }
+        }
+    }
+
+    /// The cached answer Spotify confirmed (304), to this caller and its followers.
+    async fn write_revalidated(
+        &self,
+        session: &mut Session,
+        ctx: &mut EgressCtx,
+        answer: Arc<Answer>,
+    ) -> FailToProxy {
+        self.gw
+            .metrics
+            .answer_cache
+            .with_label_values(&["revalidated"])
+            .inc();
+        if let Some(lead) = ctx.share.as_mut().and_then(|s| s.lead.take()) {
+            lead.land(Arc::clone(&answer));
+        }
+        ctx.served_revalidated = true;
+        let written = shared::write(session, &answer, &shared::revalidated(), &ctx.req.id).await;
+        FailToProxy {
+            error_code: answer.status,
+            can_reuse_downstream: written.is_ok(),
         }
     }
 
@@ -247,8 +405,15 @@ impl ProxyHttp for EgressProxy {
             within_deadline(ctx.deadline, identity::credential(&self.gw, &live, session));
         match credential.await {
             Ok(credential) => {
+                let key = shared::key(session, &credential);
                 ctx.credential = Some(credential);
-                Ok(false)
+                let coalesce = live.egress.coalesce;
+                match key {
+                    Some(key) if coalesce || self.cache.enabled() => {
+                        self.shared_answer(session, ctx, key, coalesce).await
+                    }
+                    _ => Ok(false),
+                }
             }
             Err(failure) => {
                 self.answer(session, ctx, failure).await?;
@@ -338,6 +503,13 @@ impl ProxyHttp for EgressProxy {
     ) -> Result<()> {
         let bearer = ctx.credential.as_ref().map(Credential::bearer);
         upstream_headers(upstream, bearer, self.api.host_header(), &ctx.req.id)?;
+        if let Some(etag) = ctx
+            .share
+            .as_ref()
+            .and_then(|s| s.stale.as_ref()?.etag.clone())
+        {
+            upstream.insert_header("if-none-match", etag)?;
+        }
         ctx.req.trace.apply(upstream)
     }
 
@@ -379,6 +551,21 @@ impl ProxyHttp for EgressProxy {
                 self.gw.cool_down.hold_here(refusal.hold_ms);
                 ctx.refusal = Some(refusal);
             }
+            // The cache asked whether its stale answer still holds, and it does.
+            304 => {
+                if let Some(share) = &ctx.share {
+                    if let Some(stale) = &share.stale {
+                        let answer = self.cache.revalidated(&share.key, stale, &upstream.headers);
+                        ctx.revalidated = Some(answer);
+                        let mut e = Error::explain(
+                            ErrorType::Custom("Revalidated"),
+                            "Spotify confirmed the cached answer (304)",
+                        );
+                        e.set_retry(false);
+                        return Err(e);
+                    }
+                }
+            }
             status @ 502..=504 => {
                 if let Some(backoff) = retry::backoff(&self.attempt(session, ctx), true) {
                     ctx.retry_backoff = Some(backoff);
@@ -417,17 +604,20 @@ impl ProxyHttp for EgressProxy {
             }
         }
         let Some(rewriter) = &mut ctx.rewrite else {
+            self.capture(body, end_of_stream, ctx);
             return Ok(None);
         };
         let chunk = body.take().unwrap_or_default();
         match rewriter.feed(chunk, end_of_stream) {
             Ok(out) => {
                 *body = Some(out);
+                self.capture(body, end_of_stream, ctx);
                 Ok(None)
             }
             Err(refused) => {
-                // Frees the decoder at once.
+                // Frees the decoder at once; the followers make their own calls.
                 ctx.rewrite = None;
+                ctx.share = None;
                 ctx.body_refused = true;
                 // Written only if the answer has not begun (`respond::write_local`).
                 ctx.local_answer = Some(Failure::Upstream {
@@ -495,6 +685,10 @@ impl ProxyHttp for EgressProxy {
         ctx: &mut EgressCtx,
     ) -> Result<()> {
         upstream.insert_header("x-request-id", ctx.req.id.as_str())?;
+        if let Some(share) = &mut ctx.share {
+            upstream.insert_header("cache-status", shared::forwarded(share.stale.is_some()))?;
+            share.capture = Some(shared::Capture::new(upstream));
+        }
         Ok(())
     }
 
@@ -529,6 +723,9 @@ impl ProxyHttp for EgressProxy {
         e: &Error,
         ctx: &mut EgressCtx,
     ) -> FailToProxy {
+        if let Some(answer) = ctx.revalidated.take() {
+            return self.write_revalidated(session, ctx, answer).await;
+        }
         let failure = ctx
             .local_answer
             .take()
@@ -543,7 +740,7 @@ impl ProxyHttp for EgressProxy {
 
     /// A refused answer body was logged where it was refused (`response_body_filter`).
     fn suppress_error_log(&self, _session: &Session, ctx: &EgressCtx, _e: &Error) -> bool {
-        ctx.body_refused
+        ctx.body_refused || ctx.served_revalidated
     }
 
     /// Method and path only: a query string can carry anything.
@@ -555,6 +752,7 @@ impl ProxyHttp for EgressProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut EgressCtx) {
         // A 429 whose body never finished is still Spotify's refusal.
         self.report_refusal(ctx);
+        let e = e.filter(|_| !ctx.served_revalidated);
         ctx.req.record(
             LISTENER,
             ctx.credential.as_ref().and_then(Credential::user),
