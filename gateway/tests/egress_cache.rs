@@ -215,3 +215,21 @@ async fn with_the_cache_and_coalescing_off_every_call_goes_to_spotify() {
     }
     assert_eq!(s.api_requests().await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_cool_down_fresh_cached_answers_are_still_served() {
+    let s = Stack::builder().start().await;
+    let id = a_track(&s).await;
+    let track = format!("/v1/tracks/{id}");
+    assert_eq!(get(&s, &track, None).await.0, 200);
+    s.fault(json!({"target": "api", "status": 429, "retry_after": 30, "times": 1}))
+        .await;
+    let uncached = "/v1/search?q=abba&type=track&limit=8";
+    assert_eq!(get(&s, uncached, None).await.0, 429, "Spotify's 429");
+    let (status, cache_status, _) = get(&s, &track, None).await;
+    assert_eq!(status, 200, "from the cache, Spotify untouched");
+    assert!(cache_status.contains("hit"), "{cache_status}");
+    let (status, _, body) = get(&s, "/v1/search?q=abba&type=track&limit=9", None).await;
+    assert_eq!(status, 429, "nothing cached for it: {body}");
+    assert_eq!(s.api_requests().await, 2);
+}

@@ -171,6 +171,40 @@ impl EgressProxy {
         }
     }
 
+    /// A local 429 during Spotify's `Retry-After`, with what is left of it.
+    async fn cooling_down(
+        &self,
+        session: &mut Session,
+        ctx: &EgressCtx,
+        wait: Duration,
+        reason: Reason,
+    ) -> Result<bool> {
+        self.gw.cool_down.refused_locally(reason);
+        let failure = Failure::RateLimited {
+            retry_after_secs: cool_down::retry_after_secs(wait),
+            quota_exceeded: reason == Reason::QuotaExceeded,
+        };
+        self.answer(session, ctx, failure).await?;
+        Ok(true)
+    }
+
+    /// A fresh answer from the cache.
+    async fn cache_hit(
+        &self,
+        session: &mut Session,
+        ctx: &EgressCtx,
+        entry: &cache::Entry,
+    ) -> Result<bool> {
+        self.gw
+            .metrics
+            .answer_cache
+            .with_label_values(&["hit"])
+            .inc();
+        let ttl = entry.ttl().unwrap_or_default().as_secs();
+        shared::write(session, &entry.answer, &shared::hit(ttl), &ctx.req.id).await?;
+        Ok(true)
+    }
+
     /// A GET that may share an answer: a fresh one from the cache, or a copy of an identical
     /// call's in flight (`Ok(true)`: answered); else this call goes to Spotify (`Ok(false)`),
     /// leading the identical calls that come meanwhile, and revalidating a stale cached
@@ -191,12 +225,7 @@ impl EgressProxy {
         };
         loop {
             let stale = match self.cache.lookup(&key) {
-                Lookup::Fresh(entry) => {
-                    count("hit");
-                    let ttl = entry.ttl().unwrap_or_default().as_secs();
-                    shared::write(session, &entry.answer, &shared::hit(ttl), &ctx.req.id).await?;
-                    return Ok(true);
-                }
+                Lookup::Fresh(entry) => return self.cache_hit(session, ctx, &entry).await,
                 Lookup::Stale(entry) => Some(entry),
                 Lookup::Miss => None,
             };
@@ -392,14 +421,12 @@ impl ProxyHttp for EgressProxy {
         let live = self.gw.live();
         ctx.deadline = Some(Instant::now() + live.egress.total_timeout);
         ctx.live = Some(Arc::clone(&live));
-        if let Some((wait, reason)) = self.gw.cool_down.remaining() {
-            self.gw.cool_down.refused_locally(reason);
-            let failure = Failure::RateLimited {
-                retry_after_secs: cool_down::retry_after_secs(wait),
-                quota_exceeded: reason == Reason::QuotaExceeded,
-            };
-            self.answer(session, ctx, failure).await?;
-            return Ok(true);
+        // During a cool-down only a fresh cached answer can be had (a GET, with the cache on).
+        let cooling = self.gw.cool_down.remaining();
+        if let Some((wait, reason)) = cooling {
+            if !self.cache.enabled() || session.req_header().method != http::Method::GET {
+                return self.cooling_down(session, ctx, wait, reason).await;
+            }
         }
         let credential =
             within_deadline(ctx.deadline, identity::credential(&self.gw, &live, session));
@@ -407,6 +434,12 @@ impl ProxyHttp for EgressProxy {
             Ok(credential) => {
                 let key = shared::key(session, &credential);
                 ctx.credential = Some(credential);
+                if let Some((wait, reason)) = cooling {
+                    return match key.map(|k| self.cache.lookup(&k)) {
+                        Some(Lookup::Fresh(entry)) => self.cache_hit(session, ctx, &entry).await,
+                        _ => self.cooling_down(session, ctx, wait, reason).await,
+                    };
+                }
                 let coalesce = live.egress.coalesce;
                 match key {
                     Some(key) if coalesce || self.cache.enabled() => {
