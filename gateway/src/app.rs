@@ -10,7 +10,7 @@ use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::oauth::TokenEndpoint;
 use crate::outbound::Outbound;
-use crate::quota::CoolDown;
+use crate::quota::{Budget, CoolDown};
 use crate::reload::{self, Report};
 use crate::session::Sessions;
 use crate::store;
@@ -65,6 +65,8 @@ pub struct Gateway {
     pub sessions: Arc<Sessions>,
     /// After Spotify's 429, no call from any replica until `Retry-After` has passed.
     pub cool_down: Arc<CoolDown>,
+    /// `egress.budget_per_30s`: calls to Spotify per rolling 30 s, shared on Redis.
+    pub budget: Option<Budget>,
     /// Set once the public and egress listeners accept connections.
     listening: AtomicBool,
     /// Set when SIGTERM arrives: `/readyz` fails from then on.
@@ -92,6 +94,10 @@ impl Gateway {
             config.session.previous_secret.as_ref(),
         );
         let cool_down = CoolDown::new(Arc::clone(&store), metrics.clone());
+        let budget = config
+            .egress
+            .budget_per_30s
+            .map(|limit| Budget::new(limit, Arc::clone(&store), metrics.clone()));
         let sessions = Arc::new(Sessions::new(
             store,
             keys,
@@ -110,6 +116,7 @@ impl Gateway {
             app_tokens,
             sessions,
             cool_down,
+            budget,
             listening: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }))

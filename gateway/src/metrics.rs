@@ -29,6 +29,7 @@ pub struct Metrics {
     pub rate_limited_local: IntCounterVec,
     pub rate_limit_blocked_until: IntGauge,
     pub answer_cache: IntCounterVec,
+    pub budget: IntCounterVec,
     pub retries: IntCounter,
     pub upstream_body_refused: IntCounterVec,
     pub store_errors: IntCounterVec,
@@ -178,6 +179,12 @@ impl Metrics {
                 "Egress GETs by how Spotify's answer was had: hit (the cache, fresh), miss (from \
                  Spotify), revalidated (the cache, after Spotify's 304), coalesced (a copy of an \
                  identical call in flight)",
+                &["result"],
+            ),
+            budget: b.counters(
+                "budget_total",
+                "Calls to Spotify against egress.budget_per_30s, by result (taken at once, \
+                 waited for room, refused with a local 429)",
                 &["result"],
             ),
             retries: b.counter(

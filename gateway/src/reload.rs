@@ -149,6 +149,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         max_retries: Live,
         coalesce: Live,
         cache_size: Restart,
+        budget_per_30s: Restart,
     });
     match (forward_auth, &new.forward_auth) {
         (Some(old_fa), Some(new_fa)) => {

@@ -159,3 +159,77 @@ async fn a_replica_that_starts_during_a_cool_down_holds_calls_too() {
     );
     assert_eq!(s.api_requests().await, 1, "the new replica sent nothing");
 }
+
+/// `egress.budget_per_30s` on three replicas sharing one Redis, offered twice the budget:
+/// Spotify sees exactly the budget and never says 429; the rest get the gateway's own 429.
+/// App-token calls may use three quarters of it; the rest is kept for signed-in users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_is_shared_by_replicas_and_spotify_never_says_429() {
+    const BUDGET: u64 = 10;
+    let redis = RedisServer::start().await;
+    const APP_SHARE: u64 = 7;
+    let s = Stack::builder()
+        .app(App::Echo)
+        .set("egress.cache_size", 0)
+        .set("egress.budget_per_30s", BUDGET as i64)
+        .set("store.backend", "redis")
+        .set("store.url", redis.url())
+        .mock_config(|m| m.quota_per_30s = Some(BUDGET as u32))
+        .more_gateways(2)
+        .start()
+        .await;
+    let mut others = Vec::new();
+    for ports in s.more_ports.clone() {
+        others.push(Gateway::start(ports, &s.config_for(ports)).await);
+    }
+    let all: Vec<&Gateway> = std::iter::once(&s.gw).chain(&others).collect();
+    let b = browser();
+    login(&b, &s.gw, "alice", "/").await;
+    let alice = s.assertion(&b).await;
+    // The login's own `/v1/me` (the token client's, outside the egress budget) is forgotten.
+    mock_post(&s.mock, "/__mock/reset", None).await;
+    let calls = (0..2 * BUDGET).map(|i| {
+        let gw = all[i as usize % 3];
+        let url = format!("{}/v1/search?q=abba&type=track&offset={i}", gw.egress_url());
+        async move {
+            let resp = reqwest::get(url).await.expect("egress answers");
+            let retry_after = resp.headers().get("retry-after").is_some();
+            (resp.status().as_u16(), retry_after)
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count() as u64;
+    let local = answers.iter().filter(|(s, r)| *s == 429 && *r).count() as u64;
+    // Fetching each replica's app token is a call to the accounts service, not the Web API.
+    assert_eq!(
+        (ok, local),
+        (APP_SHARE, 2 * BUDGET - APP_SHARE),
+        "{answers:?}"
+    );
+    // What is left is alice's, on any replica; then the budget is spent for her too.
+    for i in 0..BUDGET - APP_SHARE {
+        let path = format!("/v1/search?q=abba&type=track&offset={}", 100 + i);
+        let resp = s
+            .egress_as(&alice, &path)
+            .send()
+            .await
+            .expect("egress answers");
+        assert_eq!(resp.status(), 200, "alice's call {i}");
+    }
+    let resp = s.egress_as(&alice, "/v1/me").send().await.expect("egress");
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let quota = &mock_stats(&s.mock).await["quota"];
+    assert_eq!(quota["allowed"], BUDGET, "{quota}");
+    assert_eq!(
+        quota["refused"]["rate_limited"], 0,
+        "Spotify never said 429: {quota}"
+    );
+    let mut refused = 0.0;
+    for gw in &all {
+        refused += metric_value(gw, r#"spotify_gateway_budget_total{result="refused"}"#)
+            .await
+            .unwrap_or(0.0);
+    }
+    assert_eq!(refused, (2 * BUDGET - APP_SHARE + 1) as f64);
+}

@@ -270,6 +270,9 @@ pub struct EgressConfig {
     pub coalesce: bool,
     /// Bytes of Spotify's cacheable answers kept in memory (`quota::cache`); 0 is no cache.
     pub cache_size: u64,
+    /// At most this many calls to Spotify per rolling 30 s, over all replicas on Redis
+    /// (`quota::budget`); `None` is no budget.
+    pub budget_per_30s: Option<u32>,
 }
 
 impl Serialize for Secret {

@@ -611,6 +611,7 @@ impl Validator<'_> {
             max_retries,
             coalesce,
             cache_size,
+            budget_per_30s,
         } = e;
         // A plain user id is only as trustworthy as the set of peers that can send it: the
         // pod itself. On a network address anyone who reaches the port could be any user.
@@ -647,6 +648,12 @@ impl Validator<'_> {
         if max_retries > 10 {
             self.issue("egress.max_retries", "at most 10");
         }
+        if budget_per_30s == Some(0) {
+            self.issue(
+                "egress.budget_per_30s",
+                "must be at least 1 (leave it out for no budget)",
+            );
+        }
         let cache_size = cache_size.unwrap_or(DEFAULT_CACHE_SIZE);
         if cache_size > MAX_CACHE_SIZE {
             self.issue(
@@ -676,6 +683,7 @@ impl Validator<'_> {
             max_retries,
             coalesce: coalesce.unwrap_or(true),
             cache_size,
+            budget_per_30s,
         })
     }
 }

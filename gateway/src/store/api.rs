@@ -174,6 +174,16 @@ pub trait Store: Send + Sync {
     fn cool_downs(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<CoolDownNotice>> {
         None
     }
+    /// Takes one call from a budget of `limit` per rolling `window` shared by every replica
+    /// (`quota::Budget`): `Some(None)` when taken, `Some(Some(wait))` when full (room in
+    /// `wait`). `None`: this store shares no budget, and the caller counts in memory.
+    async fn take_budget(
+        &self,
+        _limit: u32,
+        _window: Duration,
+    ) -> StoreResult<Option<Option<Duration>>> {
+        Ok(None)
+    }
 }
 
 /// The stored form in the embedded backends (memory, file): expiry (unix ms, big-endian),

@@ -107,4 +107,16 @@ impl Store for Instrumented {
     fn cool_downs(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<CoolDownNotice>> {
         self.inner.cool_downs()
     }
+    async fn take_budget(
+        &self,
+        limit: u32,
+        window: Duration,
+    ) -> StoreResult<Option<Option<Duration>>> {
+        let result = self.inner.take_budget(limit, window).await;
+        match result {
+            // Not shared: no operation to count.
+            Ok(None) => Ok(None),
+            counted => self.count("budget", counted),
+        }
+    }
 }

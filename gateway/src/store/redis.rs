@@ -59,6 +59,24 @@ end
 return redis.call("PUBLISH", ARGV[3], ARGV[4])
 "#;
 
+/// The shared budget's window: drops calls older than ARGV[1] ms (on Redis's clock), then
+/// adds this one (member ARGV[3]) if fewer than ARGV[2] remain; returns 0 when taken, else
+/// the ms until the oldest call leaves the window.
+const BUDGET_SCRIPT: &str = r#"
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now - window)
+if redis.call("ZCARD", KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call("ZADD", KEYS[1], now, now .. ":" .. ARGV[3])
+  redis.call("PEXPIRE", KEYS[1], window)
+  return 0
+end
+local oldest = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
+return math.max(1, tonumber(oldest[2]) + window - now)
+"#;
+const BUDGET_KEY: &str = "sgw:budget";
+
 pub struct RedisStore {
     client: redis::Client,
     conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
@@ -346,5 +364,25 @@ impl Store for RedisStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+
+    async fn take_budget(
+        &self,
+        limit: u32,
+        window: Duration,
+    ) -> StoreResult<Option<Option<Duration>>> {
+        let window_ms = window.as_millis() as u64;
+        let member: u64 = rand::random();
+        self.run("budget", move |mut c| async move {
+            let wait_ms = redis::Script::new(BUDGET_SCRIPT)
+                .key(BUDGET_KEY)
+                .arg(window_ms)
+                .arg(limit)
+                .arg(member)
+                .invoke_async::<u64>(&mut c)
+                .await?;
+            Ok(Some((wait_ms > 0).then(|| Duration::from_millis(wait_ms))))
+        })
+        .await
     }
 }

@@ -35,7 +35,7 @@ use super::{RequestInfo, UpstreamTarget};
 use crate::app::{Gateway, Live};
 use crate::outbound;
 use crate::quota::{
-    cache, cool_down, flight, Answer, AnswerCache, Flights, Joined, Lookup, Reason,
+    cache, cool_down, flight, Answer, AnswerCache, Flights, Joined, Lookup, Priority, Reason,
 };
 use crate::trust::{self, TlsTarget};
 use identity::Credential;
@@ -456,6 +456,7 @@ impl ProxyHttp for EgressProxy {
     }
 
     /// The API address, with timeouts cut to what is left of the call's deadline. Also where
+    /// every attempt takes its call from the budget (`egress.budget_per_30s`), where
     /// a retry waits its backoff and, after Spotify refused a user's token, gets a refreshed
     /// one: pingora retries a request by calling this phase again, and no other phase runs
     /// between the decision to retry and the next attempt.
@@ -495,6 +496,23 @@ impl ProxyHttp for EgressProxy {
                 ErrorType::ReadTimedout,
                 "the call's total deadline passed",
             ));
+        }
+        if let Some(budget) = &self.gw.budget {
+            let priority = match ctx.credential {
+                Some(Credential::User { .. }) => Priority::User,
+                _ => Priority::App,
+            };
+            let deadline = ctx.deadline.unwrap_or_else(Instant::now);
+            if let Err(wait) = budget.take(priority, deadline).await {
+                ctx.local_answer = Some(Failure::RateLimited {
+                    retry_after_secs: cool_down::retry_after_secs(wait),
+                    quota_exceeded: false,
+                });
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(429),
+                    "no room in egress.budget_per_30s within the call's deadline",
+                ));
+            }
         }
         ctx.attempts += 1;
         ctx.upstream_started = Some(Instant::now());
