@@ -99,10 +99,10 @@ pub async fn write(
     resp.insert_header("content-length", answer.body.len().to_string())?;
     resp.insert_header("cache-status", cache_status)?;
     resp.insert_header("x-request-id", request_id)?;
-    let head_only = session.req_header().method == http::Method::HEAD;
     session.write_response_header(Box::new(resp), false).await?;
-    let body = (!head_only).then(|| answer.body.clone());
-    session.write_response_body(body, true).await
+    session
+        .write_response_body(Some(answer.body.clone()), true)
+        .await
 }
 
 /// The copy of an answer as it goes to the first caller.
