@@ -10,6 +10,7 @@ use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::oauth::TokenEndpoint;
 use crate::outbound::Outbound;
+use crate::quota::{Budget, CoolDown};
 use crate::reload::{self, Report};
 use crate::session::Sessions;
 use crate::store;
@@ -68,6 +69,10 @@ pub struct Gateway {
     pub token_endpoint: Arc<TokenEndpoint>,
     pub app_tokens: AppTokens,
     pub sessions: Arc<Sessions>,
+    /// After Spotify's 429, no call from any replica until `Retry-After` has passed.
+    pub cool_down: Arc<CoolDown>,
+    /// `egress.budget_per_30s`: calls to Spotify per rolling 30 s, shared on Redis.
+    pub budget: Option<Budget>,
     /// Set once the public and egress listeners accept connections.
     listening: AtomicBool,
     /// Set when SIGTERM arrives: `/readyz` fails from then on.
@@ -94,6 +99,11 @@ impl Gateway {
             &config.session.secret,
             config.session.previous_secret.as_ref(),
         );
+        let cool_down = CoolDown::new(Arc::clone(&store), metrics.clone());
+        let budget = config
+            .egress
+            .budget_per_30s
+            .map(|limit| Budget::new(limit, Arc::clone(&store), metrics.clone()));
         let sessions = Arc::new(Sessions::new(
             store,
             keys,
@@ -112,6 +122,8 @@ impl Gateway {
             token_endpoint,
             app_tokens,
             sessions,
+            cool_down,
+            budget,
             listening: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }))

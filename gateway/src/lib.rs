@@ -25,6 +25,7 @@ pub mod oauth;
 pub mod outbound;
 pub mod pages;
 pub mod proxy;
+pub mod quota;
 pub mod reload;
 pub mod runtime;
 pub mod secret;

@@ -155,6 +155,10 @@ struct MockArgs {
     /// With --tls: offer HTTP/1.1 only in ALPN (Spotify offers h2 first).
     #[arg(long, requires = "tls")]
     http1_only: bool,
+    /// Calls per rolling 30 seconds before the Web API answers 429, as Spotify's quota
+    /// (default: no limit; `POST /__mock/quota` changes it).
+    #[arg(long, value_name = "CALLS")]
+    quota_per_30s: Option<u32>,
 }
 
 /// What a build without the `demo` feature says instead of running it.
@@ -204,6 +208,7 @@ fn mock_spotify(args: MockArgs) -> ExitCode {
         token_lifetime: args.token_lifetime,
         tls,
         http2: !args.http1_only,
+        quota_per_30s: args.quota_per_30s,
         ..Default::default()
     };
     match spotify_gateway::demo::run_mock_forever(listen, config) {

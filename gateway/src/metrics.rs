@@ -26,8 +26,11 @@ pub struct Metrics {
     pub open_connections: IntGaugeVec,
     pub connections_refused: IntCounterVec,
     pub header_timeouts: IntCounterVec,
-    pub spotify_rate_limited: IntCounter,
-    pub rate_limited_local: IntCounter,
+    pub spotify_rate_limited: IntCounterVec,
+    pub rate_limited_local: IntCounterVec,
+    pub rate_limit_blocked_until: IntGauge,
+    pub answer_cache: IntCounterVec,
+    pub budget: IntCounterVec,
     pub retries: IntCounter,
     pub upstream_body_refused: IntCounterVec,
     pub store_errors: IntCounterVec,
@@ -160,13 +163,35 @@ impl Metrics {
                  server.header_read_timeout, by listener",
                 &["listener"],
             ),
-            spotify_rate_limited: b.counter(
+            spotify_rate_limited: b.counters(
                 "spotify_rate_limited_total",
-                "429 answers received from Spotify",
+                "429 answers received from Spotify, by reason (quota_exceeded: the developer \
+                 account's quota; rate_limited: the rolling 30-second limit)",
+                &["reason"],
             ),
-            rate_limited_local: b.counter(
+            rate_limited_local: b.counters(
                 "rate_limited_local_total",
-                "Calls answered 429 by the gateway during a Retry-After cool-down",
+                "Calls answered 429 by the gateway during a Retry-After cool-down (its own, or \
+                 one another replica published), by the cool-down's reason",
+                &["reason"],
+            ),
+            rate_limit_blocked_until: b.gauge(
+                "rate_limit_blocked_until_timestamp_seconds",
+                "Unix time until which no call goes to Spotify after a 429 (in the past, or 0, \
+                 when calls flow)",
+            ),
+            answer_cache: b.counters(
+                "answer_cache_total",
+                "Egress GETs by how Spotify's answer was had: hit (the cache, fresh), miss (from \
+                 Spotify), revalidated (the cache, after Spotify's 304), coalesced (a copy of an \
+                 identical call in flight)",
+                &["result"],
+            ),
+            budget: b.counters(
+                "budget_total",
+                "Calls to Spotify against egress.budget_per_30s, by result (taken at once, \
+                 waited for room, refused with a local 429)",
+                &["result"],
             ),
             retries: b.counter(
                 "retries_total",

@@ -150,6 +150,9 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         read_timeout: Live,
         total_timeout: Live,
         max_retries: Live,
+        coalesce: Live,
+        cache_size: Restart,
+        budget_per_30s: Restart,
     });
     match (forward_auth, &new.forward_auth) {
         (Some(old_fa), Some(new_fa)) => {

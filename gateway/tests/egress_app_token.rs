@@ -128,6 +128,7 @@ async fn concurrent_first_requests_fetch_exactly_one_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_is_renewed_before_it_expires() {
     // Lifetime 2 s: the gateway treats the token as stale 0.4 s before its end (a fifth).
+    // Each call asks for another page size, so none is answered from the gateway's cache.
     let s = setup(Duration::from_secs(2)).await;
     assert_eq!(
         s.egress_get("/v1/search?q=abba&type=track&limit=1")
@@ -141,7 +142,7 @@ async fn token_is_renewed_before_it_expires() {
     // Inside the refresh margin but before Spotify would refuse the token.
     tokio::time::sleep_until((fetched + Duration::from_millis(1700)).into()).await;
     assert_eq!(
-        s.egress_get("/v1/search?q=abba&type=track&limit=1")
+        s.egress_get("/v1/search?q=abba&type=track&limit=2")
             .await
             .status(),
         200
@@ -151,7 +152,7 @@ async fn token_is_renewed_before_it_expires() {
     // Past the lifetime of the second token: renewed again, never sent expired.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
-        s.egress_get("/v1/search?q=abba&type=track&limit=1")
+        s.egress_get("/v1/search?q=abba&type=track&limit=3")
             .await
             .status(),
         200

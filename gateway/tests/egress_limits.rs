@@ -80,7 +80,8 @@ struct Seen {
 /// Starts a stack, warms it up with an ordinary gzip answer, arms `bomb` for the next
 /// search and sends it; asserts the gateway's peak memory stayed bounded.
 async fn send_bomb(bomb: Value) -> (Stack, Seen) {
-    let s = Stack::builder().start().await;
+    // No cache: the bomb is armed for the same search as the warm-up's.
+    let s = Stack::builder().set("egress.cache_size", 0).start().await;
     // An ordinary gzip answer first (app token, connection pools), then measure.
     let resp = search(&s).await;
     assert_eq!(resp.status(), 200);

@@ -73,8 +73,10 @@ async fn metrics_pass_promtool_after_traffic() {
         r#"spotify_gateway_logins_total{result="ok"} 1"#,
         r#"spotify_gateway_token_refreshes_total{result="ok"} 1"#,
         r#"spotify_gateway_token_cache_total{result="hit"}"#,
-        "spotify_gateway_spotify_rate_limited_total 1",
-        "spotify_gateway_rate_limited_local_total 1",
+        r#"spotify_gateway_spotify_rate_limited_total{reason="rate_limited"} 1"#,
+        r#"spotify_gateway_rate_limited_local_total{reason="rate_limited"} 1"#,
+        r#"spotify_gateway_spotify_rate_limited_total{reason="quota_exceeded"} 0"#,
+        "spotify_gateway_rate_limit_blocked_until_timestamp_seconds",
         r#"spotify_gateway_store_operations_total{backend="memory",op="put"}"#,
         r#"spotify_gateway_requests_total{listener="public",route="/auth/callback",status="3xx"} 1"#,
         "spotify_gateway_request_duration_seconds_bucket",
@@ -207,10 +209,13 @@ async fn sigterm_fails_readiness_and_finishes_every_request_in_flight() {
         Some(json!({"target": "api", "delay_ms": 1500, "times": IN_FLIGHT})),
     )
     .await;
-    let url = format!("{}/v1/search?q=abba&type=track", s.gw.egress_url());
+    // Each call its own (another offset), so none is coalesced with another.
     let calls: Vec<_> = (0..IN_FLIGHT)
-        .map(|_| {
-            let url = url.clone();
+        .map(|i| {
+            let url = format!(
+                "{}/v1/search?q=abba&type=track&offset={i}",
+                s.gw.egress_url()
+            );
             tokio::spawn(async move {
                 reqwest::get(url)
                     .await

@@ -1354,7 +1354,8 @@ async fn start_trap() -> (u16, Arc<AtomicUsize>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn egress_tokens_go_to_the_api_host_only() {
-    let s = setup(Stack::builder()).await;
+    // No cache: every call below must reach Spotify (or be refused before).
+    let s = setup(Stack::builder().set("egress.cache_size", 0)).await;
     let resp = plain()
         .get(format!("{}/v1/search?q=a&type=track", s.gw.egress_url()))
         .send()

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use spotify_gateway::secret::Secret;
 use spotify_gateway::store::RedisStore;
-use spotify_gateway::store::{FileStore, Invalidation, MemoryStore, Namespace, Store};
+use spotify_gateway::store::{
+    CoolDownNotice, FileStore, Invalidation, MemoryStore, Namespace, Store,
+};
 
 async fn suite(store: &dyn Store) {
     let ns = Namespace::Session;
@@ -217,6 +219,48 @@ async fn redis_backend_and_invalidations() {
     assert_eq!(
         got.ok().flatten(),
         Some(Invalidation::Key("session-key".into()))
+    );
+}
+
+/// The quota's shared state on Redis: a cool-down reaches every subscriber (and one that
+/// subscribes later, from its key); the budget's window is one for every client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_shares_cool_downs_and_the_budget() {
+    let redis = common::RedisServer::start().await;
+    let store = RedisStore::open(&Secret::runtime(redis.url())).unwrap();
+    let mut notices = store
+        .cool_downs()
+        .expect("a shared store shares cool-downs");
+    let mut changes = store.invalidations().expect("invalidations");
+    let up = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
+    assert_eq!(up.ok().flatten(), Some(Invalidation::All), "subscribed");
+    let notice = CoolDownNotice {
+        hold_ms: 60_000,
+        quota_exceeded: true,
+    };
+    store.publish_cool_down(notice).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), notices.recv()).await;
+    assert_eq!(got.ok().flatten(), Some(notice));
+
+    let late = RedisStore::open(&Secret::runtime(redis.url())).unwrap();
+    let mut late_notices = late.cool_downs().expect("cool-downs");
+    let running = tokio::time::timeout(Duration::from_secs(10), late_notices.recv())
+        .await
+        .ok()
+        .flatten()
+        .expect("the running cool-down, read on subscribing");
+    assert!(running.quota_exceeded);
+    assert!((55_000..=60_000).contains(&running.hold_ms), "{running:?}");
+
+    let window = Duration::from_secs(30);
+    for s in [&store, &late, &store] {
+        assert_eq!(s.take_budget(3, window).await.unwrap(), Some(None), "taken");
+    }
+    let full = late.take_budget(3, window).await.unwrap().expect("shared");
+    assert!(full.is_some_and(|wait| wait <= window), "{full:?}");
+    assert_eq!(
+        MemoryStore::default().take_budget(3, window).await.unwrap(),
+        None
     );
 }
 

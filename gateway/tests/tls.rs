@@ -272,6 +272,8 @@ async fn api_calls_negotiate_http2_and_share_a_warm_connection() {
                 c.http2 = http2;
             })
             .set("spotify.ca_file", ca.file())
+            // No cache: the 20 identical calls must each reach Spotify.
+            .set("egress.cache_size", 0)
             .start()
             .await;
         let search = "/v1/search?q=abba&type=track&limit=1";
@@ -375,7 +377,8 @@ async fn both_clients_reach_spotify_through_a_connect_proxy() {
 
     // The proxy goes away: its tunnels close with it, and no new one can be opened.
     proxy.stop();
-    let resp = s.egress_get("/v1/search?q=abba&type=track&limit=1").await;
+    // Another page size: not the cached answer of the call above.
+    let resp = s.egress_get("/v1/search?q=abba&type=track&limit=2").await;
     assert_eq!(resp.status(), 502);
     let body: Value = resp.json().await.expect("json");
     let message = body["error"]["message"].as_str().unwrap_or_default();

@@ -27,6 +27,9 @@ pub struct MockConfig {
     /// How long a refresh token works after the user's original authorization, whatever
     /// the refreshes in between (Spotify, 2026: 6 months).
     pub refresh_token_lifetime: Duration,
+    /// Calls the developer account may make per rolling 30 seconds (`quota`); `None` is no
+    /// limit. `POST /__mock/quota` changes it at run time.
+    pub quota_per_30s: Option<u32>,
 }
 
 /// Spotify's two kinds of app (NOTES-pingora.md, "Spotify in 2026").
@@ -73,6 +76,7 @@ impl Default for MockConfig {
             http2: true,
             mode: AppMode::Development,
             refresh_token_lifetime: REFRESH_TOKEN_LIFETIME,
+            quota_per_30s: None,
         }
     }
 }

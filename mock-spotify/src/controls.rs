@@ -38,6 +38,7 @@ pub(crate) async fn stats(State(app): State<Arc<App>>) -> Response {
             },
             "api_requests": stats.api_requests,
             "connections": app.wire.json(),
+            "quota": app.quota.json(),
         }),
         JSON,
     )
@@ -227,7 +228,25 @@ pub(crate) async fn reset(State(app): State<Arc<App>>) -> Response {
     store.stats = Default::default();
     store.log.clear();
     app.wire.reset();
+    app.quota.reset();
+    app.cache_headers.reset();
     ok()
+}
+
+/// `POST /__mock/cache`: the `max-age` of catalogue and search answers (`api::caching`).
+pub(crate) async fn cache(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    match app.cache_headers.control(&body) {
+        Ok(()) => ok(),
+        Err(message) => control_error(StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+/// `POST /__mock/quota`: the rolling window's budget and `QUOTA_EXCEEDED` (`quota`).
+pub(crate) async fn quota(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    match app.quota.control(&body) {
+        Ok(()) => ok(),
+        Err(message) => control_error(StatusCode::BAD_REQUEST, &message),
+    }
 }
 
 pub(crate) async fn requests(State(app): State<Arc<App>>) -> Response {

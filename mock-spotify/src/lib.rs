@@ -32,6 +32,7 @@ mod errors;
 mod faults;
 mod http;
 mod pages;
+mod quota;
 mod state;
 mod tls;
 
@@ -179,6 +180,8 @@ fn router(app: Arc<App>) -> Router {
         .route("/__mock/reset", post(controls::reset))
         .route("/__mock/age", post(controls::age))
         .route("/__mock/app", get(controls::app).post(controls::set_app))
+        .route("/__mock/quota", post(controls::quota))
+        .route("/__mock/cache", post(controls::cache))
         .route("/__mock/requests", get(controls::requests))
         // The Web API is dispatched by hand so unknown paths get Spotify's JSON 404.
         .fallback(api::handle)

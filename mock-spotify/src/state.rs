@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use crate::catalog;
 use crate::config::{AppMode, MockConfig};
 use crate::faults::{self, Fault, FaultHit, Target};
+use crate::quota::Quota;
 
 /// How long an authorization code may be redeemed (Spotify: 10 minutes).
 pub(crate) const CODE_LIFETIME: Duration = Duration::from_secs(600);
@@ -32,6 +33,10 @@ pub(crate) struct App {
     /// How clients connect, counted outside the store's lock: TLS handshakes completed and
     /// requests by HTTP version (`/__mock/stats`).
     pub wire: Wire,
+    /// The developer account's rolling 30-second quota (`quota`).
+    pub quota: Quota,
+    /// `Cache-Control` on Web API answers (`api::caching`).
+    pub cache_headers: crate::api::caching::CacheHeaders,
 }
 
 /// Connection-level counters (`/__mock/stats`): what a client's pooling and ALPN achieved.
@@ -231,6 +236,7 @@ impl App {
                 )
             })
             .collect();
+        let quota = Quota::new(config.quota_per_30s);
         App {
             config,
             base,
@@ -244,6 +250,8 @@ impl App {
                 ..Store::default()
             }),
             wire: Wire::default(),
+            quota,
+            cache_headers: Default::default(),
         }
     }
 

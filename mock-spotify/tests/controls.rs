@@ -220,6 +220,11 @@ async fn stats_request_log_and_reset() {
         .as_object_mut()
         .and_then(|o| o.remove("connections"))
         .expect("connection counters");
+    let quota = got
+        .as_object_mut()
+        .and_then(|o| o.remove("quota"))
+        .expect("quota counters (tests/quota.rs)");
+    assert_eq!(quota["seen"], 3, "{quota}");
     assert_eq!(
         got,
         json!({
@@ -286,6 +291,14 @@ async fn stats_request_log_and_reset() {
             "connections": {
                 "tls_handshakes": 0,
                 "requests_by_version": {"HTTP/1.1": 0, "HTTP/2.0": 0},
+            },
+            "quota": {
+                "budget_per_30s": null,
+                "in_window": 0,
+                "quota_exceeded_on": false,
+                "seen": 0,
+                "allowed": 0,
+                "refused": {"rate_limited": 0, "quota_exceeded": 0},
             },
         })
     );

@@ -166,6 +166,9 @@ pub(super) struct FileEgress {
     pub(super) read_timeout: Option<String>,
     pub(super) total_timeout: Option<String>,
     pub(super) max_retries: Option<u32>,
+    pub(super) coalesce: Option<bool>,
+    pub(super) cache_size: Option<u64>,
+    pub(super) budget_per_30s: Option<u32>,
 }
 
 #[derive(Deserialize)]

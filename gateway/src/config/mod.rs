@@ -308,6 +308,13 @@ pub struct EgressConfig {
     pub total_timeout: Duration,
     /// Extra attempts for idempotent calls after a connection failure or a 502/503/504.
     pub max_retries: u32,
+    /// Identical GETs in flight at once go to Spotify once (`quota::flight`).
+    pub coalesce: bool,
+    /// Bytes of Spotify's cacheable answers kept in memory (`quota::cache`); 0 is no cache.
+    pub cache_size: u64,
+    /// At most this many calls to Spotify per rolling 30 s, over all replicas on Redis
+    /// (`quota::budget`); `None` is no budget.
+    pub budget_per_30s: Option<u32>,
 }
 
 impl Serialize for Secret {

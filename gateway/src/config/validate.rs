@@ -13,6 +13,9 @@ use super::values::{is_loopback_literal, Validator};
 use super::*;
 use crate::secret::{Secret, SecretSource};
 
+/// `egress.cache_size` when not set: Spotify's cacheable answers are few and small.
+const DEFAULT_CACHE_SIZE: u64 = 4 << 20;
+const MAX_CACHE_SIZE: u64 = 1 << 30;
 /// Shortest accepted `session.secret`: it keys AES-256-GCM and HMAC-SHA256, so 32 bytes.
 const MIN_SESSION_SECRET_BYTES: usize = 32;
 /// A slow client gets this long for a whole request header (idle keep-alive time included):
@@ -685,6 +688,9 @@ impl Validator<'_> {
             read_timeout,
             total_timeout,
             max_retries,
+            coalesce,
+            cache_size,
+            budget_per_30s,
         } = e;
         // A plain user id is only as trustworthy as the set of peers that can send it: the
         // pod itself. On a network address anyone who reaches the port could be any user.
@@ -721,6 +727,19 @@ impl Validator<'_> {
         if max_retries > 10 {
             self.issue("egress.max_retries", "at most 10");
         }
+        if budget_per_30s == Some(0) {
+            self.issue(
+                "egress.budget_per_30s",
+                "must be at least 1 (leave it out for no budget)",
+            );
+        }
+        let cache_size = cache_size.unwrap_or(DEFAULT_CACHE_SIZE);
+        if cache_size > MAX_CACHE_SIZE {
+            self.issue(
+                "egress.cache_size",
+                format!("at most {MAX_CACHE_SIZE} bytes (1 GiB); 0 turns the cache off"),
+            );
+        }
         let public_base_url = match public_base_url {
             Some(u) => self.url("egress.public_base_url", &u)?,
             None => {
@@ -741,6 +760,9 @@ impl Validator<'_> {
             read_timeout: read_timeout?,
             total_timeout: total_timeout?,
             max_retries,
+            coalesce: coalesce.unwrap_or(true),
+            cache_size,
+            budget_per_30s,
         })
     }
 }

@@ -53,8 +53,12 @@ pub enum Failure {
     /// The session reached its re-consent deadline: Spotify's refresh token has ended, so the
     /// user must sign in and consent again (401, `REAUTH_REQUIRED`, with the login URL).
     ReauthRequired,
-    /// Spotify's rate limit is cooling down (429 with `Retry-After`).
-    RateLimited { retry_after_secs: u64 },
+    /// Spotify's rate limit is cooling down (429 with `Retry-After`); `quota_exceeded` says
+    /// Spotify's reason was `QUOTA_EXCEEDED`, and the answer says so too.
+    RateLimited {
+        retry_after_secs: u64,
+        quota_exceeded: bool,
+    },
     /// The session store did not answer (503).
     StoreUnavailable,
     /// Spotify's accounts service could not be reached (503 with `Retry-After`).
@@ -142,6 +146,10 @@ impl Failure {
                                         (Spotify ends refresh tokens six months after the \
                                         user's consent); the user must sign in again"
                 .into(),
+            Failure::RateLimited {
+                quota_exceeded: true,
+                ..
+            } => "Too many requests".into(),
             Failure::RateLimited { .. } => "API rate limit exceeded".into(),
             Failure::StoreUnavailable => "The session store is unavailable; retry shortly".into(),
             Failure::UpstreamTls { host, reason } => format!(
@@ -154,7 +162,9 @@ impl Failure {
 
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Failure::RateLimited { retry_after_secs }
+            Failure::RateLimited {
+                retry_after_secs, ..
+            }
             | Failure::SpotifyUnavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
@@ -202,6 +212,13 @@ impl Failure {
         if let Some(reason) = reason {
             body["error"]["reason"] = reason.into();
             body["error"]["login_url"] = login_url().into();
+        }
+        if let Failure::RateLimited {
+            quota_exceeded: true,
+            ..
+        } = self
+        {
+            body["error"]["reason"] = "QUOTA_EXCEEDED".into();
         }
         body
     }
@@ -422,6 +439,7 @@ mod tests {
             (
                 Failure::RateLimited {
                     retry_after_secs: 7,
+                    quota_exceeded: false,
                 },
                 429,
                 Some(7),

@@ -69,6 +69,41 @@ pub enum Invalidation {
     All,
 }
 
+/// A 429 cool-down one replica learnt from Spotify, for every replica to keep in memory
+/// (`quota::CoolDown`): no call leaves for `hold_ms` from when it arrives. A duration rather
+/// than an instant, so replicas' clocks need not agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoolDownNotice {
+    pub hold_ms: u64,
+    /// Spotify said `QUOTA_EXCEEDED` (the account's quota), not the rolling rate limit.
+    pub quota_exceeded: bool,
+}
+
+impl CoolDownNotice {
+    /// The wire form on a shared store: `<hold_ms>:<quota_exceeded|rate_limited>`.
+    pub fn encode(&self) -> String {
+        let reason = if self.quota_exceeded {
+            "quota_exceeded"
+        } else {
+            "rate_limited"
+        };
+        format!("{}:{reason}", self.hold_ms)
+    }
+
+    pub fn decode(text: &str) -> Option<CoolDownNotice> {
+        let (ms, reason) = text.split_once(':')?;
+        let quota_exceeded = match reason {
+            "quota_exceeded" => true,
+            "rate_limited" => false,
+            _ => return None,
+        };
+        Some(CoolDownNotice {
+            hold_ms: ms.parse().ok()?,
+            quota_exceeded,
+        })
+    }
+}
+
 /// What kind of failure a store operation met: callers branch on this, never on the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreErrorKind {
@@ -176,6 +211,26 @@ pub trait Store: Send + Sync {
     fn invalidations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Invalidation>> {
         None
     }
+    /// Tells every replica (this one included) about a 429 cool-down. A single-process store
+    /// has no one to tell: the caller keeps its own in memory.
+    async fn publish_cool_down(&self, _notice: CoolDownNotice) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Cool-downs published by any replica, and on (re)subscribing the one still running;
+    /// `Some` once for a shared store.
+    fn cool_downs(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<CoolDownNotice>> {
+        None
+    }
+    /// Takes one call from a budget of `limit` per rolling `window` shared by every replica
+    /// (`quota::Budget`): `Some(None)` when taken, `Some(Some(wait))` when full (room in
+    /// `wait`). `None`: this store shares no budget, and the caller counts in memory.
+    async fn take_budget(
+        &self,
+        _limit: u32,
+        _window: Duration,
+    ) -> StoreResult<Option<Option<Duration>>> {
+        Ok(None)
+    }
 }
 
 /// The stored form in the embedded backends (memory, file): expiry (unix ms, big-endian),
@@ -193,4 +248,23 @@ pub(super) fn unframe(raw: &[u8]) -> Option<&[u8]> {
     let (head, value) = raw.split_at_checked(8)?;
     let expires = u64::from_be_bytes(head.try_into().ok()?);
     (expires > now_ms()).then_some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cool_down_notices_round_trip_and_refuse_garbage() {
+        for quota_exceeded in [true, false] {
+            let n = CoolDownNotice {
+                hold_ms: 2500,
+                quota_exceeded,
+            };
+            assert_eq!(CoolDownNotice::decode(&n.encode()), Some(n));
+        }
+        assert_eq!(CoolDownNotice::decode("2500"), None);
+        assert_eq!(CoolDownNotice::decode("x:rate_limited"), None);
+        assert_eq!(CoolDownNotice::decode("5:other"), None);
+    }
 }

@@ -13,7 +13,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use self::redis::RedisStore;
-pub use api::{Invalidation, Namespace, Store, StoreError, StoreErrorKind, StoreResult, UsersPage};
+pub use api::{
+    CoolDownNotice, Invalidation, Namespace, Store, StoreError, StoreErrorKind, StoreResult,
+    UsersPage,
+};
 pub use file::{FileStore, FILE_CACHE_BYTES};
 pub use memory::MemoryStore;
 
@@ -112,5 +115,23 @@ impl Store for Instrumented {
     }
     fn invalidations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Invalidation>> {
         self.inner.invalidations()
+    }
+    async fn publish_cool_down(&self, notice: CoolDownNotice) -> StoreResult<()> {
+        self.count("publish", self.inner.publish_cool_down(notice).await)
+    }
+    fn cool_downs(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<CoolDownNotice>> {
+        self.inner.cool_downs()
+    }
+    async fn take_budget(
+        &self,
+        limit: u32,
+        window: Duration,
+    ) -> StoreResult<Option<Option<Duration>>> {
+        let result = self.inner.take_budget(limit, window).await;
+        match result {
+            // Not shared: no operation to count.
+            Ok(None) => Ok(None),
+            counted => self.count("budget", counted),
+        }
     }
 }

@@ -9,6 +9,10 @@
 //!   subscribes again. Pub/sub rather than a short cache TTL, because a TTL would stop calls
 //!   whose tokens are valid in memory as soon as Redis goes away, and the issue asks that
 //!   those keep working during an outage.
+//! - Spotify's 429 cool-down (`quota::CoolDown`) travels the same way on its own channel, so
+//!   every replica keeps it in memory and the hot path never asks Redis. The longest running
+//!   cool-down is also kept under a key that expires with it, which a replica reads when it
+//!   (re)subscribes: one that starts, or reconnects, during a cool-down learns it too.
 //! - The connection manager and the subscriber live on the I/O runtime (`runtime`), and are
 //!   created lazily: a gateway starts (not ready) while Redis is down, and recovers by itself.
 
@@ -22,12 +26,17 @@ use redis::AsyncCommands;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use super::api::{Invalidation, Namespace, Store, StoreError, StoreResult, UsersPage};
+use super::api::{
+    CoolDownNotice, Invalidation, Namespace, Store, StoreError, StoreResult, UsersPage,
+};
 use crate::secret::Secret;
 
 /// Every key the gateway writes starts with this, so a shared Redis stays tidy.
 const PREFIX: &str = "sgw";
 const INVALIDATION_CHANNEL: &str = "sgw:invalidate";
+const COOL_DOWN_CHANNEL: &str = "sgw:cool-down";
+/// The running cool-down's reason, expiring when it ends.
+const COOL_DOWN_KEY: &str = "sgw:cool-down";
 /// Bounds for one Redis round trip; the hot path never waits longer on a dead Redis.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -66,11 +75,39 @@ end
 return 0
 "#;
 
+/// Keeps the longer of the stored and the new cool-down under KEYS[1], then publishes the
+/// notice on ARGV[3] either way (a replica only ever lengthens its own).
+const COOL_DOWN_SCRIPT: &str = r#"
+if redis.call("PTTL", KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[1])
+end
+return redis.call("PUBLISH", ARGV[3], ARGV[4])
+"#;
+
+/// The shared budget's window: drops calls older than ARGV[1] ms (on Redis's clock), then
+/// adds this one (member ARGV[3]) if fewer than ARGV[2] remain; returns 0 when taken, else
+/// the ms until the oldest call leaves the window.
+const BUDGET_SCRIPT: &str = r#"
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now - window)
+if redis.call("ZCARD", KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call("ZADD", KEYS[1], now, now .. ":" .. ARGV[3])
+  redis.call("PEXPIRE", KEYS[1], window)
+  return 0
+end
+local oldest = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
+return math.max(1, tonumber(oldest[2]) + window - now)
+"#;
+const BUDGET_KEY: &str = "sgw:budget";
+
 pub struct RedisStore {
     client: redis::Client,
     conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
     home: Handle,
     invalidations: Mutex<Option<mpsc::UnboundedReceiver<Invalidation>>>,
+    cool_downs: Mutex<Option<mpsc::UnboundedReceiver<CoolDownNotice>>>,
 }
 
 fn err(op: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
@@ -106,12 +143,14 @@ impl RedisStore {
         })?;
         let home = crate::runtime::io_home().map_err(|e| err("open")(&e))?;
         let (tx, rx) = mpsc::unbounded_channel();
-        home.spawn(subscribe_forever(client.clone(), tx));
+        let (cool_tx, cool_rx) = mpsc::unbounded_channel();
+        home.spawn(subscribe_forever(client.clone(), tx, cool_tx));
         Ok(RedisStore {
             client,
             conn: Arc::new(tokio::sync::OnceCell::new()),
             home,
             invalidations: Mutex::new(Some(rx)),
+            cool_downs: Mutex::new(Some(cool_rx)),
         })
     }
 
@@ -149,21 +188,39 @@ impl RedisStore {
     }
 }
 
-/// Keeps one subscription to the invalidation channel alive, forever.
-async fn subscribe_forever(client: redis::Client, tx: mpsc::UnboundedSender<Invalidation>) {
+/// Keeps one subscription to the invalidation and cool-down channels alive, forever.
+async fn subscribe_forever(
+    client: redis::Client,
+    tx: mpsc::UnboundedSender<Invalidation>,
+    cool_downs: mpsc::UnboundedSender<CoolDownNotice>,
+) {
     loop {
-        if tx.is_closed() {
+        if tx.is_closed() && cool_downs.is_closed() {
             return;
         }
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => {
-                if pubsub.subscribe(INVALIDATION_CHANNEL).await.is_ok() {
+                let channels = [INVALIDATION_CHANNEL, COOL_DOWN_CHANNEL];
+                if pubsub.subscribe(&channels).await.is_ok() {
                     // Anything published while we were not subscribed is lost.
                     let _ = tx.send(Invalidation::All);
+                    if let Some(running) = running_cool_down(&client).await {
+                        let _ = cool_downs.send(running);
+                    }
                     let mut messages = pubsub.on_message();
                     while let Some(msg) = messages.next().await {
-                        if let Ok(key) = msg.get_payload::<String>() {
-                            let _ = tx.send(Invalidation::Key(key));
+                        let Ok(payload) = msg.get_payload::<String>() else {
+                            continue;
+                        };
+                        if msg.get_channel_name() == COOL_DOWN_CHANNEL {
+                            match CoolDownNotice::decode(&payload) {
+                                Some(notice) => {
+                                    let _ = cool_downs.send(notice);
+                                }
+                                None => tracing::warn!("unreadable cool-down notice on Redis"),
+                            }
+                        } else {
+                            let _ = tx.send(Invalidation::Key(payload));
                         }
                     }
                     tracing::warn!("lost the Redis invalidation subscription; resubscribing");
@@ -172,6 +229,31 @@ async fn subscribe_forever(client: redis::Client, tx: mpsc::UnboundedSender<Inva
             Err(e) => tracing::debug!(error = %e, "cannot subscribe to Redis invalidations yet"),
         }
         tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+    }
+}
+
+/// The cool-down still running (its key and what is left of it), read once per subscription.
+async fn running_cool_down(client: &redis::Client) -> Option<CoolDownNotice> {
+    let read = async {
+        let mut c = client.get_multiplexed_async_connection().await?;
+        let (reason, left_ms): (Option<String>, i64) = redis::pipe()
+            .get(COOL_DOWN_KEY)
+            .pttl(COOL_DOWN_KEY)
+            .query_async(&mut c)
+            .await?;
+        Ok::<_, redis::RedisError>(reason.zip((left_ms > 0).then_some(left_ms)))
+    };
+    match tokio::time::timeout(OP_TIMEOUT, read).await {
+        Ok(Ok(Some((reason, left_ms)))) => CoolDownNotice::decode(&format!("{left_ms}:{reason}")),
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the running cool-down from Redis");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("no answer from Redis in time for the running cool-down");
+            None
+        }
     }
 }
 
@@ -405,5 +487,49 @@ impl Store for RedisStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+
+    async fn publish_cool_down(&self, notice: CoolDownNotice) -> StoreResult<()> {
+        let wire = notice.encode();
+        let reason = wire.split_once(':').map(|(_, r)| r.to_string());
+        self.run("publish", move |mut c| async move {
+            redis::Script::new(COOL_DOWN_SCRIPT)
+                .key(COOL_DOWN_KEY)
+                .arg(notice.hold_ms.max(1))
+                .arg(reason.unwrap_or_default())
+                .arg(COOL_DOWN_CHANNEL)
+                .arg(wire)
+                .invoke_async::<i64>(&mut c)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    fn cool_downs(&self) -> Option<mpsc::UnboundedReceiver<CoolDownNotice>> {
+        self.cool_downs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    async fn take_budget(
+        &self,
+        limit: u32,
+        window: Duration,
+    ) -> StoreResult<Option<Option<Duration>>> {
+        let window_ms = window.as_millis() as u64;
+        let member: u64 = rand::random();
+        self.run("budget", move |mut c| async move {
+            let wait_ms = redis::Script::new(BUDGET_SCRIPT)
+                .key(BUDGET_KEY)
+                .arg(window_ms)
+                .arg(limit)
+                .arg(member)
+                .invoke_async::<u64>(&mut c)
+                .await?;
+            Ok(Some((wait_ms > 0).then(|| Duration::from_millis(wait_ms))))
+        })
+        .await
     }
 }

@@ -1,9 +1,9 @@
 //! The Web API subset under `/v1`, plus the 404 for everything no route claims.
 //!
 //! This module routes a request and checks who is calling; the rest lives by concern:
-//! `auth` (bearer tokens), `middleware` (ETag/304, gzip), `render` (Spotify's JSON
-//! objects), `input` (parameter and body checks), `browse`, `player`, `playlists` and
-//! `library` (the endpoints), `time` (timestamps).
+//! `auth` (bearer tokens), `middleware` (ETag/304, gzip), `caching` (`Cache-Control`),
+//! `render` (Spotify's JSON objects), `input` (parameter and body checks), `browse`,
+//! `player`, `playlists` and `library` (the endpoints), `time` (timestamps).
 //!
 //! A development-mode app (the default, as for Spotify's new apps in 2026) serves only the
 //! users registered in its dashboard, and refuses the paths Spotify retired in February 2026
@@ -11,6 +11,7 @@
 
 mod auth;
 mod browse;
+pub(crate) mod caching;
 mod input;
 mod library;
 mod middleware;
@@ -127,6 +128,7 @@ pub(crate) async fn handle(
     } else {
         resp
     };
+    let resp = app.cache_headers.apply(&method, path, resp);
     compress(resp, &headers).await
 }
 
@@ -140,6 +142,9 @@ async fn serve(
     let hit = app.arrive(Target::Api, method, uri, headers, Some(body), None);
     if let Some(resp) = apply_fault(hit, Target::Api).await {
         return resp;
+    }
+    if let Some(refused) = app.quota.admit() {
+        return refused;
     }
     let Some(route) = route(uri.path()) else {
         return api_error(StatusCode::NOT_FOUND, "Service not found");

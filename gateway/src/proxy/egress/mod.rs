@@ -1,7 +1,8 @@
 //! The egress listener: internal apps call it as they would call `https://api.spotify.com`,
 //! with no token. It decides whose token the call needs (`identity`), checks that the call
 //! can only reach the API (`target`), injects the token and cleans the headers (`hygiene`),
-//! retries and cools down after a 429 (`retry`), and points Spotify's paging links back at
+//! retries (`retry`), holds every call after Spotify's 429 on every replica (`rate_limit`, on
+//! `quota::CoolDown`), and points Spotify's paging links back at
 //! itself (`links`). Spotify's answer comes back otherwise unchanged. Failures are answered in
 //! the Web API's error shape (`respond`); a failed TLS handshake is classified by `trust`,
 //! never retried when the certificate is at fault, and answered 502 naming the cause.
@@ -14,7 +15,9 @@ mod hygiene;
 mod identity;
 mod inflate;
 pub mod links;
+mod rate_limit;
 mod retry;
+mod shared;
 mod target;
 
 use std::sync::Arc;
@@ -31,10 +34,14 @@ use super::respond::{self, Failure, Upstream};
 use super::{RequestInfo, UpstreamTarget};
 use crate::app::{Gateway, Live};
 use crate::outbound;
+use crate::quota::{
+    cache, cool_down, flight, Answer, AnswerCache, Flights, Joined, Lookup, Priority, Reason,
+};
 use crate::trust::{self, TlsTarget};
 use identity::Credential;
 use links::{BodyError, LinkMap, LinkRewriter};
-use retry::{Attempt, CoolDown};
+use rate_limit::Refusal;
+use retry::Attempt;
 
 /// Listener name in metrics and logs.
 const LISTENER: &str = "egress";
@@ -42,10 +49,23 @@ const LISTENER: &str = "egress";
 pub struct EgressProxy {
     gw: Arc<Gateway>,
     api: UpstreamTarget,
-    /// Spotify's rate limit is per app: after a 429 no call leaves until it has passed.
-    cool_down: CoolDown,
     /// `{api_url}/v1/` in Spotify's links, and what it becomes.
     links: Arc<LinkMap>,
+    /// Identical GETs in flight (`egress.coalesce`).
+    flights: Flights,
+    /// Spotify's cacheable answers (`egress.cache_size`).
+    cache: AnswerCache,
+}
+
+/// A GET whose answer may be shared (`shared::key`), on its way to Spotify.
+struct Share {
+    key: String,
+    /// Followers wait for this call's answer.
+    lead: Option<flight::Lead>,
+    /// The stale cached answer this call revalidates.
+    stale: Option<Arc<cache::Entry>>,
+    /// The answer, copied as it streams to this caller.
+    capture: Option<shared::Capture>,
 }
 
 #[derive(Default)]
@@ -72,6 +92,15 @@ pub struct EgressCtx {
     rewrite: Option<LinkRewriter>,
     /// Spotify's answer body was refused (`response_body_filter`), and logged there.
     body_refused: bool,
+    /// Spotify answered 429: reported (with its reason) once its body is in.
+    refusal: Option<Refusal>,
+    /// This GET's answer may be shared (coalescing, cache).
+    share: Option<Share>,
+    /// Spotify answered 304 to the cache's `If-None-Match`: the cached answer, written by
+    /// `fail_to_proxy` (the only phase after the upstream header that can answer anew).
+    revalidated: Option<Arc<Answer>>,
+    /// `revalidated` was written: the error that took it there is no failure.
+    served_revalidated: bool,
 }
 
 impl EgressProxy {
@@ -97,11 +126,13 @@ impl EgressProxy {
                 .upstream_body_refused
                 .with_label_values(&[reason]);
         }
+        let cache = AnswerCache::new(gw.config.egress.cache_size);
         EgressProxy {
             gw,
             api,
-            cool_down: CoolDown::default(),
             links,
+            flights: Flights::default(),
+            cache,
         }
     }
 
@@ -137,6 +168,168 @@ impl EgressProxy {
             attempts: ctx.attempts,
             max_retries: live(ctx, &self.gw).egress.max_retries,
             deadline: ctx.deadline,
+        }
+    }
+
+    /// A local 429 during Spotify's `Retry-After`, with what is left of it.
+    async fn cooling_down(
+        &self,
+        session: &mut Session,
+        ctx: &EgressCtx,
+        wait: Duration,
+        reason: Reason,
+    ) -> Result<bool> {
+        self.gw.cool_down.refused_locally(reason);
+        let failure = Failure::RateLimited {
+            retry_after_secs: cool_down::retry_after_secs(wait),
+            quota_exceeded: reason == Reason::QuotaExceeded,
+        };
+        self.answer(session, ctx, failure).await?;
+        Ok(true)
+    }
+
+    /// A fresh answer from the cache.
+    async fn cache_hit(
+        &self,
+        session: &mut Session,
+        ctx: &EgressCtx,
+        entry: &cache::Entry,
+    ) -> Result<bool> {
+        self.gw
+            .metrics
+            .answer_cache
+            .with_label_values(&["hit"])
+            .inc();
+        let ttl = entry.ttl().unwrap_or_default().as_secs();
+        shared::write(session, &entry.answer, &shared::hit(ttl), &ctx.req.id).await?;
+        Ok(true)
+    }
+
+    /// A GET that may share an answer: a fresh one from the cache, or a copy of an identical
+    /// call's in flight (`Ok(true)`: answered); else this call goes to Spotify (`Ok(false)`),
+    /// leading the identical calls that come meanwhile, and revalidating a stale cached
+    /// answer when there is one.
+    async fn shared_answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut EgressCtx,
+        key: String,
+        coalesce: bool,
+    ) -> Result<bool> {
+        let count = |result: &str| {
+            self.gw
+                .metrics
+                .answer_cache
+                .with_label_values(&[result])
+                .inc()
+        };
+        loop {
+            let stale = match self.cache.lookup(&key) {
+                Lookup::Fresh(entry) => return self.cache_hit(session, ctx, &entry).await,
+                Lookup::Stale(entry) => Some(entry),
+                Lookup::Miss => None,
+            };
+            let lead = if coalesce {
+                match self.flights.join(&key) {
+                    Joined::Lead(lead) => Some(lead),
+                    Joined::Follow(follower) => {
+                        let left = ctx
+                            .deadline
+                            .map(|d| d.saturating_duration_since(Instant::now()))
+                            .unwrap_or_default();
+                        match tokio::time::timeout(left, follower.answer()).await {
+                            Ok(Some(answer)) => {
+                                count("coalesced");
+                                let status = shared::collapsed();
+                                shared::write(session, &answer, &status, &ctx.req.id).await?;
+                                return Ok(true);
+                            }
+                            // The leader went away without an answer: lead, or follow anew.
+                            Ok(None) => continue,
+                            Err(_) => {
+                                let failure = Failure::DeadlinePassed(
+                                    "An identical call to Spotify did not answer within this \
+                                     call's deadline (egress.total_timeout).",
+                                );
+                                self.answer(session, ctx, failure).await?;
+                                return Ok(true);
+                            }
+                        }
+                    }
+                }
+            } else {
+                None
+            };
+            if stale.is_none() {
+                count("miss");
+            }
+            ctx.share = Some(Share {
+                key,
+                lead,
+                stale,
+                capture: None,
+            });
+            return Ok(false);
+        }
+    }
+
+    /// Copies the answer as it streams to its caller; at its end, stores it in the cache
+    /// when Spotify allows and hands it to the followers.
+    fn capture(&self, body: &Option<bytes::Bytes>, end_of_stream: bool, ctx: &mut EgressCtx) {
+        let Some(share) = &mut ctx.share else {
+            return;
+        };
+        let Some(capture) = &mut share.capture else {
+            return;
+        };
+        if let Some(chunk) = body {
+            if !capture.feed(chunk) {
+                // Too large to share: the followers make their own calls.
+                share.capture = None;
+                share.lead = None;
+                return;
+            }
+        }
+        if end_of_stream {
+            if let Some(capture) = share.capture.take() {
+                let answer = capture.finish();
+                if let Some(policy) = cache::policy(answer.status, &answer.headers) {
+                    self.cache.store(&share.key, Arc::clone(&answer), policy);
+                }
+                if let Some(lead) = share.lead.take() {
+                    lead.land(answer);
+                }
+            }
+        }
+    }
+
+    /// The cached answer Spotify confirmed (304), to this caller and its followers.
+    async fn write_revalidated(
+        &self,
+        session: &mut Session,
+        ctx: &mut EgressCtx,
+        answer: Arc<Answer>,
+    ) -> FailToProxy {
+        self.gw
+            .metrics
+            .answer_cache
+            .with_label_values(&["revalidated"])
+            .inc();
+        if let Some(lead) = ctx.share.as_mut().and_then(|s| s.lead.take()) {
+            lead.land(Arc::clone(&answer));
+        }
+        ctx.served_revalidated = true;
+        let written = shared::write(session, &answer, &shared::revalidated(), &ctx.req.id).await;
+        FailToProxy {
+            error_code: answer.status,
+            can_reuse_downstream: written.is_ok(),
+        }
+    }
+
+    /// Tells every replica about Spotify's 429, with the reason its body gave (once).
+    fn report_refusal(&self, ctx: &mut EgressCtx) {
+        if let Some(refusal) = ctx.refusal.take() {
+            self.gw.cool_down.report(refusal.hold_ms, refusal.reason());
         }
     }
 
@@ -228,20 +421,32 @@ impl ProxyHttp for EgressProxy {
         let live = self.gw.live();
         ctx.deadline = Some(Instant::now() + live.egress.total_timeout);
         ctx.live = Some(Arc::clone(&live));
-        if let Some(wait) = self.cool_down.remaining() {
-            self.gw.metrics.rate_limited_local.inc();
-            let failure = Failure::RateLimited {
-                retry_after_secs: retry::retry_after_secs(wait),
-            };
-            self.answer(session, ctx, failure).await?;
-            return Ok(true);
+        // During a cool-down only a fresh cached answer can be had (a GET, with the cache on).
+        let cooling = self.gw.cool_down.remaining();
+        if let Some((wait, reason)) = cooling {
+            if !self.cache.enabled() || session.req_header().method != http::Method::GET {
+                return self.cooling_down(session, ctx, wait, reason).await;
+            }
         }
         let credential =
             within_deadline(ctx.deadline, identity::credential(&self.gw, &live, session));
         match credential.await {
             Ok(credential) => {
+                let key = shared::key(session, &credential);
                 ctx.credential = Some(credential);
-                Ok(false)
+                if let Some((wait, reason)) = cooling {
+                    return match key.map(|k| self.cache.lookup(&k)) {
+                        Some(Lookup::Fresh(entry)) => self.cache_hit(session, ctx, &entry).await,
+                        _ => self.cooling_down(session, ctx, wait, reason).await,
+                    };
+                }
+                let coalesce = live.egress.coalesce;
+                match key {
+                    Some(key) if coalesce || self.cache.enabled() => {
+                        self.shared_answer(session, ctx, key, coalesce).await
+                    }
+                    _ => Ok(false),
+                }
             }
             Err(failure) => {
                 self.answer(session, ctx, failure).await?;
@@ -251,6 +456,7 @@ impl ProxyHttp for EgressProxy {
     }
 
     /// The API address, with timeouts cut to what is left of the call's deadline. Also where
+    /// every attempt takes its call from the budget (`egress.budget_per_30s`), where
     /// a retry waits its backoff and, after Spotify refused a user's token, gets a refreshed
     /// one: pingora retries a request by calling this phase again, and no other phase runs
     /// between the decision to retry and the next attempt.
@@ -290,6 +496,23 @@ impl ProxyHttp for EgressProxy {
                 ErrorType::ReadTimedout,
                 "the call's total deadline passed",
             ));
+        }
+        if let Some(budget) = &self.gw.budget {
+            let priority = match ctx.credential {
+                Some(Credential::User { .. }) => Priority::User,
+                _ => Priority::App,
+            };
+            let deadline = ctx.deadline.unwrap_or_else(Instant::now);
+            if let Err(wait) = budget.take(priority, deadline).await {
+                ctx.local_answer = Some(Failure::RateLimited {
+                    retry_after_secs: cool_down::retry_after_secs(wait),
+                    quota_exceeded: false,
+                });
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(429),
+                    "no room in egress.budget_per_30s within the call's deadline",
+                ));
+            }
         }
         ctx.attempts += 1;
         ctx.upstream_started = Some(Instant::now());
@@ -331,6 +554,13 @@ impl ProxyHttp for EgressProxy {
     ) -> Result<()> {
         let bearer = ctx.credential.as_ref().map(Credential::bearer);
         upstream_headers(upstream, bearer, self.api.host_header(), &ctx.req.id)?;
+        if let Some(etag) = ctx
+            .share
+            .as_ref()
+            .and_then(|s| s.stale.as_ref()?.etag.clone())
+        {
+            upstream.insert_header("if-none-match", etag)?;
+        }
         ctx.req.trace.apply(upstream)
     }
 
@@ -366,11 +596,26 @@ impl ProxyHttp for EgressProxy {
                     return Err(e);
                 }
             }
+            // Hold at once; the reason (and the word to other replicas) once the body is in.
             429 => {
-                self.gw.metrics.spotify_rate_limited.inc();
-                let header = upstream.headers.get("retry-after");
-                let secs = self.cool_down.hold(header.and_then(|v| v.to_str().ok()));
-                tracing::warn!(retry_after_s = secs, "Spotify rate limit: holding calls");
+                let refusal = Refusal::new(upstream);
+                self.gw.cool_down.hold_here(refusal.hold_ms);
+                ctx.refusal = Some(refusal);
+            }
+            // The cache asked whether its stale answer still holds, and it does.
+            304 => {
+                if let Some(share) = &ctx.share {
+                    if let Some(stale) = &share.stale {
+                        let answer = self.cache.revalidated(&share.key, stale, &upstream.headers);
+                        ctx.revalidated = Some(answer);
+                        let mut e = Error::explain(
+                            ErrorType::Custom("Revalidated"),
+                            "Spotify confirmed the cached answer (304)",
+                        );
+                        e.set_retry(false);
+                        return Err(e);
+                    }
+                }
             }
             status @ 502..=504 => {
                 if let Some(backoff) = retry::backoff(&self.attempt(session, ctx), true) {
@@ -401,18 +646,29 @@ impl ProxyHttp for EgressProxy {
         end_of_stream: bool,
         ctx: &mut EgressCtx,
     ) -> Result<Option<Duration>> {
+        if let Some(refusal) = &mut ctx.refusal {
+            if let Some(chunk) = body {
+                refusal.feed(chunk);
+            }
+            if end_of_stream {
+                self.report_refusal(ctx);
+            }
+        }
         let Some(rewriter) = &mut ctx.rewrite else {
+            self.capture(body, end_of_stream, ctx);
             return Ok(None);
         };
         let chunk = body.take().unwrap_or_default();
         match rewriter.feed(chunk, end_of_stream) {
             Ok(out) => {
                 *body = Some(out);
+                self.capture(body, end_of_stream, ctx);
                 Ok(None)
             }
             Err(refused) => {
-                // Frees the decoder at once.
+                // Frees the decoder at once; the followers make their own calls.
                 ctx.rewrite = None;
+                ctx.share = None;
                 ctx.body_refused = true;
                 // Written only if the answer has not begun (`respond::write_local`).
                 ctx.local_answer = Some(Failure::Upstream {
@@ -480,6 +736,10 @@ impl ProxyHttp for EgressProxy {
         ctx: &mut EgressCtx,
     ) -> Result<()> {
         upstream.insert_header("x-request-id", ctx.req.id.as_str())?;
+        if let Some(share) = &mut ctx.share {
+            upstream.insert_header("cache-status", shared::forwarded(share.stale.is_some()))?;
+            share.capture = Some(shared::Capture::new(upstream));
+        }
         Ok(())
     }
 
@@ -514,6 +774,9 @@ impl ProxyHttp for EgressProxy {
         e: &Error,
         ctx: &mut EgressCtx,
     ) -> FailToProxy {
+        if let Some(answer) = ctx.revalidated.take() {
+            return self.write_revalidated(session, ctx, answer).await;
+        }
         let failure = ctx
             .local_answer
             .take()
@@ -528,7 +791,7 @@ impl ProxyHttp for EgressProxy {
 
     /// A refused answer body was logged where it was refused (`response_body_filter`).
     fn suppress_error_log(&self, _session: &Session, ctx: &EgressCtx, _e: &Error) -> bool {
-        ctx.body_refused
+        ctx.body_refused || ctx.served_revalidated
     }
 
     /// Method and path only: a query string can carry anything.
@@ -538,6 +801,9 @@ impl ProxyHttp for EgressProxy {
 
     /// Metrics and the access log line.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut EgressCtx) {
+        // A 429 whose body never finished is still Spotify's refusal.
+        self.report_refusal(ctx);
+        let e = e.filter(|_| !ctx.served_revalidated);
         ctx.req.record(
             LISTENER,
             ctx.credential.as_ref().and_then(Credential::user),

@@ -1,20 +1,12 @@
-//! When a call to Spotify is tried again, and the cool-down after Spotify's 429.
-//!
-//! Retries: idempotent calls (or any call that never reached Spotify) after a connection
-//! failure or a 502/503/504, with exponential backoff and full jitter, within the call's
-//! deadline. Cool-down: Spotify's rate limit is per app, so after a 429 no call leaves before
-//! its `Retry-After` has passed; callers get a local 429 meanwhile.
+//! When a call to Spotify is tried again: idempotent calls (or any call that never reached
+//! Spotify) after a connection failure or a 502/503/504, with exponential backoff and full
+//! jitter, within the call's deadline. (The cool-down after a 429 is `quota::CoolDown`.)
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-use crate::clock::now_ms;
 
 /// First backoff before a retry; doubles per attempt, with full jitter.
 const RETRY_BASE: Duration = Duration::from_millis(100);
 const RETRY_CAP: Duration = Duration::from_secs(2);
-/// Cool-down after a 429 that carried no usable `Retry-After`.
-const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
 
 /// What decides whether one more attempt is made.
 pub struct Attempt<'a> {
@@ -49,37 +41,6 @@ pub fn backoff(a: &Attempt<'_>, reached_spotify: bool) -> Option<Duration> {
     fits.then_some(backoff)
 }
 
-/// After a 429, no call leaves before this instant.
-#[derive(Default)]
-pub struct CoolDown {
-    /// Unix milliseconds.
-    blocked_until_ms: AtomicU64,
-}
-
-impl CoolDown {
-    /// Time left in the cool-down, if any.
-    pub fn remaining(&self) -> Option<Duration> {
-        let until = self.blocked_until_ms.load(Ordering::SeqCst);
-        let now = now_ms();
-        (until > now).then(|| Duration::from_millis(until - now))
-    }
-
-    /// Spotify answered 429 with this `Retry-After` header (seconds); returns the hold.
-    pub fn hold(&self, retry_after: Option<&str>) -> u64 {
-        let secs = retry_after
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(DEFAULT_RETRY_AFTER_SECS);
-        let until = now_ms() + secs * 1000;
-        self.blocked_until_ms.fetch_max(until, Ordering::SeqCst);
-        secs
-    }
-}
-
-/// Whole seconds to announce in a local 429's `Retry-After` (at least 1).
-pub fn retry_after_secs(wait: Duration) -> u64 {
-    wait.as_millis().div_ceil(1000).max(1) as u64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,16 +69,5 @@ mod tests {
         let mut late = attempt(&get, 1);
         late.deadline = Some(Instant::now());
         assert!(backoff(&late, false).is_none(), "past the deadline");
-    }
-
-    #[test]
-    fn the_cool_down_keeps_the_longest_hold() {
-        let c = CoolDown::default();
-        assert!(c.remaining().is_none());
-        assert_eq!(c.hold(Some(" 5 ")), 5);
-        assert_eq!(c.hold(Some("soon")), DEFAULT_RETRY_AFTER_SECS);
-        let left = c.remaining().expect("blocked");
-        assert!(left > Duration::from_secs(4) && left <= Duration::from_secs(5));
-        assert_eq!(retry_after_secs(left), 5);
     }
 }

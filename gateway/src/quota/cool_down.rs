@@ -1,0 +1,220 @@
+//! The cool-down after Spotify's 429, shared by every replica.
+//!
+//! A replica that receives a 429 holds all calls until `Retry-After` has passed, and
+//! publishes the hold through the store (`Store::publish_cool_down`: Redis pub/sub, plus a key
+//! a replica reads when it subscribes). Every replica follows the published holds in the
+//! background and keeps the longest in memory, so checking it on the hot path is one atomic
+//! load: no Redis round trip. With the memory or file store there is one process, and the
+//! hold stays local. Spotify's quota is per developer account, so the hold covers every call,
+//! the app token's and every user's alike.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::now_ms;
+use crate::metrics::Metrics;
+use crate::store::{CoolDownNotice, Store};
+
+/// Cool-down after a 429 that carried no usable `Retry-After`.
+pub const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
+
+/// Why Spotify refused: a bounded label on the rate-limit counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// `"reason":"QUOTA_EXCEEDED"`: the developer account's quota is spent.
+    QuotaExceeded,
+    /// The rolling 30-second rate limit (no reason given).
+    RateLimited,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 2] = [Reason::QuotaExceeded, Reason::RateLimited];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::QuotaExceeded => "quota_exceeded",
+            Reason::RateLimited => "rate_limited",
+        }
+    }
+
+    fn of(notice: &CoolDownNotice) -> Reason {
+        if notice.quota_exceeded {
+            Reason::QuotaExceeded
+        } else {
+            Reason::RateLimited
+        }
+    }
+}
+
+/// No call leaves before `blocked_until_ms`.
+pub struct CoolDown {
+    /// Unix milliseconds.
+    blocked_until_ms: AtomicU64,
+    /// The reason of the hold that set `blocked_until_ms`.
+    quota_exceeded: AtomicBool,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl CoolDown {
+    /// A cool-down that follows the holds other replicas publish through `store` (when it is
+    /// shared), on the I/O runtime.
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<CoolDown> {
+        for reason in Reason::ALL {
+            metrics
+                .spotify_rate_limited
+                .with_label_values(&[reason.label()]);
+            metrics
+                .rate_limited_local
+                .with_label_values(&[reason.label()]);
+        }
+        let cool_down = Arc::new(CoolDown {
+            blocked_until_ms: AtomicU64::new(0),
+            quota_exceeded: AtomicBool::new(false),
+            store: Arc::clone(&store),
+            metrics,
+        });
+        if let Some(mut notices) = store.cool_downs() {
+            let follower = Arc::downgrade(&cool_down);
+            let follow = async move {
+                while let Some(notice) = notices.recv().await {
+                    let Some(cool_down) = follower.upgrade() else {
+                        return;
+                    };
+                    cool_down.extend(notice.hold_ms, Reason::of(&notice));
+                }
+            };
+            match crate::runtime::io_home() {
+                Ok(home) => {
+                    home.spawn(follow);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot follow other replicas' cool-downs"),
+            }
+        }
+        cool_down
+    }
+
+    /// Time left in the cool-down and why, if any: one atomic load when there is none.
+    pub fn remaining(&self) -> Option<(Duration, Reason)> {
+        let until = self.blocked_until_ms.load(Ordering::SeqCst);
+        let now = now_ms();
+        if until <= now {
+            return None;
+        }
+        let reason = if self.quota_exceeded.load(Ordering::SeqCst) {
+            Reason::QuotaExceeded
+        } else {
+            Reason::RateLimited
+        };
+        Some((Duration::from_millis(until - now), reason))
+    }
+
+    /// Holds this replica's calls for `hold_ms` at once (while Spotify's answer is still
+    /// being read); `report` then tells everyone.
+    pub fn hold_here(&self, hold_ms: u64) {
+        self.extend(hold_ms, Reason::RateLimited);
+    }
+
+    /// Spotify answered 429 for `reason` with a hold of `hold_ms`: counted, held here, and
+    /// published to every replica (in the background: the answer does not wait for Redis).
+    pub fn report(&self, hold_ms: u64, reason: Reason) {
+        self.metrics
+            .spotify_rate_limited
+            .with_label_values(&[reason.label()])
+            .inc();
+        self.extend(hold_ms, reason);
+        tracing::warn!(
+            retry_after_s = hold_ms / 1000,
+            reason = reason.label(),
+            "Spotify rate limit: holding calls on every replica"
+        );
+        let notice = CoolDownNotice {
+            hold_ms,
+            quota_exceeded: reason == Reason::QuotaExceeded,
+        };
+        let store = Arc::clone(&self.store);
+        let publish = async move {
+            if let Err(e) = store.publish_cool_down(notice).await {
+                tracing::warn!(error = %e, "could not tell other replicas about Spotify's 429");
+            }
+        };
+        match crate::runtime::io_home() {
+            Ok(home) => {
+                home.spawn(publish);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot publish the cool-down"),
+        }
+    }
+
+    /// A call answered 429 here during the cool-down.
+    pub fn refused_locally(&self, reason: Reason) {
+        self.metrics
+            .rate_limited_local
+            .with_label_values(&[reason.label()])
+            .inc();
+    }
+
+    /// Keeps the longer of the running hold and `hold_ms` from now.
+    fn extend(&self, hold_ms: u64, reason: Reason) {
+        let until = now_ms().saturating_add(hold_ms);
+        let before = self.blocked_until_ms.fetch_max(until, Ordering::SeqCst);
+        if until > before {
+            self.quota_exceeded
+                .store(reason == Reason::QuotaExceeded, Ordering::SeqCst);
+            self.metrics
+                .rate_limit_blocked_until
+                .set(until.div_ceil(1000) as i64);
+        } else if until + 1000 > before && reason == Reason::QuotaExceeded {
+            // The same hold, now known to be the quota's (`hold_here`, then `report`).
+            self.quota_exceeded.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Spotify's `Retry-After` (seconds) as a hold in milliseconds; a missing or unreadable one
+/// holds `DEFAULT_RETRY_AFTER_SECS`.
+pub fn hold_ms(retry_after: Option<&str>) -> u64 {
+    retry_after
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_RETRY_AFTER_SECS)
+        .saturating_mul(1000)
+}
+
+/// Whole seconds to announce in a local 429's `Retry-After` (at least 1).
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_millis().div_ceil(1000).max(1) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn cool_down() -> Arc<CoolDown> {
+        CoolDown::new(Arc::new(MemoryStore::default()), Arc::new(Metrics::new()))
+    }
+
+    #[test]
+    fn the_cool_down_keeps_the_longest_hold_and_its_reason() {
+        let c = cool_down();
+        assert!(c.remaining().is_none());
+        assert_eq!(hold_ms(Some(" 5 ")), 5000);
+        assert_eq!(hold_ms(Some("soon")), DEFAULT_RETRY_AFTER_SECS * 1000);
+        c.hold_here(5000);
+        let (left, reason) = c.remaining().expect("blocked");
+        assert_eq!(reason, Reason::RateLimited);
+        assert!(left > Duration::from_secs(4) && left <= Duration::from_secs(5));
+        assert_eq!(retry_after_secs(left), 5);
+        c.extend(5000, Reason::QuotaExceeded);
+        assert_eq!(c.remaining().expect("blocked").1, Reason::QuotaExceeded);
+        c.extend(1000, Reason::RateLimited);
+        let (left, reason) = c.remaining().expect("blocked");
+        assert!(
+            left > Duration::from_secs(4),
+            "a shorter hold changes nothing"
+        );
+        assert_eq!(reason, Reason::QuotaExceeded);
+        assert!(c.metrics.rate_limit_blocked_until.get() as u64 >= now_ms() / 1000 + 4);
+    }
+}

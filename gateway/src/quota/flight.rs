@@ -1,0 +1,163 @@
+//! Coalescing: identical GETs in flight at the same time go to Spotify once. The first caller
+//! leads (its call goes out as usual); the others wait for the leader's answer and each gets
+//! a copy. A leader that gives up, or whose answer cannot be shared (too large, failed), lets
+//! its followers go: one of them leads next, so no caller is left without an answer because
+//! another went away.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::watch;
+
+use super::answer::Answer;
+
+#[derive(Clone)]
+enum State {
+    Pending,
+    Landed(Arc<Answer>),
+    /// The leader gave up or its answer cannot be shared.
+    Gone,
+}
+
+type Table = Arc<Mutex<HashMap<String, (u64, watch::Receiver<State>)>>>;
+
+/// The calls in flight, by key (the credential's scope and the request; `proxy::egress`).
+#[derive(Default)]
+pub struct Flights {
+    table: Table,
+    next_id: AtomicU64,
+}
+
+/// How a caller joins the flight for its key.
+pub enum Joined {
+    /// No identical call is in flight: this one goes to Spotify and shares its answer.
+    Lead(Lead),
+    /// An identical call is in flight: wait for its answer (`follow`).
+    Follow(Follower),
+}
+
+/// The caller whose call goes to Spotify; dropping it unlanded lets the followers go.
+pub struct Lead {
+    key: String,
+    id: u64,
+    tx: watch::Sender<State>,
+    table: Table,
+}
+
+pub struct Follower(watch::Receiver<State>);
+
+impl Flights {
+    pub fn join(&self, key: &str) -> Joined {
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, rx)) = table.get(key) {
+            if matches!(*rx.borrow(), State::Pending) {
+                return Joined::Follow(Follower(rx.clone()));
+            }
+        }
+        let (tx, rx) = watch::channel(State::Pending);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        table.insert(key.to_string(), (id, rx));
+        Joined::Lead(Lead {
+            key: key.to_string(),
+            id,
+            tx,
+            table: Arc::clone(&self.table),
+        })
+    }
+
+    /// Calls in flight now (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Lead {
+    /// Hands the answer to every follower.
+    pub fn land(self, answer: Arc<Answer>) {
+        self.tx.send_replace(State::Landed(answer));
+        // Drop removes the entry; the followers already hold the answer.
+    }
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        {
+            let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+            if table.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+                table.remove(&self.key);
+            }
+        }
+        if matches!(*self.tx.borrow(), State::Pending) {
+            self.tx.send_replace(State::Gone);
+        }
+    }
+}
+
+impl Follower {
+    /// The leader's answer, or `None` when the leader went away without one (join again).
+    pub async fn answer(mut self) -> Option<Arc<Answer>> {
+        loop {
+            match &*self.0.borrow_and_update() {
+                State::Landed(answer) => return Some(Arc::clone(answer)),
+                State::Gone => return None,
+                State::Pending => {}
+            }
+            if self.0.changed().await.is_err() {
+                // The sender is gone: its last word decides.
+                return match &*self.0.borrow() {
+                    State::Landed(answer) => Some(Arc::clone(answer)),
+                    _ => None,
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer() -> Arc<Answer> {
+        Arc::new(Answer::new(200, &http::HeaderMap::new(), "{}".into()))
+    }
+
+    #[tokio::test]
+    async fn followers_get_the_leaders_answer_and_the_flight_ends() {
+        let f = Flights::default();
+        let Joined::Lead(lead) = f.join("k") else {
+            panic!("first caller leads")
+        };
+        let Joined::Follow(follower) = f.join("k") else {
+            panic!("second caller follows")
+        };
+        assert!(matches!(f.join("other"), Joined::Lead(_)));
+        let waiting = tokio::spawn(follower.answer());
+        lead.land(answer());
+        assert_eq!(waiting.await.expect("task").expect("answer").status, 200);
+        assert!(f.is_empty());
+        assert!(matches!(f.join("k"), Joined::Lead(_)), "a new flight");
+    }
+
+    #[tokio::test]
+    async fn a_leader_that_gives_up_lets_its_followers_go() {
+        let f = Flights::default();
+        let lead = f.join("k");
+        let Joined::Follow(follower) = f.join("k") else {
+            panic!("follows")
+        };
+        drop(lead);
+        assert!(follower.answer().await.is_none());
+        assert!(
+            matches!(f.join("k"), Joined::Lead(_)),
+            "a follower leads next"
+        );
+    }
+}
