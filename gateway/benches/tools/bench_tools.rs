@@ -10,13 +10,15 @@
 //!     --mock http://127.0.0.1:8900 --user alice --calls 200         # refresh storm
 //! spotify-gateway-bench bare-proxy --listen 127.0.0.1:8082 --upstream 127.0.0.1:3000 \
 //!     --set-header "Authorization: Bearer x" --threads 2            # pingora, nothing else
+//! spotify-gateway-bench bare-proxy --listen 127.0.0.1:8083 --upstream 127.0.0.1:3443 \
+//!     --tls --ca ca.pem --sni 127.0.0.1 --h2 --set-header "Host: 127.0.0.1:3443"  # over TLS
 //! ```
 
 #[path = "../support/seed.rs"]
 mod seed;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,11 +27,13 @@ use async_trait::async_trait;
 use clap::{Parser, Subcommand};
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
+use pingora::protocols::tls::CaType;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::RunArgs;
 use spotify_gateway::app::Gateway;
-use spotify_gateway::config::Config;
+use spotify_gateway::config::{CaFile, Config};
+use spotify_gateway::trust::Trust;
 use spotify_gateway::{logging, server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -106,6 +110,20 @@ enum Cmd {
         /// pingora's `work_stealing = false`: one single-threaded runtime per thread.
         #[arg(long)]
         no_steal: bool,
+        /// TLS to the upstream, its certificate verified (pingora's default, as the gateway).
+        #[arg(long)]
+        tls: bool,
+        /// Extra roots (PEM) beside the system's, as `spotify.ca_file`; with `--tls`.
+        #[arg(long, requires = "tls")]
+        ca: Option<PathBuf>,
+        /// The name sent in SNI and verified in the certificate (default: the upstream's
+        /// IP, as the gateway does for an IP-literal `api_url`); with `--tls`.
+        #[arg(long, requires = "tls")]
+        sni: Option<String>,
+        /// Offer `h2` then `http/1.1` in ALPN, 100 streams per connection: the gateway's
+        /// egress settings (`proxy::upstream`); with `--tls`.
+        #[arg(long, requires = "tls")]
+        h2: bool,
     },
 }
 
@@ -134,14 +152,21 @@ fn main() -> ExitCode {
             remove_headers,
             threads,
             no_steal,
-        } => bare_proxy(
-            listen,
-            upstream,
-            set_headers,
-            remove_headers,
-            threads,
-            !no_steal,
-        ),
+            tls,
+            ca,
+            sni,
+            h2,
+        } => upstream_tls(tls, ca.as_deref(), sni, upstream, h2).and_then(|tls| {
+            bare_proxy(
+                listen,
+                upstream,
+                tls,
+                set_headers,
+                remove_headers,
+                threads,
+                !no_steal,
+            )
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -200,8 +225,49 @@ unsafe extern "C" {
 
 struct Bare {
     upstream: SocketAddr,
+    tls: Option<UpstreamTls>,
     set: Vec<(String, String)>,
     remove: Vec<String>,
+}
+
+/// How the bare proxy speaks TLS to its upstream: what `proxy::upstream` sets on the
+/// gateway's peer, and nothing more.
+struct UpstreamTls {
+    sni: String,
+    ca: Option<Arc<CaType>>,
+    h2: bool,
+}
+
+/// The gateway's `H2_STREAMS_PER_CONNECTION` (`proxy::upstream`), so both pool alike.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+fn upstream_tls(
+    tls: bool,
+    ca: Option<&Path>,
+    sni: Option<String>,
+    upstream: SocketAddr,
+    h2: bool,
+) -> Res<Option<UpstreamTls>> {
+    if !tls {
+        return Ok(None);
+    }
+    let ca = match ca {
+        Some(path) => {
+            let text = std::fs::read(path).map_err(|e| format!("--ca {path:?}: {e}"))?;
+            let certs = rustls_pemfile::certs(&mut text.as_slice())
+                .map(|c| c.map(|c| c.to_vec()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let file = CaFile {
+                path: path.to_path_buf(),
+                certs,
+            };
+            // The gateway's trust set (system roots + the file), built by the same code.
+            Trust::load(Some(&file))?.pingora_ca()
+        }
+        None => None,
+    };
+    let sni = sni.unwrap_or_else(|| upstream.ip().to_string());
+    Ok(Some(UpstreamTls { sni, ca, h2 }))
 }
 
 #[async_trait]
@@ -210,7 +276,16 @@ impl ProxyHttp for Bare {
     fn new_ctx(&self) {}
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())));
+        };
+        let mut peer = HttpPeer::new(self.upstream, true, tls.sni.clone());
+        peer.options.ca = tls.ca.clone();
+        if tls.h2 {
+            peer.options.set_http_version(2, 1);
+            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        }
+        Ok(Box::new(peer))
     }
 
     async fn upstream_request_filter(
@@ -232,6 +307,7 @@ impl ProxyHttp for Bare {
 fn bare_proxy(
     listen: SocketAddr,
     upstream: SocketAddr,
+    tls: Option<UpstreamTls>,
     set_headers: Vec<String>,
     remove: Vec<String>,
     threads: usize,
@@ -255,6 +331,7 @@ fn bare_proxy(
     server.bootstrap();
     let bare = Bare {
         upstream,
+        tls,
         set,
         remove,
     };
