@@ -319,10 +319,16 @@ impl EgressProxy {
             lead.land(Arc::clone(&answer));
         }
         ctx.served_revalidated = true;
-        let written = shared::write(session, &answer, &shared::revalidated(), &ctx.req.id).await;
+        // Written from `fail_to_proxy`, after which pingora may not keep the client's
+        // connection (a client that sent its next call on it met a reset in CI): say so in
+        // the answer, as every answer written here does.
+        session.set_keepalive(None);
+        if let Err(e) = shared::write(session, &answer, &shared::revalidated(), &ctx.req.id).await {
+            tracing::debug!(error = %e, "could not write the revalidated answer");
+        }
         FailToProxy {
             error_code: answer.status,
-            can_reuse_downstream: written.is_ok(),
+            can_reuse_downstream: false,
         }
     }
 
