@@ -1,6 +1,10 @@
 //! Configuration in layers, as in river: the file format (`file`: serde, every table rejects
 //! unknown keys), the validation that turns it into the [`Config`] the rest of the gateway
 //! uses (`validate`), and errors that name the key and the line (`errors`).
+//!
+//! Why one long file: it holds the validated types of every table (the contract `reload.rs`
+//! diffs exhaustively) and their unit tests, which are about half of it; moving the tests to
+//! `config/tests.rs` is the planned split.
 
 mod errors;
 mod file;

@@ -7,6 +7,11 @@
 //! the Web API's error shape (`respond`); a failed TLS handshake is classified by `trust`,
 //! never retried when the certificate is at fault, and answered 502 naming the cause.
 //!
+//! Why one long file: it is the `ProxyHttp` impl, whose hooks share `EgressCtx` and must stay
+//! in one `impl` block; each hook calls named functions in the submodules above. What can
+//! move out next: the cache/coalescing glue (`write_revalidated`, the share bookkeeping) into
+//! `shared.rs`.
+//!
 //! ```text
 //! curl 'http://127.0.0.1:8081/v1/search?q=abba&type=track'   # with `spotify-gateway demo`
 //! ```
