@@ -42,8 +42,23 @@ CATALOGUE = {
     "token_request_duration_seconds": ("histogram", {}),
     "token_refreshes_total": ("counter", {"result": {"ok", "invalid_grant", "transient"}}),
     "token_cache_total": ("counter", {"result": {"hit", "miss"}}),
-    "logins_total": ("counter", {"result": {"ok", "denied", "invalid", "error"}}),
+    "logins_total": ("counter", {"result": {"ok", "denied", "not_registered", "not_allowed",
+                                            "invalid", "error"}}),
+    "sessions_ended_total": ("counter", {"reason": {"signed_out", "disconnected",
+                                                    "invalid_grant", "deadline", "revoked"}}),
+    "audit_events_total": ("counter", {"type": None}),
+    "webhook_deliveries_total": ("counter", {"webhook": None,
+                                             "result": {"delivered", "retried", "dropped"}}),
+    "webhook_failing": ("gauge", {"webhook": None}),
+    "webhook_queue_depth": ("gauge", {"webhook": None}),
     "active_sessions": ("gauge", {}),
+    "sessions_reauth_due": ("gauge", {}),
+    "unsaved_sessions": ("gauge", {}),
+    "open_connections": ("gauge", {"listener": LISTENERS}),
+    "connections_refused_total": ("counter", {"listener": LISTENERS}),
+    "header_timeouts_total": ("counter", {"listener": LISTENERS}),
+    "upstream_connections_total": ("counter", {"target": {"api"}}),
+    "upstream_responses_total": ("counter", {"target": {"api"}, "protocol": {"h2", "http/1.1"}}),
     "spotify_rate_limited_total": ("counter", {"reason": {"quota_exceeded", "rate_limited"}}),
     "rate_limited_local_total": ("counter", {"reason": {"quota_exceeded", "rate_limited"}}),
     "rate_limit_blocked_until_timestamp_seconds": ("gauge", {}),
@@ -486,6 +501,8 @@ def cmd_dashboard(path, promql_out):
                 error(f"{where} query {t.get('refId')}: unknown variable in {expr!r}")
             exprs.append(expr)
     unused = sorted(set(CATALOGUE) - used)
+    if unused:
+        error(f"{path}: catalogue metrics without a panel: {', '.join(unused)}")
     shown = [p for p in panels if p.get("type") != "row"]
     info(f"{path}: {len(shown)} panels, {len(exprs)} queries, {len(used)} of {len(CATALOGUE)} "
          f"catalogue metrics" + (f" (not shown: {', '.join(unused)})" if unused else ""))
