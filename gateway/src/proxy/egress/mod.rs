@@ -7,10 +7,11 @@
 //! the Web API's error shape (`respond`); a failed TLS handshake is classified by `trust`,
 //! never retried when the certificate is at fault, and answered 502 naming the cause.
 //!
-//! Why one long file: it is the `ProxyHttp` impl, whose hooks share `EgressCtx` and must stay
-//! in one `impl` block; each hook calls named functions in the submodules above. What can
-//! move out next: the cache/coalescing glue (`write_revalidated`, the share bookkeeping) into
-//! `shared.rs`.
+//! GETs that may share one answer (coalescing, the cache: `quota::flight`, `quota::cache`)
+//! go through `shared`, which adds the share bookkeeping to `EgressProxy`.
+//!
+//! This file is the `ProxyHttp` impl, whose hooks share `EgressCtx` and must stay in one
+//! `impl` block; each hook calls named functions in the submodules above.
 //!
 //! ```text
 //! curl 'http://127.0.0.1:8081/v1/search?q=abba&type=track'   # with `spotify-gateway demo`
@@ -39,14 +40,13 @@ use super::respond::{self, Failure, Upstream};
 use super::{RequestInfo, UpstreamTarget};
 use crate::app::{Gateway, Live};
 use crate::outbound;
-use crate::quota::{
-    cache, cool_down, flight, Answer, AnswerCache, Flights, Joined, Lookup, Priority, Reason,
-};
+use crate::quota::{cool_down, Answer, AnswerCache, Flights, Lookup, Priority, Reason};
 use crate::trust::{self, TlsTarget};
 use identity::Credential;
 use links::{BodyError, LinkMap, LinkRewriter};
 use rate_limit::Refusal;
 use retry::Attempt;
+use shared::Share;
 
 /// Listener name in metrics and logs.
 const LISTENER: &str = "egress";
@@ -60,17 +60,6 @@ pub struct EgressProxy {
     flights: Flights,
     /// Spotify's cacheable answers (`egress.cache_size`).
     cache: AnswerCache,
-}
-
-/// A GET whose answer may be shared (`shared::key`), on its way to Spotify.
-struct Share {
-    key: String,
-    /// Followers wait for this call's answer.
-    lead: Option<flight::Lead>,
-    /// The stale cached answer this call revalidates.
-    stale: Option<Arc<cache::Entry>>,
-    /// The answer, copied as it streams to this caller.
-    capture: Option<shared::Capture>,
 }
 
 #[derive(Default)]
@@ -191,150 +180,6 @@ impl EgressProxy {
         };
         self.answer(session, ctx, failure).await?;
         Ok(true)
-    }
-
-    /// A fresh answer from the cache.
-    async fn cache_hit(
-        &self,
-        session: &mut Session,
-        ctx: &EgressCtx,
-        entry: &cache::Entry,
-    ) -> Result<bool> {
-        self.gw
-            .metrics
-            .answer_cache
-            .with_label_values(&["hit"])
-            .inc();
-        let ttl = entry.ttl().unwrap_or_default().as_secs();
-        shared::write(session, &entry.answer, &shared::hit(ttl), &ctx.req.id).await?;
-        Ok(true)
-    }
-
-    /// A GET that may share an answer: a fresh one from the cache, or a copy of an identical
-    /// call's in flight (`Ok(true)`: answered); else this call goes to Spotify (`Ok(false)`),
-    /// leading the identical calls that come meanwhile, and revalidating a stale cached
-    /// answer when there is one.
-    async fn shared_answer(
-        &self,
-        session: &mut Session,
-        ctx: &mut EgressCtx,
-        key: String,
-        coalesce: bool,
-    ) -> Result<bool> {
-        let count = |result: &str| {
-            self.gw
-                .metrics
-                .answer_cache
-                .with_label_values(&[result])
-                .inc()
-        };
-        loop {
-            let stale = match self.cache.lookup(&key) {
-                Lookup::Fresh(entry) => return self.cache_hit(session, ctx, &entry).await,
-                Lookup::Stale(entry) => Some(entry),
-                Lookup::Miss => None,
-            };
-            let lead = if coalesce {
-                match self.flights.join(&key) {
-                    Joined::Lead(lead) => Some(lead),
-                    Joined::Follow(follower) => {
-                        let left = ctx
-                            .deadline
-                            .map(|d| d.saturating_duration_since(Instant::now()))
-                            .unwrap_or_default();
-                        match tokio::time::timeout(left, follower.answer()).await {
-                            Ok(Some(answer)) => {
-                                count("coalesced");
-                                let status = shared::collapsed();
-                                shared::write(session, &answer, &status, &ctx.req.id).await?;
-                                return Ok(true);
-                            }
-                            // The leader went away without an answer: lead, or follow anew.
-                            Ok(None) => continue,
-                            Err(_) => {
-                                let failure = Failure::DeadlinePassed(
-                                    "An identical call to Spotify did not answer within this \
-                                     call's deadline (egress.total_timeout).",
-                                );
-                                self.answer(session, ctx, failure).await?;
-                                return Ok(true);
-                            }
-                        }
-                    }
-                }
-            } else {
-                None
-            };
-            if stale.is_none() {
-                count("miss");
-            }
-            ctx.share = Some(Share {
-                key,
-                lead,
-                stale,
-                capture: None,
-            });
-            return Ok(false);
-        }
-    }
-
-    /// Copies the answer as it streams to its caller; at its end, stores it in the cache
-    /// when Spotify allows and hands it to the followers.
-    fn capture(&self, body: &Option<bytes::Bytes>, end_of_stream: bool, ctx: &mut EgressCtx) {
-        let Some(share) = &mut ctx.share else {
-            return;
-        };
-        let Some(capture) = &mut share.capture else {
-            return;
-        };
-        if let Some(chunk) = body {
-            if !capture.feed(chunk) {
-                // Too large to share: the followers make their own calls.
-                share.capture = None;
-                share.lead = None;
-                return;
-            }
-        }
-        if end_of_stream {
-            if let Some(capture) = share.capture.take() {
-                let answer = capture.finish();
-                if let Some(policy) = cache::policy(answer.status, &answer.headers) {
-                    self.cache.store(&share.key, Arc::clone(&answer), policy);
-                }
-                if let Some(lead) = share.lead.take() {
-                    lead.land(answer);
-                }
-            }
-        }
-    }
-
-    /// The cached answer Spotify confirmed (304), to this caller and its followers.
-    async fn write_revalidated(
-        &self,
-        session: &mut Session,
-        ctx: &mut EgressCtx,
-        answer: Arc<Answer>,
-    ) -> FailToProxy {
-        self.gw
-            .metrics
-            .answer_cache
-            .with_label_values(&["revalidated"])
-            .inc();
-        if let Some(lead) = ctx.share.as_mut().and_then(|s| s.lead.take()) {
-            lead.land(Arc::clone(&answer));
-        }
-        ctx.served_revalidated = true;
-        // Written from `fail_to_proxy`, after which pingora may not keep the client's
-        // connection (a client that sent its next call on it met a reset in CI): say so in
-        // the answer, as every answer written here does.
-        session.set_keepalive(None);
-        if let Err(e) = shared::write(session, &answer, &shared::revalidated(), &ctx.req.id).await {
-            tracing::debug!(error = %e, "could not write the revalidated answer");
-        }
-        FailToProxy {
-            error_code: answer.status,
-            can_reuse_downstream: false,
-        }
     }
 
     /// Tells every replica about Spotify's 429, with the reason its body gave (once).

@@ -3,7 +3,8 @@
 //! shared answer to another caller, with its `Cache-Status` (RFC 9211).
 //!
 //! The work itself is in `quota::flight` (coalescing) and `quota::cache`; this file is the
-//! egress side of both.
+//! egress side of both: `EgressProxy`'s share bookkeeping (a fresh answer from the cache, a
+//! copy of an identical call's, leading one, storing and handing on what Spotify said).
 
 use std::sync::Arc;
 
@@ -12,8 +13,14 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
+use std::time::Instant;
+
+use pingora::proxy::FailToProxy;
+
 use super::identity::Credential;
-use crate::quota::Answer;
+use super::{EgressCtx, EgressProxy};
+use crate::proxy::respond::Failure;
+use crate::quota::{cache, flight, Answer, Joined, Lookup};
 
 /// The most of an answer held to share it; a larger one streams to its caller alone (and
 /// its followers make their own call). Spotify's largest pages are a few hundred KiB.
@@ -132,5 +139,167 @@ impl Capture {
 
     pub fn finish(self) -> Arc<Answer> {
         Arc::new(Answer::new(self.status, &self.headers, self.body.freeze()))
+    }
+}
+
+/// A GET whose answer may be shared (`key`), on its way to Spotify.
+pub(super) struct Share {
+    pub(super) key: String,
+    /// Followers wait for this call's answer.
+    pub(super) lead: Option<flight::Lead>,
+    /// The stale cached answer this call revalidates.
+    pub(super) stale: Option<Arc<cache::Entry>>,
+    /// The answer, copied as it streams to this caller.
+    pub(super) capture: Option<Capture>,
+}
+
+impl EgressProxy {
+    /// A fresh answer from the cache.
+    pub(super) async fn cache_hit(
+        &self,
+        session: &mut Session,
+        ctx: &EgressCtx,
+        entry: &cache::Entry,
+    ) -> Result<bool> {
+        self.gw
+            .metrics
+            .answer_cache
+            .with_label_values(&["hit"])
+            .inc();
+        let ttl = entry.ttl().unwrap_or_default().as_secs();
+        write(session, &entry.answer, &hit(ttl), &ctx.req.id).await?;
+        Ok(true)
+    }
+
+    /// A GET that may share an answer: a fresh one from the cache, or a copy of an identical
+    /// call's in flight (`Ok(true)`: answered); else this call goes to Spotify (`Ok(false)`),
+    /// leading the identical calls that come meanwhile, and revalidating a stale cached
+    /// answer when there is one.
+    pub(super) async fn shared_answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut EgressCtx,
+        key: String,
+        coalesce: bool,
+    ) -> Result<bool> {
+        let count = |result: &str| {
+            self.gw
+                .metrics
+                .answer_cache
+                .with_label_values(&[result])
+                .inc()
+        };
+        loop {
+            let stale = match self.cache.lookup(&key) {
+                Lookup::Fresh(entry) => return self.cache_hit(session, ctx, &entry).await,
+                Lookup::Stale(entry) => Some(entry),
+                Lookup::Miss => None,
+            };
+            let lead = if coalesce {
+                match self.flights.join(&key) {
+                    Joined::Lead(lead) => Some(lead),
+                    Joined::Follow(follower) => {
+                        let left = ctx
+                            .deadline
+                            .map(|d| d.saturating_duration_since(Instant::now()))
+                            .unwrap_or_default();
+                        match tokio::time::timeout(left, follower.answer()).await {
+                            Ok(Some(answer)) => {
+                                count("coalesced");
+                                let status = collapsed();
+                                write(session, &answer, &status, &ctx.req.id).await?;
+                                return Ok(true);
+                            }
+                            // The leader went away without an answer: lead, or follow anew.
+                            Ok(None) => continue,
+                            Err(_) => {
+                                let failure = Failure::DeadlinePassed(
+                                    "An identical call to Spotify did not answer within this \
+                                     call's deadline (egress.total_timeout).",
+                                );
+                                self.answer(session, ctx, failure).await?;
+                                return Ok(true);
+                            }
+                        }
+                    }
+                }
+            } else {
+                None
+            };
+            if stale.is_none() {
+                count("miss");
+            }
+            ctx.share = Some(Share {
+                key,
+                lead,
+                stale,
+                capture: None,
+            });
+            return Ok(false);
+        }
+    }
+
+    /// Copies the answer as it streams to its caller; at its end, stores it in the cache
+    /// when Spotify allows and hands it to the followers.
+    pub(super) fn capture(
+        &self,
+        body: &Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut EgressCtx,
+    ) {
+        let Some(share) = &mut ctx.share else {
+            return;
+        };
+        let Some(capture) = &mut share.capture else {
+            return;
+        };
+        if let Some(chunk) = body {
+            if !capture.feed(chunk) {
+                // Too large to share: the followers make their own calls.
+                share.capture = None;
+                share.lead = None;
+                return;
+            }
+        }
+        if end_of_stream {
+            if let Some(capture) = share.capture.take() {
+                let answer = capture.finish();
+                if let Some(policy) = cache::policy(answer.status, &answer.headers) {
+                    self.cache.store(&share.key, Arc::clone(&answer), policy);
+                }
+                if let Some(lead) = share.lead.take() {
+                    lead.land(answer);
+                }
+            }
+        }
+    }
+
+    /// The cached answer Spotify confirmed (304), to this caller and its followers.
+    pub(super) async fn write_revalidated(
+        &self,
+        session: &mut Session,
+        ctx: &mut EgressCtx,
+        answer: Arc<Answer>,
+    ) -> FailToProxy {
+        self.gw
+            .metrics
+            .answer_cache
+            .with_label_values(&["revalidated"])
+            .inc();
+        if let Some(lead) = ctx.share.as_mut().and_then(|s| s.lead.take()) {
+            lead.land(Arc::clone(&answer));
+        }
+        ctx.served_revalidated = true;
+        // Written from `fail_to_proxy`, after which pingora may not keep the client's
+        // connection (a client that sent its next call on it met a reset in CI): say so in
+        // the answer, as every answer written here does.
+        session.set_keepalive(None);
+        if let Err(e) = write(session, &answer, &revalidated(), &ctx.req.id).await {
+            tracing::debug!(error = %e, "could not write the revalidated answer");
+        }
+        FailToProxy {
+            error_code: answer.status,
+            can_reuse_downstream: false,
+        }
     }
 }
