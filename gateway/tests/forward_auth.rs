@@ -174,12 +174,7 @@ async fn a_session_that_ended_is_cleared_in_the_check_answer() {
     let s = stack().await;
     let browser = browser();
     let trip = login(&browser, &s.gw, "alice", "/").await;
-    let resp = browser
-        .post(format!("{}/auth/logout", s.gw.public_url()))
-        .send()
-        .await
-        .expect("logout");
-    assert_eq!(resp.status(), 200);
+    logout(&browser, &s.gw).await;
     // The old cookie, sent again (a browser that missed the sign-out).
     let resp = check(&plain(), &s.gw, APP_HOST, "/")
         .header("cookie", trip.session_cookie())

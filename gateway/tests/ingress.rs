@@ -113,12 +113,7 @@ async fn whole_flow(kind: IngressKind) {
     );
 
     // Sign-out at the gateway: the next visit goes to the login again.
-    let resp = browser
-        .post(format!("{}/auth/logout", s.gw.public_url()))
-        .send()
-        .await
-        .expect("logout");
-    assert_eq!(resp.status(), 200);
+    logout(&browser, &s.gw).await;
     let resp = visit(&browser, &original).await;
     assert_eq!(resp.status(), 302, "{kind:?}");
     assert_eq!(return_to_of(&location(&resp)), original, "{kind:?}");

@@ -113,12 +113,7 @@ async fn logs_at_trace_level_carry_no_secret() {
         egress(&s.gw, "/v1/search?q=abba&type=track", None).await,
         200
     );
-    let resp = b
-        .post(format!("{}/auth/logout", s.gw.public_url()))
-        .send()
-        .await
-        .expect("logout");
-    assert_eq!(resp.status(), 200);
+    logout(&b, &s.gw).await;
 
     // Everything secret that crossed the gateway, as the mock saw it.
     let mut secrets: Vec<String> = vec![CLIENT_SECRET.into(), SESSION_SECRET.into(), assertion];

@@ -174,12 +174,7 @@ async fn a_websocket_upgrade_needs_a_session_and_carries_its_identity() {
     assert_eq!(state.upgrades.load(Ordering::SeqCst), 1);
 
     // Signed out: the next upgrade is refused again.
-    let resp = browser
-        .post(format!("{}/auth/logout", s.gw.public_url()))
-        .send()
-        .await
-        .expect("logout");
-    assert_eq!(resp.status(), 200);
+    logout(&browser, &s.gw).await;
     match tokio_tungstenite::connect_async(ws_request(&s, Some(&cookie))).await {
         Err(WsError::Http(resp)) => assert_eq!(resp.status(), 401),
         Err(other) => panic!("expected a 401 answer, got {other}"),

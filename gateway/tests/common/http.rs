@@ -191,3 +191,14 @@ pub async fn metric_value(gw: &Gateway, series: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Signs the browser out at the gateway (`POST /auth/logout`); the answer must be 200.
+pub async fn logout(browser: &reqwest::Client, gw: &Gateway) -> reqwest::Response {
+    let resp = browser
+        .post(format!("{}/auth/logout", gw.public_url()))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(resp.status(), 200, "sign-out");
+    resp
+}
