@@ -209,10 +209,7 @@ async fn without_a_token_the_admin_api_is_off_and_the_command_says_so() {
 /// Writes a live session of `user` under `key` into the shared store, sealed as the gateway
 /// seals it (the mock Spotify knows three users, so 250 real logins are not possible).
 async fn seed_session(store: &dyn Store, keys: &Keyring, user: &str, key: &str) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64;
+    let now = now_millis();
     let record = SessionRecord {
         user_id: user.into(),
         account_id: Some(format!("acc-{user}")),

@@ -274,13 +274,6 @@ fn claims_of(assertion: &str) -> Claims {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("claims")
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Login: state, login cookie, code, error
 // ---------------------------------------------------------------------------------------------

@@ -99,13 +99,6 @@ async fn page(b: &reqwest::Client, gw: &Gateway, path: &str) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.expect("body"))
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn within_a_week_of_the_deadline_a_browser_is_offered_a_re_consent_that_replaces_the_session()
 {

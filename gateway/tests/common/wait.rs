@@ -70,3 +70,16 @@ pub async fn wait_until_explained<F, Fut>(
         tokio::time::sleep(POLL_INTERVAL.min(deadline - now)).await;
     }
 }
+
+/// The wall clock as Unix seconds (expiry claims, `reauth_by`).
+pub fn now_secs() -> u64 {
+    now_millis() / 1000
+}
+
+/// The wall clock as Unix milliseconds (the store's record times).
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
