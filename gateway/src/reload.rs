@@ -83,6 +83,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         forward_auth,
         access,
         admin,
+        webhooks,
     } = old;
     let mut out = Vec::new();
     compare!(out, "spotify", SpotifyConfig, spotify, new.spotify, {
@@ -176,6 +177,13 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     compare!(out, "admin", AdminConfig, admin, new.admin, {
         token: Live,
     });
+    // Each webhook has its own queue, client and task, made at start.
+    if *webhooks != new.webhooks {
+        out.push(Change {
+            key: "webhooks",
+            effect: Effect::Restart,
+        });
+    }
     out
 }
 
