@@ -258,6 +258,11 @@ mod tests {
                 change("forward_auth", Live),
             ),
             (
+                "[session]",
+                "[[webhooks]]\nurl = \"https://hooks.example/a\"\nsecret_env = \"CLIENT_SECRET\"\n[session]",
+                change("webhooks", Restart),
+            ),
+            (
                 "scopes = [\"user-read-email\"]",
                 "scopes = [\"user-read-email\", \"user-top-read\"]",
                 change("spotify.scopes", Live),

@@ -284,12 +284,15 @@ async fn every_event_is_one_audit_line_with_the_user_hashed_and_nothing_secret()
 }
 
 /// `server.log_user_id = true` names the user; a session that reaches its deadline ends with
-/// one `session.ended` (reason `deadline`), whichever way the gateway notices first.
+/// one `session.ended` (reason `deadline`), whichever way the gateway notices first. With
+/// `log_format = "json"` the audit line is still the bare event, not wrapped in a log record,
+/// and SIGHUP turning `log_user_id` off hashes the next events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_log_user_id_the_user_is_plain_and_the_deadline_ends_a_session_once() {
     let s = Stack::builder()
         .app(App::Echo)
         .set("server.log_user_id", true)
+        .set("server.log_format", "json")
         .set("session.reauth_after", "2s")
         .start()
         .await;
@@ -318,6 +321,31 @@ async fn with_log_user_id_the_user_is_plain_and_the_deadline_ends_a_session_once
             .await,
         1.0
     );
+    // The other lines are JSON log records; none of them is an audit event a second time.
+    let log = s.gw.log();
+    assert!(
+        log.lines().any(|l| l.contains("\"target\":\"access\"")),
+        "{log}"
+    );
+    assert!(!log.contains("\"target\":\"audit\""), "{log}");
+
+    // SIGHUP: log_user_id off from the next event on.
+    let config = s.gw.config().set("server.log_user_id", false);
+    s.gw.write_config(&config);
+    // SAFETY: plain kill(2) on the gateway child's pid.
+    unsafe { libc::kill(s.gw.pid(), libc::SIGHUP) };
+    s.gw.wait_until(WAIT, "the reload", || async {
+        s.gw.log().contains("config reloaded")
+    })
+    .await;
+    login(&b, &s.gw, "alice", "/").await;
+    s.gw.wait_until(WAIT, "a second login.succeeded", || async {
+        of_type(&audit_lines(&s.gw), "login.succeeded").len() == 2
+    })
+    .await;
+    let second = of_type(&audit_lines(&s.gw), "login.succeeded")[1].clone();
+    assert_eq!(second["user_hashed"], true, "{second}");
+    assert_ne!(second["user"], "alice");
 }
 
 /// A receiver that answers 500 twice, then 200: three attempts of the same event, each signed

@@ -109,6 +109,11 @@ impl Webhooks {
         Ok(Webhooks { queues })
     }
 
+    /// Events waiting in all queues (not counting those being delivered).
+    pub fn queued(&self) -> usize {
+        self.queues.iter().map(|q| depth(&q.tx) as usize).sum()
+    }
+
     /// Queues `body` (an event of `event_type`) for every webhook that wants it. Never waits:
     /// a full queue drops the event and counts it.
     pub(super) fn enqueue(&self, event_type: &'static str, body: &Value) {
