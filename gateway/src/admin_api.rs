@@ -171,6 +171,11 @@ async fn revoke(gw: &Gateway, user: &str) -> Response<Vec<u8>> {
     match gw.sessions.revoke_user(user).await {
         Ok(ended) => {
             tracing::info!(sessions = ended, "admin API: a user was revoked");
+            gw.events.emit(
+                crate::events::Event::new(crate::events::Kind::Revoked)
+                    .user(user, None)
+                    .sessions_ended(ended),
+            );
             answer(200, json!({ "user_id": user, "sessions_ended": ended }))
         }
         Err(e) => store_failed(e),

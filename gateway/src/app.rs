@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::{AccessConfig, Config, EgressConfig, ForwardAuthConfig};
 use crate::crypto::Keyring;
+use crate::events::{Events, Webhooks};
 use crate::metrics::Metrics;
 use crate::oauth::TokenEndpoint;
 use crate::outbound::Outbound;
@@ -69,6 +70,8 @@ pub struct Gateway {
     pub token_endpoint: Arc<TokenEndpoint>,
     pub app_tokens: AppTokens,
     pub sessions: Arc<Sessions>,
+    /// Audit events: the `audit` log target, the metrics and `[[webhooks]]`.
+    pub events: Arc<Events>,
     /// After Spotify's 429, no call from any replica until `Retry-After` has passed.
     pub cool_down: Arc<CoolDown>,
     /// `egress.budget_per_30s`: calls to Spotify per rolling 30 s, shared on Redis.
@@ -99,6 +102,13 @@ impl Gateway {
             &config.session.secret,
             config.session.previous_secret.as_ref(),
         );
+        let webhooks = Webhooks::start(&config.webhooks, &metrics)?;
+        let events = Arc::new(Events::new(
+            &keys,
+            config.server.log_user_id,
+            metrics.clone(),
+            webhooks,
+        ));
         let cool_down = CoolDown::new(Arc::clone(&store), metrics.clone());
         let budget = config
             .egress
@@ -111,6 +121,7 @@ impl Gateway {
             config.session.lifetime,
             config.session.reauth_after,
             metrics.clone(),
+            events.clone(),
         ));
         Ok(Arc::new(Gateway {
             live: RwLock::new(Arc::new(Live::of(&config))),
@@ -122,6 +133,7 @@ impl Gateway {
             token_endpoint,
             app_tokens,
             sessions,
+            events,
             cool_down,
             budget,
             listening: AtomicBool::new(false),
@@ -151,11 +163,11 @@ impl Gateway {
         let keys_changed = changes
             .iter()
             .any(|c| c.key == "session.secret" || c.key == "session.previous_secret");
-        if keys_changed {
-            self.sessions.set_keys(Keyring::new(
-                &new.session.secret,
-                new.session.previous_secret.as_ref(),
-            ));
+        let new_keys = keys_changed
+            .then(|| Keyring::new(&new.session.secret, new.session.previous_secret.as_ref()));
+        self.events.reconfigure(live.log_user_id, new_keys.as_ref());
+        if let Some(keys) = new_keys {
+            self.sessions.set_keys(keys);
         }
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
         Ok(Report::from_changes(&changes))

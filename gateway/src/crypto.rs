@@ -48,6 +48,8 @@ struct KeySet {
     assertion: [u8; 32],
     /// HMAC keyed with `assertion`, its key blocks already hashed: cloned per assertion.
     assertion_mac: HmacSha256,
+    /// Hashes user ids in audit events and webhooks (`events`).
+    audit: [u8; 32],
 }
 
 impl KeySet {
@@ -67,6 +69,7 @@ impl KeySet {
             assertion,
             assertion_mac: <HmacSha256 as Mac>::new_from_slice(&assertion)
                 .expect("HMAC takes any key length"),
+            audit: derive(b"audit-user-id"),
         }
     }
 
@@ -156,6 +159,12 @@ impl Keyring {
 
     pub fn assertion_key(&self) -> &[u8; 32] {
         &self.current.assertion
+    }
+
+    /// The key of the user hash in audit events (`events::UserHasher`): its own label, so
+    /// the hash says nothing about any other key.
+    pub fn audit_key(&self) -> &[u8; 32] {
+        &self.current.audit
     }
 
     pub fn previous_assertion_key(&self) -> Option<&[u8; 32]> {

@@ -4,7 +4,8 @@
 //! `server` runs as pingora services; `config` loads and validates; `oauth` talks to Spotify's
 //! token endpoint; `session` keeps logins and sessions, `store` persists them, `tokens`
 //! refreshes them; `trust` is the one set of roots both clients to Spotify use; `host` the one `host[:port]` grammar; `proxy` holds the public and egress listeners; `admin` serves metrics and
-//! probes; `demo` (cargo feature `demo`) embeds the mock Spotify.
+//! probes; `events` writes audit events to the log and to webhooks; `demo` (cargo feature `demo`) embeds
+//! the mock Spotify.
 
 pub mod admin;
 pub mod admin_api;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod crypto;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod events;
 pub mod host;
 pub mod listeners;
 pub mod logging;

@@ -32,13 +32,22 @@ fn env_filter(level: &str) -> EnvFilter {
         .unwrap_or_else(|| EnvFilter::new("info"))
 }
 
+/// [`env_filter`] with the audit target always on (`log_level = "warn"` or `"off"` included).
+fn with_audit(filter: EnvFilter) -> EnvFilter {
+    match format!("{}=info", crate::events::AUDIT_TARGET).parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
 /// Libraries at `info` at most; our crates unrestricted (the level filter decides).
 fn caps() -> Targets {
     let mut t = Targets::new().with_default(LevelFilter::INFO);
     for krate in OUR_CRATES {
         t = t.with_target(*krate, LevelFilter::TRACE);
     }
-    t
+    // Printed by their own layer, as bare JSON lines.
+    t.with_target(crate::events::AUDIT_TARGET, LevelFilter::OFF)
 }
 
 /// The `log` crate's own level gate, for the libraries that log through it (pingora). Its
@@ -61,7 +70,7 @@ fn log_crate_level(filter: &EnvFilter) -> log::LevelFilter {
 pub fn init(format: LogFormat, level: &str) {
     let filter = env_filter(level);
     let log_level = log_crate_level(&filter);
-    let (filter, handle) = reload::Layer::new(filter);
+    let (filter, handle) = reload::Layer::new(with_audit(filter));
     // Colour codes only for a person at a terminal: in a file, a pipe or a log collector they
     // are noise that breaks grep and parsers.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -79,6 +88,9 @@ pub fn init(format: LogFormat, level: &str) {
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(output.with_filter(caps()))
+        .with(crate::events::AuditLayer.with_filter(
+            Targets::new().with_target(crate::events::AUDIT_TARGET, LevelFilter::INFO),
+        ))
         .try_init();
     // A second init (tests, demo) keeps the first subscriber.
     if installed.is_ok() {
@@ -93,7 +105,7 @@ pub fn set_level(level: &str) -> Result<(), String> {
     let filter = env_filter(level);
     let log_level = log_crate_level(&filter);
     handle
-        .reload(filter)
+        .reload(with_audit(filter))
         .map_err(|e| format!("cannot change the log level: {e}"))?;
     log::set_max_level(log_level);
     Ok(())

@@ -39,6 +39,11 @@ pub struct Metrics {
     pub upstream_tls_failures: IntCounterVec,
     pub upstream_connections: IntCounterVec,
     pub upstream_responses: IntCounterVec,
+    pub audit_events: IntCounterVec,
+    pub sessions_ended: IntCounterVec,
+    pub webhook_deliveries: IntCounterVec,
+    pub webhook_failing: IntGaugeVec,
+    pub webhook_queue_depth: IntGaugeVec,
 }
 
 /// Registers each metric as it is made, so a metric cannot be made and forgotten.
@@ -233,6 +238,33 @@ impl Metrics {
                 "upstream_responses_total",
                 "Answers from Spotify's API by the HTTP version negotiated (h2, http/1.1)",
                 &["target", "protocol"],
+            ),
+            audit_events: b.counters(
+                "audit_events_total",
+                "Audit events emitted (events module), by type (login.succeeded, ...)",
+                &["type"],
+            ),
+            sessions_ended: b.counters(
+                "sessions_ended_total",
+                "Sessions ended, by reason (signed_out, disconnected, invalid_grant, deadline, \
+                 revoked)",
+                &["reason"],
+            ),
+            webhook_deliveries: b.counters(
+                "webhook_deliveries_total",
+                "Webhook delivery outcomes, by webhook name and result (delivered; retried: an \
+                 extra attempt after a failure; dropped: queue full or retries given up)",
+                &["webhook", "result"],
+            ),
+            webhook_failing: b.gauges(
+                "webhook_failing",
+                "1 while the latest delivery attempt to the webhook failed, 0 after a success",
+                &["webhook"],
+            ),
+            webhook_queue_depth: b.gauges(
+                "webhook_queue_depth",
+                "Events waiting in the webhook's queue (besides the one being delivered)",
+                &["webhook"],
             ),
             registry: b.registry,
         }

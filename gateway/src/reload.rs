@@ -83,6 +83,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         forward_auth,
         access,
         admin,
+        webhooks,
     } = old;
     let mut out = Vec::new();
     compare!(out, "spotify", SpotifyConfig, spotify, new.spotify, {
@@ -176,6 +177,13 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     compare!(out, "admin", AdminConfig, admin, new.admin, {
         token: Live,
     });
+    // Each webhook has its own queue, client and task, made at start.
+    if *webhooks != new.webhooks {
+        out.push(Change {
+            key: "webhooks",
+            effect: Effect::Restart,
+        });
+    }
     out
 }
 
@@ -248,6 +256,11 @@ mod tests {
                 "[session]",
                 "[forward_auth]\nallowed_hosts = [\"a.example\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\n[session]",
                 change("forward_auth", Live),
+            ),
+            (
+                "[session]",
+                "[[webhooks]]\nurl = \"https://hooks.example/a\"\nsecret_env = \"CLIENT_SECRET\"\n[session]",
+                change("webhooks", Restart),
             ),
             (
                 "scopes = [\"user-read-email\"]",

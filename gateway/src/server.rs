@@ -229,5 +229,13 @@ impl BackgroundService for Lifecycle {
         // One more try for refreshed sessions the store has not taken, before the exit.
         self.gw.sessions.save_unsaved().await;
         tracing::info!("shutdown started: /readyz now fails, finishing in-flight requests");
+        let queued = self.gw.events.webhooks().queued();
+        if queued > 0 {
+            tracing::warn!(
+                queued,
+                "webhook events are still queued at shutdown: delivery goes on during \
+                 server.grace_period; what is left at the exit is lost (the audit log has them)"
+            );
+        }
     }
 }

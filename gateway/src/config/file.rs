@@ -23,6 +23,8 @@ pub(super) struct FileConfig {
     pub(super) access: FileAccess,
     #[serde(default)]
     pub(super) admin: FileAdmin,
+    #[serde(default)]
+    pub(super) webhooks: Vec<super::webhooks::FileWebhook>,
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,7 @@ mod errors;
 mod file;
 mod validate;
 mod values;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use serde::{Serialize, Serializer};
 use url::Url;
 
 pub use errors::{ConfigError, ConfigIssue};
+pub use webhooks::{WebhookConfig, EVENT_TYPES};
 
 use crate::secret::Secret;
 use errors::{key_at, line_of};
@@ -53,6 +55,8 @@ pub struct Config {
     pub forward_auth: Option<ForwardAuthConfig>,
     pub access: AccessConfig,
     pub admin: AdminConfig,
+    /// `[[webhooks]]`: receivers of the audit events (`events::webhooks`).
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// `[admin]`: the admin API (`/admin/v1/...` on the admin listener, `admin.rs`).

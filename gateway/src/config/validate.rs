@@ -48,6 +48,7 @@ impl Validator<'_> {
             forward_auth,
             access,
             admin,
+            webhooks,
         } = file;
         let listen = self.listen(listen);
         let spotify = self.spotify(spotify);
@@ -62,6 +63,7 @@ impl Validator<'_> {
         };
         let access = self.access(access);
         let admin = self.admin(admin);
+        let webhooks = self.webhooks(webhooks);
         let config = Config {
             spotify: spotify?,
             listen: listen?,
@@ -73,6 +75,7 @@ impl Validator<'_> {
             forward_auth,
             access: access?,
             admin: admin?,
+            webhooks: webhooks?,
         };
         self.cross_checks(&config);
         Some(config)

@@ -39,9 +39,13 @@ pub enum LoginError {
     /// Development mode: the user is not registered in the app's dashboard (Spotify's 403).
     #[error("the user is not registered for this app in Spotify's developer dashboard")]
     NotRegistered,
-    /// `[access]` refuses this user (neither the user nor the product is allowed).
+    /// `[access]` refuses this user (neither the user nor the product is allowed). The ids
+    /// are for the audit event; the message never shows them.
     #[error("the user is not allowed to sign in here ([access])")]
-    NotAllowed,
+    NotAllowed {
+        user_id: String,
+        account_id: Option<String>,
+    },
     #[error(transparent)]
     Token(TokenError),
     #[error(transparent)]
@@ -54,6 +58,7 @@ pub struct NewSession {
     pub cookie_value: String,
     pub return_to: String,
     pub user_id: String,
+    pub account_id: Option<String>,
 }
 
 /// What the callback's query carries.
@@ -154,7 +159,10 @@ impl Sessions {
             profile.account_id.as_deref(),
             profile.product.as_deref(),
         ) {
-            return Err(LoginError::NotAllowed);
+            return Err(LoginError::NotAllowed {
+                user_id: profile.id,
+                account_id: profile.account_id,
+            });
         }
 
         let sid = crypto::random_id();
@@ -199,6 +207,7 @@ impl Sessions {
                 .map_err(|e| self.store_error(e))?;
         }
         let user_id = record.user_id.clone();
+        let account_id = record.account_id.clone();
         self.user_keys
             .insert(user_id.clone(), Arc::clone(&key))
             .await;
@@ -209,6 +218,7 @@ impl Sessions {
             cookie_value: keys.seal(Purpose::SessionCookie, b"", sid.as_bytes()),
             return_to: pending.return_to,
             user_id,
+            account_id,
         })
     }
 }

@@ -36,7 +36,7 @@ impl Sessions {
             if !s.is_expired() {
                 return Ok(Some(s));
             }
-            self.cache.invalidate(key).await;
+            self.forget_expired(key).await;
             return Ok(None);
         }
         if self.has_ended(key) {

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::record::{LiveSession, SessionRecord};
 use crate::clock::now_ms;
 use crate::crypto::{Keyring, Purpose};
+use crate::events::{EndReason, Event, Events, Kind};
 use crate::metrics::Metrics;
 use crate::oauth::{TokenEndpoint, TokenError};
 use crate::store::{Invalidation, Namespace, Store, StoreError, StoreErrorKind};
@@ -26,6 +27,10 @@ const USER_INDEX_TTL: Duration = Duration::from_secs(60);
 /// deleted finishes within a store round trip (at most a few seconds); remembering far longer
 /// than that costs a few bytes per ended session.
 const ENDED_MEMORY: Duration = Duration::from_secs(5 * 60);
+
+/// How long replicas remember that a session's deadline was reported (its `session.ended`
+/// event): longer than any replica keeps the session cached (`CACHE_IDLE`).
+const DEADLINE_REPORT_MEMORY: Duration = Duration::from_secs(60 * 60);
 
 /// From this long before its deadline, a browser is offered a re-consent (`proxy::public`).
 pub const REAUTH_NOTICE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -66,6 +71,8 @@ pub struct Sessions {
     /// `session.reauth_after`: the deadline is this long after a login.
     pub(super) reauth_after: Duration,
     pub(crate) metrics: Arc<Metrics>,
+    /// Audit events of sessions ending by themselves (`invalid_grant`, the deadline).
+    pub(crate) events: Arc<Events>,
     /// `token_cache_total{result}` children, resolved once: counted on every egress call.
     pub(crate) token_cache_hits: prometheus::IntCounter,
     pub(crate) token_cache_misses: prometheus::IntCounter,
@@ -79,6 +86,7 @@ impl Sessions {
         lifetime: Duration,
         reauth_after: Duration,
         metrics: Arc<Metrics>,
+        events: Arc<Events>,
     ) -> Sessions {
         let cache: moka::future::Cache<Arc<str>, Arc<LiveSession>> = moka::future::Cache::builder()
             .max_capacity(CACHE_CAPACITY)
@@ -131,6 +139,7 @@ impl Sessions {
             token_cache_hits: metrics.token_cache.with_label_values(&["hit"]),
             token_cache_misses: metrics.token_cache.with_label_values(&["miss"]),
             metrics,
+            events,
         }
     }
 
@@ -278,6 +287,33 @@ impl Sessions {
         Ok(aged)
     }
 
+    /// Drops the expired cached copy under `key`. When it went at its re-consent deadline
+    /// (not signed out, not ended elsewhere), that is a `session.ended` event with reason
+    /// `deadline`: reported once — by whoever removes the copy here, and across replicas by
+    /// whoever takes the store's lock named for it (Redis; a single process always does).
+    pub(crate) async fn forget_expired(&self, key: &str) {
+        let Some(s) = self.cache.remove(key).await else {
+            return;
+        };
+        if s.is_ended() || self.has_ended(key) || !s.reauth_due_within(Duration::ZERO) {
+            return;
+        }
+        let report = self
+            .store
+            .lock(
+                &format!("deadline-reported:{key}"),
+                &crate::crypto::random_id(),
+                DEADLINE_REPORT_MEMORY,
+            )
+            .await;
+        if let Ok(true) = report {
+            self.events.emit(
+                Event::new(Kind::Ended(EndReason::Deadline))
+                    .user(s.user_id(), s.with_record(|r| r.account_id.clone())),
+            );
+        }
+    }
+
     /// Whether the session under `key` ended lately on any replica this one heard of.
     pub(super) fn has_ended(&self, key: &str) -> bool {
         self.ended.contains_key(key)
@@ -356,6 +392,17 @@ impl Sessions {
             }
         }
         self.cache.run_pending_tasks().await;
+        // Sessions in memory that reached their deadline since they were last used: their
+        // `session.ended` event is due now, not at the next request (which may never come).
+        let due: Vec<Arc<str>> = self
+            .cache
+            .iter()
+            .filter(|(_, s)| s.is_expired())
+            .map(|(k, _)| Arc::clone(&*k))
+            .collect();
+        for key in due {
+            self.forget_expired(&key).await;
+        }
         match self.store.count(Namespace::Session).await {
             Ok(n) => self.metrics.active_sessions.set(n as i64),
             Err(e) => {
@@ -472,13 +519,16 @@ backend = "memory"
             )
             .expect("endpoint"),
         );
+        let keys = Keyring::new(&config.session.secret, None);
+        let events = Arc::new(Events::without_webhooks(&keys, metrics.clone()));
         Sessions::new(
             Arc::new(MemoryStore::default()),
-            Keyring::new(&config.session.secret, None),
+            keys,
             endpoint,
             HOUR,
             HOUR,
             metrics,
+            events,
         )
     }
 

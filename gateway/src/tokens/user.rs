@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::is_fresh;
 use crate::clock::now_ms;
 use crate::crypto;
+use crate::events::{EndReason, Event, Kind};
 use crate::oauth::TokenError;
 use crate::secret::AccessToken;
 use crate::session::{LiveSession, Scopes, SessionError, Sessions};
@@ -193,6 +194,13 @@ impl Sessions {
                 tracing::info!("refresh token refused (invalid_grant): ending the session");
                 // Best effort: the cache entry is gone either way.
                 let _ = self.end(&session.key).await;
+                // Once: this replica holds the refresh lock, and the session is now ended. The
+                // refresh runs as its own task, so no request id.
+                self.events
+                    .emit(Event::new(Kind::Ended(EndReason::InvalidGrant)).user(
+                        session.user_id(),
+                        session.with_record(|r| r.account_id.clone()),
+                    ));
                 Err(SessionError::Ended)
             }
             Err(e) => {

@@ -20,7 +20,7 @@
 //!   listener; `http.rs`: browsers, logins and raw requests; `redis.rs`: a real redis-server;
 //!   `proxy.rs`: a real CONNECT proxy (tinyproxy);
 //!   `ingress.rs`: real nginx and Caddy asking the gateway's `/auth/check`;
-//!   `wait.rs`: [`wait_until`].
+//!   `wait.rs`: [`wait_until`]; `webhook.rs`: a real receiver of the gateway's webhooks.
 //!
 //! Nothing here names a path of the gateway library: the few tests that use it (store_backends.rs,
 //! the imports at the top of security.rs, browser.rs's sample app) do so themselves.
@@ -36,6 +36,7 @@ mod proxy;
 mod redis;
 mod stack;
 mod wait;
+mod webhook;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -51,6 +52,7 @@ pub use proxy::*;
 pub use redis::*;
 pub use stack::*;
 pub use wait::*;
+pub use webhook::*;
 
 pub const CLIENT_ID: &str = "test-client-id";
 pub const CLIENT_SECRET: &str = "test-client-secret-do-not-log";

@@ -15,6 +15,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::{PublicCtx, PublicProxy};
+use crate::events::{Event, Kind};
 use crate::pages;
 use crate::proxy::respond::{respond_html, respond_json, wants_html, Failure};
 use crate::session::LiveSession;
@@ -76,6 +77,12 @@ impl PublicProxy {
         tracing::info!(
             sessions = ended,
             "a user disconnected: their sessions are deleted"
+        );
+        self.gw.events.emit(
+            Event::new(Kind::Disconnected)
+                .user(live.user_id(), live.with_record(|r| r.account_id.clone()))
+                .request(&ctx.req.id)
+                .sessions_ended(ended),
         );
         let clear = [
             ("set-cookie", self.cookies.clear(&self.cookies.session)),

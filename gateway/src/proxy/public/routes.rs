@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::paths::{self, query_param, safe_return_to, urlencode, AuthRoute};
 use super::{PublicCtx, PublicProxy};
+use crate::events::{Event, Kind};
 use crate::oauth::TokenError;
 use crate::pages;
 use crate::proxy::respond::{redirect, respond_html, respond_json, wants_html, Failure};
@@ -120,6 +121,11 @@ impl PublicProxy {
             Ok(new) => {
                 logins.with_label_values(&["ok"]).inc();
                 tracing::info!("login completed");
+                self.gw.events.emit(
+                    Event::new(Kind::LoginSucceeded)
+                        .user(new.user_id.clone(), new.account_id.clone())
+                        .request(&ctx.req.id),
+                );
                 if let Some(old) = replaced {
                     // Best effort: the browser holds only the new cookie from now on.
                     if self.gw.sessions.end(&old.key).await.is_ok() {
@@ -140,15 +146,25 @@ impl PublicProxy {
             }
             Err(LoginError::Denied) => {
                 logins.with_label_values(&["denied"]).inc();
+                self.gw
+                    .events
+                    .emit(Event::new(Kind::LoginDenied).request(&ctx.req.id));
                 return self.access_denied(session).await;
             }
-            Err(e @ (LoginError::NotRegistered | LoginError::NotAllowed)) => {
-                let result = if matches!(e, LoginError::NotRegistered) {
-                    "not_registered"
-                } else {
-                    "not_allowed"
+            Err(e @ (LoginError::NotRegistered | LoginError::NotAllowed { .. })) => {
+                // Not registered: Spotify refused the profile call, so no user id is known.
+                let (result, event) = match &e {
+                    LoginError::NotAllowed {
+                        user_id,
+                        account_id,
+                    } => (
+                        "not_allowed",
+                        Event::new(Kind::LoginNotAllowed).user(user_id.clone(), account_id.clone()),
+                    ),
+                    _ => ("not_registered", Event::new(Kind::LoginNotRegistered)),
                 };
                 logins.with_label_values(&[result]).inc();
+                self.gw.events.emit(event.request(&ctx.req.id));
                 tracing::info!(result, "login refused: {e}");
                 return self.login_refused(session, &e).await;
             }
@@ -242,6 +258,11 @@ impl PublicProxy {
                     return self.problem(session, ctx, Failure::StoreUnavailable).await;
                 }
                 tracing::info!("signed out");
+                self.gw.events.emit(
+                    Event::new(Kind::SignedOut)
+                        .user(s.user_id(), s.with_record(|r| r.account_id.clone()))
+                        .request(&ctx.req.id),
+                );
             }
             Ok(None) => {}
             Err(_) => return self.problem(session, ctx, Failure::StoreUnavailable).await,
