@@ -1,0 +1,360 @@
+//! The config's unit tests: parsing, every validation error with its key and line, defaults.
+
+use super::*;
+
+/// The environment the test configs read their secrets from.
+pub(crate) fn env(name: &str) -> Option<String> {
+    match name {
+        "CLIENT_SECRET" => Some("s3cr3t-client".into()),
+        "SESSION_SECRET" => Some("0123456789abcdef0123456789abcdef-session".into()),
+        "PROXY_CREDENTIALS" => Some("gateway:s3cr3t-proxy".into()),
+        _ => None,
+    }
+}
+
+/// A minimal valid config (secrets from [`env`]).
+pub(crate) const GOOD: &str = r#"
+[spotify]
+client_id = "abc"
+client_secret_env = "CLIENT_SECRET"
+redirect_uri = "http://127.0.0.1:8080/auth/callback"
+scopes = ["user-read-email"]
+
+[session]
+secret_env = "SESSION_SECRET"
+"#;
+
+fn issues(text: &str) -> Vec<ConfigIssue> {
+    match Config::parse(text, "test.toml", &env) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.issues().to_vec(),
+    }
+}
+
+#[test]
+fn good_config_gets_defaults() {
+    let c = Config::parse(GOOD, "t", &env).expect("valid");
+    assert_eq!(c.listen.egress, "127.0.0.1:8081".parse().unwrap());
+    assert_eq!(c.spotify.flow, Flow::AuthorizationCode);
+    assert_eq!(c.egress.public_base_url.as_str(), "http://127.0.0.1:8081/");
+    assert!(matches!(c.store, StoreConfig::File { .. }));
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let text = GOOD.replace("scopes =", "colour = \"red\"\nscopes =");
+    let i = issues(&text);
+    assert_eq!(i[0].key, "spotify.colour");
+    assert_eq!(i[0].line, Some(6));
+    assert!(i[0].message.contains("unknown field"), "{}", i[0].message);
+}
+
+#[test]
+fn implicit_flow_is_refused_with_reason() {
+    let text = GOOD.replace("scopes =", "flow = \"implicit\"\nscopes =");
+    let i = issues(&text);
+    assert_eq!(i[0].key, "spotify.flow");
+    assert_eq!(i[0].line, Some(6));
+    assert!(i[0].message.contains("2025-11-27"));
+}
+
+#[test]
+fn a_ca_file_that_is_missing_or_holds_no_certificate_names_key_and_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").expect("write");
+    let missing = dir.path().join("missing.pem");
+    for (path, needle) in [(&missing, "does not exist"), (&empty, "no certificate")] {
+        let text = GOOD.replace("scopes =", &format!("ca_file = {path:?}\nscopes ="));
+        let i = issues(&text);
+        assert_eq!(i[0].key, "spotify.ca_file");
+        assert_eq!(i[0].line, Some(6));
+        assert!(i[0].message.contains(needle), "{}", i[0].message);
+    }
+    let good = dir.path().join("ca.pem");
+    std::fs::write(&good, mock_spotify::TestCa::new("t").cert_pem()).expect("write");
+    let text = GOOD.replace("scopes =", &format!("ca_file = {good:?}\nscopes ="));
+    let c = Config::parse(&text, "t", &env).expect("valid");
+    assert_eq!(c.spotify.ca_file.map(|f| f.certs.len()), Some(1));
+}
+
+#[test]
+fn proxy_settings_are_checked_and_name_their_key() {
+    for (lines, key, needle) in [
+        (
+            "proxy_url = \"http://user:pw@proxy:3128\"",
+            "spotify.proxy_url",
+            "proxy_credentials_env",
+        ),
+        (
+            "proxy_url = \"https://proxy:3128\"",
+            "spotify.proxy_url",
+            "http://",
+        ),
+        (
+            "proxy_url = \"socks5://proxy:1080\"",
+            "spotify.proxy_url",
+            "http://",
+        ),
+        (
+            "proxy_url = \"http://proxy:3128/x\"",
+            "spotify.proxy_url",
+            "origin",
+        ),
+        (
+            "proxy_url = \"http://proxy:3128\"\nno_proxy = [\"bad host!\"]",
+            "spotify.no_proxy",
+            "bad host!",
+        ),
+        (
+            "proxy_url = \"http://proxy:3128\"\nproxy_credentials = \"nocolon\"",
+            "spotify.proxy_credentials",
+            "user:password",
+        ),
+        ("no_proxy = [\"*\"]", "spotify.no_proxy", "proxy_url"),
+    ] {
+        let text = GOOD.replace("scopes =", &format!("{lines}\nscopes ="));
+        let i = issues(&text);
+        assert_eq!(i[0].key, key, "{lines}");
+        assert!(i[0].message.contains(needle), "{lines}: {}", i[0].message);
+    }
+    let text = GOOD.replace(
+        "scopes =",
+        "proxy_url = \"http://proxy.internal:3128\"\nproxy_credentials_env = \"PROXY_CREDENTIALS\"\nscopes =",
+    );
+    let c = Config::parse(&text, "t", &env).expect("valid");
+    let proxy = c.spotify.proxy.expect("a proxy");
+    assert_eq!(proxy.url.as_str(), "http://proxy.internal:3128/");
+    let defaults: Vec<String> = proxy.no_proxy.iter().map(ToString::to_string).collect();
+    assert_eq!(defaults, NoProxyEntry::LOOPBACK);
+    assert!(!format!("{:?}", proxy.credentials).contains("s3cr3t"));
+}
+
+#[test]
+fn redirect_uri_rules() {
+    for (uri, needle) in [
+        ("http://localhost:8080/auth/callback", "localhost"),
+        ("http://example.com/auth/callback", "loopback"),
+        ("https://example.com/other", "/auth/callback"),
+    ] {
+        let text = GOOD.replace("http://127.0.0.1:8080/auth/callback", uri);
+        let i = issues(&text);
+        assert_eq!(i[0].key, "spotify.redirect_uri");
+        assert_eq!(i[0].line, Some(5));
+        assert!(i[0].message.contains(needle), "{uri}: {}", i[0].message);
+    }
+    let ok = GOOD.replace(
+        "http://127.0.0.1:8080/auth/callback",
+        "http://[::1]:8080/auth/callback",
+    );
+    assert!(Config::parse(&ok, "t", &env).is_ok());
+}
+
+#[test]
+fn bad_address_and_missing_env_are_reported_together() {
+    let text =
+        format!("{GOOD}\n[listen]\npublic = \"nowhere\"\n").replace("SESSION_SECRET", "NOT_SET");
+    let i = issues(&text);
+    let keys: Vec<_> = i.iter().map(|i| i.key.as_str()).collect();
+    assert!(keys.contains(&"listen.public"), "{keys:?}");
+    assert!(keys.contains(&"session.secret_env"), "{keys:?}");
+    let public = i.iter().find(|i| i.key == "listen.public").unwrap();
+    assert_eq!(public.line, Some(12));
+}
+
+#[test]
+fn app_name_defaults_and_is_checked() {
+    let c = Config::parse(GOOD, "t", &env).expect("valid");
+    assert_eq!(c.server.app_name, DEFAULT_APP_NAME);
+    let named = format!("{GOOD}\n[server]\napp_name = \"  Acme Music \"\n");
+    let c = Config::parse(&named, "t", &env).expect("valid");
+    assert_eq!(c.server.app_name, "Acme Music");
+    for bad in ["\"\"", "\"   \"", &format!("\"{}\"", "x".repeat(61))] {
+        let text = format!("{GOOD}\n[server]\napp_name = {bad}\n");
+        let i = issues(&text);
+        assert_eq!(i[0].key, "server.app_name", "{bad}");
+        assert_eq!(i[0].line, Some(12), "{bad}");
+    }
+}
+
+#[test]
+fn trusted_user_header_on_a_network_address_needs_the_loud_setting() {
+    let on_network = |addr: &str, allow: &str| {
+        format!(
+            "{GOOD}\n[listen]\negress = \"{addr}\"\n\n[egress]\ntrust_user_header = true\n{allow}"
+        )
+    };
+    for addr in ["0.0.0.0:8081", "192.0.2.10:8081", "[::]:8081"] {
+        let text = on_network(addr, "");
+        let i = issues(&text);
+        assert_eq!(i.len(), 1, "{addr}: {i:?}");
+        assert_eq!(i[0].key, "egress.trust_user_header", "{addr}");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("trust_user_header"))
+            .map(|p| p + 1);
+        assert_eq!(i[0].line, line, "{addr}");
+        assert!(
+            i[0].message.contains("allow_trusted_header_on_network"),
+            "{}",
+            i[0].message
+        );
+        let allowed = on_network(addr, "allow_trusted_header_on_network = true\n");
+        let c = Config::parse(&allowed, "t", &env).expect("explicitly allowed");
+        assert!(c.egress.trust_user_header && c.egress.allow_trusted_header_on_network);
+    }
+    for addr in ["127.0.0.1:8081", "127.0.0.2:8081", "[::1]:8081"] {
+        let c = Config::parse(&on_network(addr, ""), "t", &env).expect("loopback is fine");
+        assert!(!c.egress.allow_trusted_header_on_network);
+    }
+    // Without the trusted header, any address is fine.
+    let text = format!("{GOOD}\n[listen]\negress = \"0.0.0.0:8081\"\n");
+    assert!(Config::parse(&text, "t", &env).is_ok());
+}
+
+#[test]
+fn forward_auth_mistakes_name_the_key() {
+    let with = |table: &str| format!("{GOOD}\n[forward_auth]\n{table}");
+    let ok = with("allowed_hosts = [\"App.Example.com\", \"127.0.0.1:8443\"]\ntrusted_proxies = [\"10.1.2.3/8\", \"::1\"]\n");
+    let c = Config::parse(&ok, "t", &env).expect("valid");
+    let fa = c.forward_auth.expect("on");
+    assert_eq!(fa.allowed_hosts[0].0.to_string(), "app.example.com");
+    assert_eq!(fa.trusted_proxies[0].to_string(), "10.0.0.0/8");
+    assert_eq!(fa.trusted_proxies[1].to_string(), "::1/128");
+    assert!(Config::parse(GOOD, "t", &env)
+        .expect("valid")
+        .forward_auth
+        .is_none());
+    for (table, key, needle) in [
+        (
+            "trusted_proxies = [\"10.0.0.0/8\"]\n",
+            "forward_auth.allowed_hosts",
+            "list the hosts",
+        ),
+        (
+            "allowed_hosts = [\"a.example\"]\n",
+            "forward_auth.trusted_proxies",
+            "CIDR",
+        ),
+        (
+            "allowed_hosts = [\"https://a.example\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+            "forward_auth.allowed_hosts",
+            "https://a.example",
+        ),
+        (
+            "allowed_hosts = [\"a.example@b.example\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+            "forward_auth.allowed_hosts",
+            "optionally with a port",
+        ),
+        (
+            "allowed_hosts = [\"a.example\"]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+            "forward_auth.trusted_proxies",
+            "10.0.0.0/33",
+        ),
+        (
+            "allowed_hosts = [\"a.example\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\ncolour = 1\n",
+            "forward_auth.colour",
+            "unknown field",
+        ),
+    ] {
+        let i = issues(&with(table));
+        assert_eq!(i[0].key, key, "{table}");
+        assert!(i[0].message.contains(needle), "{table}: {}", i[0].message);
+        // A key that is there is found on its line; a missing one has none.
+        let present = table.contains(key.trim_start_matches("forward_auth."));
+        assert_eq!(i[0].line.is_some(), present, "{table}");
+    }
+}
+
+#[test]
+fn cookie_domain_must_cover_the_login_host() {
+    let https = GOOD.replace(
+        "http://127.0.0.1:8080/auth/callback",
+        "https://auth.example.com/auth/callback",
+    );
+    let with = |d: &str| https.replace("[session]", &format!("[session]\ncookie_domain = {d:?}"));
+    let c = Config::parse(&with("Example.com"), "t", &env).expect("valid");
+    assert_eq!(c.session.cookie_domain.as_deref(), Some("example.com"));
+    for (domain, needle) in [
+        (".example.com", "leading dot"),
+        ("example.com:443", "without a port"),
+        ("192.0.2.1", "IP address"),
+        ("com", "two labels"),
+        ("other.example", "does not cover \"auth.example.com\""),
+        ("ex ample.com", "not a host name"),
+    ] {
+        let i = issues(&with(domain));
+        assert_eq!(i[0].key, "session.cookie_domain", "{domain}");
+        assert!(i[0].message.contains(needle), "{domain}: {}", i[0].message);
+    }
+}
+
+#[test]
+fn toml_that_panics_the_parser_is_a_syntax_error() {
+    for text in ["==\n.=", &format!("{GOOD}\n==\n.=")] {
+        let i = issues(text);
+        assert_eq!(i.len(), 1, "{i:?}");
+        assert_eq!(i[0].key, "(syntax)");
+    }
+}
+
+#[test]
+fn access_lists_allow_users_by_id_or_account_and_products() {
+    let open = AccessConfig::default();
+    assert!(open.allows("alice", None, None), "empty means everyone");
+    let users = AccessConfig {
+        allowed_users: vec!["alice".into(), "acc-bob".into()],
+        allowed_products: vec![],
+    };
+    assert!(users.allows("alice", None, Some("free")));
+    assert!(users.allows("bob", Some("acc-bob"), None));
+    assert!(!users.allows("carol", Some("acc-carol"), Some("premium")));
+    let premium = AccessConfig {
+        allowed_users: vec![],
+        allowed_products: vec!["premium".into()],
+    };
+    assert!(premium.allows("carol", None, Some("premium")));
+    assert!(!premium.allows("bob", None, Some("free")));
+    assert!(
+        !premium.allows("bob", None, None),
+        "no product known: refused"
+    );
+}
+
+#[test]
+fn access_keys_are_checked_with_key_and_line() {
+    let text = format!("{GOOD}\n[access]\nallowed_users = [\"\"]\n");
+    let i = issues(&text);
+    assert_eq!(i[0].key, "access.allowed_users");
+    assert_eq!(i[0].line, Some(12));
+    // A product is only known with the user-read-private scope.
+    let text = format!("{GOOD}\n[access]\nallowed_products = [\"premium\"]\n");
+    let i = issues(&text);
+    assert_eq!(i[0].key, "access.allowed_products");
+    assert!(
+        i[0].message.contains("user-read-private"),
+        "{}",
+        i[0].message
+    );
+    let text = format!("{GOOD}\n[access]\nallowed_products = [\"gold\"]\n").replace(
+        "\"user-read-email\"",
+        "\"user-read-email\", \"user-read-private\"",
+    );
+    assert_eq!(issues(&text)[0].key, "access.allowed_products");
+    let text = format!("{GOOD}\n[access]\nallowed_products = [\"Premium\"]\n").replace(
+        "\"user-read-email\"",
+        "\"user-read-email\", \"user-read-private\"",
+    );
+    let c = Config::parse(&text, "t", &env).expect("valid");
+    assert_eq!(c.access.allowed_products, ["premium"]);
+}
+
+#[test]
+fn redacted_output_hides_secrets() {
+    let c = Config::parse(GOOD, "t", &env).unwrap();
+    let out = c.to_redacted_toml();
+    assert!(!out.contains("s3cr3t"), "{out}");
+    assert!(!out.contains("0123456789abcdef"), "{out}");
+    assert!(out.contains("env CLIENT_SECRET"), "{out}");
+    assert!(!format!("{c:?}").contains("s3cr3t"));
+}
