@@ -1,5 +1,5 @@
 //! `[[webhooks]]`: receivers of the audit events (`events::webhooks`) — the file format, the
-//! validated type and its validation, kept apart from `validate.rs` because each entry's
+//! validated type and its validation, kept apart from `validate/` because each entry's
 //! problems are located in its own `[[webhooks]]` table (`webhooks[N].key`, that entry's line).
 
 use std::time::Duration;

@@ -2,10 +2,13 @@
 //! from where it lives (inline, env, file), cross-checks between keys. Each problem is
 //! collected with its key and line, so one run reports them all.
 //!
-//! Why one long file: one `Validator` method per config table, each destructuring its table
-//! exhaustively (a new key does not compile until it is checked); splitting per table would
-//! scatter the shared `issue` bookkeeping. Splitting `spotify`/`session`/`forward_auth` into
-//! `validate/` submodules is the next step if it grows further.
+//! One `Validator` method per config table, each destructuring its table exhaustively (a
+//! new key does not compile until it is checked): the small tables here, `[spotify]` in
+//! `spotify.rs`, `[session]` and `[forward_auth]` in `session.rs` (`[[webhooks]]` is whole in
+//! `config/webhooks.rs`).
+
+mod session;
+mod spotify;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -14,21 +17,16 @@ use std::time::Duration;
 use url::Url;
 
 use super::file::*;
-use super::values::{is_loopback_literal, Validator};
+use super::values::Validator;
 use super::*;
 use crate::secret::{Secret, SecretSource};
 
 /// `egress.cache_size` when not set: Spotify's cacheable answers are few and small.
 const DEFAULT_CACHE_SIZE: u64 = 4 << 20;
 const MAX_CACHE_SIZE: u64 = 1 << 30;
-/// Shortest accepted `session.secret`: it keys AES-256-GCM and HMAC-SHA256, so 32 bytes.
-const MIN_SESSION_SECRET_BYTES: usize = 32;
 /// A slow client gets this long for a whole request header (idle keep-alive time included):
 /// ample for any real client, short enough that one trickling bytes cannot hold a connection.
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Spotify's refresh tokens end six months after the user's authorization (2026); the
-/// gateway counts 180 days, so it asks for a re-consent before Spotify refuses the token.
-const SPOTIFY_REFRESH_TOKEN_LIFE: Duration = Duration::from_secs(180 * 24 * 3600);
 /// The `product` values of Spotify's user object.
 const SPOTIFY_PRODUCTS: [&str; 3] = ["premium", "free", "open"];
 /// Longest `server.app_name`: it is a page title and heading, not a paragraph.
@@ -194,201 +192,6 @@ impl Validator<'_> {
         })
     }
 
-    fn spotify(&mut self, s: FileSpotify) -> Option<SpotifyConfig> {
-        let FileSpotify {
-            client_id,
-            client_secret,
-            client_secret_env,
-            client_secret_file,
-            flow,
-            redirect_uri,
-            scopes,
-            show_dialog,
-            accounts_url,
-            api_url,
-            ca_file,
-            proxy_url,
-            proxy_credentials,
-            proxy_credentials_env,
-            proxy_credentials_file,
-            no_proxy,
-        } = s;
-        if client_id.trim().is_empty() {
-            self.issue("spotify.client_id", "must not be empty");
-        }
-        let secret = self.secret(
-            "spotify",
-            "client_secret",
-            client_secret,
-            client_secret_env,
-            client_secret_file,
-        );
-        let flow = match flow.as_str() {
-            "authorization_code" => Some(Flow::AuthorizationCode),
-            "pkce" => Some(Flow::Pkce),
-            "implicit" | "token" => {
-                self.issue(
-                    "spotify.flow",
-                    "the implicit grant is not supported: Spotify removed it on 2025-11-27 and \
-                     it cannot keep a secret. Use \"authorization_code\" or \"pkce\"",
-                );
-                None
-            }
-            other => {
-                self.issue(
-                    "spotify.flow",
-                    format!("{other:?} is not a flow; use \"authorization_code\" or \"pkce\""),
-                );
-                None
-            }
-        };
-        let redirect_uri = self.redirect_uri(&redirect_uri);
-        for scope in &scopes {
-            if scope.is_empty() || scope.contains(char::is_whitespace) {
-                self.issue(
-                    "spotify.scopes",
-                    format!("{scope:?} is not a scope name (one scope per list entry)"),
-                );
-            }
-        }
-        let accounts_url = self.secret_bearing_url("spotify.accounts_url", &accounts_url);
-        let api_url = self.secret_bearing_url("spotify.api_url", &api_url);
-        if let Some(api) = &api_url {
-            if api.path() != "/" || api.query().is_some() {
-                self.issue(
-                    "spotify.api_url",
-                    "must be the API origin only, such as \"https://api.spotify.com\" (no path)",
-                );
-            }
-        }
-        let ca_file = match ca_file {
-            Some(path) => Some(self.ca_file("spotify.ca_file", &path)?),
-            None => None,
-        };
-        let credentials = self.secret(
-            "spotify",
-            "proxy_credentials",
-            proxy_credentials,
-            proxy_credentials_env,
-            proxy_credentials_file,
-        );
-        let proxy = self.proxy(proxy_url, credentials.ok()?, no_proxy)?;
-        Some(SpotifyConfig {
-            client_id,
-            client_secret: secret.ok()?,
-            flow: flow?,
-            redirect_uri: redirect_uri?,
-            scopes,
-            show_dialog,
-            accounts_url: accounts_url?,
-            api_url: api_url?,
-            ca_file,
-            proxy,
-        })
-    }
-
-    /// `spotify.proxy_url` with its credentials and `no_proxy`; `Some(None)`: no proxy.
-    fn proxy(
-        &mut self,
-        url: Option<String>,
-        credentials: Option<Secret>,
-        no_proxy: Option<Vec<String>>,
-    ) -> Option<Option<ProxyConfig>> {
-        const KEY: &str = "spotify.proxy_url";
-        let Some(url) = url else {
-            if credentials.is_some() || no_proxy.is_some() {
-                let key = match credentials {
-                    Some(_) => "spotify.proxy_credentials",
-                    None => "spotify.no_proxy",
-                };
-                self.issue(key, "has no effect without spotify.proxy_url");
-            }
-            return Some(None);
-        };
-        let parsed = self.url(KEY, &url)?;
-        if parsed.scheme() != "http" {
-            self.issue(
-                KEY,
-                format!(
-                    "{url:?}: only http:// proxies are supported (HTTP CONNECT; the TLS to \
-                     Spotify runs inside the tunnel, end to end)"
-                ),
-            );
-            return None;
-        }
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            self.issue(
-                KEY,
-                "must not carry credentials: put \"user:password\" in \
-                 spotify.proxy_credentials_env or spotify.proxy_credentials_file",
-            );
-            return None;
-        }
-        if parsed.path() != "/" || parsed.query().is_some() {
-            self.issue(
-                KEY,
-                format!("{url:?} must be the proxy's origin only, such as \"http://proxy:3128\""),
-            );
-            return None;
-        }
-        if let Some(c) = &credentials {
-            if !c.expose().contains(':') {
-                let key = match c.source() {
-                    SecretSource::Env(_) => "spotify.proxy_credentials_env",
-                    SecretSource::File(_) => "spotify.proxy_credentials_file",
-                    _ => "spotify.proxy_credentials",
-                };
-                self.issue(key, "must hold \"user:password\" (HTTP Basic)");
-                return None;
-            }
-        }
-        let entries = no_proxy.unwrap_or_else(|| {
-            NoProxyEntry::LOOPBACK
-                .iter()
-                .map(|e| e.to_string())
-                .collect()
-        });
-        let mut list = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            match NoProxyEntry::parse(entry) {
-                Ok(e) => list.push(e),
-                Err(why) => self.issue("spotify.no_proxy", why),
-            }
-        }
-        if list.len() != entries.len() {
-            return None;
-        }
-        Some(Some(ProxyConfig {
-            url: parsed,
-            credentials,
-            no_proxy: list,
-        }))
-    }
-
-    fn redirect_uri(&mut self, value: &str) -> Option<Url> {
-        const KEY: &str = "spotify.redirect_uri";
-        let url = self.url(KEY, value)?;
-        if url.scheme() == "http" && !is_loopback_literal(&url) {
-            let why = if url.host_str() == Some("localhost") {
-                "Spotify refuses `localhost` in redirect URIs; use a loopback IP literal such \
-                 as http://127.0.0.1:8080/auth/callback"
-            } else {
-                "Spotify accepts plain http only for loopback IP literals \
-                 (http://127.0.0.1:PORT or http://[::1]:PORT); use https://"
-            };
-            self.issue(KEY, format!("{value:?}: {why}"));
-            return None;
-        }
-        if url.path() != CALLBACK_PATH {
-            self.issue(
-                KEY,
-                format!("the path must be {CALLBACK_PATH}, where the gateway takes the callback"),
-            );
-            return None;
-        }
-        Some(url)
-    }
-
     fn server(&mut self, s: FileServer) -> Option<ServerSettings> {
         let FileServer {
             threads,
@@ -505,124 +308,6 @@ impl Validator<'_> {
         Some(UpstreamConfig {
             url: url?,
             public_paths,
-        })
-    }
-
-    fn session(&mut self, s: FileSession) -> Option<SessionConfig> {
-        let FileSession {
-            cookie_name,
-            secret,
-            secret_env,
-            secret_file,
-            previous_secret,
-            previous_secret_env,
-            previous_secret_file,
-            lifetime,
-            cookie_domain,
-            reauth_after,
-        } = s;
-        let valid_name = !cookie_name.is_empty()
-            && cookie_name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !valid_name {
-            self.issue(
-                "session.cookie_name",
-                format!("{cookie_name:?} is not a cookie name (letters, digits, - _ . only)"),
-            );
-        }
-        let secret = match self.secret("session", "secret", secret, secret_env, secret_file) {
-            Ok(Some(s)) if s.expose().len() >= MIN_SESSION_SECRET_BYTES => Some(s),
-            Ok(Some(_)) => {
-                self.issue(
-                    "session.secret",
-                    format!(
-                        "must be at least {MIN_SESSION_SECRET_BYTES} bytes \
-                         (e.g. `openssl rand -base64 48`)"
-                    ),
-                );
-                None
-            }
-            Ok(None) => {
-                self.issue(
-                    "session.secret",
-                    "required: set secret_env or secret_file (it encrypts sessions and tokens)",
-                );
-                None
-            }
-            Err(()) => None,
-        };
-        let previous_secret = self
-            .secret(
-                "session",
-                "previous_secret",
-                previous_secret,
-                previous_secret_env,
-                previous_secret_file,
-            )
-            .ok()?;
-        let lifetime = self.duration("session.lifetime", &lifetime);
-        if lifetime.is_some_and(|l| l < Duration::from_secs(60)) {
-            self.issue("session.lifetime", "must be at least 1 minute");
-        }
-        let cookie_domain = match cookie_domain {
-            Some(d) => Some(self.cookie_domain("session.cookie_domain", &d)?),
-            None => None,
-        };
-        let reauth_after = self.duration("session.reauth_after", &reauth_after);
-        if reauth_after.is_some_and(|r| r < Duration::from_secs(1)) {
-            self.issue("session.reauth_after", "must be at least 1s");
-        }
-        if reauth_after.is_some_and(|r| r > SPOTIFY_REFRESH_TOKEN_LIFE) {
-            self.issue(
-                "session.reauth_after",
-                "must not be longer than 180d: Spotify ends refresh tokens six months after the \
-                 user's authorization, so a session cannot outlive that",
-            );
-        }
-        Some(SessionConfig {
-            cookie_name,
-            secret: secret?,
-            previous_secret,
-            lifetime: lifetime?,
-            cookie_domain,
-            reauth_after: reauth_after?,
-        })
-    }
-
-    fn forward_auth(&mut self, f: FileForwardAuth) -> Option<ForwardAuthConfig> {
-        let FileForwardAuth {
-            allowed_hosts,
-            trusted_proxies,
-        } = f;
-        if allowed_hosts.is_empty() {
-            self.issue(
-                "forward_auth.allowed_hosts",
-                "list the hosts behind the ingress, such as [\"app.example.com\"]: the login \
-                 returns only to these",
-            );
-        }
-        if trusted_proxies.is_empty() {
-            self.issue(
-                "forward_auth.trusted_proxies",
-                "list the ingress's addresses as CIDRs, such as [\"10.0.0.0/8\"]: \
-                 /auth/check answers only them",
-            );
-        }
-        let hosts: Vec<_> = allowed_hosts
-            .iter()
-            .map(|h| self.allowed_host("forward_auth.allowed_hosts", h))
-            .collect();
-        let proxies: Vec<_> = trusted_proxies
-            .iter()
-            .map(|p| self.cidr("forward_auth.trusted_proxies", p))
-            .collect();
-        if allowed_hosts.is_empty() || trusted_proxies.is_empty() {
-            return None;
-        }
-        Some(ForwardAuthConfig {
-            allowed_hosts: hosts.into_iter().collect::<Option<_>>()?,
-            trusted_proxies: proxies.into_iter().collect::<Option<_>>()?,
         })
     }
 
