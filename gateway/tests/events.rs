@@ -482,8 +482,57 @@ async fn receivers_that_hang_or_are_down_never_delay_sign_in_and_overflow_is_dro
         1.0
     );
     assert_eq!(s.metric(&series("down", "delivered")).await, 0.0);
-    assert!(s.gw.log().contains("webhook delivery given up"));
-    assert!(!s.gw.log().contains(WEBHOOK_SECRET));
+    let log = s.gw.log();
+    assert!(log.contains("webhook delivery given up"), "{log}");
+    // The operator reads why: the cause under reqwest's "error sending request".
+    assert!(log.contains("Connection refused"), "{log}");
+    assert!(!log.contains(WEBHOOK_SECRET));
+}
+
+/// `give_up_after` counts from when an event was queued: events that waited behind a failing
+/// delivery past it are given up without an attempt, not retried one outage each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_that_waited_past_give_up_after_behind_a_failing_one_are_dropped_unsent() {
+    let stuck = WebhookReceiver::start(Answer::Never).await;
+    let stuck_url = stuck.url.clone();
+    let s = Stack::builder()
+        .app(App::Echo)
+        .env(WEBHOOK_SECRET_VAR, WEBHOOK_SECRET)
+        .edit(move |doc| {
+            webhooks(
+                doc,
+                &[hook(
+                    "slow",
+                    &stuck_url,
+                    &[("timeout", "3s".into()), ("give_up_after", "1s".into())],
+                )],
+            );
+        })
+        .start()
+        .await;
+    let b = browser();
+    // Three events at once: the first one's attempt hangs until its 3 s timeout.
+    login(&b, &s.gw, "alice", "/").await;
+    logout(&b, &s.gw).await;
+    login(&b, &s.gw, "alice", "/").await;
+    let dropped = "spotify_gateway_webhook_deliveries_total{result=\"dropped\",webhook=\"slow\"}";
+    s.gw.wait_until(WAIT, "all three events to be given up", || async {
+        s.metric(dropped).await == 3.0
+    })
+    .await;
+    // Only the first was ever sent: the two behind it were past give_up_after when its
+    // attempt timed out.
+    assert_eq!(stuck.received().len(), 1, "{:#?}", stuck.received());
+    assert_eq!(
+        s.metric("spotify_gateway_webhook_deliveries_total{result=\"retried\",webhook=\"slow\"}")
+            .await,
+        0.0
+    );
+    let log = s.gw.log();
+    assert!(
+        log.contains("waited in the queue past webhooks.give_up_after"),
+        "{log}"
+    );
 }
 
 /// Config mistakes name the key of the entry and its line; an inline secret is refused.

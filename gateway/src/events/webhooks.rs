@@ -35,6 +35,9 @@ struct Delivery {
     id: String,
     event_type: &'static str,
     body: Arc<Vec<u8>>,
+    /// When it was queued: `give_up_after` counts from here, so events that waited behind a
+    /// failing one through a long outage are given up too, not retried one outage each.
+    queued_at: Instant,
 }
 
 /// The request path's side of one webhook.
@@ -127,11 +130,13 @@ impl Webhooks {
         }
         let id = body["id"].as_str().unwrap_or_default().to_string();
         let bytes = Arc::new(body.to_string().into_bytes());
+        let queued_at = Instant::now();
         for queue in wanted {
             let delivery = Delivery {
                 id: id.clone(),
                 event_type,
                 body: Arc::clone(&bytes),
+                queued_at,
             };
             match queue.tx.try_send(delivery) {
                 Ok(()) => queue.counters.depth.set(depth(&queue.tx)),
@@ -186,9 +191,22 @@ impl Worker {
         }
     }
 
-    /// Attempts until a 2xx, or until the next attempt would start past `give_up_after`.
+    /// Attempts until a 2xx, or until the next attempt would start past `give_up_after`
+    /// (counted from when the event was queued).
     async fn deliver(&self, delivery: &Delivery) {
-        let started = Instant::now();
+        let started = delivery.queued_at;
+        if started.elapsed() > self.config.give_up_after {
+            self.counters.dropped.inc();
+            tracing::warn!(
+                webhook = %self.config.name,
+                event_id = %delivery.id,
+                event_type = delivery.event_type,
+                "webhook delivery given up: the event waited in the queue past \
+                 webhooks.give_up_after behind failing deliveries. Check that the receiver \
+                 is up and answers 2xx"
+            );
+            return;
+        }
         let mut attempt: u32 = 0;
         loop {
             let failure = match self.attempt(delivery).await {
@@ -198,7 +216,7 @@ impl Worker {
                     return;
                 }
                 Ok(status) => format!("the receiver answered {status}"),
-                Err(e) => format!("{}", e.without_url()),
+                Err(e) => failure_of(e),
             };
             self.counters.failing.set(1);
             let wait = retry_delay(attempt);
@@ -242,6 +260,23 @@ impl Worker {
             .await?;
         Ok(resp.status())
     }
+}
+
+/// What failed in an attempt, with its causes ("error sending request: operation timed
+/// out"), without the URL (it may carry a token of the receiver's in its query).
+fn failure_of(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The wait after failed attempt `attempt` (0-based): [`FIRST_RETRY`] doubling per attempt up
