@@ -219,12 +219,9 @@ async fn every_event_is_one_audit_line_with_the_user_hashed_and_nothing_secret()
                 assert_eq!(line["user_hashed"], true, "{line}");
             }
         }
-        // The events a request caused carry its id; a refresh runs as its own task and the
-        // admin API has no request ids.
-        let from_request = !matches!(
-            line["type"].as_str(),
-            Some("session.ended" | "user.revoked")
-        );
+        // The events a request caused carry its id (the admin API's too); a refresh runs as
+        // its own task.
+        let from_request = line["type"] != "session.ended";
         assert_eq!(line["request_id"].is_string(), from_request, "{line}");
     }
     assert_eq!(lines[3]["reason"], "invalid_grant");
@@ -747,4 +744,83 @@ async fn https_receivers_with_certificates_that_do_not_verify_get_nothing_and_th
     );
     assert_eq!(s.userinfo(&b).await.0, 200, "still signed in");
     assert!(!s.gw.log().contains(WEBHOOK_SECRET));
+}
+
+/// `DELETE /admin/v1/users/{id}` and its `user.revoked` event share one request id: the
+/// operator's `X-Request-Id` when well-formed, else the one the answer carries. An over-long
+/// or non-printable id is replaced, never echoed, as on the proxy listeners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_revocation_and_its_event_carry_the_request_id() {
+    let s = with_admin(Stack::builder().app(App::Echo)).start().await;
+    let admin = reqwest::Client::new();
+    let revoke = |id: Option<&'static [u8]>| {
+        let mut req = admin
+            .delete(format!("{}/admin/v1/users/alice", s.gw.admin_url()))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(id) = id {
+            req = req.header(
+                "x-request-id",
+                reqwest::header::HeaderValue::from_bytes(id).expect("a header value"),
+            );
+        }
+        req.send()
+    };
+    let answered_id = |resp: &reqwest::Response| {
+        resp.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let generated = |id: &str| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
+
+    login(&browser(), &s.gw, "alice", "/").await;
+    let resp = revoke(Some(&b"ops-ticket-4711"[..])).await.expect("revoke");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(answered_id(&resp), "ops-ticket-4711");
+
+    login(&browser(), &s.gw, "alice", "/").await;
+    let resp = revoke(None).await.expect("revoke");
+    assert_eq!(resp.status(), 200);
+    let fresh = answered_id(&resp);
+    assert!(generated(&fresh), "{fresh}");
+
+    const TOO_LONG: &[u8] = &[b'a'; 129];
+    login(&browser(), &s.gw, "alice", "/").await;
+    let resp = revoke(Some(TOO_LONG)).await.expect("revoke");
+    let replaced = answered_id(&resp);
+    assert!(generated(&replaced), "{replaced}");
+
+    s.gw.wait_until(WAIT, "three user.revoked events", || async {
+        of_type(&audit_lines(&s.gw), "user.revoked").len() == 3
+    })
+    .await;
+    let ids: Vec<Value> = of_type(&audit_lines(&s.gw), "user.revoked")
+        .iter()
+        .map(|e| e["request_id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            Value::from("ops-ticket-4711"),
+            Value::from(fresh),
+            Value::from(replaced)
+        ]
+    );
+
+    // Every admin API answer has one, a refusal too; a bad id is never echoed.
+    for bad in [&b"ticket\t4711"[..], b"ticket 4711", "caf\u{e9}".as_bytes()] {
+        let resp = admin
+            .get(format!("{}/admin/v1/users", s.gw.admin_url()))
+            .header(
+                "x-request-id",
+                reqwest::header::HeaderValue::from_bytes(bad).expect("a header value"),
+            )
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(resp.status(), 401, "no token");
+        let id = answered_id(&resp);
+        assert!(generated(&id), "{bad:?} -> {id}");
+    }
 }
