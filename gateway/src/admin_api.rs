@@ -10,6 +10,10 @@
 //! Off (404 for every `/admin/` path) unless `[admin] token_env`/`token_file` is set; then each
 //! request needs `Authorization: Bearer <token>`, compared in constant time, or gets a 401.
 //! Answers are JSON and never hold a token, a cookie or a session id (`session::users`).
+//!
+//! Every answer carries `X-Request-Id`: the request's own when well-formed (an operator's
+//! ticket number), else a fresh one (`crate::request_id`, the proxy listeners' rule). A
+//! revocation's `user.revoked` event carries the same id.
 
 use http::{Method, Response};
 use pingora::http::RequestHeader;
@@ -88,8 +92,17 @@ fn query(req: &RequestHeader, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Answers one admin API request.
+/// Answers one admin API request, with its request id.
 pub async fn serve(gw: &Gateway, req: &RequestHeader) -> Response<Vec<u8>> {
+    let id = crate::request_id::of(&req.headers);
+    let mut resp = route(gw, req, &id).await;
+    if let Ok(value) = http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(crate::request_id::HEADER, value);
+    }
+    resp
+}
+
+async fn route(gw: &Gateway, req: &RequestHeader, request_id: &str) -> Response<Vec<u8>> {
     let Some(token) = gw.live().admin_token.clone() else {
         return error(
             404,
@@ -113,7 +126,7 @@ pub async fn serve(gw: &Gateway, req: &RequestHeader) -> Response<Vec<u8>> {
     match (&req.method, user) {
         (&Method::GET, None) => list(gw, req).await,
         (&Method::GET, Some(user)) => show(gw, &user).await,
-        (&Method::DELETE, Some(user)) => revoke(gw, &user).await,
+        (&Method::DELETE, Some(user)) => revoke(gw, &user, request_id).await,
         _ => error(
             405,
             "method_not_allowed",
@@ -167,14 +180,19 @@ async fn show(gw: &Gateway, user: &str) -> Response<Vec<u8>> {
     }
 }
 
-async fn revoke(gw: &Gateway, user: &str) -> Response<Vec<u8>> {
+async fn revoke(gw: &Gateway, user: &str, request_id: &str) -> Response<Vec<u8>> {
     match gw.sessions.revoke_user(user).await {
         Ok(ended) => {
-            tracing::info!(sessions = ended, "admin API: a user was revoked");
+            tracing::info!(
+                request_id,
+                sessions = ended,
+                "admin API: a user was revoked"
+            );
             gw.events.emit(
                 crate::events::Event::new(crate::events::Kind::Revoked)
                     .user(user, None)
-                    .sessions_ended(ended),
+                    .sessions_ended(ended)
+                    .request(request_id),
             );
             answer(200, json!({ "user_id": user, "sessions_ended": ended }))
         }

@@ -29,6 +29,7 @@ pub mod pages;
 pub mod proxy;
 pub mod quota;
 pub mod reload;
+pub mod request_id;
 pub mod runtime;
 pub mod secret;
 pub mod server;

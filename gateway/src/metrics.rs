@@ -247,7 +247,7 @@ impl Metrics {
             sessions_ended: b.counters(
                 "sessions_ended_total",
                 "Sessions ended, by reason (signed_out, disconnected, invalid_grant, deadline, \
-                 revoked)",
+                 lifetime, revoked)",
                 &["reason"],
             ),
             webhook_deliveries: b.counters(

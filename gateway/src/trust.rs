@@ -138,24 +138,24 @@ impl TlsReason {
         }
     }
 
-    /// What the operator can do about it.
-    fn remedy(self) -> &'static str {
+    /// What the operator can do about it, for a client whose extra roots are the config key
+    /// `ca_file` and whose server is named by `url` (e.g. `spotify.ca_file`, or a webhook's).
+    pub fn remedy(self, ca_file: &str, url: &str) -> String {
         match self {
-            TlsReason::Untrusted | TlsReason::BadCertificate => {
+            TlsReason::Untrusted | TlsReason::BadCertificate => format!(
                 "if this CA is meant to be trusted (a test set-up, TLS inspection), add it to \
-                 the system store (update-ca-certificates) or set spotify.ca_file to a PEM \
-                 bundle holding it"
-            }
-            TlsReason::Expired => {
+                 the system store (update-ca-certificates) or set {ca_file} to a PEM bundle \
+                 holding it"
+            ),
+            TlsReason::Expired => format!(
                 "the server's certificate must be renewed (or this machine's clock is wrong); \
-                 spotify.ca_file cannot help"
-            }
+                 {ca_file} cannot help"
+            ),
             TlsReason::WrongName => {
-                "check that spotify.api_url and spotify.accounts_url name the host the \
-                 certificate was issued for"
+                format!("the certificate was issued for another host: check the host in {url}")
             }
             TlsReason::Handshake => {
-                "check that the URL points at a TLS server speaking TLS 1.2 or 1.3"
+                "check that the URL points at a TLS server speaking TLS 1.2 or 1.3".to_string()
             }
         }
     }
@@ -220,6 +220,19 @@ pub fn classify(chain: &str, tls_error: bool) -> Option<TlsReason> {
     (tls_error || handshake.iter().any(|w| chain.contains(w))).then_some(TlsReason::Handshake)
 }
 
+/// An error and its sources, e.g. "client error: error sending request: connection refused":
+/// rustls's reason is deep in reqwest's chain, and [`classify`] reads the text.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 /// A pingora error from connecting to the API, when it is a TLS failure.
 pub fn classify_proxy_error(e: &pingora::Error) -> Option<TlsReason> {
     use pingora::ErrorType::{InvalidCert, TLSHandshakeFailure};
@@ -240,7 +253,10 @@ pub fn report(metrics: &Metrics, target: TlsTarget, host: &str, reason: TlsReaso
         reason = reason.label(),
         "TLS to {host} failed: {}; {}",
         reason.cause(),
-        reason.remedy()
+        reason.remedy(
+            "spotify.ca_file",
+            "spotify.api_url and spotify.accounts_url"
+        )
     );
 }
 

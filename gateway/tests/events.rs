@@ -1,13 +1,15 @@
 //! Audit events and webhooks (issue 17), through the real gateway: every event type reached
 //! by what causes it, as one JSON line on the log target `audit` (users hashed unless
 //! `server.log_user_id`), and delivered, signed, to real HTTP receivers — one that answers
-//! 500 twice, one that never answers, one that is down.
+//! 500 twice, one that never answers, one that is down — and to HTTPS receivers whose
+//! certificate the webhook's client verifies (`ca_file`, or the system's roots).
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
+use mock_spotify::{TestCa, Validity};
 use serde_json::Value;
 
 const WEBHOOK_SECRET: &str = "test-webhook-secret-do-not-log-0123";
@@ -217,12 +219,9 @@ async fn every_event_is_one_audit_line_with_the_user_hashed_and_nothing_secret()
                 assert_eq!(line["user_hashed"], true, "{line}");
             }
         }
-        // The events a request caused carry its id; a refresh runs as its own task and the
-        // admin API has no request ids.
-        let from_request = !matches!(
-            line["type"].as_str(),
-            Some("session.ended" | "user.revoked")
-        );
+        // The events a request caused carry its id (the admin API's too); a refresh runs as
+        // its own task.
+        let from_request = line["type"] != "session.ended";
         assert_eq!(line["request_id"].is_string(), from_request, "{line}");
     }
     assert_eq!(lines[3]["reason"], "invalid_grant");
@@ -589,5 +588,288 @@ async fn webhook_config_mistakes_name_the_key_and_the_line() {
         );
         assert!(err.contains(needle), "{entry}: {err}");
         assert!(!err.contains("inline\""), "the value is not echoed: {err}");
+    }
+}
+
+/// A test CA with its certificate in a file a webhook's `ca_file` can name.
+struct CaFile {
+    ca: TestCa,
+    _dir: tempfile::TempDir,
+    path: String,
+}
+
+impl CaFile {
+    fn new(name: &str) -> CaFile {
+        let ca = TestCa::new(name);
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, ca.cert_pem()).expect("write the CA");
+        CaFile {
+            ca,
+            path: path.display().to_string(),
+            _dir: dir,
+        }
+    }
+}
+
+fn delivery_series(webhook: &str, result: &str) -> String {
+    format!("spotify_gateway_webhook_deliveries_total{{result=\"{result}\",webhook=\"{webhook}\"}}")
+}
+
+/// An https receiver whose certificate comes from a test CA, trusted through the webhook's
+/// `ca_file`: the event arrives over TLS, signed, the same event as the audit line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_receiver_is_trusted_through_ca_file_and_gets_signed_events() {
+    let ca = CaFile::new("webhook CA");
+    let receiver =
+        WebhookReceiver::start_tls(Answer::Ok, &ca.ca.issue(&["127.0.0.1"], Validity::Current))
+            .await;
+    assert!(
+        receiver.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        receiver.url
+    );
+    let (url, ca_file) = (receiver.url.clone(), ca.path.clone());
+    let s = Stack::builder()
+        .app(App::Echo)
+        .env(WEBHOOK_SECRET_VAR, WEBHOOK_SECRET)
+        .edit(move |doc| {
+            webhooks(
+                doc,
+                &[hook(
+                    "secure",
+                    &url,
+                    &[("ca_file", ca_file.as_str().into())],
+                )],
+            );
+        })
+        .start()
+        .await;
+    let b = browser();
+    login(&b, &s.gw, "alice", "/").await;
+    logout(&b, &s.gw).await;
+    s.gw.wait_until(WAIT, "two deliveries over TLS", || async {
+        receiver.received().len() >= 2
+    })
+    .await;
+    let got = receiver.received();
+    let types: Vec<Value> = got.iter().map(|r| r.json()["type"].clone()).collect();
+    assert_eq!(types, ["login.succeeded", "session.signed_out"], "{got:#?}");
+    for r in &got {
+        let sig = r.header("spotify-gateway-signature");
+        assert!(signature_valid(WEBHOOK_SECRET, sig, &r.body), "{sig}");
+    }
+    let audit = wait_for_event(&s.gw, "login.succeeded").await;
+    assert_eq!(got[0].json(), audit[0]);
+    assert_eq!(receiver.refused(), 0);
+    s.gw.wait_until(WAIT, "both counted as delivered", || async {
+        s.metric(&delivery_series("secure", "delivered")).await == 2.0
+    })
+    .await;
+    assert_eq!(s.metric(&delivery_series("secure", "retried")).await, 0.0);
+    assert_eq!(
+        s.metric("spotify_gateway_webhook_failing{webhook=\"secure\"}")
+            .await,
+        0.0
+    );
+}
+
+/// One way a receiver's certificate can fail the webhook client's verification.
+struct Refusal {
+    webhook: &'static str,
+    /// Whether the webhook names the test CA as its `ca_file`.
+    with_ca_file: bool,
+    /// The cause and the remedy the log line must carry.
+    cause: &'static str,
+    remedy: &'static str,
+    cert: fn(trusted: &TestCa) -> mock_spotify::MockTls,
+}
+
+const REFUSALS: &[Refusal] = &[
+    Refusal {
+        webhook: "system-roots",
+        with_ca_file: false,
+        cause: "certificate not trusted",
+        remedy: "set this webhook's ca_file",
+        cert: |trusted| trusted.issue(&["127.0.0.1"], Validity::Current),
+    },
+    Refusal {
+        webhook: "other-ca",
+        with_ca_file: true,
+        cause: "certificate not trusted",
+        remedy: "set this webhook's ca_file",
+        cert: |_| TestCa::new("a CA nobody trusts").issue(&["127.0.0.1"], Validity::Current),
+    },
+    Refusal {
+        webhook: "expired",
+        with_ca_file: true,
+        cause: "certificate expired",
+        remedy: "renewed",
+        cert: |trusted| trusted.issue(&["127.0.0.1"], Validity::Expired),
+    },
+    Refusal {
+        webhook: "wrong-name",
+        with_ca_file: true,
+        cause: "certificate for the wrong name",
+        remedy: "check the host in this webhook's url",
+        cert: |trusted| trusted.issue(&["wrong.example"], Validity::Current),
+    },
+];
+
+/// Receivers whose certificate does not verify — from a CA only in a `ca_file` the webhook
+/// does not name (system roots only), from another CA, expired, for another name — get no
+/// event: each attempt is refused in the handshake and retried, the webhook is failing, and
+/// the log line for the attempt names the webhook, the cause and what the operator can do.
+/// Sign-in completes meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_receivers_with_certificates_that_do_not_verify_get_nothing_and_the_log_says_why() {
+    let ca = CaFile::new("webhook CA");
+    let mut receivers = Vec::new();
+    let mut hooks = Vec::new();
+    for case in REFUSALS {
+        let receiver = WebhookReceiver::start_tls(Answer::Ok, &(case.cert)(&ca.ca)).await;
+        let mut extra = vec![];
+        if case.with_ca_file {
+            extra.push(("ca_file", ca.path.as_str().into()));
+        }
+        hooks.push(hook(case.webhook, &receiver.url, &extra));
+        receivers.push(receiver);
+    }
+    let s = Stack::builder()
+        .app(App::Echo)
+        .env(WEBHOOK_SECRET_VAR, WEBHOOK_SECRET)
+        .edit(move |doc| webhooks(doc, &hooks))
+        .start()
+        .await;
+    let b = browser();
+    login(&b, &s.gw, "alice", "/").await;
+    assert_eq!(s.userinfo(&b).await.0, 200, "signed in");
+
+    for (case, receiver) in REFUSALS.iter().zip(&receivers) {
+        let name = case.webhook;
+        s.gw.wait_until(
+            WAIT,
+            format!("{name}: a refused attempt retried"),
+            || async {
+                receiver.refused() >= 2 && s.metric(&delivery_series(name, "retried")).await >= 1.0
+            },
+        )
+        .await;
+        assert!(
+            receiver.received().is_empty(),
+            "{name}: nothing got through"
+        );
+        assert_eq!(
+            s.metric(&delivery_series(name, "delivered")).await,
+            0.0,
+            "{name}"
+        );
+        assert_eq!(
+            s.metric(&format!(
+                "spotify_gateway_webhook_failing{{webhook=\"{name}\"}}"
+            ))
+            .await,
+            1.0,
+            "{name}"
+        );
+        let log = s.gw.log();
+        let line = log
+            .lines()
+            .find(|l| {
+                l.contains("webhook delivery failed, will retry")
+                    && l.contains(&format!("webhook={name} "))
+            })
+            .unwrap_or_else(|| panic!("{name}: no log line for the failed attempt\n{log}"));
+        assert!(line.contains("WARN"), "{name}: {line}");
+        assert!(line.contains(case.cause), "{name}: {line}");
+        assert!(line.contains(case.remedy), "{name}: {line}");
+        assert!(!line.contains(&receiver.url), "{name}: no URL: {line}");
+    }
+    // The webhooks' trouble is not Spotify's: that counter stays at zero.
+    assert_eq!(
+        s.metric("spotify_gateway_upstream_tls_failures_total")
+            .await,
+        0.0
+    );
+    assert_eq!(s.userinfo(&b).await.0, 200, "still signed in");
+    assert!(!s.gw.log().contains(WEBHOOK_SECRET));
+}
+
+/// `DELETE /admin/v1/users/{id}` and its `user.revoked` event share one request id: the
+/// operator's `X-Request-Id` when well-formed, else the one the answer carries. An over-long
+/// or non-printable id is replaced, never echoed, as on the proxy listeners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_revocation_and_its_event_carry_the_request_id() {
+    let s = with_admin(Stack::builder().app(App::Echo)).start().await;
+    let admin = reqwest::Client::new();
+    let revoke = |id: Option<&'static [u8]>| {
+        let mut req = admin
+            .delete(format!("{}/admin/v1/users/alice", s.gw.admin_url()))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(id) = id {
+            req = req.header(
+                "x-request-id",
+                reqwest::header::HeaderValue::from_bytes(id).expect("a header value"),
+            );
+        }
+        req.send()
+    };
+    let answered_id = |resp: &reqwest::Response| {
+        resp.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let generated = |id: &str| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
+
+    login(&browser(), &s.gw, "alice", "/").await;
+    let resp = revoke(Some(&b"ops-ticket-4711"[..])).await.expect("revoke");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(answered_id(&resp), "ops-ticket-4711");
+
+    login(&browser(), &s.gw, "alice", "/").await;
+    let resp = revoke(None).await.expect("revoke");
+    assert_eq!(resp.status(), 200);
+    let fresh = answered_id(&resp);
+    assert!(generated(&fresh), "{fresh}");
+
+    const TOO_LONG: &[u8] = &[b'a'; 129];
+    login(&browser(), &s.gw, "alice", "/").await;
+    let resp = revoke(Some(TOO_LONG)).await.expect("revoke");
+    let replaced = answered_id(&resp);
+    assert!(generated(&replaced), "{replaced}");
+
+    s.gw.wait_until(WAIT, "three user.revoked events", || async {
+        of_type(&audit_lines(&s.gw), "user.revoked").len() == 3
+    })
+    .await;
+    let ids: Vec<Value> = of_type(&audit_lines(&s.gw), "user.revoked")
+        .iter()
+        .map(|e| e["request_id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            Value::from("ops-ticket-4711"),
+            Value::from(fresh),
+            Value::from(replaced)
+        ]
+    );
+
+    // Every admin API answer has one, a refusal too; a bad id is never echoed.
+    for bad in [&b"ticket\t4711"[..], b"ticket 4711", "caf\u{e9}".as_bytes()] {
+        let resp = admin
+            .get(format!("{}/admin/v1/users", s.gw.admin_url()))
+            .header(
+                "x-request-id",
+                reqwest::header::HeaderValue::from_bytes(bad).expect("a header value"),
+            )
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(resp.status(), 401, "no token");
+        let id = answered_id(&resp);
+        assert!(generated(&id), "{bad:?} -> {id}");
     }
 }

@@ -382,7 +382,11 @@ async fn both_clients_reach_spotify_through_a_connect_proxy() {
     assert_eq!(resp.status(), 502);
     let body: Value = resp.json().await.expect("json");
     let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("spotify.proxy_url"), "{body}");
+    assert!(
+        message.contains("spotify.proxy_url"),
+        "{body}\n{}",
+        s.gw.log()
+    );
     let log = s.gw.log();
     assert!(log.contains("outbound proxy"), "the log says what failed");
     assert!(

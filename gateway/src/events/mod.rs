@@ -37,6 +37,8 @@ pub enum EndReason {
     InvalidGrant,
     /// The session reached its `reauth_by` deadline (`session.reauth_after` after its login).
     Deadline,
+    /// The session reached its `session.lifetime` before its deadline.
+    Lifetime,
 }
 
 /// What happened: the event's `type`.
@@ -54,7 +56,7 @@ pub enum Kind {
     SignedOut,
     /// The user disconnected (`/auth/disconnect`): every session of theirs is deleted.
     Disconnected,
-    /// A session ended by itself: Spotify's `invalid_grant`, or its deadline.
+    /// A session ended by itself: Spotify's `invalid_grant`, its deadline, or its lifetime.
     Ended(EndReason),
     /// An operator revoked the user (`DELETE /admin/v1/users/{id}`).
     Revoked,
@@ -62,7 +64,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for tests and the catalogue.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::LoginSucceeded,
         Kind::LoginDenied,
         Kind::LoginNotAllowed,
@@ -71,6 +73,7 @@ impl Kind {
         Kind::Disconnected,
         Kind::Ended(EndReason::InvalidGrant),
         Kind::Ended(EndReason::Deadline),
+        Kind::Ended(EndReason::Lifetime),
         Kind::Revoked,
     ];
 
@@ -97,6 +100,7 @@ impl Kind {
             Kind::Disconnected => Some("disconnected"),
             Kind::Ended(EndReason::InvalidGrant) => Some("invalid_grant"),
             Kind::Ended(EndReason::Deadline) => Some("deadline"),
+            Kind::Ended(EndReason::Lifetime) => Some("lifetime"),
             Kind::Revoked => Some("revoked"),
             _ => None,
         }

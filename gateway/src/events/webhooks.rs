@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::signature;
 use crate::config::WebhookConfig;
 use crate::metrics::Metrics;
-use crate::trust::Trust;
+use crate::trust::{self, Trust};
 
 /// The wait before the first retry; it doubles per failed attempt, with jitter.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -215,8 +215,8 @@ impl Worker {
                     self.counters.failing.set(0);
                     return;
                 }
-                Ok(status) => format!("the receiver answered {status}"),
-                Err(e) => failure_of(e),
+                Ok(status) => Failure::plain(format!("the receiver answered {status}")),
+                Err(e) => Failure::of(&e.without_url()),
             };
             self.counters.failing.set(1);
             let wait = retry_delay(attempt);
@@ -232,12 +232,21 @@ impl Worker {
                 );
                 return;
             }
-            tracing::info!(
-                webhook = %self.config.name,
-                event_id = %delivery.id,
-                retry_in_ms = wait.as_millis() as u64,
-                "webhook delivery failed, will retry: {failure}"
-            );
+            if failure.operator_must_act {
+                tracing::warn!(
+                    webhook = %self.config.name,
+                    event_id = %delivery.id,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "webhook delivery failed, will retry: {failure}"
+                );
+            } else {
+                tracing::info!(
+                    webhook = %self.config.name,
+                    event_id = %delivery.id,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "webhook delivery failed, will retry: {failure}"
+                );
+            }
             tokio::time::sleep(wait).await;
             self.counters.retried.inc();
             attempt = attempt.saturating_add(1);
@@ -262,21 +271,44 @@ impl Worker {
     }
 }
 
-/// What failed in an attempt, with its causes ("error sending request: operation timed
-/// out"), without the URL (it may carry a token of the receiver's in its query).
-fn failure_of(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
+/// Why an attempt failed, as the log line says it.
+struct Failure {
+    text: String,
+    /// A certificate the webhook's client does not accept: retrying alone will not help.
+    operator_must_act: bool,
+}
+
+impl Failure {
+    fn plain(text: String) -> Failure {
+        Failure {
+            text,
+            operator_must_act: false,
         }
-        source = cause.source();
     }
-    text
+
+    /// A request that got no answer: a TLS failure named with its remedy (`trust::classify`,
+    /// as for Spotify, with this webhook's keys), else the error chain. The error carries no
+    /// URL (`without_url`): a receiver's URL may hold a credential.
+    fn of(e: &reqwest::Error) -> Failure {
+        let chain = trust::error_chain(e);
+        match trust::classify(&chain, false) {
+            Some(reason) => Failure {
+                text: format!(
+                    "TLS to the receiver failed: {}; {}",
+                    reason.cause(),
+                    reason.remedy("this webhook's ca_file", "this webhook's url")
+                ),
+                operator_must_act: reason.is_certificate(),
+            },
+            None => Failure::plain(chain),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// The wait after failed attempt `attempt` (0-based): [`FIRST_RETRY`] doubling per attempt up

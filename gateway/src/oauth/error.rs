@@ -56,7 +56,7 @@ pub(super) fn classify<E: std::error::Error>(
 
 /// A request that got no answer from `host`: a TLS failure, or unavailable.
 pub(super) fn transport(e: &dyn std::error::Error, host: &str, proxied: bool) -> TokenError {
-    let chain = describe(e);
+    let chain = trust::error_chain(e);
     if let Some(reason) = trust::classify(&chain, false) {
         return TokenError::Tls {
             host: host.to_string(),
@@ -70,16 +70,4 @@ pub(super) fn transport(e: &dyn std::error::Error, host: &str, proxied: bool) ->
         }
     }
     TokenError::Unavailable(chain)
-}
-
-/// The error chain, e.g. "client error: error sending request: connection refused".
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

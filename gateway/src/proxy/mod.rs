@@ -32,23 +32,10 @@ pub const IDENTITY_HEADERS: [&str; 4] = [
     "x-gateway-user",
 ];
 
-/// A request id from the client when it looks like one, else a new one.
+/// A request id from the client when it looks like one, else a new one (`crate::request_id`,
+/// the rule the admin listener follows too).
 pub fn request_id(session: &Session) -> String {
-    let given = session
-        .req_header()
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        });
-    match given {
-        Some(id) => id.to_string(),
-        None => format!("{:032x}", rand::random::<u128>()),
-    }
+    crate::request_id::of(&session.req_header().headers)
 }
 
 /// The status written to the client, or 0 when none was.

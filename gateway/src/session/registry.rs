@@ -28,8 +28,8 @@ const USER_INDEX_TTL: Duration = Duration::from_secs(60);
 /// than that costs a few bytes per ended session.
 const ENDED_MEMORY: Duration = Duration::from_secs(5 * 60);
 
-/// How long replicas remember that a session's deadline was reported (its `session.ended`
-/// event): longer than any replica keeps the session cached (`CACHE_IDLE`).
+/// How long replicas remember that a session's deadline or lifetime end was reported (its
+/// `session.ended` event): longer than any replica keeps the session cached (`CACHE_IDLE`).
 const DEADLINE_REPORT_MEMORY: Duration = Duration::from_secs(60 * 60);
 
 /// From this long before its deadline, a browser is offered a re-consent (`proxy::public`).
@@ -71,7 +71,8 @@ pub struct Sessions {
     /// `session.reauth_after`: the deadline is this long after a login.
     pub(super) reauth_after: Duration,
     pub(crate) metrics: Arc<Metrics>,
-    /// Audit events of sessions ending by themselves (`invalid_grant`, the deadline).
+    /// Audit events of sessions ending by themselves (`invalid_grant`, the deadline, the
+    /// lifetime).
     pub(crate) events: Arc<Events>,
     /// `token_cache_total{result}` children, resolved once: counted on every egress call.
     pub(crate) token_cache_hits: prometheus::IntCounter,
@@ -287,17 +288,26 @@ impl Sessions {
         Ok(aged)
     }
 
-    /// Drops the expired cached copy under `key`. When it went at its re-consent deadline
-    /// (not signed out, not ended elsewhere), that is a `session.ended` event with reason
-    /// `deadline`: reported once — by whoever removes the copy here, and across replicas by
-    /// whoever takes the store's lock named for it (Redis; a single process always does).
+    /// Drops the expired cached copy under `key`. When it went by itself (not signed out, not
+    /// ended elsewhere), that is a `session.ended` event with reason `deadline` (its
+    /// re-consent deadline) or `lifetime` (its `session.lifetime`, which came first): reported
+    /// once — by whoever removes the copy here, and across replicas by whoever takes the
+    /// store's lock named for it (Redis; a single process always does).
     pub(crate) async fn forget_expired(&self, key: &str) {
         let Some(s) = self.cache.remove(key).await else {
             return;
         };
-        if s.is_ended() || self.has_ended(key) || !s.reauth_due_within(Duration::ZERO) {
+        if s.is_ended() || self.has_ended(key) {
             return;
         }
+        let reason = if s.reauth_due_within(Duration::ZERO) {
+            EndReason::Deadline
+        } else if s.with_record(|r| r.expires_at_ms <= now_ms()) {
+            EndReason::Lifetime
+        } else {
+            return;
+        };
+        // One lock name for both reasons (a session ends once); it predates `lifetime`.
         let report = self
             .store
             .lock(
@@ -308,7 +318,7 @@ impl Sessions {
             .await;
         if let Ok(true) = report {
             self.events.emit(
-                Event::new(Kind::Ended(EndReason::Deadline))
+                Event::new(Kind::Ended(reason))
                     .user(s.user_id(), s.with_record(|r| r.account_id.clone())),
             );
         }
@@ -530,6 +540,55 @@ backend = "memory"
             metrics,
             events,
         )
+    }
+
+    /// How a test makes a cached session expire.
+    type Expire = fn(&mut SessionRecord);
+
+    fn ended(s: &Sessions, reason: &str) -> u64 {
+        s.metrics.sessions_ended.with_label_values(&[reason]).get()
+    }
+
+    /// A cached session past its `session.lifetime` but before its deadline ends with reason
+    /// `lifetime`, one at its deadline with `deadline`; each once, whoever notices it (the
+    /// housekeeping or a lookup), and a signed-out one not at all.
+    #[tokio::test]
+    async fn a_session_that_expires_by_itself_ends_once_with_its_reason() {
+        let s = sessions();
+        let cases: [(&str, Expire); 3] = [
+            ("key-life", |r| r.expires_at_ms = now_ms() - 1),
+            ("key-deadline", |r| {
+                r.reauth_by_ms = Some(now_ms() - 1);
+                r.expires_at_ms = now_ms() - 1;
+            }),
+            ("key-out", |r| r.expires_at_ms = now_ms() - 1),
+        ];
+        for (key, expire) in &cases {
+            let mut live = record("alice");
+            live.reauth_by_ms = Some(now_ms() + 3_600_000);
+            s.persist(key, &live).await.expect("put");
+            let cached = s.by_key(key).await.expect("store").expect("live");
+            cached.update(*expire);
+            if *key == "key-out" {
+                cached.mark_ended();
+            }
+        }
+        // The housekeeping notices (and drops) the expired copies; then nothing is left to
+        // report, whoever looks.
+        s.housekeeping().await;
+        s.housekeeping().await;
+        for (key, _) in &cases {
+            s.forget_expired(key).await;
+        }
+        assert_eq!(ended(&s, "lifetime"), 1);
+        assert_eq!(ended(&s, "deadline"), 1);
+        assert_eq!(
+            s.metrics
+                .audit_events
+                .with_label_values(&["session.ended"])
+                .get(),
+            2
+        );
     }
 
     /// A live record of `user`, valid for an hour.

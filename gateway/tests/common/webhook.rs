@@ -1,13 +1,17 @@
 //! A real HTTP receiver of the gateway's webhooks, on loopback: it records every delivery
 //! (headers and body) and answers as the test asks — 2xx, 500 for the first attempts of each
-//! event, or never (it reads the request and holds the connection open).
+//! event, or never (it reads the request and holds the connection open). Over plain http, or
+//! over https with a certificate from a `mock_spotify::TestCa` ([`WebhookReceiver::start_tls`]),
+//! served by the same rustls the mock uses.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use mock_spotify::MockTls;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// How the receiver answers.
 #[derive(Clone, Copy, Debug)]
@@ -48,30 +52,65 @@ struct State {
     received: Vec<Received>,
     attempts: HashMap<String, usize>,
     /// Connections held open ([`Answer::Never`]).
-    held: Vec<TcpStream>,
+    held: Vec<Box<dyn Send>>,
 }
 
 pub struct WebhookReceiver {
     pub url: String,
     state: Arc<Mutex<State>>,
+    /// TLS handshakes that failed (the client refused the certificate).
+    refused: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl WebhookReceiver {
+    /// A plain http receiver.
     pub async fn start(answer: Answer) -> WebhookReceiver {
+        WebhookReceiver::listen(answer, None).await
+    }
+
+    /// An https receiver serving `tls` (a certificate for `127.0.0.1` or another name).
+    pub async fn start_tls(answer: Answer, tls: &MockTls) -> WebhookReceiver {
+        WebhookReceiver::listen(answer, Some(acceptor(tls))).await
+    }
+
+    async fn listen(answer: Answer, tls: Option<tokio_rustls::TlsAcceptor>) -> WebhookReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!(
-            "http://{}/hooks/gateway",
+            "{scheme}://{}/hooks/gateway",
             listener.local_addr().expect("addr")
         );
         let state = Arc::new(Mutex::new(State::default()));
-        let shared = Arc::clone(&state);
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (shared, refusals) = (Arc::clone(&state), Arc::clone(&refused));
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, answer, Arc::clone(&shared)));
+                let (state, refusals) = (Arc::clone(&shared), Arc::clone(&refusals));
+                match tls.clone() {
+                    None => drop(tokio::spawn(serve(stream, answer, state))),
+                    Some(acceptor) => drop(tokio::spawn(async move {
+                        match acceptor.accept(stream).await {
+                            Ok(stream) => serve(stream, answer, state).await,
+                            Err(_) => {
+                                refusals.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    })),
+                }
             }
         });
-        WebhookReceiver { url, state, task }
+        WebhookReceiver {
+            url,
+            state,
+            refused,
+            task,
+        }
+    }
+
+    /// TLS handshakes that failed: attempts that reached the receiver but never got to send.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 
     /// Every POST so far, in arrival order.
@@ -91,7 +130,29 @@ impl Drop for WebhookReceiver {
     }
 }
 
-async fn serve(mut stream: TcpStream, answer: Answer, state: Arc<Mutex<State>>) {
+/// The server side of `tls`, HTTP/1.1 only (as the gateway's webhook client speaks it).
+fn acceptor(tls: &MockTls) -> tokio_rustls::TlsAcceptor {
+    let certs = rustls_pemfile::certs(&mut tls.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificate PEM");
+    let key = rustls_pemfile::private_key(&mut tls.key_pem.as_bytes())
+        .expect("key PEM")
+        .expect("a private key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("certificate and key");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+async fn serve<S>(mut stream: S, answer: Answer, state: Arc<Mutex<State>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let Some((headers, body)) = read_request(&mut stream).await else {
         return;
     };
@@ -132,12 +193,14 @@ async fn serve(mut stream: TcpStream, answer: Answer, state: Arc<Mutex<State>>) 
                 )
                 .await;
         }
-        None => state.lock().unwrap().held.push(stream),
+        None => state.lock().unwrap().held.push(Box::new(stream)),
     }
 }
 
 /// One HTTP/1.1 request with a `Content-Length` body: lowercase headers and the body.
-async fn read_request(stream: &mut TcpStream) -> Option<(HashMap<String, String>, Vec<u8>)> {
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Option<(HashMap<String, String>, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {

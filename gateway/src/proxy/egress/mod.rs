@@ -82,6 +82,9 @@ pub struct EgressCtx {
     attempts: u32,
     /// Set when a retry is scheduled: wait this long before it.
     retry_backoff: Option<Duration>,
+    /// This attempt's answer header came from Spotify: past this, the call cannot be sent
+    /// again after a connection failure (part of the answer may be on its way).
+    answer_header_seen: bool,
     /// Rewrites paging links in a JSON answer.
     rewrite: Option<LinkRewriter>,
     /// Spotify's answer body was refused (`response_body_filter`), and logged there.
@@ -341,6 +344,7 @@ impl ProxyHttp for EgressProxy {
             self.gw.metrics.retries.inc();
             tokio::time::sleep(backoff).await;
         }
+        ctx.answer_header_seen = false;
         let live = live(ctx, &self.gw);
         let cfg = &live.egress;
         let remaining = ctx
@@ -428,6 +432,7 @@ impl ProxyHttp for EgressProxy {
         upstream: &mut ResponseHeader,
         ctx: &mut EgressCtx,
     ) -> Result<()> {
+        ctx.answer_header_seen = true;
         if let Some(at) = ctx.upstream_started {
             self.gw
                 .metrics
@@ -619,6 +624,25 @@ impl ProxyHttp for EgressProxy {
             e.set_retry(false);
         } else {
             e.retry.decide_reuse(client_reused);
+            // A GET on a pooled connection that died under it (an HTTP/2 connection whose
+            // tunnel or peer went away reads as a ReadError or H2Error, which pingora does not
+            // retry):
+            // tried again, with backoff, within the call's deadline (`retry`).
+            // Only Spotify's side: a caller that went away is no reason to call again.
+            let broken = *e.esource() == ErrorSource::Upstream
+                && matches!(
+                    e.etype(),
+                    ErrorType::ReadError
+                        | ErrorType::WriteError
+                        | ErrorType::ConnectionClosed
+                        | ErrorType::H2Error
+                );
+            if !e.retry() && broken && !ctx.answer_header_seen {
+                if let Some(backoff) = retry::backoff(&self.attempt(session, ctx), true) {
+                    ctx.retry_backoff = Some(backoff);
+                    e.set_retry(true);
+                }
+            }
         }
         e
     }
