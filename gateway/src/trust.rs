@@ -34,6 +34,12 @@ impl Trust {
     /// The system's roots plus `extra`. A system certificate that cannot serve as a root is
     /// skipped with a warning; `extra` was checked by config validation.
     pub fn load(extra: Option<&CaFile>) -> io::Result<Trust> {
+        Trust::load_for(extra, "Spotify", "spotify.ca_file")
+    }
+
+    /// [`Trust::load`] for another client (a webhook): `purpose` and `key` name it in the
+    /// log and errors.
+    pub fn load_for(extra: Option<&CaFile>, purpose: &str, key: &str) -> io::Result<Trust> {
         let native = rustls_native_certs::load_native_certs();
         for e in &native.errors {
             tracing::warn!(error = %e, "cannot read some of the system's CA certificates");
@@ -62,20 +68,20 @@ impl Trust {
         if let (Some(f), true) = (extra, roots.is_empty()) {
             // Validation accepted the file, so this means the parsers disagree.
             return Err(io::Error::other(format!(
-                "spotify.ca_file = {:?}: no usable CA certificate",
+                "{key} = {:?}: no usable CA certificate",
                 f.path
             )));
         }
         if roots.is_empty() {
             tracing::error!(
-                "no CA certificates found on this system: no https:// Spotify can be trusted; \
-                 install ca-certificates or set spotify.ca_file"
+                "no CA certificates found on this system: no https:// {purpose} can be \
+                 trusted; install ca-certificates or set {key}"
             );
         }
         tracing::info!(
             roots = roots.len(),
             ca_file = ?extra.map(|f| &f.path),
-            "trusting these roots for Spotify"
+            "trusting these roots for {purpose}"
         );
         let pingora_ca = (!wrapped.is_empty()).then(|| Arc::from(wrapped.into_boxed_slice()));
         Ok(Trust {

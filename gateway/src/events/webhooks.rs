@@ -164,7 +164,8 @@ fn depth<T>(tx: &mpsc::Sender<T>) -> i64 {
 /// (a redirect would send the signed event somewhere the operator did not name), and no proxy
 /// from the environment (as the clients to Spotify).
 fn client(config: &WebhookConfig) -> std::io::Result<reqwest::Client> {
-    let trust = Trust::load(config.ca_file.as_ref())?;
+    let purpose = format!("webhook {}", config.name);
+    let trust = Trust::load_for(config.ca_file.as_ref(), &purpose, "webhooks.ca_file")?;
     reqwest::Client::builder()
         .use_preconfigured_tls(trust.client_config()?)
         .no_proxy()
