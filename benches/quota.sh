@@ -389,7 +389,7 @@ run_one() { # run_one CONTENDER ROUND
   reqs=$(field requests "$out"); f429=$(field failed_429 "$out"); fother=$(field failed_other "$out")
   p50=$(field p50_ms "$out"); p99=$(field p99_ms "$out")
   per1000=$(awk -v s="$seen" -v n="$reqs" 'BEGIN { printf "%.1f", n ? s * 1000 / n : 0 }')
-  echo "$reqs $seen $per1000 $((limited + exceeded)) $f429 $fother $p50 $p99" >>"$W/results/$who"
+  echo "$reqs $seen $per1000 $((limited + exceeded)) $f429 $fother $p50 $p99 $(field ok "$out")" >>"$W/results/$who"
   printf '#   round %d %-16s requests %5d  spotify %5d (%6.1f/1000)  spotify_429 %4d  failed 429 %4d other %4d  p50 %8.3f ms  p99 %8.3f ms\n' \
     "$2" "$who" "$reqs" "$seen" "$per1000" "$((limited + exceeded))" "$f429" "$fother" "$p50" "$p99" >&2
   log "    ${out#zipf-load: }"
@@ -418,15 +418,16 @@ echo
 echo "quota: $CLIENTS clients at $RATE req/s of GET /v1/tracks/{id} (Zipf s=$ZIPF_S over $TRACKS tracks," \
   "Cache-Control max-age=$MAX_AGE + ETag) and $USER_RATE req/s of GET /v1/me for $USERS users;" \
   "mock budget $BUDGET per 30 s; medians over $ROUNDS round(s) of ${DURATION}s"
-printf '  %-16s %9s %9s %12s %12s %11s %13s %9s %9s\n' contender requests spotify \
+printf '  %-16s %9s %7s %9s %12s %12s %11s %13s %9s %9s\n' contender requests served spotify \
   spotify/1000 spotify_429 failed_429 failed_other p50_ms p99_ms
 for who in "${CONTENDERS[@]}"; do
-  printf '  %-16s %9.0f %9.0f %12.1f %12.0f %11.0f %13.0f %9.1f %9.1f\n' "$who" \
-    "$(median "$W/results/$who" 1)" "$(median "$W/results/$who" 2)" "$(median "$W/results/$who" 3)" \
+  printf '  %-16s %9.0f %7.0f %9.0f %12.1f %12.0f %11.0f %13.0f %9.1f %9.1f\n' "$who" \
+    "$(median "$W/results/$who" 1)" "$(median "$W/results/$who" 9)" \
+    "$(median "$W/results/$who" 2)" "$(median "$W/results/$who" 3)" \
     "$(median "$W/results/$who" 4)" "$(median "$W/results/$who" 5)" "$(median "$W/results/$who" 6)" \
     "$(median "$W/results/$who" 7)" "$(median "$W/results/$who" 8)"
 done
-echo "  spotify: calls that reached the mock (its limiter's count, refused ones included);" \
+echo "  served: requests answered 2xx; spotify: calls that reached the mock (its limiter's count, refused ones included);" \
   "spotify_429: of them, refused with 429; failed_429: 429s the clients got (the gateway's own" \
   "for the gateways, beyond spotify_429; Spotify's for nginx); failed_other: any other non-2xx," \
   "timeout (10 s) or error; p50/p99 over all requests"
