@@ -40,7 +40,8 @@ use super::{RequestInfo, UpstreamTarget};
 use crate::app::{Gateway, Live};
 use crate::outbound;
 use crate::quota::{
-    cache, cool_down, flight, Answer, AnswerCache, Flights, Joined, Lookup, Priority, Reason,
+    cache, cool_down, flight, Answer, AnswerCache, Flights, Followed, Joined, Lookup, Priority,
+    Reason,
 };
 use crate::trust::{self, TlsTarget};
 use identity::Credential;
@@ -221,7 +222,7 @@ impl EgressProxy {
         session: &mut Session,
         ctx: &mut EgressCtx,
         key: String,
-        coalesce: bool,
+        mut coalesce: bool,
     ) -> Result<bool> {
         let count = |result: &str| {
             self.gw
@@ -245,14 +246,20 @@ impl EgressProxy {
                             .map(|d| d.saturating_duration_since(Instant::now()))
                             .unwrap_or_default();
                         match tokio::time::timeout(left, follower.answer()).await {
-                            Ok(Some(answer)) => {
+                            Ok(Followed::Answer(answer)) => {
                                 count("coalesced");
                                 let status = shared::collapsed();
                                 shared::write(session, &answer, &status, &ctx.req.id).await?;
                                 return Ok(true);
                             }
                             // The leader went away without an answer: lead, or follow anew.
-                            Ok(None) => continue,
+                            Ok(Followed::Gone) => continue,
+                            // No room for the leader: this call asks the budget alone, within
+                            // its own wait (from its arrival), rather than follow newer leaders.
+                            Ok(Followed::Refused) => {
+                                coalesce = false;
+                                continue;
+                            }
                             Err(_) => {
                                 let failure = Failure::DeadlinePassed(
                                     "An identical call to Spotify did not answer within this \
@@ -520,6 +527,9 @@ impl ProxyHttp for EgressProxy {
             let deadline = ctx.deadline.unwrap_or_else(Instant::now);
             let arrived = ctx.arrived.unwrap_or_else(Instant::now);
             if let Err(wait) = budget.take(priority, arrived, deadline).await {
+                if let Some(lead) = ctx.share.as_mut().and_then(|s| s.lead.take()) {
+                    lead.refuse();
+                }
                 ctx.local_answer = Some(Failure::RateLimited {
                     retry_after_secs: cool_down::retry_after_secs(wait),
                     quota_exceeded: false,
