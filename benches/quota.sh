@@ -105,7 +105,8 @@ stop() { # stop PID: SIGTERM one process we started, wait for it, forget it
 }
 
 in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-next_port=$((20000 + RANDOM % 20000))
+# Below the ephemeral range (32768-60999 on Linux), so no outgoing connection holds one.
+next_port=$((20000 + RANDOM % 10000))
 alloc() { # alloc VAR: a free loopback port
   while in_use "$next_port"; do next_port=$((next_port + 1)); done
   printf -v "$1" %d "$next_port"
