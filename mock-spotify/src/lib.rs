@@ -44,7 +44,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-pub use crate::catalog::LARGE_PLAYLIST_ID;
+pub use crate::catalog::{generated_track_ids, GENERATED_TRACKS, LARGE_PLAYLIST_ID, LISTENERS};
 pub use crate::config::{AppMode, MockConfig, REFRESH_TOKEN_LIFETIME};
 use crate::state::App;
 pub use crate::tls::{MockTls, TestCa, Validity};

@@ -12,10 +12,13 @@
 //!     --set-header "Authorization: Bearer x" --threads 2            # pingora, nothing else
 //! spotify-gateway-bench bare-proxy --listen 127.0.0.1:8083 --upstream 127.0.0.1:3443 \
 //!     --tls --ca ca.pem --sni 127.0.0.1 --h2 --set-header "Host: 127.0.0.1:3443"  # over TLS
+//! spotify-gateway-bench zipf-load --target http://127.0.0.1:8081 --clients 50 --tracks 1000 \
+//!     --s 1.1 --duration 30s --rate 16 --users-file users --user-rate 4 --seed 1  # quota.sh
 //! ```
 
 #[path = "../support/seed.rs"]
 mod seed;
+mod zipf_load;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -125,6 +128,38 @@ enum Cmd {
         #[arg(long, requires = "tls")]
         h2: bool,
     },
+    /// Open-loop load for benches/quota.sh: Zipf-distributed catalogue GETs over the mock's
+    /// generated tracks from N clients, plus `GET /v1/me` per signed-in user; one result line.
+    ZipfLoad {
+        /// Base URL of the contender (`http://127.0.0.1:PORT`).
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        #[arg(long, default_value_t = 1000)]
+        tracks: usize,
+        /// The Zipf exponent.
+        #[arg(long, default_value_t = 1.1)]
+        s: f64,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+        duration: Duration,
+        /// Catalogue requests per second, all clients together (Poisson arrivals).
+        #[arg(long, default_value_t = 16.0)]
+        rate: f64,
+        /// One header value per line, one user each (`X-Gateway-User` assertions).
+        #[arg(long)]
+        users_file: Option<PathBuf>,
+        /// `GET /v1/me` per second, all users together (Poisson arrivals, users in turn).
+        #[arg(long, default_value_t = 4.0)]
+        user_rate: f64,
+        #[arg(long, default_value = "X-Gateway-User")]
+        user_header: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Per request, connecting to the whole body.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        timeout: Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -166,6 +201,33 @@ fn main() -> ExitCode {
                 threads,
                 !no_steal,
             )
+        }),
+        Cmd::ZipfLoad {
+            target,
+            clients,
+            tracks,
+            s,
+            duration,
+            rate,
+            users_file,
+            user_rate,
+            user_header,
+            seed,
+            timeout,
+        } => runtime().and_then(|rt| {
+            rt.block_on(zipf_load::run(zipf_load::Options {
+                target: &target,
+                clients,
+                tracks,
+                s,
+                duration,
+                rate,
+                users_file: users_file.as_deref(),
+                user_rate,
+                user_header: &user_header,
+                seed,
+                timeout,
+            }))
         }),
     };
     match result {

@@ -58,11 +58,20 @@ impl Budget {
         }
     }
 
-    /// Takes one call, waiting for room until `deadline` (at most `MAX_WAIT`); `Err` with the
-    /// time until room when there is none in time.
-    pub async fn take(&self, priority: Priority, deadline: Instant) -> Result<(), Duration> {
+    /// Takes one call, waiting for room until `deadline` and at most `MAX_WAIT` after
+    /// `arrived` (when the call came in); `Err` with the time until room when there is none
+    /// in time. Counted from the arrival, so a call that has already waited (for an identical
+    /// call in flight whose leader got no room, then leading itself) does not wait `MAX_WAIT`
+    /// once more: behind a chain of such leaders each caller waited up to `MAX_WAIT` per
+    /// leader before it.
+    pub async fn take(
+        &self,
+        priority: Priority,
+        arrived: Instant,
+        deadline: Instant,
+    ) -> Result<(), Duration> {
         let limit = self.limit_for(priority);
-        let give_up = deadline.min(Instant::now() + MAX_WAIT);
+        let give_up = deadline.min(arrived + MAX_WAIT);
         let mut waited = false;
         loop {
             let wait = match self.try_take(limit).await {
@@ -119,6 +128,36 @@ impl Budget {
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
+
+    #[tokio::test]
+    async fn a_call_waits_at_most_max_wait_from_its_arrival() {
+        let b = Budget::new(
+            1,
+            Arc::new(MemoryStore::default()),
+            Arc::new(Metrics::new()),
+        );
+        // The window is full and frees in about 1 s.
+        b.local
+            .lock()
+            .expect("lock")
+            .push_back(now_ms() - WINDOW.as_millis() as u64 + 1000);
+        let far = Instant::now() + Duration::from_secs(30);
+        let started = Instant::now();
+        let late = started - (MAX_WAIT - Duration::from_millis(500));
+        assert!(
+            b.take(Priority::User, late, far).await.is_err(),
+            "arrived 4.5 s ago: 0.5 s left of its wait, room in 1 s"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "refused at once"
+        );
+        assert!(
+            b.take(Priority::User, Instant::now(), far).await.is_ok(),
+            "just arrived: waits the second"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(900));
+    }
 
     #[test]
     fn the_window_allows_the_limit_and_users_go_before_app_calls() {

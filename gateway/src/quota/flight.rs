@@ -18,6 +18,8 @@ enum State {
     Landed(Arc<Answer>),
     /// The leader gave up or its answer cannot be shared.
     Gone,
+    /// The leader got no room in the budget (`budget`) within its wait.
+    Refused,
 }
 
 type Table = Arc<Mutex<HashMap<String, (u64, watch::Receiver<State>)>>>;
@@ -79,7 +81,25 @@ impl Flights {
     }
 }
 
+/// What a follower gets.
+pub enum Followed {
+    /// A copy of the leader's answer.
+    Answer(Arc<Answer>),
+    /// The leader went away without one: join again (one of the followers leads next).
+    Gone,
+    /// The budget had no room for the leader: make this call alone, within this caller's own
+    /// wait for room, instead of following the next leader (with identical calls arriving
+    /// all the time, a caller following one new leader after another could wait until its
+    /// deadline).
+    Refused,
+}
+
 impl Lead {
+    /// Tells the followers the budget had no room for this call.
+    pub fn refuse(self) {
+        self.tx.send_replace(State::Refused);
+    }
+
     /// Hands the answer to every follower.
     pub fn land(self, answer: Arc<Answer>) {
         self.tx.send_replace(State::Landed(answer));
@@ -102,19 +122,21 @@ impl Drop for Lead {
 }
 
 impl Follower {
-    /// The leader's answer, or `None` when the leader went away without one (join again).
-    pub async fn answer(mut self) -> Option<Arc<Answer>> {
+    /// The leader's answer, or why there is none.
+    pub async fn answer(mut self) -> Followed {
         loop {
             match &*self.0.borrow_and_update() {
-                State::Landed(answer) => return Some(Arc::clone(answer)),
-                State::Gone => return None,
+                State::Landed(answer) => return Followed::Answer(Arc::clone(answer)),
+                State::Gone => return Followed::Gone,
+                State::Refused => return Followed::Refused,
                 State::Pending => {}
             }
             if self.0.changed().await.is_err() {
                 // The sender is gone: its last word decides.
                 return match &*self.0.borrow() {
-                    State::Landed(answer) => Some(Arc::clone(answer)),
-                    _ => None,
+                    State::Landed(answer) => Followed::Answer(Arc::clone(answer)),
+                    State::Refused => Followed::Refused,
+                    _ => Followed::Gone,
                 };
             }
         }
@@ -141,7 +163,10 @@ mod tests {
         assert!(matches!(f.join("other"), Joined::Lead(_)));
         let waiting = tokio::spawn(follower.answer());
         lead.land(answer());
-        assert_eq!(waiting.await.expect("task").expect("answer").status, 200);
+        let Followed::Answer(got) = waiting.await.expect("task") else {
+            panic!("the answer")
+        };
+        assert_eq!(got.status, 200);
         assert!(f.is_empty());
         assert!(matches!(f.join("k"), Joined::Lead(_)), "a new flight");
     }
@@ -154,10 +179,25 @@ mod tests {
             panic!("follows")
         };
         drop(lead);
-        assert!(follower.answer().await.is_none());
+        assert!(matches!(follower.answer().await, Followed::Gone));
         assert!(
             matches!(f.join("k"), Joined::Lead(_)),
             "a follower leads next"
         );
+    }
+
+    #[tokio::test]
+    async fn a_leader_the_budget_refused_says_so() {
+        let f = Flights::default();
+        let Joined::Lead(lead) = f.join("k") else {
+            panic!("leads")
+        };
+        let Joined::Follow(follower) = f.join("k") else {
+            panic!("follows")
+        };
+        let waiting = tokio::spawn(follower.answer());
+        lead.refuse();
+        assert!(matches!(waiting.await.expect("task"), Followed::Refused));
+        assert!(f.is_empty());
     }
 }

@@ -21,4 +21,4 @@ pub use answer::Answer;
 pub use budget::{Budget, Priority};
 pub use cache::{AnswerCache, Lookup};
 pub use cool_down::{CoolDown, Reason};
-pub use flight::{Flights, Joined};
+pub use flight::{Flights, Followed, Joined};

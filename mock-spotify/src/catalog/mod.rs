@@ -18,7 +18,95 @@ pub(crate) use data::{DEFAULT_REGISTERED, MARKETS, USERS};
 pub(crate) use model::{Album, Artist, Catalog, Playlist, Track, User};
 
 pub(crate) fn user(id: &str) -> Option<&'static User> {
-    USERS.iter().find(|u| u.id == id)
+    USERS.iter().chain(listeners()).find(|u| u.id == id)
+}
+
+/// How many generated listeners there are besides alice, bob and carol.
+pub const LISTENERS: usize = 20;
+
+/// `listener01` to `listener20`: generated users for load with many signed-in users
+/// (`benches/quota.sh`). They can log in and call the API like the three named users, but
+/// the consent page does not list them (pass `mock_user=listenerNN`), and a
+/// development-mode app has them unregistered (switch to `extended_quota`).
+fn listeners() -> &'static [User] {
+    static LISTENER_USERS: OnceLock<Vec<User>> = OnceLock::new();
+    fn leak(s: String) -> &'static str {
+        Box::leak(s.into_boxed_str())
+    }
+    LISTENER_USERS.get_or_init(|| {
+        (1..=LISTENERS)
+            .map(|i| {
+                let id = format!("listener{i:02}");
+                User {
+                    account_id: leak(format!("acc{}", &base62_id(&format!("account:{id}"))[..19])),
+                    display_name: leak(format!("Listener {i:02}")),
+                    email: leak(format!("{id}@example.com")),
+                    country: MARKETS[i % MARKETS.len()],
+                    product: "premium",
+                    followers: i as u64,
+                    now_playing: None,
+                    id: leak(id),
+                }
+            })
+            .collect()
+    })
+}
+
+/// The artist of the generated part of the catalogue (no "a" in any of its names, so
+/// searches the tests make, `q=a` among them, find what they found before).
+const GENERATED_ARTIST: &str = "Zipf Ensemble";
+/// Tracks in the generated part: 50 albums ("Études, Book N") of 20 tracks ("Étude No. N").
+pub const GENERATED_TRACKS: usize = 1000;
+const GENERATED_PER_ALBUM: usize = 20;
+
+/// The ids of the generated tracks, in order (`GET /v1/tracks/{id}` answers each), for load
+/// generators that need a catalogue larger than the hand-written one.
+pub fn generated_track_ids() -> Vec<&'static str> {
+    let c = catalog();
+    c.tracks
+        .iter()
+        .filter(|t| c.artists[t.artist].name == GENERATED_ARTIST)
+        .map(|t| t.id.as_str())
+        .collect()
+}
+
+/// Appends the generated artist, albums and tracks (after the seeded playlists and the large
+/// playlist, which therefore keep their tracks).
+fn add_generated(catalog: &mut Catalog) {
+    let artist = catalog.artists.len();
+    let key = format!("artist:{GENERATED_ARTIST}");
+    catalog.artists.push(Artist {
+        id: base62_id(&key),
+        name: GENERATED_ARTIST,
+        popularity: stable_number(&key, 20, 30) as u32,
+        followers: stable_number(&key, 1_000, 50_000),
+    });
+    for book in 1..=GENERATED_TRACKS / GENERATED_PER_ALBUM {
+        let album_name = format!("Études, Book {book}");
+        let album = catalog.albums.len();
+        let mut album_tracks = Vec::with_capacity(GENERATED_PER_ALBUM);
+        for i in 0..GENERATED_PER_ALBUM {
+            let name = format!("Étude No. {}", (book - 1) * GENERATED_PER_ALBUM + i + 1);
+            let key = format!("track:{GENERATED_ARTIST}:{album_name}:{name}");
+            album_tracks.push(catalog.tracks.len());
+            catalog.tracks.push(Track {
+                id: base62_id(&key),
+                name,
+                artist,
+                album,
+                track_number: i as u32 + 1,
+                duration_ms: stable_number(&key, 90_000, 240_000),
+                popularity: stable_number(&key, 5, 40) as u32,
+            });
+        }
+        catalog.albums.push(Album {
+            id: base62_id(&format!("album:{GENERATED_ARTIST}:{album_name}")),
+            name: album_name,
+            artist,
+            year: 2020,
+            tracks: album_tracks,
+        });
+    }
 }
 
 /// 22 base62 characters derived from `key`, like a Spotify ID.
@@ -112,6 +200,7 @@ fn build() -> Catalog {
     let count = catalog.tracks.len();
     let tracks = (0..LARGE_PLAYLIST_LEN).map(|i| i % count).collect();
     catalog.playlists.push(playlist(LARGE_PLAYLIST, tracks));
+    add_generated(&mut catalog);
     catalog
 }
 
@@ -253,5 +342,32 @@ mod tests {
                 assert!(c.find_track(artist, title).is_some());
             }
         }
+    }
+
+    #[test]
+    fn the_generated_part_has_a_thousand_tracks_and_twenty_listeners() {
+        let ids = generated_track_ids();
+        assert_eq!(ids.len(), GENERATED_TRACKS);
+        let c = catalog();
+        for id in &ids {
+            assert_eq!(id.len(), 22);
+            assert!(c.track_by_id(id).is_some());
+        }
+        // The hand-written catalogue's searches find what they found before.
+        assert_eq!(c.search_tracks("etude").len(), GENERATED_TRACKS);
+        assert!(c
+            .search_tracks("a")
+            .iter()
+            .all(|&i| { c.artists[c.tracks[i].artist].name != GENERATED_ARTIST }));
+        let large = c.playlist_by_id(LARGE_PLAYLIST_ID).expect("large playlist");
+        assert!(large
+            .tracks
+            .iter()
+            .all(|&i| c.artists[c.tracks[i].artist].name != GENERATED_ARTIST));
+        for i in 1..=LISTENERS {
+            let u = user(&format!("listener{i:02}")).expect("listener");
+            assert_eq!(u.account_id.len(), 22);
+        }
+        assert!(user("listener00").is_none() && user("listener21").is_none());
     }
 }

@@ -76,6 +76,8 @@ pub struct EgressCtx {
     /// An answer decided inside a phase that can only fail (`upstream_peer`,
     /// `response_body_filter`); written by `fail_to_proxy`.
     local_answer: Option<Failure>,
+    /// When the call came in (its request header was read).
+    arrived: Option<Instant>,
     /// The call, retries included, must end by then.
     deadline: Option<Instant>,
     /// Attempts sent (or tried) to Spotify so far.
@@ -278,7 +280,9 @@ impl ProxyHttp for EgressProxy {
             }
         };
         let live = self.gw.live();
-        ctx.deadline = Some(Instant::now() + live.egress.total_timeout);
+        let now = Instant::now();
+        ctx.arrived = Some(now);
+        ctx.deadline = Some(now + live.egress.total_timeout);
         ctx.live = Some(Arc::clone(&live));
         // During a cool-down only a fresh cached answer can be had (a GET, with the cache on).
         let cooling = self.gw.cool_down.remaining();
@@ -363,7 +367,11 @@ impl ProxyHttp for EgressProxy {
                 _ => Priority::App,
             };
             let deadline = ctx.deadline.unwrap_or_else(Instant::now);
-            if let Err(wait) = budget.take(priority, deadline).await {
+            let arrived = ctx.arrived.unwrap_or_else(Instant::now);
+            if let Err(wait) = budget.take(priority, arrived, deadline).await {
+                if let Some(lead) = ctx.share.as_mut().and_then(|s| s.lead.take()) {
+                    lead.refuse();
+                }
                 ctx.local_answer = Some(Failure::RateLimited {
                     retry_after_secs: cool_down::retry_after_secs(wait),
                     quota_exceeded: false,

@@ -20,7 +20,7 @@ use pingora::proxy::FailToProxy;
 use super::identity::Credential;
 use super::{EgressCtx, EgressProxy};
 use crate::proxy::respond::Failure;
-use crate::quota::{cache, flight, Answer, Joined, Lookup};
+use crate::quota::{cache, flight, Answer, Followed, Joined, Lookup};
 
 /// The most of an answer held to share it; a larger one streams to its caller alone (and
 /// its followers make their own call). Spotify's largest pages are a few hundred KiB.
@@ -180,7 +180,7 @@ impl EgressProxy {
         session: &mut Session,
         ctx: &mut EgressCtx,
         key: String,
-        coalesce: bool,
+        mut coalesce: bool,
     ) -> Result<bool> {
         let count = |result: &str| {
             self.gw
@@ -204,14 +204,20 @@ impl EgressProxy {
                             .map(|d| d.saturating_duration_since(Instant::now()))
                             .unwrap_or_default();
                         match tokio::time::timeout(left, follower.answer()).await {
-                            Ok(Some(answer)) => {
+                            Ok(Followed::Answer(answer)) => {
                                 count("coalesced");
                                 let status = collapsed();
                                 write(session, &answer, &status, &ctx.req.id).await?;
                                 return Ok(true);
                             }
                             // The leader went away without an answer: lead, or follow anew.
-                            Ok(None) => continue,
+                            Ok(Followed::Gone) => continue,
+                            // No room for the leader: this call asks the budget alone, within
+                            // its own wait (from its arrival), rather than follow newer leaders.
+                            Ok(Followed::Refused) => {
+                                coalesce = false;
+                                continue;
+                            }
                             Err(_) => {
                                 let failure = Failure::DeadlinePassed(
                                     "An identical call to Spotify did not answer within this \
