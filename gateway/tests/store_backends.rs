@@ -253,13 +253,34 @@ async fn redis_shares_cool_downs_and_the_budget() {
     assert!((55_000..=60_000).contains(&running.hold_ms), "{running:?}");
 
     let window = Duration::from_secs(30);
-    for s in [&store, &late, &store] {
-        assert_eq!(s.take_budget(3, window).await.unwrap(), Some(None), "taken");
+    // App-token calls have their own share (2 of 4), counted on both replicas.
+    for s in [&store, &late] {
+        let taken = s.take_budget(4, Some(2), window).await.unwrap();
+        assert_eq!(taken, Some(None), "an app call taken");
     }
-    let full = late.take_budget(3, window).await.unwrap().expect("shared");
+    let app_full = store.take_budget(4, Some(2), window).await.unwrap();
+    assert!(
+        app_full.is_some_and(|wait| wait.is_some_and(|w| w <= window)),
+        "the app share is spent on both: {app_full:?}"
+    );
+    for s in [&late, &store] {
+        assert_eq!(
+            s.take_budget(4, None, window).await.unwrap(),
+            Some(None),
+            "a user's call"
+        );
+    }
+    let full = late
+        .take_budget(4, None, window)
+        .await
+        .unwrap()
+        .expect("shared");
     assert!(full.is_some_and(|wait| wait <= window), "{full:?}");
     assert_eq!(
-        MemoryStore::default().take_budget(3, window).await.unwrap(),
+        MemoryStore::default()
+            .take_budget(3, None, window)
+            .await
+            .unwrap(),
         None
     );
 }

@@ -5,7 +5,8 @@
 //! trimmed and counted in one script, on Redis's clock); otherwise it is this process's.
 //!
 //! When the budget is tight, calls for a signed-in user go first: app-token calls may only
-//! use `APP_SHARE` of it. A call over budget waits for room within its deadline (at most
+//! take `APP_SHARE` of it (they are counted apart), so a quarter of the window is always left
+//! for users; users' calls do not shrink what app-token calls may take below that. A call over budget waits for room within its deadline (at most
 //! `MAX_WAIT`), else the gateway answers 429 itself with the time until room.
 
 use std::collections::VecDeque;
@@ -18,7 +19,7 @@ use crate::store::Store;
 
 /// Spotify's window.
 pub const WINDOW: Duration = Duration::from_secs(30);
-/// The part of the budget app-token (background) calls may use; the rest is kept for users.
+/// The part of the budget app-token (background) calls may take; the rest is kept for users.
 const APP_SHARE: f64 = 0.75;
 /// The longest a call waits for room in the budget.
 const MAX_WAIT: Duration = Duration::from_secs(5);
@@ -33,8 +34,9 @@ pub enum Priority {
 pub struct Budget {
     limit: u32,
     store: Arc<dyn Store>,
-    /// Call times (unix ms) in the window, when the store shares no budget.
-    local: Mutex<VecDeque<u64>>,
+    /// Call times (unix ms) in the window, when the store shares no budget: every call, and
+    /// the app-token calls apart.
+    local: Mutex<Window>,
     metrics: Arc<Metrics>,
 }
 
@@ -46,15 +48,16 @@ impl Budget {
         Budget {
             limit,
             store,
-            local: Mutex::new(VecDeque::new()),
+            local: Mutex::new(Window::default()),
             metrics,
         }
     }
 
-    fn limit_for(&self, priority: Priority) -> u32 {
+    /// How many app-token calls the window may hold (`None` for a user's call).
+    fn app_limit(&self, priority: Priority) -> Option<u32> {
         match priority {
-            Priority::User => self.limit,
-            Priority::App => ((f64::from(self.limit) * APP_SHARE) as u32).max(1),
+            Priority::User => None,
+            Priority::App => Some(((f64::from(self.limit) * APP_SHARE) as u32).max(1)),
         }
     }
 
@@ -70,11 +73,11 @@ impl Budget {
         arrived: Instant,
         deadline: Instant,
     ) -> Result<(), Duration> {
-        let limit = self.limit_for(priority);
+        let app_limit = self.app_limit(priority);
         let give_up = deadline.min(arrived + MAX_WAIT);
         let mut waited = false;
         loop {
-            let wait = match self.try_take(limit).await {
+            let wait = match self.try_take(app_limit).await {
                 None => {
                     let result = if waited { "waited" } else { "taken" };
                     self.metrics.budget.with_label_values(&[result]).inc();
@@ -93,9 +96,10 @@ impl Budget {
         }
     }
 
-    /// One attempt: `None` when taken, else the time until the oldest call leaves the window.
-    async fn try_take(&self, limit: u32) -> Option<Duration> {
-        match self.store.take_budget(limit, WINDOW).await {
+    /// One attempt: `None` when taken, else the time until the oldest call in the way leaves
+    /// the window.
+    async fn try_take(&self, app_limit: Option<u32>) -> Option<Duration> {
+        match self.store.take_budget(self.limit, app_limit, WINDOW).await {
             Ok(Some(taken)) => return taken,
             Ok(None) => {}
             Err(e) => {
@@ -104,23 +108,50 @@ impl Budget {
                 tracing::warn!(error = %e, "shared budget unavailable; counting locally");
             }
         }
-        self.take_local(limit, now_ms())
+        self.take_local(app_limit, now_ms())
     }
 
-    fn take_local(&self, limit: u32, now: u64) -> Option<Duration> {
+    fn take_local(&self, app_limit: Option<u32>, now: u64) -> Option<Duration> {
+        let mut w = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        w.take(self.limit, app_limit, now)
+    }
+}
+
+/// This process's window (as the Redis script keeps the shared one).
+#[derive(Default)]
+struct Window {
+    all: VecDeque<u64>,
+    app: VecDeque<u64>,
+}
+
+impl Window {
+    fn take(&mut self, limit: u32, app_limit: Option<u32>, now: u64) -> Option<Duration> {
         let window = WINDOW.as_millis() as u64;
-        let mut calls = self.local.lock().unwrap_or_else(PoisonError::into_inner);
-        while calls.front().is_some_and(|t| t + window <= now) {
-            calls.pop_front();
+        for calls in [&mut self.all, &mut self.app] {
+            while calls.front().is_some_and(|t| t + window <= now) {
+                calls.pop_front();
+            }
         }
-        if calls.len() < limit as usize {
-            calls.push_back(now);
-            return None;
+        // Until the oldest call in the way leaves; when both counts are full, the later one.
+        let until_room = |calls: &VecDeque<u64>| {
+            let oldest = calls.front().copied().unwrap_or(now);
+            (oldest + window).saturating_sub(now).max(1)
+        };
+        let mut wait = 0;
+        if self.all.len() >= limit as usize {
+            wait = until_room(&self.all);
         }
-        let oldest = calls.front().copied().unwrap_or(now);
-        Some(Duration::from_millis(
-            (oldest + window).saturating_sub(now).max(1),
-        ))
+        if app_limit.is_some_and(|a| self.app.len() >= a as usize) {
+            wait = wait.max(until_room(&self.app));
+        }
+        if wait > 0 {
+            return Some(Duration::from_millis(wait));
+        }
+        self.all.push_back(now);
+        if app_limit.is_some() {
+            self.app.push_back(now);
+        }
+        None
     }
 }
 
@@ -140,6 +171,7 @@ mod tests {
         b.local
             .lock()
             .expect("lock")
+            .all
             .push_back(now_ms() - WINDOW.as_millis() as u64 + 1000);
         let far = Instant::now() + Duration::from_secs(30);
         let started = Instant::now();
@@ -160,29 +192,55 @@ mod tests {
     }
 
     #[test]
-    fn the_window_allows_the_limit_and_users_go_before_app_calls() {
+    fn app_calls_take_their_share_and_users_keep_the_rest() {
+        let b = Budget::new(
+            8,
+            Arc::new(MemoryStore::default()),
+            Arc::new(Metrics::new()),
+        );
+        let app = b.app_limit(Priority::App);
+        assert_eq!(app, Some(6));
+        // Users' calls first: they do not shrink the app-token share.
+        for _ in 0..2 {
+            assert!(b.take_local(None, 1000).is_none());
+        }
+        for _ in 0..6 {
+            assert!(b.take_local(app, 1500).is_none(), "within the app share");
+        }
+        assert_eq!(
+            b.take_local(app, 2000),
+            Some(Duration::from_millis(29_500)),
+            "the app share is spent: room when the first app call leaves"
+        );
+        assert!(
+            b.take_local(None, 2000).is_some(),
+            "the whole budget is spent"
+        );
+        // The users' calls leave the window: room for users, not for more app calls.
+        assert!(b.take_local(None, 31_100).is_none(), "a user goes");
+        assert!(b.take_local(app, 31_100).is_some(), "app calls still held");
+        assert!(
+            b.take_local(app, 31_600).is_none(),
+            "the app calls left too"
+        );
+    }
+
+    #[test]
+    fn with_app_calls_alone_a_quarter_stays_for_users() {
         let b = Budget::new(
             4,
             Arc::new(MemoryStore::default()),
             Arc::new(Metrics::new()),
         );
-        assert_eq!(b.limit_for(Priority::App), 3);
+        let app = b.app_limit(Priority::App);
         for _ in 0..3 {
-            assert!(b.take_local(b.limit_for(Priority::App), 1000).is_none());
+            assert!(b.take_local(app, 1000).is_none());
         }
-        let wait = b.take_local(b.limit_for(Priority::App), 2000);
-        assert_eq!(
-            wait,
-            Some(Duration::from_millis(29_000)),
-            "app calls are held"
-        );
+        assert_eq!(b.take_local(app, 2000), Some(Duration::from_millis(29_000)));
+        assert!(b.take_local(None, 2000).is_none(), "a user goes");
+        assert!(b.take_local(None, 2000).is_some(), "full");
         assert!(
-            b.take_local(b.limit_for(Priority::User), 2000).is_none(),
-            "a user goes"
-        );
-        assert!(b.take_local(4, 2000).is_some(), "full");
-        assert!(
-            b.take_local(4, 31_000).is_none(),
+            b.take_local(None, 31_000).is_none(),
             "the first calls left the window"
         );
     }

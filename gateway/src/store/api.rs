@@ -222,11 +222,14 @@ pub trait Store: Send + Sync {
         None
     }
     /// Takes one call from a budget of `limit` per rolling `window` shared by every replica
-    /// (`quota::Budget`): `Some(None)` when taken, `Some(Some(wait))` when full (room in
-    /// `wait`). `None`: this store shares no budget, and the caller counts in memory.
+    /// (`quota::Budget`); with `app_limit`, an app-token call, which also needs fewer than
+    /// `app_limit` app-token calls in the window. `Some(None)` when taken, `Some(Some(wait))`
+    /// when full (room in `wait`). `None`: this store shares no budget, and the caller counts
+    /// in memory.
     async fn take_budget(
         &self,
         _limit: u32,
+        _app_limit: Option<u32>,
         _window: Duration,
     ) -> StoreResult<Option<Option<Duration>>> {
         Ok(None)

@@ -125,9 +125,10 @@ impl Store for Instrumented {
     async fn take_budget(
         &self,
         limit: u32,
+        app_limit: Option<u32>,
         window: Duration,
     ) -> StoreResult<Option<Option<Duration>>> {
-        let result = self.inner.take_budget(limit, window).await;
+        let result = self.inner.take_budget(limit, app_limit, window).await;
         match result {
             // Not shared: no operation to count.
             Ok(None) => Ok(None),

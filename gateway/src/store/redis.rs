@@ -84,23 +84,45 @@ end
 return redis.call("PUBLISH", ARGV[3], ARGV[4])
 "#;
 
-/// The shared budget's window: drops calls older than ARGV[1] ms (on Redis's clock), then
-/// adds this one (member ARGV[3]) if fewer than ARGV[2] remain; returns 0 when taken, else
-/// the ms until the oldest call leaves the window.
+/// The shared budget's window: every call in KEYS[1], app-token calls also in KEYS[2]
+/// (sorted sets of call times on Redis's clock). Drops calls older than ARGV[1] ms, then adds
+/// this one (member ARGV[3]) if fewer than ARGV[2] calls remain and, for an app-token call
+/// (ARGV[4] > 0), fewer than ARGV[4] app-token calls; returns 0 when taken, else the ms until
+/// there is room (the oldest call in the way leaves the window; with both counts full, the
+/// later of the two).
 const BUDGET_SCRIPT: &str = r#"
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[1])
+local app_limit = tonumber(ARGV[4])
 redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now - window)
-if redis.call("ZCARD", KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call("ZADD", KEYS[1], now, now .. ":" .. ARGV[3])
+redis.call("ZREMRANGEBYSCORE", KEYS[2], "-inf", now - window)
+local function until_room(key)
+  local oldest = redis.call("ZRANGE", key, 0, 0, "WITHSCORES")
+  return math.max(1, tonumber(oldest[2]) + window - now)
+end
+local wait = 0
+if redis.call("ZCARD", KEYS[1]) >= tonumber(ARGV[2]) then
+  wait = until_room(KEYS[1])
+end
+if app_limit > 0 and redis.call("ZCARD", KEYS[2]) >= app_limit then
+  wait = math.max(wait, until_room(KEYS[2]))
+end
+if wait == 0 then
+  local member = now .. ":" .. ARGV[3]
+  redis.call("ZADD", KEYS[1], now, member)
   redis.call("PEXPIRE", KEYS[1], window)
+  if app_limit > 0 then
+    redis.call("ZADD", KEYS[2], now, member)
+    redis.call("PEXPIRE", KEYS[2], window)
+  end
   return 0
 end
-local oldest = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
-return math.max(1, tonumber(oldest[2]) + window - now)
+return wait
 "#;
 const BUDGET_KEY: &str = "sgw:budget";
+/// The app-token calls of the shared budget's window.
+const BUDGET_APP_KEY: &str = "sgw:budget:app";
 
 pub struct RedisStore {
     client: redis::Client,
@@ -516,6 +538,7 @@ impl Store for RedisStore {
     async fn take_budget(
         &self,
         limit: u32,
+        app_limit: Option<u32>,
         window: Duration,
     ) -> StoreResult<Option<Option<Duration>>> {
         let window_ms = window.as_millis() as u64;
@@ -523,9 +546,11 @@ impl Store for RedisStore {
         self.run("budget", move |mut c| async move {
             let wait_ms = redis::Script::new(BUDGET_SCRIPT)
                 .key(BUDGET_KEY)
+                .key(BUDGET_APP_KEY)
                 .arg(window_ms)
                 .arg(limit)
                 .arg(member)
+                .arg(app_limit.unwrap_or(0))
                 .invoke_async::<u64>(&mut c)
                 .await?;
             Ok(Some((wait_ms > 0).then(|| Duration::from_millis(wait_ms))))
