@@ -1,6 +1,10 @@
 //! The [`Sessions`] registry: the store, the keys, the memory cache in front of the store, how
 //! records are sealed into and opened from the store, and ending a session. Logins
 //! (`login`), lookups (`lookup`) and token refreshes (`tokens::user`) are its other methods.
+//!
+//! Why this file is over 600 lines: about a fifth is the unit tests of sessions that end by
+//! themselves (deadline, lifetime: one event each), which need the private memory cache;
+//! the rest is the registry, already split by job into the files named above.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};

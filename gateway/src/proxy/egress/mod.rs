@@ -10,8 +10,10 @@
 //! GETs that may share one answer (coalescing, the cache: `quota::flight`, `quota::cache`)
 //! go through `shared`, which adds the share bookkeeping to `EgressProxy`.
 //!
-//! This file is the `ProxyHttp` impl, whose hooks share `EgressCtx` and must stay in one
-//! `impl` block; each hook calls named functions in the submodules above.
+//! Why this file is long (about 700 lines): it is the `ProxyHttp` impl, whose hooks share
+//! `EgressCtx` and must stay in one `impl` block, plus that context's fields; each hook calls
+//! named functions in the submodules above, and what can leave has left (`shared.rs`, the
+//! cache and coalescing glue; `retry.rs`, `rate_limit.rs`, ...).
 //!
 //! ```text
 //! curl 'http://127.0.0.1:8081/v1/search?q=abba&type=track'   # with `spotify-gateway demo`
