@@ -52,79 +52,14 @@ WORKERS=2 # gateway threads = nginx worker_processes
 CONTENDERS=(gateway gateway_nocache nginx nginx_cache)
 [ "$USERS" -le 20 ] || { echo "USERS: the mock has 20 generated listeners" >&2; exit 2; }
 
-log() { echo "# $*" >&2; }
-
-# -- tools -------------------------------------------------------------------------------------
-need=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing: ${need[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
-
-# -- build -------------------------------------------------------------------------------------
-log "building (release)"
-build_log=$(mktemp)
-# The Dockerfile's build, then the helper binary (bench-tools feature: not in the product).
-if ! cargo build --release --locked -p spotify-gateway >"$build_log" 2>&1 ||
-  ! cargo build --release --locked -p spotify-gateway --features bench-tools \
-    --bin spotify-gateway-bench >>"$build_log" 2>&1; then
-  cat "$build_log" >&2
-  rm -f "$build_log"
-  exit 1
-fi
-rm -f "$build_log"
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/release/spotify-gateway
-TOOLS=$TARGET_DIR/release/spotify-gateway-bench
-if [ ! -x "$BIN" ] || [ ! -x "$TOOLS" ]; then echo "build failed" >&2; exit 1; fi
-
-# -- workspace, processes, ports (as load.sh) --------------------------------------------------
-W=$(mktemp -d /tmp/sgw-quota.XXXXXX)
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
+install_missing nginx curl
+build_release
+work_dir quota
 # nginx's workers (nobody, when run as root) must reach the cache under it: search, not list.
 chmod 0711 "$W"
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "${KEEP_WORKDIR:-0}" = 1 ]; then echo "# kept $W" >&2; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
-stop() { # stop PID: SIGTERM one process we started, wait for it, forget it
-  local pid kept=()
-  kill "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-  for pid in "${PIDS[@]}"; do [ "$pid" = "$1" ] || kept+=("$pid"); done
-  PIDS=("${kept[@]}")
-}
 
-in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# Below the ephemeral range (32768-60999 on Linux), so no outgoing connection holds one.
-next_port=$((20000 + RANDOM % 10000))
-alloc() { # alloc VAR: a free loopback port
-  while in_use "$next_port"; do next_port=$((next_port + 1)); done
-  printf -v "$1" %d "$next_port"
-  next_port=$((next_port + 1))
-}
-
-wait_status() { # wait_status URL STATUS [seconds]
-  local i
-  for ((i = 0; i < ${3:-20} * 50; i++)); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$1" 2>/dev/null)" = "$2" ] && return 0
-    sleep 0.02
-  done
-  echo "timed out waiting for $1 -> $2" >&2
-  return 1
-}
-
-export BENCH_CLIENT_SECRET="bench-client-secret"
-export BENCH_SESSION_SECRET="bench-session-secret-0123456789abcdef-0123456789"
 SCOPES='"user-read-private", "user-read-email"'
 
 alloc MOCK; alloc APP; alloc CB
