@@ -7,4 +7,6 @@ if ! command -v cmake >/dev/null; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq cmake
 fi
-exec cargo run --release --locked -p spotify-gateway -- demo "$@"
+# The dev profile: a first build takes minutes less than a release one, the demo needs no
+# optimiser, and the test command (scripts/check-quickstart.sh) reuses its build.
+exec cargo run --locked -p spotify-gateway -- demo "$@"
