@@ -29,7 +29,7 @@ import tomllib
 
 import yaml
 
-# The metrics catalogue (README, issue 6). Prefix spotify_gateway_. Label values: a set lists
+# The metrics catalogue (docs/metrics.md, issue 6). Prefix spotify_gateway_. Label values: a set lists
 # every allowed value, None means free but bounded (route templates, operations).
 PREFIX = "spotify_gateway_"
 LISTENERS = {"public", "egress", "admin"}

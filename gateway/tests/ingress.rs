@@ -1,6 +1,6 @@
 //! The gateway behind real ingresses, as forward-auth: nginx with `auth_request` and Caddy with
-//! `forward_auth`, each in front of the echo app, with the configs of README's "Behind an
-//! existing ingress" (`common::ingress`). A cookie-keeping client goes through the whole flow
+//! `forward_auth`, each in front of the echo app, with the configs of docs/forward-auth.md
+//! (`common::ingress`). A cookie-keeping client goes through the whole flow
 //! — first visit, login at the mock, back to the original URL on the app with the identity
 //! headers, sign-out — and tries spoofed identity headers, a forged forwarded host and an
 //! unlisted host.

@@ -2,7 +2,7 @@
 //! log target `audit` (`audit.rs`) and POSTed, signed, to each `[[webhooks]]` receiver
 //! (`webhooks.rs`, `signature.rs`).
 //!
-//! The catalogue is stable (README "Audit events and webhooks"): a type name never changes
+//! The catalogue is stable (docs/events-and-webhooks.md): a type name never changes
 //! meaning, fields are only ever added. No event holds a token, a code, a cookie, a session id
 //! or a secret: an [`Event`] has no field that could carry one. The user is named by a keyed
 //! hash unless `server.log_user_id` is on ([`UserHasher`]).

@@ -3,7 +3,8 @@
 //!
 //! The timestamp is signed with the body, so a receiver that refuses old timestamps (say, more
 //! than five minutes from its clock) also refuses a replayed delivery. Each attempt of a
-//! delivery is signed afresh with its own time. The README has a verification snippet.
+//! delivery is signed afresh with its own time. docs/events-and-webhooks.md has a verification
+//! snippet.
 
 use hmac::Mac;
 use subtle::ConstantTimeEq;
@@ -71,7 +72,7 @@ mod tests {
 
     #[test]
     fn matches_an_independent_hmac() {
-        // What the README's shell snippet computes: printf '0.x' | openssl dgst -sha256 -hmac Jefe
+        // What the docs' shell snippet computes: printf '0.x' | openssl dgst -sha256 -hmac Jefe
         assert_eq!(
             v1(b"Jefe", 0, b"x"),
             "6d15f8f565f81ca17757f8569ccb192a1f1e1b2695979a6115221439a5eb67cb"

@@ -6,7 +6,8 @@
 //!
 //! Phase order is pingora's (docs/user_guide/phase.md): `request_filter` answers locally or
 //! picks the token, `upstream_peer` picks the address, `upstream_request_filter` rewrites the
-//! headers, `upstream_response_filter` sees the answer, `logging` records metrics.
+//! headers, `upstream_response_filter` sees the answer, `logging` records metrics. What each
+//! listener does at each phase, in order, is in the repository's docs/phases.md.
 
 pub mod egress;
 pub mod headers;

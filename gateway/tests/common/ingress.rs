@@ -1,8 +1,8 @@
 //! Real ingresses in front of the app, asking the gateway's `/auth/check` (forward-auth):
 //! nginx with `auth_request` and Caddy with `forward_auth`, each an unprivileged process on a
 //! loopback port with a generated config in a temp dir. The configs are
-//! examples/ingress/nginx.conf and examples/ingress/Caddyfile (README's "Behind an existing
-//! ingress"), with the addresses put on loopback.
+//! examples/ingress/nginx.conf and examples/ingress/Caddyfile (docs/forward-auth.md), with
+//! the addresses put on loopback.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -96,8 +96,8 @@ impl Drop for Ingress {
     }
 }
 
-/// The nginx config: examples/ingress/nginx.conf (the README's snippet) with its addresses on
-/// loopback, inside an `http {}` that keeps every file in `dir`.
+/// The nginx config: examples/ingress/nginx.conf (the snippet in docs/forward-auth.md) with its
+/// addresses on loopback, inside an `http {}` that keeps every file in `dir`.
 pub fn nginx_config(dir: &Path, port: u16, gateway_port: u16, app_port: u16) -> String {
     let server = example(
         "nginx.conf",
@@ -165,8 +165,9 @@ fn start_nginx(dir: &Path, port: u16, gateway_port: u16, app_port: u16) -> Child
         .expect("start nginx")
 }
 
-/// The Caddyfile: examples/ingress/Caddyfile (the README's snippet) with its addresses on
-/// loopback, serving any host over plain http, with no admin endpoint or stored state.
+/// The Caddyfile: examples/ingress/Caddyfile (the snippet in docs/forward-auth.md) with its
+/// addresses on loopback, serving any host over plain http, with no admin endpoint or stored
+/// state.
 pub fn caddyfile(port: u16, gateway_port: u16, app_port: u16) -> String {
     let site = example(
         "Caddyfile",
