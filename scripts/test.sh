@@ -39,6 +39,8 @@ fi
 export PATH="$TEST_TOOLS/bin:$PATH"
 caddy version
 
+# The docs: every relative link resolves, the README stays a front door.
+./scripts/check-docs.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
@@ -47,6 +49,8 @@ cargo test --workspace --locked
 cargo bench --no-run --locked -p spotify-gateway --profile dev --features bench-tools
 # The client examples against a running demo, as their README says.
 ./scripts/check-examples.sh
+# The README's quick start as written: ./scripts/demo.sh (its build is check-examples' build).
+./scripts/check-quickstart.sh
 # Deployment artifacts: hadolint, Kubernetes schemas, promtool rules, dashboard metrics.
 ./scripts/check-deploy.sh
 # The production build (no `demo` feature) carries no mock Spotify and says how to get the demo.

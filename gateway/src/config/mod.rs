@@ -406,4 +406,6 @@ impl Config {
 }
 
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 pub(crate) mod tests;
