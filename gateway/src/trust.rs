@@ -269,6 +269,7 @@ pub fn report(metrics: &Metrics, target: TlsTarget, host: &str, reason: TlsReaso
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
 
     #[test]
     fn certificate_problems_are_told_apart_from_rustls_messages() {
@@ -331,7 +332,7 @@ mod tests {
         let none = Trust::load(None).expect("system roots");
         let system = none.roots.len();
         let pem = mock_spotify::TestCa::new("unit test CA").cert_pem();
-        let ca = rustls_pemfile::certs(&mut pem.as_bytes())
+        let ca = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
             .map(|c| c.expect("pem").to_vec())
             .collect();
         let file = CaFile {

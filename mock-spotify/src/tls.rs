@@ -15,6 +15,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
 };
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
@@ -96,9 +98,11 @@ impl TestCa {
 
 /// The rustls server side of `tls`; ALPN offers `h2` first when `http2`, as Spotify does.
 fn acceptor(tls: &MockTls, http2: bool) -> io::Result<TlsAcceptor> {
-    let certs = rustls_pemfile::certs(&mut tls.cert_pem.as_bytes()).collect::<Result<_, _>>()?;
-    let key = rustls_pemfile::private_key(&mut tls.key_pem.as_bytes())?
-        .ok_or_else(|| io::Error::other("MockTls::key_pem holds no private key"))?;
+    let certs = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| io::Error::other(format!("MockTls::cert_pem: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes())
+        .map_err(|e| io::Error::other(format!("MockTls::key_pem holds no private key: {e}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

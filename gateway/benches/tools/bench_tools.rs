@@ -34,6 +34,7 @@ use pingora::protocols::tls::CaType;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::RunArgs;
+use rustls::pki_types::pem::PemObject;
 use spotify_gateway::app::Gateway;
 use spotify_gateway::config::{CaFile, Config};
 use spotify_gateway::trust::Trust;
@@ -316,7 +317,7 @@ fn upstream_tls(
     let ca = match ca {
         Some(path) => {
             let text = std::fs::read(path).map_err(|e| format!("--ca {path:?}: {e}"))?;
-            let certs = rustls_pemfile::certs(&mut text.as_slice())
+            let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&text)
                 .map(|c| c.map(|c| c.to_vec()))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let file = CaFile {

@@ -5,6 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use std::time::Duration;
 
 use url::Url;
@@ -225,7 +227,7 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut text.as_slice()).collect();
+        let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&text).collect();
         let certs = match certs {
             Ok(certs) if certs.is_empty() => {
                 self.issue(

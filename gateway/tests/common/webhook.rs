@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mock_spotify::MockTls;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -132,12 +134,10 @@ impl Drop for WebhookReceiver {
 
 /// The server side of `tls`, HTTP/1.1 only (as the gateway's webhook client speaks it).
 fn acceptor(tls: &MockTls) -> tokio_rustls::TlsAcceptor {
-    let certs = rustls_pemfile::certs(&mut tls.cert_pem.as_bytes())
+    let certs = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .expect("certificate PEM");
-    let key = rustls_pemfile::private_key(&mut tls.key_pem.as_bytes())
-        .expect("key PEM")
-        .expect("a private key");
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).expect("a private key PEM");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
