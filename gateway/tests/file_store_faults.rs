@@ -148,9 +148,11 @@ async fn an_io_error_reopens_the_database_at_the_next_operation() {
     let store = FileStore::open(&disk.path().join("sessions.redb")).expect("open");
     let reopens = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&reopens);
+    // Reopens that worked (one that failed shows as the next operation's error).
     store.on_reopen(move |opened| {
-        assert!(opened, "the reopen works");
-        counted.fetch_add(1, Ordering::SeqCst);
+        if opened {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
     });
     let (ns, minute) = (Namespace::Session, Duration::from_secs(60));
     store
