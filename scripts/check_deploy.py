@@ -71,7 +71,9 @@ CATALOGUE = {
                                                            "bad_certificate", "handshake"}}),
     "upstream_body_refused_total": ("counter", {"reason": {"inflate_limit", "corrupt_gzip"}}),
     "store_operations_total": ("counter", {"backend": {"file", "redis", "memory"}, "op": None}),
-    "store_errors_total": ("counter", {"backend": {"file", "redis", "memory"}}),
+    "store_errors_total": ("counter", {"backend": {"file", "redis", "memory"},
+                                       "kind": {"unavailable", "corrupt", "conflict"}}),
+    "store_reopens_total": ("counter", {"result": {"ok", "failed"}}),
     "build_info": ("gauge", {"version": None}),
 }
 TARGET_LABELS = {"job", "instance"}

@@ -43,35 +43,30 @@ impl AdminApp {
         if !self.gw.is_serving() {
             return text(503, PLAIN, b"starting\n".to_vec());
         }
-        let unsaved = self.gw.sessions.unsaved_count();
-        if unsaved > 0 {
-            return text(
-                503,
-                PLAIN,
-                format!(
-                    "{unsaved} refreshed session(s) not yet saved to the session store; a \
-                     restart now would lose them\n"
-                )
-                .into_bytes(),
-            );
-        }
         let store = self.gw.sessions.store();
-        match tokio::time::timeout(STORE_PING_TIMEOUT, store.ping()).await {
-            Ok(Ok(())) => text(200, PLAIN, b"ready\n".to_vec()),
-            Ok(Err(e)) => text(
-                503,
-                PLAIN,
-                format!("session store unavailable: {e}\n").into_bytes(),
-            ),
-            Err(_) => text(
-                503,
-                PLAIN,
-                format!(
-                    "session store ({}) did not answer in time\n",
-                    store.backend()
-                )
-                .into_bytes(),
-            ),
+        let problem = match tokio::time::timeout(STORE_PING_TIMEOUT, store.ping()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("session store unavailable: {e}")),
+            Err(_) => Some(format!(
+                "session store ({}) did not answer in time",
+                store.backend()
+            )),
+        };
+        // Counted after the ping (which may take a moment): a write-back that landed
+        // meanwhile is not reported.
+        let unsaved = self.gw.sessions.unsaved_count();
+        let waiting = (unsaved > 0).then(|| {
+            format!(
+                "{unsaved} refreshed session(s) not yet saved to the session store; a restart \
+                 now would lose them"
+            )
+        });
+        match (problem, waiting) {
+            (None, None) => text(200, PLAIN, b"ready\n".to_vec()),
+            (problem, waiting) => {
+                let reason = [problem, waiting].into_iter().flatten().collect::<Vec<_>>();
+                text(503, PLAIN, format!("{}\n", reason.join("\n")).into_bytes())
+            }
         }
     }
 }

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub retries: IntCounter,
     pub upstream_body_refused: IntCounterVec,
     pub store_errors: IntCounterVec,
+    pub store_reopens: IntCounterVec,
     pub store_operations: IntCounterVec,
     pub token_request_duration: Histogram,
     pub upstream_tls_failures: IntCounterVec,
@@ -210,8 +211,17 @@ impl Metrics {
             ),
             store_errors: b.counters(
                 "store_errors_total",
-                "Failed session store operations, by backend",
-                &["backend"],
+                "Failed session store operations, by backend and kind (unavailable: not \
+                 reached, or the I/O failed, a full disk included; corrupt: a value that does \
+                 not decode; conflict: the file is held by another process)",
+                &["backend", "kind"],
+            ),
+            store_reopens: b.counters(
+                "store_reopens_total",
+                "Times the file store opened its database again after an I/O error (redb \
+                 refuses every transaction after one), by result (ok, failed: tried again at \
+                 the next operation)",
+                &["result"],
             ),
             store_operations: b.counters(
                 "store_operations_total",

@@ -117,6 +117,17 @@ pub enum StoreErrorKind {
     Conflict,
 }
 
+impl StoreErrorKind {
+    /// The `kind` label of `store_errors_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            StoreErrorKind::Unavailable => "unavailable",
+            StoreErrorKind::Corrupt => "corrupt",
+            StoreErrorKind::Conflict => "conflict",
+        }
+    }
+}
+
 /// What every store operation returns.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -169,7 +180,8 @@ pub trait Store: Send + Sync {
     async fn purge_expired(&self) -> StoreResult<usize>;
     /// Live values in a namespace.
     async fn count(&self, ns: Namespace) -> StoreResult<usize>;
-    /// Whether the store answers (for `/readyz`).
+    /// Whether the store answers, and for the file store whether it takes a write now (for
+    /// `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
 
     // -- the user → sessions index ---------------------------------------------------------

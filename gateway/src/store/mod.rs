@@ -17,7 +17,7 @@ pub use api::{
     CoolDownNotice, Invalidation, Namespace, Store, StoreError, StoreErrorKind, StoreResult,
     UsersPage,
 };
-pub use file::{FileStore, FILE_CACHE_BYTES};
+pub use file::{FileStore, FILE_CACHE_BYTES, FREE_SPACE_RESERVE};
 pub use memory::MemoryStore;
 
 use crate::config::StoreConfig;
@@ -27,14 +27,22 @@ use crate::metrics::Metrics;
 pub fn open(cfg: &StoreConfig, metrics: Arc<Metrics>) -> StoreResult<Arc<dyn Store>> {
     let inner: Arc<dyn Store> = match cfg {
         StoreConfig::Memory => Arc::new(MemoryStore::default()),
-        StoreConfig::File { path } => Arc::new(FileStore::open(path)?),
+        StoreConfig::File { path } => {
+            let store = FileStore::open(path)?;
+            let reopens = metrics.store_reopens.clone();
+            store.on_reopen(move |opened| {
+                let result = if opened { "ok" } else { "failed" };
+                reopens.with_label_values(&[result]).inc();
+            });
+            Arc::new(store)
+        }
         StoreConfig::Redis { url } => Arc::new(RedisStore::open(url)?),
     };
     Ok(Arc::new(Instrumented { inner, metrics }))
 }
 
 /// Counts every operation (`store_operations_total{backend,op}`) and failure
-/// (`store_errors_total{backend}`) of the store it wraps.
+/// (`store_errors_total{backend,kind}`) of the store it wraps.
 struct Instrumented {
     inner: Arc<dyn Store>,
     metrics: Arc<Metrics>,
@@ -47,10 +55,10 @@ impl Instrumented {
             .store_operations
             .with_label_values(&[backend, op])
             .inc();
-        if result.is_err() {
+        if let Err(e) = &result {
             self.metrics
                 .store_errors
-                .with_label_values(&[backend])
+                .with_label_values(&[backend, e.kind.label()])
                 .inc();
         }
         result

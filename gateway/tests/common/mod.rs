@@ -18,7 +18,7 @@
 //! - `gateway.rs`: the gateway process ([`Gateway`]).
 //! - `mock.rs`: the mock Spotify's config and controls; `apps.rs`: the apps behind the public
 //!   listener; `http.rs`: browsers, logins and raw requests; `redis.rs`: a real redis-server;
-//!   `proxy.rs`: a real CONNECT proxy (tinyproxy);
+//!   `proxy.rs`: a real CONNECT proxy (tinyproxy); `tmpfs.rs`: a small tmpfs to fill up (root);
 //!   `ingress.rs`: real nginx and Caddy asking the gateway's `/auth/check`;
 //!   `wait.rs`: [`wait_until`]; `webhook.rs`: a real receiver of the gateway's webhooks.
 //!
@@ -35,6 +35,7 @@ mod mock;
 mod proxy;
 mod redis;
 mod stack;
+mod tmpfs;
 mod wait;
 mod webhook;
 
@@ -51,6 +52,7 @@ pub use mock::*;
 pub use proxy::*;
 pub use redis::*;
 pub use stack::*;
+pub use tmpfs::*;
 pub use wait::*;
 pub use webhook::*;
 
