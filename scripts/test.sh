@@ -39,19 +39,35 @@ fi
 export PATH="$TEST_TOOLS/bin:$PATH"
 caddy version
 
+# Each step is timed; the table at the end says where the minutes went.
+timings=()
+step() {
+  local name=$1 t0=$SECONDS
+  shift
+  "$@"
+  timings+=("$(printf '%-28s %5d s' "$name" $((SECONDS - t0)))")
+}
+timings+=("$(printf '%-28s %5d s' 'setup (apt, pip)' "$SECONDS")")
+trap 'echo; echo "== timings (to the failing step)"; printf "%s\n" "${timings[@]}"' ERR
+
 # The docs: every relative link resolves, the README stays a front door.
-./scripts/check-docs.sh
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+step docs ./scripts/check-docs.sh
+step fmt cargo fmt --all -- --check
+step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+step tests cargo test --workspace --locked
 # The benches and their helper binary compile (benches/README.md); nothing is timed here. The
 # dev profile reuses the test build instead of a release build of every dependency.
-cargo bench --no-run --locked -p spotify-gateway --profile dev --features bench-tools
+step benches-build cargo bench --no-run --locked -p spotify-gateway --profile dev --features bench-tools
 # The client examples against a running demo, as their README says.
-./scripts/check-examples.sh
+step examples ./scripts/check-examples.sh
 # The README's quick start as written: ./scripts/demo.sh (its build is check-examples' build).
-./scripts/check-quickstart.sh
+step quick-start ./scripts/check-quickstart.sh
 # Deployment artifacts: hadolint, Kubernetes schemas, promtool rules, dashboard metrics.
-./scripts/check-deploy.sh
+step deploy ./scripts/check-deploy.sh
 # The production build (no `demo` feature) carries no mock Spotify and says how to get the demo.
-./scripts/check-features.sh
+step features ./scripts/check-features.sh
+
+echo
+echo "== timings"
+printf '%s\n' "${timings[@]}"
+printf '%-28s %5d s\n' total "$SECONDS"
