@@ -60,13 +60,48 @@ impl UsersPage {
     }
 }
 
-/// A change another replica made that this replica's memory cache must forget.
+/// A change another replica made that this replica's memory must forget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
     /// One session (store key) changed or ended.
     Key(String),
-    /// Messages may have been missed (the subscription was down): forget everything.
+    /// A user left (disconnected, revoked, `invalid_grant`): forget their shared answers.
+    Answers(PurgeNotice),
+    /// Messages may have been missed (the subscription was down): forget every session and
+    /// every user's answers.
     All,
+}
+
+/// The user whose shared answers every replica forgets (`quota::purge`), named as the store
+/// names what it indexes: by keyed hashes (`crypto::Keyring::index_key`) of the answers' owner
+/// line, never by the user id. One hash per session secret in use (current, and previous
+/// during a rotation), so replicas that have not reloaded the new secret yet still match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeNotice {
+    pub owner_hashes: Vec<String>,
+}
+
+impl PurgeNotice {
+    /// The most hashes a notice carries (current and previous secret).
+    const MAX_HASHES: usize = 2;
+
+    /// The wire form on a shared store: the hashes separated by spaces.
+    pub fn encode(&self) -> String {
+        self.owner_hashes.join(" ")
+    }
+
+    /// A notice of 1 or 2 URL-safe base64 hashes, else `None`.
+    pub fn decode(text: &str) -> Option<PurgeNotice> {
+        let owner_hashes: Vec<String> = text.split(' ').map(str::to_string).collect();
+        let well_formed = |h: &String| {
+            !h.is_empty()
+                && h.len() <= 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        (owner_hashes.len() <= Self::MAX_HASHES && owner_hashes.iter().all(well_formed))
+            .then_some(PurgeNotice { owner_hashes })
+    }
 }
 
 /// A 429 cool-down one replica learnt from Spotify, for every replica to keep in memory
@@ -207,6 +242,11 @@ pub trait Store: Send + Sync {
     async fn publish_invalidation(&self, _key: &str) -> StoreResult<()> {
         Ok(())
     }
+    /// Tells the other replicas to forget a user's shared answers (`Invalidation::Answers`),
+    /// in order after the invalidations this replica published before.
+    async fn publish_purge(&self, _notice: &PurgeNotice) -> StoreResult<()> {
+        Ok(())
+    }
     /// Invalidations published by other replicas; `Some` once for a shared store.
     fn invalidations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Invalidation>> {
         None
@@ -256,6 +296,17 @@ pub(super) fn unframe(raw: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn purge_notices_round_trip_and_refuse_garbage() {
+        let n = PurgeNotice {
+            owner_hashes: vec!["abc-_09".into(), "XYZ".into()],
+        };
+        assert_eq!(PurgeNotice::decode(&n.encode()), Some(n));
+        for bad in ["", "a  b", "a b c", "user:alice", "a\nb", &"x".repeat(65)] {
+            assert_eq!(PurgeNotice::decode(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn cool_down_notices_round_trip_and_refuse_garbage() {

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 
 pub use self::redis::RedisStore;
 pub use api::{
-    CoolDownNotice, Invalidation, Namespace, Store, StoreError, StoreErrorKind, StoreResult,
-    UsersPage,
+    CoolDownNotice, Invalidation, Namespace, PurgeNotice, Store, StoreError, StoreErrorKind,
+    StoreResult, UsersPage,
 };
 pub use file::{FileStore, FILE_CACHE_BYTES};
 pub use memory::MemoryStore;
@@ -112,6 +112,9 @@ impl Store for Instrumented {
     }
     async fn publish_invalidation(&self, key: &str) -> StoreResult<()> {
         self.count("publish", self.inner.publish_invalidation(key).await)
+    }
+    async fn publish_purge(&self, notice: &PurgeNotice) -> StoreResult<()> {
+        self.count("publish", self.inner.publish_purge(notice).await)
     }
     fn invalidations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Invalidation>> {
         self.inner.invalidations()

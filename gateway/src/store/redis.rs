@@ -9,6 +9,9 @@
 //!   subscribes again. Pub/sub rather than a short cache TTL, because a TTL would stop calls
 //!   whose tokens are valid in memory as soon as Redis goes away, and the issue asks that
 //!   those keep working during an outage.
+//! - A user's shared answers to forget (`quota::purge`) travel on their own channel, named by
+//!   keyed hashes; the subscriber hands them on in the same stream as the invalidations, so a
+//!   replica forgets the user's sessions before their answers, in the order they were sent.
 //! - Spotify's 429 cool-down (`quota::CoolDown`) travels the same way on its own channel, so
 //!   every replica keeps it in memory and the hot path never asks Redis. The longest running
 //!   cool-down is also kept under a key that expires with it, which a replica reads when it
@@ -27,13 +30,14 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use super::api::{
-    CoolDownNotice, Invalidation, Namespace, Store, StoreError, StoreResult, UsersPage,
+    CoolDownNotice, Invalidation, Namespace, PurgeNotice, Store, StoreError, StoreResult, UsersPage,
 };
 use crate::secret::Secret;
 
 /// Every key the gateway writes starts with this, so a shared Redis stays tidy.
 const PREFIX: &str = "sgw";
 const INVALIDATION_CHANNEL: &str = "sgw:invalidate";
+const PURGE_CHANNEL: &str = "sgw:purge-answers";
 const COOL_DOWN_CHANNEL: &str = "sgw:cool-down";
 /// The running cool-down's reason, expiring when it ends.
 const COOL_DOWN_KEY: &str = "sgw:cool-down";
@@ -222,7 +226,7 @@ async fn subscribe_forever(
         }
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => {
-                let channels = [INVALIDATION_CHANNEL, COOL_DOWN_CHANNEL];
+                let channels = [INVALIDATION_CHANNEL, PURGE_CHANNEL, COOL_DOWN_CHANNEL];
                 if pubsub.subscribe(&channels).await.is_ok() {
                     // Anything published while we were not subscribed is lost.
                     let _ = tx.send(Invalidation::All);
@@ -234,15 +238,22 @@ async fn subscribe_forever(
                         let Ok(payload) = msg.get_payload::<String>() else {
                             continue;
                         };
-                        if msg.get_channel_name() == COOL_DOWN_CHANNEL {
-                            match CoolDownNotice::decode(&payload) {
+                        match msg.get_channel_name() {
+                            COOL_DOWN_CHANNEL => match CoolDownNotice::decode(&payload) {
                                 Some(notice) => {
                                     let _ = cool_downs.send(notice);
                                 }
                                 None => tracing::warn!("unreadable cool-down notice on Redis"),
+                            },
+                            PURGE_CHANNEL => match PurgeNotice::decode(&payload) {
+                                Some(notice) => {
+                                    let _ = tx.send(Invalidation::Answers(notice));
+                                }
+                                None => tracing::warn!("unreadable purge notice on Redis"),
+                            },
+                            _ => {
+                                let _ = tx.send(Invalidation::Key(payload));
                             }
-                        } else {
-                            let _ = tx.send(Invalidation::Key(payload));
                         }
                     }
                     tracing::warn!("lost the Redis invalidation subscription; resubscribing");
@@ -498,6 +509,16 @@ impl Store for RedisStore {
         let k = k.to_string();
         self.run("publish", move |mut c| async move {
             c.publish::<_, _, i64>(INVALIDATION_CHANNEL, k)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn publish_purge(&self, notice: &PurgeNotice) -> StoreResult<()> {
+        let wire = notice.encode();
+        self.run("publish", move |mut c| async move {
+            c.publish::<_, _, i64>(PURGE_CHANNEL, wire)
                 .await
                 .map(|_| ())
         })
