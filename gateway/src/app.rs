@@ -75,7 +75,7 @@ pub struct Gateway {
     /// After Spotify's 429, no call from any replica until `Retry-After` has passed.
     pub cool_down: Arc<CoolDown>,
     /// `egress.budget_per_30s`: calls to Spotify per rolling 30 s, shared on Redis.
-    pub budget: Option<Budget>,
+    pub budget: Option<Arc<Budget>>,
     /// The egress's cache and calls in flight; `sessions` purges a user's when the user leaves.
     pub answers: Arc<SharedAnswers>,
     /// Set once the public and egress listeners accept connections.

@@ -139,6 +139,17 @@ impl CoolDownNotice {
     }
 }
 
+/// Calls one replica made while the shared budget could not be reached, by age (how long ago
+/// each went out), for `Store::add_budget_calls`. Ages rather than instants, so replicas'
+/// clocks need not agree with Redis's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalCalls {
+    /// Every call.
+    pub all: Vec<Duration>,
+    /// The app-token calls among them, again.
+    pub app: Vec<Duration>,
+}
+
 /// What kind of failure a store operation met: callers branch on this, never on the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreErrorKind {
@@ -273,6 +284,12 @@ pub trait Store: Send + Sync {
         _window: Duration,
     ) -> StoreResult<Option<Option<Duration>>> {
         Ok(None)
+    }
+    /// Adds `calls`, made while the shared budget could not be reached (counted in memory
+    /// meanwhile), to the shared window of `window`: Spotify counted them, so every replica's
+    /// `take_budget` must too. A store that shares no budget has nothing to add them to.
+    async fn add_budget_calls(&self, _calls: &LocalCalls, _window: Duration) -> StoreResult<()> {
+        Ok(())
     }
 }
 

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 
 pub use self::redis::RedisStore;
 pub use api::{
-    CoolDownNotice, Invalidation, Namespace, PurgeNotice, Store, StoreError, StoreErrorKind,
-    StoreResult, UsersPage,
+    CoolDownNotice, Invalidation, LocalCalls, Namespace, PurgeNotice, Store, StoreError,
+    StoreErrorKind, StoreResult, UsersPage,
 };
 pub use file::{FileStore, FILE_CACHE_BYTES};
 pub use memory::MemoryStore;
@@ -137,5 +137,9 @@ impl Store for Instrumented {
             Ok(None) => Ok(None),
             counted => self.count("budget", counted),
         }
+    }
+    async fn add_budget_calls(&self, calls: &LocalCalls, window: Duration) -> StoreResult<()> {
+        let result = self.inner.add_budget_calls(calls, window).await;
+        self.count("budget", result)
     }
 }

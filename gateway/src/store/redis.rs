@@ -30,7 +30,8 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use super::api::{
-    CoolDownNotice, Invalidation, Namespace, PurgeNotice, Store, StoreError, StoreResult, UsersPage,
+    CoolDownNotice, Invalidation, LocalCalls, Namespace, PurgeNotice, Store, StoreError,
+    StoreResult, UsersPage,
 };
 use crate::secret::Secret;
 
@@ -124,6 +125,30 @@ if wait == 0 then
 end
 return wait
 "#;
+/// Adds calls made while the shared window could not be reached: ARGV[1] the window (ms),
+/// ARGV[2] how many of the ages that follow (from ARGV[4]) are of every call (KEYS[1]); the
+/// rest are the app-token calls among them (KEYS[2]). Each is placed at its age before Redis's
+/// now, under a member unique to this call (ARGV[3]); then both sets expire with the window.
+const ADD_CALLS_SCRIPT: &str = r#"
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+local n_all = tonumber(ARGV[2])
+for i = 4, #ARGV do
+  local age = tonumber(ARGV[i])
+  if age < window then
+    local at = now - age
+    local key = KEYS[1]
+    if i - 3 > n_all then
+      key = KEYS[2]
+    end
+    redis.call("ZADD", key, at, at .. ":" .. ARGV[3] .. ":" .. i)
+  end
+end
+redis.call("PEXPIRE", KEYS[1], window)
+redis.call("PEXPIRE", KEYS[2], window)
+return 1
+"#;
 const BUDGET_KEY: &str = "sgw:budget";
 /// The app-token calls of the shared budget's window.
 const BUDGET_APP_KEY: &str = "sgw:budget:app";
@@ -193,10 +218,14 @@ impl RedisStore {
             tokio::time::timeout(OP_TIMEOUT, async move {
                 let conn = cell
                     .get_or_try_init(|| async {
+                        // No retry inside the manager: its first retry waits 1 to 2 s
+                        // (backon's minimum delay), so an operation after Redis's return
+                        // would wait that long. Each failed operation starts a new
+                        // reconnection instead, so the first one after the return succeeds.
                         let config = ConnectionManagerConfig::new()
                             .set_connection_timeout(CONNECT_TIMEOUT)
                             .set_response_timeout(RESPONSE_TIMEOUT)
-                            .set_number_of_retries(1);
+                            .set_number_of_retries(0);
                         client.get_connection_manager_with_config(config).await
                     })
                     .await?
@@ -575,6 +604,31 @@ impl Store for RedisStore {
                 .invoke_async::<u64>(&mut c)
                 .await?;
             Ok(Some((wait_ms > 0).then(|| Duration::from_millis(wait_ms))))
+        })
+        .await
+    }
+
+    async fn add_budget_calls(&self, calls: &LocalCalls, window: Duration) -> StoreResult<()> {
+        let window_ms = window.as_millis() as u64;
+        let nonce: u64 = rand::random();
+        let ms = |ages: &[Duration]| {
+            ages.iter()
+                .map(|a| a.as_millis() as u64)
+                .collect::<Vec<_>>()
+        };
+        let (all, app) = (ms(&calls.all), ms(&calls.app));
+        self.run("budget", move |mut c| async move {
+            redis::Script::new(ADD_CALLS_SCRIPT)
+                .key(BUDGET_KEY)
+                .key(BUDGET_APP_KEY)
+                .arg(window_ms)
+                .arg(all.len())
+                .arg(nonce)
+                .arg(all)
+                .arg(app)
+                .invoke_async::<i64>(&mut c)
+                .await
+                .map(|_| ())
         })
         .await
     }
