@@ -11,7 +11,7 @@ use crate::events::{Events, Webhooks};
 use crate::metrics::Metrics;
 use crate::oauth::TokenEndpoint;
 use crate::outbound::Outbound;
-use crate::quota::{Budget, CoolDown};
+use crate::quota::{Budget, CoolDown, SharedAnswers};
 use crate::reload::{self, Report};
 use crate::session::Sessions;
 use crate::store;
@@ -75,7 +75,9 @@ pub struct Gateway {
     /// After Spotify's 429, no call from any replica until `Retry-After` has passed.
     pub cool_down: Arc<CoolDown>,
     /// `egress.budget_per_30s`: calls to Spotify per rolling 30 s, shared on Redis.
-    pub budget: Option<Budget>,
+    pub budget: Option<Arc<Budget>>,
+    /// The egress's cache and calls in flight; `sessions` purges a user's when the user leaves.
+    pub answers: Arc<SharedAnswers>,
     /// Set once the public and egress listeners accept connections.
     listening: AtomicBool,
     /// Set when SIGTERM arrives: `/readyz` fails from then on.
@@ -114,8 +116,10 @@ impl Gateway {
             .egress
             .budget_per_30s
             .map(|limit| Budget::new(limit, Arc::clone(&store), metrics.clone()));
+        let answers = Arc::new(SharedAnswers::new(config.egress.cache_size));
         let sessions = Arc::new(Sessions::new(
             store,
+            Arc::clone(&answers),
             keys,
             token_endpoint.clone(),
             config.session.lifetime,
@@ -136,6 +140,7 @@ impl Gateway {
             events,
             cool_down,
             budget,
+            answers,
             listening: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }))

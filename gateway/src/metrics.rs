@@ -30,6 +30,7 @@ pub struct Metrics {
     pub rate_limited_local: IntCounterVec,
     pub rate_limit_blocked_until: IntGauge,
     pub answer_cache: IntCounterVec,
+    pub answers_purged: IntCounter,
     pub budget: IntCounterVec,
     pub retries: IntCounter,
     pub upstream_body_refused: IntCounterVec,
@@ -192,6 +193,13 @@ impl Metrics {
                  Spotify), revalidated (the cache, after Spotify's 304), coalesced (a copy of an \
                  identical call in flight)",
                 &["result"],
+            ),
+            answers_purged: b.counter(
+                "answer_cache_purged_total",
+                "Cached answers dropped because their user left: disconnected, revoked, or \
+                 their session ended by invalid_grant, here or on another replica; and every \
+                 user's when this replica's Redis subscription came back (notices may have \
+                 been missed)",
             ),
             budget: b.counters(
                 "budget_total",

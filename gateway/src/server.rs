@@ -173,7 +173,7 @@ async fn wait_until_accepting(addr: std::net::SocketAddr) {
 
 /// How often expired sessions and logins are removed from the store.
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
-/// How often refreshed sessions the store did not take are written again.
+/// How often refreshed sessions (and purge notices) the store did not take are written again.
 const UNSAVED_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Housekeeping while running; marks the gateway as shutting down the moment pingora
@@ -211,7 +211,10 @@ impl BackgroundService for Lifecycle {
                     }
                 }
                 _ = tick.tick() => self.gw.sessions.housekeeping().await,
-                _ = retry_unsaved.tick() => self.gw.sessions.save_unsaved().await,
+                _ = retry_unsaved.tick() => {
+                    self.gw.sessions.save_unsaved().await;
+                    self.gw.sessions.publish_unpublished_purges().await;
+                }
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     match self.gw.reload() {
                         Ok(report) => {
@@ -228,6 +231,7 @@ impl BackgroundService for Lifecycle {
         self.gw.begin_shutdown();
         // One more try for refreshed sessions the store has not taken, before the exit.
         self.gw.sessions.save_unsaved().await;
+        self.gw.sessions.publish_unpublished_purges().await;
         tracing::info!("shutdown started: /readyz now fails, finishing in-flight requests");
         let queued = self.gw.events.webhooks().queued();
         if queued > 0 {

@@ -233,3 +233,109 @@ async fn the_budget_is_shared_by_replicas_and_spotify_never_says_429() {
     }
     assert_eq!(refused, (2 * BUDGET - APP_SHARE + 1) as f64);
 }
+
+/// Holds converge after an outage: a 429 taken while Redis is down is announced again until
+/// Redis takes it, so the other replica holds within a second of Redis's return (the promise)
+/// and sends Spotify nothing inside its `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_taken_while_redis_is_down_reaches_the_other_replica_once_it_is_back() {
+    let mut redis = RedisServer::start().await;
+    let (s, others) = replicas(&redis, 2).await;
+    let other = &others[0];
+    // Both have their app token: the calls below need neither Redis nor the token endpoint.
+    for gw in [&s.gw, other] {
+        assert_eq!(call(&s.http, gw).await.0, 200);
+    }
+    redis.stop();
+    s.fault(json!({"target": "api", "status": 429, "retry_after": 60, "times": 1}))
+        .await;
+    let (status, retry_after, body) = call(&s.http, &s.gw).await;
+    assert_eq!((status, retry_after), (429, Some(60)), "{body}");
+    wait_for_hold(&s.gw, "replica 1").await;
+    assert_eq!(
+        metric_value(other, BLOCKED_UNTIL).await,
+        Some(0.0),
+        "Redis is down: the other replica cannot have heard"
+    );
+
+    redis.start_again().await;
+    let back = std::time::Instant::now();
+    other
+        .wait_until(
+            back + Duration::from_secs(1),
+            "the other replica to hold within 1 s of Redis's return",
+            || async { metric_value(other, BLOCKED_UNTIL).await.unwrap_or(0.0) > 0.0 },
+        )
+        .await;
+    mock_post(&s.mock, "/__mock/reset", None).await;
+    let (status, retry_after, body) = call(&s.http, other).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        retry_after.is_some_and(|left| (30..=60).contains(&left)),
+        "what is left of Spotify's 60 s: {retry_after:?}"
+    );
+    assert_eq!(s.api_requests().await, 0, "the other replica sent nothing");
+}
+
+/// The number of calls in the shared budget's window on Redis (all, app-token).
+async fn shared_window(redis: &RedisServer) -> (u64, u64) {
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return (0, 0);
+    };
+    redis::pipe()
+        .zcard("sgw:budget")
+        .zcard("sgw:budget:app")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or((0, 0))
+}
+
+/// The budget converges after an outage: calls a replica counted in memory while Redis was
+/// down (Spotify counted them) join the shared window when it is back, so the other replica
+/// only has what is left of the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_counted_while_redis_is_down_join_the_shared_budget_when_it_is_back() {
+    // App-token calls may take 6 of 8.
+    const BUDGET: i64 = 8;
+    let mut redis = RedisServer::start().await;
+    let s = Stack::builder()
+        .set("egress.cache_size", 0)
+        .set("egress.budget_per_30s", BUDGET)
+        .set("store.backend", "redis")
+        .set("store.url", redis.url())
+        .more_gateways(1)
+        .start()
+        .await;
+    let other = Gateway::start(s.more_ports[0], &s.config_for(s.more_ports[0])).await;
+    let url = |gw: &Gateway, i: u32| {
+        format!("{}/v1/search?q=abba&type=track&offset={i}", gw.egress_url())
+    };
+    let get = |url: String| async move {
+        let resp = reqwest::get(url).await.expect("egress answers");
+        resp.status().as_u16()
+    };
+    // One call each while Redis is up: in the shared window.
+    assert_eq!(get(url(&s.gw, 0)).await, 200);
+    assert_eq!(get(url(&other, 1)).await, 200);
+    assert_eq!(shared_window(&redis).await, (2, 2));
+
+    redis.stop();
+    for i in 2..5 {
+        assert_eq!(get(url(&s.gw, i)).await, 200, "counted in memory");
+    }
+    redis.start_again().await;
+    s.gw.wait_until(
+        Duration::from_secs(5),
+        "the calls counted during the outage to join the shared window",
+        || async { shared_window(&redis).await == (5, 5) },
+    )
+    .await;
+    // The other replica has one app-token call left of the six, then answers 429 itself.
+    mock_post(&s.mock, "/__mock/reset", None).await;
+    assert_eq!(get(url(&other, 5)).await, 200);
+    let resp = reqwest::get(url(&other, 6)).await.expect("egress answers");
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(s.api_requests().await, 1, "Spotify saw the one call left");
+}

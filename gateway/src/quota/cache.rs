@@ -4,14 +4,16 @@
 //! bytes (`egress.cache_size`; 0 turns it off), least recently used out first (moka).
 //!
 //! Keys carry the credential's scope (`proxy::egress`): an answer to a user's token is only
-//! ever served to that user, an answer to the app token only to app-token calls.
+//! ever served to that user, an answer to the app token only to app-token calls. A user's
+//! answers are purged when the user leaves (`purge`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue};
 
 use super::answer::Answer;
+use super::purge::{owner_of, Memo, Recent};
 
 /// A cached answer and how long it stays fresh.
 pub struct Entry {
@@ -87,6 +89,9 @@ pub fn policy(status: u16, headers: &HeaderMap) -> Option<Policy> {
 
 pub struct AnswerCache {
     entries: Option<moka::sync::Cache<String, Arc<Entry>>>,
+    /// The purges of late (`purge`). Held while an answer is stored and while a purge runs,
+    /// so no answer a purge should have dropped is stored after it.
+    purges: Mutex<Recent>,
 }
 
 impl AnswerCache {
@@ -100,7 +105,10 @@ impl AnswerCache {
                 })
                 .build()
         });
-        AnswerCache { entries }
+        AnswerCache {
+            entries,
+            purges: Mutex::new(Recent::default()),
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -118,9 +126,14 @@ impl AnswerCache {
         }
     }
 
-    /// Keeps `answer` under `key` as `policy` allows.
-    pub fn store(&self, key: &str, answer: Arc<Answer>, policy: Policy) {
+    /// Keeps `answer` under `key` as `policy` allows, unless its owner was purged since the
+    /// call `arrived` (the call may carry the credential of a session that ended).
+    pub fn store(&self, key: &str, answer: Arc<Answer>, policy: Policy, arrived: Instant) {
         if let Some(entries) = &self.entries {
+            let purges = self.purges.lock().unwrap_or_else(PoisonError::into_inner);
+            if !purges.allows(owner_of(key), arrived, Instant::now()) {
+                return;
+            }
             let entry = Entry {
                 answer,
                 stored: Instant::now(),
@@ -132,8 +145,15 @@ impl AnswerCache {
     }
 
     /// Spotify said the stale `entry` still holds (304): fresh again for what its new
-    /// `Cache-Control` says (or the old one's, when it says nothing).
-    pub fn revalidated(&self, key: &str, entry: &Entry, not_modified: &HeaderMap) -> Arc<Answer> {
+    /// `Cache-Control` says (or the old one's, when it says nothing), for the call that
+    /// `arrived` then (`store`).
+    pub fn revalidated(
+        &self,
+        key: &str,
+        entry: &Entry,
+        not_modified: &HeaderMap,
+        arrived: Instant,
+    ) -> Arc<Answer> {
         let answer = Arc::clone(&entry.answer);
         let mut headers = answer.headers.clone();
         for name in ["cache-control", "etag", "expires", "date"] {
@@ -148,7 +168,7 @@ impl AnswerCache {
             body: answer.body.clone(),
         });
         match policy {
-            Some(p) => self.store(key, Arc::clone(&refreshed), p),
+            Some(p) => self.store(key, Arc::clone(&refreshed), p, arrived),
             None => {
                 if let Some(entries) = &self.entries {
                     entries.invalidate(key);
@@ -156,6 +176,26 @@ impl AnswerCache {
             }
         }
         refreshed
+    }
+
+    /// Drops the answers of every owner `matches` names, and remembers the purge (`store`);
+    /// returns how many it dropped.
+    pub(super) fn purge(&self, matches: &Memo) -> usize {
+        let mut purges = self.purges.lock().unwrap_or_else(PoisonError::into_inner);
+        purges.record(matches.predicate(), Instant::now());
+        let Some(entries) = &self.entries else {
+            return 0;
+        };
+        // Under the lock no answer is stored meanwhile, so the walk sees every one there is.
+        let doomed: Vec<Arc<String>> = entries
+            .iter()
+            .filter(|(key, _)| matches.test(owner_of(key)))
+            .map(|(key, _)| key)
+            .collect();
+        for key in &doomed {
+            entries.invalidate(key.as_str());
+        }
+        doomed.len()
     }
 }
 
@@ -203,12 +243,12 @@ mod tests {
             fresh_for: Duration::from_secs(60),
             etag: None,
         };
-        off.store("k", answer(10), policy());
+        off.store("k", answer(10), policy(), Instant::now());
         assert!(matches!(off.lookup("k"), Lookup::Miss));
 
         let c = AnswerCache::new(10_000);
         for i in 0..50 {
-            c.store(&format!("k{i}"), answer(1000), policy());
+            c.store(&format!("k{i}"), answer(1000), policy(), Instant::now());
         }
         let entries = c.entries.as_ref().expect("on");
         entries.run_pending_tasks();

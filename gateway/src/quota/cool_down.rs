@@ -2,9 +2,11 @@
 //!
 //! A replica that receives a 429 holds all calls until `Retry-After` has passed, and
 //! publishes the hold through the store (`Store::publish_cool_down`: Redis pub/sub, plus a key
-//! a replica reads when it subscribes). Every replica follows the published holds in the
-//! background and keeps the longest in memory, so checking it on the hot path is one atomic
-//! load: no Redis round trip. With the memory or file store there is one process, and the
+//! a replica reads when it subscribes). A hold the store does not take (Redis is down) is
+//! announced again every `ANNOUNCE_RETRY` while it runs, what is left of it each time, so the
+//! other replicas hold too as soon as the store is back. Every replica follows the published
+//! holds in the background and keeps the longest in memory, so checking it on the hot path is
+//! one atomic load: no Redis round trip. With the memory or file store there is one process, and the
 //! hold stays local. Spotify's quota is per developer account, so the hold covers every call,
 //! the app token's and every user's alike.
 
@@ -18,6 +20,9 @@ use crate::store::{CoolDownNotice, Store};
 
 /// Cool-down after a 429 that carried no usable `Retry-After`.
 pub const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
+/// How often a hold the store did not take is announced again. Other replicas learn a hold
+/// within a second of the store's return: this, a round trip, and their own resubscription.
+const ANNOUNCE_RETRY: Duration = Duration::from_millis(100);
 
 /// Why Spotify refused: a bounded label on the rate-limit counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +60,10 @@ pub struct CoolDown {
     quota_exceeded: AtomicBool,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    /// A hold here that the other replicas have not been told about yet.
+    unannounced: AtomicBool,
+    /// A task is announcing (`announce`): at most one at a time.
+    announcing: AtomicBool,
 }
 
 impl CoolDown {
@@ -74,6 +83,8 @@ impl CoolDown {
             quota_exceeded: AtomicBool::new(false),
             store: Arc::clone(&store),
             metrics,
+            unannounced: AtomicBool::new(false),
+            announcing: AtomicBool::new(false),
         });
         if let Some(mut notices) = store.cool_downs() {
             let follower = Arc::downgrade(&cool_down);
@@ -118,7 +129,7 @@ impl CoolDown {
 
     /// Spotify answered 429 for `reason` with a hold of `hold_ms`: counted, held here, and
     /// published to every replica (in the background: the answer does not wait for Redis).
-    pub fn report(&self, hold_ms: u64, reason: Reason) {
+    pub fn report(self: &Arc<Self>, hold_ms: u64, reason: Reason) {
         self.metrics
             .spotify_rate_limited
             .with_label_values(&[reason.label()])
@@ -129,21 +140,69 @@ impl CoolDown {
             reason = reason.label(),
             "Spotify rate limit: holding calls on every replica"
         );
-        let notice = CoolDownNotice {
-            hold_ms,
-            quota_exceeded: reason == Reason::QuotaExceeded,
-        };
-        let store = Arc::clone(&self.store);
-        let publish = async move {
-            if let Err(e) = store.publish_cool_down(notice).await {
-                tracing::warn!(error = %e, "could not tell other replicas about Spotify's 429");
-            }
-        };
+        self.announce();
+    }
+
+    /// Tells every replica about the running hold, in the background, until the store takes
+    /// it or the hold is over (one task at a time; a later hold rides on the running task).
+    fn announce(self: &Arc<Self>) {
+        self.unannounced.store(true, Ordering::SeqCst);
+        if self.announcing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let this = Arc::clone(self);
         match crate::runtime::io_home() {
             Ok(home) => {
-                home.spawn(publish);
+                home.spawn(async move { this.announce_until_taken().await });
             }
-            Err(e) => tracing::error!(error = %e, "cannot publish the cool-down"),
+            Err(e) => {
+                self.announcing.store(false, Ordering::SeqCst);
+                tracing::error!(error = %e, "cannot publish the cool-down");
+            }
+        }
+    }
+
+    async fn announce_until_taken(&self) {
+        let mut refused = false;
+        loop {
+            if !self.unannounced.swap(false, Ordering::SeqCst) {
+                self.announcing.store(false, Ordering::SeqCst);
+                // A hold reported between the swap and the store above found this task
+                // still announcing and left it to us.
+                if self.unannounced.load(Ordering::SeqCst)
+                    && !self.announcing.swap(true, Ordering::SeqCst)
+                {
+                    continue;
+                }
+                return;
+            }
+            // What is left of the longest hold now (it may have grown meanwhile); none: over.
+            let Some((left, reason)) = self.remaining() else {
+                continue;
+            };
+            let notice = CoolDownNotice {
+                hold_ms: (left.as_millis() as u64).max(1),
+                quota_exceeded: reason == Reason::QuotaExceeded,
+            };
+            match self.store.publish_cool_down(notice).await {
+                Ok(()) if refused => {
+                    refused = false;
+                    tracing::info!("the store is back: the running cool-down is announced");
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    if !refused {
+                        tracing::warn!(
+                            error = %e,
+                            "could not tell other replicas about Spotify's 429; announcing it \
+                             again until the store takes it"
+                        );
+                    }
+                    refused = true;
+                    self.unannounced.store(true, Ordering::SeqCst);
+                    tokio::time::sleep(ANNOUNCE_RETRY).await;
+                }
+            }
         }
     }
 

@@ -2,7 +2,8 @@
 //! leads (its call goes out as usual); the others wait for the leader's answer and each gets
 //! a copy. A leader that gives up, or whose answer cannot be shared (too large, failed), lets
 //! its followers go: one of them leads next, so no caller is left without an answer because
-//! another went away.
+//! another went away. A purge of the caller's user (`purge`) lets the followers go too: they
+//! never get an answer the leader receives after it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +23,7 @@ enum State {
     Refused,
 }
 
-type Table = Arc<Mutex<HashMap<String, (u64, watch::Receiver<State>)>>>;
+type Table = Arc<Mutex<HashMap<String, (u64, watch::Sender<State>)>>>;
 
 /// The calls in flight, by key (the credential's scope and the request; `proxy::egress`).
 #[derive(Default)]
@@ -52,20 +53,36 @@ pub struct Follower(watch::Receiver<State>);
 impl Flights {
     pub fn join(&self, key: &str) -> Joined {
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, rx)) = table.get(key) {
-            if matches!(*rx.borrow(), State::Pending) {
-                return Joined::Follow(Follower(rx.clone()));
+        if let Some((_, tx)) = table.get(key) {
+            if matches!(*tx.borrow(), State::Pending) {
+                return Joined::Follow(Follower(tx.subscribe()));
             }
         }
-        let (tx, rx) = watch::channel(State::Pending);
+        let (tx, _) = watch::channel(State::Pending);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        table.insert(key.to_string(), (id, rx));
+        table.insert(key.to_string(), (id, tx.clone()));
         Joined::Lead(Lead {
             key: key.to_string(),
             id,
             tx,
             table: Arc::clone(&self.table),
         })
+    }
+
+    /// Ends the flights of every owner `matches` names (the owner line of the key,
+    /// `purge::owner_of`): their followers go (each makes its own call), and what their
+    /// leaders land afterwards reaches no one. Returns how many flights it ended.
+    pub(super) fn purge(&self, matches: &dyn Fn(&str) -> bool) -> usize {
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = table.len();
+        table.retain(|key, (_, tx)| {
+            if !matches(super::purge::owner_of(key)) {
+                return true;
+            }
+            tx.send_if_modified(|state| settle(state, State::Gone));
+            false
+        });
+        before - table.len()
     }
 
     /// Calls in flight now (for tests and metrics).
@@ -94,15 +111,26 @@ pub enum Followed {
     Refused,
 }
 
+/// Moves a pending flight to `to`; a settled one (landed, or let go by a purge) stays as it
+/// is. True when it moved.
+fn settle(state: &mut State, to: State) -> bool {
+    if !matches!(state, State::Pending) {
+        return false;
+    }
+    *state = to;
+    true
+}
+
 impl Lead {
     /// Tells the followers the budget had no room for this call.
     pub fn refuse(self) {
-        self.tx.send_replace(State::Refused);
+        self.tx.send_if_modified(|s| settle(s, State::Refused));
     }
 
-    /// Hands the answer to every follower.
+    /// Hands the answer to every follower, unless a purge let them go already.
     pub fn land(self, answer: Arc<Answer>) {
-        self.tx.send_replace(State::Landed(answer));
+        self.tx
+            .send_if_modified(|s| settle(s, State::Landed(answer)));
         // Drop removes the entry; the followers already hold the answer.
     }
 }
@@ -115,9 +143,7 @@ impl Drop for Lead {
                 table.remove(&self.key);
             }
         }
-        if matches!(*self.tx.borrow(), State::Pending) {
-            self.tx.send_replace(State::Gone);
-        }
+        self.tx.send_if_modified(|s| settle(s, State::Gone));
     }
 }
 
@@ -184,6 +210,32 @@ mod tests {
             matches!(f.join("k"), Joined::Lead(_)),
             "a follower leads next"
         );
+    }
+
+    #[tokio::test]
+    async fn a_purge_lets_the_followers_go_and_the_leaders_answer_reaches_no_one() {
+        let f = Flights::default();
+        let Joined::Lead(alice) = f.join("user:alice\n/v1/me") else {
+            panic!("leads")
+        };
+        let Joined::Follow(follower) = f.join("user:alice\n/v1/me") else {
+            panic!("follows")
+        };
+        let Joined::Lead(bob) = f.join("user:bob\n/v1/me") else {
+            panic!("leads")
+        };
+        let waiting = tokio::spawn(follower.answer());
+        assert_eq!(f.purge(&|owner| owner == "user:alice"), 1);
+        assert!(matches!(waiting.await.expect("task"), Followed::Gone));
+        let Joined::Lead(next) = f.join("user:alice\n/v1/me") else {
+            panic!("after the purge, a new call leads")
+        };
+        // The purged leader's answer lands too late, and does not end the new flight.
+        alice.land(answer());
+        assert!(matches!(f.join("user:alice\n/v1/me"), Joined::Follow(_)));
+        drop(next);
+        drop(bob);
+        assert!(f.is_empty());
     }
 
     #[tokio::test]

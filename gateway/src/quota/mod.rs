@@ -7,6 +7,7 @@
 //! - `flight`: identical GETs in flight at once go to Spotify once (coalescing).
 //! - `cache`: a small cache of the answers Spotify marks cacheable, revalidated by `ETag`.
 //! - `answer`: an answer held whole, for both.
+//! - `purge`: both together (`SharedAnswers`), and forgetting a user's answers in both.
 //! - `budget`: at most `egress.budget_per_30s` calls per rolling 30 s, shared on Redis.
 //!
 //! This room knows the store and metrics, never the listeners: `proxy::egress` asks it.
@@ -16,9 +17,11 @@ pub mod budget;
 pub mod cache;
 pub mod cool_down;
 pub mod flight;
+pub mod purge;
 
 pub use answer::Answer;
 pub use budget::{Budget, Priority};
 pub use cache::{AnswerCache, Lookup};
 pub use cool_down::{CoolDown, Reason};
 pub use flight::{Flights, Followed, Joined};
+pub use purge::SharedAnswers;

@@ -1,7 +1,8 @@
 //! User sessions: what a session is (`record`), the [`Sessions`] registry that holds them
 //! (`registry`: store, keys, cache, ending a session), how a login becomes one (`login`), how
 //! a request finds one (`lookup`), the cookies that carry it (`cookie`), and users as an operator sees them
-//! (`users`: summaries without secrets, revocation). The refresh of a
+//! (`users`: summaries without secrets, revocation), and forgetting a departed user's shared
+//! answers on every replica (`purge`). The refresh of a
 //! session's tokens is in `tokens::user`.
 //!
 //! The cookie holds only the sealed session id. The store holds records under a keyed hash of
@@ -12,6 +13,7 @@
 pub mod cookie;
 mod login;
 mod lookup;
+mod purge;
 mod record;
 mod registry;
 mod users;

@@ -18,7 +18,8 @@ use crate::crypto::{Keyring, Purpose};
 use crate::events::{EndReason, Event, Events, Kind};
 use crate::metrics::Metrics;
 use crate::oauth::{TokenEndpoint, TokenError};
-use crate::store::{Invalidation, Namespace, Store, StoreError, StoreErrorKind};
+use crate::quota::{purge, SharedAnswers};
+use crate::store::{Invalidation, Namespace, PurgeNotice, Store, StoreError, StoreErrorKind};
 
 /// Sessions kept in memory per replica; beyond this the least used are re-read from the store.
 const CACHE_CAPACITY: u64 = 200_000;
@@ -55,8 +56,14 @@ pub enum SessionError {
 
 pub struct Sessions {
     pub(crate) store: Arc<dyn Store>,
-    /// Swapped whole when SIGHUP rotates `session.secret`.
-    keys: RwLock<Arc<Keyring>>,
+    /// Swapped whole when SIGHUP rotates `session.secret`; shared with the task that follows
+    /// other replicas' purge notices (named by keyed hashes).
+    keys: Arc<RwLock<Arc<Keyring>>>,
+    /// The egress's cache and calls in flight: a user who leaves leaves no answer there
+    /// (`purge`).
+    pub(super) answers: Arc<SharedAnswers>,
+    /// Purge notices the store did not take, published again every second (`purge`).
+    pub(super) unpublished_purges: Mutex<Vec<PurgeNotice>>,
     pub(crate) cache: moka::future::Cache<Arc<str>, Arc<LiveSession>>,
     /// Store keys of sessions that ended lately. A lookup that raced with the end (it read the
     /// record before the delete, and fills the cache after it) checks here after filling the
@@ -84,8 +91,10 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
+        answers: Arc<SharedAnswers>,
         keys: Keyring,
         endpoint: Arc<TokenEndpoint>,
         lifetime: Duration,
@@ -101,9 +110,13 @@ impl Sessions {
             .max_capacity(CACHE_CAPACITY)
             .time_to_live(ENDED_MEMORY)
             .build();
+        let keys = Arc::new(RwLock::new(Arc::new(keys)));
         if let Some(mut changes) = store.invalidations() {
             let cache = cache.clone();
             let ended = ended.clone();
+            let answers = Arc::clone(&answers);
+            let keys = Arc::clone(&keys);
+            let purged = metrics.answers_purged.clone();
             let forget = async move {
                 while let Some(change) = changes.recv().await {
                     match change {
@@ -116,7 +129,16 @@ impl Sessions {
                                 s.mark_ended();
                             }
                         }
-                        Invalidation::All => cache.invalidate_all(),
+                        // After the invalidations of the user's sessions, sent before it.
+                        Invalidation::Answers(notice) => {
+                            let keys = Arc::clone(&keys.read().unwrap_or_else(|p| p.into_inner()));
+                            let named = super::purge::owners_named(keys, notice);
+                            super::purge::purge_counted(&answers, named, &purged);
+                        }
+                        Invalidation::All => {
+                            cache.invalidate_all();
+                            super::purge::purge_counted(&answers, purge::every_user(), &purged);
+                        }
                     }
                 }
             };
@@ -133,7 +155,9 @@ impl Sessions {
             .build();
         Sessions {
             store,
-            keys: RwLock::new(Arc::new(keys)),
+            keys,
+            answers,
+            unpublished_purges: Mutex::new(Vec::new()),
             cache,
             ended,
             unsaved: Mutex::new(HashMap::new()),
@@ -233,9 +257,23 @@ impl Sessions {
     }
 
     /// The core of [`Self::disconnect`] and of an operator's revocation (`users`): ends every
-    /// session in `keys` (and `also`) as by `end`, then drops the user's identity `indexes`.
-    /// Returns how many keys it ended.
+    /// session in `keys` (and `also`) as by `end`, drops the user's identity `indexes`, then
+    /// the user's shared answers on every replica (`purge`; also when a store error stopped
+    /// the rest half-way, as the sessions that did end cannot ask again). Returns how many
+    /// keys it ended.
     pub(super) async fn end_user(
+        &self,
+        user: &str,
+        keys: Vec<String>,
+        also: Option<&str>,
+        indexes: Vec<String>,
+    ) -> Result<usize, StoreError> {
+        let ended = self.end_user_sessions(user, keys, also, indexes).await;
+        self.purge_user_answers(user).await;
+        ended
+    }
+
+    async fn end_user_sessions(
         &self,
         user: &str,
         mut keys: Vec<String>,
@@ -537,6 +575,7 @@ backend = "memory"
         let events = Arc::new(Events::without_webhooks(&keys, metrics.clone()));
         Sessions::new(
             Arc::new(MemoryStore::default()),
+            Arc::new(SharedAnswers::new(0)),
             keys,
             endpoint,
             HOUR,

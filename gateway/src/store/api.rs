@@ -60,13 +60,48 @@ impl UsersPage {
     }
 }
 
-/// A change another replica made that this replica's memory cache must forget.
+/// A change another replica made that this replica's memory must forget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
     /// One session (store key) changed or ended.
     Key(String),
-    /// Messages may have been missed (the subscription was down): forget everything.
+    /// A user left (disconnected, revoked, `invalid_grant`): forget their shared answers.
+    Answers(PurgeNotice),
+    /// Messages may have been missed (the subscription was down): forget every session and
+    /// every user's answers.
     All,
+}
+
+/// The user whose shared answers every replica forgets (`quota::purge`), named as the store
+/// names what it indexes: by keyed hashes (`crypto::Keyring::index_key`) of the answers' owner
+/// line, never by the user id. One hash per session secret in use (current, and previous
+/// during a rotation), so replicas that have not reloaded the new secret yet still match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeNotice {
+    pub owner_hashes: Vec<String>,
+}
+
+impl PurgeNotice {
+    /// The most hashes a notice carries (current and previous secret).
+    const MAX_HASHES: usize = 2;
+
+    /// The wire form on a shared store: the hashes separated by spaces.
+    pub fn encode(&self) -> String {
+        self.owner_hashes.join(" ")
+    }
+
+    /// A notice of 1 or 2 URL-safe base64 hashes, else `None`.
+    pub fn decode(text: &str) -> Option<PurgeNotice> {
+        let owner_hashes: Vec<String> = text.split(' ').map(str::to_string).collect();
+        let well_formed = |h: &String| {
+            !h.is_empty()
+                && h.len() <= 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        (owner_hashes.len() <= Self::MAX_HASHES && owner_hashes.iter().all(well_formed))
+            .then_some(PurgeNotice { owner_hashes })
+    }
 }
 
 /// A 429 cool-down one replica learnt from Spotify, for every replica to keep in memory
@@ -102,6 +137,17 @@ impl CoolDownNotice {
             quota_exceeded,
         })
     }
+}
+
+/// Calls one replica made while the shared budget could not be reached, by age (how long ago
+/// each went out), for `Store::add_budget_calls`. Ages rather than instants, so replicas'
+/// clocks need not agree with Redis's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalCalls {
+    /// Every call.
+    pub all: Vec<Duration>,
+    /// The app-token calls among them, again.
+    pub app: Vec<Duration>,
 }
 
 /// What kind of failure a store operation met: callers branch on this, never on the text.
@@ -219,6 +265,11 @@ pub trait Store: Send + Sync {
     async fn publish_invalidation(&self, _key: &str) -> StoreResult<()> {
         Ok(())
     }
+    /// Tells the other replicas to forget a user's shared answers (`Invalidation::Answers`),
+    /// in order after the invalidations this replica published before.
+    async fn publish_purge(&self, _notice: &PurgeNotice) -> StoreResult<()> {
+        Ok(())
+    }
     /// Invalidations published by other replicas; `Some` once for a shared store.
     fn invalidations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Invalidation>> {
         None
@@ -246,6 +297,12 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Option<Option<Duration>>> {
         Ok(None)
     }
+    /// Adds `calls`, made while the shared budget could not be reached (counted in memory
+    /// meanwhile), to the shared window of `window`: Spotify counted them, so every replica's
+    /// `take_budget` must too. A store that shares no budget has nothing to add them to.
+    async fn add_budget_calls(&self, _calls: &LocalCalls, _window: Duration) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 /// The stored form in the embedded backends (memory, file): expiry (unix ms, big-endian),
@@ -268,6 +325,17 @@ pub(super) fn unframe(raw: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn purge_notices_round_trip_and_refuse_garbage() {
+        let n = PurgeNotice {
+            owner_hashes: vec!["abc-_09".into(), "XYZ".into()],
+        };
+        assert_eq!(PurgeNotice::decode(&n.encode()), Some(n));
+        for bad in ["", "a  b", "a b c", "user:alice", "a\nb", &"x".repeat(65)] {
+            assert_eq!(PurgeNotice::decode(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn cool_down_notices_round_trip_and_refuse_garbage() {

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 
 pub use self::redis::RedisStore;
 pub use api::{
-    CoolDownNotice, Invalidation, Namespace, Store, StoreError, StoreErrorKind, StoreResult,
-    UsersPage,
+    CoolDownNotice, Invalidation, LocalCalls, Namespace, PurgeNotice, Store, StoreError,
+    StoreErrorKind, StoreResult, UsersPage,
 };
 pub use file::{FileStore, FILE_CACHE_BYTES, FREE_SPACE_RESERVE};
 pub use memory::MemoryStore;
@@ -121,6 +121,9 @@ impl Store for Instrumented {
     async fn publish_invalidation(&self, key: &str) -> StoreResult<()> {
         self.count("publish", self.inner.publish_invalidation(key).await)
     }
+    async fn publish_purge(&self, notice: &PurgeNotice) -> StoreResult<()> {
+        self.count("publish", self.inner.publish_purge(notice).await)
+    }
     fn invalidations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Invalidation>> {
         self.inner.invalidations()
     }
@@ -142,5 +145,9 @@ impl Store for Instrumented {
             Ok(None) => Ok(None),
             counted => self.count("budget", counted),
         }
+    }
+    async fn add_budget_calls(&self, calls: &LocalCalls, window: Duration) -> StoreResult<()> {
+        let result = self.inner.add_budget_calls(calls, window).await;
+        self.count("budget", result)
     }
 }

@@ -9,6 +9,9 @@
 //!   subscribes again. Pub/sub rather than a short cache TTL, because a TTL would stop calls
 //!   whose tokens are valid in memory as soon as Redis goes away, and the issue asks that
 //!   those keep working during an outage.
+//! - A user's shared answers to forget (`quota::purge`) travel on their own channel, named by
+//!   keyed hashes; the subscriber hands them on in the same stream as the invalidations, so a
+//!   replica forgets the user's sessions before their answers, in the order they were sent.
 //! - Spotify's 429 cool-down (`quota::CoolDown`) travels the same way on its own channel, so
 //!   every replica keeps it in memory and the hot path never asks Redis. The longest running
 //!   cool-down is also kept under a key that expires with it, which a replica reads when it
@@ -27,13 +30,15 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use super::api::{
-    CoolDownNotice, Invalidation, Namespace, Store, StoreError, StoreResult, UsersPage,
+    CoolDownNotice, Invalidation, LocalCalls, Namespace, PurgeNotice, Store, StoreError,
+    StoreResult, UsersPage,
 };
 use crate::secret::Secret;
 
 /// Every key the gateway writes starts with this, so a shared Redis stays tidy.
 const PREFIX: &str = "sgw";
 const INVALIDATION_CHANNEL: &str = "sgw:invalidate";
+const PURGE_CHANNEL: &str = "sgw:purge-answers";
 const COOL_DOWN_CHANNEL: &str = "sgw:cool-down";
 /// The running cool-down's reason, expiring when it ends.
 const COOL_DOWN_KEY: &str = "sgw:cool-down";
@@ -120,6 +125,30 @@ if wait == 0 then
 end
 return wait
 "#;
+/// Adds calls made while the shared window could not be reached: ARGV[1] the window (ms),
+/// ARGV[2] how many of the ages that follow (from ARGV[4]) are of every call (KEYS[1]); the
+/// rest are the app-token calls among them (KEYS[2]). Each is placed at its age before Redis's
+/// now, under a member unique to this call (ARGV[3]); then both sets expire with the window.
+const ADD_CALLS_SCRIPT: &str = r#"
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+local n_all = tonumber(ARGV[2])
+for i = 4, #ARGV do
+  local age = tonumber(ARGV[i])
+  if age < window then
+    local at = now - age
+    local key = KEYS[1]
+    if i - 3 > n_all then
+      key = KEYS[2]
+    end
+    redis.call("ZADD", key, at, at .. ":" .. ARGV[3] .. ":" .. i)
+  end
+end
+redis.call("PEXPIRE", KEYS[1], window)
+redis.call("PEXPIRE", KEYS[2], window)
+return 1
+"#;
 const BUDGET_KEY: &str = "sgw:budget";
 /// The app-token calls of the shared budget's window.
 const BUDGET_APP_KEY: &str = "sgw:budget:app";
@@ -189,10 +218,14 @@ impl RedisStore {
             tokio::time::timeout(OP_TIMEOUT, async move {
                 let conn = cell
                     .get_or_try_init(|| async {
+                        // No retry inside the manager: its first retry waits 1 to 2 s
+                        // (backon's minimum delay), so an operation after Redis's return
+                        // would wait that long. Each failed operation starts a new
+                        // reconnection instead, so the first one after the return succeeds.
                         let config = ConnectionManagerConfig::new()
                             .set_connection_timeout(CONNECT_TIMEOUT)
                             .set_response_timeout(RESPONSE_TIMEOUT)
-                            .set_number_of_retries(1);
+                            .set_number_of_retries(0);
                         client.get_connection_manager_with_config(config).await
                     })
                     .await?
@@ -222,7 +255,7 @@ async fn subscribe_forever(
         }
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => {
-                let channels = [INVALIDATION_CHANNEL, COOL_DOWN_CHANNEL];
+                let channels = [INVALIDATION_CHANNEL, PURGE_CHANNEL, COOL_DOWN_CHANNEL];
                 if pubsub.subscribe(&channels).await.is_ok() {
                     // Anything published while we were not subscribed is lost.
                     let _ = tx.send(Invalidation::All);
@@ -234,15 +267,22 @@ async fn subscribe_forever(
                         let Ok(payload) = msg.get_payload::<String>() else {
                             continue;
                         };
-                        if msg.get_channel_name() == COOL_DOWN_CHANNEL {
-                            match CoolDownNotice::decode(&payload) {
+                        match msg.get_channel_name() {
+                            COOL_DOWN_CHANNEL => match CoolDownNotice::decode(&payload) {
                                 Some(notice) => {
                                     let _ = cool_downs.send(notice);
                                 }
                                 None => tracing::warn!("unreadable cool-down notice on Redis"),
+                            },
+                            PURGE_CHANNEL => match PurgeNotice::decode(&payload) {
+                                Some(notice) => {
+                                    let _ = tx.send(Invalidation::Answers(notice));
+                                }
+                                None => tracing::warn!("unreadable purge notice on Redis"),
+                            },
+                            _ => {
+                                let _ = tx.send(Invalidation::Key(payload));
                             }
-                        } else {
-                            let _ = tx.send(Invalidation::Key(payload));
                         }
                     }
                     tracing::warn!("lost the Redis invalidation subscription; resubscribing");
@@ -504,6 +544,16 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn publish_purge(&self, notice: &PurgeNotice) -> StoreResult<()> {
+        let wire = notice.encode();
+        self.run("publish", move |mut c| async move {
+            c.publish::<_, _, i64>(PURGE_CHANNEL, wire)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
     fn invalidations(&self) -> Option<mpsc::UnboundedReceiver<Invalidation>> {
         self.invalidations
             .lock()
@@ -554,6 +604,31 @@ impl Store for RedisStore {
                 .invoke_async::<u64>(&mut c)
                 .await?;
             Ok(Some((wait_ms > 0).then(|| Duration::from_millis(wait_ms))))
+        })
+        .await
+    }
+
+    async fn add_budget_calls(&self, calls: &LocalCalls, window: Duration) -> StoreResult<()> {
+        let window_ms = window.as_millis() as u64;
+        let nonce: u64 = rand::random();
+        let ms = |ages: &[Duration]| {
+            ages.iter()
+                .map(|a| a.as_millis() as u64)
+                .collect::<Vec<_>>()
+        };
+        let (all, app) = (ms(&calls.all), ms(&calls.app));
+        self.run("budget", move |mut c| async move {
+            redis::Script::new(ADD_CALLS_SCRIPT)
+                .key(BUDGET_KEY)
+                .key(BUDGET_APP_KEY)
+                .arg(window_ms)
+                .arg(all.len())
+                .arg(nonce)
+                .arg(all)
+                .arg(app)
+                .invoke_async::<i64>(&mut c)
+                .await
+                .map(|_| ())
         })
         .await
     }

@@ -194,6 +194,8 @@ impl Sessions {
                 tracing::info!("refresh token refused (invalid_grant): ending the session");
                 // Best effort: the cache entry is gone either way.
                 let _ = self.end(&session.key).await;
+                // The user's answers go too, on every replica (Spotify's Developer Policy).
+                self.purge_user_answers(&session.user_id()).await;
                 // Once: this replica holds the refresh lock, and the session is now ended. The
                 // refresh runs as its own task, so no request id.
                 self.events

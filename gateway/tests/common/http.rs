@@ -202,3 +202,22 @@ pub async fn logout(browser: &reqwest::Client, gw: &Gateway) -> reqwest::Respons
     assert_eq!(resp.status(), 200, "sign-out");
     resp
 }
+
+/// Disconnects the browser's user at the gateway as an API caller does (the form's token from
+/// `GET /auth/disconnect` as JSON, then the same-origin `POST`); the answer must say so.
+pub async fn disconnect(browser: &reqwest::Client, gw: &Gateway) -> Value {
+    let (status, form) = via_public(browser, gw, "/auth/disconnect").await;
+    assert_eq!(status, 200, "{form}");
+    let token = form["csrf_token"].as_str().expect("the form's token");
+    let resp = browser
+        .post(format!("{}/auth/disconnect", gw.public_url()))
+        .header("origin", gw.public_url())
+        .form(&[("csrf", token)])
+        .send()
+        .await
+        .expect("disconnect");
+    assert_eq!(resp.status(), 200, "disconnect");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["disconnected"], true, "{body}");
+    body
+}

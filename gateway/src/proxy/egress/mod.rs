@@ -58,10 +58,10 @@ pub struct EgressProxy {
     api: UpstreamTarget,
     /// `{api_url}/v1/` in Spotify's links, and what it becomes.
     links: Arc<LinkMap>,
-    /// Identical GETs in flight (`egress.coalesce`).
-    flights: Flights,
-    /// Spotify's cacheable answers (`egress.cache_size`).
-    cache: AnswerCache,
+    /// Identical GETs in flight (`egress.coalesce`); the gateway's, which purges them.
+    flights: Arc<Flights>,
+    /// Spotify's cacheable answers (`egress.cache_size`); the gateway's, which purges them.
+    cache: Arc<AnswerCache>,
 }
 
 #[derive(Default)]
@@ -127,12 +127,13 @@ impl EgressProxy {
                 .upstream_body_refused
                 .with_label_values(&[reason]);
         }
-        let cache = AnswerCache::new(gw.config.egress.cache_size);
+        let flights = Arc::clone(&gw.answers.flights);
+        let cache = Arc::clone(&gw.answers.cache);
         EgressProxy {
             gw,
             api,
             links,
-            flights: Flights::default(),
+            flights,
             cache,
         }
     }
@@ -477,7 +478,10 @@ impl ProxyHttp for EgressProxy {
             304 => {
                 if let Some(share) = &ctx.share {
                     if let Some(stale) = &share.stale {
-                        let answer = self.cache.revalidated(&share.key, stale, &upstream.headers);
+                        let arrived = ctx.arrived.unwrap_or_else(Instant::now);
+                        let answer =
+                            self.cache
+                                .revalidated(&share.key, stale, &upstream.headers, arrived);
                         ctx.revalidated = Some(answer);
                         let mut e = Error::explain(
                             ErrorType::Custom("Revalidated"),

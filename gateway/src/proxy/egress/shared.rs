@@ -253,6 +253,8 @@ impl EgressProxy {
         end_of_stream: bool,
         ctx: &mut EgressCtx,
     ) {
+        // Not stored if the user was purged since the call arrived (`quota::purge`).
+        let arrived = ctx.arrived.unwrap_or_else(Instant::now);
         let Some(share) = &mut ctx.share else {
             return;
         };
@@ -271,7 +273,8 @@ impl EgressProxy {
             if let Some(capture) = share.capture.take() {
                 let answer = capture.finish();
                 if let Some(policy) = cache::policy(answer.status, &answer.headers) {
-                    self.cache.store(&share.key, Arc::clone(&answer), policy);
+                    self.cache
+                        .store(&share.key, Arc::clone(&answer), policy, arrived);
                 }
                 if let Some(lead) = share.lead.take() {
                     lead.land(answer);
