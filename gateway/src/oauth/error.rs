@@ -71,7 +71,7 @@ pub(super) fn transport(e: &HttpError, host: &str, proxied: bool) -> TokenError 
         };
     }
     if proxied {
-        if let Some(problem) = ProxyProblem::of_reqwest_chain(&chain) {
+        if let Some(problem) = ProxyProblem::of_reqwest(e, &chain) {
             problem.report("accounts", &chain);
             return TokenError::Proxy(problem);
         }
