@@ -286,7 +286,7 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
     g.bench_function("4_upstream_peer", |b| {
         b.iter_custom(|iters| {
             async_iters(&fx.rt, iters, || async {
-                black_box(api.peer().await.expect("peer"));
+                black_box(api.peer(None).await.expect("peer"));
             })
         })
     });
@@ -321,7 +321,7 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
                     .expect("hot");
                 assert!(s.user_id() == claims.sub);
                 let token = sessions.access_token(&s).await.expect("fresh");
-                black_box(api.peer().await.expect("peer"));
+                black_box(api.peer(None).await.expect("peer"));
                 black_box(upstream_headers(&req, token.expose(), api.host_header()));
                 let mut r = LinkRewriter::new(links.clone(), false);
                 black_box(r.feed(body.clone(), true).expect("rewrite"));

@@ -10,6 +10,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -67,12 +68,16 @@ impl ProxyProblem {
         }
     }
 
-    /// A failed request of the token client, from its error chain (hyper-util's tunnel
-    /// errors; reqwest names the proxy connection when the proxy cannot be reached).
-    pub fn of_reqwest_chain(chain: &str) -> Option<ProxyProblem> {
+    /// A failed request of the token client through the proxy, from the error and its chain
+    /// (hyper-util's tunnel errors; reqwest names the proxy connection when the proxy cannot
+    /// be reached). Through the proxy, any failure to connect is the tunnel's: the connection
+    /// is to the proxy, and it ends with the proxy's answer to CONNECT (a TLS failure inside
+    /// the tunnel is told apart before this). That includes a proxy that accepts and never
+    /// answers, which reqwest reports as a connect timeout.
+    pub fn of_reqwest(e: &reqwest::Error, chain: &str) -> Option<ProxyProblem> {
         if chain.contains("proxy authorization required") {
             Some(ProxyProblem::CredentialsRefused)
-        } else if chain.contains("tunnel") || chain.contains("proxy") {
+        } else if e.is_connect() || chain.contains("tunnel") || chain.contains("proxy") {
             Some(ProxyProblem::Unreachable)
         } else {
             None
@@ -164,7 +169,8 @@ impl Outbound {
         }
         Some(Tunnel {
             proxy: Arc::clone(p),
-            target: format!("{}:{port}", bracket(host)),
+            target: format!("{}:{port}", bracket(host)).into(),
+            connect_timeout: None,
         })
     }
 }
@@ -197,17 +203,50 @@ fn bracket(host: &str) -> String {
 /// address pingora hands over is the proxy's), `CONNECT target`, and the stream once the
 /// proxy answers 2xx. The target is sent by name, so the proxy resolves it: a cluster
 /// without direct egress often cannot resolve Spotify's names either.
+///
+/// pingora bounds only its own TCP connect by the peer's `connection_timeout`, not a custom
+/// connector's, so the tunnel bounds itself: [`Tunnel::within`] gives each attempt the time
+/// its call has (a proxy that accepts and never answers would otherwise hold the call until
+/// it thaws).
 #[derive(Clone, Debug)]
 pub struct Tunnel {
     proxy: Arc<Proxy>,
     /// `host:port` for the CONNECT line.
-    target: String,
+    target: Arc<str>,
+    /// The connection to the proxy and its answer to CONNECT, together, take at most this.
+    connect_timeout: Option<Duration>,
 }
 
 impl Tunnel {
     /// The proxy's host and port, which the peer's address must resolve.
     pub fn proxy_host(&self) -> (&str, u16) {
         (&self.proxy.host, self.proxy.port)
+    }
+
+    /// This tunnel, opened within `timeout` (the call's `egress.connect_timeout`, cut to what
+    /// is left of its deadline) or failed as [`PROXY_UNREACHABLE`].
+    pub fn within(&self, timeout: Duration) -> Tunnel {
+        Tunnel {
+            connect_timeout: Some(timeout),
+            ..self.clone()
+        }
+    }
+
+    async fn open_within(&self, addr: &SocketAddr) -> Result<TcpStream> {
+        let Some(limit) = self.connect_timeout else {
+            return self.open(addr).await;
+        };
+        match tokio::time::timeout(limit, self.open(addr)).await {
+            Ok(opened) => opened,
+            Err(_) => Error::e_explain(
+                PROXY_UNREACHABLE,
+                format!(
+                    "the outbound proxy {} opened no tunnel to {} within {limit:?} \
+                     (egress.connect_timeout, or what was left of the call's deadline)",
+                    self.proxy.url, self.target
+                ),
+            ),
+        }
     }
 
     async fn open(&self, addr: &SocketAddr) -> Result<TcpStream> {
@@ -294,7 +333,7 @@ async fn read_connect_answer(tcp: &mut TcpStream) -> std::io::Result<Option<u16>
 #[async_trait]
 impl L4Connect for Tunnel {
     async fn connect(&self, addr: &SocketAddr) -> Result<Stream> {
-        Ok(Stream::from(self.open(addr).await?))
+        Ok(Stream::from(self.open_within(addr).await?))
     }
 }
 

@@ -151,6 +151,13 @@ async fn connection_failures_are_retried_then_reported() {
         .await
         .expect("answer");
     assert_eq!(resp.status(), 502);
+    // Spotify could not be reached: the answer says when to try again, as a 503 does.
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["status"], 502);
     let metrics = reqwest::get(format!("{}/metrics", s.gw.admin_url()))

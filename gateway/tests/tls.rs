@@ -7,6 +7,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use common::*;
 use mock_spotify::{MockTls, TestCa, Validity};
@@ -420,6 +421,125 @@ async fn wrong_proxy_credentials_answer_502_naming_them() {
         !log.contains("proxy-password-do-not-log"),
         "a password reached the log"
     );
+}
+
+/// The deadline of the frozen-proxy tests' calls (`egress.total_timeout`), and the margin
+/// their answers get beyond it on a loaded machine; the token client's own bound on a login
+/// (`TOKEN_REQUEST_TIMEOUT` in `oauth/mod.rs`).
+const FROZEN_DEADLINE: Duration = Duration::from_secs(4);
+const MARGIN: Duration = Duration::from_secs(10);
+const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client for calls that must be answered in time: it gives up long after they should
+/// have been, so a call held by the proxy fails the test instead of hanging it.
+fn impatient() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// The gateway's answer to a call stuck behind the frozen proxy: a 502 in time, with
+/// `Retry-After`, naming `spotify.proxy_url` (in either listener's shape).
+async fn assert_proxy_answer(
+    what: &str,
+    resp: reqwest::Response,
+    asked: Instant,
+    within: Duration,
+) {
+    let took = asked.elapsed();
+    assert!(
+        took < within,
+        "{what}: answered after {took:?}, not within {within:?}"
+    );
+    assert_eq!(resp.status(), 502, "{what}");
+    assert!(
+        resp.headers().contains_key("retry-after"),
+        "{what}: a 502 for a proxy that cannot be reached says when to try again"
+    );
+    let body: Value = resp.json().await.expect("json");
+    let message = body["error"]["message"]
+        .as_str()
+        .or(body["message"].as_str())
+        .unwrap_or_default();
+    assert!(message.contains("spotify.proxy_url"), "{what}: {body}");
+}
+
+/// A proxy that accepts connections and never answers: the egress call's tunnel is bounded
+/// by `egress.connect_timeout` and the call by `egress.total_timeout`, as a direct connection
+/// is, and answered 502 naming the proxy (it was held until the proxy thawed). The login's
+/// `/v1/me` through it (reqwest's tunnel) ends as quickly, with the same answer. The token
+/// endpoint is reached directly here (`localhost` is in `no_proxy`), so the egress call gets
+/// its token and meets the frozen proxy at its own tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_proxy_answers_502_naming_it_within_the_deadline() {
+    let ca = Ca::new("frozen proxy CA");
+    let proxy = FrozenProxy::start().await;
+    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
+    let s = Stack::builder()
+        .mock_config(move |c| c.tls = Some(tls))
+        .set("spotify.ca_file", ca.file())
+        .set("spotify.proxy_url", proxy.url())
+        .set("spotify.no_proxy", ["localhost"])
+        .edit(|doc| {
+            let direct = doc["spotify"]["accounts_url"]
+                .as_str()
+                .expect("accounts_url")
+                .replace("127.0.0.1", "localhost");
+            doc["spotify"]["accounts_url"] = toml_edit::value(direct);
+        })
+        .set("egress.total_timeout", "4s")
+        .app(App::Echo)
+        .start()
+        .await;
+
+    let asked = Instant::now();
+    let resp = impatient()
+        .get(format!("{}/v1/search?q=abba&type=track", s.gw.egress_url()))
+        .send()
+        .await
+        .expect("the egress call is answered while the proxy stays frozen");
+    assert_proxy_answer("egress", resp, asked, FROZEN_DEADLINE + MARGIN).await;
+    assert!(proxy.accepted() >= 1, "the call went to the proxy");
+    let stats = control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await;
+    assert!(
+        stats["token_requests"]["client_credentials"].as_u64() >= Some(1),
+        "the app token came directly: {stats}"
+    );
+    assert_eq!(stats["api_requests"], 0, "{stats}");
+
+    let asked = Instant::now();
+    let (resp, _, _) = login_callback(&ca.browser(), &s.gw, "alice", "/app").await;
+    assert_proxy_answer("login", resp, asked, TOKEN_REQUEST_TIMEOUT + MARGIN).await;
+}
+
+/// The token client through a frozen proxy: the app token's request ends at the client's
+/// connect timeout, within the call's deadline, and the call is answered 502 naming the
+/// proxy (not 503 "Spotify's token endpoint is unavailable"). Logins and refreshes use the
+/// same client and the same reading of its failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_request_through_a_frozen_proxy_answers_502_naming_it() {
+    let ca = Ca::new("frozen proxy token CA");
+    let proxy = FrozenProxy::start().await;
+    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
+    let s = Stack::builder()
+        .mock_config(move |c| c.tls = Some(tls))
+        .set("spotify.ca_file", ca.file())
+        .set("spotify.proxy_url", proxy.url())
+        .set("spotify.no_proxy", [] as [&str; 0])
+        .set("egress.total_timeout", "4s")
+        .start()
+        .await;
+    let asked = Instant::now();
+    let resp = impatient()
+        .get(format!("{}/v1/search?q=abba&type=track", s.gw.egress_url()))
+        .send()
+        .await
+        .expect("the egress call is answered while the proxy stays frozen");
+    assert_proxy_answer("app token", resp, asked, FROZEN_DEADLINE + MARGIN).await;
+    assert!(proxy.accepted() >= 1, "the token request went to the proxy");
+    let stats = control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await;
+    assert_eq!(stats["token_requests"]["client_credentials"], 0, "{stats}");
 }
 
 /// Loopback goes direct by default (`no_proxy`), whatever the proxy: the demo and tests on

@@ -1,6 +1,7 @@
 //! W3C trace context through the real gateway: a valid `traceparent` is kept from the client
 //! to the app and from the app's egress call to Spotify, an invalid or missing one is replaced
-//! by a new trace (and the client's `tracestate` dropped), and every access line carries the
+//! by a new trace (and the client's `tracestate` dropped), a `tracestate` outside the spec's
+//! limits is dropped while its `traceparent` is kept, and every access line carries the
 //! trace id next to the request id.
 
 mod common;
@@ -137,5 +138,113 @@ async fn an_invalid_or_missing_traceparent_starts_a_new_trace() {
         traces.len(),
         invalid.len() + 1,
         "each request its own trace"
+    );
+}
+
+/// `tracestate` values the gateway must not pass on (W3C Trace Context §3.3.1), each with a
+/// valid `traceparent`: too long (the 6 KB of quotes and braces, in members each of
+/// which is valid), too many members, a key twice, keys and values off the grammar.
+fn invalid_tracestates() -> Vec<(&'static str, String)> {
+    let braces: Vec<String> = (0..30)
+        .map(|i| format!("k{i}={}", "\"{}\"".repeat(50)))
+        .collect();
+    let members: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+    vec![
+        ("6 KB of quotes and braces", braces.join(",")),
+        ("33 members", members.join(",")),
+        ("a key twice", "rojo=1,congo=2,rojo=3".into()),
+        ("an uppercase key", "Vendor=opaque".into()),
+        ("a member without a value", "vendor".into()),
+        ("a value with '='", "vendor=a=b".into()),
+        ("a space in a key", "ven dor=opaque".into()),
+        ("a key too long", format!("{}=v", "k".repeat(257))),
+    ]
+}
+
+/// A passed-on `tracestate` for a failure message: its start and length.
+fn shorter(passed: Option<&str>) -> String {
+    match passed {
+        Some(v) => format!(
+            "passed on {:?}… ({} characters)",
+            &v[..v.len().min(40)],
+            v.len()
+        ),
+        None => "dropped".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tracestate_outside_the_spec_is_dropped_and_the_traceparent_kept() {
+    // No cache: every egress call reaches Spotify, whose log shows what it was sent.
+    let s = Stack::builder()
+        .app(App::Echo)
+        .set("egress.cache_size", 0)
+        .start()
+        .await;
+    let browser = browser();
+    login(&browser, &s.gw, "alice", "/").await;
+    let assertion = s.assertion(&browser).await;
+    // A valid one, with members and whitespace as the spec allows, passes both listeners.
+    let good = "rojo=00f067aa0ba902b7, congo=t61rcWkgMzE,tenant@vendor=\"{x}\"";
+    for (what, state) in [("valid", good.to_string())]
+        .into_iter()
+        .chain(invalid_tracestates())
+    {
+        let want = (what == "valid").then_some(state.as_str());
+        let seen: Value = browser
+            .get(format!("{}/app", s.gw.public_url()))
+            .header("traceparent", TRACEPARENT)
+            .header("tracestate", &state)
+            .send()
+            .await
+            .expect("public")
+            .json()
+            .await
+            .expect("echo");
+        assert_eq!(
+            seen["headers"]["traceparent"], TRACEPARENT,
+            "{what}: {seen}"
+        );
+        let passed = seen["headers"]["tracestate"].as_str();
+        assert!(
+            passed == want,
+            "public listener, {what}: {}",
+            shorter(passed)
+        );
+
+        let resp = s
+            .egress_as(&assertion, "/v1/me")
+            .header("traceparent", TRACEPARENT)
+            .header("tracestate", &state)
+            .send()
+            .await
+            .expect("egress");
+        assert_eq!(resp.status(), 200, "{what}");
+        let at_spotify = s.last_api_request().await;
+        assert_eq!(
+            at_spotify["headers"]["traceparent"], TRACEPARENT,
+            "{what}: {at_spotify}"
+        );
+        let passed = at_spotify["headers"]["tracestate"].as_str();
+        assert!(
+            passed == want,
+            "egress listener, {what}: {}",
+            shorter(passed)
+        );
+    }
+    // Two headers are one list: a key in both makes it invalid.
+    let resp = s
+        .egress_as(&assertion, "/v1/me")
+        .header("traceparent", TRACEPARENT)
+        .header("tracestate", "rojo=1")
+        .header("tracestate", "rojo=2")
+        .send()
+        .await
+        .expect("egress");
+    assert_eq!(resp.status(), 200);
+    let at_spotify = s.last_api_request().await;
+    assert!(
+        at_spotify["headers"].get("tracestate").is_none(),
+        "{at_spotify}"
     );
 }

@@ -1,6 +1,6 @@
 //! Injected faults (`POST /__mock/fault`): what an armed fault is, how the control's
 //! JSON arms one, how an arriving request takes one shot of it, and the delay and
-//! error response (or hostile 200, `gzip_bomb`) the request then suffers.
+//! error response (or hostile 200: `gzip_bomb`, `long_body`) the request then suffers.
 //!
 //! The store keeps one armed fault per [`Target`]; `App::arrive` takes the shot under
 //! the same lock that counts and logs the request, so exactly `times` requests are hit.
@@ -15,6 +15,12 @@ use serde::Deserialize;
 use crate::bomb::Bomb;
 use crate::errors::{api_error, oauth_error};
 use crate::http::JSON_UTF8;
+use crate::long_body::LongBody;
+
+/// Marks a response whose body is streamed (`long_body`): nothing on its way out may collect
+/// it (the Web API's entity tags and gzip pass it by).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Streamed;
 
 /// Which of the mock's two services a request (or a fault) is for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -42,6 +48,8 @@ pub(crate) struct Fault {
     pub path_prefix: Option<String>,
     /// Answer 200 with this gzip bomb (API only).
     pub gzip_bomb: Option<Bomb>,
+    /// Answer 200 with this long (or endless) body.
+    pub long_body: Option<LongBody>,
 }
 
 /// What one request must suffer from an armed fault.
@@ -51,6 +59,7 @@ pub(crate) struct FaultHit {
     pub retry_after: Option<u64>,
     pub delay: Duration,
     pub gzip_bomb: Option<Bomb>,
+    pub long_body: Option<LongBody>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +73,8 @@ struct FaultRequest {
     path_prefix: Option<String>,
     /// The answer is a hostile upstream's, not Spotify's (`bomb`).
     gzip_bomb: Option<Bomb>,
+    /// The same, and longer than any answer of Spotify's (`long_body`).
+    long_body: Option<LongBody>,
 }
 
 /// Reads the `/__mock/fault` body: the target and the fault to arm it with (`None`
@@ -71,7 +82,7 @@ struct FaultRequest {
 pub(crate) fn parse_request(body: &[u8]) -> Result<(Target, Option<Fault>), String> {
     let req: FaultRequest = serde_json::from_slice(body).map_err(|err| {
         format!(
-            "invalid fault JSON ({err}); expected {{\"target\":\"token\"|\"api\",\"status\":503,\"retry_after\":5,\"times\":1,\"delay_ms\":0,\"path_prefix\":\"/v1/search\",\"gzip_bomb\":{{\"inflated_bytes\":1073741824,\"noise_bytes\":0}}}}"
+            "invalid fault JSON ({err}); expected {{\"target\":\"token\"|\"api\",\"status\":503,\"retry_after\":5,\"times\":1,\"delay_ms\":0,\"path_prefix\":\"/v1/search\",\"gzip_bomb\":{{\"inflated_bytes\":1073741824,\"noise_bytes\":0}},\"long_body\":{{\"bytes\":50331648}}}}"
         )
     })?;
     let target = match req.target.as_str() {
@@ -105,6 +116,12 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<(Target, Option<Fault>), Stri
         }
         bomb.check()?;
     }
+    if let Some(long) = &req.long_body {
+        if req.status.is_some() || req.gzip_bomb.is_some() {
+            return Err("long_body is a 200 of its own: no status, no gzip_bomb".into());
+        }
+        long.check()?;
+    }
     let times = req.times.unwrap_or(1);
     // times = 0 disarms the target, which is handy for cleanup.
     let fault = (times > 0).then_some(Fault {
@@ -114,6 +131,7 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<(Target, Option<Fault>), Stri
         remaining: times,
         path_prefix: req.path_prefix,
         gzip_bomb: req.gzip_bomb,
+        long_body: req.long_body,
     });
     Ok((target, fault))
 }
@@ -135,6 +153,7 @@ pub(crate) fn take_shot(slot: &mut Option<Fault>, path: &str) -> Option<FaultHit
         retry_after: fault.retry_after,
         delay: fault.delay,
         gzip_bomb: fault.gzip_bomb,
+        long_body: fault.long_body,
     };
     fault.remaining = fault.remaining.saturating_sub(1);
     if fault.remaining == 0 {
@@ -152,6 +171,13 @@ pub(crate) async fn apply_fault(hit: Option<FaultHit>, target: Target) -> Option
     }
     if let Some(bomb) = hit.gzip_bomb {
         return Some(gzip_bomb(bomb).await);
+    }
+    if let Some(long) = hit.long_body {
+        let mut resp = Response::new(long.body());
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+        resp.extensions_mut().insert(Streamed);
+        return Some(resp);
     }
     let code = hit.status?;
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);

@@ -19,7 +19,7 @@
 // Layout: this file binds, serves and routes; `accounts` (the accounts service, with
 // its HTML `pages`), `api` (the Web API) and `controls` (`/__mock/*`) answer the
 // requests, over the shared `state`, the `catalog` data, `faults` (with the gzip
-// `bomb`), `errors` (Spotify's error bodies) and `http` (small helpers); `tls` serves
+// `bomb` and the `long_body`), `errors` (Spotify's error bodies) and `http` (small helpers); `tls` serves
 // HTTPS when asked. Nothing imports this file.
 
 mod accounts;
@@ -31,6 +31,7 @@ mod controls;
 mod errors;
 mod faults;
 mod http;
+mod long_body;
 mod pages;
 mod quota;
 mod state;

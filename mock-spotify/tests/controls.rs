@@ -1,5 +1,6 @@
 //! The `/__mock/*` controls: expire and revoke, faults (with `Retry-After`, counts, path
-//! prefixes and the gzip bomb), stats, the request log and reset, and dropping the server.
+//! prefixes, the gzip bomb and the long body), stats, the request log and reset, and dropping
+//! the server.
 //!
 //! Drives a real MockSpotify over HTTP, the way the gateway and external scripts do.
 
@@ -500,5 +501,66 @@ async fn gzip_bomb_fault() {
         let resp = fault(&m, bad.clone()).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
         assert!(resp.json::<Value>().await.expect("json")["error"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn long_body_fault() {
+    let m = start().await;
+    let (_, a) = app_and_alice(&m).await;
+
+    // A token answer of exactly the length asked for, streamed.
+    fault(
+        &m,
+        json!({"target": "token", "long_body": {"bytes": 200_000}}),
+    )
+    .await;
+    let resp = client()
+        .post(format!("{}/api/token", m.base_url()))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        header(resp.headers(), "content-type").is_some_and(|v| v.starts_with("application/json"))
+    );
+    let body = resp.bytes().await.expect("body");
+    assert_eq!(body.len(), 200_000);
+    assert!(body.starts_with(br#"{"access_token":"aaa"#));
+
+    // One without end, on the Web API: neither entity-tagged nor gzipped (both would have to
+    // hold it whole), and read here until well past any real answer.
+    fault(
+        &m,
+        json!({"target": "api", "long_body": {}, "path_prefix": "/v1/me"}),
+    )
+    .await;
+    let mut resp = raw_client()
+        .get(format!("{}/v1/me", m.base_url()))
+        .bearer_auth(&a)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(header(resp.headers(), "content-encoding"), None);
+    assert_eq!(header(resp.headers(), "etag"), None);
+    let mut read = 0;
+    while read < 8 << 20 {
+        read += resp.chunk().await.expect("chunk").expect("no end").len();
+    }
+    drop(resp);
+    // One shot: the next read is Spotify's again.
+    assert_eq!(api(&m, "/v1/me", Some(&a)).await.0, StatusCode::OK);
+
+    for bad in [
+        json!({"target": "token", "status": 503, "long_body": {}}),
+        json!({"target": "api", "long_body": {}, "gzip_bomb": {"inflated_bytes": 1000}}),
+        json!({"target": "token", "long_body": {"bytes": 3}}),
+        json!({"target": "token", "long_body": {"length": 1000}}),
+    ] {
+        let resp = fault(&m, bad.clone()).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
 }

@@ -1,5 +1,6 @@
-//! Config errors: each one names the key and its line, and says why it is wrong. Also the
-//! lookups that find a key's line in the TOML document.
+//! Config errors: each one names the key and its line, and says why it is wrong, quoting a
+//! URL only as [`redacted_url`] shows it. Also the lookups that find a key's line in the TOML
+//! document.
 
 use std::fmt;
 
@@ -104,4 +105,91 @@ pub(super) fn key_at(
     }
     // An offset inside a [table] header that has no key under it.
     None
+}
+
+/// What stands for a hidden part of a URL in a message.
+const HIDDEN: &str = "***";
+
+/// `value` (a URL, or text meant as one, or a host) as a config error may quote it: the
+/// scheme and the host and port, with the user information and everything from the path on
+/// replaced by `***`. A proxy's password, a Redis password or a webhook receiver's token in
+/// its path must never reach a message (`check-config`'s and `run`'s output, the SIGHUP log),
+/// and a value the URL parser refused (a bad port, a stray character) is quoted too, so this
+/// reads the text itself, never the parser's result. Where it cannot tell which part is the
+/// host (an `@` after the authority: a password with an unescaped `/`, `?` or `#`, or a path
+/// with an `@`), it hides everything after the scheme.
+pub(super) fn redacted_url(value: &str) -> String {
+    let (scheme, rest) = match value.split_once("://") {
+        Some((scheme, rest)) if is_scheme(scheme) => (Some(scheme), rest),
+        _ => (None, value),
+    };
+    let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let mut shown = scheme.map(|s| format!("{s}://")).unwrap_or_default();
+    if tail.contains('@') {
+        shown.push_str(HIDDEN);
+        return shown;
+    }
+    if let Some((_, host)) = authority.rsplit_once('@') {
+        shown.push_str(HIDDEN);
+        shown.push('@');
+        shown.push_str(host);
+    } else {
+        shown.push_str(authority);
+    }
+    match tail {
+        "" => {}
+        "/" => shown.push('/'),
+        _ => {
+            shown.push('/');
+            shown.push_str(HIDDEN);
+        }
+    }
+    shown
+}
+
+/// RFC 3986 §3.1: `ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`.
+fn is_scheme(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_url;
+
+    #[test]
+    fn a_quoted_url_shows_scheme_host_and_port_only() {
+        for (value, shown) in [
+            ("https://api.spotify.com", "https://api.spotify.com"),
+            ("https://api.spotify.com/", "https://api.spotify.com/"),
+            ("http://proxy:3128", "http://proxy:3128"),
+            ("https://user:PW@proxy:99999", "https://***@proxy:99999"),
+            ("socks5://user:PW@proxy:1080", "socks5://***@proxy:1080"),
+            (
+                "https://hooks.example/services/T0KEN",
+                "https://hooks.example/***",
+            ),
+            (
+                "https://hooks.example?token=T0KEN",
+                "https://hooks.example/***",
+            ),
+            ("https://hooks.example#T0KEN", "https://hooks.example/***"),
+            ("https://hooks.example\\T0KEN", "https://hooks.example/***"),
+            ("redis://:PW@redis:6379/0", "redis://***@redis:6379/***"),
+            ("https://user:P/W@host/T0KEN", "https://***"),
+            ("https://host/path/@T0KEN", "https://***"),
+            ("https://u:P@W@host:1", "https://***@host:1"),
+            ("user:PW@proxy:3128", "***@proxy:3128"),
+            ("http:user:PW@proxy:3128", "***@proxy:3128"),
+            ("proxy:3128", "proxy:3128"),
+            ("app.example.com", "app.example.com"),
+            ("app.example.com/T0KEN", "app.example.com/***"),
+            ("not a url", "not a url"),
+            ("", ""),
+        ] {
+            assert_eq!(redacted_url(value), shown, "{value}");
+        }
+    }
 }

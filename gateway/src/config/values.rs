@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::errors::{line_of, locate, ConfigIssue};
+use super::errors::{line_of, locate, redacted_url, ConfigIssue};
 use super::{AllowedHost, CaFile};
 use crate::host::HostPort;
 use crate::secret::{Secret, SecretSource};
@@ -105,15 +105,22 @@ impl Validator<'_> {
         }
     }
 
+    /// A problem with the URL-valued `key`, quoting `value` as [`redacted_url`] shows it
+    /// (`"{value}" {why}`): every URL reader reports through here, so none can quote a
+    /// password or a path.
+    pub(super) fn url_issue(&mut self, key: &str, value: &str, why: impl std::fmt::Display) {
+        self.issue(key, format!("{:?} {why}", redacted_url(value)));
+    }
+
     pub(super) fn url(&mut self, key: &str, value: &str) -> Option<Url> {
         match Url::parse(value) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
             Ok(_) => {
-                self.issue(key, format!("{value:?} must be an http:// or https:// URL"));
+                self.url_issue(key, value, "must be an http:// or https:// URL");
                 None
             }
             Err(e) => {
-                self.issue(key, format!("{value:?} is not a URL: {e}"));
+                self.url_issue(key, value, format!("is not a URL: {e}"));
                 None
             }
         }
@@ -123,12 +130,11 @@ impl Validator<'_> {
     pub(super) fn secret_bearing_url(&mut self, key: &str, value: &str) -> Option<Url> {
         let url = self.url(key, value)?;
         if url.scheme() == "http" && !is_loopback_literal(&url) {
-            self.issue(
+            self.url_issue(
                 key,
-                format!(
-                    "{value:?} uses plain http to a non-loopback host; tokens and the client \
-                     secret would cross the network in clear. Use https://"
-                ),
+                value,
+                "uses plain http to a non-loopback host; tokens and the client secret would \
+                 cross the network in clear. Use https://",
             );
             return None;
         }
@@ -154,12 +160,14 @@ impl Validator<'_> {
     pub(super) fn allowed_host(&mut self, key: &str, value: &str) -> Option<AllowedHost> {
         match HostPort::parse(value) {
             Ok(h) => Some(AllowedHost(h)),
+            // A URL written where a host belongs is quoted as one: it may carry a password.
             Err(why) => {
-                self.issue(
+                self.url_issue(
                     key,
+                    value,
                     format!(
-                        "{value:?} {why}; write a host name or address, optionally with a \
-                         port, such as \"app.example.com\" or \"127.0.0.1:8443\""
+                        "{why}; write a host name or address, optionally with a port, such as \
+                         \"app.example.com\" or \"127.0.0.1:8443\""
                     ),
                 );
                 None
@@ -202,10 +210,11 @@ impl Validator<'_> {
             Ok(h) => return Some(h.host),
             Err(why) => Some(why),
         };
-        self.issue(
+        self.url_issue(
             key,
+            value,
             format!(
-                "{value:?}: {}; for example \"example.com\" to cover app.example.com and \
+                "{}; for example \"example.com\" to cover app.example.com and \
                  auth.example.com",
                 why.unwrap_or_default()
             ),

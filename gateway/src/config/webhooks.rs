@@ -8,7 +8,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::errors::line_of;
+use super::errors::{line_of, redacted_url};
 use super::values::Validator;
 use super::{ser_duration, CaFile};
 use crate::secret::Secret;
@@ -60,6 +60,9 @@ pub(super) struct FileWebhook {
 pub struct WebhookConfig {
     /// The metric label (`webhook-1`, ... by default); never the URL.
     pub name: String,
+    /// Printed (`check-config`) without its path and query: a receiver's URL often carries
+    /// its token there (Slack's, for one).
+    #[serde(serialize_with = "ser_redacted_url")]
     pub url: Url,
     /// Signs every delivery (`events::signature`).
     pub secret: Secret,
@@ -75,6 +78,10 @@ pub struct WebhookConfig {
     pub queue_size: usize,
     /// Extra roots for an https receiver, beside the system's.
     pub ca_file: Option<CaFile>,
+}
+
+fn ser_redacted_url<S: serde::Serializer>(url: &Url, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redacted_url(url.as_str()))
 }
 
 impl WebhookConfig {
@@ -322,10 +329,12 @@ mod tests {
         assert_eq!(b.name, "siem");
         assert!(b.wants("user.revoked") && !b.wants("login.succeeded"));
         assert_eq!(b.queue_size, 8);
-        // check-config shows where the secret comes from, never the secret.
+        // check-config shows where the secret comes from, never the secret, and the URL
+        // without its path (a receiver's token often sits there).
         let shown = c.to_redacted_toml();
         assert!(shown.contains("env HOOK_SECRET"), "{shown}");
         assert!(!shown.contains("a-webhook-secret"), "{shown}");
+        assert!(shown.contains("\"https://a.example/***\""), "{shown}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use oauth2::basic::BasicErrorResponseType;
 use oauth2::RequestTokenError;
 
+use super::http_client::HttpError;
 use crate::outbound::ProxyProblem;
 use crate::trust::{self, TlsReason};
 
@@ -34,8 +35,8 @@ pub enum TokenError {
 
 /// `host` is the token endpoint's, for a TLS failure; `proxied`: the request went through
 /// `spotify.proxy_url`.
-pub(super) fn classify<E: std::error::Error>(
-    e: RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
+pub(super) fn classify(
+    e: RequestTokenError<HttpError, oauth2::basic::BasicErrorResponse>,
     host: &str,
     proxied: bool,
 ) -> TokenError {
@@ -54,8 +55,14 @@ pub(super) fn classify<E: std::error::Error>(
     }
 }
 
-/// A request that got no answer from `host`: a TLS failure, or unavailable.
-pub(super) fn transport(e: &dyn std::error::Error, host: &str, proxied: bool) -> TokenError {
+/// A request that got no answer from `host` that can be read: a TLS failure, no tunnel
+/// through the proxy, or unavailable (an answer past the cap is unreadable, as a malformed
+/// one is).
+pub(super) fn transport(e: &HttpError, host: &str, proxied: bool) -> TokenError {
+    let e = match e {
+        HttpError::Transport(e) => e,
+        HttpError::TooLong => return TokenError::Unavailable(e.to_string()),
+    };
     let chain = trust::error_chain(e);
     if let Some(reason) = trust::classify(&chain, false) {
         return TokenError::Tls {
@@ -64,7 +71,7 @@ pub(super) fn transport(e: &dyn std::error::Error, host: &str, proxied: bool) ->
         };
     }
     if proxied {
-        if let Some(problem) = ProxyProblem::of_reqwest_chain(&chain) {
+        if let Some(problem) = ProxyProblem::of_reqwest(e, &chain) {
             problem.report("accounts", &chain);
             return TokenError::Proxy(problem);
         }

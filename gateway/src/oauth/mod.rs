@@ -3,10 +3,11 @@
 //!
 //! Every token-endpoint call runs on the process-wide I/O runtime (see `runtime`), where the
 //! reqwest client's connections live. It trusts exactly the roots of `trust`, as the egress
-//! proxy does. Its failures are kinds (`error`); a TLS failure is also counted and logged
-//! for the operator here.
+//! proxy does, and reads every answer within a cap (`http_client`). Its failures are kinds
+//! (`error`); a TLS failure is also counted and logged for the operator here.
 
 mod error;
+mod http_client;
 
 pub use error::TokenError;
 
@@ -29,6 +30,7 @@ use crate::outbound::Outbound;
 use crate::secret::{AccessToken, AuthorizationCode, CsrfState, PkceVerifier, RefreshToken};
 use crate::trust::{self, TlsTarget, Trust};
 use error::{classify, transport};
+use http_client::{read_capped, CappedClient};
 
 /// Whole request to the token endpoint; Spotify answers in well under a second.
 const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,7 +79,7 @@ pub enum ProfileError {
 
 pub struct TokenEndpoint {
     home: Handle,
-    http: reqwest::Client,
+    http: CappedClient,
     /// Login client: no secret under PKCE.
     login: Client,
     /// Client-credentials client: always the secret when there is one.
@@ -142,6 +144,7 @@ impl TokenEndpoint {
             .connect_timeout(TOKEN_CONNECT_TIMEOUT)
             .build()
             .map_err(std::io::Error::other)?;
+        let http = CappedClient(http);
         let me_url = cfg
             .api_url
             .join("v1/me")
@@ -243,10 +246,10 @@ impl TokenEndpoint {
         let answer = self
             .home
             .spawn(async move {
-                let resp = http.get(url).bearer_auth(token).send().await?;
+                let resp = http.0.get(url).bearer_auth(token).send().await?;
                 let status = resp.status();
-                let body = resp.bytes().await?;
-                Ok::<_, reqwest::Error>((status, body))
+                let body = read_capped(resp).await?;
+                Ok::<_, http_client::HttpError>((status, body))
             })
             .await
             .map_err(|e| TokenError::Unavailable(format!("profile task failed: {e}")))?;
@@ -263,16 +266,15 @@ impl TokenEndpoint {
             .map_err(|e| TokenError::Unavailable(format!("unreadable /v1/me answer: {e}")).into())
     }
 
-    async fn on_home<F, E>(&self, call: F) -> Result<Grant, TokenError>
+    async fn on_home<F>(&self, call: F) -> Result<Grant, TokenError>
     where
         F: Future<
                 Output = Result<
                     BasicTokenResponse,
-                    RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
+                    RequestTokenError<http_client::HttpError, oauth2::basic::BasicErrorResponse>,
                 >,
             > + Send
             + 'static,
-        E: std::error::Error + Send + 'static,
     {
         let started = std::time::Instant::now();
         let answer = self

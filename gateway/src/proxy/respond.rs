@@ -22,6 +22,10 @@ use crate::trust::TlsReason;
 
 /// How long a client should wait before trying again after the store did not answer.
 const STORE_RETRY_AFTER_SECS: u64 = 5;
+/// The same after an upstream (Spotify's Web API, the app) or the outbound proxy could not be
+/// reached or did not answer in time: long enough for a restart or a network blip to pass,
+/// short enough that a client does not give up on a service that is back.
+const UNREACHABLE_RETRY_AFTER_SECS: u64 = 5;
 
 /// What went wrong, by kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +174,12 @@ impl Failure {
             } => Some(*retry_after_secs),
             Failure::StoreUnavailable => Some(STORE_RETRY_AFTER_SECS),
             Failure::DeadlinePassed(_) => Some(1),
+            Failure::OutboundProxy(ProxyProblem::Unreachable)
+            | Failure::Upstream {
+                status: 502..=504, ..
+            } => Some(UNREACHABLE_RETRY_AFTER_SECS),
+            // Refused credentials and certificates: retrying cannot help until the operator
+            // acts, so no time is named.
             _ => None,
         }
     }
@@ -454,6 +464,40 @@ mod tests {
                 Some(1),
             ),
             (Failure::CredentialsRefused("x"), 502, None),
+            (
+                Failure::OutboundProxy(ProxyProblem::Unreachable),
+                502,
+                Some(5),
+            ),
+            (
+                Failure::OutboundProxy(ProxyProblem::CredentialsRefused),
+                502,
+                None,
+            ),
+            (
+                Failure::Upstream {
+                    status: 502,
+                    message: "x",
+                },
+                502,
+                Some(5),
+            ),
+            (
+                Failure::Upstream {
+                    status: 504,
+                    message: "x",
+                },
+                504,
+                Some(5),
+            ),
+            (
+                Failure::Upstream {
+                    status: 500,
+                    message: "x",
+                },
+                500,
+                None,
+            ),
             (
                 Failure::UpstreamTls {
                     host: "api.spotify.com".into(),

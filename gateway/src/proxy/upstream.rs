@@ -89,8 +89,10 @@ impl UpstreamTarget {
     }
 
     /// The peer to connect to. Names are resolved asynchronously and cached: pingora's
-    /// `HttpPeer::new` would resolve with blocking std DNS and panic on failure.
-    pub async fn peer(&self) -> Result<Box<HttpPeer>> {
+    /// `HttpPeer::new` would resolve with blocking std DNS and panic on failure. With
+    /// `connect_timeout`, opening a connection takes at most that for each step: the TCP
+    /// connect, or through the proxy the tunnel (`Tunnel::within`), and the TLS handshake.
+    pub async fn peer(&self, connect_timeout: Option<Duration>) -> Result<Box<HttpPeer>> {
         let addr = self.resolve().await?;
         let sni = if self.tls {
             self.host.clone()
@@ -100,13 +102,20 @@ impl UpstreamTarget {
         let mut peer = HttpPeer::new(addr, self.tls, sni);
         // Verification stays on (pingora's default, and the SNI is never empty with TLS).
         peer.options.ca = self.ca.clone();
+        peer.options.connection_timeout = connect_timeout;
         if self.http2 {
             peer.options.set_http_version(2, 1);
             peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
         }
         if let Some(tunnel) = &self.tunnel {
-            // `addr` is the proxy's; the tunnel asks it for this origin by name.
-            peer.options.custom_l4 = Some(Arc::clone(tunnel) as _);
+            // `addr` is the proxy's; the tunnel asks it for this origin by name. (pingora
+            // pools connections by address, not by connector: a bounded copy per call costs
+            // no reuse.)
+            let tunnel = match connect_timeout {
+                Some(limit) => Arc::new(tunnel.within(limit)),
+                None => Arc::clone(tunnel),
+            };
+            peer.options.custom_l4 = Some(tunnel as _);
         }
         Ok(Box::new(peer))
     }

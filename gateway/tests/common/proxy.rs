@@ -1,9 +1,59 @@
 //! A real HTTP CONNECT proxy (Debian's `tinyproxy`) on a loopback port, as clusters without
-//! direct egress put in front of Spotify. Its log tells which tunnels it opened.
+//! direct egress put in front of Spotify. Its log tells which tunnels it opened. And a frozen
+//! one ([`FrozenProxy`]): it takes connections and never answers.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use super::{free_port, wait_until, READY_TIMEOUT};
+
+/// A proxy that has frozen: it accepts every connection and never reads or answers, as
+/// tinyproxy does under SIGSTOP (the kernel still completes the handshake) or a proxy stuck
+/// on its own upstream. The connections stay open until it is dropped.
+pub struct FrozenProxy {
+    pub port: u16,
+    accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FrozenProxy {
+    pub async fn start() -> FrozenProxy {
+        let port = free_port();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the frozen proxy");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        FrozenProxy {
+            port,
+            accepted,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// How many connections it has taken.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FrozenProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 pub struct Tinyproxy {
     child: Option<Child>,

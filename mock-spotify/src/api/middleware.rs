@@ -11,6 +11,12 @@ use flate2::Compression;
 use sha2::Digest as _;
 
 use crate::errors::api_error;
+use crate::faults::Streamed;
+
+/// A streamed body (`faults::Streamed`) is passed on as it comes, never collected.
+fn is_streamed(resp: &Response) -> bool {
+    resp.extensions().get::<Streamed>().is_some()
+}
 
 fn is_json(resp: &Response) -> bool {
     resp.headers()
@@ -30,7 +36,7 @@ async fn collect(body: Body) -> Result<Bytes, Response> {
 /// Entity tags on successful JSON reads, and `304 Not Modified` for a matching
 /// `If-None-Match` (RFC 9110 §13.1.2), as api.spotify.com does for cacheable resources.
 pub(super) async fn conditional(resp: Response, request: &HeaderMap) -> Response {
-    if resp.status() != StatusCode::OK || !is_json(&resp) {
+    if resp.status() != StatusCode::OK || !is_json(&resp) || is_streamed(&resp) {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
@@ -65,7 +71,10 @@ pub(super) async fn conditional(resp: Response, request: &HeaderMap) -> Response
 /// gzip-compresses a JSON response when the request allows it, as api.spotify.com
 /// does. 204s and other bodiless answers pass untouched.
 pub(super) async fn compress(resp: Response, request: &HeaderMap) -> Response {
-    if !is_json(&resp) || resp.headers().contains_key(header::CONTENT_ENCODING) {
+    if !is_json(&resp)
+        || resp.headers().contains_key(header::CONTENT_ENCODING)
+        || is_streamed(&resp)
+    {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();

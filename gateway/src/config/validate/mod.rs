@@ -339,8 +339,12 @@ impl Validator<'_> {
                 };
                 let parsed = match Url::parse(&url) {
                     Ok(u) if matches!(u.scheme(), "redis" | "rediss") => u,
-                    _ => {
-                        self.issue("store.url", "must be a redis:// or rediss:// URL");
+                    Ok(_) => {
+                        self.url_issue("store.url", &url, "must be a redis:// or rediss:// URL");
+                        return None;
+                    }
+                    Err(e) => {
+                        self.url_issue("store.url", &url, format_args!("is not a URL: {e}"));
                         return None;
                     }
                 };

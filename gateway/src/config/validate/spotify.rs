@@ -122,12 +122,11 @@ impl Validator<'_> {
         };
         let parsed = self.url(KEY, &url)?;
         if parsed.scheme() != "http" {
-            self.issue(
+            self.url_issue(
                 KEY,
-                format!(
-                    "{url:?}: only http:// proxies are supported (HTTP CONNECT; the TLS to \
-                     Spotify runs inside the tunnel, end to end)"
-                ),
+                &url,
+                "is not supported: only http:// proxies are (HTTP CONNECT; the TLS to Spotify \
+                 runs inside the tunnel, end to end)",
             );
             return None;
         }
@@ -140,9 +139,10 @@ impl Validator<'_> {
             return None;
         }
         if parsed.path() != "/" || parsed.query().is_some() {
-            self.issue(
+            self.url_issue(
                 KEY,
-                format!("{url:?} must be the proxy's origin only, such as \"http://proxy:3128\""),
+                &url,
+                "must be the proxy's origin only, such as \"http://proxy:3128\"",
             );
             return None;
         }
@@ -191,7 +191,7 @@ impl Validator<'_> {
                 "Spotify accepts plain http only for loopback IP literals \
                  (http://127.0.0.1:PORT or http://[::1]:PORT); use https://"
             };
-            self.issue(KEY, format!("{value:?}: {why}"));
+            self.url_issue(KEY, value, format_args!("is refused: {why}"));
             return None;
         }
         if url.path() != CALLBACK_PATH {

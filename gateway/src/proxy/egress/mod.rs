@@ -387,8 +387,10 @@ impl ProxyHttp for EgressProxy {
         }
         ctx.attempts += 1;
         ctx.upstream_started = Some(Instant::now());
-        let mut peer = self.api.peer().await?;
-        peer.options.connection_timeout = Some(cfg.connect_timeout.min(remaining));
+        let mut peer = self
+            .api
+            .peer(Some(cfg.connect_timeout.min(remaining)))
+            .await?;
         peer.options.read_timeout = Some(cfg.read_timeout.min(remaining));
         peer.options.write_timeout = Some(cfg.read_timeout.min(remaining));
         Ok(peer)

@@ -181,7 +181,7 @@ impl ProxyHttp for PublicProxy {
     ) -> Result<Box<HttpPeer>> {
         ctx.upstream_started = Some(Instant::now());
         match &self.upstream {
-            Some(u) => u.peer().await,
+            Some(u) => u.peer(None).await,
             None => Err(Error::explain(
                 ErrorType::InternalError,
                 "no upstream configured",
