@@ -76,7 +76,7 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         // The header is in: tells the listener's header deadline (`listeners`).
         if let Some(context) = session.take_connection_user_context() {
-            crate::listeners::HeaderRead::mark(context);
+            crate::listeners::RequestContext::header_read(context);
         }
         let path = session.req_header().uri.path().to_string();
         let route = match path.as_str() {

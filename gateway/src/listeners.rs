@@ -1,11 +1,14 @@
 //! What guards each listener's connections, around pingora's own apps: a connection limit per
 //! listener (so a flood of one cannot take the file descriptors the others need), a deadline
 //! for a complete request header (so a client that sends a byte every few seconds is cut off),
-//! and, for the admin listener, staying open through the drain after SIGTERM (so probes see
-//! `/readyz` 503 rather than a refused connection).
+//! a request's cut (so a session's end can close a WebSocket or a stream it is carrying, from
+//! outside: `session::streams`), and, for the admin listener, staying open through the drain
+//! after SIGTERM (so probes see `/readyz` 503 rather than a refused connection).
 //!
 //! pingora 0.9 has none of these: its header reads are timed per read, not per header; a
-//! listening service has no connection limit; and SIGTERM closes every listener at once.
+//! listening service has no connection limit; a proxied upgrade or stream can only be ended
+//! by one of its two ends (its copy loop wakes on nothing else); and SIGTERM closes every
+//! listener at once.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,28 +40,73 @@ pub struct Guard {
     pub header_timeouts: prometheus::IntCounter,
 }
 
-/// Marks, through the connection's user context, that the proxy has read a request header:
-/// pingora hands the context back in `on_connection_reuse`, which runs once the header is in.
-pub struct HeaderRead(Arc<AtomicBool>);
+/// What a listener hands the app with each request, through the connection's user context:
+/// pingora gives it back in `on_connection_reuse`, which runs once the request header is in.
+pub struct RequestContext {
+    header_read: Arc<AtomicBool>,
+    cut: Cut,
+}
 
-impl HeaderRead {
-    /// Called by a listener's `on_connection_reuse` (or an app's response) with the context.
-    pub fn mark(context: Box<dyn Any + Send + Sync>) {
-        if let Ok(read) = context.downcast::<HeaderRead>() {
-            read.0.store(true, Ordering::Release);
+impl RequestContext {
+    /// The header is in, so the header deadline no longer applies (called by a listener's
+    /// `on_connection_reuse`, or an app's response, with the context). Returns the request's
+    /// [`Cut`], for a listener whose requests may have to end from outside.
+    pub fn header_read(context: Box<dyn Any + Send + Sync>) -> Option<Cut> {
+        let context = context.downcast::<RequestContext>().ok()?;
+        context.header_read.store(true, Ordering::Release);
+        Some(context.cut)
+    }
+}
+
+/// Ends one request from outside, whatever it is waiting for: once fired, the listener shuts
+/// the client's connection (reads end, writes fail: nothing more reaches the client) and lets
+/// the proxy finish for at most [`CUT_GRACE`] (its access line, the app's connection closed),
+/// then drops what is left. Fired by the session registry when the request's session ends.
+#[derive(Clone, Default)]
+pub struct Cut(Arc<CutState>);
+
+#[derive(Default)]
+struct CutState {
+    fired: AtomicBool,
+    /// One waiter (the listener); `notify_one` keeps a permit when it is not waiting yet.
+    notify: tokio::sync::Notify,
+}
+
+impl Cut {
+    pub fn fire(&self) {
+        if !self.0.fired.swap(true, Ordering::AcqRel) {
+            self.0.notify.notify_one();
+        }
+    }
+
+    /// Whether it has fired: the request's end is the cut's doing.
+    pub fn has_fired(&self) -> bool {
+        self.0.fired.load(Ordering::Acquire)
+    }
+
+    /// Returns once fired.
+    async fn fired(&self) {
+        if !self.0.fired.load(Ordering::Acquire) {
+            self.0.notify.notified().await;
         }
     }
 }
 
-/// An HTTP app whose header reads end at [`Guard::header_deadline`].
-pub struct HeaderDeadline<A> {
+/// How long a cut request's proxy may take to notice its closed connection and finish (its
+/// logging, the app's connection) before it is dropped whole. The client sees the close at
+/// once either way.
+const CUT_GRACE: Duration = Duration::from_secs(2);
+
+/// An HTTP app whose header reads end at [`Guard::header_deadline`], and each of whose
+/// requests ends when its [`Cut`] fires.
+pub struct RequestGuard<A> {
     inner: Arc<A>,
     guard: Arc<Guard>,
 }
 
-impl<A> HeaderDeadline<A> {
-    pub fn new(inner: A, guard: Arc<Guard>) -> HeaderDeadline<A> {
-        HeaderDeadline {
+impl<A> RequestGuard<A> {
+    pub fn new(inner: A, guard: Arc<Guard>) -> RequestGuard<A> {
+        RequestGuard {
             inner: Arc::new(inner),
             guard,
         }
@@ -66,29 +114,50 @@ impl<A> HeaderDeadline<A> {
 }
 
 #[async_trait]
-impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for RequestGuard<A> {
     async fn process_new_http(
         self: &Arc<Self>,
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         let read = Arc::new(AtomicBool::new(false));
-        session.set_connection_user_context(Some(Box::new(HeaderRead(Arc::clone(&read)))));
+        let cut = Cut::default();
+        session.set_connection_user_context(Some(Box::new(RequestContext {
+            header_read: Arc::clone(&read),
+            cut: cut.clone(),
+        })));
+        let socket = session.stream().map(|s| s.id());
         let serve = self.inner.process_new_http(session, shutdown);
         tokio::pin!(serve);
+        let cut_off = cut.fired();
+        tokio::pin!(cut_off);
+        // `biased`: once the cut has fired, no further poll of the request can write to the
+        // client before the connection is shut.
         tokio::select! {
-            done = &mut serve => done,
+            biased;
+            () = &mut cut_off => {}
+            done = &mut serve => return done,
             _ = tokio::time::sleep(self.guard.header_deadline) => {
-                if read.load(Ordering::Acquire) {
-                    // The header came in time; the request itself may take as long as it takes.
-                    serve.await
-                } else {
+                if !read.load(Ordering::Acquire) {
                     self.guard.header_timeouts.inc();
                     // Dropping the session closes the connection.
-                    None
+                    return None;
+                }
+                // The header came in time; the request itself may take as long as it takes,
+                // until it is cut.
+                tokio::select! {
+                    biased;
+                    () = &mut cut_off => {}
+                    done = &mut serve => return done,
                 }
             }
         }
+        if let Some(fd) = socket {
+            shut(fd);
+            let _ = tokio::time::timeout(CUT_GRACE, &mut serve).await;
+        }
+        // A cut connection is never reused; dropping what is left closes it.
+        None
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
@@ -101,6 +170,17 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<
 
     async fn http_cleanup(&self) {
         self.inner.http_cleanup().await
+    }
+}
+
+/// Shuts both directions of the client's connection: the proxy's reads see its end and its
+/// writes fail, so it finishes on its own, and nothing written from now on reaches the client.
+fn shut(fd: pingora::protocols::UniqueIDType) {
+    // SAFETY: `fd` is the socket of the connection whose request future the caller still
+    // holds (not dropped, so not closed, so not reused for another connection); shutdown(2)
+    // changes no memory and leaves the descriptor open.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
     }
 }
 

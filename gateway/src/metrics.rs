@@ -43,6 +43,8 @@ pub struct Metrics {
     pub upstream_responses: IntCounterVec,
     pub audit_events: IntCounterVec,
     pub sessions_ended: IntCounterVec,
+    pub streams_open: IntGauge,
+    pub streams_closed: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
     pub webhook_failing: IntGaugeVec,
     pub webhook_queue_depth: IntGaugeVec,
@@ -266,6 +268,19 @@ impl Metrics {
                 "sessions_ended_total",
                 "Sessions ended, by reason (signed_out, disconnected, invalid_grant, deadline, \
                  lifetime, revoked)",
+                &["reason"],
+            ),
+            streams_open: b.gauge(
+                "streams_open",
+                "Requests of a signed-in session the public listener is proxying to the app now \
+                 (WebSockets, event streams, any response under way); each is closed when its \
+                 session ends",
+            ),
+            streams_closed: b.counters(
+                "streams_closed_total",
+                "Streams closed because their session ended, by reason (signed_out, replaced, \
+                 disconnected, revoked, invalid_grant, deadline, lifetime, other_replica: ended \
+                 on another replica)",
                 &["reason"],
             ),
             webhook_deliveries: b.counters(

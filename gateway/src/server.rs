@@ -12,7 +12,7 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::app::Gateway;
 use crate::config::Config;
-use crate::listeners::{ConnectionLimit, Guard, HeaderDeadline, KeepOpen};
+use crate::listeners::{ConnectionLimit, Guard, KeepOpen, RequestGuard};
 use crate::proxy::egress::EgressProxy;
 use crate::proxy::public::PublicProxy;
 
@@ -130,15 +130,15 @@ pub fn build(gw: Arc<Gateway>) -> std::io::Result<Server> {
     Ok(server)
 }
 
-/// A listening service for `app` on `addr`, inside its listener's guard: the header deadline
-/// around the HTTP app, the connection limit around the connection.
+/// A listening service for `app` on `addr`, inside its listener's guard: the header deadline and
+/// the request's cut around the HTTP app, the connection limit around the connection.
 fn guarded<A: pingora::apps::HttpServerApp + Send + Sync + 'static>(
     name: &str,
     app: A,
     guard: &Arc<Guard>,
     addr: std::net::SocketAddr,
-) -> Service<ConnectionLimit<HeaderDeadline<A>>> {
-    let app = HeaderDeadline::new(app, Arc::clone(guard));
+) -> Service<ConnectionLimit<RequestGuard<A>>> {
+    let app = RequestGuard::new(app, Arc::clone(guard));
     let mut service = Service::new(
         name.to_string(),
         ConnectionLimit::new(app, Arc::clone(guard)),

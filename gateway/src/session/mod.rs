@@ -1,9 +1,9 @@
 //! User sessions: what a session is (`record`), the [`Sessions`] registry that holds them
 //! (`registry`: store, keys, cache, ending a session), how a login becomes one (`login`), how
-//! a request finds one (`lookup`), the cookies that carry it (`cookie`), and users as an operator sees them
-//! (`users`: summaries without secrets, revocation), and forgetting a departed user's shared
-//! answers on every replica (`purge`). The refresh of a
-//! session's tokens is in `tokens::user`.
+//! a request finds one (`lookup`), the cookies that carry it (`cookie`), users as an operator sees them
+//! (`users`: summaries without secrets, revocation), forgetting a departed user's shared
+//! answers on every replica (`purge`), and the streams a session has open, closed when it ends
+//! (`streams`). The refresh of a session's tokens is in `tokens::user`.
 //!
 //! The cookie holds only the sealed session id. The store holds records under a keyed hash of
 //! that id, each record sealed as a whole (tokens included), so neither a stolen cookie jar
@@ -16,9 +16,11 @@ mod lookup;
 mod purge;
 mod record;
 mod registry;
+mod streams;
 mod users;
 
 pub use login::{Callback, LoginError, NewSession, LOGIN_TTL};
 pub use record::{LiveSession, Scopes, SessionRecord};
 pub use registry::{SessionError, Sessions, REAUTH_GAUGE_WINDOW, REAUTH_NOTICE};
+pub use streams::{CloseReason, StreamGuard, Streams};
 pub use users::{UserSummary, UsersListing};

@@ -1,6 +1,7 @@
 //! The [`Sessions`] registry: the store, the keys, the memory cache in front of the store, how
 //! records are sealed into and opened from the store, and ending a session. Logins
-//! (`login`), lookups (`lookup`) and token refreshes (`tokens::user`) are its other methods.
+//! (`login`), lookups (`lookup`), a session's streams (`streams`) and token refreshes
+//! (`tokens::user`) are its other methods.
 //!
 //! Why this file is over 600 lines: about a fifth is the unit tests of sessions that end by
 //! themselves (deadline, lifetime: one event each), which need the private memory cache;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::record::{LiveSession, SessionRecord};
+use super::streams::{close_streams_of_gone_sessions, CloseReason, Streams};
 use crate::clock::now_ms;
 use crate::crypto::{Keyring, Purpose};
 use crate::events::{EndReason, Event, Events, Kind};
@@ -82,6 +84,9 @@ pub struct Sessions {
     /// `session.reauth_after`: the deadline is this long after a login.
     pub(super) reauth_after: Duration,
     pub(crate) metrics: Arc<Metrics>,
+    /// The requests each session has under way on the public listener (WebSockets, event
+    /// streams), closed when it ends.
+    pub streams: Arc<Streams>,
     /// Audit events of sessions ending by themselves (`invalid_grant`, the deadline, the
     /// lifetime).
     pub(crate) events: Arc<Events>,
@@ -111,33 +116,45 @@ impl Sessions {
             .time_to_live(ENDED_MEMORY)
             .build();
         let keys = Arc::new(RwLock::new(Arc::new(keys)));
+        let streams = Streams::new(&metrics);
         if let Some(mut changes) = store.invalidations() {
             let cache = cache.clone();
             let ended = ended.clone();
             let answers = Arc::clone(&answers);
             let keys = Arc::clone(&keys);
             let purged = metrics.answers_purged.clone();
+            let streams = Arc::clone(&streams);
+            let store = Arc::clone(&store);
             let forget = async move {
                 while let Some(change) = changes.recv().await {
                     match change {
                         // Another replica ended it: remember that before forgetting the copy,
-                        // so a lookup filling the cache right now sees it (`by_key`).
+                        // so a lookup filling the cache right now sees it (`by_key`); then its
+                        // streams here close.
                         Invalidation::Key(key) => {
                             let key: Arc<str> = key.into();
                             ended.insert(Arc::clone(&key), ()).await;
                             if let Some(s) = cache.remove(&key).await {
                                 s.mark_ended();
                             }
+                            streams.close(&key, CloseReason::OtherReplica);
+                        }
+                        // Invalidations may have been lost: what is cached is read again when
+                        // used, and a stream, never looked up again, is checked now.
+                        // A task of its own: the next invalidations must not wait for it.
+                        Invalidation::All => {
+                            cache.invalidate_all();
+                            super::purge::purge_counted(&answers, purge::every_user(), &purged);
+                            let (store, streams) = (Arc::clone(&store), Arc::clone(&streams));
+                            tokio::spawn(async move {
+                                close_streams_of_gone_sessions(&*store, &streams).await
+                            });
                         }
                         // After the invalidations of the user's sessions, sent before it.
                         Invalidation::Answers(notice) => {
                             let keys = Arc::clone(&keys.read().unwrap_or_else(|p| p.into_inner()));
                             let named = super::purge::owners_named(keys, notice);
                             super::purge::purge_counted(&answers, named, &purged);
-                        }
-                        Invalidation::All => {
-                            cache.invalidate_all();
-                            super::purge::purge_counted(&answers, purge::every_user(), &purged);
                         }
                     }
                 }
@@ -168,6 +185,7 @@ impl Sessions {
             token_cache_hits: metrics.token_cache.with_label_values(&["hit"]),
             token_cache_misses: metrics.token_cache.with_label_values(&["miss"]),
             metrics,
+            streams,
             events,
         }
     }
@@ -195,15 +213,17 @@ impl Sessions {
     }
 
     /// Ends a session everywhere (logout, revoked refresh token): remembered as ended here
-    /// first, so no lookup can cache it again, then dropped from memory, deleted from the store
-    /// and announced to the other replicas, which do the same.
-    pub async fn end(&self, key: &str) -> Result<(), StoreError> {
+    /// first, so no lookup can cache it again, then dropped from memory with its streams
+    /// closed (`reason` counts them), deleted from the store and announced to the other
+    /// replicas, which do the same.
+    pub async fn end(&self, key: &str, reason: CloseReason) -> Result<(), StoreError> {
         let key: Arc<str> = key.into();
         self.ended.insert(Arc::clone(&key), ()).await;
         let cached = self.cache.remove(&key).await;
         if let Some(s) = &cached {
             s.mark_ended();
         }
+        self.streams.close(&key, reason);
         self.forget_unsaved(&key);
         // Whose session it is, for the user's index: from memory, else from the store.
         let user = match &cached {
@@ -252,8 +272,14 @@ impl Sessions {
             .user_sessions(&user)
             .await
             .map_err(|e| self.store_error(e))?;
-        self.end_user(&user, keys, Some(&session.key), indexes)
-            .await
+        self.end_user(
+            &user,
+            keys,
+            Some(&session.key),
+            indexes,
+            CloseReason::Disconnected,
+        )
+        .await
     }
 
     /// The core of [`Self::disconnect`] and of an operator's revocation (`users`): ends every
@@ -279,6 +305,7 @@ impl Sessions {
         mut keys: Vec<String>,
         also: Option<&str>,
         indexes: Vec<String>,
+        reason: CloseReason,
     ) -> Result<usize, StoreError> {
         if let Some(also) = also {
             if !keys.iter().any(|k| k == also) {
@@ -286,7 +313,7 @@ impl Sessions {
             }
         }
         for key in &keys {
-            self.end(key).await?;
+            self.end(key, reason).await?;
             // `end` found no record for a key whose session had already gone: its entry too.
             let _ = self.store.remove_user_session(user, key).await;
         }
@@ -342,13 +369,15 @@ impl Sessions {
         if s.is_ended() || self.has_ended(key) {
             return;
         }
-        let reason = if s.reauth_due_within(Duration::ZERO) {
-            EndReason::Deadline
+        let (reason, close) = if s.reauth_due_within(Duration::ZERO) {
+            (EndReason::Deadline, CloseReason::Deadline)
         } else if s.with_record(|r| r.expires_at_ms <= now_ms()) {
-            EndReason::Lifetime
+            (EndReason::Lifetime, CloseReason::Lifetime)
         } else {
             return;
         };
+        // Its streams' timer may be waiting for a later end (the demo ages sessions).
+        self.streams.close(key, close);
         // One lock name for both reasons (a session ends once); it predates `lifetime`.
         let report = self
             .store

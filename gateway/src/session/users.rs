@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::record::SessionRecord;
 use super::registry::Sessions;
+use super::streams::CloseReason;
 use crate::store::StoreError;
 
 /// Users summarised at once while a page is built: each is a few store reads.
@@ -153,7 +154,8 @@ impl Sessions {
             .user_sessions(user_id)
             .await
             .map_err(|e| self.store_error(e))?;
-        self.end_user(user_id, keys, None, indexes).await?;
+        self.end_user(user_id, keys, None, indexes, CloseReason::Revoked)
+            .await?;
         Ok(records.len())
     }
 }

@@ -14,7 +14,7 @@ use crate::crypto;
 use crate::events::{EndReason, Event, Kind};
 use crate::oauth::TokenError;
 use crate::secret::AccessToken;
-use crate::session::{LiveSession, Scopes, SessionError, Sessions};
+use crate::session::{CloseReason, LiveSession, Scopes, SessionError, Sessions};
 
 /// How long one replica may hold a user's refresh lock. Longer than a token request may take
 /// (10 s), so a slow refresh never overlaps another replica's: under PKCE a second refresh
@@ -193,7 +193,7 @@ impl Sessions {
                 self.count_refresh("invalid_grant");
                 tracing::info!("refresh token refused (invalid_grant): ending the session");
                 // Best effort: the cache entry is gone either way.
-                let _ = self.end(&session.key).await;
+                let _ = self.end(&session.key, CloseReason::InvalidGrant).await;
                 // The user's answers go too, on every replica (Spotify's Developer Policy).
                 self.purge_user_answers(&session.user_id()).await;
                 // Once: this replica holds the refresh lock, and the session is now ended. The

@@ -267,7 +267,7 @@ impl ProxyHttp for EgressProxy {
         _ctx: &mut EgressCtx,
         context: Box<dyn std::any::Any + Send + Sync>,
     ) {
-        crate::listeners::HeaderRead::mark(context);
+        crate::listeners::RequestContext::header_read(context);
     }
 
     /// Refuses what may not carry a token (method, target), answers 429 during a cool-down,

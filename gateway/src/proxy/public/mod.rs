@@ -1,11 +1,9 @@
-//! The public listener: Spotify login for browsers (`routes`: `/auth/*`), the session cookie
-//! (`session::cookie`), the paths that need no session (`paths`), the internal app behind
-//! it, which receives the user's identity headers (`identity`), and forward-auth for an
-//! existing ingress (`check`: `/auth/check`).
 //! The public listener: Spotify login for browsers (`routes`: `/auth/*`; `disconnect`: a user
-//! deletes their data), the session cookie
-//! (`session::cookie`), the paths that need no session (`paths`), and the internal app behind
-//! it, which receives the user's identity headers (`identity`).
+//! deletes their data), the session cookie (`session::cookie`), the paths that need no session
+//! (`paths`), the internal app behind it, which receives the user's identity headers
+//! (`identity`), and forward-auth for an existing ingress (`check`: `/auth/check`). A request
+//! that passes with a session joins that session's streams, so that whatever it becomes (a
+//! WebSocket, an event stream) closes when the session ends (`session::streams`).
 //!
 //! ```text
 //! curl -i 'http://127.0.0.1:8080/auth/login?return_to=/'   # with `spotify-gateway demo`
@@ -30,8 +28,9 @@ pub use paths::safe_return_to;
 use super::respond::{self, Failure, Upstream};
 use super::{headers, path_rule, RequestInfo, UpstreamTarget};
 use crate::app::Gateway;
+use crate::listeners::{Cut, RequestContext};
 use crate::session::cookie::Cookies;
-use crate::session::LiveSession;
+use crate::session::{LiveSession, StreamGuard};
 use paths::AuthRoute;
 
 const LISTENER: &str = "public";
@@ -47,6 +46,12 @@ pub struct PublicCtx {
     req: RequestInfo,
     session: Option<Arc<LiveSession>>,
     upstream_started: Option<Instant>,
+    /// Ends this request from outside (`listeners`), when it has joined its session's
+    /// streams and the session ends.
+    cut: Option<Cut>,
+    /// This request among its session's streams, closed when the session ends
+    /// (`session::streams`); dropped with the request.
+    stream: Option<StreamGuard>,
 }
 
 impl PublicProxy {
@@ -89,13 +94,17 @@ impl PublicProxy {
             ctx.req.route = "public_path";
             return Ok(false);
         }
-        match self.current_session(session).await {
+        let found = match self.current_session(session).await {
+            Ok(Some(s)) if self.offers_reauth(session, &s) => {
+                ctx.req.route = "reauth_offer";
+                self.reauth_offer(session, ctx, &s).await?;
+                return Ok(true);
+            }
+            Ok(Some(s)) => Ok(self.join_streams(ctx, s)),
+            other => other,
+        };
+        match found {
             Ok(Some(s)) => {
-                if self.offers_reauth(session, &s) {
-                    ctx.req.route = "reauth_offer";
-                    self.reauth_offer(session, ctx, &s).await?;
-                    return Ok(true);
-                }
                 ctx.req.route = "upstream";
                 ctx.session = Some(s);
                 Ok(false)
@@ -122,6 +131,17 @@ impl PublicProxy {
             }
         }
     }
+
+    /// Whatever a request with a session becomes (a WebSocket, an event stream, a long poll),
+    /// it must not outlive the session: it joins the session's streams. `None` when the
+    /// session ended while it was looked up.
+    fn join_streams(&self, ctx: &mut PublicCtx, s: Arc<LiveSession>) -> Option<Arc<LiveSession>> {
+        let Some(cut) = ctx.cut.clone() else {
+            return Some(s);
+        };
+        ctx.stream = Some(self.gw.sessions.join_streams(&s, move || cut.fire())?);
+        Some(s)
+    }
 }
 
 #[async_trait]
@@ -132,14 +152,15 @@ impl ProxyHttp for PublicProxy {
         Default::default()
     }
 
-    /// The request header is in: tells the listener's header deadline (`listeners`).
+    /// The request header is in: tells the listener's header deadline, and keeps the
+    /// request's cut (`listeners`).
     fn on_connection_reuse(
         &self,
         _session: &mut Session,
-        _ctx: &mut PublicCtx,
+        ctx: &mut PublicCtx,
         context: Box<dyn std::any::Any + Send + Sync>,
     ) {
-        crate::listeners::HeaderRead::mark(context);
+        ctx.cut = RequestContext::header_read(context);
     }
 
     /// Refuses TRACE and CONNECT and paths the shared rule refuses (dot segments, encoded
@@ -237,6 +258,12 @@ impl ProxyHttp for PublicProxy {
         // client does not send its next request on a connection that is going away.
         session.set_keepalive(None);
         respond::fail_to_proxy(failure, async |f| self.problem(session, ctx, f).await).await
+    }
+
+    /// A request cut because its session ended fails by design (its client connection is
+    /// shut): the access line and `streams_closed_total` say so, not an error line.
+    fn suppress_error_log(&self, _session: &Session, ctx: &PublicCtx, _error: &Error) -> bool {
+        ctx.stream.is_some() && ctx.cut.as_ref().is_some_and(Cut::has_fired)
     }
 
     /// Method and path only: a query string can carry an authorization code or state.

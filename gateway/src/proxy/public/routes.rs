@@ -14,7 +14,9 @@ use crate::events::{Event, Kind};
 use crate::oauth::TokenError;
 use crate::pages;
 use crate::proxy::respond::{redirect, respond_html, respond_json, wants_html, Failure};
-use crate::session::{cookie, Callback, LiveSession, LoginError, LOGIN_TTL, REAUTH_NOTICE};
+use crate::session::{
+    cookie, Callback, CloseReason, LiveSession, LoginError, LOGIN_TTL, REAUTH_NOTICE,
+};
 use crate::store::StoreError;
 
 impl PublicProxy {
@@ -128,7 +130,13 @@ impl PublicProxy {
                 );
                 if let Some(old) = replaced {
                     // Best effort: the browser holds only the new cookie from now on.
-                    if self.gw.sessions.end(&old.key).await.is_ok() {
+                    if self
+                        .gw
+                        .sessions
+                        .end(&old.key, CloseReason::Replaced)
+                        .await
+                        .is_ok()
+                    {
                         tracing::info!("the new login replaced the browser's previous session");
                     }
                 }
@@ -254,7 +262,13 @@ impl PublicProxy {
     async fn logout(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<()> {
         match self.current_session(session).await {
             Ok(Some(s)) => {
-                if self.gw.sessions.end(&s.key).await.is_err() {
+                if self
+                    .gw
+                    .sessions
+                    .end(&s.key, CloseReason::SignedOut)
+                    .await
+                    .is_err()
+                {
                     return self.problem(session, ctx, Failure::StoreUnavailable).await;
                 }
                 tracing::info!("signed out");
