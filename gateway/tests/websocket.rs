@@ -239,15 +239,35 @@ async fn a_websocket_upgrade_needs_a_session_and_carries_its_identity() {
     let browser = browser();
     let trip = login(&browser, &s.gw, "alice", "/").await;
     let cookie = trip.session_cookie();
-    let mut req = ws_request(&s, Some(&cookie));
-    // An identity the client claims on the upgrade counts for nothing.
-    req.headers_mut()
-        .insert("x-spotify-user-id", "mallory".parse().expect("value"));
-    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("upgrade with a session");
-    assert_eq!(resp.status(), 101);
-    assert_eq!(next_text(&mut ws).await, "hello alice");
+    // pingora 0.9.1 sometimes ends an upgrade right after its `101` (cloudflare/pingora#946,
+    // see `open_socket`): such a socket carried nothing and is opened again, at most twice.
+    let mut attempts = 0;
+    let mut ws = loop {
+        attempts += 1;
+        let mut req = ws_request(&s, Some(&cookie));
+        // An identity the client claims on the upgrade counts for nothing.
+        req.headers_mut()
+            .insert("x-spotify-user-id", "mallory".parse().expect("value"));
+        let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("upgrade with a session");
+        assert_eq!(resp.status(), 101);
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a message within 5 s")
+        {
+            Some(Ok(Message::Text(t))) => {
+                assert_eq!(t.as_str(), "hello alice");
+                break ws;
+            }
+            Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) | None
+                if attempts < 3 =>
+            {
+                continue
+            }
+            other => panic!("expected the greeting, got {other:?}"),
+        }
+    };
     for text in ["ping", "a longer message ".repeat(200).as_str()] {
         ws.send(Message::Text(text.to_string().into()))
             .await
@@ -255,7 +275,7 @@ async fn a_websocket_upgrade_needs_a_session_and_carries_its_identity() {
         assert_eq!(next_text(&mut ws).await, text);
     }
     ws.close(None).await.expect("close");
-    assert_eq!(state.upgrades.load(Ordering::SeqCst), 1);
+    assert_eq!(state.upgrades.load(Ordering::SeqCst), attempts);
 
     // Signed out: the next upgrade is refused again.
     logout(&browser, &s.gw).await;
@@ -264,7 +284,7 @@ async fn a_websocket_upgrade_needs_a_session_and_carries_its_identity() {
         Err(other) => panic!("expected a 401 answer, got {other}"),
         Ok(_) => panic!("upgraded with an ended session"),
     }
-    assert_eq!(state.upgrades.load(Ordering::SeqCst), 1);
+    assert_eq!(state.upgrades.load(Ordering::SeqCst), attempts);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

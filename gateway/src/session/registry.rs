@@ -293,8 +293,11 @@ impl Sessions {
         keys: Vec<String>,
         also: Option<&str>,
         indexes: Vec<String>,
+        reason: CloseReason,
     ) -> Result<usize, StoreError> {
-        let ended = self.end_user_sessions(user, keys, also, indexes).await;
+        let ended = self
+            .end_user_sessions(user, keys, also, indexes, reason)
+            .await;
         self.purge_user_answers(user).await;
         ended
     }
