@@ -74,6 +74,11 @@ CATALOGUE = {
     "store_errors_total": ("counter", {"backend": {"file", "redis", "memory"},
                                        "kind": {"unavailable", "corrupt", "conflict"}}),
     "store_reopens_total": ("counter", {"result": {"ok", "failed"}}),
+    "streams_open": ("gauge", {}),
+    "streams_closed_total": ("counter", {"reason": {"signed_out", "replaced", "disconnected",
+                                                    "revoked", "invalid_grant", "deadline",
+                                                    "lifetime", "other_replica"}}),
+    "answer_cache_purged_total": ("counter", {}),
     "build_info": ("gauge", {"version": None}),
 }
 TARGET_LABELS = {"job", "instance"}
