@@ -30,6 +30,8 @@ pub struct Metrics {
     pub rate_limited_local: IntCounterVec,
     pub rate_limit_blocked_until: IntGauge,
     pub answer_cache: IntCounterVec,
+    pub answer_cache_entries: IntGauge,
+    pub answer_cache_bytes: IntGauge,
     pub budget: IntCounterVec,
     pub retries: IntCounter,
     pub upstream_body_refused: IntCounterVec,
@@ -191,6 +193,12 @@ impl Metrics {
                  Spotify), revalidated (the cache, after Spotify's 304), coalesced (a copy of an \
                  identical call in flight)",
                 &["result"],
+            ),
+            answer_cache_entries: b.gauge("answer_cache_entries", "Answers the egress cache holds"),
+            answer_cache_bytes: b.gauge(
+                "answer_cache_bytes",
+                "Memory the egress cache's answers take, in bytes, as the cache weighs them \
+                 (headers, body and bookkeeping); egress.cache_size bounds it",
             ),
             budget: b.counters(
                 "budget_total",

@@ -3,28 +3,55 @@
 //! `ETag`. Never what says `no-store` or `Vary: *`, never an answer but a 200. Bounded in
 //! bytes (`egress.cache_size`; 0 turns it off), least recently used out first (moka).
 //!
-//! Keys carry the credential's scope (`proxy::egress`): an answer to a user's token is only
-//! ever served to that user, an answer to the app token only to app-token calls.
+//! Keys carry the credential (`proxy::egress::shared`): an answer to a user's token is only
+//! ever served to calls with that same token, an answer to the app token only to app-token
+//! calls; and the request headers the answer depends on (`vary`), so no call gets an answer
+//! negotiated for another (an encoding it did not accept).
+//!
+//! The bound is on memory, not on a count of body bytes: an entry weighs what it really
+//! holds (`Entry::weight`), so the process grows by about `egress.cache_size` when the cache
+//! is full (`tests/egress_cache.rs` measures it).
 
+use std::mem::size_of;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue};
 
 use super::answer::Answer;
+use super::vary::Request;
+
+/// What holding an entry costs beyond its key's bytes and its answer (`Answer::weight`),
+/// measured rather than guessed: moka's bookkeeping per entry (the key's `Arc`, the hash
+/// table's bucket and slot, the entry's info and its node in the access-order queue, the
+/// frequency sketch's share: about 300 bytes), our `Arc<Entry>` and `Arc<Answer>`, the
+/// answer buffer's shared header once it is cloned, and the allocator's own per-allocation
+/// rounding on these small blocks.
+const ENTRY_OVERHEAD: usize = 640;
 
 /// A cached answer and how long it stays fresh.
 pub struct Entry {
     pub answer: Arc<Answer>,
     stored: Instant,
     fresh_for: Duration,
-    pub etag: Option<HeaderValue>,
 }
 
 impl Entry {
     /// Seconds it stays fresh, when it is.
     pub fn ttl(&self) -> Option<Duration> {
         self.fresh_for.checked_sub(self.stored.elapsed())
+    }
+
+    /// The `ETag` to revalidate it with.
+    pub fn etag(&self) -> Option<HeaderValue> {
+        self.answer.get(&http::header::ETAG)
+    }
+
+    /// What holding it under `key` costs, in bytes. Allocators hand out blocks in size
+    /// classes: up to an eighth more than asked for the answer's buffer.
+    fn weight(&self, key: &str) -> usize {
+        let answer = self.answer.weight();
+        key.len() + answer + answer / 8 + size_of::<Entry>() + ENTRY_OVERHEAD
     }
 }
 
@@ -35,11 +62,12 @@ pub enum Lookup {
     Miss,
 }
 
-/// What `Cache-Control` and `ETag` allow: fresh for so long, and the tag to revalidate with.
+/// What `Cache-Control` and `ETag` allow: fresh for so long, and whether it can be
+/// revalidated (it has a tag).
 #[derive(Debug, PartialEq)]
 pub struct Policy {
     pub fresh_for: Duration,
-    pub etag: Option<HeaderValue>,
+    pub tagged: bool,
 }
 
 /// The policy of an answer's headers, `None` when it may not be stored.
@@ -75,14 +103,14 @@ pub fn policy(status: u16, headers: &HeaderMap) -> Option<Policy> {
             _ => {}
         }
     }
-    let etag = headers.get("etag").cloned();
+    let tagged = headers.contains_key("etag");
     let fresh_for = if no_cache {
         Duration::ZERO
     } else {
         // No max-age: nothing says how long it stays fresh (no heuristic freshness).
         Duration::from_secs(max_age.unwrap_or(0))
     };
-    (!fresh_for.is_zero() || etag.is_some()).then_some(Policy { fresh_for, etag })
+    (!fresh_for.is_zero() || tagged).then_some(Policy { fresh_for, tagged })
 }
 
 pub struct AnswerCache {
@@ -96,7 +124,7 @@ impl AnswerCache {
             moka::sync::Cache::builder()
                 .max_capacity(bytes)
                 .weigher(|key: &String, e: &Arc<Entry>| {
-                    u32::try_from(key.len() + e.answer.weight()).unwrap_or(u32::MAX)
+                    u32::try_from(e.weight(key)).unwrap_or(u32::MAX)
                 })
                 .build()
         });
@@ -107,15 +135,24 @@ impl AnswerCache {
         self.entries.is_some()
     }
 
-    pub fn lookup(&self, key: &str) -> Lookup {
+    /// The answer stored under `key`, if `request` may take it (its `Vary`).
+    pub fn lookup(&self, key: &str, request: &impl Request) -> Lookup {
         let Some(entries) = &self.entries else {
             return Lookup::Miss;
         };
         match entries.get(key) {
+            Some(e) if !e.answer.selecting.admits(request) => Lookup::Miss,
             Some(e) if e.ttl().is_some() => Lookup::Fresh(e),
-            Some(e) if e.etag.is_some() => Lookup::Stale(e),
+            Some(e) if e.etag().is_some() => Lookup::Stale(e),
             _ => Lookup::Miss,
         }
+    }
+
+    /// Entries held, and the bytes they weigh (what `egress.cache_size` bounds).
+    pub fn size(&self) -> (u64, u64) {
+        self.entries
+            .as_ref()
+            .map_or((0, 0), |e| (e.entry_count(), e.weighted_size()))
     }
 
     /// Keeps `answer` under `key` as `policy` allows.
@@ -125,7 +162,6 @@ impl AnswerCache {
                 answer,
                 stored: Instant::now(),
                 fresh_for: policy.fresh_for,
-                etag: policy.etag,
             };
             entries.insert(key.to_string(), Arc::new(entry));
         }
@@ -134,19 +170,16 @@ impl AnswerCache {
     /// Spotify said the stale `entry` still holds (304): fresh again for what its new
     /// `Cache-Control` says (or the old one's, when it says nothing).
     pub fn revalidated(&self, key: &str, entry: &Entry, not_modified: &HeaderMap) -> Arc<Answer> {
-        let answer = Arc::clone(&entry.answer);
-        let mut headers = answer.headers.clone();
+        let mut headers = entry.answer.header_map();
         for name in ["cache-control", "etag", "expires", "date"] {
             if let Some(v) = not_modified.get(name) {
                 headers.insert(name, v.clone());
             }
         }
         let policy = policy(200, &headers);
-        let refreshed = Arc::new(Answer {
-            status: answer.status,
-            headers,
-            body: answer.body.clone(),
-        });
+        let Some(refreshed) = entry.answer.with_headers(&headers).map(Arc::new) else {
+            return Arc::clone(&entry.answer);
+        };
         match policy {
             Some(p) => self.store(key, Arc::clone(&refreshed), p),
             None => {
@@ -161,7 +194,17 @@ impl AnswerCache {
 
 #[cfg(test)]
 mod tests {
+    use super::super::vary::{Selecting, Sent};
     use super::*;
+
+    /// A call that sends `x-thing` with this value, and nothing else.
+    struct Call(Option<&'static str>);
+
+    impl Request for Call {
+        fn sent(&self, name: &http::HeaderName) -> Sent {
+            Sent::Value(self.0.filter(|_| name == "x-thing").map(str::to_string))
+        }
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -198,13 +241,17 @@ mod tests {
     fn the_cache_is_bounded_in_bytes_and_zero_is_off() {
         let off = AnswerCache::new(0);
         assert!(!off.enabled());
-        let answer = |n: usize| Arc::new(Answer::new(200, &HeaderMap::new(), vec![b'x'; n].into()));
+        let answer = |n: usize| {
+            let answer = Answer::new(200, &HeaderMap::new(), &vec![b'x'; n], Selecting::Keyed);
+            Arc::new(answer.expect("small"))
+        };
         let policy = || Policy {
             fresh_for: Duration::from_secs(60),
-            etag: None,
+            tagged: false,
         };
+        let call = Call(None);
         off.store("k", answer(10), policy());
-        assert!(matches!(off.lookup("k"), Lookup::Miss));
+        assert!(matches!(off.lookup("k", &call), Lookup::Miss));
 
         let c = AnswerCache::new(10_000);
         for i in 0..50 {
@@ -218,8 +265,28 @@ mod tests {
             entries.weighted_size()
         );
         let kept = (0..50)
-            .filter(|i| matches!(c.lookup(&format!("k{i}")), Lookup::Fresh(_)))
+            .filter(|i| matches!(c.lookup(&format!("k{i}"), &call), Lookup::Fresh(_)))
             .count();
         assert!((1..=10).contains(&kept), "{kept} kept");
+        let (count, bytes) = c.size();
+        assert_eq!(count, kept as u64);
+        assert!(bytes <= 10_000 && bytes >= kept as u64 * 1000, "{bytes}");
+    }
+
+    #[test]
+    fn an_answer_goes_only_to_calls_its_vary_admits() {
+        let c = AnswerCache::new(1 << 20);
+        let first = Call(Some("a"));
+        let vary = headers(&[("vary", "Accept-Encoding, X-Thing")]);
+        let selecting = Selecting::of(&vary, &first);
+        let answer = Answer::new(200, &vary, b"{}", selecting).expect("small");
+        let policy = Policy {
+            fresh_for: Duration::from_secs(60),
+            tagged: false,
+        };
+        c.store("k", Arc::new(answer), policy);
+        assert!(matches!(c.lookup("k", &first), Lookup::Fresh(_)));
+        assert!(matches!(c.lookup("k", &Call(Some("b"))), Lookup::Miss));
+        assert!(matches!(c.lookup("k", &Call(None)), Lookup::Miss));
     }
 }

@@ -24,7 +24,8 @@ enum State {
 
 type Table = Arc<Mutex<HashMap<String, (u64, watch::Receiver<State>)>>>;
 
-/// The calls in flight, by key (the credential's scope and the request; `proxy::egress`).
+/// The calls in flight, by key (the token and the request; `proxy::egress::shared`). A
+/// follower takes the leader's answer only where its `Vary` admits it (`Answer::selecting`).
 #[derive(Default)]
 pub struct Flights {
     table: Table,
@@ -145,10 +146,12 @@ impl Follower {
 
 #[cfg(test)]
 mod tests {
+    use super::super::vary::Selecting;
     use super::*;
 
     fn answer() -> Arc<Answer> {
-        Arc::new(Answer::new(200, &http::HeaderMap::new(), "{}".into()))
+        let answer = Answer::new(200, &http::HeaderMap::new(), b"{}", Selecting::Keyed);
+        Arc::new(answer.expect("small"))
     }
 
     #[tokio::test]
