@@ -1,7 +1,8 @@
 //! A small cache of the GET answers Spotify marks cacheable (RFC 9111): fresh for the
 //! `max-age` of `Cache-Control`, then revalidated with `If-None-Match` when it carried an
 //! `ETag`. Never what says `no-store` or `Vary: *`, never an answer but a 200. Bounded in
-//! bytes (`egress.cache_size`; 0 turns it off), least recently used out first (moka).
+//! bytes (`egress.cache_size`; 0 turns it off) by moka: least recently used out first, and
+//! a newcomer taken in over it only when asked for more often (TinyLFU).
 //!
 //! Keys carry the credential (`proxy::egress::shared`): an answer to a user's token is only
 //! ever served to calls with that same token, an answer to the app token only to app-token
@@ -13,7 +14,7 @@
 //! is full (`tests/egress_cache.rs` measures it).
 
 use std::mem::size_of;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue};
@@ -21,13 +22,40 @@ use http::{HeaderMap, HeaderValue};
 use super::answer::Answer;
 use super::vary::Request;
 
-/// What holding an entry costs beyond its key's bytes and its answer (`Answer::weight`),
-/// measured rather than guessed: moka's bookkeeping per entry (the key's `Arc`, the hash
-/// table's bucket and slot, the entry's info and its node in the access-order queue, the
-/// frequency sketch's share: about 300 bytes), our `Arc<Entry>` and `Arc<Answer>`, the
-/// answer buffer's shared header once it is cloned, and the allocator's own per-allocation
-/// rounding on these small blocks.
+/// What holding an entry costs beyond its key's bytes and its answer (`Answer::weight`):
+/// moka's bookkeeping per entry (the key's `Arc`, the hash table's bucket and slot, the
+/// entry's info and its node in the access-order queue, the frequency sketch's share: about
+/// 300 bytes), our `Slot`, `Entry` and `Arc<Answer>`, the blocks' shared headers once they
+/// are cloned, and the allocator's own rounding on these small blocks.
 const ENTRY_OVERHEAD: usize = 640;
+
+/// What moka holds for a key. moka drops what it let go only later (its hash table frees
+/// removed entries through epoch-based reclamation, up to 64 at a time per thread), and a
+/// large answer held there that long would be memory the cache no longer counts: so the
+/// eviction listener takes the entry out of its slot at once.
+struct Slot {
+    entry: Mutex<Option<Arc<Entry>>>,
+    /// What the entry weighs (`Entry::weight`), fixed when it was stored.
+    weight: u32,
+}
+
+impl Slot {
+    fn entry(&self) -> Option<Arc<Entry>> {
+        self.entry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn empty(&self) {
+        let entry = self
+            .entry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(entry);
+    }
+}
 
 /// A cached answer and how long it stays fresh.
 pub struct Entry {
@@ -48,10 +76,10 @@ impl Entry {
     }
 
     /// What holding it under `key` costs, in bytes. Allocators hand out blocks in size
-    /// classes: up to an eighth more than asked for the answer's buffer.
+    /// classes: up to an eighth more than asked for the answer's blocks.
     fn weight(&self, key: &str) -> usize {
         let answer = self.answer.weight();
-        key.len() + answer + answer / 8 + size_of::<Entry>() + ENTRY_OVERHEAD
+        key.len() + answer + answer / 8 + size_of::<Entry>() + size_of::<Slot>() + ENTRY_OVERHEAD
     }
 }
 
@@ -114,7 +142,7 @@ pub fn policy(status: u16, headers: &HeaderMap) -> Option<Policy> {
 }
 
 pub struct AnswerCache {
-    entries: Option<moka::sync::Cache<String, Arc<Entry>>>,
+    entries: Option<moka::sync::Cache<String, Arc<Slot>>>,
 }
 
 impl AnswerCache {
@@ -123,9 +151,10 @@ impl AnswerCache {
         let entries = (bytes > 0).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(bytes)
-                .weigher(|key: &String, e: &Arc<Entry>| {
-                    u32::try_from(e.weight(key)).unwrap_or(u32::MAX)
-                })
+                .weigher(|_: &String, slot: &Arc<Slot>| slot.weight)
+                // Evicted, refused by the admission policy, replaced or invalidated: freed
+                // now (`Slot`).
+                .eviction_listener(|_, slot: Arc<Slot>, _| slot.empty())
                 .build()
         });
         AnswerCache { entries }
@@ -140,7 +169,7 @@ impl AnswerCache {
         let Some(entries) = &self.entries else {
             return Lookup::Miss;
         };
-        match entries.get(key) {
+        match entries.get(key).and_then(|slot| slot.entry()) {
             Some(e) if !e.answer.selecting.admits(request) => Lookup::Miss,
             Some(e) if e.ttl().is_some() => Lookup::Fresh(e),
             Some(e) if e.etag().is_some() => Lookup::Stale(e),
@@ -163,7 +192,15 @@ impl AnswerCache {
                 stored: Instant::now(),
                 fresh_for: policy.fresh_for,
             };
-            entries.insert(key.to_string(), Arc::new(entry));
+            let slot = Slot {
+                weight: u32::try_from(entry.weight(key)).unwrap_or(u32::MAX),
+                entry: Mutex::new(Some(Arc::new(entry))),
+            };
+            entries.insert(key.to_string(), Arc::new(slot));
+            // moka admits or evicts in batches (every 64 writes, or 300 ms); until then a
+            // new entry is held uncounted, and as many as 64 large answers over the size
+            // would be. Stores come at the pace of calls to Spotify: settle each at once.
+            entries.run_pending_tasks();
         }
     }
 
@@ -242,7 +279,8 @@ mod tests {
         let off = AnswerCache::new(0);
         assert!(!off.enabled());
         let answer = |n: usize| {
-            let answer = Answer::new(200, &HeaderMap::new(), &vec![b'x'; n], Selecting::Keyed);
+            let body = [bytes::Bytes::from(vec![b'x'; n])];
+            let answer = Answer::new(200, &HeaderMap::new(), &body, Selecting::Keyed);
             Arc::new(answer.expect("small"))
         };
         let policy = || Policy {
@@ -274,12 +312,41 @@ mod tests {
     }
 
     #[test]
+    fn what_the_cache_lets_go_is_freed_at_once() {
+        let c = AnswerCache::new(20_000);
+        let policy = || Policy {
+            fresh_for: Duration::from_secs(60),
+            tagged: false,
+        };
+        let answer = || {
+            let body = [bytes::Bytes::from(vec![b'x'; 3_000])];
+            Arc::new(Answer::new(200, &HeaderMap::new(), &body, Selecting::Keyed).expect("small"))
+        };
+        // Replaced, evicted or refused: only the answers the cache holds are alive (moka
+        // alone would free them later, in batches).
+        let mut stored = Vec::new();
+        for i in 0..40 {
+            let a = answer();
+            stored.push(Arc::downgrade(&a));
+            c.store(&format!("k{}", i % 30), a, policy());
+        }
+        let alive = stored.iter().filter(|w| w.upgrade().is_some()).count();
+        let (entries, bytes) = c.size();
+        assert!(
+            entries > 0 && bytes <= 20_000,
+            "{entries} entries, {bytes} bytes"
+        );
+        assert_eq!(alive as u64, entries);
+    }
+
+    #[test]
     fn an_answer_goes_only_to_calls_its_vary_admits() {
         let c = AnswerCache::new(1 << 20);
         let first = Call(Some("a"));
         let vary = headers(&[("vary", "Accept-Encoding, X-Thing")]);
         let selecting = Selecting::of(&vary, &first);
-        let answer = Answer::new(200, &vary, b"{}", selecting).expect("small");
+        let body = [bytes::Bytes::from_static(b"{}")];
+        let answer = Answer::new(200, &vary, &body, selecting).expect("small");
         let policy = Policy {
             fresh_for: Duration::from_secs(60),
             tagged: false,

@@ -150,7 +150,8 @@ mod tests {
     use super::*;
 
     fn answer() -> Arc<Answer> {
-        let answer = Answer::new(200, &http::HeaderMap::new(), b"{}", Selecting::Keyed);
+        let body = [bytes::Bytes::from_static(b"{}")];
+        let answer = Answer::new(200, &http::HeaderMap::new(), &body, Selecting::Keyed);
         Arc::new(answer.expect("small"))
     }
 

@@ -1,6 +1,7 @@
-//! One answer from Spotify for several callers: which calls may share one (`key`), the
-//! copy of the answer taken as it streams to the first caller (`Capture`), and writing a
-//! shared answer to another caller, with its `Cache-Status` (RFC 9211).
+//! One answer from Spotify for several callers: which calls may share one (`key`: the same
+//! token, target and negotiation headers; and what the answer's `Vary` names, as `Sent`
+//! compares it), the copy of the answer taken as it streams to the first caller (`Capture`),
+//! and writing a shared answer to another caller, with its `Cache-Status` (RFC 9211).
 //!
 //! The work itself is in `quota::flight` (coalescing) and `quota::cache`; this file is the
 //! egress side of both: `EgressProxy`'s share bookkeeping (a fresh answer from the cache, a
@@ -11,7 +12,7 @@ use std::time::Instant;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hmac::Mac;
 use http::{HeaderMap, HeaderName};
 use pingora::http::ResponseHeader;
@@ -23,7 +24,7 @@ use super::{EgressCtx, EgressProxy};
 use crate::crypto::HmacSha256;
 use crate::proxy::respond::Failure;
 use crate::quota::vary::{self, Selecting};
-use crate::quota::{cache, flight, Answer, Followed, Joined, Lookup};
+use crate::quota::{answer, cache, flight, Answer, Followed, Joined, Lookup};
 
 /// The most of an answer held to share it; a larger one streams to its caller alone (and
 /// its followers make their own call). Spotify's largest pages are a few hundred KiB.
@@ -163,54 +164,63 @@ pub async fn write(
     cache_status: &str,
     request_id: &str,
 ) -> Result<()> {
-    let body = answer.body();
     let mut resp = ResponseHeader::build(answer.status, Some(answer.header_count() + 3))?;
     for (name, value) in answer.headers() {
         resp.append_header(name, value)?;
     }
-    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("content-length", answer.body_len().to_string())?;
     resp.insert_header("cache-status", cache_status)?;
     resp.insert_header("x-request-id", request_id)?;
     session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
+    let mut blocks = answer.body().peekable();
+    if blocks.peek().is_none() {
+        return session.write_response_body(None, true).await;
+    }
+    while let Some(block) = blocks.next() {
+        let last = blocks.peek().is_none();
+        session.write_response_body(Some(block), last).await?;
+    }
+    Ok(())
 }
 
-/// The copy of an answer as it goes to the first caller.
+/// The copy of an answer as it goes to the first caller, made as it streams (each chunk
+/// copied into the answer's own blocks at once: nothing else of it is held).
 pub struct Capture {
-    status: u16,
-    headers: HeaderMap,
-    selecting: Selecting,
-    body: BytesMut,
+    /// What the cache may do with it, from its headers.
+    policy: Option<cache::Policy>,
+    answer: answer::Builder,
 }
 
 impl Capture {
     /// The copy of the answer `header` begins, which the calls `selecting` admits may take.
-    pub fn new(header: &ResponseHeader, selecting: Selecting) -> Capture {
-        Capture {
-            status: header.status.as_u16(),
-            headers: header.headers.clone(),
-            selecting,
-            body: BytesMut::new(),
-        }
+    /// `None` if it cannot be held.
+    pub fn new(header: &ResponseHeader, selecting: Selecting) -> Option<Capture> {
+        let status = header.status.as_u16();
+        let headers = &header.headers;
+        let length = headers
+            .get(http::header::CONTENT_LENGTH)
+            .filter(|_| !headers.contains_key(http::header::TRANSFER_ENCODING))
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .filter(|&n| n <= SHARE_LIMIT);
+        Some(Capture {
+            policy: cache::policy(status, headers),
+            answer: answer::Builder::new(status, headers, selecting, length)?,
+        })
     }
 
     /// Adds a chunk; `false` once the answer is too large to share.
     pub fn feed(&mut self, chunk: &Bytes) -> bool {
-        if self.body.len() + chunk.len() > SHARE_LIMIT {
+        if self.answer.len() + chunk.len() > SHARE_LIMIT {
             return false;
         }
-        self.body.extend_from_slice(chunk);
+        self.answer.push(chunk);
         true
     }
 
-    /// What the cache may do with it, `None` when it may not keep it.
-    pub fn policy(&self) -> Option<cache::Policy> {
-        cache::policy(self.status, &self.headers)
-    }
-
-    /// The answer, held compactly (`Answer`); `None` if it cannot be held.
-    pub fn finish(self) -> Option<Arc<Answer>> {
-        Answer::new(self.status, &self.headers, &self.body, self.selecting).map(Arc::new)
+    /// The answer, held compactly (`Answer`), and what the cache may do with it (`None`:
+    /// not keep it).
+    pub fn finish(self) -> (Arc<Answer>, Option<cache::Policy>) {
+        (Arc::new(self.answer.finish()), self.policy)
     }
 }
 
@@ -352,13 +362,7 @@ impl EgressProxy {
         }
         if end_of_stream {
             if let Some(capture) = share.capture.take() {
-                let policy = capture.policy();
-                // An answer that cannot be held: the followers make their own calls (the
-                // lead, dropped, lets them go).
-                let Some(answer) = capture.finish() else {
-                    share.lead = None;
-                    return;
-                };
+                let (answer, policy) = capture.finish();
                 if let Some(policy) = policy {
                     self.cache.store(&share.key, Arc::clone(&answer), policy);
                     self.report_cache_size();
@@ -388,7 +392,12 @@ impl EgressProxy {
         };
         let sent = Sent::new(&session.req_header().headers, &token);
         let selecting = Selecting::of(&upstream.headers, &sent);
-        share.capture = Some(Capture::new(upstream, selecting));
+        share.capture = Capture::new(upstream, selecting);
+        if share.capture.is_none() {
+            // Cannot be held: the followers make their own calls (the lead, dropped, lets
+            // them go).
+            share.lead = None;
+        }
     }
 
     /// The cache's size on `/metrics`, after it changed.
