@@ -31,6 +31,8 @@ pub struct Metrics {
     pub rate_limit_blocked_until: IntGauge,
     pub answer_cache: IntCounterVec,
     pub answers_purged: IntCounter,
+    pub answer_cache_entries: IntGauge,
+    pub answer_cache_bytes: IntGauge,
     pub budget: IntCounterVec,
     pub retries: IntCounter,
     pub upstream_body_refused: IntCounterVec,
@@ -202,6 +204,12 @@ impl Metrics {
                  their session ended by invalid_grant, here or on another replica; and every \
                  user's when this replica's Redis subscription came back (notices may have \
                  been missed)",
+            ),
+            answer_cache_entries: b.gauge("answer_cache_entries", "Answers the egress cache holds"),
+            answer_cache_bytes: b.gauge(
+                "answer_cache_bytes",
+                "Memory the egress cache's answers take, in bytes, as the cache weighs them \
+                 (headers, body and bookkeeping); egress.cache_size bounds it",
             ),
             budget: b.counters(
                 "budget_total",

@@ -1,6 +1,7 @@
 //! `Cache-Control` as api.spotify.com sends it: catalogue objects public for two hours,
 //! search briefly, playlists revalidated by `ETag` (304), the user's own data private;
-//! `POST /__mock/cache` shortens the catalogue's `max-age`.
+//! `POST /__mock/cache` shortens the catalogue's `max-age`, keeps the user's answers fresh
+//! and adds to `Vary`.
 
 mod common;
 
@@ -84,4 +85,30 @@ async fn cache_control_follows_spotify_and_304_answers_a_matching_etag() {
     );
     let bad = client().post(&url).json(&json!({"ttl": 2})).send().await;
     assert_eq!(bad.expect("control").status(), StatusCode::BAD_REQUEST);
+
+    let resp = client()
+        .post(&url)
+        .json(&json!({"user_max_age": 60, "vary": "X-Thing"}))
+        .send()
+        .await;
+    assert!(resp.expect("control").status().is_success());
+    let me = get(
+        &m,
+        "/v1/me",
+        alice["access_token"].as_str().expect("token"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        header(me.headers(), "cache-control"),
+        Some("private, max-age=60")
+    );
+    let vary: Vec<_> = me.headers().get_all("vary").iter().collect();
+    assert_eq!(vary, ["X-Thing", "Accept-Encoding"]);
+    let track = get(&m, &format!("/v1/tracks/{id}"), &app, None).await;
+    assert_eq!(
+        header(track.headers(), "cache-control"),
+        Some("public, max-age=7200"),
+        "what the control leaves out is Spotify's again"
+    );
 }

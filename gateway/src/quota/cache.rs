@@ -1,12 +1,20 @@
 //! A small cache of the GET answers Spotify marks cacheable (RFC 9111): fresh for the
 //! `max-age` of `Cache-Control`, then revalidated with `If-None-Match` when it carried an
 //! `ETag`. Never what says `no-store` or `Vary: *`, never an answer but a 200. Bounded in
-//! bytes (`egress.cache_size`; 0 turns it off), least recently used out first (moka).
+//! bytes (`egress.cache_size`; 0 turns it off) by moka: least recently used out first, and
+//! a newcomer taken in over it only when asked for more often (TinyLFU).
 //!
-//! Keys carry the credential's scope (`proxy::egress`): an answer to a user's token is only
-//! ever served to that user, an answer to the app token only to app-token calls. A user's
-//! answers are purged when the user leaves (`purge`).
+//! Keys carry the credential (`proxy::egress::shared`): an answer to a user's token is only
+//! ever served to calls with that same token, an answer to the app token only to app-token
+//! calls; and the request headers the answer depends on (`vary`), so no call gets an answer
+//! negotiated for another (an encoding it did not accept). A user's answers are purged when
+//! the user leaves (`purge`).
+//!
+//! The bound is on memory, not on a count of body bytes: an entry weighs what it really
+//! holds (`Entry::weight`), so the process grows by about `egress.cache_size` when the cache
+//! is full (`tests/egress_cache.rs` measures it).
 
+use std::mem::size_of;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -14,19 +22,66 @@ use http::{HeaderMap, HeaderValue};
 
 use super::answer::Answer;
 use super::purge::{owner_of, Memo, Recent};
+use super::vary::Request;
+
+/// What holding an entry costs beyond its key's bytes and its answer (`Answer::weight`):
+/// moka's bookkeeping per entry (the key's `Arc`, the hash table's bucket and slot, the
+/// entry's info and its node in the access-order queue, the frequency sketch's share: about
+/// 300 bytes), our `Slot`, `Entry` and `Arc<Answer>`, the blocks' shared headers once they
+/// are cloned, and the allocator's own rounding on these small blocks.
+const ENTRY_OVERHEAD: usize = 640;
+
+/// What moka holds for a key. moka drops what it let go only later (its hash table frees
+/// removed entries through epoch-based reclamation, up to 64 at a time per thread), and a
+/// large answer held there that long would be memory the cache no longer counts: so the
+/// eviction listener takes the entry out of its slot at once.
+struct Slot {
+    entry: Mutex<Option<Arc<Entry>>>,
+    /// What the entry weighs (`Entry::weight`), fixed when it was stored.
+    weight: u32,
+}
+
+impl Slot {
+    fn entry(&self) -> Option<Arc<Entry>> {
+        self.entry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn empty(&self) {
+        let entry = self
+            .entry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(entry);
+    }
+}
 
 /// A cached answer and how long it stays fresh.
 pub struct Entry {
     pub answer: Arc<Answer>,
     stored: Instant,
     fresh_for: Duration,
-    pub etag: Option<HeaderValue>,
 }
 
 impl Entry {
     /// Seconds it stays fresh, when it is.
     pub fn ttl(&self) -> Option<Duration> {
         self.fresh_for.checked_sub(self.stored.elapsed())
+    }
+
+    /// The `ETag` to revalidate it with.
+    pub fn etag(&self) -> Option<HeaderValue> {
+        self.answer.get(&http::header::ETAG)
+    }
+
+    /// What holding it under `key` costs, in bytes. Allocators hand out blocks in size
+    /// classes: up to an eighth more than asked for the answer's blocks.
+    fn weight(&self, key: &str) -> usize {
+        let answer = self.answer.weight();
+        key.len() + answer + answer / 8 + size_of::<Entry>() + size_of::<Slot>() + ENTRY_OVERHEAD
     }
 }
 
@@ -37,11 +92,12 @@ pub enum Lookup {
     Miss,
 }
 
-/// What `Cache-Control` and `ETag` allow: fresh for so long, and the tag to revalidate with.
+/// What `Cache-Control` and `ETag` allow: fresh for so long, and whether it can be
+/// revalidated (it has a tag).
 #[derive(Debug, PartialEq)]
 pub struct Policy {
     pub fresh_for: Duration,
-    pub etag: Option<HeaderValue>,
+    pub tagged: bool,
 }
 
 /// The policy of an answer's headers, `None` when it may not be stored.
@@ -77,18 +133,18 @@ pub fn policy(status: u16, headers: &HeaderMap) -> Option<Policy> {
             _ => {}
         }
     }
-    let etag = headers.get("etag").cloned();
+    let tagged = headers.contains_key("etag");
     let fresh_for = if no_cache {
         Duration::ZERO
     } else {
         // No max-age: nothing says how long it stays fresh (no heuristic freshness).
         Duration::from_secs(max_age.unwrap_or(0))
     };
-    (!fresh_for.is_zero() || etag.is_some()).then_some(Policy { fresh_for, etag })
+    (!fresh_for.is_zero() || tagged).then_some(Policy { fresh_for, tagged })
 }
 
 pub struct AnswerCache {
-    entries: Option<moka::sync::Cache<String, Arc<Entry>>>,
+    entries: Option<moka::sync::Cache<String, Arc<Slot>>>,
     /// The purges of late (`purge`). Held while an answer is stored and while a purge runs,
     /// so no answer a purge should have dropped is stored after it.
     purges: Mutex<Recent>,
@@ -100,9 +156,10 @@ impl AnswerCache {
         let entries = (bytes > 0).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(bytes)
-                .weigher(|key: &String, e: &Arc<Entry>| {
-                    u32::try_from(key.len() + e.answer.weight()).unwrap_or(u32::MAX)
-                })
+                .weigher(|_: &String, slot: &Arc<Slot>| slot.weight)
+                // Evicted, refused by the admission policy, replaced or invalidated: freed
+                // now (`Slot`).
+                .eviction_listener(|_, slot: Arc<Slot>, _| slot.empty())
                 .build()
         });
         AnswerCache {
@@ -115,15 +172,24 @@ impl AnswerCache {
         self.entries.is_some()
     }
 
-    pub fn lookup(&self, key: &str) -> Lookup {
+    /// The answer stored under `key`, if `request` may take it (its `Vary`).
+    pub fn lookup(&self, key: &str, request: &impl Request) -> Lookup {
         let Some(entries) = &self.entries else {
             return Lookup::Miss;
         };
-        match entries.get(key) {
+        match entries.get(key).and_then(|slot| slot.entry()) {
+            Some(e) if !e.answer.selecting.admits(request) => Lookup::Miss,
             Some(e) if e.ttl().is_some() => Lookup::Fresh(e),
-            Some(e) if e.etag.is_some() => Lookup::Stale(e),
+            Some(e) if e.etag().is_some() => Lookup::Stale(e),
             _ => Lookup::Miss,
         }
+    }
+
+    /// Entries held, and the bytes they weigh (what `egress.cache_size` bounds).
+    pub fn size(&self) -> (u64, u64) {
+        self.entries
+            .as_ref()
+            .map_or((0, 0), |e| (e.entry_count(), e.weighted_size()))
     }
 
     /// Keeps `answer` under `key` as `policy` allows, unless its owner was purged since the
@@ -138,9 +204,16 @@ impl AnswerCache {
                 answer,
                 stored: Instant::now(),
                 fresh_for: policy.fresh_for,
-                etag: policy.etag,
             };
-            entries.insert(key.to_string(), Arc::new(entry));
+            let slot = Slot {
+                weight: u32::try_from(entry.weight(key)).unwrap_or(u32::MAX),
+                entry: Mutex::new(Some(Arc::new(entry))),
+            };
+            entries.insert(key.to_string(), Arc::new(slot));
+            // moka admits or evicts in batches (every 64 writes, or 300 ms); until then a
+            // new entry is held uncounted, and as many as 64 large answers over the size
+            // would be. Stores come at the pace of calls to Spotify: settle each at once.
+            entries.run_pending_tasks();
         }
     }
 
@@ -154,19 +227,16 @@ impl AnswerCache {
         not_modified: &HeaderMap,
         arrived: Instant,
     ) -> Arc<Answer> {
-        let answer = Arc::clone(&entry.answer);
-        let mut headers = answer.headers.clone();
+        let mut headers = entry.answer.header_map();
         for name in ["cache-control", "etag", "expires", "date"] {
             if let Some(v) = not_modified.get(name) {
                 headers.insert(name, v.clone());
             }
         }
         let policy = policy(200, &headers);
-        let refreshed = Arc::new(Answer {
-            status: answer.status,
-            headers,
-            body: answer.body.clone(),
-        });
+        let Some(refreshed) = entry.answer.with_headers(&headers).map(Arc::new) else {
+            return Arc::clone(&entry.answer);
+        };
         match policy {
             Some(p) => self.store(key, Arc::clone(&refreshed), p, arrived),
             None => {
@@ -201,7 +271,17 @@ impl AnswerCache {
 
 #[cfg(test)]
 mod tests {
+    use super::super::vary::{Selecting, Sent};
     use super::*;
+
+    /// A call that sends `x-thing` with this value, and nothing else.
+    struct Call(Option<&'static str>);
+
+    impl Request for Call {
+        fn sent(&self, name: &http::HeaderName) -> Sent {
+            Sent::Value(self.0.filter(|_| name == "x-thing").map(str::to_string))
+        }
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -238,13 +318,18 @@ mod tests {
     fn the_cache_is_bounded_in_bytes_and_zero_is_off() {
         let off = AnswerCache::new(0);
         assert!(!off.enabled());
-        let answer = |n: usize| Arc::new(Answer::new(200, &HeaderMap::new(), vec![b'x'; n].into()));
+        let answer = |n: usize| {
+            let body = [bytes::Bytes::from(vec![b'x'; n])];
+            let answer = Answer::new(200, &HeaderMap::new(), &body, Selecting::Keyed);
+            Arc::new(answer.expect("small"))
+        };
         let policy = || Policy {
             fresh_for: Duration::from_secs(60),
-            etag: None,
+            tagged: false,
         };
+        let call = Call(None);
         off.store("k", answer(10), policy(), Instant::now());
-        assert!(matches!(off.lookup("k"), Lookup::Miss));
+        assert!(matches!(off.lookup("k", &call), Lookup::Miss));
 
         let c = AnswerCache::new(10_000);
         for i in 0..50 {
@@ -258,8 +343,57 @@ mod tests {
             entries.weighted_size()
         );
         let kept = (0..50)
-            .filter(|i| matches!(c.lookup(&format!("k{i}")), Lookup::Fresh(_)))
+            .filter(|i| matches!(c.lookup(&format!("k{i}"), &call), Lookup::Fresh(_)))
             .count();
         assert!((1..=10).contains(&kept), "{kept} kept");
+        let (count, bytes) = c.size();
+        assert_eq!(count, kept as u64);
+        assert!(bytes <= 10_000 && bytes >= kept as u64 * 1000, "{bytes}");
+    }
+
+    #[test]
+    fn what_the_cache_lets_go_is_freed_at_once() {
+        let c = AnswerCache::new(20_000);
+        let policy = || Policy {
+            fresh_for: Duration::from_secs(60),
+            tagged: false,
+        };
+        let answer = || {
+            let body = [bytes::Bytes::from(vec![b'x'; 3_000])];
+            Arc::new(Answer::new(200, &HeaderMap::new(), &body, Selecting::Keyed).expect("small"))
+        };
+        // Replaced, evicted or refused: only the answers the cache holds are alive (moka
+        // alone would free them later, in batches).
+        let mut stored = Vec::new();
+        for i in 0..40 {
+            let a = answer();
+            stored.push(Arc::downgrade(&a));
+            c.store(&format!("k{}", i % 30), a, policy(), Instant::now());
+        }
+        let alive = stored.iter().filter(|w| w.upgrade().is_some()).count();
+        let (entries, bytes) = c.size();
+        assert!(
+            entries > 0 && bytes <= 20_000,
+            "{entries} entries, {bytes} bytes"
+        );
+        assert_eq!(alive as u64, entries);
+    }
+
+    #[test]
+    fn an_answer_goes_only_to_calls_its_vary_admits() {
+        let c = AnswerCache::new(1 << 20);
+        let first = Call(Some("a"));
+        let vary = headers(&[("vary", "Accept-Encoding, X-Thing")]);
+        let selecting = Selecting::of(&vary, &first);
+        let body = [bytes::Bytes::from_static(b"{}")];
+        let answer = Answer::new(200, &vary, &body, selecting).expect("small");
+        let policy = Policy {
+            fresh_for: Duration::from_secs(60),
+            tagged: false,
+        };
+        c.store("k", Arc::new(answer), policy, Instant::now());
+        assert!(matches!(c.lookup("k", &first), Lookup::Fresh(_)));
+        assert!(matches!(c.lookup("k", &Call(Some("b"))), Lookup::Miss));
+        assert!(matches!(c.lookup("k", &Call(None)), Lookup::Miss));
     }
 }

@@ -25,7 +25,8 @@ enum State {
 
 type Table = Arc<Mutex<HashMap<String, (u64, watch::Sender<State>)>>>;
 
-/// The calls in flight, by key (the credential's scope and the request; `proxy::egress`).
+/// The calls in flight, by key (the token and the request; `proxy::egress::shared`). A
+/// follower takes the leader's answer only where its `Vary` admits it (`Answer::selecting`).
 #[derive(Default)]
 pub struct Flights {
     table: Table,
@@ -171,10 +172,13 @@ impl Follower {
 
 #[cfg(test)]
 mod tests {
+    use super::super::vary::Selecting;
     use super::*;
 
     fn answer() -> Arc<Answer> {
-        Arc::new(Answer::new(200, &http::HeaderMap::new(), "{}".into()))
+        let body = [bytes::Bytes::from_static(b"{}")];
+        let answer = Answer::new(200, &http::HeaderMap::new(), &body, Selecting::Keyed);
+        Arc::new(answer.expect("small"))
     }
 
     #[tokio::test]

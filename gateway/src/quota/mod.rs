@@ -6,7 +6,8 @@
 //!   hold is published through the store and kept in memory by every replica.
 //! - `flight`: identical GETs in flight at once go to Spotify once (coalescing).
 //! - `cache`: a small cache of the answers Spotify marks cacheable, revalidated by `ETag`.
-//! - `answer`: an answer held whole, for both.
+//! - `answer`: an answer held whole (and compactly), for both.
+//! - `vary`: which later call may take an answer (RFC 9111 §4.1: `Vary`, `Accept-Encoding`).
 //! - `purge`: both together (`SharedAnswers`), and forgetting a user's answers in both.
 //! - `budget`: at most `egress.budget_per_30s` calls per rolling 30 s, shared on Redis.
 //!
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod cool_down;
 pub mod flight;
 pub mod purge;
+pub mod vary;
 
 pub use answer::Answer;
 pub use budget::{Budget, Priority};

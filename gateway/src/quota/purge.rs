@@ -152,12 +152,24 @@ mod tests {
 
     #[test]
     fn a_purge_drops_its_owners_cached_answers_and_refuses_their_late_ones() {
+        use crate::quota::vary::{Request, Selecting, Sent};
         use crate::quota::{cache::Policy, Answer, Lookup};
+        /// A call that sends no header.
+        struct Bare;
+        impl Request for Bare {
+            fn sent(&self, _: &http::HeaderName) -> Sent {
+                Sent::Value(None)
+            }
+        }
         let answers = SharedAnswers::new(1 << 20);
-        let answer = || Arc::new(Answer::new(200, &http::HeaderMap::new(), "{}".into()));
+        let answer = || {
+            let body = [bytes::Bytes::from_static(b"{}")];
+            let answer = Answer::new(200, &http::HeaderMap::new(), &body, Selecting::Keyed);
+            Arc::new(answer.expect("small"))
+        };
         let policy = || Policy {
             fresh_for: Duration::from_secs(60),
-            etag: None,
+            tagged: false,
         };
         let arrived = Instant::now();
         let keys = [
@@ -169,7 +181,7 @@ mod tests {
             answers.cache.store(key, answer(), policy(), arrived);
         }
         assert_eq!(answers.purge(only(user_owner("alice"))), 2);
-        let fresh = |key| matches!(answers.cache.lookup(key), Lookup::Fresh(_));
+        let fresh = |key| matches!(answers.cache.lookup(key, &Bare), Lookup::Fresh(_));
         assert!(!fresh(keys[0]) && !fresh(keys[1]));
         assert!(fresh(keys[2]) && fresh("app\n/v1/x"));
         // A call that arrived before the purge lands after it: not stored. A later one is.

@@ -62,6 +62,8 @@ pub struct EgressProxy {
     flights: Arc<Flights>,
     /// Spotify's cacheable answers (`egress.cache_size`); the gateway's, which purges them.
     cache: Arc<AnswerCache>,
+    /// Names tokens in share keys without holding them.
+    macs: shared::TokenMacs,
 }
 
 #[derive(Default)]
@@ -135,6 +137,7 @@ impl EgressProxy {
             links,
             flights,
             cache,
+            macs: shared::TokenMacs::new(),
         }
     }
 
@@ -298,10 +301,14 @@ impl ProxyHttp for EgressProxy {
             within_deadline(ctx.deadline, identity::credential(&self.gw, &live, session));
         match credential.await {
             Ok(credential) => {
-                let key = shared::key(session, &credential);
+                let key = shared::key(session, &credential, &self.macs);
                 ctx.credential = Some(credential);
                 if let Some((wait, reason)) = cooling {
-                    return match key.map(|k| self.cache.lookup(&k)) {
+                    let cached = key.map(|k| {
+                        let sent = shared::Sent::new(&session.req_header().headers, &k.token);
+                        self.cache.lookup(&k.key, &sent)
+                    });
+                    return match cached {
                         Some(Lookup::Fresh(entry)) => self.cache_hit(session, ctx, &entry).await,
                         _ => self.cooling_down(session, ctx, wait, reason).await,
                     };
@@ -427,11 +434,7 @@ impl ProxyHttp for EgressProxy {
     ) -> Result<()> {
         let bearer = ctx.credential.as_ref().map(Credential::bearer);
         upstream_headers(upstream, bearer, self.api.host_header(), &ctx.req.id)?;
-        if let Some(etag) = ctx
-            .share
-            .as_ref()
-            .and_then(|s| s.stale.as_ref()?.etag.clone())
-        {
+        if let Some(etag) = ctx.share.as_ref().and_then(|s| s.stale.as_ref()?.etag()) {
             upstream.insert_header("if-none-match", etag)?;
         }
         ctx.req.trace.apply(upstream)
@@ -484,6 +487,7 @@ impl ProxyHttp for EgressProxy {
                         let answer =
                             self.cache
                                 .revalidated(&share.key, stale, &upstream.headers, arrived);
+                        self.report_cache_size();
                         ctx.revalidated = Some(answer);
                         let mut e = Error::explain(
                             ErrorType::Custom("Revalidated"),
@@ -608,14 +612,14 @@ impl ProxyHttp for EgressProxy {
     /// Tags Spotify's answer with the request id.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut ResponseHeader,
         ctx: &mut EgressCtx,
     ) -> Result<()> {
         upstream.insert_header("x-request-id", ctx.req.id.as_str())?;
-        if let Some(share) = &mut ctx.share {
+        if let Some(share) = &ctx.share {
             upstream.insert_header("cache-status", shared::forwarded(share.stale.is_some()))?;
-            share.capture = Some(shared::Capture::new(upstream));
+            self.begin_capture(session, upstream, ctx);
         }
         Ok(())
     }
