@@ -79,6 +79,8 @@ CATALOGUE = {
                                                     "revoked", "invalid_grant", "deadline",
                                                     "lifetime", "other_replica"}}),
     "answer_cache_purged_total": ("counter", {}),
+    "answer_cache_entries": ("gauge", {}),
+    "answer_cache_bytes": ("gauge", {}),
     "build_info": ("gauge", {"version": None}),
 }
 TARGET_LABELS = {"job", "instance"}
