@@ -52,6 +52,8 @@ trap 'echo; echo "== timings (to the failing step)"; printf "%s\n" "${timings[@]
 
 # The docs: every relative link resolves, the README stays a front door.
 step docs ./scripts/check-docs.sh
+# No two files import each other, in the gateway and in the mock (ARCHITECTURE.md).
+step cycles python3 scripts/check_cycles.py gateway/src mock-spotify/src
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 step tests cargo test --workspace --locked

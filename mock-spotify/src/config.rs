@@ -1,8 +1,8 @@
-//! `MockConfig`: how the mock's single registered application looks.
+//! `MockConfig`: how the mock's single registered application looks, and `MockTls`, the
+//! certificate and key it serves over HTTPS (made by `tls::TestCa`). A leaf: it imports no
+//! other file of the mock.
 
 use std::time::Duration;
-
-use crate::tls::MockTls;
 
 /// How the mock's single registered application looks.
 #[derive(Debug, Clone)]
@@ -79,4 +79,11 @@ impl Default for MockConfig {
             quota_per_30s: None,
         }
     }
+}
+
+/// The certificate chain and private key the mock serves, both PEM.
+#[derive(Clone, Debug)]
+pub struct MockTls {
+    pub cert_pem: String,
+    pub key_pem: String,
 }

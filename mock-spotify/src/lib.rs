@@ -46,9 +46,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub use crate::catalog::{generated_track_ids, GENERATED_TRACKS, LARGE_PLAYLIST_ID, LISTENERS};
+pub use crate::config::MockTls;
 pub use crate::config::{AppMode, MockConfig, REFRESH_TOKEN_LIFETIME};
 use crate::state::App;
-pub use crate::tls::{MockTls, TestCa, Validity};
+pub use crate::tls::{TestCa, Validity};
 
 /// The `account_id` `/v1/me` reports for one of the mock's users (`alice`, `bob`, `carol`).
 pub fn account_id_of(user: &str) -> Option<&'static str> {

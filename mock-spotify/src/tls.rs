@@ -22,17 +22,11 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::MockTls;
 use crate::state::App;
 
 /// A client that never finishes its handshake must not hold a task for ever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The certificate chain and private key the mock serves, both PEM.
-#[derive(Clone, Debug)]
-pub struct MockTls {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
 
 /// Whether an issued certificate is valid now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

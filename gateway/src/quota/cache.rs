@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, HeaderValue};
 
 use super::answer::Answer;
-use super::purge::{owner_of, Memo, Recent};
+use super::owner::{owner_of, Memo, Recent};
 use super::vary::Request;
 
 /// What holding an entry costs beyond its key's bytes and its answer (`Answer::weight`):

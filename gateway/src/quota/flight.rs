@@ -71,13 +71,13 @@ impl Flights {
     }
 
     /// Ends the flights of every owner `matches` names (the owner line of the key,
-    /// `purge::owner_of`): their followers go (each makes its own call), and what their
+    /// `owner::owner_of`): their followers go (each makes its own call), and what their
     /// leaders land afterwards reaches no one. Returns how many flights it ended.
     pub(super) fn purge(&self, matches: &dyn Fn(&str) -> bool) -> usize {
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         let before = table.len();
         table.retain(|key, (_, tx)| {
-            if !matches(super::purge::owner_of(key)) {
+            if !matches(super::owner::owner_of(key)) {
                 return true;
             }
             tx.send_if_modified(|state| settle(state, State::Gone));

@@ -8,6 +8,7 @@
 //! - `cache`: a small cache of the answers Spotify marks cacheable, revalidated by `ETag`.
 //! - `answer`: an answer held whole (and compactly), for both.
 //! - `vary`: which later call may take an answer (RFC 9111 §4.1: `Vary`, `Accept-Encoding`).
+//! - `owner`: whose a shared answer is (its key's first line), and the purges of late.
 //! - `purge`: both together (`SharedAnswers`), and forgetting a user's answers in both.
 //! - `budget`: at most `egress.budget_per_30s` calls per rolling 30 s, shared on Redis.
 //!
@@ -18,6 +19,7 @@ pub mod budget;
 pub mod cache;
 pub mod cool_down;
 pub mod flight;
+pub mod owner;
 pub mod purge;
 pub mod vary;
 

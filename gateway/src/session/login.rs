@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 
 use std::time::Duration;
 
-use super::record::{LiveSession, PendingLogin, Scopes, SessionRecord};
+use super::record::{identity_indexes, LiveSession, PendingLogin, Scopes, SessionRecord};
 use super::registry::Sessions;
 use crate::clock::now_ms;
 use crate::config::AccessConfig;
@@ -221,20 +221,6 @@ impl Sessions {
             account_id,
         })
     }
-}
-
-/// The `UserIndex` keys that lead to a user's latest session: the user id, and the account id
-/// (prefixed, so it cannot collide with a user id) when Spotify gave one.
-pub(super) fn identity_indexes(record: &SessionRecord) -> Vec<String> {
-    let mut out = vec![record.user_id.clone()];
-    if let Some(account) = &record.account_id {
-        out.push(account_index(account));
-    }
-    out
-}
-
-pub(super) fn account_index(account_id: &str) -> String {
-    format!("account:{account_id}")
 }
 
 /// An OAuth error code from a query string, reduced to the characters RFC 6749 §4.1.2.1

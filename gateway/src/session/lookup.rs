@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use super::login::account_index;
+use super::record::account_index;
 use super::record::LiveSession;
 use super::registry::Sessions;
+use super::streams::StreamGuard;
 use crate::crypto::Purpose;
 use crate::store::{Namespace, StoreError};
 
@@ -133,6 +134,33 @@ impl Sessions {
                 .await;
         }
         Ok(found)
+    }
+}
+
+/// A request that stays open (a WebSocket, an event stream) joins its session's streams
+/// (`streams`), closed when the session ends.
+impl Sessions {
+    /// Registers a stream of `session`, closed when the session ends (`close` does that; it
+    /// must not block). `None` when the session has ended meanwhile: whoever ends a session
+    /// marks it ended before closing its streams, so a stream registered after that close sees
+    /// the mark, and one registered before it is closed by it.
+    pub fn join_streams(
+        &self,
+        session: &LiveSession,
+        close: impl FnOnce() + Send + 'static,
+    ) -> Option<StreamGuard> {
+        let stream = self.streams.open(session, close);
+        if session.is_ended() || self.has_ended(&session.key) {
+            return None;
+        }
+        Some(stream)
+    }
+
+    /// Closes the streams of sessions the store no longer holds (ended on a replica whose
+    /// invalidation this one missed), as the invalidation follower does after lost messages.
+    #[cfg(test)]
+    pub(crate) async fn close_streams_of_gone_sessions(&self) {
+        super::streams::close_streams_of_gone_sessions(&*self.store, &self.streams).await;
     }
 }
 

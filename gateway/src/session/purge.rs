@@ -14,9 +14,8 @@
 
 use std::sync::Arc;
 
-use super::registry::Sessions;
 use crate::crypto::Keyring;
-use crate::quota::purge::{self, OwnerMatch, SharedAnswers};
+use crate::quota::purge::{OwnerMatch, SharedAnswers};
 use crate::store::PurgeNotice;
 
 /// The kind of the keyed hash of an owner line (`Keyring::index_key`): its own label, so the
@@ -24,11 +23,11 @@ use crate::store::PurgeNotice;
 const OWNER_HASH: &str = "answers-owner";
 /// Notices kept while the store does not take them; past this the oldest go, with an error
 /// log (a replica cut off that long forgets every user's answers when it is back anyway).
-const MAX_UNPUBLISHED: usize = 10_000;
+pub(super) const MAX_UNPUBLISHED: usize = 10_000;
 
 /// The notice for `owner`: its hash under the current secret and, during a rotation, under the
 /// previous one.
-fn notice_for(keys: &Keyring, owner: &str) -> PurgeNotice {
+pub(super) fn notice_for(keys: &Keyring, owner: &str) -> PurgeNotice {
     let mut owner_hashes = vec![keys.index_key(OWNER_HASH, owner)];
     owner_hashes.extend(keys.previous_index_key(OWNER_HASH, owner));
     PurgeNotice { owner_hashes }
@@ -54,77 +53,6 @@ pub(super) fn purge_counted(
 ) {
     let dropped = answers.purge(matches);
     counter.inc_by(dropped as u64);
-}
-
-impl Sessions {
-    /// Forgets `user_id`'s shared answers here and tells the other replicas to (kept and sent
-    /// again while the store does not take the notice). Call it once the user's sessions have
-    /// ended, so no call of theirs starts after it.
-    pub(crate) async fn purge_user_answers(&self, user_id: &str) {
-        let owner = purge::user_owner(user_id);
-        purge_counted(
-            &self.answers,
-            purge::only(owner.clone()),
-            &self.metrics.answers_purged,
-        );
-        let notice = notice_for(&self.keys(), &owner);
-        if let Err(e) = self.store.publish_purge(&notice).await {
-            tracing::error!(
-                error = %e,
-                "could not tell the other replicas to forget a departed user's cached answers; \
-                 retrying every second"
-            );
-            self.keep_unpublished(notice);
-        }
-    }
-
-    fn keep_unpublished(&self, notice: PurgeNotice) {
-        let mut waiting = self
-            .unpublished_purges
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if waiting.len() >= MAX_UNPUBLISHED {
-            waiting.remove(0);
-            tracing::error!(
-                "too many purge notices wait for the store: the oldest is dropped (replicas \
-                 forget every user's answers when their subscription comes back)"
-            );
-        }
-        waiting.push(notice);
-    }
-
-    /// Publishes the purge notices the store did not take, oldest first; stops at the first
-    /// it still refuses.
-    pub async fn publish_unpublished_purges(&self) {
-        loop {
-            let next = {
-                let waiting = self
-                    .unpublished_purges
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                match waiting.first() {
-                    Some(n) => n.clone(),
-                    None => return,
-                }
-            };
-            if self.store.publish_purge(&next).await.is_err() {
-                return;
-            }
-            let left = {
-                let mut waiting = self
-                    .unpublished_purges
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                if waiting.first() == Some(&next) {
-                    waiting.remove(0);
-                }
-                waiting.len()
-            };
-            if left == 0 {
-                tracing::info!("the purge notices that waited for the store are published");
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -201,6 +201,20 @@ impl LiveSession {
     }
 }
 
+/// The `UserIndex` keys that lead to a user's latest session: the user id, and the account id
+/// (prefixed, so it cannot collide with a user id) when Spotify gave one.
+pub(super) fn identity_indexes(record: &SessionRecord) -> Vec<String> {
+    let mut out = vec![record.user_id.clone()];
+    if let Some(account) = &record.account_id {
+        out.push(account_index(account));
+    }
+    out
+}
+
+pub(super) fn account_index(account_id: &str) -> String {
+    format!("account:{account_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

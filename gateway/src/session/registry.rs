@@ -246,7 +246,7 @@ impl Sessions {
             }
         }
         if let Some(s) = cached {
-            for index in s.with_record(super::login::identity_indexes) {
+            for index in s.with_record(super::record::identity_indexes) {
                 self.user_keys.invalidate(&index).await;
                 // Only drop the index when it still points at this session.
                 if let Ok(Some(k)) = self.store.get(Namespace::UserIndex, &index).await {
@@ -266,7 +266,7 @@ impl Sessions {
     /// many sessions ended.
     pub async fn disconnect(&self, session: &LiveSession) -> Result<usize, StoreError> {
         let (user, indexes) =
-            session.with_record(|r| (r.user_id.clone(), super::login::identity_indexes(r)));
+            session.with_record(|r| (r.user_id.clone(), super::record::identity_indexes(r)));
         let keys = self
             .store
             .user_sessions(&user)

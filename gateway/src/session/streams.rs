@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use super::record::LiveSession;
-use super::registry::Sessions;
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::store::{Namespace, Store};
@@ -262,31 +261,6 @@ impl Streams {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Sessions {
-    /// Registers a stream of `session`, closed when the session ends (`close` does that; it
-    /// must not block). `None` when the session has ended meanwhile: whoever ends a session
-    /// marks it ended before closing its streams, so a stream registered after that close sees
-    /// the mark, and one registered before it is closed by it.
-    pub fn join_streams(
-        &self,
-        session: &LiveSession,
-        close: impl FnOnce() + Send + 'static,
-    ) -> Option<StreamGuard> {
-        let stream = self.streams.open(session, close);
-        if session.is_ended() || self.has_ended(&session.key) {
-            return None;
-        }
-        Some(stream)
-    }
-
-    /// Closes the streams of sessions the store no longer holds (ended on a replica whose
-    /// invalidation this one missed), as the invalidation follower does after lost messages.
-    #[cfg(test)]
-    pub(crate) async fn close_streams_of_gone_sessions(&self) {
-        close_streams_of_gone_sessions(&*self.store, &self.streams).await;
     }
 }
 

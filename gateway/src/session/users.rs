@@ -8,10 +8,12 @@
 use futures::StreamExt;
 use serde::Serialize;
 
+use super::purge::{notice_for, purge_counted, MAX_UNPUBLISHED};
 use super::record::SessionRecord;
 use super::registry::Sessions;
 use super::streams::CloseReason;
-use crate::store::StoreError;
+use crate::quota::purge;
+use crate::store::{PurgeNotice, StoreError};
 
 /// Users summarised at once while a page is built: each is a few store reads.
 const SUMMARY_CONCURRENCY: usize = 16;
@@ -142,7 +144,7 @@ impl Sessions {
         let records = self.user_records(user_id).await?;
         let mut indexes = vec![user_id.to_string()];
         for (_, record) in &records {
-            for index in super::login::identity_indexes(record) {
+            for index in super::record::identity_indexes(record) {
                 if !indexes.contains(&index) {
                     indexes.push(index);
                 }
@@ -157,5 +159,78 @@ impl Sessions {
         self.end_user(user_id, keys, None, indexes, CloseReason::Revoked)
             .await?;
         Ok(records.len())
+    }
+}
+
+/// A departed user's shared answers (`purge`): forgotten here, and on the other replicas by a
+/// notice kept and published again while the store does not take it.
+impl Sessions {
+    /// Forgets `user_id`'s shared answers here and tells the other replicas to (kept and sent
+    /// again while the store does not take the notice). Call it once the user's sessions have
+    /// ended, so no call of theirs starts after it.
+    pub(crate) async fn purge_user_answers(&self, user_id: &str) {
+        let owner = purge::user_owner(user_id);
+        purge_counted(
+            &self.answers,
+            purge::only(owner.clone()),
+            &self.metrics.answers_purged,
+        );
+        let notice = notice_for(&self.keys(), &owner);
+        if let Err(e) = self.store.publish_purge(&notice).await {
+            tracing::error!(
+                error = %e,
+                "could not tell the other replicas to forget a departed user's cached answers; \
+                 retrying every second"
+            );
+            self.keep_unpublished(notice);
+        }
+    }
+
+    fn keep_unpublished(&self, notice: PurgeNotice) {
+        let mut waiting = self
+            .unpublished_purges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if waiting.len() >= MAX_UNPUBLISHED {
+            waiting.remove(0);
+            tracing::error!(
+                "too many purge notices wait for the store: the oldest is dropped (replicas \
+                 forget every user's answers when their subscription comes back)"
+            );
+        }
+        waiting.push(notice);
+    }
+
+    /// Publishes the purge notices the store did not take, oldest first; stops at the first
+    /// it still refuses.
+    pub async fn publish_unpublished_purges(&self) {
+        loop {
+            let next = {
+                let waiting = self
+                    .unpublished_purges
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                match waiting.first() {
+                    Some(n) => n.clone(),
+                    None => return,
+                }
+            };
+            if self.store.publish_purge(&next).await.is_err() {
+                return;
+            }
+            let left = {
+                let mut waiting = self
+                    .unpublished_purges
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if waiting.first() == Some(&next) {
+                    waiting.remove(0);
+                }
+                waiting.len()
+            };
+            if left == 0 {
+                tracing::info!("the purge notices that waited for the store are published");
+            }
+        }
     }
 }
