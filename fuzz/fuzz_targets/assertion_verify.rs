@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use spotify_gateway::assertion::{issue, verify};
+use spotify_gateway::proxy::assertion::{issue, verify};
 use spotify_gateway::secret::Secret;
 use spotify_gateway::crypto::Keyring;
 

@@ -30,8 +30,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use hmac::{Hmac, Mac};
 use pingora::http::RequestHeader;
 use sha2::Sha256;
-use spotify_gateway::assertion;
 use spotify_gateway::crypto::Purpose;
+use spotify_gateway::proxy::assertion;
 use spotify_gateway::proxy::egress;
 use spotify_gateway::proxy::egress::links::{LinkMap, LinkRewriter};
 use spotify_gateway::proxy::UpstreamTarget;
@@ -107,7 +107,7 @@ where
 
 struct Fixture {
     rt: tokio::runtime::Runtime,
-    gw: Arc<spotify_gateway::app::Gateway>,
+    gw: Arc<spotify_gateway::server::state::Gateway>,
     one: seed::Seeded,
     assertion: String,
     cookie: String,

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use spotify_gateway::config::StoreConfig;
 use spotify_gateway::crypto::{Keyring, Purpose};
-use spotify_gateway::metrics::Metrics;
 use spotify_gateway::secret::Secret;
 use spotify_gateway::session::SessionRecord;
 use spotify_gateway::store::{self, Namespace, Store};
+use spotify_gateway::telemetry::metrics::Metrics;
 
 const RECORDS: usize = 10_000;
 

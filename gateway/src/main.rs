@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use spotify_gateway::config::Config;
-use spotify_gateway::{logging, server};
+use spotify_gateway::server;
+use spotify_gateway::telemetry::logging;
 
 /// mimalloc instead of glibc's malloc: a proxy allocates and frees many small buffers per
 /// request on several threads, where glibc's arenas spent about a fifth of the CPU
@@ -110,7 +111,7 @@ fn main() -> ExitCode {
             admin,
             json,
         } => {
-            use spotify_gateway::admin_client::{run, Action};
+            use spotify_gateway::admin::client::{run, Action};
             let action = match action {
                 UsersAction::List => Action::List,
                 UsersAction::Show { id } => Action::Show(id),

@@ -10,8 +10,8 @@ use common::*;
 use serde_json::Value;
 
 // The gateway library, as this file uses it.
-use spotify_gateway::assertion::verify;
 use spotify_gateway::crypto::Keyring;
+use spotify_gateway::proxy::assertion::verify;
 use spotify_gateway::secret::Secret;
 
 const ROTATED_SECRET: &str = "rotated-session-secret-0123456789abcdef-0123";

@@ -21,9 +21,9 @@ use common::*;
 use serde_json::Value;
 
 // The gateway library, as this file uses it (all of its paths are here).
-use spotify_gateway::assertion::{verify, Claims};
 use spotify_gateway::config::Config;
 use spotify_gateway::crypto::Keyring;
+use spotify_gateway::proxy::assertion::{verify, Claims};
 use spotify_gateway::secret::{AccessToken, RefreshToken, Secret};
 use spotify_gateway::session::{Scopes, SessionRecord};
 

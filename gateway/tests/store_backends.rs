@@ -322,7 +322,7 @@ password_env = "REDIS_PASSWORD"
         })
         .expect("valid config")
     };
-    let metrics = std::sync::Arc::new(spotify_gateway::metrics::Metrics::new());
+    let metrics = std::sync::Arc::new(spotify_gateway::telemetry::metrics::Metrics::new());
     let open = |pw| spotify_gateway::store::open(&config(pw).store, metrics.clone());
     let good = open("redis-pass-0123456789").expect("open");
     good.ping().await.expect("authenticated");

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::Criterion;
-use spotify_gateway::app::Gateway;
 use spotify_gateway::config::Config;
+use spotify_gateway::server::state::Gateway;
 
 pub const SESSION_SECRET: &str = "bench-session-secret-0123456789abcdef-0123";
 

@@ -35,10 +35,11 @@ use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::RunArgs;
 use rustls::pki_types::pem::PemObject;
-use spotify_gateway::app::Gateway;
 use spotify_gateway::config::{CaFile, Config};
-use spotify_gateway::trust::Trust;
-use spotify_gateway::{logging, server};
+use spotify_gateway::net::tls_roots::Trust;
+use spotify_gateway::server;
+use spotify_gateway::server::state::Gateway;
+use spotify_gateway::telemetry::logging;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The gateway binary's allocator (src/main.rs), so the bare proxy, the seeded gateway and the

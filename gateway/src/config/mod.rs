@@ -2,7 +2,7 @@
 //! unknown keys), the validation that turns it into the [`Config`] the rest of the gateway
 //! uses (`validate`), and errors that name the key and the line (`errors`).
 //!
-//! This file holds the validated types of every table: the contract `reload.rs` diffs
+//! This file holds the validated types of every table: the contract `server/reload.rs` diffs
 //! exhaustively. Their unit tests are in `tests.rs`.
 
 mod errors;
@@ -58,7 +58,7 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
 }
 
-/// `[admin]`: the admin API (`/admin/v1/...` on the admin listener, `admin.rs`).
+/// `[admin]`: the admin API (`/admin/v1/...` on the admin listener, `admin/mod.rs`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct AdminConfig {
     /// The bearer token the admin API asks for (`token_env`/`token_file`); `None`: the admin
@@ -267,7 +267,7 @@ pub struct ForwardAuthConfig {
 
 /// One `forward_auth.allowed_hosts` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AllowedHost(pub crate::host::HostPort);
+pub struct AllowedHost(pub crate::net::host::HostPort);
 
 impl Serialize for AllowedHost {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -277,7 +277,7 @@ impl Serialize for AllowedHost {
 
 impl ForwardAuthConfig {
     /// Whether `host` (for a URL with `scheme`) is one of the allowed hosts.
-    pub fn allows_host(&self, host: &crate::host::HostPort, scheme: &str) -> bool {
+    pub fn allows_host(&self, host: &crate::net::host::HostPort, scheme: &str) -> bool {
         self.allowed_hosts.iter().any(|a| a.0.matches(host, scheme))
     }
 

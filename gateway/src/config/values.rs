@@ -13,7 +13,7 @@ use url::Url;
 
 use super::errors::{line_of, locate, redacted_url, ConfigIssue};
 use super::{AllowedHost, CaFile};
-use crate::host::HostPort;
+use crate::net::host::HostPort;
 use crate::secret::{Secret, SecretSource};
 
 /// Collects every problem of one config text, each with its key and line.
@@ -156,7 +156,7 @@ impl Validator<'_> {
 }
 
 impl Validator<'_> {
-    /// One `forward_auth.allowed_hosts` entry: `host` or `host:port` (`crate::host`).
+    /// One `forward_auth.allowed_hosts` entry: `host` or `host:port` (`crate::net::host`).
     pub(super) fn allowed_host(&mut self, key: &str, value: &str) -> Option<AllowedHost> {
         match HostPort::parse(value) {
             Ok(h) => Some(AllowedHost(h)),

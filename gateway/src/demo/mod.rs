@@ -6,9 +6,10 @@ pub mod sample_app;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::app::Gateway;
 use crate::config::Config;
-use crate::{logging, server};
+use crate::server;
+use crate::server::state::Gateway;
+use crate::telemetry::logging;
 
 /// The demo's config, shipped as `config/demo.toml` (CI checks it like any other).
 const DEMO_CONFIG: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml"));

@@ -20,8 +20,8 @@ use axum::Router;
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::app::Gateway;
-use crate::pages::escape;
+use crate::proxy::pages::escape;
+use crate::server::state::Gateway;
 
 /// How much older the demo's button makes an authorization: inside the last week before
 /// Spotify's six months (the gateway counts 180 days), so the next page offers a re-consent.

@@ -3,7 +3,7 @@
 //! say — audit lines are always on.
 //!
 //! An event is a `tracing` event at target [`AUDIT_TARGET`](super::AUDIT_TARGET) whose message
-//! is the JSON object. The ordinary output layer skips that target (`logging.rs`), and
+//! is the JSON object. The ordinary output layer skips that target (`telemetry/logging.rs`), and
 //! [`AuditLayer`] writes the message as it is, so a log collector gets a line it can parse as
 //! JSON without unwrapping a text or JSON log record around it.
 

@@ -25,7 +25,7 @@ pub use audit::AuditLayer;
 pub use webhooks::Webhooks;
 
 use crate::crypto::{HmacSha256, Keyring};
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// The log target of audit lines; always on, whatever `server.log_level` says.
 pub const AUDIT_TARGET: &str = "audit";

@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 
 use super::signature;
 use crate::config::WebhookConfig;
-use crate::metrics::Metrics;
-use crate::trust::{self, Trust};
+use crate::net::tls_roots::{self, Trust};
+use crate::telemetry::metrics::Metrics;
 
 /// The wait before the first retry; it doubles per failed attempt, with jitter.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -287,12 +287,12 @@ impl Failure {
         }
     }
 
-    /// A request that got no answer: a TLS failure named with its remedy (`trust::classify`,
+    /// A request that got no answer: a TLS failure named with its remedy (`tls_roots::classify`,
     /// as for Spotify, with this webhook's keys), else the error chain. The error carries no
     /// URL (`without_url`): a receiver's URL may hold a credential.
     fn of(e: &reqwest::Error) -> Failure {
-        let chain = trust::error_chain(e);
-        match trust::classify(&chain, false) {
+        let chain = tls_roots::error_chain(e);
+        match tls_roots::classify(&chain, false) {
             Some(reason) => Failure {
                 text: format!(
                     "TLS to the receiver failed: {}; {}",

@@ -5,8 +5,8 @@ use oauth2::basic::BasicErrorResponseType;
 use oauth2::RequestTokenError;
 
 use super::http_client::HttpError;
-use crate::outbound::ProxyProblem;
-use crate::trust::{self, TlsReason};
+use crate::net::outbound::ProxyProblem;
+use crate::net::tls_roots::{self, TlsReason};
 
 /// Why the token endpoint did not give a token. Kinds, never message text, drive behaviour.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -63,8 +63,8 @@ pub(super) fn transport(e: &HttpError, host: &str, proxied: bool) -> TokenError 
         HttpError::Transport(e) => e,
         HttpError::TooLong => return TokenError::Unavailable(e.to_string()),
     };
-    let chain = trust::error_chain(e);
-    if let Some(reason) = trust::classify(&chain, false) {
+    let chain = tls_roots::error_chain(e);
+    if let Some(reason) = tls_roots::classify(&chain, false) {
         return TokenError::Tls {
             host: host.to_string(),
             reason,

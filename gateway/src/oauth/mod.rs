@@ -25,10 +25,10 @@ use url::Url;
 
 use crate::clock::now_ms;
 use crate::config::{Flow, SpotifyConfig};
-use crate::metrics::Metrics;
-use crate::outbound::Outbound;
+use crate::net::outbound::Outbound;
+use crate::net::tls_roots::{self, TlsTarget, Trust};
 use crate::secret::{AccessToken, AuthorizationCode, CsrfState, PkceVerifier, RefreshToken};
-use crate::trust::{self, TlsTarget, Trust};
+use crate::telemetry::metrics::Metrics;
 use error::{classify, transport};
 use http_client::{read_capped, CappedClient};
 
@@ -291,10 +291,10 @@ impl TokenEndpoint {
             .inspect_err(|e| self.report_tls(TlsTarget::Accounts, e))
     }
 
-    /// Counts and logs a TLS failure (`trust::report`); other errors are the caller's to log.
+    /// Counts and logs a TLS failure (`tls_roots::report`); other errors are the caller's to log.
     fn report_tls(&self, target: TlsTarget, e: &TokenError) {
         if let TokenError::Tls { host, reason } = e {
-            trust::report(&self.metrics, target, host, *reason);
+            tls_roots::report(&self.metrics, target, host, *reason);
         }
     }
 }

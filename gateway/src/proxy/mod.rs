@@ -9,8 +9,10 @@
 //! headers, `upstream_response_filter` sees the answer, `logging` records metrics. What each
 //! listener does at each phase, in order, is in the repository's docs/phases.md.
 
+pub mod assertion;
 pub mod egress;
 pub mod headers;
+pub mod pages;
 pub mod path_rule;
 pub mod public;
 pub mod respond;
@@ -33,10 +35,10 @@ pub const IDENTITY_HEADERS: [&str; 4] = [
     "x-gateway-user",
 ];
 
-/// A request id from the client when it looks like one, else a new one (`crate::request_id`,
+/// A request id from the client when it looks like one, else a new one (`crate::telemetry::request_id`,
 /// the rule the admin listener follows too).
 pub fn request_id(session: &Session) -> String {
-    crate::request_id::of(&session.req_header().headers)
+    crate::telemetry::request_id::of(&session.req_header().headers)
 }
 
 /// The status written to the client, or 0 when none was.
@@ -90,7 +92,7 @@ impl RequestInfo {
         &self,
         listener: &'static str,
         user: Option<&crate::session::LiveSession>,
-        gw: &crate::app::Gateway,
+        gw: &crate::server::state::Gateway,
         session: &Session,
         e: Option<&Error>,
     ) {

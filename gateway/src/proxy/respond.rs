@@ -16,9 +16,9 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, Session};
 use serde_json::json;
 
-use crate::outbound::ProxyProblem;
-use crate::pages;
-use crate::trust::TlsReason;
+use crate::net::outbound::ProxyProblem;
+use crate::net::tls_roots::TlsReason;
+use crate::proxy::pages;
 
 /// How long a client should wait before trying again after the store did not answer.
 const STORE_RETRY_AFTER_SECS: u64 = 5;

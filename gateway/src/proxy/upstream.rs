@@ -9,7 +9,7 @@ use pingora::prelude::*;
 use pingora::protocols::tls::CaType;
 use url::Url;
 
-use crate::outbound::{Outbound, Tunnel};
+use crate::net::outbound::{Outbound, Tunnel};
 
 /// Resolved upstream addresses are reused this long before looking the name up again.
 const DNS_TTL: Duration = Duration::from_secs(60);

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::clock::now_ms;
-use crate::metrics::Metrics;
 use crate::store::{LocalCalls, Store};
+use crate::telemetry::metrics::Metrics;
 
 /// Spotify's window.
 pub const WINDOW: Duration = Duration::from_secs(30);

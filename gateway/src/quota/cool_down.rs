@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::now_ms;
-use crate::metrics::Metrics;
 use crate::store::{CoolDownNotice, Store};
+use crate::telemetry::metrics::Metrics;
 
 /// Cool-down after a 429 that carried no usable `Retry-After`.
 pub const DEFAULT_RETRY_AFTER_SECS: u64 = 1;

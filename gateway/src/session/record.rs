@@ -7,10 +7,10 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backoff::FailureHold;
 use crate::clock::now_ms;
 use crate::oauth::TokenError;
 use crate::secret::{exposed, AccessToken, PkceVerifier, RefreshToken};
+use crate::tokens::failure_hold::FailureHold;
 
 /// The scopes a session was granted, space-separated in one shared string (the form of
 /// `X-Spotify-Scopes`). Sessions of a deployment nearly always hold the same set, so equal

@@ -18,10 +18,10 @@ use super::streams::{close_streams_of_gone_sessions, CloseReason, Streams};
 use crate::clock::now_ms;
 use crate::crypto::{Keyring, Purpose};
 use crate::events::{EndReason, Event, Events, Kind};
-use crate::metrics::Metrics;
 use crate::oauth::{TokenEndpoint, TokenError};
 use crate::quota::{purge, SharedAnswers};
 use crate::store::{Invalidation, Namespace, PurgeNotice, Store, StoreError, StoreErrorKind};
+use crate::telemetry::metrics::Metrics;
 
 /// Sessions kept in memory per replica; beyond this the least used are re-read from the store.
 const CACHE_CAPACITY: u64 = 200_000;
@@ -597,8 +597,8 @@ backend = "memory"
         let endpoint = Arc::new(
             TokenEndpoint::new(
                 &config.spotify,
-                &crate::trust::Trust::load(None).expect("roots"),
-                &crate::outbound::Outbound::default(),
+                &crate::net::tls_roots::Trust::load(None).expect("roots"),
+                &crate::net::outbound::Outbound::default(),
                 metrics.clone(),
             )
             .expect("endpoint"),

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use super::record::LiveSession;
 use crate::clock::now_ms;
-use crate::metrics::Metrics;
 use crate::store::{Namespace, Store};
+use crate::telemetry::metrics::Metrics;
 
 /// The timer looks again at least this often (a clock step, a registry dropped in tests).
 const TIMER_IDLE: Duration = Duration::from_secs(60);

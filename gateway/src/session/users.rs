@@ -1,4 +1,4 @@
-//! Users as an operator sees them (the admin API, `admin_api.rs`): a summary of each user's
+//! Users as an operator sees them (the admin API, `admin/api.rs`): a summary of each user's
 //! live sessions — never a token, a cookie or a session id — and revoking a user everywhere.
 //!
 //! Users are found through the store's user → sessions index (`Store::users_page`,

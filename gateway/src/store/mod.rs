@@ -21,7 +21,7 @@ pub use file::{FileStore, FILE_CACHE_BYTES, FREE_SPACE_RESERVE};
 pub use memory::MemoryStore;
 
 use crate::config::StoreConfig;
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// Opens the configured backend, counting its operations and errors in `metrics`.
 pub fn open(cfg: &StoreConfig, metrics: Arc<Metrics>) -> StoreResult<Arc<dyn Store>> {

@@ -4,9 +4,9 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::backoff::FailureHold;
-use crate::metrics::Metrics;
 use crate::oauth::{Grant, TokenEndpoint, TokenError};
+use crate::telemetry::metrics::Metrics;
+use crate::tokens::failure_hold::FailureHold;
 
 pub struct AppTokens {
     endpoint: Arc<TokenEndpoint>,

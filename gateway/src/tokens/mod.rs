@@ -3,6 +3,7 @@
 //! freshness rule is here.
 
 pub mod app;
+pub mod failure_hold;
 pub mod user;
 
 use std::time::Duration;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use pingora::proxy::Session;
 
 use super::super::respond::Failure;
-use crate::app::{Gateway, Live};
 use crate::oauth::{Grant, TokenError};
 use crate::secret::AccessToken;
+use crate::server::state::{Gateway, Live};
 use crate::session::{LiveSession, SessionError};
 
 /// Whose token a call carries.
@@ -68,12 +68,11 @@ async fn identify(
     let keys = sessions.keys();
     let claims = match headers.get("x-gateway-user") {
         Some(value) => Some(
-            crate::assertion::verify(&keys, value.to_str().unwrap_or_default().trim()).ok_or(
-                Failure::Unauthorized(
+            crate::proxy::assertion::verify(&keys, value.to_str().unwrap_or_default().trim())
+                .ok_or(Failure::Unauthorized(
                     "X-Gateway-User is invalid or expired; use the one the gateway sent with the \
                      request you are serving",
-                ),
-            )?,
+                ))?,
         ),
         // Client libraries that can only set a bearer token (spotipy, rspotify) may pass the
         // assertion as their token; any other bearer token is the client's own and ignored.
@@ -81,7 +80,7 @@ async fn identify(
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(|t| crate::assertion::verify(&keys, t.trim())),
+            .and_then(|t| crate::proxy::assertion::verify(&keys, t.trim())),
     };
     if let Some(claims) = claims {
         let found = sessions

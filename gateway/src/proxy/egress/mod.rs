@@ -40,10 +40,10 @@ pub use hygiene::upstream_headers;
 
 use super::respond::{self, Failure, Upstream};
 use super::{RequestInfo, UpstreamTarget};
-use crate::app::{Gateway, Live};
-use crate::outbound;
+use crate::net::outbound;
+use crate::net::tls_roots::{self, TlsTarget};
 use crate::quota::{cool_down, Answer, AnswerCache, Flights, Lookup, Priority, Reason};
-use crate::trust::{self, TlsTarget};
+use crate::server::state::{Gateway, Live};
 use identity::Credential;
 use links::{BodyError, LinkMap, LinkRewriter};
 use rate_limit::Refusal;
@@ -148,12 +148,12 @@ impl EgressProxy {
             .await
     }
 
-    /// A failed TLS connection to the API, counted and logged (`trust::report`), as the
+    /// A failed TLS connection to the API, counted and logged (`tls_roots::report`), as the
     /// answer that names the host and the cause.
     fn tls_failure(&self, e: &Error) -> Option<Failure> {
-        let reason = trust::classify_proxy_error(e)?;
+        let reason = tls_roots::classify_proxy_error(e)?;
         let host = self.api.host_header().to_string();
-        trust::report(&self.gw.metrics, TlsTarget::Api, &host, reason);
+        tls_roots::report(&self.gw.metrics, TlsTarget::Api, &host, reason);
         Some(Failure::UpstreamTls { host, reason })
     }
 
@@ -270,7 +270,7 @@ impl ProxyHttp for EgressProxy {
         _ctx: &mut EgressCtx,
         context: Box<dyn std::any::Any + Send + Sync>,
     ) {
-        crate::listeners::RequestContext::header_read(context);
+        crate::server::guards::RequestContext::header_read(context);
     }
 
     /// Refuses what may not carry a token (method, target), answers 429 during a cool-down,
@@ -593,7 +593,7 @@ impl ProxyHttp for EgressProxy {
     ) -> Box<Error> {
         // Another attempt meets the same certificate, or the same refusal of the proxy's
         // credentials.
-        if trust::classify_proxy_error(&e).is_some_and(|r| r.is_certificate())
+        if tls_roots::classify_proxy_error(&e).is_some_and(|r| r.is_certificate())
             || *e.etype() == outbound::PROXY_AUTH_REFUSED
         {
             e.set_retry(false);

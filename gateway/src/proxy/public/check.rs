@@ -29,7 +29,7 @@ use url::Url;
 use super::identity;
 use super::{PublicCtx, PublicProxy};
 use crate::config::ForwardAuthConfig;
-use crate::host::HostPort;
+use crate::net::host::HostPort;
 use crate::proxy::respond::{redirect, respond_json, wants_html, Failure};
 
 /// Longest original request target accepted.

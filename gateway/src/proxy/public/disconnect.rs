@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::{PublicCtx, PublicProxy};
 use crate::events::{Event, Kind};
-use crate::pages;
+use crate::proxy::pages;
 use crate::proxy::respond::{respond_html, respond_json, wants_html, Failure};
 use crate::session::LiveSession;
 

@@ -32,11 +32,11 @@ pub fn identity_headers(session: &LiveSession, keys: &Keyring) -> Vec<(&'static 
             headers.push(("x-spotify-account-id", account.clone()));
         }
         headers.push(("x-spotify-scopes", r.scopes.as_str().to_string()));
-        let extra = crate::assertion::Extra {
+        let extra = crate::proxy::assertion::Extra {
             account_id: r.account_id.as_deref(),
             reauth_by_ms: r.reauth_by_ms,
         };
-        let assertion = crate::assertion::issue_with(keys, &r.user_id, &session.key, extra);
+        let assertion = crate::proxy::assertion::issue_with(keys, &r.user_id, &session.key, extra);
         headers.push(("x-gateway-user", assertion));
         headers
     })

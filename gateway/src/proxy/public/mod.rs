@@ -27,8 +27,8 @@ pub use paths::safe_return_to;
 
 use super::respond::{self, Failure, Upstream};
 use super::{headers, path_rule, RequestInfo, UpstreamTarget};
-use crate::app::Gateway;
-use crate::listeners::{Cut, RequestContext};
+use crate::server::guards::{Cut, RequestContext};
+use crate::server::state::Gateway;
 use crate::session::cookie::Cookies;
 use crate::session::{LiveSession, StreamGuard};
 use paths::AuthRoute;

@@ -6,7 +6,7 @@ use pingora::http::RequestHeader;
 use url::Url;
 
 use crate::config::ForwardAuthConfig;
-use crate::host::HostPort;
+use crate::net::host::HostPort;
 
 /// Longest `return_to` accepted.
 const MAX_RETURN_TO: usize = 2048;

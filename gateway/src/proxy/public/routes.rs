@@ -12,7 +12,7 @@ use super::paths::{self, query_param, safe_return_to, urlencode, AuthRoute};
 use super::{PublicCtx, PublicProxy};
 use crate::events::{Event, Kind};
 use crate::oauth::TokenError;
-use crate::pages;
+use crate::proxy::pages;
 use crate::proxy::respond::{redirect, respond_html, respond_json, wants_html, Failure};
 use crate::session::{
     cookie, Callback, CloseReason, LiveSession, LoginError, LOGIN_TTL, REAUTH_NOTICE,

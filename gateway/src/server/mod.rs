@@ -1,6 +1,10 @@
 //! Builds the pingora server from our config (never pingora's YAML) and runs it: the public,
 //! egress and admin listeners, and a lifecycle task that flips `/readyz` on shutdown.
 
+pub mod guards;
+pub mod reload;
+pub mod state;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,11 +14,11 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::app::Gateway;
 use crate::config::Config;
-use crate::listeners::{ConnectionLimit, Guard, KeepOpen, RequestGuard};
 use crate::proxy::egress::EgressProxy;
 use crate::proxy::public::PublicProxy;
+use crate::server::guards::{ConnectionLimit, Guard, KeepOpen, RequestGuard};
+use crate::server::state::Gateway;
 
 /// Extra time after the grace period for runtimes to wind down before the process exits.
 const RUNTIME_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
@@ -69,9 +73,9 @@ pub fn build(gw: Arc<Gateway>) -> std::io::Result<Server> {
     server.bootstrap();
     let listen = gw.config.listen.clone();
 
-    let fd_limit = crate::listeners::raise_fd_limit();
+    let fd_limit = crate::server::guards::raise_fd_limit();
     let limits = &gw.config.server;
-    let (public_max, egress_max, admin_max) = crate::listeners::default_limits(fd_limit);
+    let (public_max, egress_max, admin_max) = crate::server::guards::default_limits(fd_limit);
     let guard = |listener: &str, max: Option<usize>, default: usize| {
         let m = &gw.metrics;
         Arc::new(Guard {

@@ -1,4 +1,4 @@
-//! The admin API on the admin listener (`admin.rs` routes `/admin/` here), for operators and
+//! The admin API on the admin listener (`admin/mod.rs` routes `/admin/` here), for operators and
 //! `spotify-gateway users`:
 //!
 //! | method and path | answer |
@@ -12,7 +12,7 @@
 //! Answers are JSON and never hold a token, a cookie or a session id (`session::users`).
 //!
 //! Every answer carries `X-Request-Id`: the request's own when well-formed (an operator's
-//! ticket number), else a fresh one (`crate::request_id`, the proxy listeners' rule). A
+//! ticket number), else a fresh one (`crate::telemetry::request_id`, the proxy listeners' rule). A
 //! revocation's `user.revoked` event carries the same id.
 
 use http::{Method, Response};
@@ -20,7 +20,7 @@ use pingora::http::RequestHeader;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use crate::app::Gateway;
+use crate::server::state::Gateway;
 
 /// Every admin API path starts with this.
 pub const PREFIX: &str = "/admin/";
@@ -94,10 +94,11 @@ fn query(req: &RequestHeader, name: &str) -> Option<String> {
 
 /// Answers one admin API request, with its request id.
 pub async fn serve(gw: &Gateway, req: &RequestHeader) -> Response<Vec<u8>> {
-    let id = crate::request_id::of(&req.headers);
+    let id = crate::telemetry::request_id::of(&req.headers);
     let mut resp = route(gw, req, &id).await;
     if let Ok(value) = http::HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(crate::request_id::HEADER, value);
+        resp.headers_mut()
+            .insert(crate::telemetry::request_id::HEADER, value);
     }
     resp
 }

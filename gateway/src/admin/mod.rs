@@ -2,6 +2,9 @@
 //! take traffic; fails from the moment shutdown begins), and the admin API under
 //! `/admin/v1/` (`admin_api`), which exists only here and only when `[admin]` has a token.
 
+pub mod api;
+pub mod client;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,7 +12,7 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::app::Gateway;
+use crate::server::state::Gateway;
 
 pub struct AdminApp {
     gw: Arc<Gateway>,
@@ -76,17 +79,17 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         // The header is in: tells the listener's header deadline (`listeners`).
         if let Some(context) = session.take_connection_user_context() {
-            crate::listeners::RequestContext::header_read(context);
+            crate::server::guards::RequestContext::header_read(context);
         }
         let path = session.req_header().uri.path().to_string();
         let route = match path.as_str() {
             "/metrics" | "/healthz" | "/readyz" => path.as_str(),
-            p if p.starts_with(crate::admin_api::PREFIX) => crate::admin_api::route_label(p),
+            p if p.starts_with(crate::admin::api::PREFIX) => crate::admin::api::route_label(p),
             _ => "unmatched",
         };
         let resp = match route {
-            r if r.starts_with(crate::admin_api::PREFIX) => {
-                crate::admin_api::serve(&self.gw, session.req_header()).await
+            r if r.starts_with(crate::admin::api::PREFIX) => {
+                crate::admin::api::serve(&self.gw, session.req_header()).await
             }
             "/metrics" => {
                 self.gw.sessions.count_reauth_due();
@@ -106,7 +109,7 @@ impl ServeHttp for AdminApp {
             .with_label_values(&[
                 "admin",
                 route,
-                crate::metrics::status_class(resp.status().as_u16()),
+                crate::telemetry::metrics::status_class(resp.status().as_u16()),
             ])
             .inc();
         resp

@@ -20,7 +20,7 @@ use rustls::RootCertStore;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::CaFile;
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// The roots the gateway trusts for Spotify, in the two forms its clients take.
 pub struct Trust {

@@ -8,15 +8,15 @@ use std::sync::{Arc, RwLock};
 use crate::config::{AccessConfig, Config, EgressConfig, ForwardAuthConfig};
 use crate::crypto::Keyring;
 use crate::events::{Events, Webhooks};
-use crate::metrics::Metrics;
+use crate::net::outbound::Outbound;
+use crate::net::tls_roots::Trust;
 use crate::oauth::TokenEndpoint;
-use crate::outbound::Outbound;
 use crate::quota::{Budget, CoolDown, SharedAnswers};
-use crate::reload::{self, Report};
+use crate::server::reload::{self, Report};
 use crate::session::Sessions;
 use crate::store;
+use crate::telemetry::metrics::Metrics;
 use crate::tokens::app::AppTokens;
-use crate::trust::Trust;
 
 /// The settings SIGHUP changes without new listeners (`reload` decides which keys these are).
 #[derive(Clone, Debug, PartialEq)]
@@ -163,7 +163,7 @@ impl Gateway {
         let changes = reload::diff(&self.config, &new);
         let live = Live::of(&new);
         if live.log_level != self.live().log_level {
-            crate::logging::set_level(&live.log_level)?;
+            crate::telemetry::logging::set_level(&live.log_level)?;
         }
         let keys_changed = changes
             .iter()

@@ -1,0 +1,7 @@
+//! The way out: the one set of TLS roots both clients to Spotify (and webhooks) trust
+//! (`tls_roots`), the route to Spotify, direct or through an outbound CONNECT proxy
+//! (`outbound`), and the one strict `host[:port]` grammar (`host`).
+
+pub mod host;
+pub mod outbound;
+pub mod tls_roots;

@@ -1,0 +1,7 @@
+//! What the gateway tells its operator: the Prometheus registry (`metrics`), the tracing
+//! set-up and access log (`logging`), and the one `X-Request-Id` rule of all three listeners
+//! (`request_id`). Audit events are `events`.
+
+pub mod logging;
+pub mod metrics;
+pub mod request_id;
