@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::net::outbound::ProxyProblem;
 use crate::net::tls_roots::TlsReason;
+use crate::oauth::TokenError;
 use crate::proxy::pages;
 
 /// How long a client should wait before trying again after the store did not answer.
@@ -84,7 +85,61 @@ pub enum Failure {
     Upstream { status: u16, message: &'static str },
 }
 
+/// Which token request failed: its answer differs only in the words and in when to retry.
+#[derive(Clone, Copy, Debug)]
+pub enum TokenRequest {
+    /// A user's token refreshed for an egress call.
+    Refresh,
+    /// The app's client-credentials token for an egress call that names no user.
+    AppToken,
+    /// The code exchange at the end of a login.
+    Login,
+}
+
 impl Failure {
+    /// The answer to a failed token request: **the** mapping of [`TokenError`], for a refresh,
+    /// the app token and a login alike. A TLS failure and a refused tunnel name what the
+    /// operator must fix; `Unavailable` says to retry; a refused grant or client (for a login,
+    /// `LoginError` tells a refused code apart before this) says to check the credentials.
+    pub fn of_token_error(error: TokenError, request: TokenRequest) -> Failure {
+        match error {
+            TokenError::Tls { host, reason } => Failure::UpstreamTls { host, reason },
+            TokenError::Proxy(problem) => Failure::OutboundProxy(problem),
+            TokenError::Unavailable(_) => Failure::SpotifyUnavailable {
+                message: match request {
+                    TokenRequest::Refresh => {
+                        "Spotify's token endpoint is unavailable; the user's token could not be \
+                         refreshed. The session is kept: retry shortly."
+                    }
+                    TokenRequest::AppToken => {
+                        "Spotify's token endpoint is unavailable; the gateway could not get an \
+                         app token. Retry shortly."
+                    }
+                    TokenRequest::Login => {
+                        "Spotify could not be reached to complete the login. Try signing in \
+                         again in a moment."
+                    }
+                },
+                retry_after_secs: match request {
+                    TokenRequest::AppToken => 1,
+                    TokenRequest::Refresh | TokenRequest::Login => 5,
+                },
+            },
+            TokenError::InvalidGrant | TokenError::Rejected(_) => {
+                Failure::CredentialsRefused(match request {
+                    TokenRequest::Refresh => {
+                        "Spotify refused the gateway's refresh request; the operator must check \
+                         spotify.client_id and the client secret"
+                    }
+                    TokenRequest::AppToken | TokenRequest::Login => {
+                        "Spotify refused the gateway's client credentials; the operator must \
+                         check spotify.client_id and the client secret."
+                    }
+                })
+            }
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             Failure::BadRequest(_) | Failure::InvalidReturnTo | Failure::LoginFailed { .. } => 400,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use pingora::proxy::Session;
 
-use super::super::respond::Failure;
-use crate::oauth::{Grant, TokenError};
+use super::super::respond::{Failure, TokenRequest};
+use crate::oauth::Grant;
 use crate::secret::AccessToken;
 use crate::server::state::{Gateway, Live};
 use crate::session::{LiveSession, SessionError};
@@ -140,19 +140,7 @@ pub async fn user_token(gw: &Gateway, user: &Arc<LiveSession>) -> Result<AccessT
         }
         SessionError::Ended => Failure::SessionEnded,
         SessionError::Store(_) => Failure::StoreUnavailable,
-        SessionError::Token(TokenError::Unavailable(_)) => Failure::SpotifyUnavailable {
-            message: "Spotify's token endpoint is unavailable; the user's token could not be \
-                      refreshed. The session is kept: retry shortly.",
-            retry_after_secs: 5,
-        },
-        SessionError::Token(TokenError::Tls { host, reason }) => {
-            Failure::UpstreamTls { host, reason }
-        }
-        SessionError::Token(TokenError::Proxy(problem)) => Failure::OutboundProxy(problem),
-        SessionError::Token(_) => Failure::CredentialsRefused(
-            "Spotify refused the gateway's refresh request; the operator must check \
-             spotify.client_id and the client secret",
-        ),
+        SessionError::Token(e) => Failure::of_token_error(e, TokenRequest::Refresh),
     })
 }
 
@@ -166,17 +154,7 @@ async fn app_credential(gw: &Gateway, live: &Live) -> Result<Credential, Failure
     }
     match gw.app_tokens.get().await {
         Ok(token) => Ok(Credential::App(token)),
-        Err(TokenError::Unavailable(_)) => Err(Failure::SpotifyUnavailable {
-            message: "Spotify's token endpoint is unavailable; the gateway could not get an app \
-                      token. Retry shortly.",
-            retry_after_secs: 1,
-        }),
-        Err(TokenError::Tls { host, reason }) => Err(Failure::UpstreamTls { host, reason }),
-        Err(TokenError::Proxy(problem)) => Err(Failure::OutboundProxy(problem)),
-        Err(_) => Err(Failure::CredentialsRefused(
-            "Spotify refused the gateway's client credentials; the operator must check \
-             spotify.client_id and the client secret.",
-        )),
+        Err(e) => Err(Failure::of_token_error(e, TokenRequest::AppToken)),
     }
 }
 

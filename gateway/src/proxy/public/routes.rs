@@ -13,7 +13,9 @@ use super::{PublicCtx, PublicProxy};
 use crate::events::{Event, Kind};
 use crate::oauth::TokenError;
 use crate::proxy::pages;
-use crate::proxy::respond::{redirect, respond_html, respond_json, wants_html, Failure};
+use crate::proxy::respond::{
+    redirect, respond_html, respond_json, wants_html, Failure, TokenRequest,
+};
 use crate::session::{
     cookie, Callback, CloseReason, LiveSession, LoginError, LOGIN_TTL, REAUTH_NOTICE,
 };
@@ -180,21 +182,12 @@ impl PublicProxy {
                 logins.with_label_values(&["error"]).inc();
                 Failure::StoreUnavailable
             }
-            Err(LoginError::Token(TokenError::Tls { host, reason })) => {
+            // The operator's or Spotify's side, not the user's: the one token mapping.
+            Err(LoginError::Token(
+                e @ (TokenError::Tls { .. } | TokenError::Proxy(_) | TokenError::Unavailable(_)),
+            )) => {
                 logins.with_label_values(&["error"]).inc();
-                Failure::UpstreamTls { host, reason }
-            }
-            Err(LoginError::Token(TokenError::Proxy(problem))) => {
-                logins.with_label_values(&["error"]).inc();
-                Failure::OutboundProxy(problem)
-            }
-            Err(LoginError::Token(TokenError::Unavailable(_))) => {
-                logins.with_label_values(&["error"]).inc();
-                Failure::SpotifyUnavailable {
-                    message: "Spotify could not be reached to complete the login. Try signing in \
-                              again in a moment.",
-                    retry_after_secs: 5,
-                }
+                Failure::of_token_error(e, TokenRequest::Login)
             }
             Err(e) => {
                 logins.with_label_values(&["invalid"]).inc();
