@@ -9,7 +9,7 @@
 mod error;
 mod http_client;
 
-pub use error::TokenError;
+pub use error::{Refusal, TokenError};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -191,9 +191,7 @@ impl TokenEndpoint {
     /// RFC 6749 §4.4: the app's own token.
     pub async fn client_credentials(&self) -> Result<Grant, TokenError> {
         let Some(client) = self.app.clone() else {
-            return Err(TokenError::Rejected(
-                "no client secret configured for the client-credentials flow".into(),
-            ));
+            return Err(TokenError::Rejected(Refusal::NoClientSecret));
         };
         let http = self.http.clone();
         self.on_home(async move {
