@@ -63,27 +63,49 @@ pub const CLIENT_SECRET: &str = "test-client-secret-do-not-log";
 pub const PROXY_CREDENTIALS: &str = "gateway:proxy-password-do-not-log";
 pub const SESSION_SECRET: &str = "test-session-secret-0123456789abcdef-0123";
 
-/// A loopback port nobody listens on right now, never handed out twice in this process.
+/// A loopback port nobody listens on right now, never handed out twice on this machine while
+/// the process that took it lives.
 ///
 /// Ports come from 20000-31999, below Linux's ephemeral range (32768+): a port picked here and
 /// bound a moment later by a gateway cannot meanwhile be given to another test's `bind(0)` or
-/// to an outgoing connection.
+/// to an outgoing connection. Test binaries run side by side (`cargo nextest` runs each test in
+/// its own process), so a port is also claimed across processes: an exclusive `flock` on
+/// `<tmp>/spotify-gateway-test-ports/<port>`, held until this process exits (the kernel drops
+/// it then, even after a crash), and a port whose lock another process holds is skipped.
 pub fn free_port() -> u16 {
     use std::collections::HashSet;
+    use std::fs::File;
+    use std::os::fd::AsRawFd;
     use std::sync::Mutex;
-    static GIVEN: Mutex<Option<(u16, HashSet<u16>)>> = Mutex::new(None);
+    struct Given {
+        next: u16,
+        used: HashSet<u16>,
+        /// The lock files of the ports handed out: dropping one would release its port.
+        held: Vec<File>,
+    }
+    static GIVEN: Mutex<Option<Given>> = Mutex::new(None);
+    let dir = std::env::temp_dir().join("spotify-gateway-test-ports");
+    std::fs::create_dir_all(&dir).expect("create the port lock directory");
     let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    let (next, used) = given.get_or_insert_with(|| {
-        // Spread test binaries (and concurrent runs) over the range.
-        (
-            20000 + (std::process::id() % 600) as u16 * 20,
-            HashSet::new(),
-        )
+    let g = given.get_or_insert_with(|| Given {
+        // Spread test processes over the range, so that they rarely meet at the locks.
+        next: 20000 + (std::process::id() % 600) as u16 * 20,
+        used: HashSet::new(),
+        held: Vec::new(),
     });
     for _ in 0..12000 {
-        let port = *next;
-        *next = if *next >= 31999 { 20000 } else { *next + 1 };
-        if used.insert(port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let port = g.next;
+        g.next = if g.next >= 31999 { 20000 } else { g.next + 1 };
+        if !g.used.insert(port) {
+            continue;
+        }
+        let Ok(lock) = File::create(dir.join(port.to_string())) else {
+            continue;
+        };
+        // SAFETY: flock on a descriptor this function owns; no memory is shared.
+        let claimed = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if claimed && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            g.held.push(lock);
             return port;
         }
     }
