@@ -1219,7 +1219,7 @@ async fn malformed_and_smuggling_requests_are_refused() {
     ];
     for (name, port, request, allowed) in &cases {
         let before = s.snapshot().await;
-        let (status, answer) = raw_request(*port, request).await;
+        let (status, answer) = raw_first_answer(*port, request).await;
         assert!(
             allowed.contains(&status),
             "{name}: {status} {}",
@@ -1411,7 +1411,7 @@ async fn egress_tokens_go_to_the_api_host_only() {
         ),
     ] {
         let before = s.snapshot().await;
-        let (status, answer) = raw_request(s.gw.ports.egress, request.as_bytes()).await;
+        let (status, answer) = raw_first_answer(s.gw.ports.egress, request.as_bytes()).await;
         assert_eq!(status, expected, "{name}: {answer}");
         s.assert_untouched(&before, name).await;
     }

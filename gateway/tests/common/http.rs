@@ -171,6 +171,49 @@ pub async fn raw_request(port: u16, request: impl AsRef<[u8]>) -> (u16, String) 
     (status, text)
 }
 
+/// Sends raw bytes to a loopback port and reads the first answer only: up to the end of its
+/// body when it gives a `Content-Length`, else to the end of the connection (at most 10 s). For
+/// checks of the status of a refusal that keeps the connection open; to see everything the
+/// gateway sends back (a second, smuggled answer too), use [`raw_request`].
+pub async fn raw_first_answer(port: u16, request: impl AsRef<[u8]>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let _ = stream.write_all(request.as_ref()).await;
+    let mut answer = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 16 * 1024];
+        while !first_answer_complete(&answer) {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.")
+        .and_then(|t| t.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// Whether `answer` holds a whole HTTP/1 answer whose length its `Content-Length` gives.
+fn first_answer_complete(answer: &[u8]) -> bool {
+    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+    let length = head.lines().find_map(|line| {
+        let value = line.strip_prefix("content-length:")?;
+        value.trim().parse::<usize>().ok()
+    });
+    length.is_some_and(|length| answer.len() >= end + 4 + length)
+}
+
 /// The admin listener's `/metrics` text.
 pub async fn scrape(gw: &Gateway) -> String {
     reqwest::get(format!("{}/metrics", gw.admin_url()))
