@@ -13,6 +13,10 @@ for crate in mock-spotify axum; do
     fail "$crate is a dependency of the build without the demo feature"
   fi
 done
+# The gateway trusts the system store plus its CA files (net/tls_roots.rs) and nothing bundled.
+if grep -q "^webpki-roots v" <<<"$deps"; then
+  fail "webpki-roots (a bundled CA list) is a dependency of the production build"
+fi
 grep -q "^mock-spotify v" < <(cargo tree --locked -p spotify-gateway -e normal --prefix none) \
   || fail "the default build should embed mock-spotify for the demo"
 
