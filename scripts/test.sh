@@ -39,6 +39,20 @@ fi
 export PATH="$TEST_TOOLS/bin:$PATH"
 caddy version
 
+# Cargo tools: cargo-deny (the dependency policy, deny.toml) at a pinned version, and
+# cargo-nextest (the test runner) where the machine has none; built once into a cache of
+# their own, which is kept between runs like the virtualenv above.
+CARGO_TOOLS=${CARGO_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/spotify-gateway/cargo-tools}
+export PATH="$CARGO_TOOLS/bin:$PATH"
+cargo_tool() { # crate version command
+  if ! "$3" --version 2>/dev/null | grep -q "$2"; then
+    echo "installing (cargo): $1 $2 into $CARGO_TOOLS"
+    cargo install --quiet --locked --root "$CARGO_TOOLS" "$1" --version "$2"
+  fi
+}
+cargo_tool cargo-deny 0.20.2 cargo-deny
+command -v cargo-nextest >/dev/null || cargo_tool cargo-nextest 0.9.143 cargo-nextest
+
 # Each step is timed; the table at the end says where the minutes went.
 timings=()
 step() {
@@ -55,8 +69,13 @@ step docs ./scripts/check-docs.sh
 # No two files import each other, in the gateway and in the mock (ARCHITECTURE.md).
 step cycles python3 scripts/check_cycles.py gateway/src mock-spotify/src
 step fmt cargo fmt --all -- --check
+# Licenses, duplicate versions (each one explained in deny.toml) and sources: crates.io only.
+step deny cargo deny --locked check bans licenses sources
 step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
-step tests cargo test --workspace --locked
+# Every test in its own process, side by side across the test binaries (.config/nextest.toml:
+# the groups, the timeout of a hung test); then the doc tests, which nextest does not run.
+step tests cargo nextest run --workspace --locked
+step doc-tests cargo test --doc --workspace --locked
 # The benches and their helper binary compile (benches/README.md); nothing is timed here. The
 # dev profile reuses the test build instead of a release build of every dependency.
 step benches-build cargo bench --no-run --locked -p spotify-gateway --profile dev --features bench-tools
