@@ -205,6 +205,7 @@ fn cookie_group(c: &mut Criterion, fx: &Fixture) {
 
 fn cache_group(c: &mut Criterion, fx: &Fixture) {
     let sessions = &fx.gw.sessions;
+    let tokens = &fx.gw.user_tokens;
     let warm: Arc<LiveSession> = fx
         .rt
         .block_on(sessions.by_key(&fx.one.key))
@@ -236,7 +237,7 @@ fn cache_group(c: &mut Criterion, fx: &Fixture) {
     g.bench_function("access_token", |b| {
         b.iter_custom(|iters| {
             async_iters(&fx.rt, iters, || async {
-                black_box(sessions.access_token(&warm).await.expect("fresh"));
+                black_box(tokens.access_token(&warm).await.expect("fresh"));
             })
         })
     });
@@ -248,6 +249,7 @@ fn cache_group(c: &mut Criterion, fx: &Fixture) {
 fn egress_group(c: &mut Criterion, fx: &Fixture) {
     let gw = &fx.gw;
     let sessions = &gw.sessions;
+    let tokens = &gw.user_tokens;
     let api = UpstreamTarget::from_url(&API_BASE.parse().expect("url"));
     let req = incoming(&fx.assertion);
     let warm = fx
@@ -255,7 +257,7 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
         .block_on(sessions.by_key(&fx.one.key))
         .expect("store")
         .expect("hot");
-    let token = fx.rt.block_on(sessions.access_token(&warm)).expect("token");
+    let token = fx.rt.block_on(tokens.access_token(&warm)).expect("token");
     let body = body();
     let static_bearer = format!("Bearer {}", token.expose());
 
@@ -279,7 +281,7 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
     g.bench_function("3_access_token", |b| {
         b.iter_custom(|iters| {
             async_iters(&fx.rt, iters, || async {
-                black_box(sessions.access_token(&warm).await.expect("fresh"));
+                black_box(tokens.access_token(&warm).await.expect("fresh"));
             })
         })
     });
@@ -320,7 +322,7 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
                     .expect("ok")
                     .expect("hot");
                 assert!(s.user_id() == claims.sub);
-                let token = sessions.access_token(&s).await.expect("fresh");
+                let token = tokens.access_token(&s).await.expect("fresh");
                 black_box(api.peer(None).await.expect("peer"));
                 black_box(upstream_headers(&req, token.expose(), api.host_header()));
                 let mut r = LinkRewriter::new(links.clone(), false);

@@ -13,7 +13,7 @@ use super::registry::Sessions;
 use crate::clock::now_ms;
 use crate::config::AccessConfig;
 use crate::crypto::{self, Purpose};
-use crate::oauth::{ProfileError, TokenError};
+use crate::oauth::{ProfileError, TokenEndpoint, TokenError};
 use crate::secret::AuthorizationCode;
 use crate::store::{Namespace, StoreError};
 
@@ -71,14 +71,16 @@ pub struct Callback<'a> {
 }
 
 impl Sessions {
-    /// Starts a login: remembers it under its state and returns the authorize URL and the
-    /// value of the login cookie that binds the state to this browser.
+    /// Starts a login at `endpoint` (Spotify's accounts service): remembers it under its state
+    /// and returns the authorize URL and the value of the login cookie that binds the state to
+    /// this browser.
     pub async fn begin_login(
         &self,
+        endpoint: &TokenEndpoint,
         return_to: String,
         scopes: &[String],
     ) -> Result<(String, String), StoreError> {
-        let req = self.endpoint.authorize(scopes);
+        let req = endpoint.authorize(scopes);
         let pending = PendingLogin {
             return_to,
             pkce_verifier: req.pkce_verifier,
@@ -94,11 +96,12 @@ impl Sessions {
         Ok((req.url.to_string(), cookie))
     }
 
-    /// Completes a login from the callback. The state must match the browser's login cookie
+    /// Completes a login from the callback, exchanging its code at `endpoint`. The state must match the browser's login cookie
     /// and a pending login, which is consumed: a replayed callback finds nothing.
     /// `access` decides who may sign in (`[access]`); a refused user gets no session.
     pub async fn finish_login(
         &self,
+        endpoint: &TokenEndpoint,
         callback: Callback<'_>,
         access: &AccessConfig,
     ) -> Result<NewSession, LoginError> {
@@ -134,8 +137,7 @@ impl Sessions {
             .filter(|c| !c.is_empty())
             .map(AuthorizationCode::new)
             .ok_or(LoginError::MissingCode)?;
-        let grant = self
-            .endpoint
+        let grant = endpoint
             .exchange_code(code, pending.pkce_verifier)
             .await
             .map_err(|e| match e {
@@ -146,8 +148,7 @@ impl Sessions {
             .refresh_token
             .clone()
             .ok_or_else(|| LoginError::Provider("no refresh token in the token answer".into()))?;
-        let profile = self
-            .endpoint
+        let profile = endpoint
             .profile(&grant.access_token)
             .await
             .map_err(|e| match e {

@@ -1,7 +1,8 @@
 //! The [`Sessions`] registry: the store, the keys, the memory cache in front of the store, how
 //! records are sealed into and opened from the store, and ending a session. Logins
-//! (`login`), lookups (`lookup`), a session's streams (`streams`) and token refreshes
-//! (`tokens::user`) are its other methods.
+//! (`login`), lookups (`lookup`), a session's streams (`streams`), users as an operator sees
+//! them (`users`) and the records of a token refresh (`records`) are its other methods. The
+//! fields are this room's alone: other rooms go through those methods.
 //!
 //! Why this file is over 600 lines: about a fifth is the unit tests of sessions that end by
 //! themselves (deadline, lifetime: one event each), which need the private memory cache;
@@ -18,7 +19,7 @@ use super::streams::{close_streams_of_gone_sessions, CloseReason, Streams};
 use crate::clock::now_ms;
 use crate::crypto::{Keyring, Purpose};
 use crate::events::{EndReason, Event, Events, Kind};
-use crate::oauth::{TokenEndpoint, TokenError};
+use crate::oauth::TokenError;
 use crate::quota::{purge, SharedAnswers};
 use crate::store::{Invalidation, Namespace, PurgeNotice, Store, StoreError, StoreErrorKind};
 use crate::telemetry::metrics::Metrics;
@@ -57,7 +58,7 @@ pub enum SessionError {
 }
 
 pub struct Sessions {
-    pub(crate) store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     /// Swapped whole when SIGHUP rotates `session.secret`; shared with the task that follows
     /// other replicas' purge notices (named by keyed hashes).
     keys: Arc<RwLock<Arc<Keyring>>>,
@@ -66,7 +67,7 @@ pub struct Sessions {
     pub(super) answers: Arc<SharedAnswers>,
     /// Purge notices the store did not take, published again every second (`purge`).
     pub(super) unpublished_purges: Mutex<Vec<PurgeNotice>>,
-    pub(crate) cache: moka::future::Cache<Arc<str>, Arc<LiveSession>>,
+    pub(super) cache: moka::future::Cache<Arc<str>, Arc<LiveSession>>,
     /// Store keys of sessions that ended lately. A lookup that raced with the end (it read the
     /// record before the delete, and fills the cache after it) checks here after filling the
     /// cache, so an ended session can never be cached again (`lookup::by_key`).
@@ -74,34 +75,28 @@ pub struct Sessions {
     /// Sessions refreshed at Spotify whose new record the store did not take (it was down):
     /// the only copy of a rotated refresh token. Written again until the store takes it
     /// (`save_unsaved`); `/readyz` fails meanwhile.
-    pub(crate) unsaved: Mutex<HashMap<Arc<str>, Arc<LiveSession>>>,
+    pub(super) unsaved: Mutex<HashMap<Arc<str>, Arc<LiveSession>>>,
     /// Trusted-header mode: user id → store key of the user's session, so a call for a hot
     /// session does not read the store's user index. Checked against the session every time;
     /// a login of the same user elsewhere is picked up within `USER_INDEX_TTL`.
     pub(super) user_keys: moka::future::Cache<String, Arc<str>>,
-    pub(crate) endpoint: Arc<TokenEndpoint>,
     pub(super) lifetime: Duration,
     /// `session.reauth_after`: the deadline is this long after a login.
     pub(super) reauth_after: Duration,
-    pub(crate) metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
     /// The requests each session has under way on the public listener (WebSockets, event
     /// streams), closed when it ends.
-    pub streams: Arc<Streams>,
+    pub(super) streams: Arc<Streams>,
     /// Audit events of sessions ending by themselves (`invalid_grant`, the deadline, the
     /// lifetime).
-    pub(crate) events: Arc<Events>,
-    /// `token_cache_total{result}` children, resolved once: counted on every egress call.
-    pub(crate) token_cache_hits: prometheus::IntCounter,
-    pub(crate) token_cache_misses: prometheus::IntCounter,
+    pub(super) events: Arc<Events>,
 }
 
 impl Sessions {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         answers: Arc<SharedAnswers>,
         keys: Keyring,
-        endpoint: Arc<TokenEndpoint>,
         lifetime: Duration,
         reauth_after: Duration,
         metrics: Arc<Metrics>,
@@ -179,11 +174,8 @@ impl Sessions {
             ended,
             unsaved: Mutex::new(HashMap::new()),
             user_keys,
-            endpoint,
             lifetime,
             reauth_after,
-            token_cache_hits: metrics.token_cache.with_label_values(&["hit"]),
-            token_cache_misses: metrics.token_cache.with_label_values(&["miss"]),
             metrics,
             streams,
             events,
@@ -207,7 +199,7 @@ impl Sessions {
     }
 
     /// Logs a store failure (the store wrapper has counted it).
-    pub(crate) fn store_error(&self, e: StoreError) -> StoreError {
+    pub(super) fn store_error(&self, e: StoreError) -> StoreError {
         tracing::error!(error = %e, "session store operation failed");
         e
     }
@@ -365,7 +357,7 @@ impl Sessions {
     /// re-consent deadline) or `lifetime` (its `session.lifetime`, which came first): reported
     /// once — by whoever removes the copy here, and across replicas by whoever takes the
     /// store's lock named for it (Redis; a single process always does).
-    pub(crate) async fn forget_expired(&self, key: &str) {
+    pub(super) async fn forget_expired(&self, key: &str) {
         let Some(s) = self.cache.remove(key).await else {
             return;
         };
@@ -401,69 +393,6 @@ impl Sessions {
     /// Whether the session under `key` ended lately on any replica this one heard of.
     pub(super) fn has_ended(&self, key: &str) -> bool {
         self.ended.contains_key(key)
-    }
-
-    // -- refreshed records the store did not take -----------------------------------------------
-
-    /// Keeps a refreshed session that the store refused, to be written again.
-    pub(crate) fn keep_unsaved(&self, session: &Arc<LiveSession>) {
-        let n = {
-            let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-            unsaved.insert(Arc::clone(&session.key), Arc::clone(session));
-            unsaved.len()
-        };
-        self.metrics.unsaved_sessions.set(n as i64);
-        tracing::error!(
-            unsaved = n,
-            "a refreshed session could not be written to the session store; it is kept in \
-             memory and written again every second, and /readyz fails until it is saved. Check \
-             the store (a restart now would lose the session's new refresh token)"
-        );
-    }
-
-    /// A refreshed session that is waiting for the store, if `key` is one.
-    pub(super) fn unsaved(&self, key: &str) -> Option<Arc<LiveSession>> {
-        let unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-        unsaved.get(key).cloned()
-    }
-
-    fn forget_unsaved(&self, key: &str) {
-        let n = {
-            let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-            unsaved.remove(key);
-            unsaved.len()
-        };
-        self.metrics.unsaved_sessions.set(n as i64);
-    }
-
-    /// How many refreshed sessions wait for the store (`/readyz` fails while any do).
-    pub fn unsaved_count(&self) -> usize {
-        self.unsaved.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Writes every waiting refreshed session again; those the store takes stop waiting.
-    pub async fn save_unsaved(&self) {
-        let waiting: Vec<Arc<LiveSession>> = {
-            let unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-            unsaved.values().cloned().collect()
-        };
-        for session in waiting {
-            // Ended meanwhile (here, or announced by another replica): writing it again would
-            // bring it back.
-            if session.is_ended() || self.has_ended(&session.key) {
-                self.forget_unsaved(&session.key);
-                continue;
-            }
-            let record = session.record();
-            if self.persist(&session.key, &record).await.is_ok() {
-                // Unless it changed again meanwhile (then the newer record waits).
-                let current = session.with_record(|r| r.updated_at_ms);
-                if current == record.updated_at_ms {
-                    self.forget_unsaved(&session.key);
-                    tracing::info!("a refreshed session waiting for the store is saved now");
-                }
-            }
-        }
     }
 
     /// Removes expired records from the store and updates the active-session gauge.
@@ -529,7 +458,7 @@ impl Sessions {
     }
 
     /// Writes a session record under `key`, to expire with the session.
-    pub(crate) async fn persist(
+    pub(super) async fn persist(
         &self,
         key: &str,
         record: &SessionRecord,
@@ -543,7 +472,7 @@ impl Sessions {
     }
 
     /// The live stored session record under `key`, if any.
-    pub(crate) async fn load_record(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
+    pub(super) async fn load_record(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
         let raw = self
             .store
             .get(Namespace::Session, key)
@@ -594,22 +523,12 @@ backend = "memory"
 "#;
         let config = Config::parse(text, "t", &|_| None).expect("config");
         let metrics = Arc::new(Metrics::new());
-        let endpoint = Arc::new(
-            TokenEndpoint::new(
-                &config.spotify,
-                &crate::net::tls_roots::Trust::load(None).expect("roots"),
-                &crate::net::outbound::Outbound::default(),
-                metrics.clone(),
-            )
-            .expect("endpoint"),
-        );
         let keys = Keyring::new(&config.session.secret, None);
         let events = Arc::new(Events::without_webhooks(&keys, metrics.clone()));
         Sessions::new(
             Arc::new(MemoryStore::default()),
             Arc::new(SharedAnswers::new(0)),
             keys,
-            endpoint,
             HOUR,
             HOUR,
             metrics,
