@@ -35,6 +35,7 @@ use spotify_gateway::proxy::assertion;
 use spotify_gateway::proxy::egress;
 use spotify_gateway::proxy::egress::links::{LinkMap, LinkRewriter};
 use spotify_gateway::proxy::UpstreamTarget;
+use spotify_gateway::secret::SessionKey;
 use spotify_gateway::session::LiveSession;
 use support::seed;
 
@@ -208,7 +209,7 @@ fn cache_group(c: &mut Criterion, fx: &Fixture) {
     let tokens = &fx.gw.user_tokens;
     let warm: Arc<LiveSession> = fx
         .rt
-        .block_on(sessions.by_key(&fx.one.key))
+        .block_on(sessions.by_key(&SessionKey::new(fx.one.key.as_str())))
         .expect("store")
         .expect("hot");
     // The baseline: a plain map of the same size behind a lock.
@@ -218,11 +219,12 @@ fn cache_group(c: &mut Criterion, fx: &Fixture) {
             .chain([(fx.one.key.clone(), warm.clone())])
             .collect(),
     );
+    let key = SessionKey::new(fx.one.key.as_str());
     let mut g = c.benchmark_group("cache");
     g.bench_function("by_key", |b| {
         b.iter_custom(|iters| {
             async_iters(&fx.rt, iters, || async {
-                black_box(sessions.by_key(black_box(&fx.one.key)).await.expect("ok"));
+                black_box(sessions.by_key(black_box(&key)).await.expect("ok"));
             })
         })
     });
@@ -254,7 +256,7 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
     let req = incoming(&fx.assertion);
     let warm = fx
         .rt
-        .block_on(sessions.by_key(&fx.one.key))
+        .block_on(sessions.by_key(&SessionKey::new(fx.one.key.as_str())))
         .expect("store")
         .expect("hot");
     let token = fx.rt.block_on(tokens.access_token(&warm)).expect("token");
@@ -270,7 +272,7 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
         b.iter_custom(|iters| {
             async_iters(&fx.rt, iters, || async {
                 let s = sessions
-                    .by_key(&claims.sid)
+                    .by_key(&SessionKey::new(claims.sid.as_str()))
                     .await
                     .expect("ok")
                     .expect("hot");
@@ -317,7 +319,7 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
             async_iters(&fx.rt, iters, || async {
                 let claims = assertion::verify(&sessions.keys(), &fx.assertion).expect("valid");
                 let s = sessions
-                    .by_key(&claims.sid)
+                    .by_key(&SessionKey::new(claims.sid.as_str()))
                     .await
                     .expect("ok")
                     .expect("hot");

@@ -14,7 +14,7 @@ use crate::clock::now_ms;
 use crate::config::AccessConfig;
 use crate::crypto::{self, Purpose};
 use crate::oauth::{ProfileError, TokenEndpoint, TokenError};
-use crate::secret::AuthorizationCode;
+use crate::secret::{AuthorizationCode, SessionId, SessionKey};
 use crate::store::{Namespace, StoreError};
 
 /// A login must come back from Spotify within this time (the state expires in 10 min).
@@ -166,7 +166,7 @@ impl Sessions {
             });
         }
 
-        let sid = crypto::random_id();
+        let sid = SessionId::new(crypto::random_id());
         let now = now_ms();
         // Spotify's refresh token ends a fixed time after this authorization, however often it
         // is refreshed: the session ends then at the latest.
@@ -185,13 +185,13 @@ impl Sessions {
             updated_at_ms: now,
             expires_at_ms: (now + self.lifetime.as_millis() as u64).min(reauth_by),
         };
-        let key: Arc<str> = keys.index_key("session", &sid).into();
+        let key = SessionKey::new(keys.index_key("session", sid.expose()));
         self.persist(&key, &record).await?;
         // Every session of the user can be found at once (disconnect, revocation).
         self.store
             .add_user_session(
                 &record.user_id,
-                &key,
+                key.expose(),
                 Duration::from_millis(record.expires_at_ms.saturating_sub(now)),
             )
             .await
@@ -201,7 +201,7 @@ impl Sessions {
                 .put(
                     Namespace::UserIndex,
                     &index,
-                    key.as_bytes().to_vec(),
+                    key.expose().as_bytes().to_vec(),
                     self.lifetime,
                 )
                 .await
@@ -209,14 +209,12 @@ impl Sessions {
         }
         let user_id = record.user_id.clone();
         let account_id = record.account_id.clone();
-        self.user_keys
-            .insert(user_id.clone(), Arc::clone(&key))
-            .await;
+        self.user_keys.insert(user_id.clone(), key.clone()).await;
         self.cache
             .insert(key.clone(), Arc::new(LiveSession::new(key, record)))
             .await;
         Ok(NewSession {
-            cookie_value: keys.seal(Purpose::SessionCookie, b"", sid.as_bytes()),
+            cookie_value: keys.seal(Purpose::SessionCookie, b"", sid.expose().as_bytes()),
             return_to: pending.return_to,
             user_id,
             account_id,

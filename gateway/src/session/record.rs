@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
 use crate::oauth::TokenError;
-use crate::secret::{exposed, AccessToken, PkceVerifier, RefreshToken};
+use crate::secret::{exposed, AccessToken, PkceVerifier, RefreshToken, SessionKey};
 use crate::tokens::failure_hold::FailureHold;
 
 /// The scopes a session was granted, space-separated in one shared string (the form of
@@ -105,7 +105,7 @@ pub(super) struct PendingLogin {
 /// A session in this replica's memory.
 pub struct LiveSession {
     /// Store key (keyed hash of the session id); the memory cache's key shares it.
-    pub key: Arc<str>,
+    pub key: SessionKey,
     record: RwLock<SessionRecord>,
     /// Held by the one refresh of this session's token in flight (`tokens::user`); owned by
     /// the refresh task, so a caller that gives up does not cancel it.
@@ -117,7 +117,7 @@ pub struct LiveSession {
 }
 
 impl LiveSession {
-    pub fn new(key: Arc<str>, record: SessionRecord) -> LiveSession {
+    pub fn new(key: SessionKey, record: SessionRecord) -> LiveSession {
         LiveSession {
             key,
             record: RwLock::new(record),

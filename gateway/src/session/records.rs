@@ -13,6 +13,7 @@ use std::sync::Arc;
 use super::record::{LiveSession, SessionRecord};
 use super::registry::{SessionError, Sessions};
 use super::streams::CloseReason;
+use crate::secret::SessionKey;
 
 /// The records of a refresh.
 impl Sessions {
@@ -58,7 +59,7 @@ impl Sessions {
     fn keep_unsaved(&self, session: &Arc<LiveSession>) {
         let n = {
             let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-            unsaved.insert(Arc::clone(&session.key), Arc::clone(session));
+            unsaved.insert(session.key.clone(), Arc::clone(session));
             unsaved.len()
         };
         self.metrics.unsaved_sessions.set(n as i64);
@@ -71,12 +72,12 @@ impl Sessions {
     }
 
     /// A refreshed session that is waiting for the store, if `key` is one.
-    pub(super) fn unsaved(&self, key: &str) -> Option<Arc<LiveSession>> {
+    pub(super) fn unsaved(&self, key: &SessionKey) -> Option<Arc<LiveSession>> {
         let unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
         unsaved.get(key).cloned()
     }
 
-    pub(super) fn forget_unsaved(&self, key: &str) {
+    pub(super) fn forget_unsaved(&self, key: &SessionKey) {
         let n = {
             let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
             unsaved.remove(key);

@@ -21,6 +21,7 @@ use crate::crypto::{Keyring, Purpose};
 use crate::events::{EndReason, Event, Events, Kind};
 use crate::oauth::TokenError;
 use crate::quota::{purge, SharedAnswers};
+use crate::secret::SessionKey;
 use crate::store::{Invalidation, Namespace, PurgeNotice, Store, StoreError, StoreErrorKind};
 use crate::telemetry::metrics::Metrics;
 
@@ -67,19 +68,19 @@ pub struct Sessions {
     pub(super) answers: Arc<SharedAnswers>,
     /// Purge notices the store did not take, published again every second (`purge`).
     pub(super) unpublished_purges: Mutex<Vec<PurgeNotice>>,
-    pub(super) cache: moka::future::Cache<Arc<str>, Arc<LiveSession>>,
+    pub(super) cache: moka::future::Cache<SessionKey, Arc<LiveSession>>,
     /// Store keys of sessions that ended lately. A lookup that raced with the end (it read the
     /// record before the delete, and fills the cache after it) checks here after filling the
     /// cache, so an ended session can never be cached again (`lookup::by_key`).
-    pub(super) ended: moka::future::Cache<Arc<str>, ()>,
+    pub(super) ended: moka::future::Cache<SessionKey, ()>,
     /// Sessions refreshed at Spotify whose new record the store did not take (it was down):
     /// the only copy of a rotated refresh token. Written again until the store takes it
     /// (`save_unsaved`); `/readyz` fails meanwhile.
-    pub(super) unsaved: Mutex<HashMap<Arc<str>, Arc<LiveSession>>>,
+    pub(super) unsaved: Mutex<HashMap<SessionKey, Arc<LiveSession>>>,
     /// Trusted-header mode: user id → store key of the user's session, so a call for a hot
     /// session does not read the store's user index. Checked against the session every time;
     /// a login of the same user elsewhere is picked up within `USER_INDEX_TTL`.
-    pub(super) user_keys: moka::future::Cache<String, Arc<str>>,
+    pub(super) user_keys: moka::future::Cache<String, SessionKey>,
     pub(super) lifetime: Duration,
     /// `session.reauth_after`: the deadline is this long after a login.
     pub(super) reauth_after: Duration,
@@ -102,11 +103,12 @@ impl Sessions {
         metrics: Arc<Metrics>,
         events: Arc<Events>,
     ) -> Sessions {
-        let cache: moka::future::Cache<Arc<str>, Arc<LiveSession>> = moka::future::Cache::builder()
-            .max_capacity(CACHE_CAPACITY)
-            .time_to_idle(CACHE_IDLE)
-            .build();
-        let ended: moka::future::Cache<Arc<str>, ()> = moka::future::Cache::builder()
+        let cache: moka::future::Cache<SessionKey, Arc<LiveSession>> =
+            moka::future::Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_idle(CACHE_IDLE)
+                .build();
+        let ended: moka::future::Cache<SessionKey, ()> = moka::future::Cache::builder()
             .max_capacity(CACHE_CAPACITY)
             .time_to_live(ENDED_MEMORY)
             .build();
@@ -127,8 +129,8 @@ impl Sessions {
                         // so a lookup filling the cache right now sees it (`by_key`); then its
                         // streams here close.
                         Invalidation::Key(key) => {
-                            let key: Arc<str> = key.into();
-                            ended.insert(Arc::clone(&key), ()).await;
+                            let key = SessionKey::new(key);
+                            ended.insert(key.clone(), ()).await;
                             if let Some(s) = cache.remove(&key).await {
                                 s.mark_ended();
                             }
@@ -208,33 +210,32 @@ impl Sessions {
     /// first, so no lookup can cache it again, then dropped from memory with its streams
     /// closed (`reason` counts them), deleted from the store and announced to the other
     /// replicas, which do the same.
-    pub async fn end(&self, key: &str, reason: CloseReason) -> Result<(), StoreError> {
-        let key: Arc<str> = key.into();
-        self.ended.insert(Arc::clone(&key), ()).await;
-        let cached = self.cache.remove(&key).await;
+    pub async fn end(&self, key: &SessionKey, reason: CloseReason) -> Result<(), StoreError> {
+        self.ended.insert(key.clone(), ()).await;
+        let cached = self.cache.remove(key).await;
         if let Some(s) = &cached {
             s.mark_ended();
         }
-        self.streams.close(&key, reason);
-        self.forget_unsaved(&key);
+        self.streams.close(key, reason);
+        self.forget_unsaved(key);
         // Whose session it is, for the user's index: from memory, else from the store.
         let user = match &cached {
             Some(s) => Some(s.user_id()),
             None => self
-                .load_record(&key)
+                .load_record(key)
                 .await
                 .ok()
                 .flatten()
                 .map(|r| r.user_id),
         };
-        let result = self.store.delete(Namespace::Session, &key).await;
+        let result = self.store.delete(Namespace::Session, key.expose()).await;
         if result.is_ok() {
-            if let Err(e) = self.store.publish_invalidation(&key).await {
+            if let Err(e) = self.store.publish_invalidation(key.expose()).await {
                 self.store_error(e);
             }
             if let Some(user) = &user {
                 // A stale entry would only name a key that opens nothing.
-                let _ = self.store.remove_user_session(user, &key).await;
+                let _ = self.store.remove_user_session(user, key.expose()).await;
             }
         }
         if let Some(s) = cached {
@@ -242,7 +243,7 @@ impl Sessions {
                 self.user_keys.invalidate(&index).await;
                 // Only drop the index when it still points at this session.
                 if let Ok(Some(k)) = self.store.get(Namespace::UserIndex, &index).await {
-                    if k == key.as_bytes() {
+                    if key.is(&k) {
                         let _ = self.store.delete(Namespace::UserIndex, &index).await;
                     }
                 }
@@ -260,8 +261,7 @@ impl Sessions {
         let (user, indexes) =
             session.with_record(|r| (r.user_id.clone(), super::record::identity_indexes(r)));
         let keys = self
-            .store
-            .user_sessions(&user)
+            .user_session_keys(&user)
             .await
             .map_err(|e| self.store_error(e))?;
         self.end_user(
@@ -282,8 +282,8 @@ impl Sessions {
     pub(super) async fn end_user(
         &self,
         user: &str,
-        keys: Vec<String>,
-        also: Option<&str>,
+        keys: Vec<SessionKey>,
+        also: Option<&SessionKey>,
         indexes: Vec<String>,
         reason: CloseReason,
     ) -> Result<usize, StoreError> {
@@ -297,20 +297,20 @@ impl Sessions {
     async fn end_user_sessions(
         &self,
         user: &str,
-        mut keys: Vec<String>,
-        also: Option<&str>,
+        mut keys: Vec<SessionKey>,
+        also: Option<&SessionKey>,
         indexes: Vec<String>,
         reason: CloseReason,
     ) -> Result<usize, StoreError> {
         if let Some(also) = also {
             if !keys.iter().any(|k| k == also) {
-                keys.push(also.to_string());
+                keys.push(also.clone());
             }
         }
         for key in &keys {
             self.end(key, reason).await?;
             // `end` found no record for a key whose session had already gone: its entry too.
-            let _ = self.store.remove_user_session(user, key).await;
+            let _ = self.store.remove_user_session(user, key.expose()).await;
         }
         for index in indexes {
             self.user_keys.invalidate(&index).await;
@@ -334,7 +334,7 @@ impl Sessions {
     ) -> Result<usize, StoreError> {
         let by_ms = by.as_millis() as u64;
         let mut aged = 0;
-        for key in self.store.user_sessions(user_id).await? {
+        for key in self.user_session_keys(user_id).await? {
             let Some(session) = self.by_key(&key).await? else {
                 continue;
             };
@@ -352,12 +352,22 @@ impl Sessions {
         Ok(aged)
     }
 
+    /// The store keys of `user`'s sessions, from the store's user → sessions index (stale ones
+    /// too: a key whose session has gone opens nothing).
+    pub(super) async fn user_session_keys(
+        &self,
+        user: &str,
+    ) -> Result<Vec<SessionKey>, StoreError> {
+        let keys = self.store.user_sessions(user).await?;
+        Ok(keys.into_iter().map(SessionKey::new).collect())
+    }
+
     /// Drops the expired cached copy under `key`. When it went by itself (not signed out, not
     /// ended elsewhere), that is a `session.ended` event with reason `deadline` (its
     /// re-consent deadline) or `lifetime` (its `session.lifetime`, which came first): reported
     /// once — by whoever removes the copy here, and across replicas by whoever takes the
     /// store's lock named for it (Redis; a single process always does).
-    pub(super) async fn forget_expired(&self, key: &str) {
+    pub(super) async fn forget_expired(&self, key: &SessionKey) {
         let Some(s) = self.cache.remove(key).await else {
             return;
         };
@@ -377,7 +387,7 @@ impl Sessions {
         let report = self
             .store
             .lock(
-                &format!("deadline-reported:{key}"),
+                &format!("deadline-reported:{}", key.expose()),
                 &crate::crypto::random_id(),
                 DEADLINE_REPORT_MEMORY,
             )
@@ -391,7 +401,7 @@ impl Sessions {
     }
 
     /// Whether the session under `key` ended lately on any replica this one heard of.
-    pub(super) fn has_ended(&self, key: &str) -> bool {
+    pub(super) fn has_ended(&self, key: &SessionKey) -> bool {
         self.ended.contains_key(key)
     }
 
@@ -407,11 +417,11 @@ impl Sessions {
         self.cache.run_pending_tasks().await;
         // Sessions in memory that reached their deadline since they were last used: their
         // `session.ended` event is due now, not at the next request (which may never come).
-        let due: Vec<Arc<str>> = self
+        let due: Vec<SessionKey> = self
             .cache
             .iter()
             .filter(|(_, s)| s.is_expired())
-            .map(|(k, _)| Arc::clone(&*k))
+            .map(|(k, _)| (*k).clone())
             .collect();
         for key in due {
             self.forget_expired(&key).await;
@@ -460,9 +470,10 @@ impl Sessions {
     /// Writes a session record under `key`, to expire with the session.
     pub(super) async fn persist(
         &self,
-        key: &str,
+        key: &SessionKey,
         record: &SessionRecord,
     ) -> Result<(), StoreError> {
+        let key = key.expose();
         let sealed = self.seal_record(key, record)?;
         let ttl = Duration::from_millis(record.expires_at_ms.saturating_sub(now_ms()));
         self.store
@@ -472,7 +483,11 @@ impl Sessions {
     }
 
     /// The live stored session record under `key`, if any.
-    pub(super) async fn load_record(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
+    pub(super) async fn load_record(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let key = key.expose();
         let raw = self
             .store
             .get(Namespace::Session, key)
@@ -557,13 +572,14 @@ backend = "memory"
             }),
             ("key-out", |r| r.expires_at_ms = now_ms() - 1),
         ];
-        for (key, expire) in &cases {
+        for (name, expire) in &cases {
+            let key = SessionKey::new(*name);
             let mut live = record("alice");
             live.reauth_by_ms = Some(now_ms() + 3_600_000);
-            s.persist(key, &live).await.expect("put");
-            let cached = s.by_key(key).await.expect("store").expect("live");
+            s.persist(&key, &live).await.expect("put");
+            let cached = s.by_key(&key).await.expect("store").expect("live");
             cached.update(*expire);
-            if *key == "key-out" {
+            if *name == "key-out" {
                 cached.mark_ended();
             }
         }
@@ -571,8 +587,8 @@ backend = "memory"
         // report, whoever looks.
         s.housekeeping().await;
         s.housekeeping().await;
-        for (key, _) in &cases {
-            s.forget_expired(key).await;
+        for (name, _) in &cases {
+            s.forget_expired(&SessionKey::new(*name)).await;
         }
         assert_eq!(ended(&s, "lifetime"), 1);
         assert_eq!(ended(&s, "deadline"), 1);

@@ -142,7 +142,7 @@ impl UserTokens {
         &self,
         session: &Arc<LiveSession>,
     ) -> Result<AccessToken, SessionError> {
-        let lock = format!("refresh:{}", session.key);
+        let lock = format!("refresh:{}", session.key.expose());
         let owner = crypto::random_id();
         let deadline = Instant::now() + REFRESH_LOCK_TTL + Duration::from_secs(2);
         loop {

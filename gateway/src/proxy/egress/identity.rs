@@ -8,7 +8,7 @@ use pingora::proxy::Session;
 
 use super::super::respond::{Failure, TokenRequest};
 use crate::oauth::Grant;
-use crate::secret::AccessToken;
+use crate::secret::{AccessToken, SessionKey};
 use crate::server::state::{Gateway, Live};
 use crate::session::{LiveSession, SessionError};
 
@@ -84,7 +84,7 @@ async fn identify(
     };
     if let Some(claims) = claims {
         let found = sessions
-            .by_key(&claims.sid)
+            .by_key(&SessionKey::new(claims.sid.as_str()))
             .await
             .map_err(|_| Failure::StoreUnavailable)?;
         return match found {
