@@ -116,3 +116,45 @@ impl Sessions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::registry::tests::{record, sessions};
+    use super::*;
+
+    /// A refresh adopts a newer stored record (another replica refreshed), never an older one,
+    /// and finds the session ended once the store no longer holds it.
+    #[tokio::test]
+    async fn a_refresh_adopts_only_a_newer_stored_record_and_sees_an_end() {
+        let s = sessions();
+        let key = SessionKey::new("key-alice");
+        s.persist(&key, &record("alice")).await.expect("put");
+        let live = s.by_key(&key).await.expect("store").expect("live");
+        let mut newer = live.record();
+        newer.access_token = crate::secret::AccessToken::new("from-another-replica");
+        newer.updated_at_ms += 1;
+        s.persist(&key, &newer).await.expect("put");
+        s.adopt_stored(&live).await.expect("held");
+        assert_eq!(
+            live.with_record(|r| r.access_token.expose().to_string()),
+            "from-another-replica"
+        );
+
+        let mut older = live.record();
+        older.access_token = crate::secret::AccessToken::new("stale");
+        older.updated_at_ms -= 2;
+        s.persist(&key, &older).await.expect("put");
+        s.adopt_stored(&live).await.expect("held");
+        assert_eq!(
+            live.with_record(|r| r.access_token.expose().to_string()),
+            "from-another-replica"
+        );
+
+        s.end_refused(&live).await;
+        assert!(matches!(
+            s.adopt_stored(&live).await,
+            Err(SessionError::Ended)
+        ));
+        assert!(s.by_key(&key).await.expect("store").is_none());
+    }
+}
