@@ -35,6 +35,7 @@ use spotify_gateway::proxy::assertion;
 use spotify_gateway::proxy::egress;
 use spotify_gateway::proxy::egress::links::{LinkMap, LinkRewriter};
 use spotify_gateway::proxy::UpstreamTarget;
+use spotify_gateway::secret::SessionKey;
 use spotify_gateway::session::LiveSession;
 use support::seed;
 
@@ -205,9 +206,10 @@ fn cookie_group(c: &mut Criterion, fx: &Fixture) {
 
 fn cache_group(c: &mut Criterion, fx: &Fixture) {
     let sessions = &fx.gw.sessions;
+    let tokens = &fx.gw.user_tokens;
     let warm: Arc<LiveSession> = fx
         .rt
-        .block_on(sessions.by_key(&fx.one.key))
+        .block_on(sessions.by_key(&SessionKey::new(fx.one.key.as_str())))
         .expect("store")
         .expect("hot");
     // The baseline: a plain map of the same size behind a lock.
@@ -217,11 +219,12 @@ fn cache_group(c: &mut Criterion, fx: &Fixture) {
             .chain([(fx.one.key.clone(), warm.clone())])
             .collect(),
     );
+    let key = SessionKey::new(fx.one.key.as_str());
     let mut g = c.benchmark_group("cache");
     g.bench_function("by_key", |b| {
         b.iter_custom(|iters| {
             async_iters(&fx.rt, iters, || async {
-                black_box(sessions.by_key(black_box(&fx.one.key)).await.expect("ok"));
+                black_box(sessions.by_key(black_box(&key)).await.expect("ok"));
             })
         })
     });
@@ -236,7 +239,7 @@ fn cache_group(c: &mut Criterion, fx: &Fixture) {
     g.bench_function("access_token", |b| {
         b.iter_custom(|iters| {
             async_iters(&fx.rt, iters, || async {
-                black_box(sessions.access_token(&warm).await.expect("fresh"));
+                black_box(tokens.access_token(&warm).await.expect("fresh"));
             })
         })
     });
@@ -248,14 +251,15 @@ fn cache_group(c: &mut Criterion, fx: &Fixture) {
 fn egress_group(c: &mut Criterion, fx: &Fixture) {
     let gw = &fx.gw;
     let sessions = &gw.sessions;
+    let tokens = &gw.user_tokens;
     let api = UpstreamTarget::from_url(&API_BASE.parse().expect("url"));
     let req = incoming(&fx.assertion);
     let warm = fx
         .rt
-        .block_on(sessions.by_key(&fx.one.key))
+        .block_on(sessions.by_key(&SessionKey::new(fx.one.key.as_str())))
         .expect("store")
         .expect("hot");
-    let token = fx.rt.block_on(sessions.access_token(&warm)).expect("token");
+    let token = fx.rt.block_on(tokens.access_token(&warm)).expect("token");
     let body = body();
     let static_bearer = format!("Bearer {}", token.expose());
 
@@ -268,7 +272,7 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
         b.iter_custom(|iters| {
             async_iters(&fx.rt, iters, || async {
                 let s = sessions
-                    .by_key(&claims.sid)
+                    .by_key(&SessionKey::new(claims.sid.as_str()))
                     .await
                     .expect("ok")
                     .expect("hot");
@@ -279,7 +283,7 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
     g.bench_function("3_access_token", |b| {
         b.iter_custom(|iters| {
             async_iters(&fx.rt, iters, || async {
-                black_box(sessions.access_token(&warm).await.expect("fresh"));
+                black_box(tokens.access_token(&warm).await.expect("fresh"));
             })
         })
     });
@@ -315,12 +319,12 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
             async_iters(&fx.rt, iters, || async {
                 let claims = assertion::verify(&sessions.keys(), &fx.assertion).expect("valid");
                 let s = sessions
-                    .by_key(&claims.sid)
+                    .by_key(&SessionKey::new(claims.sid.as_str()))
                     .await
                     .expect("ok")
                     .expect("hot");
                 assert!(s.user_id() == claims.sub);
-                let token = sessions.access_token(&s).await.expect("fresh");
+                let token = tokens.access_token(&s).await.expect("fresh");
                 black_box(api.peer(None).await.expect("peer"));
                 black_box(upstream_headers(&req, token.expose(), api.host_header()));
                 let mut r = LinkRewriter::new(links.clone(), false);

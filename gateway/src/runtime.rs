@@ -7,14 +7,22 @@
 //! await a task spawned on this runtime.
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use tokio::runtime::{Handle, Runtime};
 
 static HOME: OnceLock<Runtime> = OnceLock::new();
+/// Held by the one caller that starts the runtime. Two racing callers must not both build
+/// one: the loser's would be dropped where it was built, and dropping a runtime inside an
+/// async context (a `#[tokio::test]`, a listener's task) panics.
+static STARTING: Mutex<()> = Mutex::new(());
 
 /// The handle of the I/O runtime, started on first use; it lives as long as the process.
 pub fn io_home() -> std::io::Result<Handle> {
+    if let Some(rt) = HOME.get() {
+        return Ok(rt.handle().clone());
+    }
+    let _starting = STARTING.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(rt) = HOME.get() {
         return Ok(rt.handle().clone());
     }
@@ -23,8 +31,6 @@ pub fn io_home() -> std::io::Result<Handle> {
         .thread_name("gateway-io")
         .enable_all()
         .build()?;
-    // A concurrent caller may have won the race; either runtime is fine, and the loser is
-    // dropped here, outside any async context.
     Ok(HOME.get_or_init(|| rt).handle().clone())
 }
 

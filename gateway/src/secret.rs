@@ -4,7 +4,9 @@
 //! log line by accident, because formatting it prints only where it came from. [`Secret`] is a
 //! configured secret (client secret, session secret, Redis URL); the values the OAuth flows
 //! move around each have their own type ([`AccessToken`], [`RefreshToken`], [`PkceVerifier`],
-//! [`CsrfState`], [`AuthorizationCode`]), so a refresh cannot be handed an access token.
+//! [`CsrfState`], [`AuthorizationCode`]), so a refresh cannot be handed an access token. A
+//! session's id ([`SessionId`], what its cookie seals) and its store key ([`SessionKey`], the
+//! keyed hash of the id that names it everywhere else) are secrets of the same kind.
 
 use std::fmt;
 use std::sync::Arc;
@@ -135,6 +137,59 @@ secret_type!(
     AuthorizationCode
 );
 
+secret_type!(
+    /// A session's id: the random value its cookie seals (`session::login`), and nowhere else
+    /// in the clear. Only its keyed hash, the [`SessionKey`], is stored.
+    SessionId
+);
+
+/// A session's store key: the keyed hash of its [`SessionId`] (`Keyring::index_key`). Its
+/// record is stored and cached under it, its streams and its locks are named by it, and an
+/// assertion's `sid` carries it. It opens no cookie, but it names a session to whoever can
+/// sign an assertion, so it prints no value either, and equality is constant-time. Cloning
+/// is cheap (shared).
+#[derive(Clone)]
+pub struct SessionKey(Arc<str>);
+
+impl SessionKey {
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
+        SessionKey(value.into())
+    }
+
+    /// The value. Call this only where the key is used (a store key, a lock's or a keyed
+    /// hash's input, an assertion's claim), never to format it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `bytes` (read from the store or a request) are this key, in constant time.
+    pub fn is(&self, bytes: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(bytes).into()
+    }
+}
+
+impl PartialEq for SessionKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.is(other.0.as_bytes())
+    }
+}
+
+impl Eq for SessionKey {}
+
+/// As the value's own hash, so maps keyed by session key spread as they did by string.
+impl std::hash::Hash for SessionKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionKey([redacted])")
+    }
+}
+
 /// A typed secret that may be written into a record that is sealed as a whole before it is
 /// stored (see `session::record`).
 pub trait Stored: Sized {
@@ -195,5 +250,19 @@ mod tests {
         let r = RefreshToken::new("AQD-refresh-token-value");
         assert_eq!(format!("{r:?}"), "RefreshToken([redacted])");
         assert_eq!(r.expose(), "AQD-refresh-token-value");
+        let id = SessionId::new("session-id-value");
+        assert_eq!(format!("{id:?}"), "SessionId([redacted])");
+    }
+
+    #[test]
+    fn a_session_key_prints_nothing_and_compares_whole() {
+        let key = SessionKey::new("keyed-hash-of-a-session-id");
+        assert_eq!(format!("{key:?}"), "SessionKey([redacted])");
+        assert_eq!(format!("{:?}", Some(&key)), "Some(SessionKey([redacted]))");
+        assert_eq!(key, SessionKey::new("keyed-hash-of-a-session-id"));
+        assert_ne!(key, SessionKey::new("keyed-hash-of-a-session-i"));
+        assert!(key.is(b"keyed-hash-of-a-session-id"));
+        assert!(!key.is(b"keyed-hash-of-a-session-idX"));
+        assert_eq!(key.expose(), "keyed-hash-of-a-session-id");
     }
 }

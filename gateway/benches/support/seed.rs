@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use spotify_gateway::clock::now_ms;
 use spotify_gateway::crypto::{random_id, Purpose};
-use spotify_gateway::secret::{AccessToken, RefreshToken};
+use spotify_gateway::secret::{AccessToken, RefreshToken, SessionKey};
 use spotify_gateway::session::{SessionRecord, Sessions};
 use spotify_gateway::store::{Namespace, StoreError};
 
@@ -85,7 +85,7 @@ pub async fn seed(sessions: &Sessions, i: usize) -> Result<Seeded, StoreError> {
             ttl,
         )
         .await?;
-    let live = sessions.by_key(&key).await?;
+    let live = sessions.by_key(&SessionKey::new(key.as_str())).await?;
     assert!(live.is_some(), "a seeded session must be found");
     Ok(Seeded {
         sid,

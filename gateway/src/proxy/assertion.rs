@@ -21,7 +21,9 @@ const MAX_TOKEN_LEN: usize = 2048;
 /// other algorithm, no key id to look up.
 const HEADER_B64: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9";
 
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// An assertion's claims. `Debug` leaves out `sid` (a session's store key, a secret like the
+/// session id: `secret::SessionKey`).
+#[derive(Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     pub iss: String,
     /// Spotify user id.
@@ -37,6 +39,20 @@ pub struct Claims {
     pub reauth_by: Option<u64>,
     pub iat: u64,
     pub exp: u64,
+}
+
+impl std::fmt::Debug for Claims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claims")
+            .field("iss", &self.iss)
+            .field("sub", &self.sub)
+            .field("sid", &"[redacted]")
+            .field("account_id", &self.account_id)
+            .field("reauth_by", &self.reauth_by)
+            .field("iat", &self.iat)
+            .field("exp", &self.exp)
+            .finish()
+    }
 }
 
 /// Whom an assertion names, beyond the user id and the session.
@@ -118,6 +134,10 @@ mod tests {
         let claims = verify(&keys, &token).expect("valid");
         assert_eq!(claims.sub, "alice");
         assert_eq!(claims.sid, "session-key");
+        assert!(
+            !format!("{claims:?}").contains("session-key"),
+            "the session key never prints"
+        );
 
         let other = ring("another-deployment-0123456789abcdef0123456");
         assert!(verify(&other, &token).is_none(), "wrong key");

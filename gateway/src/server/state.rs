@@ -17,6 +17,7 @@ use crate::session::Sessions;
 use crate::store;
 use crate::telemetry::metrics::Metrics;
 use crate::tokens::app::AppTokens;
+use crate::tokens::UserTokens;
 
 /// The settings SIGHUP changes without new listeners (`reload` decides which keys these are).
 #[derive(Clone, Debug, PartialEq)]
@@ -69,6 +70,8 @@ pub struct Gateway {
     pub outbound: Outbound,
     pub token_endpoint: Arc<TokenEndpoint>,
     pub app_tokens: AppTokens,
+    /// Users' tokens, refreshed over `sessions`' records.
+    pub user_tokens: Arc<UserTokens>,
     pub sessions: Arc<Sessions>,
     /// Audit events: the `audit` log target, the metrics and `[[webhooks]]`.
     pub events: Arc<Events>,
@@ -121,9 +124,14 @@ impl Gateway {
             store,
             Arc::clone(&answers),
             keys,
-            token_endpoint.clone(),
             config.session.lifetime,
             config.session.reauth_after,
+            metrics.clone(),
+            events.clone(),
+        ));
+        let user_tokens = Arc::new(UserTokens::new(
+            token_endpoint.clone(),
+            Arc::clone(&sessions),
             metrics.clone(),
             events.clone(),
         ));
@@ -136,6 +144,7 @@ impl Gateway {
             outbound,
             token_endpoint,
             app_tokens,
+            user_tokens,
             sessions,
             events,
             cool_down,

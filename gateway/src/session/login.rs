@@ -13,8 +13,8 @@ use super::registry::Sessions;
 use crate::clock::now_ms;
 use crate::config::AccessConfig;
 use crate::crypto::{self, Purpose};
-use crate::oauth::{ProfileError, TokenError};
-use crate::secret::AuthorizationCode;
+use crate::oauth::{ProfileError, TokenEndpoint, TokenError};
+use crate::secret::{AuthorizationCode, SessionId, SessionKey};
 use crate::store::{Namespace, StoreError};
 
 /// A login must come back from Spotify within this time (the state expires in 10 min).
@@ -71,14 +71,16 @@ pub struct Callback<'a> {
 }
 
 impl Sessions {
-    /// Starts a login: remembers it under its state and returns the authorize URL and the
-    /// value of the login cookie that binds the state to this browser.
+    /// Starts a login at `endpoint` (Spotify's accounts service): remembers it under its state
+    /// and returns the authorize URL and the value of the login cookie that binds the state to
+    /// this browser.
     pub async fn begin_login(
         &self,
+        endpoint: &TokenEndpoint,
         return_to: String,
         scopes: &[String],
     ) -> Result<(String, String), StoreError> {
-        let req = self.endpoint.authorize(scopes);
+        let req = endpoint.authorize(scopes);
         let pending = PendingLogin {
             return_to,
             pkce_verifier: req.pkce_verifier,
@@ -94,11 +96,12 @@ impl Sessions {
         Ok((req.url.to_string(), cookie))
     }
 
-    /// Completes a login from the callback. The state must match the browser's login cookie
+    /// Completes a login from the callback, exchanging its code at `endpoint`. The state must match the browser's login cookie
     /// and a pending login, which is consumed: a replayed callback finds nothing.
     /// `access` decides who may sign in (`[access]`); a refused user gets no session.
     pub async fn finish_login(
         &self,
+        endpoint: &TokenEndpoint,
         callback: Callback<'_>,
         access: &AccessConfig,
     ) -> Result<NewSession, LoginError> {
@@ -134,8 +137,7 @@ impl Sessions {
             .filter(|c| !c.is_empty())
             .map(AuthorizationCode::new)
             .ok_or(LoginError::MissingCode)?;
-        let grant = self
-            .endpoint
+        let grant = endpoint
             .exchange_code(code, pending.pkce_verifier)
             .await
             .map_err(|e| match e {
@@ -146,8 +148,7 @@ impl Sessions {
             .refresh_token
             .clone()
             .ok_or_else(|| LoginError::Provider("no refresh token in the token answer".into()))?;
-        let profile = self
-            .endpoint
+        let profile = endpoint
             .profile(&grant.access_token)
             .await
             .map_err(|e| match e {
@@ -165,7 +166,7 @@ impl Sessions {
             });
         }
 
-        let sid = crypto::random_id();
+        let sid = SessionId::new(crypto::random_id());
         let now = now_ms();
         // Spotify's refresh token ends a fixed time after this authorization, however often it
         // is refreshed: the session ends then at the latest.
@@ -184,13 +185,13 @@ impl Sessions {
             updated_at_ms: now,
             expires_at_ms: (now + self.lifetime.as_millis() as u64).min(reauth_by),
         };
-        let key: Arc<str> = keys.index_key("session", &sid).into();
+        let key = SessionKey::new(keys.index_key("session", sid.expose()));
         self.persist(&key, &record).await?;
         // Every session of the user can be found at once (disconnect, revocation).
         self.store
             .add_user_session(
                 &record.user_id,
-                &key,
+                key.expose(),
                 Duration::from_millis(record.expires_at_ms.saturating_sub(now)),
             )
             .await
@@ -200,7 +201,7 @@ impl Sessions {
                 .put(
                     Namespace::UserIndex,
                     &index,
-                    key.as_bytes().to_vec(),
+                    key.expose().as_bytes().to_vec(),
                     self.lifetime,
                 )
                 .await
@@ -208,14 +209,12 @@ impl Sessions {
         }
         let user_id = record.user_id.clone();
         let account_id = record.account_id.clone();
-        self.user_keys
-            .insert(user_id.clone(), Arc::clone(&key))
-            .await;
+        self.user_keys.insert(user_id.clone(), key.clone()).await;
         self.cache
             .insert(key.clone(), Arc::new(LiveSession::new(key, record)))
             .await;
         Ok(NewSession {
-            cookie_value: keys.seal(Purpose::SessionCookie, b"", sid.as_bytes()),
+            cookie_value: keys.seal(Purpose::SessionCookie, b"", sid.expose().as_bytes()),
             return_to: pending.return_to,
             user_id,
             account_id,

@@ -8,6 +8,7 @@ use super::record::LiveSession;
 use super::registry::Sessions;
 use super::streams::StreamGuard;
 use crate::crypto::Purpose;
+use crate::secret::{SessionId, SessionKey};
 use crate::store::{Namespace, StoreError};
 
 impl Sessions {
@@ -17,22 +18,22 @@ impl Sessions {
         let Some(sid) = keys.open(Purpose::SessionCookie, b"", cookie) else {
             return Ok(None);
         };
-        let Ok(sid) = String::from_utf8(sid) else {
+        let Ok(sid) = String::from_utf8(sid).map(SessionId::new) else {
             return Ok(None);
         };
-        let key = keys.index_key("session", &sid);
+        let key = SessionKey::new(keys.index_key("session", sid.expose()));
         if let Some(found) = self.by_key(&key).await? {
             return Ok(Some(found));
         }
         // Written before a secret rotation?
-        match keys.previous_index_key("session", &sid) {
-            Some(old) => self.by_key(&old).await,
+        match keys.previous_index_key("session", sid.expose()) {
+            Some(old) => self.by_key(&SessionKey::new(old)).await,
             None => Ok(None),
         }
     }
 
     /// The session stored under `key` (memory first, then the store).
-    pub async fn by_key(&self, key: &str) -> Result<Option<Arc<LiveSession>>, StoreError> {
+    pub async fn by_key(&self, key: &SessionKey) -> Result<Option<Arc<LiveSession>>, StoreError> {
         if let Some(s) = self.cache.get(key).await {
             if !s.is_expired() {
                 return Ok(Some(s));
@@ -50,21 +51,20 @@ impl Sessions {
         let Some(record) = self.load_record(key).await? else {
             return Ok(None);
         };
-        let key: Arc<str> = key.into();
-        let session = Arc::new(LiveSession::new(Arc::clone(&key), record));
+        let session = Arc::new(LiveSession::new(key.clone(), record));
         // Two concurrent misses may both load; either copy is the stored one.
         let entry = self
             .cache
-            .entry(Arc::clone(&key))
+            .entry(key.clone())
             .or_insert(session)
             .await
             .into_value();
         // The session may have ended while we read it (here, or announced by another
         // replica): `end` marks it ended before it drops the cached copy, so checking after
         // filling the cache cannot miss it, and the copy we put there goes again.
-        if self.has_ended(&key) {
+        if self.has_ended(key) {
             entry.mark_ended();
-            self.cache.invalidate(&key).await;
+            self.cache.invalidate(key).await;
             return Ok(None);
         }
         Ok(Some(entry))
@@ -121,7 +121,7 @@ impl Sessions {
             .get(Namespace::UserIndex, index)
             .await
             .map_err(|e| self.store_error(e))?;
-        let Some(key) = key.and_then(|k| String::from_utf8(k).ok()) else {
+        let Some(key) = key.and_then(|k| String::from_utf8(k).ok().map(SessionKey::new)) else {
             return Ok(None);
         };
         // The index is not sealed (its key is the user id): believe it only when the sealed
@@ -130,7 +130,7 @@ impl Sessions {
         let found = self.by_key(&key).await?.filter(|s| owns(s));
         if let Some(s) = &found {
             self.user_keys
-                .insert(index.to_string(), Arc::clone(&s.key))
+                .insert(index.to_string(), s.key.clone())
                 .await;
         }
         Ok(found)
@@ -169,6 +169,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::registry::tests::{record, sessions};
+    use crate::secret::SessionKey;
     use crate::store::Namespace;
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -176,8 +177,12 @@ mod tests {
     #[tokio::test]
     async fn the_user_index_is_believed_only_for_that_users_record() {
         let s = sessions();
-        s.persist("key-alice", &record("alice")).await.expect("put");
-        s.persist("key-bob", &record("bob")).await.expect("put");
+        s.persist(&SessionKey::new("key-alice"), &record("alice"))
+            .await
+            .expect("put");
+        s.persist(&SessionKey::new("key-bob"), &record("bob"))
+            .await
+            .expect("put");
         // Someone with write access to the store points alice's index at bob's session.
         let index = |user: &'static str, key: &'static str| {
             s.store
@@ -197,8 +202,12 @@ mod tests {
         alice.account_id = Some("acc-alice".into());
         let mut bob = record("bob");
         bob.account_id = Some("acc-bob".into());
-        s.persist("key-alice", &alice).await.expect("put");
-        s.persist("key-bob", &bob).await.expect("put");
+        s.persist(&SessionKey::new("key-alice"), &alice)
+            .await
+            .expect("put");
+        s.persist(&SessionKey::new("key-bob"), &bob)
+            .await
+            .expect("put");
         let index = |name: &'static str, key: &'static str| {
             s.store
                 .put(Namespace::UserIndex, name, key.as_bytes().to_vec(), HOUR)

@@ -2,8 +2,11 @@
 //! (`registry`: store, keys, cache, ending a session), how a login becomes one (`login`), how
 //! a request finds one (`lookup`), the cookies that carry it (`cookie`), users as an operator sees them
 //! (`users`: summaries without secrets, revocation), forgetting a departed user's shared
-//! answers on every replica (`purge`), and the streams a session has open, closed when it ends
-//! (`streams`). The refresh of a session's tokens is in `tokens::user`.
+//! answers on every replica (`purge`), the streams a session has open, closed when it ends
+//! (`streams`), and what a token refresh needs of a record (`records`: adopt the stored one,
+//! save a refreshed one or keep it until the store takes it, end the session). The refresh of
+//! a session's tokens is `tokens::UserTokens`, over `records`; this room does not know the
+//! token endpoint (a login is handed it).
 //!
 //! The cookie holds only the sealed session id. The store holds records under a keyed hash of
 //! that id, each record sealed as a whole (tokens included), so neither a stolen cookie jar
@@ -15,6 +18,7 @@ mod login;
 mod lookup;
 mod purge;
 mod record;
+mod records;
 mod registry;
 mod streams;
 mod users;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
 use crate::oauth::TokenError;
-use crate::secret::{exposed, AccessToken, PkceVerifier, RefreshToken};
+use crate::secret::{exposed, AccessToken, PkceVerifier, RefreshToken, SessionKey};
 use crate::tokens::failure_hold::FailureHold;
 
 /// The scopes a session was granted, space-separated in one shared string (the form of
@@ -105,11 +105,11 @@ pub(super) struct PendingLogin {
 /// A session in this replica's memory.
 pub struct LiveSession {
     /// Store key (keyed hash of the session id); the memory cache's key shares it.
-    pub key: Arc<str>,
-    pub(crate) record: RwLock<SessionRecord>,
+    pub key: SessionKey,
+    record: RwLock<SessionRecord>,
     /// Held by the one refresh of this session's token in flight (`tokens::user`); owned by
     /// the refresh task, so a caller that gives up does not cancel it.
-    pub(crate) refresh: Arc<tokio::sync::Mutex<()>>,
+    refresh: Arc<tokio::sync::Mutex<()>>,
     /// The last failed refresh, shared with everyone who asks until its hold passes.
     failure: FailureHold<TokenError>,
     /// Set when the session ends: whoever still holds this copy stops using it.
@@ -117,7 +117,7 @@ pub struct LiveSession {
 }
 
 impl LiveSession {
-    pub fn new(key: Arc<str>, record: SessionRecord) -> LiveSession {
+    pub fn new(key: SessionKey, record: SessionRecord) -> LiveSession {
         LiveSession {
             key,
             record: RwLock::new(record),
@@ -173,6 +173,12 @@ impl LiveSession {
 
     pub(crate) fn is_ended(&self) -> bool {
         self.ended.load(Ordering::SeqCst)
+    }
+
+    /// Waits for this session's turn to refresh its token (`tokens::user`): one refresh at a
+    /// time. The turn is owned, so the refresh task can hold it after its caller gave up.
+    pub(crate) async fn refresh_turn(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        Arc::clone(&self.refresh).lock_owned().await
     }
 
     /// The error of the last refresh while its hold lasts.

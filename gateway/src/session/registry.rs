@@ -1,7 +1,8 @@
 //! The [`Sessions`] registry: the store, the keys, the memory cache in front of the store, how
 //! records are sealed into and opened from the store, and ending a session. Logins
-//! (`login`), lookups (`lookup`), a session's streams (`streams`) and token refreshes
-//! (`tokens::user`) are its other methods.
+//! (`login`), lookups (`lookup`), a session's streams (`streams`), users as an operator sees
+//! them (`users`) and the records of a token refresh (`records`) are its other methods. The
+//! fields are this room's alone: other rooms go through those methods.
 //!
 //! Why this file is over 600 lines: about a fifth is the unit tests of sessions that end by
 //! themselves (deadline, lifetime: one event each), which need the private memory cache;
@@ -18,8 +19,9 @@ use super::streams::{close_streams_of_gone_sessions, CloseReason, Streams};
 use crate::clock::now_ms;
 use crate::crypto::{Keyring, Purpose};
 use crate::events::{EndReason, Event, Events, Kind};
-use crate::oauth::{TokenEndpoint, TokenError};
+use crate::oauth::TokenError;
 use crate::quota::{purge, SharedAnswers};
+use crate::secret::SessionKey;
 use crate::store::{Invalidation, Namespace, PurgeNotice, Store, StoreError, StoreErrorKind};
 use crate::telemetry::metrics::Metrics;
 
@@ -57,7 +59,7 @@ pub enum SessionError {
 }
 
 pub struct Sessions {
-    pub(crate) store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     /// Swapped whole when SIGHUP rotates `session.secret`; shared with the task that follows
     /// other replicas' purge notices (named by keyed hashes).
     keys: Arc<RwLock<Arc<Keyring>>>,
@@ -66,52 +68,47 @@ pub struct Sessions {
     pub(super) answers: Arc<SharedAnswers>,
     /// Purge notices the store did not take, published again every second (`purge`).
     pub(super) unpublished_purges: Mutex<Vec<PurgeNotice>>,
-    pub(crate) cache: moka::future::Cache<Arc<str>, Arc<LiveSession>>,
+    pub(super) cache: moka::future::Cache<SessionKey, Arc<LiveSession>>,
     /// Store keys of sessions that ended lately. A lookup that raced with the end (it read the
     /// record before the delete, and fills the cache after it) checks here after filling the
     /// cache, so an ended session can never be cached again (`lookup::by_key`).
-    pub(super) ended: moka::future::Cache<Arc<str>, ()>,
+    pub(super) ended: moka::future::Cache<SessionKey, ()>,
     /// Sessions refreshed at Spotify whose new record the store did not take (it was down):
     /// the only copy of a rotated refresh token. Written again until the store takes it
     /// (`save_unsaved`); `/readyz` fails meanwhile.
-    pub(crate) unsaved: Mutex<HashMap<Arc<str>, Arc<LiveSession>>>,
+    pub(super) unsaved: Mutex<HashMap<SessionKey, Arc<LiveSession>>>,
     /// Trusted-header mode: user id → store key of the user's session, so a call for a hot
     /// session does not read the store's user index. Checked against the session every time;
     /// a login of the same user elsewhere is picked up within `USER_INDEX_TTL`.
-    pub(super) user_keys: moka::future::Cache<String, Arc<str>>,
-    pub(crate) endpoint: Arc<TokenEndpoint>,
+    pub(super) user_keys: moka::future::Cache<String, SessionKey>,
     pub(super) lifetime: Duration,
     /// `session.reauth_after`: the deadline is this long after a login.
     pub(super) reauth_after: Duration,
-    pub(crate) metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
     /// The requests each session has under way on the public listener (WebSockets, event
     /// streams), closed when it ends.
-    pub streams: Arc<Streams>,
+    pub(super) streams: Arc<Streams>,
     /// Audit events of sessions ending by themselves (`invalid_grant`, the deadline, the
     /// lifetime).
-    pub(crate) events: Arc<Events>,
-    /// `token_cache_total{result}` children, resolved once: counted on every egress call.
-    pub(crate) token_cache_hits: prometheus::IntCounter,
-    pub(crate) token_cache_misses: prometheus::IntCounter,
+    pub(super) events: Arc<Events>,
 }
 
 impl Sessions {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         answers: Arc<SharedAnswers>,
         keys: Keyring,
-        endpoint: Arc<TokenEndpoint>,
         lifetime: Duration,
         reauth_after: Duration,
         metrics: Arc<Metrics>,
         events: Arc<Events>,
     ) -> Sessions {
-        let cache: moka::future::Cache<Arc<str>, Arc<LiveSession>> = moka::future::Cache::builder()
-            .max_capacity(CACHE_CAPACITY)
-            .time_to_idle(CACHE_IDLE)
-            .build();
-        let ended: moka::future::Cache<Arc<str>, ()> = moka::future::Cache::builder()
+        let cache: moka::future::Cache<SessionKey, Arc<LiveSession>> =
+            moka::future::Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_idle(CACHE_IDLE)
+                .build();
+        let ended: moka::future::Cache<SessionKey, ()> = moka::future::Cache::builder()
             .max_capacity(CACHE_CAPACITY)
             .time_to_live(ENDED_MEMORY)
             .build();
@@ -132,8 +129,8 @@ impl Sessions {
                         // so a lookup filling the cache right now sees it (`by_key`); then its
                         // streams here close.
                         Invalidation::Key(key) => {
-                            let key: Arc<str> = key.into();
-                            ended.insert(Arc::clone(&key), ()).await;
+                            let key = SessionKey::new(key);
+                            ended.insert(key.clone(), ()).await;
                             if let Some(s) = cache.remove(&key).await {
                                 s.mark_ended();
                             }
@@ -179,11 +176,8 @@ impl Sessions {
             ended,
             unsaved: Mutex::new(HashMap::new()),
             user_keys,
-            endpoint,
             lifetime,
             reauth_after,
-            token_cache_hits: metrics.token_cache.with_label_values(&["hit"]),
-            token_cache_misses: metrics.token_cache.with_label_values(&["miss"]),
             metrics,
             streams,
             events,
@@ -207,7 +201,7 @@ impl Sessions {
     }
 
     /// Logs a store failure (the store wrapper has counted it).
-    pub(crate) fn store_error(&self, e: StoreError) -> StoreError {
+    pub(super) fn store_error(&self, e: StoreError) -> StoreError {
         tracing::error!(error = %e, "session store operation failed");
         e
     }
@@ -216,33 +210,32 @@ impl Sessions {
     /// first, so no lookup can cache it again, then dropped from memory with its streams
     /// closed (`reason` counts them), deleted from the store and announced to the other
     /// replicas, which do the same.
-    pub async fn end(&self, key: &str, reason: CloseReason) -> Result<(), StoreError> {
-        let key: Arc<str> = key.into();
-        self.ended.insert(Arc::clone(&key), ()).await;
-        let cached = self.cache.remove(&key).await;
+    pub async fn end(&self, key: &SessionKey, reason: CloseReason) -> Result<(), StoreError> {
+        self.ended.insert(key.clone(), ()).await;
+        let cached = self.cache.remove(key).await;
         if let Some(s) = &cached {
             s.mark_ended();
         }
-        self.streams.close(&key, reason);
-        self.forget_unsaved(&key);
+        self.streams.close(key, reason);
+        self.forget_unsaved(key);
         // Whose session it is, for the user's index: from memory, else from the store.
         let user = match &cached {
             Some(s) => Some(s.user_id()),
             None => self
-                .load_record(&key)
+                .load_record(key)
                 .await
                 .ok()
                 .flatten()
                 .map(|r| r.user_id),
         };
-        let result = self.store.delete(Namespace::Session, &key).await;
+        let result = self.store.delete(Namespace::Session, key.expose()).await;
         if result.is_ok() {
-            if let Err(e) = self.store.publish_invalidation(&key).await {
+            if let Err(e) = self.store.publish_invalidation(key.expose()).await {
                 self.store_error(e);
             }
             if let Some(user) = &user {
                 // A stale entry would only name a key that opens nothing.
-                let _ = self.store.remove_user_session(user, &key).await;
+                let _ = self.store.remove_user_session(user, key.expose()).await;
             }
         }
         if let Some(s) = cached {
@@ -250,7 +243,7 @@ impl Sessions {
                 self.user_keys.invalidate(&index).await;
                 // Only drop the index when it still points at this session.
                 if let Ok(Some(k)) = self.store.get(Namespace::UserIndex, &index).await {
-                    if k == key.as_bytes() {
+                    if key.is(&k) {
                         let _ = self.store.delete(Namespace::UserIndex, &index).await;
                     }
                 }
@@ -268,8 +261,7 @@ impl Sessions {
         let (user, indexes) =
             session.with_record(|r| (r.user_id.clone(), super::record::identity_indexes(r)));
         let keys = self
-            .store
-            .user_sessions(&user)
+            .user_session_keys(&user)
             .await
             .map_err(|e| self.store_error(e))?;
         self.end_user(
@@ -290,8 +282,8 @@ impl Sessions {
     pub(super) async fn end_user(
         &self,
         user: &str,
-        keys: Vec<String>,
-        also: Option<&str>,
+        keys: Vec<SessionKey>,
+        also: Option<&SessionKey>,
         indexes: Vec<String>,
         reason: CloseReason,
     ) -> Result<usize, StoreError> {
@@ -305,20 +297,20 @@ impl Sessions {
     async fn end_user_sessions(
         &self,
         user: &str,
-        mut keys: Vec<String>,
-        also: Option<&str>,
+        mut keys: Vec<SessionKey>,
+        also: Option<&SessionKey>,
         indexes: Vec<String>,
         reason: CloseReason,
     ) -> Result<usize, StoreError> {
         if let Some(also) = also {
             if !keys.iter().any(|k| k == also) {
-                keys.push(also.to_string());
+                keys.push(also.clone());
             }
         }
         for key in &keys {
             self.end(key, reason).await?;
             // `end` found no record for a key whose session had already gone: its entry too.
-            let _ = self.store.remove_user_session(user, key).await;
+            let _ = self.store.remove_user_session(user, key.expose()).await;
         }
         for index in indexes {
             self.user_keys.invalidate(&index).await;
@@ -342,7 +334,7 @@ impl Sessions {
     ) -> Result<usize, StoreError> {
         let by_ms = by.as_millis() as u64;
         let mut aged = 0;
-        for key in self.store.user_sessions(user_id).await? {
+        for key in self.user_session_keys(user_id).await? {
             let Some(session) = self.by_key(&key).await? else {
                 continue;
             };
@@ -360,12 +352,22 @@ impl Sessions {
         Ok(aged)
     }
 
+    /// The store keys of `user`'s sessions, from the store's user → sessions index (stale ones
+    /// too: a key whose session has gone opens nothing).
+    pub(super) async fn user_session_keys(
+        &self,
+        user: &str,
+    ) -> Result<Vec<SessionKey>, StoreError> {
+        let keys = self.store.user_sessions(user).await?;
+        Ok(keys.into_iter().map(SessionKey::new).collect())
+    }
+
     /// Drops the expired cached copy under `key`. When it went by itself (not signed out, not
     /// ended elsewhere), that is a `session.ended` event with reason `deadline` (its
     /// re-consent deadline) or `lifetime` (its `session.lifetime`, which came first): reported
     /// once — by whoever removes the copy here, and across replicas by whoever takes the
     /// store's lock named for it (Redis; a single process always does).
-    pub(crate) async fn forget_expired(&self, key: &str) {
+    pub(super) async fn forget_expired(&self, key: &SessionKey) {
         let Some(s) = self.cache.remove(key).await else {
             return;
         };
@@ -385,7 +387,7 @@ impl Sessions {
         let report = self
             .store
             .lock(
-                &format!("deadline-reported:{key}"),
+                &format!("deadline-reported:{}", key.expose()),
                 &crate::crypto::random_id(),
                 DEADLINE_REPORT_MEMORY,
             )
@@ -399,71 +401,8 @@ impl Sessions {
     }
 
     /// Whether the session under `key` ended lately on any replica this one heard of.
-    pub(super) fn has_ended(&self, key: &str) -> bool {
+    pub(super) fn has_ended(&self, key: &SessionKey) -> bool {
         self.ended.contains_key(key)
-    }
-
-    // -- refreshed records the store did not take -----------------------------------------------
-
-    /// Keeps a refreshed session that the store refused, to be written again.
-    pub(crate) fn keep_unsaved(&self, session: &Arc<LiveSession>) {
-        let n = {
-            let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-            unsaved.insert(Arc::clone(&session.key), Arc::clone(session));
-            unsaved.len()
-        };
-        self.metrics.unsaved_sessions.set(n as i64);
-        tracing::error!(
-            unsaved = n,
-            "a refreshed session could not be written to the session store; it is kept in \
-             memory and written again every second, and /readyz fails until it is saved. Check \
-             the store (a restart now would lose the session's new refresh token)"
-        );
-    }
-
-    /// A refreshed session that is waiting for the store, if `key` is one.
-    pub(super) fn unsaved(&self, key: &str) -> Option<Arc<LiveSession>> {
-        let unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-        unsaved.get(key).cloned()
-    }
-
-    fn forget_unsaved(&self, key: &str) {
-        let n = {
-            let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-            unsaved.remove(key);
-            unsaved.len()
-        };
-        self.metrics.unsaved_sessions.set(n as i64);
-    }
-
-    /// How many refreshed sessions wait for the store (`/readyz` fails while any do).
-    pub fn unsaved_count(&self) -> usize {
-        self.unsaved.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Writes every waiting refreshed session again; those the store takes stop waiting.
-    pub async fn save_unsaved(&self) {
-        let waiting: Vec<Arc<LiveSession>> = {
-            let unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-            unsaved.values().cloned().collect()
-        };
-        for session in waiting {
-            // Ended meanwhile (here, or announced by another replica): writing it again would
-            // bring it back.
-            if session.is_ended() || self.has_ended(&session.key) {
-                self.forget_unsaved(&session.key);
-                continue;
-            }
-            let record = session.record();
-            if self.persist(&session.key, &record).await.is_ok() {
-                // Unless it changed again meanwhile (then the newer record waits).
-                let current = session.with_record(|r| r.updated_at_ms);
-                if current == record.updated_at_ms {
-                    self.forget_unsaved(&session.key);
-                    tracing::info!("a refreshed session waiting for the store is saved now");
-                }
-            }
-        }
     }
 
     /// Removes expired records from the store and updates the active-session gauge.
@@ -478,11 +417,11 @@ impl Sessions {
         self.cache.run_pending_tasks().await;
         // Sessions in memory that reached their deadline since they were last used: their
         // `session.ended` event is due now, not at the next request (which may never come).
-        let due: Vec<Arc<str>> = self
+        let due: Vec<SessionKey> = self
             .cache
             .iter()
             .filter(|(_, s)| s.is_expired())
-            .map(|(k, _)| Arc::clone(&*k))
+            .map(|(k, _)| (*k).clone())
             .collect();
         for key in due {
             self.forget_expired(&key).await;
@@ -529,11 +468,12 @@ impl Sessions {
     }
 
     /// Writes a session record under `key`, to expire with the session.
-    pub(crate) async fn persist(
+    pub(super) async fn persist(
         &self,
-        key: &str,
+        key: &SessionKey,
         record: &SessionRecord,
     ) -> Result<(), StoreError> {
+        let key = key.expose();
         let sealed = self.seal_record(key, record)?;
         let ttl = Duration::from_millis(record.expires_at_ms.saturating_sub(now_ms()));
         self.store
@@ -543,7 +483,11 @@ impl Sessions {
     }
 
     /// The live stored session record under `key`, if any.
-    pub(crate) async fn load_record(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
+    pub(super) async fn load_record(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let key = key.expose();
         let raw = self
             .store
             .get(Namespace::Session, key)
@@ -594,22 +538,12 @@ backend = "memory"
 "#;
         let config = Config::parse(text, "t", &|_| None).expect("config");
         let metrics = Arc::new(Metrics::new());
-        let endpoint = Arc::new(
-            TokenEndpoint::new(
-                &config.spotify,
-                &crate::net::tls_roots::Trust::load(None).expect("roots"),
-                &crate::net::outbound::Outbound::default(),
-                metrics.clone(),
-            )
-            .expect("endpoint"),
-        );
         let keys = Keyring::new(&config.session.secret, None);
         let events = Arc::new(Events::without_webhooks(&keys, metrics.clone()));
         Sessions::new(
             Arc::new(MemoryStore::default()),
             Arc::new(SharedAnswers::new(0)),
             keys,
-            endpoint,
             HOUR,
             HOUR,
             metrics,
@@ -638,13 +572,14 @@ backend = "memory"
             }),
             ("key-out", |r| r.expires_at_ms = now_ms() - 1),
         ];
-        for (key, expire) in &cases {
+        for (name, expire) in &cases {
+            let key = SessionKey::new(*name);
             let mut live = record("alice");
             live.reauth_by_ms = Some(now_ms() + 3_600_000);
-            s.persist(key, &live).await.expect("put");
-            let cached = s.by_key(key).await.expect("store").expect("live");
+            s.persist(&key, &live).await.expect("put");
+            let cached = s.by_key(&key).await.expect("store").expect("live");
             cached.update(*expire);
-            if *key == "key-out" {
+            if *name == "key-out" {
                 cached.mark_ended();
             }
         }
@@ -652,8 +587,8 @@ backend = "memory"
         // report, whoever looks.
         s.housekeeping().await;
         s.housekeeping().await;
-        for (key, _) in &cases {
-            s.forget_expired(key).await;
+        for (name, _) in &cases {
+            s.forget_expired(&SessionKey::new(*name)).await;
         }
         assert_eq!(ended(&s, "lifetime"), 1);
         assert_eq!(ended(&s, "deadline"), 1);

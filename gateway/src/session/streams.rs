@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use super::record::LiveSession;
 use crate::clock::now_ms;
+use crate::secret::SessionKey;
 use crate::store::{Namespace, Store};
 use crate::telemetry::metrics::Metrics;
 
@@ -73,7 +74,7 @@ pub struct Streams {
 
 #[derive(Default)]
 struct Open {
-    by_session: HashMap<Arc<str>, HashMap<u64, Stream>>,
+    by_session: HashMap<SessionKey, HashMap<u64, Stream>>,
     /// The soonest end the timer is waiting for (`u64::MAX`: none).
     earliest_ms: u64,
 }
@@ -89,7 +90,7 @@ struct Stream {
 /// closed, whichever comes first.
 pub struct StreamGuard {
     streams: Arc<Streams>,
-    key: Arc<str>,
+    key: SessionKey,
     id: u64,
 }
 
@@ -136,10 +137,10 @@ impl Streams {
             _ => (r.expires_at_ms, CloseReason::Lifetime),
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let key = Arc::clone(&session.key);
+        let key = session.key.clone();
         let sooner = {
             let mut open = self.lock();
-            open.by_session.entry(Arc::clone(&key)).or_default().insert(
+            open.by_session.entry(key.clone()).or_default().insert(
                 id,
                 Stream {
                     close: Box::new(close),
@@ -165,7 +166,7 @@ impl Streams {
     }
 
     /// Closes every stream of the session under `key`; returns how many.
-    pub fn close(&self, key: &str, reason: CloseReason) -> usize {
+    pub fn close(&self, key: &SessionKey, reason: CloseReason) -> usize {
         let streams = self.lock().by_session.remove(key);
         let closing: Vec<Stream> = streams
             .map(|s| s.into_values().collect())
@@ -174,7 +175,7 @@ impl Streams {
     }
 
     /// The sessions that have streams open (their store keys).
-    pub fn sessions(&self) -> Vec<Arc<str>> {
+    pub fn sessions(&self) -> Vec<SessionKey> {
         self.lock().by_session.keys().cloned().collect()
     }
 
@@ -242,7 +243,7 @@ impl Streams {
     }
 
     /// A request is over: its stream leaves the registry (unless it was closed already).
-    fn forget(&self, key: &str, id: u64) {
+    fn forget(&self, key: &SessionKey, id: u64) {
         let removed = {
             let mut open = self.lock();
             let Some(streams) = open.by_session.get_mut(key) else {
@@ -268,7 +269,7 @@ impl Streams {
 /// closes nothing.
 pub(super) async fn close_streams_of_gone_sessions(store: &dyn Store, streams: &Streams) {
     for key in streams.sessions() {
-        if let Ok(None) = store.get(Namespace::Session, &key).await {
+        if let Ok(None) = store.get(Namespace::Session, key.expose()).await {
             streams.close(&key, CloseReason::OtherReplica);
         }
     }
@@ -303,7 +304,7 @@ mod tests {
     fn live(key: &str, edit: impl FnOnce(&mut crate::session::SessionRecord)) -> LiveSession {
         let mut r = record("alice");
         edit(&mut r);
-        LiveSession::new(key.into(), r)
+        LiveSession::new(SessionKey::new(key), r)
     }
 
     fn closer(count: &Arc<AtomicUsize>) -> impl FnOnce() + Send + 'static {
@@ -330,13 +331,19 @@ mod tests {
         drop(finished);
         assert_eq!(metrics.streams_open.get(), 3);
 
-        assert_eq!(streams.close("key-a", CloseReason::SignedOut), 2);
+        assert_eq!(
+            streams.close(&SessionKey::new("key-a"), CloseReason::SignedOut),
+            2
+        );
         assert_eq!(closed.load(Ordering::SeqCst), 2);
-        assert_eq!(streams.close("key-a", CloseReason::SignedOut), 0);
+        assert_eq!(
+            streams.close(&SessionKey::new("key-a"), CloseReason::SignedOut),
+            0
+        );
         // The requests end after their close: counted once.
         drop((a1, a2));
         assert_eq!(metrics.streams_open.get(), 1);
-        assert_eq!(streams.sessions(), vec![Arc::<str>::from("key-b")]);
+        assert_eq!(streams.sessions(), vec![SessionKey::new("key-b")]);
         let signed_out = metrics.streams_closed.with_label_values(&["signed_out"]);
         assert_eq!(signed_out.get(), 2);
 
@@ -373,7 +380,7 @@ mod tests {
         assert_eq!(closed.load(Ordering::SeqCst), 2);
         let by = |reason: &str| metrics.streams_closed.with_label_values(&[reason]).get();
         assert_eq!((by("deadline"), by("lifetime")), (1, 1));
-        assert_eq!(streams.sessions(), vec![Arc::<str>::from("key-later")]);
+        assert_eq!(streams.sessions(), vec![SessionKey::new("key-later")]);
         assert_eq!(metrics.streams_open.get(), 1);
     }
 
@@ -382,9 +389,17 @@ mod tests {
     #[tokio::test]
     async fn a_stream_does_not_join_a_session_that_has_ended() {
         let s = crate::session::registry::tests::sessions();
-        s.persist("key-a", &record("alice")).await.expect("put");
-        let looked_up = s.by_key("key-a").await.expect("store").expect("live");
-        s.end("key-a", CloseReason::SignedOut).await.expect("end");
+        s.persist(&SessionKey::new("key-a"), &record("alice"))
+            .await
+            .expect("put");
+        let looked_up = s
+            .by_key(&SessionKey::new("key-a"))
+            .await
+            .expect("store")
+            .expect("live");
+        s.end(&SessionKey::new("key-a"), CloseReason::SignedOut)
+            .await
+            .expect("end");
         assert!(s.join_streams(&looked_up, || {}).is_none());
         assert_eq!(s.streams.count(), 0);
         assert_eq!(s.metrics.streams_open.get(), 0);
@@ -396,12 +411,14 @@ mod tests {
     async fn streams_of_sessions_gone_from_the_store_close_after_lost_invalidations() {
         let s = crate::session::registry::tests::sessions();
         let closed = Arc::new(AtomicUsize::new(0));
-        s.persist("key-kept", &record("alice")).await.expect("put");
+        s.persist(&SessionKey::new("key-kept"), &record("alice"))
+            .await
+            .expect("put");
         let _kept = s.streams.open(&live("key-kept", |_| {}), closer(&closed));
         let _gone = s.streams.open(&live("key-gone", |_| {}), closer(&closed));
         s.close_streams_of_gone_sessions().await;
         assert_eq!(closed.load(Ordering::SeqCst), 1);
-        assert_eq!(s.streams.sessions(), vec![Arc::<str>::from("key-kept")]);
+        assert_eq!(s.streams.sessions(), vec![SessionKey::new("key-kept")]);
         let other = s
             .metrics
             .streams_closed

@@ -13,6 +13,7 @@ use super::record::SessionRecord;
 use super::registry::Sessions;
 use super::streams::CloseReason;
 use crate::quota::purge;
+use crate::secret::SessionKey;
 use crate::store::{PurgeNotice, StoreError};
 
 /// Users summarised at once while a page is built: each is a few store reads.
@@ -75,10 +76,9 @@ impl Sessions {
     async fn user_records(
         &self,
         user_id: &str,
-    ) -> Result<Vec<(String, SessionRecord)>, StoreError> {
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
         let keys = self
-            .store
-            .user_sessions(user_id)
+            .user_session_keys(user_id)
             .await
             .map_err(|e| self.store_error(e))?;
         let mut out = Vec::with_capacity(keys.len());
@@ -152,8 +152,7 @@ impl Sessions {
         }
         // Every key in the index, stale ones too, so none is left behind.
         let keys = self
-            .store
-            .user_sessions(user_id)
+            .user_session_keys(user_id)
             .await
             .map_err(|e| self.store_error(e))?;
         self.end_user(user_id, keys, None, indexes, CloseReason::Revoked)

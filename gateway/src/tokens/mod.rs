@@ -1,10 +1,12 @@
 //! Tokens the gateway injects: the app's client-credentials token (`app`) and, per user, the
-//! tokens of their session (`user`). Both refresh before expiry, one refresh at a time; the
-//! freshness rule is here.
+//! tokens of their session (`user`: [`UserTokens`], over the session's record API). Both
+//! refresh before expiry, one refresh at a time; the freshness rule is here.
 
 pub mod app;
 pub mod failure_hold;
 pub mod user;
+
+pub use user::UserTokens;
 
 use std::time::Duration;
 

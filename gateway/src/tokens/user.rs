@@ -4,6 +4,10 @@
 //!
 //! Under PKCE Spotify's refresh tokens are single-use: two refreshes with the same token would
 //! revoke the session, which is why the lock spans replicas.
+//!
+//! [`UserTokens`] holds the token endpoint; the session's record is `session`'s, reached
+//! through its record API (`Sessions::adopt_stored`, `save_refreshed`, `end_refused`). The
+//! egress trip goes one way: `proxy` → `tokens` → `session`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,10 +15,12 @@ use std::time::{Duration, Instant};
 use super::is_fresh;
 use crate::clock::now_ms;
 use crate::crypto;
-use crate::events::{EndReason, Event, Kind};
-use crate::oauth::TokenError;
+use crate::events::{EndReason, Event, Events, Kind};
+use crate::oauth::{TokenEndpoint, TokenError};
 use crate::secret::AccessToken;
-use crate::session::{CloseReason, LiveSession, Scopes, SessionError, Sessions};
+use crate::session::{LiveSession, Scopes, SessionError, Sessions};
+use crate::store::{Store, StoreError};
+use crate::telemetry::metrics::Metrics;
 
 /// How long one replica may hold a user's refresh lock. Longer than a token request may take
 /// (10 s), so a slow refresh never overlaps another replica's: under PKCE a second refresh
@@ -42,7 +48,38 @@ fn usable_token(session: &LiveSession) -> Option<AccessToken> {
     })
 }
 
-impl Sessions {
+/// Users' access tokens: each session's, refreshed at the token endpoint when it goes stale.
+pub struct UserTokens {
+    endpoint: Arc<TokenEndpoint>,
+    sessions: Arc<Sessions>,
+    /// The sessions' store, for the cross-replica refresh lock.
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    /// The `session.ended` event of an `invalid_grant`.
+    events: Arc<Events>,
+    /// `token_cache_total{result}` children, resolved once: counted on every egress call.
+    cache_hits: prometheus::IntCounter,
+    cache_misses: prometheus::IntCounter,
+}
+
+impl UserTokens {
+    pub fn new(
+        endpoint: Arc<TokenEndpoint>,
+        sessions: Arc<Sessions>,
+        metrics: Arc<Metrics>,
+        events: Arc<Events>,
+    ) -> UserTokens {
+        UserTokens {
+            endpoint,
+            store: Arc::clone(sessions.store()),
+            sessions,
+            cache_hits: metrics.token_cache.with_label_values(&["hit"]),
+            cache_misses: metrics.token_cache.with_label_values(&["miss"]),
+            metrics,
+            events,
+        }
+    }
+
     /// Counts a refresh by result (`token_refreshes_total{result}`).
     fn count_refresh(&self, result: &str) {
         self.metrics
@@ -65,14 +102,14 @@ impl Sessions {
         session: &Arc<LiveSession>,
     ) -> Result<AccessToken, SessionError> {
         if let Some(token) = usable_token(session) {
-            self.token_cache_hits.inc();
+            self.cache_hits.inc();
             return Ok(token);
         }
-        self.token_cache_misses.inc();
+        self.cache_misses.inc();
         if let Some(answer) = settled(session) {
             return answer;
         }
-        let refreshing = Arc::clone(&session.refresh).lock_owned().await;
+        let refreshing = session.refresh_turn().await;
         // Whoever held the lock before us has refreshed, or failed, already.
         if let Some(token) = usable_token(session) {
             return Ok(token);
@@ -105,7 +142,7 @@ impl Sessions {
         &self,
         session: &Arc<LiveSession>,
     ) -> Result<AccessToken, SessionError> {
-        let lock = format!("refresh:{}", session.key);
+        let lock = format!("refresh:{}", session.key.expose());
         let owner = crypto::random_id();
         let deadline = Instant::now() + REFRESH_LOCK_TTL + Duration::from_secs(2);
         loop {
@@ -113,12 +150,12 @@ impl Sessions {
                 .store
                 .lock(&lock, &owner, REFRESH_LOCK_TTL)
                 .await
-                .map_err(|e| self.store_error(e))?
+                .map_err(store_error)?
             {
                 let result = self.refresh_locked(session).await;
                 if let Err(e) = self.store.unlock(&lock, &owner).await {
                     // The lock expires by itself.
-                    self.store_error(e);
+                    store_error(e);
                 }
                 return result;
             }
@@ -134,23 +171,13 @@ impl Sessions {
         }
     }
 
-    /// Takes the stored record if it is newer than ours (another replica refreshed: the
-    /// re-read oauth2-proxy and Nango both had to add after races logged users out), and
+    /// Takes the stored record if it is newer than ours (another replica refreshed), and
     /// returns its token if that is usable.
     async fn adopt_stored(
         &self,
         session: &LiveSession,
     ) -> Result<Option<AccessToken>, SessionError> {
-        let Some(stored) = self.load_record(&session.key).await? else {
-            // Ended elsewhere (logout, revoked).
-            self.cache.invalidate(&session.key).await;
-            return Err(SessionError::Ended);
-        };
-        session.update(|local| {
-            if stored.updated_at_ms > local.updated_at_ms {
-                *local = stored;
-            }
-        });
+        self.sessions.adopt_stored(session).await?;
         Ok(usable_token(session))
     }
 
@@ -182,20 +209,16 @@ impl Sessions {
                     r.clone()
                 });
                 // Spotify may have rotated the refresh token: if the store does not take the
-                // new record now, it must not be lost (`keep_unsaved` writes it again).
-                if self.persist(&session.key, &updated).await.is_err() {
-                    self.keep_unsaved(session);
-                }
+                // new record now, it must not be lost (`save_refreshed` keeps it).
+                self.sessions.save_refreshed(session, &updated).await;
                 tracing::debug!("refreshed a user token");
                 Ok(grant.access_token)
             }
             Err(TokenError::InvalidGrant) => {
                 self.count_refresh("invalid_grant");
                 tracing::info!("refresh token refused (invalid_grant): ending the session");
-                // Best effort: the cache entry is gone either way.
-                let _ = self.end(&session.key, CloseReason::InvalidGrant).await;
                 // The user's answers go too, on every replica (Spotify's Developer Policy).
-                self.purge_user_answers(&session.user_id()).await;
+                self.sessions.end_refused(session).await;
                 // Once: this replica holds the refresh lock, and the session is now ended. The
                 // refresh runs as its own task, so no request id.
                 self.events
@@ -212,4 +235,10 @@ impl Sessions {
             }
         }
     }
+}
+
+/// Logs a store failure (the store wrapper has counted it), as `session` logs its own.
+fn store_error(e: StoreError) -> StoreError {
+    tracing::error!(error = %e, "session store operation failed");
+    e
 }

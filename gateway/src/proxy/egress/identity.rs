@@ -8,7 +8,7 @@ use pingora::proxy::Session;
 
 use super::super::respond::{Failure, TokenRequest};
 use crate::oauth::Grant;
-use crate::secret::AccessToken;
+use crate::secret::{AccessToken, SessionKey};
 use crate::server::state::{Gateway, Live};
 use crate::session::{LiveSession, SessionError};
 
@@ -84,7 +84,7 @@ async fn identify(
     };
     if let Some(claims) = claims {
         let found = sessions
-            .by_key(&claims.sid)
+            .by_key(&SessionKey::new(claims.sid.as_str()))
             .await
             .map_err(|_| Failure::StoreUnavailable)?;
         return match found {
@@ -134,14 +134,17 @@ async fn identify(
 
 /// A usable token for the user, refreshed when needed, or the answer explaining why not.
 pub async fn user_token(gw: &Gateway, user: &Arc<LiveSession>) -> Result<AccessToken, Failure> {
-    gw.sessions.access_token(user).await.map_err(|e| match e {
-        SessionError::Ended if user.reauth_due_within(std::time::Duration::ZERO) => {
-            Failure::ReauthRequired
-        }
-        SessionError::Ended => Failure::SessionEnded,
-        SessionError::Store(_) => Failure::StoreUnavailable,
-        SessionError::Token(e) => Failure::of_token_error(e, TokenRequest::Refresh),
-    })
+    gw.user_tokens
+        .access_token(user)
+        .await
+        .map_err(|e| match e {
+            SessionError::Ended if user.reauth_due_within(std::time::Duration::ZERO) => {
+                Failure::ReauthRequired
+            }
+            SessionError::Ended => Failure::SessionEnded,
+            SessionError::Store(_) => Failure::StoreUnavailable,
+            SessionError::Token(e) => Failure::of_token_error(e, TokenRequest::Refresh),
+        })
 }
 
 /// The app's own token, for a call that names no user.

@@ -107,7 +107,7 @@ impl PublicProxy {
         self.gw
             .sessions
             .keys()
-            .index_key("disconnect-form", &live.key)
+            .index_key("disconnect-form", live.key.expose())
     }
 
     /// Whether the request comes from a page of the gateway's own origin (the redirect URI's):

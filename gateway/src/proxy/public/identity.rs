@@ -36,7 +36,8 @@ pub fn identity_headers(session: &LiveSession, keys: &Keyring) -> Vec<(&'static 
             account_id: r.account_id.as_deref(),
             reauth_by_ms: r.reauth_by_ms,
         };
-        let assertion = crate::proxy::assertion::issue_with(keys, &r.user_id, &session.key, extra);
+        let assertion =
+            crate::proxy::assertion::issue_with(keys, &r.user_id, session.key.expose(), extra);
         headers.push(("x-gateway-user", assertion));
         headers
     })

@@ -87,7 +87,12 @@ impl PublicProxy {
             },
         };
         let scopes = self.gw.live().scopes.clone();
-        match self.gw.sessions.begin_login(return_to, &scopes).await {
+        match self
+            .gw
+            .sessions
+            .begin_login(&self.gw.token_endpoint, return_to, &scopes)
+            .await
+        {
             Ok((authorize_url, login_cookie)) => {
                 let cookie =
                     self.cookies
@@ -111,6 +116,7 @@ impl PublicProxy {
             .gw
             .sessions
             .finish_login(
+                &self.gw.token_endpoint,
                 Callback {
                     login_cookie: login_cookie.as_deref(),
                     state: state.as_deref(),
