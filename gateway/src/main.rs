@@ -1,12 +1,12 @@
 //! `spotify-gateway`: run the gateway, the zero-setup demo, a config check, the mock Spotify, or
 //! `users` against a running gateway's admin API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use spotify_gateway::config::Config;
-use spotify_gateway::server;
+use spotify_gateway::server::{self, StartError};
 use spotify_gateway::telemetry::logging;
 
 /// mimalloc instead of glibc's malloc: a proxy allocates and frees many small buffers per
@@ -72,60 +72,84 @@ enum UsersAction {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Run { config: path } => {
-            let config = match Config::load(&path) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            logging::init(config.server.log_format, &config.server.log_level);
-            match server::run(config, Some(path)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+    let outcome = match Cli::parse().command {
+        Command::Run { config } => run(config),
         Command::Demo { tls } => demo(tls),
-        Command::CheckConfig { config } => match Config::load(&config) {
-            Ok(c) => {
-                println!(
-                    "# {}: valid. Effective config (secrets redacted):",
-                    config.display()
-                );
-                print!("{}", c.to_redacted_toml());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
+        Command::CheckConfig { config } => check_config(&config),
         Command::MockSpotify(args) => mock_spotify(args),
         Command::Users {
             action,
             admin,
             json,
-        } => {
-            use spotify_gateway::admin::client::{run, Action};
-            let action = match action {
-                UsersAction::List => Action::List,
-                UsersAction::Show { id } => Action::Show(id),
-                UsersAction::Revoke { id } => Action::Revoke(id),
-            };
-            match run(action, &admin, json) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+        } => users(action, &admin, json),
+    };
+    // The one place a failed command is printed.
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Users(#[from] spotify_gateway::admin::client::ClientError),
+    /// `mock-spotify` alone: its test CA or its listener.
+    #[error("mock Spotify {what}: {source}")]
+    #[cfg_attr(not(feature = "demo"), allow(dead_code))]
+    Mock {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `demo` and `mock-spotify` in a build without the demo.
+    #[error("{}", NO_DEMO)]
+    #[cfg_attr(feature = "demo", allow(dead_code))]
+    NoDemo,
+}
+
+impl Failure {
+    /// 2 for what the operator must fix before trying again (the config, the build), as
+    /// `check-config` does; 1 for the rest.
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Start(e) => e.exit_code(),
+            Failure::NoDemo => 2,
+            Failure::Users(_) | Failure::Mock { .. } => 1,
+        }
+    }
+}
+
+fn run(path: PathBuf) -> Result<(), Failure> {
+    let config = Config::load(&path).map_err(StartError::from)?;
+    logging::init(config.server.log_format, &config.server.log_level);
+    Ok(server::run(config, Some(path))?)
+}
+
+fn check_config(path: &Path) -> Result<(), Failure> {
+    let config = Config::load(path).map_err(StartError::from)?;
+    println!(
+        "# {}: valid. Effective config (secrets redacted):",
+        path.display()
+    );
+    print!("{}", config.to_redacted_toml());
+    Ok(())
+}
+
+fn users(action: UsersAction, admin: &str, json: bool) -> Result<(), Failure> {
+    use spotify_gateway::admin::client::{run, Action};
+    let action = match action {
+        UsersAction::List => Action::List,
+        UsersAction::Show { id } => Action::Show(id),
+        UsersAction::Revoke { id } => Action::Revoke(id),
+    };
+    Ok(run(action, admin, json)?)
 }
 
 /// The arguments of `spotify-gateway mock-spotify` (unread in a build without the demo).
@@ -163,45 +187,34 @@ struct MockArgs {
 }
 
 /// What a build without the `demo` feature says instead of running it.
-#[cfg(not(feature = "demo"))]
 const NO_DEMO: &str = "this build of spotify-gateway has no demo (it was built without the \
 `demo` cargo feature, as the production image is). Run the demo from a source checkout with \
 `cargo run -p spotify-gateway -- demo`, or install a build with it: `cargo install --path \
 gateway` (the feature is on by default).";
 
 #[cfg(feature = "demo")]
-fn demo(tls: bool) -> ExitCode {
-    match spotify_gateway::demo::run(tls) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+fn demo(tls: bool) -> Result<(), Failure> {
+    Ok(spotify_gateway::demo::run(tls)?)
 }
 
 #[cfg(not(feature = "demo"))]
-fn demo(_tls: bool) -> ExitCode {
-    eprintln!("error: {NO_DEMO}");
-    ExitCode::from(2)
+fn demo(_tls: bool) -> Result<(), Failure> {
+    Err(Failure::NoDemo)
 }
 
 #[cfg(feature = "demo")]
-fn mock_spotify(args: MockArgs) -> ExitCode {
+fn mock_spotify(args: MockArgs) -> Result<(), Failure> {
     logging::init(spotify_gateway::config::LogFormat::Text, "info");
     let listen = args.listen;
-    let tls = match args
+    let tls = args
         .tls
         .as_deref()
         .map(spotify_gateway::demo::mock_tls)
         .transpose()
-    {
-        Ok(tls) => tls,
-        Err(e) => {
-            eprintln!("error: mock Spotify --tls: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+        .map_err(|source| Failure::Mock {
+            what: "--tls".into(),
+            source,
+        })?;
     let config = mock_spotify::MockConfig {
         client_id: args.client_id,
         client_secret: args.client_secret,
@@ -212,17 +225,13 @@ fn mock_spotify(args: MockArgs) -> ExitCode {
         quota_per_30s: args.quota_per_30s,
         ..Default::default()
     };
-    match spotify_gateway::demo::run_mock_forever(listen, config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: mock Spotify on {listen}: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    spotify_gateway::demo::run_mock_forever(listen, config).map_err(|source| Failure::Mock {
+        what: format!("on {listen}"),
+        source,
+    })
 }
 
 #[cfg(not(feature = "demo"))]
-fn mock_spotify(_args: MockArgs) -> ExitCode {
-    eprintln!("error: {NO_DEMO}");
-    ExitCode::from(2)
+fn mock_spotify(_args: MockArgs) -> Result<(), Failure> {
+    Err(Failure::NoDemo)
 }

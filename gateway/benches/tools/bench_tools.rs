@@ -275,8 +275,7 @@ fn seeded(path: PathBuf, sessions: usize) -> Res<()> {
         "seeded {sessions} hot sessions in {} ms",
         started.elapsed().as_millis()
     );
-    let server = server::build(gw)?;
-    server.run(RunArgs::default());
+    server::build(gw).run(RunArgs::default());
     Ok(())
 }
 

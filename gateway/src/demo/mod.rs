@@ -3,53 +3,53 @@
 
 pub mod sample_app;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::server;
 use crate::server::state::Gateway;
+use crate::server::StartError;
 use crate::telemetry::logging;
 
 /// The demo's config, shipped as `config/demo.toml` (CI checks it like any other).
 const DEMO_CONFIG: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml"));
 /// Where the demo's mock Spotify listens (README, "Quick start").
-const MOCK_ADDR: &str = "127.0.0.1:8900";
+const MOCK_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8900);
 /// Where the demo's sample app listens (README, "Quick start").
-const APP_ADDR: &str = "127.0.0.1:3000";
+const APP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
 
 /// The demo; with `tls`, the mock Spotify serves HTTPS with HTTP/2 as Spotify does, from a
 /// test CA written to a temporary directory and trusted through `spotify.ca_file`.
-pub fn run(tls: bool) -> std::io::Result<()> {
+pub fn run(tls: bool) -> Result<(), StartError> {
+    let demo_part = |part| move |source| StartError::Demo { part, source };
     let (text, mock_tls) = match tls {
         false => (DEMO_CONFIG.to_string(), None),
         true => {
             let dir =
                 std::env::temp_dir().join(format!("spotify-gateway-demo-{}", std::process::id()));
-            let mock_tls = mock_tls(&dir)?;
-            (over_tls(DEMO_CONFIG, &dir.join("ca.pem"))?, Some(mock_tls))
+            let mock_tls = mock_tls(&dir).map_err(demo_part("test CA"))?;
+            let text = over_tls(DEMO_CONFIG, &dir.join("ca.pem")).map_err(demo_part("config"))?;
+            (text, Some(mock_tls))
         }
     };
-    let config = Config::parse(&text, "config/demo.toml (built in)", &|_| None)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let config = Config::parse(&text, "config/demo.toml (built in)", &|_| None)?;
     logging::init(config.server.log_format, &config.server.log_level);
     let scheme = if tls { "https" } else { "http" };
 
-    let mock_addr: SocketAddr = MOCK_ADDR.parse().map_err(std::io::Error::other)?;
-    let app_addr: SocketAddr = APP_ADDR.parse().map_err(std::io::Error::other)?;
     let egress = config.listen.egress;
     let (public, admin) = (config.listen.public, config.listen.admin);
     // The sample app keeps a handle on the gateway for its demo-only "age my authorization"
     // button (`Sessions::age_authorization`), beside the mock's `/__mock/age`.
     let gw = Gateway::new(config, None)?;
-    let side = side_runtime()?;
+    let side = side_runtime().map_err(demo_part("runtime"))?;
     let demo = sample_app::Demo {
         gateway: Arc::clone(&gw),
         mock_url: format!("http://{MOCK_ADDR}"),
     };
     side.block_on(async {
-        let mock = bind(mock_addr, "the mock Spotify").await?;
-        let app = bind(app_addr, "the sample app").await?;
+        let mock = bind(MOCK_ADDR).await.map_err(demo_part("mock Spotify"))?;
+        let app = bind(APP_ADDR).await.map_err(demo_part("sample app"))?;
         tokio::spawn(mock_spotify::serve(
             mock,
             mock_spotify::MockConfig {
@@ -58,7 +58,7 @@ pub fn run(tls: bool) -> std::io::Result<()> {
             },
         ));
         tokio::spawn(sample_app::serve(app, egress, Some(demo)));
-        Ok::<_, std::io::Error>(())
+        Ok::<_, StartError>(())
     })?;
     // The side runtime serves the mock and the sample app for the life of the process.
     std::mem::forget(side);
@@ -118,8 +118,8 @@ fn side_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<tokio::net::TcpListener> {
+async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{what} cannot listen on {addr}: {e}")))
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }

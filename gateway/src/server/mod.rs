@@ -1,9 +1,12 @@
 //! Builds the pingora server from our config (never pingora's YAML) and runs it: the public,
 //! egress and admin listeners, and a lifecycle task that flips `/readyz` on shutdown.
 
+pub mod errors;
 pub mod guards;
 pub mod reload;
 pub mod state;
+
+pub use errors::{ReloadError, StartError};
 
 use std::sync::Arc;
 
@@ -25,42 +28,38 @@ const RUNTIME_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 
 /// Runs the gateway until SIGTERM (graceful) or SIGINT (fast). With `config_path`, SIGHUP
 /// reloads what can change without new listeners.
-pub fn run(config: Config, config_path: Option<std::path::PathBuf>) -> std::io::Result<()> {
+pub fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Result<(), StartError> {
     check_addresses_free(&config)?;
     run_gateway(Gateway::new(config, config_path)?)
 }
 
 /// Runs an already wired gateway (the demo keeps a handle on it) until SIGTERM.
-pub fn run_gateway(gw: Arc<Gateway>) -> std::io::Result<()> {
+pub fn run_gateway(gw: Arc<Gateway>) -> Result<(), StartError> {
     check_addresses_free(&gw.config)?;
-    let server = build(gw)?;
-    server.run(RunArgs::default());
+    build(gw).run(RunArgs::default());
     Ok(())
 }
 
 /// Fails fast, naming the key, when a listen address is taken: pingora would panic in that
 /// listener's thread and leave a half-started process behind.
-fn check_addresses_free(config: &Config) -> std::io::Result<()> {
+fn check_addresses_free(config: &Config) -> Result<(), StartError> {
     let l = &config.listen;
     for (key, addr) in [
         ("listen.public", l.public),
         ("listen.egress", l.egress),
         ("listen.admin", l.admin),
     ] {
-        std::net::TcpListener::bind(addr).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!(
-                    "{key} = \"{addr}\": cannot listen there ({e}); is another process using it?"
-                ),
-            )
+        std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen {
+            key,
+            addr,
+            source,
         })?;
     }
     Ok(())
 }
 
 /// The pingora server with every service added, not yet running.
-pub fn build(gw: Arc<Gateway>) -> std::io::Result<Server> {
+pub fn build(gw: Arc<Gateway>) -> Server {
     let settings = &gw.config.server;
     let conf = ServerConf {
         threads: settings.threads,
@@ -131,7 +130,7 @@ pub fn build(gw: Arc<Gateway>) -> std::io::Result<Server> {
              the users' tokens now."
         );
     }
-    Ok(server)
+    server
 }
 
 /// A listening service for `app` on `addr`, inside its listener's guard: the header deadline and

@@ -12,6 +12,7 @@ use crate::net::outbound::Outbound;
 use crate::net::tls_roots::Trust;
 use crate::oauth::TokenEndpoint;
 use crate::quota::{Budget, CoolDown, SharedAnswers};
+use crate::server::errors::{ReloadError, StartError};
 use crate::server::reload::{self, Report};
 use crate::session::Sessions;
 use crate::store;
@@ -88,26 +89,25 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Config, config_path: Option<PathBuf>) -> std::io::Result<Arc<Gateway>> {
+    pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<Arc<Gateway>, StartError> {
         let metrics = Arc::new(Metrics::new());
-        let trust = Arc::new(Trust::load(config.spotify.ca_file.as_ref())?);
+        let trust =
+            Arc::new(Trust::load(config.spotify.ca_file.as_ref()).map_err(StartError::Clients)?);
         let outbound = Outbound::new(config.spotify.proxy.as_ref());
         if let Some(url) = outbound.proxy_url() {
             tracing::info!(proxy = %url, "connecting to Spotify through this proxy");
         }
-        let token_endpoint = Arc::new(TokenEndpoint::new(
-            &config.spotify,
-            &trust,
-            &outbound,
-            metrics.clone(),
-        )?);
+        let token_endpoint = Arc::new(
+            TokenEndpoint::new(&config.spotify, &trust, &outbound, metrics.clone())
+                .map_err(StartError::Clients)?,
+        );
         let app_tokens = AppTokens::new(token_endpoint.clone(), metrics.clone());
-        let store = store::open(&config.store, metrics.clone()).map_err(std::io::Error::other)?;
+        let store = store::open(&config.store, metrics.clone())?;
         let keys = Keyring::new(
             &config.session.secret,
             config.session.previous_secret.as_ref(),
         );
-        let webhooks = Webhooks::start(&config.webhooks, &metrics)?;
+        let webhooks = Webhooks::start(&config.webhooks, &metrics).map_err(StartError::Clients)?;
         let events = Arc::new(Events::new(
             &keys,
             config.server.log_user_id,
@@ -163,16 +163,13 @@ impl Gateway {
     /// Re-reads the config file (SIGHUP), applies what can change without new listeners and
     /// names what waits for a restart (`reload::diff`). A bad file changes nothing; the error
     /// says why.
-    pub fn reload(&self) -> Result<Report, String> {
-        let path = self
-            .config_path
-            .as_ref()
-            .ok_or("this gateway runs the built-in demo config; nothing to reload")?;
-        let new = Config::load(path).map_err(|e| e.to_string())?;
+    pub fn reload(&self) -> Result<Report, ReloadError> {
+        let path = self.config_path.as_ref().ok_or(ReloadError::NoConfigFile)?;
+        let new = Config::load(path)?;
         let changes = reload::diff(&self.config, &new);
         let live = Live::of(&new);
         if live.log_level != self.live().log_level {
-            crate::telemetry::logging::set_level(&live.log_level)?;
+            crate::telemetry::logging::set_level(&live.log_level).map_err(ReloadError::LogLevel)?;
         }
         let keys_changed = changes
             .iter()
