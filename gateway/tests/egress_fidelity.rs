@@ -79,8 +79,9 @@ async fn rate_limit_is_passed_on_then_answered_locally_until_it_passes() {
         1.0
     );
 
-    // The cool-down is one second: afterwards calls go through again.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The cool-down is one second (kept by the gateway's clock): afterwards calls go through
+    // again.
+    s.gw.advance_clock(Duration::from_millis(1100)).await;
     assert_eq!(
         s.egress_as(&alice, "/v1/me")
             .send()

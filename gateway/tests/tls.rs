@@ -163,8 +163,9 @@ async fn pkce_login_and_a_refresh_on_expiry_work_over_tls() {
     let assertion = s.assertion(&browser).await;
     let refreshes = |stats: &Value| stats["token_requests"]["refresh_token"].as_u64();
     let before = control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await;
-    // The token expires by the gateway's own clock: the next call refreshes before it leaves.
-    tokio::time::sleep(lifetime).await;
+    // The token expires by the gateway's own clock (moved forward): the next call refreshes
+    // before it leaves.
+    s.gw.advance_clock(lifetime).await;
     for _ in 0..3 {
         let me = s.egress_get_as(&assertion, "/v1/me").await;
         assert_eq!(me.status(), 200);
@@ -192,7 +193,8 @@ async fn a_burst_against_a_failing_token_endpoint_costs_one_refresh_over_tls() {
     let browser = ca.browser();
     login(&browser, &s.gw, "alice", "/").await;
     let assertion = s.assertion(&browser).await;
-    tokio::time::sleep(lifetime).await;
+    // The token expires by the gateway's own clock (moved forward).
+    s.gw.advance_clock(lifetime).await;
     let fault = serde_json::json!({"target": "token", "status": 503, "times": 100000});
     control_with(
         &ca,
