@@ -55,6 +55,16 @@ pub async fn egress_status(gw: &Gateway, assertion: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// The status of an egress `GET path`, carrying `assertion` if given (0 when nothing
+/// answered).
+pub async fn egress_get_status(gw: &Gateway, path: &str, assertion: Option<&str>) -> u16 {
+    let mut req = reqwest::Client::new().get(format!("{}{path}", gw.egress_url()));
+    if let Some(a) = assertion {
+        req = req.header("x-gateway-user", a);
+    }
+    req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
 /// Logs `user` in through the gateway's public listener with `browser`, approving at the mock.
 pub async fn login(
     browser: &reqwest::Client,

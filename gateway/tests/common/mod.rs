@@ -21,9 +21,11 @@
 //!   `proxy.rs`: a real CONNECT proxy (tinyproxy); `tmpfs.rs`: a small tmpfs to fill up (root);
 //!   `ingress.rs`: real nginx and Caddy asking the gateway's `/auth/check`;
 //!   `wait.rs`: [`wait_until`]; `webhook.rs`: a real receiver of the gateway's webhooks.
+//! - `login_by_hand.rs`: a login step by step with explicit cookies ([`pending_login`]);
+//!   `snapshot.rs`: what an attack must leave as it was ([`Observe`], [`watched_stack`]).
 //!
 //! Nothing here names a path of the gateway library: the few tests that use it (store_backends.rs,
-//! the imports at the top of security.rs, browser.rs's sample app) do so themselves.
+//! reload.rs, identity.rs, telemetry.rs, browser.rs's sample app) do so themselves.
 #![allow(dead_code, unused_imports)]
 
 mod apps;
@@ -31,9 +33,11 @@ mod config;
 mod gateway;
 mod http;
 mod ingress;
+mod login_by_hand;
 mod mock;
 mod proxy;
 mod redis;
+mod snapshot;
 mod stack;
 mod tmpfs;
 mod wait;
@@ -48,9 +52,11 @@ pub use config::*;
 pub use gateway::*;
 pub use http::*;
 pub use ingress::*;
+pub use login_by_hand::*;
 pub use mock::*;
 pub use proxy::*;
 pub use redis::*;
+pub use snapshot::*;
 pub use stack::*;
 pub use tmpfs::*;
 pub use wait::*;

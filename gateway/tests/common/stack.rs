@@ -68,6 +68,22 @@ impl Stack {
         config
     }
 
+    /// Another replica of this gateway: the same config (so, with a shared store, the same
+    /// sessions) on the first of [`Stack::more_ports`], in front of the same app.
+    pub async fn start_replica(&self) -> Gateway {
+        self.start_replica_with_env(Vec::new()).await
+    }
+
+    /// [`Stack::start_replica`] with environment variables of its own.
+    pub async fn start_replica_with_env(&self, env: Vec<(String, String)>) -> Gateway {
+        let mut ports = *self
+            .more_ports
+            .first()
+            .expect("the stack was built with more_gateways(1)");
+        ports.app = self.ports.app;
+        Gateway::start_with_env(ports, &self.config_for(ports), env).await
+    }
+
     /// What the recording app received; panics unless the stack has [`App::Recording`].
     pub fn hits(&self) -> &Hits {
         self.hits

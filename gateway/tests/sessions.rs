@@ -1,92 +1,15 @@
-//! The gateway against Spotify as it is in 2026 (the mock follows it): `account_id` end to
-//! end, refresh tokens that end (re-consent before the deadline, the deadline itself),
-//! development-mode users who are not registered, who may sign in (`[access]`), a user who
-//! disconnects, and the 2026 paths passing untouched.
+//! How a session ends, and that it stays ended: Spotify's refresh tokens end (a re-consent is
+//! offered in the last week before `session.reauth_after`, the deadline itself is a sign-out),
+//! a user disconnects (every session deleted, on every replica; forged requests change
+//! nothing), and a logout racing with lookups on every store backend and over two replicas
+//! leaves no session behind.
 
 mod common;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use std::time::Duration;
+
 use common::*;
-use serde_json::{json, Value};
-
-/// The claims of an assertion (read, not verified: the gateway verifies them).
-fn claims_of(assertion: &str) -> Value {
-    let payload = assertion.split('.').nth(1).expect("payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("claims")
-}
-
-/// alice's `account_id` as Spotify (the mock) reports it.
-async fn account_id_at_spotify(s: &Stack, assertion: &str) -> String {
-    let me: Value = s
-        .egress_get_as(assertion, "/v1/me")
-        .await
-        .json()
-        .await
-        .expect("json");
-    me["account_id"].as_str().expect("account_id").to_string()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn account_id_reaches_the_app_the_assertion_and_userinfo_and_names_a_user_on_egress() {
-    let s = Stack::builder()
-        .app(App::Echo)
-        .set("egress.trust_user_header", true)
-        .start()
-        .await;
-    let b = browser();
-    login(&b, &s.gw, "alice", "/").await;
-    let assertion = s.assertion(&b).await;
-    let account = account_id_at_spotify(&s, &assertion).await;
-    assert_ne!(account, "alice");
-
-    // To the app: the gateway's value, never the client's.
-    let resp = b
-        .get(format!("{}/app", s.gw.public_url()))
-        .header("x-spotify-account-id", "acc-SPOOFED")
-        .send()
-        .await
-        .expect("app");
-    let seen: Value = resp.json().await.expect("json");
-    assert_eq!(seen["headers"]["x-spotify-account-id"], account.as_str());
-    assert_eq!(seen["headers"]["x-spotify-user-id"], "alice");
-    let claims = claims_of(
-        seen["headers"]["x-gateway-user"]
-            .as_str()
-            .expect("assertion"),
-    );
-    assert_eq!(claims["account_id"], account.as_str());
-    assert_eq!(claims["sub"], "alice");
-    let (status, info) = s.userinfo(&b).await;
-    assert_eq!(status, 200);
-    assert_eq!(info["account_id"], account.as_str());
-
-    // Trusted-header mode: the account id names alice, in either header.
-    for header in ["x-spotify-account-id", "x-spotify-user-id"] {
-        let resp = s
-            .http
-            .get(format!("{}/v1/me", s.gw.egress_url()))
-            .header(header, &account)
-            .send()
-            .await
-            .expect("egress");
-        assert_eq!(resp.status(), 200, "{header}");
-        let me: Value = resp.json().await.expect("json");
-        assert_eq!(me["id"], "alice", "{header}");
-        // Neither header travels on to Spotify.
-        let sent = s.last_api_request().await;
-        assert!(sent["headers"].get("x-spotify-account-id").is_none());
-        assert!(sent["headers"].get("x-spotify-user-id").is_none());
-    }
-    let resp = s
-        .http
-        .get(format!("{}/v1/me", s.gw.egress_url()))
-        .header("x-spotify-account-id", "acc-nobody")
-        .send()
-        .await
-        .expect("egress");
-    assert_eq!(resp.status(), 401, "an account id with no session");
-}
+use serde_json::Value;
 
 /// A page load as a browser makes it: `Accept: text/html`. Status, body.
 async fn page(b: &reqwest::Client, gw: &Gateway, path: &str) -> (u16, String) {
@@ -195,7 +118,7 @@ async fn at_the_deadline_the_session_ends_as_a_sign_out_and_egress_answers_reaut
     let assertion = s.assertion(&b).await;
     assert_eq!(s.egress_get_as(&assertion, "/v1/me").await.status(), 200);
     wait_until(
-        std::time::Duration::from_secs(10),
+        Duration::from_secs(10),
         "the egress to refuse the session at its deadline",
         || async {
             let status = s.egress_get_as(&assertion, "/v1/me").await.status();
@@ -224,29 +147,6 @@ async fn at_the_deadline_the_session_ends_as_a_sign_out_and_egress_answers_reaut
     assert_eq!(s.userinfo(&b).await.0, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_spotify_ends_the_refresh_token_the_session_ends_without_retrying() {
-    let s = Stack::builder().app(App::Echo).start().await;
-    let b = browser();
-    login(&b, &s.gw, "alice", "/").await;
-    let assertion = s.assertion(&b).await;
-    // Past Spotify's six months (the access token has expired too).
-    mock_post(&s.mock, "/__mock/age?user=alice&days=184", None).await;
-    let resp = s.egress_get_as(&assertion, "/v1/me").await;
-    assert_eq!(resp.status(), 401);
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(body["error"]["reason"], "SESSION_ENDED", "{body}");
-    assert_eq!(s.egress_get_as(&assertion, "/v1/me").await.status(), 401);
-    assert_eq!(
-        token_requests(&s.mock, "refresh_token").await,
-        1,
-        "no retry"
-    );
-    login(&b, &s.gw, "alice", "/").await;
-    let fresh = s.assertion(&b).await;
-    assert_eq!(s.egress_get_as(&fresh, "/v1/me").await.status(), 200);
-}
-
 #[tokio::test]
 async fn reauth_after_is_checked() {
     for (value, needle) in [("0s", "at least 1s"), ("200d", "180d"), ("soon", "")] {
@@ -268,131 +168,6 @@ async fn reauth_after_is_checked() {
         assert!(err.contains("session.reauth_after"), "{value}: {err}");
         assert!(err.contains(needle), "{value}: {err}");
     }
-}
-
-/// A browser-like client whose every request asks for a page.
-fn page_browser() -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        "accept",
-        reqwest::header::HeaderValue::from_static("text/html"),
-    );
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .default_headers(headers)
-        .build()
-        .expect("client")
-}
-
-/// `POST /__mock/app` with `change`.
-async fn mock_app(s: &Stack, change: Value) {
-    mock_post(&s.mock, "/__mock/app", Some(change)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unregistered_user_s_login_ends_on_a_page_that_says_what_the_owner_must_do() {
-    let s = Stack::builder().app(App::Echo).start().await;
-    // carol is not registered in the (development-mode) app's dashboard.
-    let b = page_browser();
-    let (resp, _, _) = login_callback(&b, &s.gw, "carol", "/").await;
-    assert_eq!(resp.status(), 403);
-    let cookies: Vec<String> = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap_or_default().to_string())
-        .collect();
-    assert!(
-        !cookies
-            .iter()
-            .any(|c| c.starts_with("spotify_gateway_session=") && !c.contains("Max-Age=0")),
-        "no session cookie: {cookies:?}"
-    );
-    let page = resp.text().await.expect("page");
-    assert!(page.contains("not enabled for this app"), "{page}");
-    assert!(page.contains("developer dashboard"), "{page}");
-    assert!(page.contains("at most 5"), "{page}");
-    assert!(matches!(s.userinfo(&b).await.0, 302 | 401), "no session");
-    assert_eq!(
-        s.metric("spotify_gateway_logins_total{result=\"not_registered\"}")
-            .await,
-        1.0
-    );
-    // An API client gets the same as JSON.
-    let (resp, _, _) = login_callback(&browser(), &s.gw, "carol", "/").await;
-    assert_eq!(resp.status(), 403);
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(body["error"], "not_registered");
-
-    // Once the owner registers her, she signs in; if they take her off again, Spotify's 403
-    // passes through the egress with its body.
-    mock_app(&s, json!({"registered": ["alice", "bob", "carol"]})).await;
-    let b = browser();
-    login(&b, &s.gw, "carol", "/").await;
-    let assertion = s.assertion(&b).await;
-    assert_eq!(s.egress_get_as(&assertion, "/v1/me").await.status(), 200);
-    mock_app(&s, json!({"registered": ["alice", "bob"]})).await;
-    let resp = s.egress_get_as(&assertion, "/v1/me").await;
-    assert_eq!(resp.status(), 403);
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(
-        body,
-        json!({"error": {"status": 403, "message": "User not registered in the Developer Dashboard"}})
-    );
-    assert_eq!(s.userinfo(&b).await.0, 200, "a 403 ends nothing");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn access_lists_refuse_other_users_and_products_at_the_callback() {
-    let bob_account = mock_spotify::account_id_of("bob").expect("bob");
-    let s = Stack::builder()
-        .app(App::Echo)
-        .edit(move |doc| {
-            let mut access = toml_edit::Table::new();
-            access["allowed_users"] =
-                toml_edit::value(toml_edit::Array::from_iter(["alice", bob_account]));
-            doc["access"] = toml_edit::Item::Table(access);
-        })
-        .start()
-        .await;
-    mock_app(&s, json!({"registered": ["alice", "bob", "carol"]})).await;
-    for user in ["alice", "bob"] {
-        let b = browser();
-        login(&b, &s.gw, user, "/").await;
-        assert_eq!(s.userinfo(&b).await.0, 200, "{user}");
-    }
-    let b = page_browser();
-    let (resp, _, _) = login_callback(&b, &s.gw, "carol", "/").await;
-    assert_eq!(resp.status(), 403);
-    let page = resp.text().await.expect("page");
-    assert!(page.contains("Not allowed"), "{page}");
-    assert!(matches!(s.userinfo(&b).await.0, 302 | 401), "no session");
-    assert_eq!(
-        s.metric("spotify_gateway_logins_total{result=\"not_allowed\"}")
-            .await,
-        1.0
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn allowed_products_admits_premium_only() {
-    let s = Stack::builder()
-        .app(App::Echo)
-        .edit(|doc| {
-            let mut access = toml_edit::Table::new();
-            access["allowed_products"] = toml_edit::value(toml_edit::Array::from_iter(["premium"]));
-            doc["access"] = toml_edit::Item::Table(access);
-        })
-        .start()
-        .await;
-    let alice = browser();
-    login(&alice, &s.gw, "alice", "/").await;
-    assert_eq!(s.userinfo(&alice).await.0, 200, "alice has premium");
-    let (resp, _, _) = login_callback(&browser(), &s.gw, "bob", "/").await;
-    assert_eq!(resp.status(), 403, "bob has free");
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(body["error"], "not_allowed");
 }
 
 /// The disconnect form's token on `/auth/disconnect`, as the page carries it.
@@ -516,20 +291,6 @@ async fn api_callers_disconnect_with_the_token_from_json() {
     assert_eq!(s.userinfo(&b).await.0, 401);
 }
 
-/// Sessions in Redis under the gateway's prefix, and alice's index.
-async fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
-    let client = redis::Client::open(url).expect("redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    redis::cmd("KEYS")
-        .arg(pattern)
-        .query_async(&mut conn)
-        .await
-        .expect("keys")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_on_one_replica_deletes_the_user_on_both_within_a_second() {
     let redis = RedisServer::start().await;
@@ -540,9 +301,7 @@ async fn disconnect_on_one_replica_deletes_the_user_on_both_within_a_second() {
         .set("store.url", redis.url())
         .start()
         .await;
-    let mut ports = s.more_ports[0];
-    ports.app = s.ports.app;
-    let other = Gateway::start(ports, &s.config_for(ports)).await;
+    let other = s.start_replica().await;
     // alice in two browsers, one signed in on each replica; bob on the first.
     let (first, second, bob) = (browser(), browser(), browser());
     login(&first, &s.gw, "alice", "/").await;
@@ -556,14 +315,14 @@ async fn disconnect_on_one_replica_deletes_the_user_on_both_within_a_second() {
             assert_eq!(egress_status(gw, a).await, 200);
         }
     }
-    assert_eq!(redis_keys(&redis.url(), "sgw:sessions:*").await.len(), 3);
+    assert_eq!(redis.keys("sgw:sessions:*").await.len(), 3);
 
     let token = disconnect_form_token(&first, &s.gw).await;
     let resp = post_disconnect(&first, &s.gw, Some(&s.gw.public_url()), &token).await;
     assert_eq!(resp.status(), 200);
     let done = std::time::Instant::now();
     wait_until(
-        done + std::time::Duration::from_secs(1),
+        done + Duration::from_secs(1),
         "the other replica to refuse both of alice's sessions",
         || async {
             let mut refused = 0;
@@ -584,17 +343,11 @@ async fn disconnect_on_one_replica_deletes_the_user_on_both_within_a_second() {
     assert_eq!(via_public(&second, &other, "/auth/userinfo").await.0, 401);
     assert_eq!(via_public(&second, &s.gw, "/auth/userinfo").await.0, 401);
     // Nothing of alice is left in the store; bob's session is.
-    assert_eq!(redis_keys(&redis.url(), "sgw:sessions:*").await.len(), 1);
-    assert!(redis_keys(&redis.url(), "sgw:user_sessions:alice")
-        .await
-        .is_empty());
-    assert!(redis_keys(&redis.url(), "sgw:user_index:alice")
-        .await
-        .is_empty());
+    assert_eq!(redis.keys("sgw:sessions:*").await.len(), 1);
+    assert!(redis.keys("sgw:user_sessions:alice").await.is_empty());
+    assert!(redis.keys("sgw:user_index:alice").await.is_empty());
     assert_eq!(
-        redis_keys(&redis.url(), "sgw:user_index:account:*")
-            .await
-            .len(),
+        redis.keys("sgw:user_index:account:*").await.len(),
         1,
         "only bob's account index"
     );
@@ -603,81 +356,143 @@ async fn disconnect_on_one_replica_deletes_the_user_on_both_within_a_second() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn old_and_new_paths_pass_the_egress_untouched() {
-    let s = Stack::builder()
-        .app(App::Echo)
-        .edit(|doc| {
-            let scopes = doc["spotify"]["scopes"].as_array_mut().expect("scopes");
-            scopes.push("user-library-modify");
-            scopes.push("user-library-read");
-        })
-        .start()
-        .await;
-    let b = browser();
-    login(&b, &s.gw, "alice", "/").await;
-    let alice = s.assertion(&b).await;
-    let mine: Value = s
-        .egress_get_as(&alice, "/v1/me/playlists")
-        .await
-        .json()
-        .await
-        .expect("json");
-    let id = mine["items"][0]["id"].as_str().expect("id").to_string();
-    let s = &s;
-    let sent_path = |path: String| async move { s.last_api_request().await["path"] == path };
+/// Rounds of the logout race per backend.
+const ROUNDS: usize = 20;
 
-    let items = format!("/v1/playlists/{id}/items?limit=2&offset=1");
-    let resp = s.egress_get_as(&alice, &items).await;
-    assert_eq!(resp.status(), 200);
-    let page: Value = resp.json().await.expect("json");
-    assert!(page["items"][0]["item"]["uri"].is_string(), "{page}");
-    assert!(sent_path(items).await, "the path reached Spotify as sent");
+/// Concurrent lookups per round, and how many start before the logout.
+const LOOKUPS: usize = 40;
 
-    // Development mode: Spotify's 403 for the old path passes through with its body.
-    let tracks = format!("/v1/playlists/{id}/tracks?limit=2");
-    let resp = s.egress_get_as(&alice, &tracks).await;
-    assert_eq!(resp.status(), 403);
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(body["error"]["status"], 403);
-    assert!(sent_path(tracks.clone()).await);
-    // An extended-quota app still gets the old path, as it was.
-    mock_post(
-        &s.mock,
-        "/__mock/app",
-        Some(json!({"mode": "extended_quota"})),
-    )
-    .await;
-    let resp = s.egress_get_as(&alice, &tracks).await;
-    assert_eq!(resp.status(), 200);
-    let page: Value = resp.json().await.expect("json");
-    assert!(page["items"][0]["track"]["uri"].is_string(), "{page}");
-    assert!(sent_path(tracks).await);
+const BEFORE_LOGOUT: usize = 15;
 
-    // The library, by URI.
-    let uri = page["items"][0]["track"]["uri"]
-        .as_str()
-        .expect("uri")
-        .to_string();
-    let resp = reqwest::Client::new()
-        .put(format!("{}/v1/me/library", s.gw.egress_url()))
-        .header("x-gateway-user", &alice)
-        .json(&json!({ "uris": [uri] }))
+/// `/auth/userinfo` with a cookie header (no jar: logout's clearing does not apply).
+async fn userinfo_status(http: &reqwest::Client, gw: &Gateway, cookie: &str) -> u16 {
+    http.get(format!("{}/auth/userinfo", gw.public_url()))
+        .header("cookie", cookie)
         .send()
         .await
-        .expect("put");
-    assert_eq!(resp.status(), 200);
-    let seen = s.last_api_request().await;
-    assert_eq!(
-        (seen["method"].as_str(), seen["path"].as_str()),
-        (Some("PUT"), Some("/v1/me/library"))
-    );
-    let contains = format!("/v1/me/library/contains?uris={uri}");
-    let saved: Value = s
-        .egress_get_as(&alice, &contains)
-        .await
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(saved, json!([true]));
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// The cookie and the assertion of a session are refused everywhere.
+async fn assert_ended(http: &reqwest::Client, gws: &[&Gateway], cookie: &str, assertion: &str) {
+    for (i, gw) in gws.iter().enumerate() {
+        assert_eq!(
+            userinfo_status(http, gw, cookie).await,
+            401,
+            "replica {i}: the cookie still opens the session"
+        );
+        let app = http
+            .get(format!("{}/app", gw.public_url()))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("app");
+        assert_eq!(app.status(), 401, "replica {i}: the app was reached");
+        assert_eq!(
+            egress_status(gw, assertion).await,
+            401,
+            "replica {i}: egress acted for the user"
+        );
+    }
+}
+
+/// One round: log in on `gws[0]`, start lookups on every replica, sign out on `gws[0]` while
+/// they run; after the logout answer and after every lookup is done, the session is ended.
+async fn logout_race_round(s: &Stack, gws: &[&Gateway], round: usize) {
+    let b = browser();
+    let trip = login(&b, gws[0], "alice", "/").await;
+    let cookie = trip.session_cookie();
+    let (status, seen) = via_public(&b, gws[0], "/app").await;
+    assert_eq!(status, 200, "{seen}");
+    let assertion = seen["headers"]["x-gateway-user"]
+        .as_str()
+        .expect("assertion")
+        .to_string();
+    let lookup = |i: usize| {
+        let http = s.http.clone();
+        let url = format!("{}/auth/userinfo", gws[i % gws.len()].public_url());
+        let cookie = cookie.clone();
+        tokio::spawn(async move {
+            let _ = http.get(url).header("cookie", cookie).send().await;
+        })
+    };
+    let mut lookups: Vec<_> = (0..BEFORE_LOGOUT).map(lookup).collect();
+    let logout = {
+        let http = s.http.clone();
+        let url = format!("{}/auth/logout", gws[0].public_url());
+        let cookie = cookie.clone();
+        tokio::spawn(async move { http.post(url).header("cookie", cookie).send().await })
+    };
+    lookups.extend((BEFORE_LOGOUT..LOOKUPS).map(lookup));
+    let answer = logout.await.expect("task").expect("logout");
+    assert_eq!(answer.status(), 200, "round {round}: logout");
+    // On the replica that signed out: ended from its answer on.
+    assert_ended(&s.http, &gws[..1], &cookie, &assertion).await;
+    for l in lookups {
+        l.await.expect("lookup task");
+    }
+    // Other replicas hear of it by pub/sub: within a second.
+    let http = &s.http;
+    wait_until(
+        Duration::from_secs(1),
+        format!("round {round}: every replica to refuse the ended session"),
+        || async {
+            for gw in gws {
+                if userinfo_status(http, gw, &cookie).await != 401 {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    // And stays ended: no lookup that raced with the logout put it back.
+    assert_ended(&s.http, gws, &cookie, &assertion).await;
+}
+
+async fn logout_race_on(store: &[(&str, &str)]) {
+    let mut builder = Stack::builder().app(App::Echo);
+    for (key, value) in store {
+        builder = builder.set(key, *value);
+    }
+    let s = builder.start().await;
+    for round in 0..ROUNDS {
+        logout_race_round(&s, &[&s.gw], round).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ended_session_stays_ended_on_the_memory_store() {
+    logout_race_on(&[("store.backend", "memory")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ended_session_stays_ended_on_the_file_store() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("store.redb").display().to_string();
+    logout_race_on(&[("store.backend", "file"), ("store.path", &path)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ended_session_stays_ended_on_the_redis_store() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    logout_race_on(&[("store.backend", "redis"), ("store.url", &url)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ended_session_stays_ended_on_two_replicas() {
+    let redis = RedisServer::start().await;
+    let s = Stack::builder()
+        .app(App::Echo)
+        .more_gateways(1)
+        .set("store.backend", "redis")
+        .set("store.url", redis.url())
+        .start()
+        .await;
+    let second = s.start_replica().await;
+    for round in 0..ROUNDS {
+        logout_race_round(&s, &[&s.gw, &second], round).await;
+    }
 }
