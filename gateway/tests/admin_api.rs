@@ -291,14 +291,9 @@ async fn revoking_on_one_replica_ends_the_user_on_both_within_a_second() {
         .set("store.url", redis.url())
         .start()
         .await;
-    let mut ports = s.more_ports[0];
-    ports.app = s.ports.app;
-    let other = Gateway::start_with_env(
-        ports,
-        &s.config_for(ports),
-        vec![(TOKEN_VAR.to_string(), TOKEN.to_string())],
-    )
-    .await;
+    let other = s
+        .start_replica_with_env(vec![(TOKEN_VAR.to_string(), TOKEN.to_string())])
+        .await;
     let (first, second, bob) = (browser(), browser(), browser());
     login(&first, &s.gw, "alice", "/").await;
     login(&second, &other, "alice", "/").await;

@@ -20,24 +20,7 @@ const REVALIDATED: &str = "spotify-gateway; fwd=stale; fwd-status=304";
 
 /// `GET /v1/me` on `gw`'s egress as `assertion`: status, `Cache-Status`, body.
 async fn me(gw: &Gateway, assertion: &str) -> (u16, String, Value) {
-    let resp = reqwest::Client::new()
-        .get(format!("{}/v1/me", gw.egress_url()))
-        .header("x-gateway-user", assertion)
-        .send()
-        .await
-        .expect("egress answers");
-    let status = resp.status().as_u16();
-    let cache_status = resp
-        .headers()
-        .get("cache-status")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    (
-        status,
-        cache_status,
-        resp.json().await.unwrap_or(Value::Null),
-    )
+    egress_answer(gw, "/v1/me", Some(assertion)).await
 }
 
 /// The assertion the echo app receives for `browser` on `gw`.
@@ -185,14 +168,9 @@ async fn a_disconnect_on_one_replica_purges_the_users_answers_on_the_other() {
         .set("store.url", redis.url())
         .start()
         .await;
-    let mut ports = s.more_ports[0];
-    ports.app = s.ports.app;
-    let other = Gateway::start_with_env(
-        ports,
-        &s.config_for(ports),
-        vec![(ADMIN_TOKEN_VAR.to_string(), ADMIN_TOKEN.to_string())],
-    )
-    .await;
+    let other = s
+        .start_replica_with_env(vec![(ADMIN_TOKEN_VAR.to_string(), ADMIN_TOKEN.to_string())])
+        .await;
     let (alice, alice_assertion) = signed_in(&s.gw, "alice").await;
     let (_bob, bob_assertion) = signed_in(&s.gw, "bob").await;
     // The other replica holds both profiles in its cache.

@@ -625,13 +625,12 @@ async fn a_logout_on_one_replica_closes_the_sockets_on_another() {
     let state = AppState::new();
     let s = Stack::builder()
         .app(app(state.clone()))
+        .more_gateways(1)
         .set("store.backend", "redis")
         .set("store.url", redis.url())
         .start()
         .await;
-    let mut ports = Ports::new();
-    ports.app = s.ports.app;
-    let other = Gateway::start(ports, &s.config_for(ports)).await;
+    let other = s.start_replica().await;
 
     let alice = browser();
     let cookie = login(&alice, &s.gw, "alice", "/").await.session_cookie();

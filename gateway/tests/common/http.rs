@@ -65,6 +65,32 @@ pub async fn egress_get_status(gw: &Gateway, path: &str, assertion: Option<&str>
     req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
 }
 
+/// An egress `GET path` from a client of its own, carrying `assertion` if given: status,
+/// `Cache-Status` (empty when absent) and the JSON body (null when not JSON).
+pub async fn egress_answer(
+    gw: &Gateway,
+    path: &str,
+    assertion: Option<&str>,
+) -> (u16, String, Value) {
+    let mut req = reqwest::Client::new().get(format!("{}{path}", gw.egress_url()));
+    if let Some(a) = assertion {
+        req = req.header("x-gateway-user", a);
+    }
+    let resp = req.send().await.expect("egress answers");
+    let status = resp.status().as_u16();
+    let cache_status = resp
+        .headers()
+        .get("cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (
+        status,
+        cache_status,
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
 /// Logs `user` in through the gateway's public listener with `browser`, approving at the mock.
 pub async fn login(
     browser: &reqwest::Client,
