@@ -591,27 +591,6 @@ async fn webhook_config_mistakes_name_the_key_and_the_line() {
     }
 }
 
-/// A test CA with its certificate in a file a webhook's `ca_file` can name.
-struct CaFile {
-    ca: TestCa,
-    _dir: tempfile::TempDir,
-    path: String,
-}
-
-impl CaFile {
-    fn new(name: &str) -> CaFile {
-        let ca = TestCa::new(name);
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("ca.pem");
-        std::fs::write(&path, ca.cert_pem()).expect("write the CA");
-        CaFile {
-            ca,
-            path: path.display().to_string(),
-            _dir: dir,
-        }
-    }
-}
-
 fn delivery_series(webhook: &str, result: &str) -> String {
     format!("spotify_gateway_webhook_deliveries_total{{result=\"{result}\",webhook=\"{webhook}\"}}")
 }
@@ -620,7 +599,7 @@ fn delivery_series(webhook: &str, result: &str) -> String {
 /// `ca_file`: the event arrives over TLS, signed, the same event as the audit line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_receiver_is_trusted_through_ca_file_and_gets_signed_events() {
-    let ca = CaFile::new("webhook CA");
+    let ca = Ca::new("webhook CA");
     let receiver =
         WebhookReceiver::start_tls(Answer::Ok, &ca.ca.issue(&["127.0.0.1"], Validity::Current))
             .await;
@@ -629,7 +608,7 @@ async fn an_https_receiver_is_trusted_through_ca_file_and_gets_signed_events() {
         "{}",
         receiver.url
     );
-    let (url, ca_file) = (receiver.url.clone(), ca.path.clone());
+    let (url, ca_file) = (receiver.url.clone(), ca.file().to_string());
     let s = Stack::builder()
         .app(App::Echo)
         .env(WEBHOOK_SECRET_VAR, WEBHOOK_SECRET)
@@ -723,14 +702,14 @@ const REFUSALS: &[Refusal] = &[
 /// Sign-in completes meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_receivers_with_certificates_that_do_not_verify_get_nothing_and_the_log_says_why() {
-    let ca = CaFile::new("webhook CA");
+    let ca = Ca::new("webhook CA");
     let mut receivers = Vec::new();
     let mut hooks = Vec::new();
     for case in REFUSALS {
         let receiver = WebhookReceiver::start_tls(Answer::Ok, &(case.cert)(&ca.ca)).await;
         let mut extra = vec![];
         if case.with_ca_file {
-            extra.push(("ca_file", ca.path.as_str().into()));
+            extra.push(("ca_file", ca.file().into()));
         }
         hooks.push(hook(case.webhook, &receiver.url, &extra));
         receivers.push(receiver);

@@ -22,7 +22,8 @@
 //!   `ingress.rs`: real nginx and Caddy asking the gateway's `/auth/check`;
 //!   `wait.rs`: [`wait_until`]; `webhook.rs`: a real receiver of the gateway's webhooks.
 //! - `login_by_hand.rs`: a login step by step with explicit cookies ([`pending_login`]);
-//!   `snapshot.rs`: what an attack must leave as it was ([`Observe`], [`watched_stack`]).
+//!   `snapshot.rs`: what an attack must leave as it was ([`Observe`], [`watched_stack`]);
+//!   `test_ca.rs`: a test CA in a file ([`Ca`]) and a mock Spotify on `https://`.
 //!
 //! Nothing here names a path of the gateway library: the few tests that use it (store_backends.rs,
 //! reload.rs, identity.rs, telemetry.rs, browser.rs's sample app) do so themselves.
@@ -39,6 +40,7 @@ mod proxy;
 mod redis;
 mod snapshot;
 mod stack;
+mod test_ca;
 mod tmpfs;
 mod wait;
 mod webhook;
@@ -58,6 +60,7 @@ pub use proxy::*;
 pub use redis::*;
 pub use snapshot::*;
 pub use stack::*;
+pub use test_ca::*;
 pub use tmpfs::*;
 pub use wait::*;
 pub use webhook::*;
