@@ -241,8 +241,7 @@ async fn seed_session(store: &dyn Store, keys: &Keyring, user: &str, key: &str) 
 async fn listing_pages_over_250_users_seeded_in_the_shared_store() {
     let redis = RedisServer::start().await;
     let s = with_admin(Stack::builder())
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
+        .redis_store(&redis)
         .start()
         .await;
     // Seeded through the store API (the gateway's own sealing), not through logins.
@@ -287,8 +286,7 @@ async fn listing_pages_over_250_users_seeded_in_the_shared_store() {
 async fn revoking_on_one_replica_ends_the_user_on_both_within_a_second() {
     let redis = RedisServer::start().await;
     let s = with_admin(Stack::builder().app(App::Echo).more_gateways(1))
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
+        .redis_store(&redis)
         .start()
         .await;
     let other = s

@@ -162,12 +162,7 @@ async fn watch_channels(url: &str) -> tokio::task::JoinHandle<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnect_on_one_replica_purges_the_users_answers_on_the_other() {
     let redis = RedisServer::start().await;
-    let s = stack()
-        .more_gateways(1)
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
-        .start()
-        .await;
+    let s = stack().more_gateways(1).redis_store(&redis).start().await;
     let other = s
         .start_replica_with_env(vec![(ADMIN_TOKEN_VAR.to_string(), ADMIN_TOKEN.to_string())])
         .await;
@@ -277,11 +272,7 @@ async fn a_follower_waiting_on_a_departed_users_call_makes_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_redis_subscription_was_down_forgets_every_users_answers() {
     let mut redis = RedisServer::start().await;
-    let s = stack()
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
-        .start()
-        .await;
+    let s = stack().redis_store(&redis).start().await;
     let (_alice, assertion) = signed_in(&s.gw, "alice").await;
     cache_profile(&s.gw, &assertion).await;
     // An app-token answer Spotify says is fresh for a while (catalogue: max-age).

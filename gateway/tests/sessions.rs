@@ -297,8 +297,7 @@ async fn disconnect_on_one_replica_deletes_the_user_on_both_within_a_second() {
     let s = Stack::builder()
         .app(App::Echo)
         .more_gateways(1)
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
+        .redis_store(&redis)
         .start()
         .await;
     let other = s.start_replica().await;
@@ -487,8 +486,7 @@ async fn an_ended_session_stays_ended_on_two_replicas() {
     let s = Stack::builder()
         .app(App::Echo)
         .more_gateways(1)
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
+        .redis_store(&redis)
         .start()
         .await;
     let second = s.start_replica().await;

@@ -23,11 +23,7 @@ async fn metrics_pass_promtool_after_traffic() {
     let s = Stack::builder().app(App::Echo).start().await;
     let b = browser();
     login(&b, &s.gw, "alice", "/").await;
-    let (_, seen) = via_public(&b, &s.gw, "/app").await;
-    let assertion = seen["headers"]["x-gateway-user"]
-        .as_str()
-        .expect("assertion")
-        .to_string();
+    let assertion = s.assertion(&b).await;
     assert_eq!(
         egress_get_status(&s.gw, "/v1/me", Some(&assertion)).await,
         200
@@ -120,11 +116,7 @@ async fn logs_at_trace_level_carry_no_secret() {
         .await;
     let b = browser();
     let trip = login(&b, &s.gw, "alice", "/").await;
-    let (_, seen) = via_public(&b, &s.gw, "/app").await;
-    let assertion = seen["headers"]["x-gateway-user"]
-        .as_str()
-        .expect("assertion")
-        .to_string();
+    let assertion = s.assertion(&b).await;
     assert_eq!(
         egress_get_status(&s.gw, "/v1/me", Some(&assertion)).await,
         200

@@ -626,8 +626,7 @@ async fn a_logout_on_one_replica_closes_the_sockets_on_another() {
     let s = Stack::builder()
         .app(app(state.clone()))
         .more_gateways(1)
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
+        .redis_store(&redis)
         .start()
         .await;
     let other = s.start_replica().await;

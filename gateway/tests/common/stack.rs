@@ -10,7 +10,7 @@ use toml_edit::DocumentMut;
 use super::{
     metric_value, mock_config, mock_post, mock_requests, mock_stats, start_addr, start_app,
     via_public, App, Edit, Gateway, GatewayConfig, Hits, IntoTomlValue, MockConfig, MockSpotify,
-    Ports,
+    Ports, RedisServer,
 };
 
 /// A running mock Spotify, the app behind the public listener and a gateway wired to both.
@@ -221,6 +221,13 @@ impl StackBuilder {
             table["trusted_proxies"] = toml_edit::value(toml_edit::Array::from_iter(&proxies));
             doc["forward_auth"] = toml_edit::Item::Table(table);
         })
+    }
+
+    /// Sessions in `redis` (`store.backend = "redis"`), shared by every replica started with
+    /// [`Stack::config_for`] or [`Stack::start_replica`].
+    pub fn redis_store(self, redis: &RedisServer) -> StackBuilder {
+        self.set("store.backend", "redis")
+            .set("store.url", redis.url())
     }
 
     /// The app behind the public listener (default: none).
