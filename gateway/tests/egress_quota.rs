@@ -18,7 +18,7 @@ const BLOCKED_UNTIL: &str = "spotify_gateway_rate_limit_blocked_until_timestamp_
 async fn replicas(redis: &RedisServer, n: usize) -> (Stack, Vec<Gateway>) {
     let s = Stack::builder()
         .set("egress.cache_size", 0)
-        .redis_store(&redis)
+        .redis_store(redis)
         .more_gateways(n - 1)
         .start()
         .await;
