@@ -20,7 +20,8 @@
 //!   listener; `http.rs`: browsers, logins and raw requests; `redis.rs`: a real redis-server;
 //!   `proxy.rs`: a real CONNECT proxy (tinyproxy); `tmpfs.rs`: a small tmpfs to fill up (root);
 //!   `ingress.rs`: real nginx and Caddy asking the gateway's `/auth/check`;
-//!   `wait.rs`: [`wait_until`]; `webhook.rs`: a real receiver of the gateway's webhooks.
+//!   `wait.rs`: [`wait_until`]; `webhook.rs`: a real receiver of the gateway's webhooks and
+//!   `[[webhooks]]` entries; `audit.rs`: the audit lines in a gateway's log.
 //! - `login_by_hand.rs`: a login step by step with explicit cookies ([`pending_login`]);
 //!   `snapshot.rs`: what an attack must leave as it was ([`Observe`], [`watched_stack`]);
 //!   `test_ca.rs`: a test CA in a file ([`Ca`]) and a mock Spotify on `https://`.
@@ -30,6 +31,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod apps;
+mod audit;
 mod config;
 mod gateway;
 mod http;
@@ -50,6 +52,7 @@ use std::path::Path;
 use std::process::Command;
 
 pub use apps::*;
+pub use audit::*;
 pub use config::*;
 pub use gateway::*;
 pub use http::*;
