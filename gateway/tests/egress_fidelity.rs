@@ -3,8 +3,8 @@
 //! paths passing untouched, and the rspotify client library. What reached Spotify is read from
 //! the mock's request log and stats.
 //!
-//! Over 700 lines: each test is one face of the same stand-in and shares its setup (a signed-in
-//! user with every scope); split by face, the files would repeat that setup.
+//! Over 700 lines: the stand-in is one feature, and its cases share one setup (a user signed in
+//! with every scope the calls need); split, each part would link a test binary of its own.
 
 mod common;
 
