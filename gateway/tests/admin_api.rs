@@ -307,13 +307,7 @@ async fn revoking_on_one_replica_ends_the_user_on_both_within_a_second() {
     let (_, listed) = admin_get(&other, "/admin/v1/users/alice", Some(TOKEN)).await;
     assert_eq!(listed["sessions"], 2, "one store, seen from either replica");
 
-    let resp = reqwest::Client::new()
-        .delete(format!("{}/admin/v1/users/alice", s.gw.admin_url()))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(resp.status(), 200);
+    let resp = revoke_user(&s.gw, "alice", TOKEN).await;
     let done = Instant::now();
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["sessions_ended"], 2);

@@ -116,13 +116,7 @@ async fn after_an_operators_revocation_a_new_login_gets_a_fresh_profile() {
     let (_alice, assertion) = signed_in(&s.gw, "alice").await;
     cache_profile(&s.gw, &assertion).await;
 
-    let resp = reqwest::Client::new()
-        .delete(format!("{}/admin/v1/users/alice", s.gw.admin_url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(resp.status(), 200);
+    revoke_user(&s.gw, "alice", ADMIN_TOKEN).await;
     a_new_login_gets_a_fresh_profile(&s.mock, &s.gw, &s.gw).await;
     assert_eq!(s.metric(PURGED).await, 1.0);
 }

@@ -239,6 +239,19 @@ pub async fn logout(browser: &reqwest::Client, gw: &Gateway) -> reqwest::Respons
     resp
 }
 
+/// Ends every session of `user` through the admin API (`DELETE /admin/v1/users/{user}` with
+/// the admin `token`); the answer must be 200.
+pub async fn revoke_user(gw: &Gateway, user: &str, token: &str) -> reqwest::Response {
+    let resp = reqwest::Client::new()
+        .delete(format!("{}/admin/v1/users/{user}", gw.admin_url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(resp.status(), 200);
+    resp
+}
+
 /// Disconnects the browser's user at the gateway as an API caller does (the form's token from
 /// `GET /auth/disconnect` as JSON, then the same-origin `POST`); the answer must say so.
 pub async fn disconnect(browser: &reqwest::Client, gw: &Gateway) -> Value {
