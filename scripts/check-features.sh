@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The production build carries no mock Spotify: with the `demo` feature off (as the Dockerfile
 # builds), neither mock-spotify nor axum is linked, `demo` and `mock-spotify` explain how to get
-# the demo and exit 2, and the gateway itself still runs. Part of the test command.
+# the demo and exit 2, and the gateway itself still runs. Neither it nor the default build has
+# the tests' clock (`test-clock`: `POST /test/clock` moves the gateway's clock). Part of the
+# test command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +31,17 @@ cp "${CARGO_TARGET_DIR:-target}/debug/spotify-gateway" "$work/spotify-gateway-pr
 cargo build --locked -q -p spotify-gateway
 bin="$work/spotify-gateway-production"
 
+# `cargo test` turns `test-clock` on through the package's dev-dependency on itself; a build
+# must not. The route's path is in the binary exactly when the route is.
+for built in "$bin" "${CARGO_TARGET_DIR:-target}/debug/spotify-gateway"; do
+  if strings "$built" | grep -q "/test/clock"; then
+    fail "$built has the tests' clock (feature test-clock)"
+  fi
+done
+if grep -q 'feature "test-clock"' < <(cargo tree --locked -p spotify-gateway -e normal,features --prefix none); then
+  fail "the build enables the test-clock feature"
+fi
+
 for cmd in demo mock-spotify; do
   set +e
   "$bin" "$cmd" >"$work/out" 2>"$work/err"
@@ -48,4 +61,4 @@ SPOTIFY_GATEWAY_SESSION_SECRET=check-features-session-secret-0123456789abcdef \
   SPOTIFY_CLIENT_SECRET=check-features-client-secret \
   "$bin" check-config --config config/gateway.toml >/dev/null \
   || fail "check-config fails in the build without the demo"
-echo "check-features: production build has no demo, says how to get it, and runs"
+echo "check-features: production build has no demo, says how to get it, and runs; no build has the test clock"

@@ -241,8 +241,7 @@ async fn seed_session(store: &dyn Store, keys: &Keyring, user: &str, key: &str) 
 async fn listing_pages_over_250_users_seeded_in_the_shared_store() {
     let redis = RedisServer::start().await;
     let s = with_admin(Stack::builder())
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
+        .redis_store(&redis)
         .start()
         .await;
     // Seeded through the store API (the gateway's own sealing), not through logins.
@@ -287,18 +286,12 @@ async fn listing_pages_over_250_users_seeded_in_the_shared_store() {
 async fn revoking_on_one_replica_ends_the_user_on_both_within_a_second() {
     let redis = RedisServer::start().await;
     let s = with_admin(Stack::builder().app(App::Echo).more_gateways(1))
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
+        .redis_store(&redis)
         .start()
         .await;
-    let mut ports = s.more_ports[0];
-    ports.app = s.ports.app;
-    let other = Gateway::start_with_env(
-        ports,
-        &s.config_for(ports),
-        vec![(TOKEN_VAR.to_string(), TOKEN.to_string())],
-    )
-    .await;
+    let other = s
+        .start_replica_with_env(vec![(TOKEN_VAR.to_string(), TOKEN.to_string())])
+        .await;
     let (first, second, bob) = (browser(), browser(), browser());
     login(&first, &s.gw, "alice", "/").await;
     login(&second, &other, "alice", "/").await;
@@ -314,13 +307,7 @@ async fn revoking_on_one_replica_ends_the_user_on_both_within_a_second() {
     let (_, listed) = admin_get(&other, "/admin/v1/users/alice", Some(TOKEN)).await;
     assert_eq!(listed["sessions"], 2, "one store, seen from either replica");
 
-    let resp = reqwest::Client::new()
-        .delete(format!("{}/admin/v1/users/alice", s.gw.admin_url()))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(resp.status(), 200);
+    let resp = revoke_user(&s.gw, "alice", TOKEN).await;
     let done = Instant::now();
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["sessions_ended"], 2);

@@ -20,24 +20,7 @@ const REVALIDATED: &str = "spotify-gateway; fwd=stale; fwd-status=304";
 
 /// `GET /v1/me` on `gw`'s egress as `assertion`: status, `Cache-Status`, body.
 async fn me(gw: &Gateway, assertion: &str) -> (u16, String, Value) {
-    let resp = reqwest::Client::new()
-        .get(format!("{}/v1/me", gw.egress_url()))
-        .header("x-gateway-user", assertion)
-        .send()
-        .await
-        .expect("egress answers");
-    let status = resp.status().as_u16();
-    let cache_status = resp
-        .headers()
-        .get("cache-status")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    (
-        status,
-        cache_status,
-        resp.json().await.unwrap_or(Value::Null),
-    )
+    egress_answer(gw, "/v1/me", Some(assertion)).await
 }
 
 /// The assertion the echo app receives for `browser` on `gw`.
@@ -133,13 +116,7 @@ async fn after_an_operators_revocation_a_new_login_gets_a_fresh_profile() {
     let (_alice, assertion) = signed_in(&s.gw, "alice").await;
     cache_profile(&s.gw, &assertion).await;
 
-    let resp = reqwest::Client::new()
-        .delete(format!("{}/admin/v1/users/alice", s.gw.admin_url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(resp.status(), 200);
+    revoke_user(&s.gw, "alice", ADMIN_TOKEN).await;
     a_new_login_gets_a_fresh_profile(&s.mock, &s.gw, &s.gw).await;
     assert_eq!(s.metric(PURGED).await, 1.0);
 }
@@ -179,20 +156,10 @@ async fn watch_channels(url: &str) -> tokio::task::JoinHandle<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnect_on_one_replica_purges_the_users_answers_on_the_other() {
     let redis = RedisServer::start().await;
-    let s = stack()
-        .more_gateways(1)
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
-        .start()
+    let s = stack().more_gateways(1).redis_store(&redis).start().await;
+    let other = s
+        .start_replica_with_env(vec![(ADMIN_TOKEN_VAR.to_string(), ADMIN_TOKEN.to_string())])
         .await;
-    let mut ports = s.more_ports[0];
-    ports.app = s.ports.app;
-    let other = Gateway::start_with_env(
-        ports,
-        &s.config_for(ports),
-        vec![(ADMIN_TOKEN_VAR.to_string(), ADMIN_TOKEN.to_string())],
-    )
-    .await;
     let (alice, alice_assertion) = signed_in(&s.gw, "alice").await;
     let (_bob, bob_assertion) = signed_in(&s.gw, "bob").await;
     // The other replica holds both profiles in its cache.
@@ -299,11 +266,7 @@ async fn a_follower_waiting_on_a_departed_users_call_makes_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_redis_subscription_was_down_forgets_every_users_answers() {
     let mut redis = RedisServer::start().await;
-    let s = stack()
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
-        .start()
-        .await;
+    let s = stack().redis_store(&redis).start().await;
     let (_alice, assertion) = signed_in(&s.gw, "alice").await;
     cache_profile(&s.gw, &assertion).await;
     // An app-token answer Spotify says is fresh for a while (catalogue: max-age).

@@ -136,11 +136,11 @@ async fn token_is_renewed_before_it_expires() {
             .status(),
         200
     );
-    let fetched = Instant::now();
     assert_eq!(token_requests(&s.mock, "client_credentials").await, 1);
 
-    // Inside the refresh margin but before Spotify would refuse the token.
-    tokio::time::sleep_until((fetched + Duration::from_millis(1700)).into()).await;
+    // Inside the refresh margin but before Spotify would refuse the token (by the gateway's
+    // clock, moved forward; the mock's does not move).
+    s.gw.advance_clock(Duration::from_millis(1700)).await;
     assert_eq!(
         s.egress_get("/v1/search?q=abba&type=track&limit=2")
             .await
@@ -150,7 +150,7 @@ async fn token_is_renewed_before_it_expires() {
     assert_eq!(token_requests(&s.mock, "client_credentials").await, 2);
 
     // Past the lifetime of the second token: renewed again, never sent expired.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    s.gw.advance_clock(Duration::from_millis(2100)).await;
     assert_eq!(
         s.egress_get("/v1/search?q=abba&type=track&limit=3")
             .await
@@ -158,6 +158,19 @@ async fn token_is_renewed_before_it_expires() {
         200
     );
     assert_eq!(token_requests(&s.mock, "client_credentials").await, 3);
+    // The mock's clock did not move, so it would still take the old tokens: that each call
+    // left with a token never sent before is what shows the expired one stayed home.
+    let sent: Vec<String> = mock_requests(&s.mock)
+        .await
+        .iter()
+        .filter(|r| r["target"] == "api")
+        .filter_map(|r| r["headers"]["authorization"].as_str().map(String::from))
+        .collect();
+    assert_eq!(sent.len(), 3);
+    assert!(
+        sent[0] != sent[1] && sent[1] != sent[2] && sent[0] != sent[2],
+        "each call carried the token fetched for it"
+    );
     let api_calls = mock_requests(&s.mock)
         .await
         .iter()

@@ -23,23 +23,7 @@ fn cache_metric(result: &str) -> String {
 
 /// A GET on the egress listener from a client of its own: status, `Cache-Status`, body.
 async fn get(s: &Stack, path: &str, user: Option<&str>) -> (u16, String, Value) {
-    let mut req = reqwest::Client::new().get(format!("{}{path}", s.gw.egress_url()));
-    if let Some(assertion) = user {
-        req = req.header("x-gateway-user", assertion);
-    }
-    let resp = req.send().await.expect("egress answers");
-    let status = resp.status().as_u16();
-    let cache_status = resp
-        .headers()
-        .get("cache-status")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    (
-        status,
-        cache_status,
-        resp.json().await.unwrap_or(Value::Null),
-    )
+    egress_answer(&s.gw, path, user).await
 }
 
 /// A track id from the catalogue, found with one search (then the mock's counters reset).

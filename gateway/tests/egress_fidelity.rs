@@ -1,6 +1,10 @@
 //! The egress listener as a faithful stand-in for api.spotify.com: rate limits, retries,
-//! timeouts, paging links (also gzip), bodies and methods, header hygiene, and the rspotify
-//! client library. What reached Spotify is read from the mock's request log and stats.
+//! timeouts, paging links (also gzip), bodies and methods, header hygiene, old and new (2026)
+//! paths passing untouched, and the rspotify client library. What reached Spotify is read from
+//! the mock's request log and stats.
+//!
+//! Over 700 lines: the stand-in is one feature, and its cases share one setup (a user signed in
+//! with every scope the calls need); split, each part would link a test binary of its own.
 
 mod common;
 
@@ -79,8 +83,9 @@ async fn rate_limit_is_passed_on_then_answered_locally_until_it_passes() {
         1.0
     );
 
-    // The cool-down is one second: afterwards calls go through again.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The cool-down is one second (kept by the gateway's clock): afterwards calls go through
+    // again.
+    s.gw.advance_clock(Duration::from_millis(1100)).await;
     assert_eq!(
         s.egress_as(&alice, "/v1/me")
             .send()
@@ -670,4 +675,83 @@ async fn not_modified_passes_as_it_is() {
         etag.as_str(),
         "passed on to Spotify"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_and_new_paths_pass_the_egress_untouched() {
+    let s = Stack::builder()
+        .app(App::Echo)
+        .edit(|doc| {
+            let scopes = doc["spotify"]["scopes"].as_array_mut().expect("scopes");
+            scopes.push("user-library-modify");
+            scopes.push("user-library-read");
+        })
+        .start()
+        .await;
+    let b = browser();
+    login(&b, &s.gw, "alice", "/").await;
+    let alice = s.assertion(&b).await;
+    let mine: Value = s
+        .egress_get_as(&alice, "/v1/me/playlists")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = mine["items"][0]["id"].as_str().expect("id").to_string();
+    let s = &s;
+    let sent_path = |path: String| async move { s.last_api_request().await["path"] == path };
+
+    let items = format!("/v1/playlists/{id}/items?limit=2&offset=1");
+    let resp = s.egress_get_as(&alice, &items).await;
+    assert_eq!(resp.status(), 200);
+    let page: Value = resp.json().await.expect("json");
+    assert!(page["items"][0]["item"]["uri"].is_string(), "{page}");
+    assert!(sent_path(items).await, "the path reached Spotify as sent");
+
+    // Development mode: Spotify's 403 for the old path passes through with its body.
+    let tracks = format!("/v1/playlists/{id}/tracks?limit=2");
+    let resp = s.egress_get_as(&alice, &tracks).await;
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["status"], 403);
+    assert!(sent_path(tracks.clone()).await);
+    // An extended-quota app still gets the old path, as it was.
+    mock_post(
+        &s.mock,
+        "/__mock/app",
+        Some(json!({"mode": "extended_quota"})),
+    )
+    .await;
+    let resp = s.egress_get_as(&alice, &tracks).await;
+    assert_eq!(resp.status(), 200);
+    let page: Value = resp.json().await.expect("json");
+    assert!(page["items"][0]["track"]["uri"].is_string(), "{page}");
+    assert!(sent_path(tracks).await);
+
+    // The library, by URI.
+    let uri = page["items"][0]["track"]["uri"]
+        .as_str()
+        .expect("uri")
+        .to_string();
+    let resp = reqwest::Client::new()
+        .put(format!("{}/v1/me/library", s.gw.egress_url()))
+        .header("x-gateway-user", &alice)
+        .json(&json!({ "uris": [uri] }))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(resp.status(), 200);
+    let seen = s.last_api_request().await;
+    assert_eq!(
+        (seen["method"].as_str(), seen["path"].as_str()),
+        (Some("PUT"), Some("/v1/me/library"))
+    );
+    let contains = format!("/v1/me/library/contains?uris={uri}");
+    let saved: Value = s
+        .egress_get_as(&alice, &contains)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(saved, json!([true]));
 }

@@ -18,8 +18,7 @@ const BLOCKED_UNTIL: &str = "spotify_gateway_rate_limit_blocked_until_timestamp_
 async fn replicas(redis: &RedisServer, n: usize) -> (Stack, Vec<Gateway>) {
     let s = Stack::builder()
         .set("egress.cache_size", 0)
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
+        .redis_store(redis)
         .more_gateways(n - 1)
         .start()
         .await;
@@ -172,8 +171,7 @@ async fn the_budget_is_shared_by_replicas_and_spotify_never_says_429() {
         .app(App::Echo)
         .set("egress.cache_size", 0)
         .set("egress.budget_per_30s", BUDGET as i64)
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
+        .redis_store(&redis)
         .mock_config(|m| m.quota_per_30s = Some(BUDGET as u32))
         .more_gateways(2)
         .start()
@@ -302,8 +300,7 @@ async fn calls_counted_while_redis_is_down_join_the_shared_budget_when_it_is_bac
     let s = Stack::builder()
         .set("egress.cache_size", 0)
         .set("egress.budget_per_30s", BUDGET)
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
+        .redis_store(&redis)
         .more_gateways(1)
         .start()
         .await;

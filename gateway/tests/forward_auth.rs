@@ -20,15 +20,6 @@ async fn stack() -> Stack {
         .await
 }
 
-/// A client that follows no redirect and keeps no cookie (an ingress, or a test carrying
-/// cookies itself).
-fn plain() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
 /// A check as Traefik or Caddy sends it, for `GET https://{host}{uri}`.
 fn check(client: &reqwest::Client, gw: &Gateway, host: &str, uri: &str) -> reqwest::RequestBuilder {
     client

@@ -1,6 +1,8 @@
-//! Each listener's connections, through the real gateway: a client trickling its header is
-//! cut off, a flood of the public listener leaves the egress and admin listeners working under
-//! a low file-descriptor limit, and the admin listener stays up through the drain.
+//! Each listener's connections, through the real gateway: a taken listen address is a clear
+//! start-up error, a client trickling its header is cut off, a flood of the public listener
+//! leaves the egress and admin listeners working under a low file-descriptor limit, and on
+//! SIGTERM readiness fails at once, every request in flight is finished, new connections are
+//! refused, and the admin listener stays up through the drain.
 
 mod common;
 
@@ -195,4 +197,94 @@ async fn the_admin_listener_answers_during_the_drain() {
     assert_eq!(in_flight.await.expect("task"), 200);
     let status = s.gw.wait_exit();
     assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_fails_readiness_and_finishes_every_request_in_flight() {
+    let mut s = Stack::builder()
+        .app(App::Echo)
+        .set("server.grace_period", "4s")
+        .start()
+        .await;
+    // Warm the app token so the slow calls are all in Spotify's hands.
+    assert_eq!(
+        egress_get_status(&s.gw, "/v1/search?q=a&type=track", None).await,
+        200
+    );
+    mock_post(&s.mock, "/__mock/reset", None).await;
+    const IN_FLIGHT: u64 = 40;
+    mock_post(
+        &s.mock,
+        "/__mock/fault",
+        Some(json!({"target": "api", "delay_ms": 1500, "times": IN_FLIGHT})),
+    )
+    .await;
+    // Each call its own (another offset), so none is coalesced with another.
+    let calls: Vec<_> = (0..IN_FLIGHT)
+        .map(|i| {
+            let url = format!(
+                "{}/v1/search?q=abba&type=track&offset={i}",
+                s.gw.egress_url()
+            );
+            tokio::spawn(async move {
+                reqwest::get(url)
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    // Every call has reached Spotify (and waits there) before the signal.
+    wait_until(
+        Duration::from_secs(10),
+        format!("all {IN_FLIGHT} calls to reach the mock"),
+        || async { mock_stats(&s.mock).await["api_requests"].as_u64() >= Some(IN_FLIGHT) },
+    )
+    .await;
+
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(s.gw.pid(), libc::SIGTERM) };
+    let ready_url = format!("{}/readyz", s.gw.admin_url());
+    s.gw.wait_until(
+        Duration::from_secs(1),
+        "/readyz to stop answering 200 after SIGTERM",
+        || async {
+            let status = reqwest::get(&ready_url)
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            status != 200
+        },
+    )
+    .await;
+
+    let statuses = futures::future::join_all(calls).await;
+    let ok = statuses.iter().filter(|s| matches!(s, Ok(200))).count();
+    assert_eq!(ok as u64, IN_FLIGHT, "{statuses:?}");
+
+    // New connections are no longer accepted.
+    let refused = tokio::net::TcpStream::connect(("127.0.0.1", s.gw.ports.egress)).await;
+    assert!(refused.is_err(), "the egress listener still accepts");
+    let status = s.gw.wait_exit();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn a_taken_listen_address_is_a_clear_start_up_error() {
+    let ports = Ports::new();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", ports.public)).expect("hold the port");
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("gateway.toml");
+    GatewayConfig::template(ports, "http://127.0.0.1:9").write(&path);
+    let (code, _, err) = run_cli(
+        &["run", "--config", path.to_str().expect("utf-8")],
+        &[
+            ("TEST_CLIENT_SECRET", CLIENT_SECRET),
+            ("TEST_SESSION_SECRET", SESSION_SECRET),
+        ],
+    );
+    drop(taken);
+    assert_ne!(code, 0);
+    assert!(err.contains("listen.public"), "{err}");
+    assert!(err.contains(&ports.public.to_string()), "{err}");
 }

@@ -305,7 +305,8 @@ async fn hundred_concurrent_calls_with_a_stale_token_cause_one_refresh() {
     let b = browser();
     login(&b, &s.gw, "alice", "/").await;
     let assertion = s.assertion(&b).await;
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    // Stale by the gateway's clock (moved forward), not yet expired at Spotify.
+    s.gw.advance_clock(Duration::from_millis(1700)).await;
     let calls = (0..100).map(|_| s.egress_get_as(&assertion, "/v1/me"));
     let statuses: Vec<u16> = futures::future::join_all(calls)
         .await

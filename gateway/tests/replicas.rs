@@ -21,8 +21,7 @@ async fn cluster() -> Cluster {
     let redis = RedisServer::start().await;
     let first = Stack::builder()
         .app(App::Echo)
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
+        .redis_store(&redis)
         .set("spotify.flow", "pkce")
         .start()
         .await;

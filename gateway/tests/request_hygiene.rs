@@ -1,12 +1,21 @@
-//! What an upstream may disagree with the gateway about (hardening issue, items 2 and 3): the
-//! path the gateway decides on (dot segments, encoded separators, backslashes are refused on
-//! the public listener, so the app sees the path the session decision was made on), and
-//! headers that read as framing or hop-by-hop headers once `_` is read as `-` (dropped on
-//! both listeners, so no upstream frames the body otherwise than the gateway).
+//! Requests as they arrive on the wire, and what gets past the gateway: malformed and
+//! smuggling requests are refused (duplicate or odd framing, obs-fold, bare CR, oversized
+//! headers, odd methods; CL+TE and TE+CL never become a second request); the egress sends
+//! tokens to the configured API host only, whatever the target, path or `Host` says; and
+//! what an upstream may disagree with the gateway about: the path the gateway decides on (dot
+//! segments, encoded separators, backslashes are refused on the public listener, so the app
+//! sees the path the session decision was made on), and headers that read as framing or
+//! hop-by-hop headers once `_` is read as `-` (dropped on both listeners, so no upstream
+//! frames the body otherwise than the gateway).
 //!
 //! Raw requests throughout: HTTP clients normalise dot segments and refuse odd header names.
+//! The adversarial cases check refusal, no state change and no call to Spotify
+//! (`common/snapshot.rs`).
 
 mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use common::*;
 use serde_json::Value;
@@ -194,4 +203,394 @@ async fn framing_lookalikes_never_reach_spotify() {
         );
         assert_eq!(headers["x_custom_note"], "kept", "{extra:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_smuggling_requests_are_refused() {
+    let s = watched_stack(Stack::builder()).await;
+    // Warm the app token so a refused request cannot hide behind a token fetch.
+    let resp = plain()
+        .get(format!("{}/v1/search?q=a&type=track", s.gw.egress_url()))
+        .send()
+        .await
+        .expect("warm");
+    assert_eq!(resp.status(), 200);
+    let (egress, public) = (s.gw.ports.egress, s.gw.ports.public);
+    let big = "a".repeat(1100 * 1024);
+    let many_headers: String = (0..300).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let cases: Vec<(&str, u16, Vec<u8>, &[u16])> = vec![
+        (
+            "duplicate Content-Length, different values",
+            egress,
+            b"POST /v1/search HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nContent-Length: 48\r\n\r\nhello".to_vec(),
+            &[400],
+        ),
+        (
+            "Content-Length list",
+            public,
+            b"POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 5, 48\r\n\r\nhello".to_vec(),
+            &[400],
+        ),
+        (
+            "negative Content-Length",
+            egress,
+            b"POST /v1/search HTTP/1.1\r\nHost: gw\r\nContent-Length: -1\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "signed Content-Length",
+            public,
+            b"POST /public/x HTTP/1.1\r\nHost: gw\r\nContent-Length: +5\r\n\r\nhello".to_vec(),
+            &[400],
+        ),
+        (
+            "Transfer-Encoding not ending in chunked",
+            egress,
+            b"POST /v1/search HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "Transfer-Encoding: xchunked",
+            public,
+            b"POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "Transfer-Encoding in HTTP/1.0",
+            egress,
+            b"POST /v1/search HTTP/1.0\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "space before the colon",
+            egress,
+            b"GET /v1/search HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding : chunked\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "obs-fold",
+            egress,
+            b"GET /v1/search?q=a&type=track HTTP/1.1\r\nHost: gw\r\nX-Note: a\r\n folded\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "obs-fold on the public listener",
+            public,
+            b"GET /public/x HTTP/1.1\r\nHost: gw\r\nX-Note: a\r\n X-Spotify-User-Id: bob\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "bare CR",
+            egress,
+            b"GET /v1/search?q=a&type=track HTTP/1.1\r\nHost: gw\r\nX-Note: a\rX-Spotify-User-Id: bob\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "NUL in a header value",
+            public,
+            b"GET /public/x HTTP/1.1\r\nHost: gw\r\nX-Note: a\0b\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "header line without a colon",
+            egress,
+            b"GET /v1/search?q=a&type=track HTTP/1.1\r\nHost: gw\r\nno-colon-here\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "oversized header (1.1 MB)",
+            egress,
+            format!("GET /v1/search?q=a&type=track HTTP/1.1\r\nHost: gw\r\nX-Big: {big}\r\n\r\n").into_bytes(),
+            &[400],
+        ),
+        (
+            "300 header lines",
+            public,
+            format!("GET /public/x HTTP/1.1\r\nHost: gw\r\n{many_headers}\r\n").into_bytes(),
+            &[400],
+        ),
+        (
+            "oversized URI (1.1 MB)",
+            egress,
+            format!("GET /v1/search?q={big} HTTP/1.1\r\nHost: gw\r\n\r\n").into_bytes(),
+            &[400],
+        ),
+        (
+            "invalid method characters",
+            egress,
+            b"G(T /v1/search?q=a&type=track HTTP/1.1\r\nHost: gw\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "lowercase method",
+            egress,
+            b"get /v1/search?q=a&type=track HTTP/1.1\r\nHost: gw\r\n\r\n".to_vec(),
+            &[405],
+        ),
+        (
+            "TRACE on egress (would echo the injected token)",
+            egress,
+            b"TRACE /v1/search HTTP/1.1\r\nHost: gw\r\n\r\n".to_vec(),
+            &[405],
+        ),
+        (
+            "TRACE on the public listener",
+            public,
+            b"TRACE /public/x HTTP/1.1\r\nHost: gw\r\n\r\n".to_vec(),
+            &[405],
+        ),
+        (
+            "unknown method on egress",
+            egress,
+            b"PROPFIND /v1/search HTTP/1.1\r\nHost: gw\r\n\r\n".to_vec(),
+            &[405],
+        ),
+        (
+            "CONNECT on the public listener",
+            public,
+            b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n".to_vec(),
+            &[405],
+        ),
+        (
+            "two Host headers",
+            egress,
+            b"GET /v1/search?q=a&type=track HTTP/1.1\r\nHost: gw\r\nHost: evil.example\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "HTTP/2 preface on an HTTP/1 listener",
+            egress,
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "a TLS ClientHello",
+            public,
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(),
+            &[400],
+        ),
+    ];
+    for (name, port, request, allowed) in &cases {
+        let before = s.snapshot().await;
+        let (status, answer) = raw_first_answer(*port, request).await;
+        assert!(
+            allowed.contains(&status),
+            "{name}: {status} {}",
+            &answer[..answer.len().min(300)]
+        );
+        s.assert_untouched(&before, name).await;
+    }
+
+    // CL+TE and TE+CL: Transfer-Encoding wins and the connection closes after the request,
+    // so the bytes after the chunked body never become a second request: with CL+TE they are
+    // dropped, with TE+CL they are the chunk's data, delivered as the body of the one request.
+    let inner = |target: &str| format!("GET {target} HTTP/1.1\r\nHost: gw\r\n\r\n");
+    let cl_te = |path: &str, target: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{}",
+            5 + inner(target).len(),
+            inner(target)
+        )
+    };
+    let te_cl = |path: &str, target: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+            inner(target).len(),
+            inner(target)
+        )
+    };
+    let search = "/v1/search?q=a&type=track";
+    for (name, port, request, body) in [
+        (
+            "CL+TE to egress",
+            egress,
+            cl_te(search, "/v1/smuggled"),
+            String::new(),
+        ),
+        (
+            "TE+CL to egress",
+            egress,
+            te_cl(search, "/v1/smuggled"),
+            inner("/v1/smuggled"),
+        ),
+        (
+            "CL+TE to the app",
+            public,
+            cl_te("/public/x", "/public/smuggled"),
+            String::new(),
+        ),
+        (
+            "TE+CL to the app",
+            public,
+            te_cl("/public/x", "/public/smuggled"),
+            inner("/public/smuggled"),
+        ),
+    ] {
+        let before = s.snapshot().await;
+        let (status, answer) = raw_request(port, request.as_bytes()).await;
+        assert!(status != 0 && status < 500, "{name}: {answer}");
+        assert_eq!(
+            answer.matches("HTTP/1.1 ").count(),
+            1,
+            "{name}: one answer, and the connection closed: {answer}"
+        );
+        let spotify: Vec<Value> = mock_requests(&s.mock)
+            .await
+            .into_iter()
+            .skip(before.spotify_log)
+            .collect();
+        let app = s.app_hits_since(&before);
+        let upstream: Vec<(String, String)> = if port == egress {
+            assert!(app.is_empty(), "{name}");
+            spotify
+                .iter()
+                .map(|r| {
+                    let path = r["path"].as_str().unwrap_or("").to_string();
+                    (path, r["body"].as_str().unwrap_or("").to_string())
+                })
+                .collect()
+        } else {
+            assert!(spotify.is_empty(), "{name}");
+            for hit in &app {
+                // One well-framed message: no Content-Length next to chunking.
+                assert!(
+                    hit.lookalike_values("content-length").is_empty()
+                        || hit.lookalike_values("transfer-encoding").is_empty(),
+                    "{name}: {hit:?}"
+                );
+            }
+            app.iter()
+                .map(|h| {
+                    (
+                        h.path.clone(),
+                        String::from_utf8_lossy(&h.body).into_owned(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            upstream.len(),
+            1,
+            "{name}: exactly the outer request: {upstream:?}"
+        );
+        assert!(!upstream[0].0.contains("smuggled"), "{name}: {upstream:?}");
+        assert_eq!(upstream[0].1, body, "{name}: {upstream:?}");
+    }
+}
+
+/// A listener that counts connections: where a token must never arrive.
+async fn start_trap() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("trap");
+    let port = listener.local_addr().expect("addr").port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (port, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_tokens_go_to_the_api_host_only() {
+    // No cache: every call below must reach Spotify (or be refused before).
+    let s = watched_stack(Stack::builder().set("egress.cache_size", 0)).await;
+    let resp = plain()
+        .get(format!("{}/v1/search?q=a&type=track", s.gw.egress_url()))
+        .send()
+        .await
+        .expect("warm");
+    assert_eq!(resp.status(), 200);
+    let (trap, trapped) = start_trap().await;
+    let mock_host = s.mock.base_url().trim_start_matches("http://").to_string();
+    let targets: Vec<(String, &[u16])> = vec![
+        (format!("http://127.0.0.1:{trap}/v1/me"), &[400]),
+        ("https://api.spotify.com/v1/me".into(), &[400]),
+        (format!("{}/v1/me", s.mock.base_url()), &[400]),
+        (format!("//127.0.0.1:{trap}/v1/me"), &[404]),
+        ("*".into(), &[400]),
+        ("/v1/../__mock/stats".into(), &[400]),
+        ("/v1/%2e%2e/__mock/reset".into(), &[400]),
+        ("/v1/.%2E/__mock/reset".into(), &[400]),
+        ("/v1/%2E./x".into(), &[400]),
+        ("/v1/./me".into(), &[400]),
+        ("/v1/..%2f__mock%2fstats".into(), &[400]),
+        ("/v1/%2F..%2F__mock".into(), &[400]),
+        ("/v1/%5c..%5c__mock".into(), &[400]),
+        ("/v1\\..\\__mock/stats".into(), &[400]),
+        ("/v1/me/../../__mock/stats".into(), &[400]),
+        ("/__mock/stats".into(), &[404]),
+        ("/__mock/reset".into(), &[404]),
+        ("/v2/search".into(), &[404]),
+        ("/V1/me".into(), &[404]),
+        ("/v1".into(), &[404]),
+        ("/".into(), &[404]),
+        ("/auth/login".into(), &[404]),
+    ];
+    for (target, allowed) in &targets {
+        for method in ["GET", "POST"] {
+            let name = format!("{method} {target}");
+            let before = s.snapshot().await;
+            let request = format!(
+                "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{trap}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let (status, answer) = raw_request(s.gw.ports.egress, request.as_bytes()).await;
+            assert!(allowed.contains(&status), "{name}: {answer}");
+            s.assert_untouched(&before, &name).await;
+        }
+    }
+    for (name, request, expected) in [
+        (
+            "CONNECT authority-form",
+            format!("CONNECT 127.0.0.1:{trap} HTTP/1.1\r\nHost: 127.0.0.1:{trap}\r\n\r\n"),
+            405,
+        ),
+        (
+            "CONNECT to the API host",
+            format!("CONNECT {mock_host} HTTP/1.1\r\nHost: {mock_host}\r\n\r\n"),
+            405,
+        ),
+        (
+            "OPTIONS *",
+            format!("OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1:{trap}\r\n\r\n"),
+            400,
+        ),
+    ] {
+        let before = s.snapshot().await;
+        let (status, answer) = raw_first_answer(s.gw.ports.egress, request.as_bytes()).await;
+        assert_eq!(status, expected, "{name}: {answer}");
+        s.assert_untouched(&before, name).await;
+    }
+
+    // Host games on a valid path: served, but to the configured API host with its Host.
+    for (name, headers) in [
+        ("Host: the trap", format!("Host: 127.0.0.1:{trap}\r\n")),
+        (
+            "X-Forwarded-Host and Forwarded",
+            format!(
+                "Host: gw\r\nX-Forwarded-Host: 127.0.0.1:{trap}\r\nForwarded: host=127.0.0.1:{trap};proto=http\r\n"
+            ),
+        ),
+        ("no Host at all (HTTP/1.0)", String::new()),
+    ] {
+        let before = s.snapshot().await;
+        let version = if headers.is_empty() { "1.0" } else { "1.1" };
+        let request = format!(
+            "GET /v1/search?q=a&type=track HTTP/{version}\r\n{headers}Connection: close\r\n\r\n"
+        );
+        let (status, answer) = raw_request(s.gw.ports.egress, request.as_bytes()).await;
+        assert_eq!(status, 200, "{name}: {answer}");
+        let log = mock_requests(&s.mock).await;
+        let reached = &log[before.spotify_log..];
+        assert_eq!(reached.len(), 1, "{name}");
+        assert_eq!(reached[0]["headers"]["host"], mock_host.as_str(), "{name}");
+    }
+    assert_eq!(
+        trapped.load(Ordering::SeqCst),
+        0,
+        "a token went to the trap"
+    );
 }

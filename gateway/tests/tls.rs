@@ -6,49 +6,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
 use mock_spotify::{MockTls, TestCa, Validity};
 use serde_json::Value;
-
-/// The names the mock's good certificate is for: the harness points the gateway at
-/// `https://127.0.0.1:PORT`.
-const LOOPBACK: &[&str] = &["127.0.0.1", "localhost"];
-
-/// A test CA and its certificate written where `spotify.ca_file` can name it.
-struct Ca {
-    ca: TestCa,
-    dir: tempfile::TempDir,
-    file: PathBuf,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let ca = TestCa::new(name);
-        let dir = tempfile::tempdir().expect("dir");
-        let file = dir.path().join("ca.pem");
-        std::fs::write(&file, ca.cert_pem()).expect("write CA");
-        Ca { ca, dir, file }
-    }
-
-    fn file(&self) -> String {
-        self.file.display().to_string()
-    }
-
-    /// A client (a browser without redirects, with cookies) that trusts only this CA.
-    fn browser(&self) -> reqwest::Client {
-        let root = reqwest::Certificate::from_pem(self.ca.cert_pem().as_bytes()).expect("pem");
-        reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(root)
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client")
-    }
-}
 
 /// A mock control call (`/__mock/...`) over TLS.
 async fn control(ca: &Ca, mock: &MockSpotify, method: reqwest::Method, path: &str) -> Value {
@@ -77,10 +39,8 @@ async fn control_with(
 #[tokio::test]
 async fn the_whole_path_works_over_tls_with_the_ca_file() {
     let ca = Ca::new("tls suite CA");
-    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
     let s = Stack::builder()
-        .mock_config(move |c| c.tls = Some(tls))
-        .set("spotify.ca_file", ca.file())
+        .mock_over_tls(&ca)
         .app(App::Echo)
         .start()
         .await;
@@ -143,13 +103,11 @@ async fn the_whole_path_works_over_tls_with_the_ca_file() {
 #[tokio::test]
 async fn pkce_login_and_a_refresh_on_expiry_work_over_tls() {
     let ca = Ca::new("tls pkce CA");
-    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
     let lifetime = std::time::Duration::from_secs(2);
     let s = Stack::builder()
-        .mock_config(move |c| c.tls = Some(tls))
+        .mock_over_tls(&ca)
         .token_lifetime(lifetime)
         .set("spotify.flow", "pkce")
-        .set("spotify.ca_file", ca.file())
         .app(App::Echo)
         .start()
         .await;
@@ -163,8 +121,9 @@ async fn pkce_login_and_a_refresh_on_expiry_work_over_tls() {
     let assertion = s.assertion(&browser).await;
     let refreshes = |stats: &Value| stats["token_requests"]["refresh_token"].as_u64();
     let before = control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await;
-    // The token expires by the gateway's own clock: the next call refreshes before it leaves.
-    tokio::time::sleep(lifetime).await;
+    // The token expires by the gateway's own clock (moved forward): the next call refreshes
+    // before it leaves.
+    s.gw.advance_clock(lifetime).await;
     for _ in 0..3 {
         let me = s.egress_get_as(&assertion, "/v1/me").await;
         assert_eq!(me.status(), 200);
@@ -180,19 +139,18 @@ async fn pkce_login_and_a_refresh_on_expiry_work_over_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_against_a_failing_token_endpoint_costs_one_refresh_over_tls() {
     let ca = Ca::new("tls burst CA");
-    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
     let lifetime = std::time::Duration::from_secs(2);
     let s = Stack::builder()
-        .mock_config(move |c| c.tls = Some(tls))
+        .mock_over_tls(&ca)
         .token_lifetime(lifetime)
-        .set("spotify.ca_file", ca.file())
         .app(App::Echo)
         .start()
         .await;
     let browser = ca.browser();
     login(&browser, &s.gw, "alice", "/").await;
     let assertion = s.assertion(&browser).await;
-    tokio::time::sleep(lifetime).await;
+    // The token expires by the gateway's own clock (moved forward).
+    s.gw.advance_clock(lifetime).await;
     let fault = serde_json::json!({"target": "token", "status": 503, "times": 100000});
     control_with(
         &ca,
@@ -266,13 +224,9 @@ async fn a_ca_in_the_system_store_is_trusted_by_both_clients() {
 async fn api_calls_negotiate_http2_and_share_a_warm_connection() {
     for (http2, protocol, version) in [(true, "h2", "HTTP/2.0"), (false, "http/1.1", "HTTP/1.1")] {
         let ca = Ca::new("alpn CA");
-        let tls = ca.ca.issue(LOOPBACK, Validity::Current);
         let s = Stack::builder()
-            .mock_config(move |c| {
-                c.tls = Some(tls);
-                c.http2 = http2;
-            })
-            .set("spotify.ca_file", ca.file())
+            .mock_over_tls(&ca)
+            .mock_config(move |c| c.http2 = http2)
             // No cache: the 20 identical calls must each reach Spotify.
             .set("egress.cache_size", 0)
             .start()
@@ -327,10 +281,8 @@ async fn api_calls_negotiate_http2_and_share_a_warm_connection() {
 /// A stack on a TLS mock whose clients to Spotify go through `proxy`: nothing bypasses it
 /// (`no_proxy = []`: the mock is on loopback, which bypasses the proxy by default).
 async fn stack_behind(ca: &Ca, proxy: &Tinyproxy, credentials_env: &str) -> Stack {
-    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
     Stack::builder()
-        .mock_config(move |c| c.tls = Some(tls))
-        .set("spotify.ca_file", ca.file())
+        .mock_over_tls(ca)
         .set("spotify.proxy_url", proxy.url())
         .set("spotify.proxy_credentials_env", credentials_env)
         .set("spotify.no_proxy", [] as [&str; 0])
@@ -475,10 +427,8 @@ async fn assert_proxy_answer(
 async fn a_frozen_proxy_answers_502_naming_it_within_the_deadline() {
     let ca = Ca::new("frozen proxy CA");
     let proxy = FrozenProxy::start().await;
-    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
     let s = Stack::builder()
-        .mock_config(move |c| c.tls = Some(tls))
-        .set("spotify.ca_file", ca.file())
+        .mock_over_tls(&ca)
         .set("spotify.proxy_url", proxy.url())
         .set("spotify.no_proxy", ["localhost"])
         .edit(|doc| {
@@ -521,10 +471,8 @@ async fn a_frozen_proxy_answers_502_naming_it_within_the_deadline() {
 async fn a_token_request_through_a_frozen_proxy_answers_502_naming_it() {
     let ca = Ca::new("frozen proxy token CA");
     let proxy = FrozenProxy::start().await;
-    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
     let s = Stack::builder()
-        .mock_config(move |c| c.tls = Some(tls))
-        .set("spotify.ca_file", ca.file())
+        .mock_over_tls(&ca)
         .set("spotify.proxy_url", proxy.url())
         .set("spotify.no_proxy", [] as [&str; 0])
         .set("egress.total_timeout", "4s")
@@ -548,10 +496,8 @@ async fn a_token_request_through_a_frozen_proxy_answers_502_naming_it() {
 async fn loopback_bypasses_the_proxy_by_default() {
     let ca = Ca::new("no_proxy CA");
     let proxy = Tinyproxy::start(None).await;
-    let tls = ca.ca.issue(LOOPBACK, Validity::Current);
     let s = Stack::builder()
-        .mock_config(move |c| c.tls = Some(tls))
-        .set("spotify.ca_file", ca.file())
+        .mock_over_tls(&ca)
         .set("spotify.proxy_url", proxy.url())
         .start()
         .await;

@@ -443,28 +443,6 @@ async fn until_feed_ends(feed: &mut Feed, within: Duration, what: &str) -> Strin
     seen
 }
 
-/// `POST /auth/disconnect` with the form token its JSON answer gives, from the gateway's own
-/// origin; the answer must be 200.
-async fn disconnect(b: &reqwest::Client, gw: &Gateway) {
-    let form: serde_json::Value = b
-        .get(format!("{}/auth/disconnect", gw.public_url()))
-        .send()
-        .await
-        .expect("disconnect form")
-        .json()
-        .await
-        .expect("json");
-    let token = form["csrf_token"].as_str().expect("token").to_string();
-    let resp = b
-        .post(format!("{}/auth/disconnect", gw.public_url()))
-        .header("origin", gw.public_url())
-        .form(&[("csrf", token.as_str())])
-        .send()
-        .await
-        .expect("disconnect");
-    assert_eq!(resp.status(), 200);
-}
-
 /// The ways a session ends on the replica that holds its streams, each with the reason
 /// `streams_closed_total` counts it under.
 #[derive(Clone, Copy, Debug)]
@@ -491,15 +469,11 @@ impl End {
             End::Logout => {
                 logout(browser, &s.gw).await;
             }
-            End::Disconnect => disconnect(browser, &s.gw).await,
+            End::Disconnect => {
+                disconnect(browser, &s.gw).await;
+            }
             End::Revoke => {
-                let resp = reqwest::Client::new()
-                    .delete(format!("{}/admin/v1/users/alice", s.gw.admin_url()))
-                    .bearer_auth(ADMIN_TOKEN)
-                    .send()
-                    .await
-                    .expect("revoke");
-                assert_eq!(resp.status(), 200);
+                revoke_user(&s.gw, "alice", ADMIN_TOKEN).await;
             }
             End::InvalidGrant => {
                 // Spotify revokes the refresh token; the app's next call for alice refreshes
@@ -625,13 +599,11 @@ async fn a_logout_on_one_replica_closes_the_sockets_on_another() {
     let state = AppState::new();
     let s = Stack::builder()
         .app(app(state.clone()))
-        .set("store.backend", "redis")
-        .set("store.url", redis.url())
+        .more_gateways(1)
+        .redis_store(&redis)
         .start()
         .await;
-    let mut ports = Ports::new();
-    ports.app = s.ports.app;
-    let other = Gateway::start(ports, &s.config_for(ports)).await;
+    let other = s.start_replica().await;
 
     let alice = browser();
     let cookie = login(&alice, &s.gw, "alice", "/").await.session_cookie();

@@ -1,6 +1,8 @@
 //! The admin listener: `/metrics` (Prometheus text), `/healthz` (alive), `/readyz` (ready to
 //! take traffic; fails from the moment shutdown begins), and the admin API under
 //! `/admin/v1/` (`admin_api`), which exists only here and only when `[admin]` has a token.
+//! With the cargo feature `test-clock` (integration tests only) also `POST /test/clock`,
+//! which moves the gateway's clock forward (`clock`).
 
 pub mod api;
 pub mod client;
@@ -74,6 +76,31 @@ impl AdminApp {
     }
 }
 
+/// `POST /test/clock?advance_ms=N`: the gateway's clock moves N ms forward, so a test sees a
+/// token or a cool-down run out without waiting for it. Never in a production build.
+#[cfg(feature = "test-clock")]
+const TEST_CLOCK: &str = "/test/clock";
+
+#[cfg(feature = "test-clock")]
+fn advance_clock(req: &pingora::http::RequestHeader) -> Response<Vec<u8>> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    if req.method != http::Method::POST {
+        return text(405, PLAIN, b"POST only\n".to_vec());
+    }
+    let by = req.uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "advance_ms")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+    });
+    match by {
+        Some(ms) => {
+            let offset = crate::clock::test_clock::advance(ms);
+            text(200, PLAIN, format!("offset_ms {offset}\n").into_bytes())
+        }
+        None => text(400, PLAIN, b"?advance_ms=N expected\n".to_vec()),
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -84,6 +111,8 @@ impl ServeHttp for AdminApp {
         let path = session.req_header().uri.path().to_string();
         let route = match path.as_str() {
             "/metrics" | "/healthz" | "/readyz" => path.as_str(),
+            #[cfg(feature = "test-clock")]
+            TEST_CLOCK => TEST_CLOCK,
             p if p.starts_with(crate::admin::api::PREFIX) => crate::admin::api::route_label(p),
             _ => "unmatched",
         };
@@ -101,6 +130,8 @@ impl ServeHttp for AdminApp {
             }
             "/healthz" => text(200, "text/plain; charset=utf-8", b"ok\n".to_vec()),
             "/readyz" => self.readyz().await,
+            #[cfg(feature = "test-clock")]
+            TEST_CLOCK => advance_clock(session.req_header()),
             _ => text(404, "text/plain; charset=utf-8", b"not found\n".to_vec()),
         };
         self.gw

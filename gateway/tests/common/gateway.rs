@@ -182,6 +182,28 @@ impl Gateway {
         format!("http://127.0.0.1:{}", self.ports.admin)
     }
 
+    /// Moves this gateway's clock (`clock::now_ms`, the one every expiry is stored in) `by`
+    /// forward, as if that time had passed for it: a token, a session deadline or a cool-down
+    /// runs out without the test waiting for it. Timers on a monotonic clock (tokio's, the
+    /// refresh failure hold) and the mock Spotify's clock do not move.
+    pub async fn advance_clock(&self, by: Duration) {
+        let url = format!(
+            "{}/test/clock?advance_ms={}",
+            self.admin_url(),
+            by.as_millis()
+        );
+        let resp = reqwest::Client::new()
+            .post(url)
+            .send()
+            .await
+            .expect("the gateway's test clock");
+        assert_eq!(
+            resp.status(),
+            200,
+            "POST /test/clock: is the gateway built with the test-clock feature?"
+        );
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map(|c| c.id() as i32).expect("running")
     }

@@ -55,6 +55,42 @@ pub async fn egress_status(gw: &Gateway, assertion: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// The status of an egress `GET path`, carrying `assertion` if given (0 when nothing
+/// answered).
+pub async fn egress_get_status(gw: &Gateway, path: &str, assertion: Option<&str>) -> u16 {
+    let mut req = reqwest::Client::new().get(format!("{}{path}", gw.egress_url()));
+    if let Some(a) = assertion {
+        req = req.header("x-gateway-user", a);
+    }
+    req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+/// An egress `GET path` from a client of its own, carrying `assertion` if given: status,
+/// `Cache-Status` (empty when absent) and the JSON body (null when not JSON).
+pub async fn egress_answer(
+    gw: &Gateway,
+    path: &str,
+    assertion: Option<&str>,
+) -> (u16, String, Value) {
+    let mut req = reqwest::Client::new().get(format!("{}{path}", gw.egress_url()));
+    if let Some(a) = assertion {
+        req = req.header("x-gateway-user", a);
+    }
+    let resp = req.send().await.expect("egress answers");
+    let status = resp.status().as_u16();
+    let cache_status = resp
+        .headers()
+        .get("cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (
+        status,
+        cache_status,
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
 /// Logs `user` in through the gateway's public listener with `browser`, approving at the mock.
 pub async fn login(
     browser: &reqwest::Client,
@@ -243,6 +279,19 @@ pub async fn logout(browser: &reqwest::Client, gw: &Gateway) -> reqwest::Respons
         .await
         .expect("logout");
     assert_eq!(resp.status(), 200, "sign-out");
+    resp
+}
+
+/// Ends every session of `user` through the admin API (`DELETE /admin/v1/users/{user}` with
+/// the admin `token`); the answer must be 200.
+pub async fn revoke_user(gw: &Gateway, user: &str, token: &str) -> reqwest::Response {
+    let resp = reqwest::Client::new()
+        .delete(format!("{}/admin/v1/users/{user}", gw.admin_url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(resp.status(), 200);
     resp
 }
 

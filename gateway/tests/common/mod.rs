@@ -20,21 +20,29 @@
 //!   listener; `http.rs`: browsers, logins and raw requests; `redis.rs`: a real redis-server;
 //!   `proxy.rs`: a real CONNECT proxy (tinyproxy); `tmpfs.rs`: a small tmpfs to fill up (root);
 //!   `ingress.rs`: real nginx and Caddy asking the gateway's `/auth/check`;
-//!   `wait.rs`: [`wait_until`]; `webhook.rs`: a real receiver of the gateway's webhooks.
+//!   `wait.rs`: [`wait_until`]; `webhook.rs`: a real receiver of the gateway's webhooks and
+//!   `[[webhooks]]` entries; `audit.rs`: the audit lines in a gateway's log.
+//! - `login_by_hand.rs`: a login step by step with explicit cookies ([`pending_login`]);
+//!   `snapshot.rs`: what an attack must leave as it was ([`Observe`], [`watched_stack`]);
+//!   `test_ca.rs`: a test CA in a file ([`Ca`]) and a mock Spotify on `https://`.
 //!
 //! Nothing here names a path of the gateway library: the few tests that use it (store_backends.rs,
-//! the imports at the top of security.rs, browser.rs's sample app) do so themselves.
+//! reload.rs, identity.rs, telemetry.rs, browser.rs's sample app) do so themselves.
 #![allow(dead_code, unused_imports)]
 
 mod apps;
+mod audit;
 mod config;
 mod gateway;
 mod http;
 mod ingress;
+mod login_by_hand;
 mod mock;
 mod proxy;
 mod redis;
+mod snapshot;
 mod stack;
+mod test_ca;
 mod tmpfs;
 mod wait;
 mod webhook;
@@ -44,14 +52,18 @@ use std::path::Path;
 use std::process::Command;
 
 pub use apps::*;
+pub use audit::*;
 pub use config::*;
 pub use gateway::*;
 pub use http::*;
 pub use ingress::*;
+pub use login_by_hand::*;
 pub use mock::*;
 pub use proxy::*;
 pub use redis::*;
+pub use snapshot::*;
 pub use stack::*;
+pub use test_ca::*;
 pub use tmpfs::*;
 pub use wait::*;
 pub use webhook::*;

@@ -38,6 +38,20 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The keys matching `pattern` (`KEYS`), as the gateway left them.
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        let client = redis::Client::open(self.url()).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut conn)
+            .await
+            .expect("keys")
+    }
+
     async fn spawn(&mut self) {
         let mut cmd = Command::new("redis-server");
         if let Some(pw) = &self.password {

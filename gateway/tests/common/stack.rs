@@ -10,7 +10,7 @@ use toml_edit::DocumentMut;
 use super::{
     metric_value, mock_config, mock_post, mock_requests, mock_stats, start_addr, start_app,
     via_public, App, Edit, Gateway, GatewayConfig, Hits, IntoTomlValue, MockConfig, MockSpotify,
-    Ports,
+    Ports, RedisServer,
 };
 
 /// A running mock Spotify, the app behind the public listener and a gateway wired to both.
@@ -66,6 +66,22 @@ impl Stack {
             config.apply(edit);
         }
         config
+    }
+
+    /// Another replica of this gateway: the same config (so, with a shared store, the same
+    /// sessions) on the first of [`Stack::more_ports`], in front of the same app.
+    pub async fn start_replica(&self) -> Gateway {
+        self.start_replica_with_env(Vec::new()).await
+    }
+
+    /// [`Stack::start_replica`] with environment variables of its own.
+    pub async fn start_replica_with_env(&self, env: Vec<(String, String)>) -> Gateway {
+        let mut ports = *self
+            .more_ports
+            .first()
+            .expect("the stack was built with more_gateways(1)");
+        ports.app = self.ports.app;
+        Gateway::start_with_env(ports, &self.config_for(ports), env).await
     }
 
     /// What the recording app received; panics unless the stack has [`App::Recording`].
@@ -205,6 +221,13 @@ impl StackBuilder {
             table["trusted_proxies"] = toml_edit::value(toml_edit::Array::from_iter(&proxies));
             doc["forward_auth"] = toml_edit::Item::Table(table);
         })
+    }
+
+    /// Sessions in `redis` (`store.backend = "redis"`), shared by every replica started with
+    /// [`Stack::config_for`] or [`Stack::start_replica`].
+    pub fn redis_store(self, redis: &RedisServer) -> StackBuilder {
+        self.set("store.backend", "redis")
+            .set("store.url", redis.url())
     }
 
     /// The app behind the public listener (default: none).

@@ -261,3 +261,28 @@ pub fn signature_valid(secret: &str, header: &str, body: &[u8]) -> bool {
         .collect();
     sigs.contains(&expected)
 }
+
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret-do-not-log-0123";
+pub const WEBHOOK_SECRET_VAR: &str = "TEST_WEBHOOK_SECRET";
+
+/// `[[webhooks]]` entries, as TOML tables.
+pub fn webhooks(doc: &mut toml_edit::DocumentMut, hooks: &[toml_edit::Table]) {
+    let mut array = toml_edit::ArrayOfTables::new();
+    for hook in hooks {
+        array.push(hook.clone());
+    }
+    doc["webhooks"] = toml_edit::Item::ArrayOfTables(array);
+}
+
+/// One `[[webhooks]]` entry: `name`, `url`, the secret from [`WEBHOOK_SECRET_VAR`], and `extra`
+/// keys.
+pub fn hook(name: &str, url: &str, extra: &[(&str, toml_edit::Value)]) -> toml_edit::Table {
+    let mut t = toml_edit::Table::new();
+    t["name"] = toml_edit::value(name);
+    t["url"] = toml_edit::value(url);
+    t["secret_env"] = toml_edit::value(WEBHOOK_SECRET_VAR);
+    for (k, v) in extra {
+        t[*k] = toml_edit::Item::Value(v.clone());
+    }
+    t
+}
