@@ -103,7 +103,7 @@ async fn the_whole_path_works_over_tls_with_the_ca_file() {
 #[tokio::test]
 async fn pkce_login_and_a_refresh_on_expiry_work_over_tls() {
     let ca = Ca::new("tls pkce CA");
-    let lifetime = std::time::Duration::from_secs(2);
+    let lifetime = std::time::Duration::from_secs(60);
     let s = Stack::builder()
         .mock_over_tls(&ca)
         .token_lifetime(lifetime)
@@ -139,7 +139,7 @@ async fn pkce_login_and_a_refresh_on_expiry_work_over_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_against_a_failing_token_endpoint_costs_one_refresh_over_tls() {
     let ca = Ca::new("tls burst CA");
-    let lifetime = std::time::Duration::from_secs(2);
+    let lifetime = std::time::Duration::from_secs(60);
     let s = Stack::builder()
         .mock_over_tls(&ca)
         .token_lifetime(lifetime)

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 /// A stack whose user alice is signed in with an access token the gateway now considers
 /// stale, so her next call refreshes; returns the stack and her assertion.
 async fn alice_needs_a_refresh(total_timeout: &str) -> (Stack, String) {
-    let lifetime = Duration::from_secs(2);
+    let lifetime = Duration::from_secs(60);
     let s = Stack::builder()
         .app(App::Echo)
         .token_lifetime(lifetime)
