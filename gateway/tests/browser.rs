@@ -166,6 +166,29 @@ impl Browser {
         }
     }
 
+    /// Waits (bounded) until the page's `h1#heading` reads `expected`. After a click that
+    /// navigates, the old page's heading may still be there, or go stale between finding it
+    /// and reading it: only the new page's heading ends the wait.
+    async fn wait_for_heading(&self, expected: &str) {
+        let deadline = std::time::Instant::now() + STEP_TIMEOUT;
+        let mut last = None;
+        loop {
+            if let Ok(heading) = self.client.find(Locator::Css("h1#heading")).await {
+                if let Ok(text) = heading.text().await {
+                    if text == expected {
+                        return;
+                    }
+                    last = Some(text);
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                let url = self.client.current_url().await.map(|u| u.to_string());
+                panic!("the heading {expected:?} within {STEP_TIMEOUT:?}; last seen {last:?} at {url:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn text(&self, css: &str) -> String {
         self.client
             .find(Locator::Css(css))
@@ -322,8 +345,7 @@ async fn sign_in_with_agree_then_sign_out() {
         .click()
         .await
         .expect("click Sign out");
-    b.wait_for("h1#heading").await;
-    assert_eq!(b.text("h1#heading").await, "Signed out");
+    b.wait_for_heading("Signed out").await;
     assert_eq!(b.title().await, format!("Signed out · {APP_NAME}"));
     assert_eq!(b.text(".brand").await, APP_NAME);
     let button = b
@@ -358,8 +380,7 @@ async fn cancel_at_consent_shows_access_denied() {
         .click()
         .await
         .expect("click Cancel");
-    b.wait_for("h1#heading").await;
-    assert_eq!(b.text("h1#heading").await, "Access denied");
+    b.wait_for_heading("Access denied").await;
     assert_eq!(b.title().await, format!("Access denied · {APP_NAME}"));
     let url = b.url().await;
     assert!(
@@ -412,8 +433,7 @@ async fn session_ended_elsewhere_shows_expired_page() {
     assert_eq!(body["error"], "unauthenticated");
 
     b.client.refresh().await.expect("reload");
-    b.wait_for("h1#heading").await;
-    assert_eq!(b.text("h1#heading").await, "Your session has expired");
+    b.wait_for_heading("Your session has expired").await;
     assert_eq!(
         b.title().await,
         format!("Your session has expired · {APP_NAME}")
@@ -456,8 +476,7 @@ async fn re_consent_offer_renews_in_one_click_and_comes_back() {
     click(&b, "input[name=user][value=alice]").await;
     click(&b, "button.agree").await;
     // Back from Spotify, the first page is the offer: this session ends in 6 days.
-    b.wait_for("h1#heading").await;
-    assert_eq!(b.text("h1#heading").await, "Renew your Spotify connection");
+    b.wait_for_heading("Renew your Spotify connection").await;
     assert_eq!(
         b.title().await,
         format!("Renew your Spotify connection · {APP_NAME}")
@@ -507,16 +526,11 @@ async fn disconnect_page_deletes_the_session_and_links_to_spotify() {
     s.open_app_until_consent(&b).await;
     s.agree_as_alice(&b).await;
     click(&b, "a#disconnect").await;
-    b.wait_for("h1#heading").await;
-    assert_eq!(
-        b.text("h1#heading").await,
-        "Disconnect your Spotify account"
-    );
+    b.wait_for_heading("Disconnect your Spotify account").await;
     b.snap("1-confirm").await;
 
     click(&b, "button.danger").await;
-    b.wait_for("h1#heading").await;
-    assert_eq!(b.text("h1#heading").await, "Disconnected");
+    b.wait_for_heading("Disconnected").await;
     assert_eq!(b.title().await, format!("Disconnected · {APP_NAME}"));
     let link = b
         .client
