@@ -160,6 +160,16 @@ struct MockArgs {
     /// (default: no limit; `POST /__mock/quota` changes it).
     #[arg(long, value_name = "CALLS")]
     quota_per_30s: Option<u32>,
+    /// The app's mode: `development` (Spotify's mode for every new app: 5 registered users,
+    /// fields and endpoints withheld, search limit 10) or `extended_quota` (everything;
+    /// `POST /__mock/app` changes it).
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "development",
+        value_parser = ["development", "extended_quota"]
+    )]
+    app_mode: String,
 }
 
 /// What a build without the `demo` feature says instead of running it.
@@ -210,6 +220,8 @@ fn mock_spotify(args: MockArgs) -> ExitCode {
         tls,
         http2: !args.http1_only,
         quota_per_30s: args.quota_per_30s,
+        // clap admits only the two names.
+        mode: mock_spotify::AppMode::parse(&args.app_mode).unwrap_or_default(),
         ..Default::default()
     };
     match spotify_gateway::demo::run_mock_forever(listen, config) {
