@@ -43,7 +43,7 @@ CATALOGUE = {
     "token_refreshes_total": ("counter", {"result": {"ok", "invalid_grant", "transient"}}),
     "token_cache_total": ("counter", {"result": {"hit", "miss"}}),
     "logins_total": ("counter", {"result": {"ok", "denied", "not_registered", "not_allowed",
-                                            "invalid", "error"}}),
+                                            "product_unknown", "invalid", "error"}}),
     "sessions_ended_total": ("counter", {"reason": {"signed_out", "disconnected",
                                                     "invalid_grant", "deadline", "lifetime",
                                                     "revoked"}}),

@@ -98,6 +98,10 @@ fn main() -> ExitCode {
                     config.display()
                 );
                 print!("{}", c.to_redacted_toml());
+                // Valid, but maybe not what the operator means: said, not refused (exit 0).
+                for warning in c.access.warnings() {
+                    eprintln!("warning: {warning}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

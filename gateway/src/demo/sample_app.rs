@@ -209,7 +209,8 @@ async fn age(State(app): State<App>, headers: HeaderMap) -> Response {
 
 struct Profile {
     name: String,
-    /// Email · country · plan, whichever the granted scopes reveal.
+    /// The Spotify user id. Not the email, country or plan: Spotify withholds those from
+    /// development-mode apps (since March 2026), the mode every new app is in.
     details: String,
     image: Option<String>,
 }
@@ -222,11 +223,10 @@ impl Profile {
             .or(me["id"].as_str())
             .unwrap_or("Spotify user")
             .to_string();
-        let details = [&me["email"], &me["country"], &me["product"]]
-            .iter()
-            .filter_map(|v| v.as_str())
-            .collect::<Vec<_>>()
-            .join(" · ");
+        let details = me["id"]
+            .as_str()
+            .map(|id| format!("Spotify user {id}"))
+            .unwrap_or_default();
         // Spotify lists images largest first; the page shows a small circle.
         let image = me["images"]
             .as_array()
@@ -351,11 +351,9 @@ fn playlist_items(status: u16, playlists: &Value) -> String {
             list.iter()
                 .filter_map(|p| {
                     let name = p["name"].as_str()?;
-                    // `items` since February 2026 (`tracks` before).
-                    let tracks = p["items"]["total"]
-                        .as_u64()
-                        .or(p["tracks"]["total"].as_u64())
-                        .unwrap_or(0);
+                    // `items` since February 2026 (`tracks`, before, is gone for
+                    // development-mode apps).
+                    let tracks = p["items"]["total"].as_u64().unwrap_or(0);
                     let unit = if tracks == 1 { "track" } else { "tracks" };
                     Some(format!(
                         r#"<li><span class="playlist-name">{}</span><span class="muted">{tracks} {unit}</span></li>"#,
@@ -459,7 +457,10 @@ mod tests {
             "id": "alice", "display_name": "Alice <Andersson>", "images": [],
             "email": "alice@example.com", "country": "SE"
         }));
-        assert_eq!(p.details, "alice@example.com · SE");
+        assert_eq!(
+            p.details, "Spotify user alice",
+            "nothing development mode withholds"
+        );
         let avatar = p.avatar("large");
         // Initials are escaped too ("<Andersson>" starts with '<').
         assert!(avatar.contains(">A&lt;</span>"), "{avatar}");
@@ -489,7 +490,7 @@ mod tests {
         );
         let list = playlist_items(
             200,
-            &json!({"items": [{"name": "Mix & Match", "tracks": {"total": 1}}]}),
+            &json!({"items": [{"name": "Mix & Match", "items": {"total": 1}}]}),
         );
         assert!(list.contains("Mix &amp; Match") && list.contains("1 track<"));
         assert!(playlist_items(200, &json!({"items": []})).contains("No playlists yet"));
