@@ -44,6 +44,8 @@ CATALOGUE = {
     "token_cache_total": ("counter", {"result": {"hit", "miss"}}),
     "logins_total": ("counter", {"result": {"ok", "denied", "not_registered", "not_allowed",
                                             "product_unknown", "invalid", "error"}}),
+    "playback_tokens_total": ("counter", {"result": {"issued", "unauthenticated", "no_scope",
+                                                     "cross_site", "rate_limited", "error"}}),
     "sessions_ended_total": ("counter", {"reason": {"signed_out", "disconnected",
                                                     "invalid_grant", "deadline", "lifetime",
                                                     "revoked"}}),

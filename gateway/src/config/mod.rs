@@ -53,6 +53,7 @@ pub struct Config {
     /// `[forward_auth]`: `/auth/check` answers an existing ingress; `None` turns it off.
     pub forward_auth: Option<ForwardAuthConfig>,
     pub access: AccessConfig,
+    pub playback: PlaybackConfig,
     pub admin: AdminConfig,
     /// `[[webhooks]]`: receivers of the audit events (`events::webhooks`).
     pub webhooks: Vec<WebhookConfig>,
@@ -73,6 +74,26 @@ pub struct AccessConfig {
     pub allowed_users: Vec<String>,
     /// Spotify products (`premium`, `free`), lowercase.
     pub allowed_products: Vec<String>,
+}
+
+/// `[playback]`: `GET /auth/playback-token`, the one door through which a signed-in browser
+/// page gets an access token, for Spotify's Web Playback SDK (`proxy/public/playback.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlaybackConfig {
+    /// Off by default: the route answers 404.
+    pub enabled: bool,
+    /// Tokens one session may be given per minute (the SDK asks once when it connects and
+    /// again before each token expires).
+    pub max_per_minute: u32,
+}
+
+impl Default for PlaybackConfig {
+    fn default() -> Self {
+        PlaybackConfig {
+            enabled: false,
+            max_per_minute: 6,
+        }
+    }
 }
 
 /// What `[access]` says of a user at the login callback.

@@ -43,6 +43,7 @@ impl PublicProxy {
             AuthRoute::Userinfo => self.userinfo(session, ctx).await,
             AuthRoute::Check => self.check(session, ctx).await,
             AuthRoute::Disconnect => self.disconnect(session, ctx).await,
+            AuthRoute::PlaybackToken => self.playback_token(session, ctx).await,
             AuthRoute::Other => {
                 self.problem(session, ctx, Failure::NotFound("No such gateway route."))
                     .await
