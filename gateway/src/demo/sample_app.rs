@@ -4,7 +4,10 @@
 //!
 //! Its one page shows who is signed in (name and picture, or initials when Spotify has no
 //! picture), when their Spotify connection must be renewed, what they are playing and their
-//! playlists, with sign-out and disconnect. In `spotify-gateway demo` it also has a button that
+//! playlists, with sign-out and disconnect, and a "Play in the browser" panel that fetches the
+//! Web Playback SDK's token from the gateway (`/auth/playback-token`, `[playback]`) as the
+//! SDK's `getOAuthToken` would, and shows its expiry (the SDK itself loads from Spotify's CDN,
+//! which the offline demo cannot reach). In `spotify-gateway demo` it also has a button that
 //! ages the user's authorization by 175 days — at the mock Spotify (`/__mock/age`) and in the
 //! gateway (`Sessions::age_authorization`) — so the re-consent offer can be tried at once.
 
@@ -294,7 +297,12 @@ impl Profile {
 <h2 id="playlists-heading">Your playlists</h2>
 {playlists}
 </section>
+<section aria-labelledby="playback-heading">
+<h2 id="playback-heading">Play in the browser</h2>
+<div class="card">{PLAYBACK_PANEL}</div>
+</section>
 </main>
+<script>{PLAYBACK_SCRIPT}</script>
 <footer><p>This app holds no Spotify token: every call above went through the gateway's
 egress listener with the <code>X-Gateway-User</code> assertion it received.</p></footer>
 </body>
@@ -304,6 +312,38 @@ egress listener with the <code>X-Gateway-User</code> assertion it received.</p><
         )
     }
 }
+
+/// The "Play in the browser" card: what Spotify's Web Playback SDK would do here, and the button
+/// that gets its token.
+const PLAYBACK_PANEL: &str = r#"<p>Spotify's Web Playback SDK plays music in this page and asks the page for an access token. This app holds none: the page fetches it from the gateway (<code>/auth/playback-token</code>), as the SDK's <code>getOAuthToken</code> would. The SDK itself loads from Spotify (<code>sdk.scdn.co</code>), which this offline demo cannot reach, so instead of playing, the panel shows when the token expires.</p>
+<p><button type="button" class="signout" id="playback-fetch">Get a playback token</button></p>
+<p id="playback-status" class="muted" role="status" aria-live="polite"></p>"#;
+
+/// Fetches the token the way the SDK's `getOAuthToken` callback would, and shows its expiry,
+/// never the token.
+const PLAYBACK_SCRIPT: &str = r#"
+document.getElementById("playback-fetch").addEventListener("click", async () => {
+  const out = document.getElementById("playback-status");
+  try {
+    const resp = await fetch("/auth/playback-token", { credentials: "same-origin" });
+    if (resp.status === 404) {
+      out.textContent = "Playback is off at the gateway ([playback] enabled = false).";
+      return;
+    }
+    const body = await resp.json();
+    if (!resp.ok) {
+      out.textContent = "The gateway refused the token (" + resp.status + ", " + body.error + ").";
+      return;
+    }
+    const at = new Date(Date.now() + body.expires_in * 1000);
+    out.dataset.expiresIn = String(body.expires_in);
+    out.textContent = "Token received: it expires in " + Math.round(body.expires_in / 60) +
+      " minutes, at " + at.toLocaleTimeString() + ". The SDK would now connect a player.";
+  } catch (e) {
+    out.textContent = "The gateway could not be reached.";
+  }
+});
+"#;
 
 /// The "Now playing" card's content.
 fn now_playing(status: u16, playing: &Value) -> String {
