@@ -53,6 +53,13 @@ for mode in "" "--tls"; do
   echo "== Python example"
   py_out=$("${ca[@]}" "$venv/bin/python" examples/clients/python/app.py)
   echo "$py_out"
+  # The demo's mock app is in development mode, as every new Spotify app is: an example (or
+  # the sample app) calling an endpoint or a search limit Spotify withholds from it gets a 4xx,
+  # which the examples fail on, and which must not show on the egress either.
+  if curl -fsS http://127.0.0.1:9090/metrics \
+      | grep -E '^spotify_gateway_requests_total\{listener="egress",[^}]*status="4xx"\} [1-9]'; then
+    echo "an example got a 4xx from the development-mode mock Spotify"; exit 1
+  fi
   for out in "$rust_out" "$py_out"; do
     grep -q "search page 3" <<<"$out"
     grep -q "profile: .*Alice Andersson" <<<"$out"

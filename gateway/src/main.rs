@@ -139,6 +139,10 @@ fn check_config(path: &Path) -> Result<(), Failure> {
         path.display()
     );
     print!("{}", config.to_redacted_toml());
+    // Valid, but maybe not what the operator means: said, not refused (exit 0).
+    for warning in config.access.warnings() {
+        eprintln!("warning: {warning}");
+    }
     Ok(())
 }
 
@@ -184,6 +188,16 @@ struct MockArgs {
     /// (default: no limit; `POST /__mock/quota` changes it).
     #[arg(long, value_name = "CALLS")]
     quota_per_30s: Option<u32>,
+    /// The app's mode: `development` (Spotify's mode for every new app: 5 registered users,
+    /// fields and endpoints withheld, search limit 10) or `extended_quota` (everything;
+    /// `POST /__mock/app` changes it).
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "development",
+        value_parser = ["development", "extended_quota"]
+    )]
+    app_mode: String,
 }
 
 /// What a build without the `demo` feature says instead of running it.
@@ -223,6 +237,8 @@ fn mock_spotify(args: MockArgs) -> Result<(), Failure> {
         tls,
         http2: !args.http1_only,
         quota_per_30s: args.quota_per_30s,
+        // clap admits only the two names.
+        mode: mock_spotify::AppMode::parse(&args.app_mode).unwrap_or_default(),
         ..Default::default()
     };
     spotify_gateway::demo::run_mock_forever(listen, config).map_err(|source| Failure::Mock {

@@ -1,6 +1,7 @@
 //! The login as a person does it, in headless Chromium: the demo's sample app behind the real
 //! gateway, the mock Spotify's consent page, sign-out, Cancel, a session that ended on another
-//! device, the re-consent offer before Spotify's refresh token ends, and disconnecting.
+//! device, the re-consent offer before Spotify's refresh token ends, disconnecting, and the
+//! "Play in the browser" panel fetching the Web Playback SDK's token (`[playback]`).
 //!
 //! Chromium is driven over WebDriver: fantoccini talks to a chromedriver that each test starts
 //! on a free loopback port, with a fresh profile directory. Needs Debian's `chromium` and
@@ -544,5 +545,59 @@ async fn disconnect_page_deletes_the_session_and_links_to_spotify() {
     b.snap("2-disconnected").await;
     // Nothing is left: the app asks to sign in again.
     s.open_app_until_consent(&b).await;
+    b.close().await;
+}
+
+/// The sample app's "Play in the browser" panel, with `[playback]` on: the page's script
+/// fetches the Web Playback SDK's token from the gateway as the SDK would, and shows its expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_play_panel_fetches_the_playback_token_from_the_page() {
+    let s = start_stack_with(|b| {
+        b.set(
+            "spotify.scopes",
+            [
+                "user-read-private",
+                "user-read-email",
+                "user-read-currently-playing",
+                "playlist-read-private",
+                "streaming",
+            ],
+        )
+        .edit(|doc| doc["playback"] = toml_edit::table())
+        .set("playback.enabled", true)
+    })
+    .await;
+    let b = Browser::start("playback").await;
+    s.open_app_until_consent(&b).await;
+    s.agree_as_alice(&b).await;
+    click(&b, "button#playback-fetch").await;
+    b.wait_for("#playback-status[data-expires-in]").await;
+    let status = b.text("#playback-status").await;
+    assert!(status.contains("Token received"), "{status}");
+    assert!(status.contains("expires in"), "{status}");
+    let expires_in: u64 = b
+        .client
+        .find(Locator::Css("#playback-status"))
+        .await
+        .expect("status")
+        .attr("data-expires-in")
+        .await
+        .expect("attr")
+        .expect("set")
+        .parse()
+        .expect("seconds");
+    assert!((3000..=3600).contains(&expires_in), "{expires_in}");
+    b.snap("1-token").await;
+    // The browser's own fetch: same-origin metadata, so the gateway issued it.
+    assert_eq!(
+        s.metric("spotify_gateway_playback_tokens_total{result=\"issued\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        s.metric("spotify_gateway_playback_tokens_total{result=\"cross_site\"}")
+            .await,
+        0.0
+    );
     b.close().await;
 }

@@ -532,7 +532,13 @@ async fn as_session(s: &Stack, assertion: &str, path: &str) -> Got {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_never_gets_an_answer_in_flight_for_other_scopes() {
-    let s = Stack::builder().app(App::Echo).start().await;
+    // Extended quota: `/v1/me` differs by scope (the e-mail) only there; development mode
+    // withholds it from everyone.
+    let s = Stack::builder()
+        .app(App::Echo)
+        .mock_config(|c| c.mode = mock_spotify::AppMode::ExtendedQuota)
+        .start()
+        .await;
     let (wide, narrow) = alice_wide_and_narrow(&s).await;
     let sessions = [(&wide, true), (&narrow, false)];
     for path in ["/v1/me", PLAYING] {
@@ -561,7 +567,13 @@ async fn a_session_never_gets_an_answer_in_flight_for_other_scopes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_never_gets_a_cached_answer_for_other_scopes() {
-    let s = Stack::builder().app(App::Echo).start().await;
+    // Extended quota: `/v1/me` differs by scope (the e-mail) only there; development mode
+    // withholds it from everyone.
+    let s = Stack::builder()
+        .app(App::Echo)
+        .mock_config(|c| c.mode = mock_spotify::AppMode::ExtendedQuota)
+        .start()
+        .await;
     let (wide, narrow) = alice_wide_and_narrow(&s).await;
     // The user's answers stay fresh a minute (Spotify's are `max-age=0`, revalidated).
     mock_post(&s.mock, "/__mock/cache", Some(json!({"user_max_age": 60}))).await;

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const ADMIN_TOKEN: &str = "test-admin-token-for-events-0123";
 
@@ -44,12 +44,21 @@ async fn declined_login(b: &reqwest::Client, gw: &Gateway) -> reqwest::Response 
 /// secret anywhere in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_is_one_audit_line_with_the_user_hashed_and_nothing_secret() {
+    // Extended quota, where Spotify tells the product `allowed_products` reads; development
+    // mode only for carol, whom such an app refuses.
     let s = with_admin(Stack::builder().app(App::Echo))
+        .mock_config(|c| c.mode = mock_spotify::AppMode::ExtendedQuota)
         .set("server.log_level", "warn")
         .edit(|doc| {
             let mut access = toml_edit::Table::new();
             access["allowed_products"] = toml_edit::value(toml_edit::Array::from_iter(["premium"]));
             doc["access"] = toml_edit::Item::Table(access);
+            doc["playback"] = toml_edit::table();
+            doc["playback"]["enabled"] = toml_edit::value(true);
+            let mut scopes = toml_edit::Array::new();
+            scopes.push("user-read-private");
+            scopes.push("streaming");
+            doc["spotify"]["scopes"] = toml_edit::value(scopes);
         })
         .start()
         .await;
@@ -86,12 +95,33 @@ async fn every_event_is_one_audit_line_with_the_user_hashed_and_nothing_secret()
 
     // Refused sign-ins: declined at Spotify, not registered (carol), not allowed (bob: free).
     assert_eq!(declined_login(&browser(), &s.gw).await.status(), 403);
+    mock_post(&s.mock, "/__mock/app", Some(json!({"mode": "development"}))).await;
     let (resp, _, _) = login_callback(&browser(), &s.gw, "carol", "/").await;
     assert_eq!(resp.status(), 403);
+    mock_post(
+        &s.mock,
+        "/__mock/app",
+        Some(json!({"mode": "extended_quota"})),
+    )
+    .await;
     let (resp, _, _) = login_callback(&browser(), &s.gw, "bob", "/").await;
     assert_eq!(resp.status(), 403);
 
-    wait_for_event(&s.gw, "login.not_allowed").await;
+    // The page's playback token (`[playback]`).
+    let b5 = browser();
+    let trip = login(&b5, &s.gw, "alice", "/").await;
+    known_secrets.push(trip.session_cookie());
+    let resp = b5
+        .get(format!("{}/auth/playback-token", s.gw.public_url()))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .expect("playback token");
+    assert_eq!(resp.status(), 200);
+    let token: Value = resp.json().await.expect("json");
+    known_secrets.push(token["access_token"].as_str().expect("token").to_string());
+
+    wait_for_event(&s.gw, "token.issued").await;
     let lines = audit_lines(&s.gw);
     let types: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
     assert_eq!(
@@ -108,6 +138,8 @@ async fn every_event_is_one_audit_line_with_the_user_hashed_and_nothing_secret()
             "login.denied",
             "login.not_registered",
             "login.not_allowed",
+            "login.succeeded",
+            "token.issued",
         ],
         "{lines:#?}"
     );
@@ -161,7 +193,7 @@ async fn every_event_is_one_audit_line_with_the_user_hashed_and_nothing_secret()
     for (series, value) in [
         (
             "spotify_gateway_audit_events_total{type=\"login.succeeded\"}",
-            4.0,
+            5.0,
         ),
         (
             "spotify_gateway_audit_events_total{type=\"session.ended\"}",

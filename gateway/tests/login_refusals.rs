@@ -411,6 +411,8 @@ async fn access_lists_refuse_other_users_and_products_at_the_callback() {
 async fn allowed_products_admits_premium_only() {
     let s = Stack::builder()
         .app(App::Echo)
+        // Spotify tells the product to extended-quota apps only (development_mode.rs).
+        .mock_config(|c| c.mode = mock_spotify::AppMode::ExtendedQuota)
         .edit(|doc| {
             let mut access = toml_edit::Table::new();
             access["allowed_products"] = toml_edit::value(toml_edit::Array::from_iter(["premium"]));

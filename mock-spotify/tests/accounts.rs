@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 
 use common::{
     api, api_error, authorize, challenge, client, code_for, get, oauth_error, query_of, s, start,
-    token, user_token, DEMO, REDIRECT, VERIFIER,
+    start_extended, token, user_token, DEMO, REDIRECT, VERIFIER,
 };
 
 #[tokio::test]
@@ -100,7 +100,8 @@ async fn client_credentials_and_client_authentication() {
 
 #[tokio::test]
 async fn code_flow_without_pkce() {
-    let m = start().await;
+    // Extended quota: the scopes decide the private fields (development mode has none).
+    let m = start_extended().await;
     let body = user_token(&m, "alice", "user-read-email user-read-private").await;
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["scope"], "user-read-email user-read-private");
@@ -373,7 +374,8 @@ async fn refresh_rotation() {
 
 #[tokio::test]
 async fn authorize_errors_and_consent_page() {
-    let m = start().await;
+    // Extended quota: the scopes decide the private fields (development mode has none).
+    let m = start_extended().await;
     let base = [("client_id", "demo-client-id"), ("redirect_uri", REDIRECT)];
 
     let (status, _, body) = authorize(

@@ -12,8 +12,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use common::{
-    api, api_error, app_token, client, gunzip, header, raw_client, s, start, start_with, token,
-    user_token, DEMO,
+    api, api_error, app_token, client, gunzip, header, raw_client, s, start, start_extended,
+    start_with, token, user_token, DEMO,
 };
 
 #[tokio::test]
@@ -49,7 +49,9 @@ async fn api_unauthorized_shapes_and_expiry() {
 
 #[tokio::test]
 async fn search_paging_links() {
-    let m = start().await;
+    // Extended quota: Spotify's search limits and profiles as before 2026
+    // (development mode: development_mode.rs).
+    let m = start_extended().await;
     let (_, app) = token(&m, DEMO, &[("grant_type", "client_credentials")]).await;
     let t = s(&app["access_token"]).to_string();
     let base = m.base_url();
@@ -148,7 +150,9 @@ async fn search_paging_links() {
 
 #[tokio::test]
 async fn currently_playing_and_playlists() {
-    let m = start().await;
+    // Extended quota: Spotify's search limits and profiles as before 2026
+    // (development mode: development_mode.rs).
+    let m = start_extended().await;
     let scope = "user-read-currently-playing playlist-read-private";
     let alice = user_token(&m, "alice", scope).await;
     let bob = user_token(&m, "bob", scope).await;
@@ -222,7 +226,9 @@ async fn currently_playing_and_playlists() {
 
 #[tokio::test]
 async fn gzip_when_the_client_accepts_it() {
-    let m = start().await;
+    // Extended quota: Spotify's search limits and profiles as before 2026
+    // (development mode: development_mode.rs).
+    let m = start_extended().await;
     let t = app_token(&m).await;
     let c = raw_client();
     let url = format!("{}/v1/search?q=abba&type=track&limit=50", m.base_url());

@@ -21,7 +21,7 @@ async fn add_and_remove_playlist_tracks() {
     assert_eq!(kitchen["name"], "Dancing in the Kitchen");
     let id = s(&kitchen["id"]).to_string();
     let before = s(&kitchen["snapshot_id"]).to_string();
-    assert_eq!(kitchen["tracks"]["total"], 8);
+    assert_eq!(kitchen["items"]["total"], 8);
     let path = format!("/v1/playlists/{id}/items");
 
     let karma = track_id(&m, &a, "karma police").await;
@@ -47,10 +47,10 @@ async fn add_and_remove_playlist_tracks() {
     assert_ne!(items["items"][0]["added_at"], "2024-01-01T00:00:00Z");
     assert!(s(&items["items"][0]["added_at"]).ends_with('Z'));
     let (_, _, playlist) = api(&m, &format!("/v1/playlists/{id}"), Some(&a)).await;
-    assert_eq!(playlist["tracks"]["total"], 10);
+    assert_eq!(playlist["items"]["total"], 10);
     assert_eq!(playlist["snapshot_id"], after_add.as_str());
     let (_, _, mine) = api(&m, "/v1/me/playlists", Some(&a)).await;
-    assert_eq!(mine["items"][0]["tracks"]["total"], 10);
+    assert_eq!(mine["items"][0]["items"]["total"], 10);
 
     // Query URIs (comma-separated) win over the body; position inserts.
     let (status, _, created) = call(

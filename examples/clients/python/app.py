@@ -42,7 +42,7 @@ def main() -> None:
     )
     sp.prefix = f"{EGRESS}/v1/"  # default: https://api.spotify.com/v1/
 
-    results = sp.search(q="abba", type="track", limit=20)
+    results = sp.search(q="abba", type="track", limit=10)
     page = 1
     while results:
         tracks = results["tracks"]

@@ -24,6 +24,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) admin: FileAdmin,
     #[serde(default)]
+    pub(super) playback: FilePlayback,
+    #[serde(default)]
     pub(super) webhooks: Vec<super::webhooks::FileWebhook>,
 }
 
@@ -145,6 +147,28 @@ pub(super) struct FileAccess {
     pub(super) allowed_users: Vec<String>,
     #[serde(default)]
     pub(super) allowed_products: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FilePlayback {
+    #[serde(default)]
+    pub(super) enabled: bool,
+    #[serde(default = "default_playback_per_minute")]
+    pub(super) max_per_minute: u32,
+}
+
+fn default_playback_per_minute() -> u32 {
+    6
+}
+
+impl Default for FilePlayback {
+    fn default() -> Self {
+        FilePlayback {
+            enabled: false,
+            max_per_minute: default_playback_per_minute(),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]

@@ -53,6 +53,7 @@ pub struct Config {
     /// `[forward_auth]`: `/auth/check` answers an existing ingress; `None` turns it off.
     pub forward_auth: Option<ForwardAuthConfig>,
     pub access: AccessConfig,
+    pub playback: PlaybackConfig,
     pub admin: AdminConfig,
     /// `[[webhooks]]`: receivers of the audit events (`events::webhooks`).
     pub webhooks: Vec<WebhookConfig>,
@@ -75,21 +76,84 @@ pub struct AccessConfig {
     pub allowed_products: Vec<String>,
 }
 
+/// `[playback]`: `GET /auth/playback-token`, the one door through which a signed-in browser
+/// page gets an access token, for Spotify's Web Playback SDK (`proxy/public/playback.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlaybackConfig {
+    /// Off by default: the route answers 404.
+    pub enabled: bool,
+    /// Tokens one session may be given per minute (the SDK asks once when it connects and
+    /// again before each token expires).
+    pub max_per_minute: u32,
+}
+
+impl Default for PlaybackConfig {
+    fn default() -> Self {
+        PlaybackConfig {
+            enabled: false,
+            max_per_minute: 6,
+        }
+    }
+}
+
+/// What `[access]` says of a user at the login callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Allowed,
+    /// Neither the user nor their product is allowed.
+    NotAllowed,
+    /// The user would be allowed, but `allowed_products` is set and Spotify did not say the
+    /// product: it withholds it from development-mode apps (since March 2026), or the scope
+    /// `user-read-private` is missing. Refused all the same (fail closed).
+    ProductUnknown,
+}
+
 impl AccessConfig {
     /// Whether a user with this id, account id and product may sign in.
-    pub fn allows(&self, user_id: &str, account_id: Option<&str>, product: Option<&str>) -> bool {
+    pub fn admits(
+        &self,
+        user_id: &str,
+        account_id: Option<&str>,
+        product: Option<&str>,
+    ) -> Admission {
         let user_ok = self.allowed_users.is_empty()
             || self
                 .allowed_users
                 .iter()
                 .any(|u| u == user_id || Some(u.as_str()) == account_id);
-        let product_ok = self.allowed_products.is_empty()
-            || product.is_some_and(|p| {
-                self.allowed_products
+        if !user_ok {
+            return Admission::NotAllowed;
+        }
+        if self.allowed_products.is_empty() {
+            return Admission::Allowed;
+        }
+        match product {
+            None => Admission::ProductUnknown,
+            Some(p)
+                if self
+                    .allowed_products
                     .iter()
-                    .any(|a| a.eq_ignore_ascii_case(p))
-            });
-        user_ok && product_ok
+                    .any(|a| a.eq_ignore_ascii_case(p)) =>
+            {
+                Admission::Allowed
+            }
+            Some(_) => Admission::NotAllowed,
+        }
+    }
+
+    /// What `check-config` warns of: the rules it cannot check without knowing the app's mode
+    /// at Spotify.
+    pub fn warnings(&self) -> Vec<String> {
+        if self.allowed_products.is_empty() {
+            return Vec::new();
+        }
+        vec![
+            "access.allowed_products: Spotify withholds the user's subscription (`product`) \
+             from development-mode apps (every new app, since March 2026), so every login is \
+             then refused as product_unknown. Keep the rule only if the app has extended \
+             quota; otherwise remove it."
+                .to_string(),
+        ]
     }
 }
 

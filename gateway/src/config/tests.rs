@@ -300,25 +300,45 @@ fn toml_that_panics_the_parser_is_a_syntax_error() {
 
 #[test]
 fn access_lists_allow_users_by_id_or_account_and_products() {
+    use crate::config::Admission::{Allowed, NotAllowed, ProductUnknown};
     let open = AccessConfig::default();
-    assert!(open.allows("alice", None, None), "empty means everyone");
+    assert_eq!(
+        open.admits("alice", None, None),
+        Allowed,
+        "empty means everyone"
+    );
+    assert!(open.warnings().is_empty());
     let users = AccessConfig {
         allowed_users: vec!["alice".into(), "acc-bob".into()],
         allowed_products: vec![],
     };
-    assert!(users.allows("alice", None, Some("free")));
-    assert!(users.allows("bob", Some("acc-bob"), None));
-    assert!(!users.allows("carol", Some("acc-carol"), Some("premium")));
+    assert_eq!(users.admits("alice", None, Some("free")), Allowed);
+    assert_eq!(users.admits("bob", Some("acc-bob"), None), Allowed);
+    assert_eq!(
+        users.admits("carol", Some("acc-carol"), Some("premium")),
+        NotAllowed
+    );
     let premium = AccessConfig {
         allowed_users: vec![],
         allowed_products: vec!["premium".into()],
     };
-    assert!(premium.allows("carol", None, Some("premium")));
-    assert!(!premium.allows("bob", None, Some("free")));
-    assert!(
-        !premium.allows("bob", None, None),
-        "no product known: refused"
+    assert_eq!(premium.admits("carol", None, Some("premium")), Allowed);
+    assert_eq!(premium.admits("bob", None, Some("free")), NotAllowed);
+    assert_eq!(
+        premium.admits("bob", None, None),
+        ProductUnknown,
+        "no product known: refused, and said why"
     );
+    let both = AccessConfig {
+        allowed_users: vec!["alice".into()],
+        allowed_products: vec!["premium".into()],
+    };
+    assert_eq!(
+        both.admits("carol", None, None),
+        NotAllowed,
+        "the user rule first"
+    );
+    assert!(premium.warnings()[0].contains("development-mode"));
 }
 
 #[test]

@@ -14,7 +14,7 @@ use super::{ser_duration, CaFile};
 use crate::secret::Secret;
 
 /// The event types a webhook may ask for (`events`), the catalogue of `events::Kind::name`.
-pub const EVENT_TYPES: [&str; 8] = [
+pub const EVENT_TYPES: [&str; 9] = [
     "login.succeeded",
     "login.denied",
     "login.not_allowed",
@@ -23,6 +23,7 @@ pub const EVENT_TYPES: [&str; 8] = [
     "session.disconnected",
     "session.ended",
     "user.revoked",
+    "token.issued",
 ];
 
 /// One delivery attempt may take this long when `timeout` is not set.

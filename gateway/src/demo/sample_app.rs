@@ -4,7 +4,10 @@
 //!
 //! Its one page shows who is signed in (name and picture, or initials when Spotify has no
 //! picture), when their Spotify connection must be renewed, what they are playing and their
-//! playlists, with sign-out and disconnect. In `spotify-gateway demo` it also has a button that
+//! playlists, with sign-out and disconnect, and a "Play in the browser" panel that fetches the
+//! Web Playback SDK's token from the gateway (`/auth/playback-token`, `[playback]`) as the
+//! SDK's `getOAuthToken` would, and shows its expiry (the SDK itself loads from Spotify's CDN,
+//! which the offline demo cannot reach). In `spotify-gateway demo` it also has a button that
 //! ages the user's authorization by 175 days — at the mock Spotify (`/__mock/age`) and in the
 //! gateway (`Sessions::age_authorization`) — so the re-consent offer can be tried at once.
 
@@ -209,7 +212,8 @@ async fn age(State(app): State<App>, headers: HeaderMap) -> Response {
 
 struct Profile {
     name: String,
-    /// Email · country · plan, whichever the granted scopes reveal.
+    /// The Spotify user id. Not the email, country or plan: Spotify withholds those from
+    /// development-mode apps (since March 2026), the mode every new app is in.
     details: String,
     image: Option<String>,
 }
@@ -222,11 +226,10 @@ impl Profile {
             .or(me["id"].as_str())
             .unwrap_or("Spotify user")
             .to_string();
-        let details = [&me["email"], &me["country"], &me["product"]]
-            .iter()
-            .filter_map(|v| v.as_str())
-            .collect::<Vec<_>>()
-            .join(" · ");
+        let details = me["id"]
+            .as_str()
+            .map(|id| format!("Spotify user {id}"))
+            .unwrap_or_default();
         // Spotify lists images largest first; the page shows a small circle.
         let image = me["images"]
             .as_array()
@@ -294,7 +297,12 @@ impl Profile {
 <h2 id="playlists-heading">Your playlists</h2>
 {playlists}
 </section>
+<section aria-labelledby="playback-heading">
+<h2 id="playback-heading">Play in the browser</h2>
+<div class="card">{PLAYBACK_PANEL}</div>
+</section>
 </main>
+<script>{PLAYBACK_SCRIPT}</script>
 <footer><p>This app holds no Spotify token: every call above went through the gateway's
 egress listener with the <code>X-Gateway-User</code> assertion it received.</p></footer>
 </body>
@@ -304,6 +312,38 @@ egress listener with the <code>X-Gateway-User</code> assertion it received.</p><
         )
     }
 }
+
+/// The "Play in the browser" card: what Spotify's Web Playback SDK would do here, and the button
+/// that gets its token.
+const PLAYBACK_PANEL: &str = r#"<p>Spotify's Web Playback SDK plays music in this page and asks the page for an access token. This app holds none: the page fetches it from the gateway (<code>/auth/playback-token</code>), as the SDK's <code>getOAuthToken</code> would. The SDK itself loads from Spotify (<code>sdk.scdn.co</code>), which this offline demo cannot reach, so instead of playing, the panel shows when the token expires.</p>
+<p><button type="button" class="signout" id="playback-fetch">Get a playback token</button></p>
+<p id="playback-status" class="muted" role="status" aria-live="polite"></p>"#;
+
+/// Fetches the token the way the SDK's `getOAuthToken` callback would, and shows its expiry,
+/// never the token.
+const PLAYBACK_SCRIPT: &str = r#"
+document.getElementById("playback-fetch").addEventListener("click", async () => {
+  const out = document.getElementById("playback-status");
+  try {
+    const resp = await fetch("/auth/playback-token", { credentials: "same-origin" });
+    if (resp.status === 404) {
+      out.textContent = "Playback is off at the gateway ([playback] enabled = false).";
+      return;
+    }
+    const body = await resp.json();
+    if (!resp.ok) {
+      out.textContent = "The gateway refused the token (" + resp.status + ", " + body.error + ").";
+      return;
+    }
+    const at = new Date(Date.now() + body.expires_in * 1000);
+    out.dataset.expiresIn = String(body.expires_in);
+    out.textContent = "Token received: it expires in " + Math.round(body.expires_in / 60) +
+      " minutes, at " + at.toLocaleTimeString() + ". The SDK would now connect a player.";
+  } catch (e) {
+    out.textContent = "The gateway could not be reached.";
+  }
+});
+"#;
 
 /// The "Now playing" card's content.
 fn now_playing(status: u16, playing: &Value) -> String {
@@ -351,11 +391,9 @@ fn playlist_items(status: u16, playlists: &Value) -> String {
             list.iter()
                 .filter_map(|p| {
                     let name = p["name"].as_str()?;
-                    // `items` since February 2026 (`tracks` before).
-                    let tracks = p["items"]["total"]
-                        .as_u64()
-                        .or(p["tracks"]["total"].as_u64())
-                        .unwrap_or(0);
+                    // `items` since February 2026 (`tracks`, before, is gone for
+                    // development-mode apps).
+                    let tracks = p["items"]["total"].as_u64().unwrap_or(0);
                     let unit = if tracks == 1 { "track" } else { "tracks" };
                     Some(format!(
                         r#"<li><span class="playlist-name">{}</span><span class="muted">{tracks} {unit}</span></li>"#,
@@ -459,7 +497,10 @@ mod tests {
             "id": "alice", "display_name": "Alice <Andersson>", "images": [],
             "email": "alice@example.com", "country": "SE"
         }));
-        assert_eq!(p.details, "alice@example.com · SE");
+        assert_eq!(
+            p.details, "Spotify user alice",
+            "nothing development mode withholds"
+        );
         let avatar = p.avatar("large");
         // Initials are escaped too ("<Andersson>" starts with '<').
         assert!(avatar.contains(">A&lt;</span>"), "{avatar}");
@@ -489,7 +530,7 @@ mod tests {
         );
         let list = playlist_items(
             200,
-            &json!({"items": [{"name": "Mix & Match", "tracks": {"total": 1}}]}),
+            &json!({"items": [{"name": "Mix & Match", "items": {"total": 1}}]}),
         );
         assert!(list.contains("Mix &amp; Match") && list.contains("1 track<"));
         assert!(playlist_items(200, &json!({"items": []})).contains("No playlists yet"));

@@ -60,11 +60,13 @@ pub enum Kind {
     Ended(EndReason),
     /// An operator revoked the user (`DELETE /admin/v1/users/{id}`).
     Revoked,
+    /// `/auth/playback-token` gave the user's page an access token (`[playback]`).
+    TokenIssued,
 }
 
 impl Kind {
     /// Every kind, for tests and the catalogue.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::LoginSucceeded,
         Kind::LoginDenied,
         Kind::LoginNotAllowed,
@@ -75,6 +77,7 @@ impl Kind {
         Kind::Ended(EndReason::Deadline),
         Kind::Ended(EndReason::Lifetime),
         Kind::Revoked,
+        Kind::TokenIssued,
     ];
 
     /// The `type` field; also the label of `audit_events_total` and the names
@@ -89,6 +92,7 @@ impl Kind {
             Kind::Disconnected => "session.disconnected",
             Kind::Ended(_) => "session.ended",
             Kind::Revoked => "user.revoked",
+            Kind::TokenIssued => "token.issued",
         }
     }
 
@@ -307,7 +311,7 @@ mod tests {
                 kind.name()
             );
         }
-        assert_eq!(crate::config::EVENT_TYPES.len(), 8);
+        assert_eq!(crate::config::EVENT_TYPES.len(), 9);
     }
 
     #[test]

@@ -102,6 +102,27 @@ pub fn not_allowed(app_name: &str) -> String {
     })
 }
 
+/// `[access] allowed_products` is set, and Spotify withheld the product of the user who just
+/// signed in (it does from development-mode apps, since March 2026).
+pub fn product_unknown(app_name: &str) -> String {
+    render(&Page {
+        app_name,
+        icon: Icon::Denied,
+        heading: "Your Spotify subscription could not be checked",
+        message: &format!(
+            "{app_name} admits only some Spotify subscriptions, and Spotify did not say which \
+             one your account has: Spotify withholds the subscription from apps in its \
+             development mode. This is not about your account. The people who run {app_name} \
+             can remove the subscription rule (allowed_products), or get the app extended \
+             quota at Spotify; until then nobody can sign in."
+        ),
+        button: None,
+        second: None,
+        form: None,
+        footnote: None,
+    })
+}
+
 /// `/auth/disconnect`: what disconnecting does, and the form that does it.
 pub fn disconnect_confirm(app_name: &str, token: &str) -> String {
     let form = format!(
@@ -406,6 +427,7 @@ mod tests {
             reauth_offer("Acme Music", 3, "/auth/login?return_to=%2F", "/"),
             not_registered("Acme Music"),
             not_allowed("Acme Music"),
+            product_unknown("Acme Music"),
             disconnect_confirm("Acme Music", "t<1>"),
             disconnected("Acme Music", "https://www.spotify.com/account/apps/"),
         ] {

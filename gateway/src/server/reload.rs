@@ -9,7 +9,7 @@
 
 use crate::config::{
     AccessConfig, AdminConfig, Config, EgressConfig, ForwardAuthConfig, ListenConfig,
-    ServerSettings, SessionConfig, SpotifyConfig, UpstreamConfig,
+    PlaybackConfig, ServerSettings, SessionConfig, SpotifyConfig, UpstreamConfig,
 };
 
 /// How a changed key takes effect.
@@ -82,6 +82,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         egress,
         forward_auth,
         access,
+        playback,
         admin,
         webhooks,
     } = old;
@@ -172,6 +173,11 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     compare!(out, "access", AccessConfig, access, new.access, {
         allowed_users: Live,
         allowed_products: Live,
+    });
+    // `/auth/playback-token` reads both per request (`Live::playback`).
+    compare!(out, "playback", PlaybackConfig, playback, new.playback, {
+        enabled: Live,
+        max_per_minute: Live,
     });
     // The admin listener reads the token per request (`Live::admin_token`).
     compare!(out, "admin", AdminConfig, admin, new.admin, {

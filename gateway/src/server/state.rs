@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::config::{AccessConfig, Config, EgressConfig, ForwardAuthConfig};
+use crate::config::{AccessConfig, Config, EgressConfig, ForwardAuthConfig, PlaybackConfig};
 use crate::crypto::Keyring;
 use crate::events::{Events, Webhooks};
 use crate::net::outbound::Outbound;
@@ -36,6 +36,8 @@ pub struct Live {
     pub access: AccessConfig,
     /// `[admin]` token: the admin API's bearer token; `None`: the API is off.
     pub admin_token: Option<crate::secret::Secret>,
+    /// `[playback]`: whether `/auth/playback-token` answers, and its rate per session.
+    pub playback: PlaybackConfig,
 }
 
 impl Live {
@@ -53,6 +55,7 @@ impl Live {
             forward_auth: config.forward_auth.clone(),
             access: config.access.clone(),
             admin_token: config.admin.token.clone(),
+            playback: config.playback.clone(),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::record::{identity_indexes, LiveSession, PendingLogin, Scopes, SessionRecord};
 use super::registry::Sessions;
 use crate::clock::now_ms;
-use crate::config::AccessConfig;
+use crate::config::{AccessConfig, Admission};
 use crate::crypto::{self, Purpose};
 use crate::oauth::{ProfileError, TokenEndpoint, TokenError};
 use crate::secret::{AuthorizationCode, SessionId, SessionKey};
@@ -43,6 +43,18 @@ pub enum LoginError {
     /// are for the audit event; the message never shows them.
     #[error("the user is not allowed to sign in here ([access])")]
     NotAllowed {
+        user_id: String,
+        account_id: Option<String>,
+    },
+    /// `[access] allowed_products` is set and Spotify did not say the user's product: it
+    /// withholds it from development-mode apps. Refused (fail closed); the ids are for the
+    /// audit event.
+    #[error(
+        "Spotify did not say the user's subscription (product), which [access] allowed_products \
+         needs: Spotify withholds it from development-mode apps. Remove allowed_products, or \
+         get the app extended quota"
+    )]
+    ProductUnknown {
         user_id: String,
         account_id: Option<String>,
     },
@@ -155,15 +167,24 @@ impl Sessions {
                 ProfileError::NotRegistered => LoginError::NotRegistered,
                 ProfileError::Token(e) => LoginError::Token(e),
             })?;
-        if !access.allows(
+        match access.admits(
             &profile.id,
             profile.account_id.as_deref(),
             profile.product.as_deref(),
         ) {
-            return Err(LoginError::NotAllowed {
-                user_id: profile.id,
-                account_id: profile.account_id,
-            });
+            Admission::Allowed => {}
+            Admission::NotAllowed => {
+                return Err(LoginError::NotAllowed {
+                    user_id: profile.id,
+                    account_id: profile.account_id,
+                })
+            }
+            Admission::ProductUnknown => {
+                return Err(LoginError::ProductUnknown {
+                    user_id: profile.id,
+                    account_id: profile.account_id,
+                })
+            }
         }
 
         let sid = SessionId::new(crypto::random_id());

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub token_refreshes: IntCounterVec,
     pub token_cache: IntCounterVec,
     pub logins: IntCounterVec,
+    pub playback_tokens: IntCounterVec,
     pub active_sessions: IntGauge,
     pub sessions_reauth_due: IntGauge,
     pub unsaved_sessions: IntGauge,
@@ -141,6 +142,12 @@ impl Metrics {
             logins: b.counters(
                 "logins_total",
                 "Completed or failed logins, by result",
+                &["result"],
+            ),
+            playback_tokens: b.counters(
+                "playback_tokens_total",
+                "Answers of /auth/playback-token ([playback]), by result (issued; refused: \
+                 unauthenticated, no_scope, cross_site, rate_limited; error: no usable token)",
                 &["result"],
             ),
             active_sessions: b.gauge(

@@ -1,12 +1,14 @@
 //! The read-only lookups of the catalogue: search, tracks, artists, albums and user
-//! profiles.
+//! profiles; and those Spotify removed for development-mode apps in February 2026 (several
+//! at once, an artist's top tracks, markets, new releases), which `Route::retired` refuses
+//! them and an extended-quota app still gets.
 
 use axum::response::Response;
 use serde_json::json;
 
-use super::input::{paging, valid_id};
+use super::input::{paging, paging_with, valid_id};
 use super::render::{ok, page, Api};
-use crate::catalog;
+use crate::catalog::{self, MARKETS};
 use crate::errors::{bad_request, resource_not_found};
 use crate::http::{urlencode, Params};
 
@@ -22,7 +24,14 @@ impl Api<'_> {
         if !types.split(',').any(|t| t.trim() == "track") {
             return bad_request("Bad search type field");
         }
-        let (limit, offset) = match paging(query, 50) {
+        // Development mode since February 2026: at most 10, 5 unless asked (a 400 past it,
+        // "Invalid limit", as real apps report).
+        let (default_limit, max_limit) = if self.development() {
+            (5, 10)
+        } else {
+            (20, 50)
+        };
+        let (limit, offset) = match paging_with(query, default_limit, max_limit) {
             Ok(p) => p,
             Err(resp) => return resp,
         };
@@ -81,6 +90,94 @@ impl Api<'_> {
     pub(super) fn user(&self, id: &str) -> Result<Response, Response> {
         let user = catalog::user(id).ok_or_else(resource_not_found)?;
         Ok(ok(&self.public_user(user)))
+    }
+}
+
+/// What `/tracks?ids=`, `/albums?ids=` and `/artists?ids=` return.
+#[derive(Clone, Copy)]
+pub(super) enum Several {
+    Tracks,
+    Albums,
+    Artists,
+}
+
+impl Several {
+    /// The answer's key, and the most ids Spotify takes at once.
+    fn key_and_max(self) -> (&'static str, usize) {
+        match self {
+            Several::Tracks => ("tracks", 50),
+            Several::Albums => ("albums", 20),
+            Several::Artists => ("artists", 50),
+        }
+    }
+}
+
+impl Api<'_> {
+    /// Several objects by `ids=` (comma-separated); an unknown id is `null` in its place.
+    pub(super) fn several(&self, kind: Several, query: &Params) -> Result<Response, Response> {
+        let (key, max) = kind.key_and_max();
+        let ids: Vec<&str> = match query.get("ids") {
+            Some(ids) if !ids.is_empty() => ids.split(',').collect(),
+            _ => return Err(bad_request("invalid request")),
+        };
+        if ids.len() > max {
+            return Err(bad_request("Too many ids requested"));
+        }
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            if !valid_id(id) {
+                return Err(bad_request("invalid id"));
+            }
+            let c = self.catalog;
+            items.push(match kind {
+                Several::Tracks => c.track_by_id(id).map(|t| self.full_track(t)),
+                Several::Albums => c.album_by_id(id).map(|a| self.simple_album(a)),
+                Several::Artists => c.artist_by_id(id).map(|a| self.full_artist(a)),
+            });
+        }
+        Ok(ok(&json!({ key: items })))
+    }
+
+    /// An artist's ten most popular tracks.
+    pub(super) fn top_tracks(&self, id: &str) -> Result<Response, Response> {
+        let artist = lookup(id, |id| {
+            self.catalog.artists.iter().position(|a| a.id == id)
+        })?;
+        let mut tracks: Vec<_> = self
+            .catalog
+            .tracks
+            .iter()
+            .filter(|t| t.artist == artist)
+            .collect();
+        tracks.sort_by_key(|t| std::cmp::Reverse(t.popularity));
+        let items: Vec<_> = tracks.iter().take(10).map(|t| self.full_track(t)).collect();
+        Ok(ok(&json!({ "tracks": items })))
+    }
+
+    pub(super) fn markets(&self) -> Response {
+        ok(&json!({ "markets": MARKETS }))
+    }
+
+    /// The catalogue's albums, newest first.
+    pub(super) fn new_releases(&self, query: &Params) -> Result<Response, Response> {
+        let (limit, offset) = paging(query, 50)?;
+        let mut albums: Vec<_> = self.catalog.albums.iter().collect();
+        albums.sort_by_key(|a| std::cmp::Reverse(a.year));
+        let items = albums
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|a| self.simple_album(a))
+            .collect();
+        let link = |o: usize| {
+            format!(
+                "{}/v1/browse/new-releases?offset={o}&limit={limit}",
+                self.base
+            )
+        };
+        Ok(ok(
+            &json!({ "albums": page(items, albums.len(), offset, limit, link) }),
+        ))
     }
 }
 

@@ -20,8 +20,17 @@ pub(super) fn parse_body<T: Default + for<'de> Deserialize<'de>>(
 
 /// `limit` and `offset` query parameters, validated like Spotify does.
 pub(super) fn paging(query: &Params, max_limit: usize) -> Result<(usize, usize), Response> {
+    paging_with(query, 20, max_limit)
+}
+
+/// [`paging`] with another default `limit` (a development-mode app's search: 5).
+pub(super) fn paging_with(
+    query: &Params,
+    default_limit: usize,
+    max_limit: usize,
+) -> Result<(usize, usize), Response> {
     let limit = match query.get("limit") {
-        None => 20,
+        None => default_limit,
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=max_limit).contains(&n) => n,
             _ => return Err(bad_request("Invalid limit")),

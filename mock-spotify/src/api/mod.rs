@@ -6,8 +6,10 @@
 //! `player`, `playlists` and `library` (the endpoints), `time` (timestamps).
 //!
 //! A development-mode app (the default, as for Spotify's new apps in 2026) serves only the
-//! users registered in its dashboard, and refuses the paths Spotify retired in February 2026
-//! (`/playlists/{id}/tracks`); an extended-quota app serves everyone on both.
+//! users registered in its dashboard, refuses the paths Spotify retired in February 2026
+//! (`/playlists/{id}/tracks`, and the endpoints `Route::retired` names), leaves out the fields
+//! Spotify withholds from it (`render`) and caps search at 10; an extended-quota app serves
+//! everyone, everything.
 
 mod auth;
 mod browse;
@@ -28,6 +30,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 
 use self::auth::{authenticate, unauthorized};
+use self::browse::Several;
 use self::middleware::{compress, conditional};
 use self::render::{ok, Api, Entries};
 use crate::catalog;
@@ -54,6 +57,17 @@ enum Route<'a> {
     PlaylistItems(&'a str),
     /// `PUT`/`DELETE /me/library` with `uris` (February 2026).
     Library,
+    /// `/tracks?ids=`, `/albums?ids=`, `/artists?ids=`: several at once.
+    Several(Several),
+    TopTracks(&'a str),
+    Markets,
+    NewReleases,
+    /// `GET`/`POST /users/{id}/playlists`.
+    UserPlaylists(&'a str),
+    /// Endpoints of Spotify's the mock has nothing behind (shows, episodes, audiobooks,
+    /// chapters, categories): development mode refuses them as Spotify does; otherwise
+    /// they are unknown here.
+    Unmodelled,
     LibraryContains,
     Play,
     Pause,
@@ -66,6 +80,7 @@ impl Route<'_> {
                 method == Method::GET || method == Method::POST || method == Method::DELETE
             }
             Route::Library => method == Method::PUT || method == Method::DELETE,
+            Route::UserPlaylists(_) => method == Method::GET || method == Method::POST,
             Route::Play | Route::Pause => method == Method::PUT,
             _ => method == Method::GET,
         }
@@ -76,10 +91,41 @@ impl Route<'_> {
             Route::Me | Route::CurrentlyPlaying | Route::MyPlaylists => true,
             Route::Play | Route::Pause => true,
             Route::Library | Route::LibraryContains => true,
+            Route::UserPlaylists(_) => method != Method::GET,
             // Reading a playlist is open to app tokens; changing one is not.
             Route::PlaylistTracks(_) | Route::PlaylistItems(_) => method != Method::GET,
             _ => false,
         }
+    }
+}
+
+impl Route<'_> {
+    /// What a development-mode app is told for an endpoint Spotify removed for it in
+    /// February 2026 (the Migration Guide's list). Reports of real apps (docs/mock-spotify.md)
+    /// show a 403 in the Web API's error shape; Spotify's exact message is not known, and
+    /// clients must not match on it anyway, so it names the replacement where there is one.
+    fn retired(&self, method: &Method) -> Option<&'static str> {
+        Some(match self {
+            Route::PlaylistTracks(_) => {
+                "This endpoint is not available to apps in development mode; use \
+                 /v1/playlists/{id}/items"
+            }
+            Route::UserPlaylists(_) if method == Method::POST => {
+                "This endpoint is not available to apps in development mode; use \
+                 /v1/me/playlists"
+            }
+            Route::Several(_) => {
+                "This endpoint is not available to apps in development mode; get each item \
+                 by its id"
+            }
+            Route::User(_)
+            | Route::UserPlaylists(_)
+            | Route::TopTracks(_)
+            | Route::Markets
+            | Route::NewReleases
+            | Route::Unmodelled => "This endpoint is not available to apps in development mode",
+            _ => return None,
+        })
     }
 }
 
@@ -101,6 +147,15 @@ fn route(path: &str) -> Option<Route<'_>> {
         ["me", "library"] => Route::Library,
         ["me", "library", "contains"] => Route::LibraryContains,
         ["users", id] if !id.is_empty() => Route::User(id),
+        ["users", id, "playlists"] if !id.is_empty() => Route::UserPlaylists(id),
+        ["tracks"] => Route::Several(Several::Tracks),
+        ["albums"] => Route::Several(Several::Albums),
+        ["artists"] => Route::Several(Several::Artists),
+        ["artists", id, "top-tracks"] if !id.is_empty() => Route::TopTracks(id),
+        ["markets"] => Route::Markets,
+        ["browse", "new-releases"] => Route::NewReleases,
+        ["browse", "categories", ..] => Route::Unmodelled,
+        ["episodes" | "shows" | "audiobooks" | "chapters"] => Route::Unmodelled,
         ["playlists", id] if !id.is_empty() => Route::Playlist(id),
         ["playlists", id, "tracks"] if !id.is_empty() => Route::PlaylistTracks(id),
         ["playlists", id, "items"] if !id.is_empty() => Route::PlaylistItems(id),
@@ -169,11 +224,8 @@ async fn serve(
         if !registered {
             return forbidden("User not registered in the Developer Dashboard");
         }
-        if matches!(route, Route::PlaylistTracks(_)) {
-            return forbidden(
-                "This endpoint is not available to apps in development mode; use \
-                 /v1/playlists/{id}/items",
-            );
+        if let Some(message) = route.retired(method) {
+            return forbidden(message);
         }
     }
     let me = caller.user.as_deref().and_then(catalog::user);
@@ -185,6 +237,7 @@ async fn serve(
         app,
         base: &app.base,
         catalog: catalog::catalog(),
+        mode,
     };
     let result = match (route, me) {
         (Route::Search, _) => Ok(api.search(&query)),
@@ -192,6 +245,15 @@ async fn serve(
         (Route::Artist(id), _) => api.artist(id),
         (Route::Album(id), _) => api.album(id),
         (Route::User(id), _) => api.user(id),
+        (Route::Several(kind), _) => api.several(kind, &query),
+        (Route::TopTracks(id), _) => api.top_tracks(id),
+        (Route::Markets, _) => Ok(api.markets()),
+        (Route::NewReleases, _) => api.new_releases(&query),
+        (Route::UserPlaylists(id), _) if method == Method::GET => api.user_playlists(id, &query),
+        // Creating a playlist is not modelled (nor is `POST /me/playlists`).
+        (Route::UserPlaylists(_), Some(_)) | (Route::Unmodelled, _) => {
+            Err(api_error(StatusCode::NOT_FOUND, "Service not found"))
+        }
         (Route::Playlist(id), _) => api.playlist(id),
         (Route::PlaylistTracks(id), _) if method == Method::GET => {
             api.playlist_tracks(id, &query, Entries::Tracks)
@@ -225,7 +287,8 @@ async fn serve(
             | Route::CurrentlyPlaying
             | Route::MyPlaylists
             | Route::Play
-            | Route::Pause,
+            | Route::Pause
+            | Route::UserPlaylists(_),
             None,
         ) => Err(unauthorized("Valid user authentication required")),
     };

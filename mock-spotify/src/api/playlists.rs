@@ -12,7 +12,7 @@ use super::auth::Caller;
 use super::input::{paging, parse_body, track_index, valid_id};
 use super::render::{ok, page, snapshot_id, Api, Entries};
 use super::time::{rfc3339, unix_secs, SEEDED_ADDED_AT};
-use crate::catalog::{Playlist, User};
+use crate::catalog::{self, Playlist, User};
 use crate::errors::{bad_request, forbidden, resource_not_found};
 use crate::http::{json_response, Params, JSON_UTF8};
 use crate::state::PlaylistEntry;
@@ -75,19 +75,36 @@ impl Api<'_> {
     }
 
     pub(super) fn my_playlists(&self, user: &User, query: &Params) -> Result<Response, Response> {
+        self.playlists_of(user.id, false, query, "/v1/me/playlists")
+    }
+
+    /// `GET /v1/users/{id}/playlists`: the user's public playlists (extended quota only).
+    pub(super) fn user_playlists(&self, id: &str, query: &Params) -> Result<Response, Response> {
+        let user = catalog::user(id).ok_or_else(resource_not_found)?;
+        let path = format!("/v1/users/{}/playlists", user.id);
+        self.playlists_of(user.id, true, query, &path)
+    }
+
+    fn playlists_of(
+        &self,
+        owner: &str,
+        public_only: bool,
+        query: &Params,
+        path: &str,
+    ) -> Result<Response, Response> {
         let (limit, offset) = paging(query, 50)?;
         let mine: Vec<&Playlist> = self
             .catalog
             .playlists
             .iter()
-            .filter(|p| p.owner == user.id)
+            .filter(|p| p.owner == owner && (p.public || !public_only))
             .collect();
         let mut items = Vec::new();
         for playlist in mine.iter().skip(offset).take(limit) {
             let view = self.view(playlist, 0, 0)?;
             items.push(self.simple_playlist(playlist, view.total, view.version));
         }
-        let link = |o: usize| format!("{}/v1/me/playlists?offset={o}&limit={limit}", self.base);
+        let link = |o: usize| format!("{}{path}?offset={o}&limit={limit}", self.base);
         Ok(ok(&page(items, mine.len(), offset, limit, link)))
     }
 

@@ -3,6 +3,12 @@
 //!
 //! [`Api`] is what every endpoint works with. Its methods are spread by concern:
 //! rendering here, the endpoints in `browse`, `player` and `playlists`.
+//!
+//! A development-mode app gets the objects without the fields Spotify withholds from it
+//! since February 2026 (the Migration Guide): the user's `country`, `email`,
+//! `explicit_content`, `followers` and `product`; an album's and a track's
+//! `available_markets` and `popularity`; an artist's `followers` and `popularity`; a
+//! simplified playlist's `tracks` (only `items` is left).
 
 use axum::body::Body;
 use axum::http::StatusCode;
@@ -11,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use crate::catalog::{self, Album, Artist, Catalog, Playlist, Track, User, MARKETS};
+use crate::config::AppMode;
 use crate::http::{json_response, JSON_UTF8};
 use crate::state::App;
 
@@ -38,9 +45,34 @@ pub(super) struct Api<'a> {
     /// `http://ADDR`, for absolute links.
     pub base: &'a str,
     pub catalog: &'a Catalog,
+    /// The app's mode when the request arrived: what the objects carry.
+    pub mode: AppMode,
+}
+
+/// Removes `fields` from a JSON object.
+fn without(mut value: Value, fields: &[&str]) -> Value {
+    if let Some(map) = value.as_object_mut() {
+        for field in fields {
+            map.remove(*field);
+        }
+    }
+    value
 }
 
 impl Api<'_> {
+    /// `value` as this app may see it: `withheld` removed in development mode.
+    pub(super) fn for_mode(&self, value: Value, withheld: &[&str]) -> Value {
+        match self.mode {
+            AppMode::Development => without(value, withheld),
+            AppMode::ExtendedQuota => value,
+        }
+    }
+
+    /// Whether the app is in development mode.
+    pub(super) fn development(&self) -> bool {
+        self.mode == AppMode::Development
+    }
+
     pub(super) fn external(&self, kind: &str, id: &str) -> Value {
         json!({ "spotify": format!("https://open.spotify.com/{kind}/{id}") })
     }
@@ -62,11 +94,11 @@ impl Api<'_> {
         value["genres"] = json!([]);
         value["images"] = json!([]);
         value["popularity"] = json!(artist.popularity);
-        value
+        self.for_mode(value, &["followers", "popularity"])
     }
 
     pub(super) fn simple_album(&self, album: &Album) -> Value {
-        json!({
+        let value = json!({
             "album_type": "album",
             "artists": [self.simple_artist(&self.catalog.artists[album.artist])],
             "available_markets": MARKETS,
@@ -80,12 +112,13 @@ impl Api<'_> {
             "total_tracks": album.tracks.len(),
             "type": "album",
             "uri": format!("spotify:album:{}", album.id),
-        })
+        });
+        self.for_mode(value, &["available_markets"])
     }
 
     /// A track without its album (Spotify's simplified track object).
     pub(super) fn simple_track(&self, track: &Track) -> Value {
-        json!({
+        let value = json!({
             "artists": [self.simple_artist(&self.catalog.artists[track.artist])],
             "available_markets": MARKETS,
             "disc_number": 1,
@@ -100,7 +133,8 @@ impl Api<'_> {
             "track_number": track.track_number,
             "type": "track",
             "uri": format!("spotify:track:{}", track.id),
-        })
+        });
+        self.for_mode(value, &["available_markets"])
     }
 
     pub(super) fn full_track(&self, track: &Track) -> Value {
@@ -108,7 +142,7 @@ impl Api<'_> {
         value["album"] = self.simple_album(&self.catalog.albums[track.album]);
         value["external_ids"] = json!({});
         value["popularity"] = json!(track.popularity);
-        value
+        self.for_mode(value, &["popularity"])
     }
 
     pub(super) fn public_user(&self, user: &User) -> Value {
@@ -136,7 +170,16 @@ impl Api<'_> {
             value["product"] = json!(user.product);
             value["explicit_content"] = json!({ "filter_enabled": false, "filter_locked": false });
         }
-        value
+        self.for_mode(
+            value,
+            &[
+                "country",
+                "email",
+                "explicit_content",
+                "followers",
+                "product",
+            ],
+        )
     }
 
     pub(super) fn owner(&self, owner: &str) -> Value {
@@ -155,7 +198,7 @@ impl Api<'_> {
     }
 
     pub(super) fn simple_playlist(&self, playlist: &Playlist, total: usize, version: u64) -> Value {
-        json!({
+        let value = json!({
             "collaborative": false,
             "description": playlist.description,
             "external_urls": self.external("playlist", &playlist.id),
@@ -171,14 +214,16 @@ impl Api<'_> {
                 "href": format!("{}/v1/playlists/{}/items", self.base, playlist.id),
                 "total": total,
             },
-            // Kept beside `items` for the clients of before February 2026.
+            // Beside `items` for the clients of before February 2026.
             "tracks": {
                 "href": format!("{}/v1/playlists/{}/tracks", self.base, playlist.id),
                 "total": total,
             },
             "type": "playlist",
             "uri": format!("spotify:playlist:{}", playlist.id),
-        })
+        });
+        // Kept for an extended-quota app only.
+        self.for_mode(value, &["tracks"])
     }
 }
 

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use base64::Engine as _;
-use mock_spotify::{MockConfig, MockSpotify};
+use mock_spotify::{AppMode, MockConfig, MockSpotify};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -16,6 +16,15 @@ pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
 pub async fn start() -> MockSpotify {
     start_with(MockConfig::default()).await
+}
+
+/// A mock whose app has extended quota: every field and endpoint, as before February 2026.
+pub async fn start_extended() -> MockSpotify {
+    start_with(MockConfig {
+        mode: AppMode::ExtendedQuota,
+        ..MockConfig::default()
+    })
+    .await
 }
 
 pub async fn start_with(config: MockConfig) -> MockSpotify {

@@ -23,7 +23,7 @@ async fn main() -> Result<()> {
 
     // App-token call: no user needed. Follow Spotify's own `next` links: the gateway rewrote
     // them to itself, so they stay on the gateway.
-    let mut url = format!("{egress}/v1/search?q=abba&type=track&limit=20");
+    let mut url = format!("{egress}/v1/search?q=abba&type=track&limit=10");
     let mut page_no = 1;
     loop {
         let page: Value = api

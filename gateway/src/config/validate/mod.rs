@@ -46,6 +46,7 @@ impl Validator<'_> {
             forward_auth,
             access,
             admin,
+            playback,
             webhooks,
         } = file;
         let listen = self.listen(listen);
@@ -61,6 +62,7 @@ impl Validator<'_> {
         };
         let access = self.access(access);
         let admin = self.admin(admin);
+        let playback = self.playback(playback);
         let webhooks = self.webhooks(webhooks);
         let config = Config {
             spotify: spotify?,
@@ -72,6 +74,7 @@ impl Validator<'_> {
             egress: egress?,
             forward_auth,
             access: access?,
+            playback: playback?,
             admin: admin?,
             webhooks: webhooks?,
         };
@@ -105,6 +108,14 @@ impl Validator<'_> {
                  spotify.scopes",
             );
         }
+        if c.playback.enabled && !c.spotify.scopes.iter().any(|s| s == "streaming") {
+            self.issue(
+                "playback.enabled",
+                "the playback token is given only to sessions with the streaming scope: add \
+                 \"streaming\" to spotify.scopes (the Web Playback SDK also needs \
+                 user-read-email and user-read-private)",
+            );
+        }
         if c.spotify.client_secret.is_none() {
             if c.spotify.flow == Flow::AuthorizationCode {
                 self.issue(
@@ -134,6 +145,24 @@ impl Validator<'_> {
             .secret("admin", "token", None, token_env, token_file)
             .ok()?;
         Some(AdminConfig { token })
+    }
+
+    fn playback(&mut self, p: FilePlayback) -> Option<PlaybackConfig> {
+        let FilePlayback {
+            enabled,
+            max_per_minute,
+        } = p;
+        if !(1..=60).contains(&max_per_minute) {
+            self.issue(
+                "playback.max_per_minute",
+                format!("{max_per_minute} is out of range: 1 to 60 tokens per session a minute"),
+            );
+            return None;
+        }
+        Some(PlaybackConfig {
+            enabled,
+            max_per_minute,
+        })
     }
 
     fn access(&mut self, a: FileAccess) -> Option<AccessConfig> {

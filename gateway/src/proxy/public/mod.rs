@@ -1,7 +1,8 @@
 //! The public listener: Spotify login for browsers (`routes`: `/auth/*`; `disconnect`: a user
 //! deletes their data), the session cookie (`session::cookie`), the paths that need no session
 //! (`paths`), the internal app behind it, which receives the user's identity headers
-//! (`identity`), and forward-auth for an existing ingress (`check`: `/auth/check`). A request
+//! (`identity`), forward-auth for an existing ingress (`check`: `/auth/check`), and with
+//! `[playback]` the Web Playback SDK's token for the gateway's own pages (`playback`). A request
 //! that passes with a session joins that session's streams, so that whatever it becomes (a
 //! WebSocket, an event stream) closes when the session ends (`session::streams`).
 //!
@@ -13,6 +14,8 @@ mod check;
 mod disconnect;
 mod identity;
 mod paths;
+mod playback;
+mod playback_limit;
 mod routes;
 
 use std::sync::Arc;
@@ -32,6 +35,7 @@ use crate::server::state::Gateway;
 use crate::session::cookie::Cookies;
 use crate::session::{LiveSession, StreamGuard};
 use paths::AuthRoute;
+use playback_limit::PlaybackLimit;
 
 const LISTENER: &str = "public";
 
@@ -39,6 +43,8 @@ pub struct PublicProxy {
     gw: Arc<Gateway>,
     upstream: Option<UpstreamTarget>,
     cookies: Cookies,
+    /// How many playback tokens each session had lately (`playback`).
+    playback: PlaybackLimit,
 }
 
 #[derive(Default)]
@@ -71,6 +77,7 @@ impl PublicProxy {
             gw,
             upstream,
             cookies,
+            playback: PlaybackLimit::default(),
         }
     }
 

@@ -22,6 +22,8 @@ pub enum AuthRoute {
     /// `ext_authz` sends it.
     Check,
     Disconnect,
+    /// `[playback]`: the Web Playback SDK's token for the gateway's own pages.
+    PlaybackToken,
     Other,
 }
 
@@ -36,6 +38,7 @@ impl AuthRoute {
             "/auth/check" => AuthRoute::Check,
             p if p.starts_with("/auth/check/") => AuthRoute::Check,
             "/auth/disconnect" => AuthRoute::Disconnect,
+            "/auth/playback-token" => AuthRoute::PlaybackToken,
             p if p.starts_with("/auth/") => AuthRoute::Other,
             _ => return None,
         })
@@ -49,19 +52,22 @@ impl AuthRoute {
             AuthRoute::Userinfo => "/auth/userinfo",
             AuthRoute::Check => "/auth/check",
             AuthRoute::Disconnect => "/auth/disconnect",
+            AuthRoute::PlaybackToken => "/auth/playback-token",
             AuthRoute::Other => "/auth/other",
         }
     }
 
     /// Sign-out takes POST (forms) as well as GET; disconnecting shows its form on GET and
     /// acts on POST only; forward-auth takes the original request's method (nginx's
-    /// `auth_request` and Envoy send it); the rest are reads.
+    /// `auth_request` and Envoy send it); the playback token is a GET; the rest are reads.
     pub fn allows(self, method: &http::Method) -> bool {
         match self {
             AuthRoute::Logout | AuthRoute::Disconnect => {
                 method == http::Method::GET || method == http::Method::POST
             }
             AuthRoute::Check => true,
+            // Each answer issues a token (an event, a count): never for a HEAD.
+            AuthRoute::PlaybackToken => method == http::Method::GET,
             _ => method == http::Method::GET || method == http::Method::HEAD,
         }
     }

@@ -43,6 +43,7 @@ impl PublicProxy {
             AuthRoute::Userinfo => self.userinfo(session, ctx).await,
             AuthRoute::Check => self.check(session, ctx).await,
             AuthRoute::Disconnect => self.disconnect(session, ctx).await,
+            AuthRoute::PlaybackToken => self.playback_token(session, ctx).await,
             AuthRoute::Other => {
                 self.problem(session, ctx, Failure::NotFound("No such gateway route."))
                     .await
@@ -167,7 +168,11 @@ impl PublicProxy {
                     .emit(Event::new(Kind::LoginDenied).request(&ctx.req.id));
                 return self.access_denied(session).await;
             }
-            Err(e @ (LoginError::NotRegistered | LoginError::NotAllowed { .. })) => {
+            Err(
+                e @ (LoginError::NotRegistered
+                | LoginError::NotAllowed { .. }
+                | LoginError::ProductUnknown { .. }),
+            ) => {
                 // Not registered: Spotify refused the profile call, so no user id is known.
                 let (result, event) = match &e {
                     LoginError::NotAllowed {
@@ -177,11 +182,23 @@ impl PublicProxy {
                         "not_allowed",
                         Event::new(Kind::LoginNotAllowed).user(user_id.clone(), account_id.clone()),
                     ),
+                    LoginError::ProductUnknown {
+                        user_id,
+                        account_id,
+                    } => (
+                        "product_unknown",
+                        Event::new(Kind::LoginNotAllowed).user(user_id.clone(), account_id.clone()),
+                    ),
                     _ => ("not_registered", Event::new(Kind::LoginNotRegistered)),
                 };
                 logins.with_label_values(&[result]).inc();
                 self.gw.events.emit(event.request(&ctx.req.id));
-                tracing::info!(result, "login refused: {e}");
+                if result == "product_unknown" {
+                    // The operator's rule cannot work for this app: say so where they look.
+                    tracing::warn!(result, "login refused: {e}");
+                } else {
+                    tracing::info!(result, "login refused: {e}");
+                }
                 return self.login_refused(session, &e).await;
             }
             Err(LoginError::Store(_)) => {
@@ -243,6 +260,14 @@ impl PublicProxy {
                 "Spotify refused this user: the app is in development mode and the user is not \
                  registered in its Spotify developer dashboard (at most 5 users). The app's \
                  owner must add the user there.",
+            ),
+            LoginError::ProductUnknown { .. } => (
+                "product_unknown",
+                pages::product_unknown(app),
+                "This gateway admits only some Spotify subscriptions, and Spotify did not say \
+                 this account's: Spotify withholds the subscription from apps in development \
+                 mode. The operator must remove [access] allowed_products, or get the app \
+                 extended quota at Spotify.",
             ),
             _ => (
                 "not_allowed",
