@@ -85,6 +85,11 @@ $6
 [egress]
 app_token = true
 public_base_url = "http://127.0.0.1:$3"
+# Proxying is measured, not sharing: every contender sends every call upstream. With these on
+# (the defaults), identical concurrent GETs would be answered from one upstream call while
+# nginx proxies each one (issue 29); shared answers have their own scenario.
+coalesce = false
+cache_size = 0
 EOF
 }
 
