@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# (Over 600 lines: one script so that every contender runs in the same run, side by side; the
+# shared helpers are in benches/lib.sh.)
 # Whole-process load benchmark of spotify-gateway, side by side with nginx and a direct call,
 # on loopback. See benches/README.md for what each figure means.
 #

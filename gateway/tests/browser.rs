@@ -1,3 +1,5 @@
+// Over 600 lines: one Chromium driver (the WebDriver wrapper at the top) serves every page flow;
+// split by flow, each file would repeat it.
 //! The login as a person does it, in headless Chromium: the demo's sample app behind the real
 //! gateway, the mock Spotify's consent page, sign-out, Cancel, a session that ended on another
 //! device, the re-consent offer before Spotify's refresh token ends, disconnecting, and the

@@ -1,3 +1,5 @@
+// Over 600 lines: coalescing, the cache and revalidation share one stack setup and one reading of
+// the mock's request log; they are one feature seen from three sides.
 //! Spending fewer calls: identical GETs in flight at once go to Spotify once (coalescing),
 //! and the answers Spotify marks cacheable are served from a small cache, revalidated with
 //! `If-None-Match` once stale; never one user's answer to another, nor one token's answer to

@@ -1,3 +1,5 @@
+// Over 600 lines: every TLS failure is tested on both clients (pingora's and reqwest's) against
+// the same test CA and mock; the CONNECT proxy cases need that same setup.
 //! The gateway against a Spotify on `https://` (the mock with certificates from a test CA,
 //! trusted through `spotify.ca_file`): the whole path works with verification on, and each
 //! certificate failure (an unknown CA, an expired certificate, the wrong name) answers 502

@@ -1,3 +1,6 @@
+// Over 600 lines: the egress listener's pingora phases are one `ProxyHttp` impl, kept whole so
+// that their order reads top to bottom; its parts (identity, target, hygiene, retry, links) are
+// already rooms of their own.
 //! The egress listener: internal apps call it as they would call `https://api.spotify.com`,
 //! with no token. It decides whose token the call needs (`identity`), checks that the call
 //! can only reach the API (`target`), injects the token and cleans the headers (`hygiene`),
