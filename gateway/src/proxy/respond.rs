@@ -1,10 +1,10 @@
 //! Answers the gateway writes itself, and the one mapping from a failure on the request path
 //! to its status, headers and body.
 //!
-//! Over 600 lines on purpose: the invariant is that a `Failure` becomes an answer in exactly
-//! one place (status, `Retry-After`, code, both error shapes, and `of_token_error`); the
-//! writers below are the only code that uses that mapping. Splitting the mapping would
-//! reopen the door to a second one.
+//! Why this file is over 600 lines: the invariant is that a `Failure` becomes an answer in exactly
+//! one place (status, `Retry-After`, code, both error shapes, and `of_token_error`); the writers
+//! below are the only code that uses that mapping. Splitting the mapping would reopen the door to a
+//! second one.
 //!
 //! Both listeners describe what went wrong as a [`Failure`] (a kind, plus the facts the answer
 //! needs). The egress listener answers in the Web API's error shape

@@ -1,9 +1,9 @@
 //! The Redis (or Valkey) store, for several replicas sharing sessions.
 //!
-//! Over 600 lines on purpose: it is one backend of the `Store` trait, every method a short
+//! Why this file is over 600 lines: it is one backend of the `Store` trait, every method a short
 //! command or script next to the key layout it relies on; split apart, the key names and the
-//! scripts that must agree on them would sit in different files. Issue #26 (Sentinel, Cluster)
-//! is where it becomes `store/redis/` with one file per shape.
+//! scripts that must agree on them would sit in different files. Issue #26 (Sentinel, Cluster) is
+//! where it becomes `store/redis/` with one file per shape.
 //!
 //! - Values are the same sealed bytes as in the file store; Redis expires them itself (PX).
 //! - Single-use logins use GETDEL; the refresh lock is `SET NX PX` with a random owner,
