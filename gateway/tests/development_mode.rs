@@ -27,21 +27,6 @@ async fn stack(mode: AppMode, products: &'static [&'static str]) -> Stack {
     builder.start().await
 }
 
-/// A browser-like client whose every request asks for a page.
-fn page_browser() -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        "accept",
-        reqwest::header::HeaderValue::from_static("text/html"),
-    );
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .default_headers(headers)
-        .build()
-        .expect("client")
-}
-
 /// `/v1/me` through the egress for `user`, signed in on `s`.
 async fn me(s: &Stack, user: &str) -> Value {
     let b = browser();
@@ -171,7 +156,7 @@ async fn removed_endpoints_answer_spotifys_403_unchanged_through_the_egress() {
     let b = browser();
     login(&b, &s.gw, "alice", "/").await;
     let assertion = s.assertion(&b).await;
-    let direct_token = app_token_at_mock(&s).await;
+    let direct_token = direct_token(&s.mock).await;
     for (method, path) in REMOVED {
         let method: reqwest::Method = method.parse().expect("method");
         let mut req = reqwest::Client::new()
@@ -207,22 +192,6 @@ async fn removed_endpoints_answer_spotifys_403_unchanged_through_the_egress() {
     assert_eq!(forbidden, REMOVED.len() as f64, "counted by status");
     // The session is not touched by Spotify's refusals.
     assert_eq!(s.userinfo(&b).await.0, 200);
-}
-
-/// An app token straight from the mock, to ask Spotify itself (a development-mode app's
-/// removed endpoints answer every token alike).
-async fn app_token_at_mock(s: &Stack) -> String {
-    let resp: Value = reqwest::Client::new()
-        .post(format!("{}/api/token", s.mock.base_url()))
-        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    resp["access_token"].as_str().expect("token").to_string()
 }
 
 #[test]

@@ -16,21 +16,6 @@ async fn setup(token_lifetime: Duration) -> Stack {
         .await
 }
 
-/// A token fetched straight from the mock, to compare the gateway's answers with Spotify's.
-async fn direct_token(mock: &MockSpotify) -> String {
-    let resp: Value = reqwest::Client::new()
-        .post(format!("{}/api/token", mock.base_url()))
-        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    resp["access_token"].as_str().expect("token").to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injects_the_app_token_and_returns_spotifys_answer_unchanged() {
     let s = setup(Duration::from_secs(3600)).await;

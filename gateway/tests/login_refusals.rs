@@ -302,21 +302,6 @@ async fn login_callback_attacks_are_refused_and_change_nothing() {
     s.assert_untouched(&before, "expired state").await;
 }
 
-/// A browser-like client whose every request asks for a page.
-fn page_browser() -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        "accept",
-        reqwest::header::HeaderValue::from_static("text/html"),
-    );
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .default_headers(headers)
-        .build()
-        .expect("client")
-}
-
 /// `POST /__mock/app` with `change`.
 async fn mock_app(s: &Stack, change: Value) {
     mock_post(&s.mock, "/__mock/app", Some(change)).await;

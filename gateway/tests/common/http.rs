@@ -313,3 +313,18 @@ pub async fn disconnect(browser: &reqwest::Client, gw: &Gateway) -> Value {
     assert_eq!(body["disconnected"], true, "{body}");
     body
 }
+
+/// A browser-like client whose every request asks for a page.
+pub fn page_browser() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "accept",
+        reqwest::header::HeaderValue::from_static("text/html"),
+    );
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}

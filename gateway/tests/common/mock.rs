@@ -59,3 +59,18 @@ pub async fn mock_post(mock: &MockSpotify, path: &str, body: Option<Value>) {
     let resp = req.send().await.expect("mock control");
     assert!(resp.status().is_success(), "{path}: {}", resp.status());
 }
+
+/// A token fetched straight from the mock, to compare the gateway's answers with Spotify's.
+pub async fn direct_token(mock: &MockSpotify) -> String {
+    let resp: Value = reqwest::Client::new()
+        .post(format!("{}/api/token", mock.base_url()))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    resp["access_token"].as_str().expect("token").to_string()
+}
