@@ -36,7 +36,7 @@ pub fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Result<()
 /// Runs an already wired gateway (the demo keeps a handle on it) until SIGTERM.
 pub fn run_gateway(gw: Arc<Gateway>) -> Result<(), StartError> {
     check_addresses_free(&gw.config)?;
-    build(gw).run(RunArgs::default());
+    build(gw)?.run(RunArgs::default());
     Ok(())
 }
 
@@ -59,16 +59,8 @@ fn check_addresses_free(config: &Config) -> Result<(), StartError> {
 }
 
 /// The pingora server with every service added, not yet running.
-pub fn build(gw: Arc<Gateway>) -> Server {
-    let settings = &gw.config.server;
-    let conf = ServerConf {
-        threads: settings.threads,
-        // After SIGTERM pingora stops accepting, then waits this long for in-flight requests.
-        grace_period_seconds: Some(settings.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(RUNTIME_SHUTDOWN_TIMEOUT_SECS),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+pub fn build(gw: Arc<Gateway>) -> Result<Server, StartError> {
+    let mut server = Server::new_with_opt_and_conf(None, server_conf(&gw.config, None));
     server.bootstrap();
     let listen = gw.config.listen.clone();
 
@@ -90,7 +82,13 @@ pub fn build(gw: Arc<Gateway>) -> Server {
     let public_app = pingora::proxy::http_proxy(conf, PublicProxy::new(gw.clone()));
     let public = guarded("public", public_app, &public_guard, listen.public);
     let egress_guard = guard("egress", limits.max_connections_egress, egress_max);
-    let egress_app = pingora::proxy::http_proxy(conf, EgressProxy::new(gw.clone()));
+    // The egress proxy's connector gets the trust set once (read from the bundle while it is
+    // built): pingora then clones one TLS config, and its session cache, per connection, so
+    // a reconnection to Spotify resumes instead of paying a full handshake.
+    let roots = gw.trust.connector_roots().map_err(StartError::Clients)?;
+    let egress_conf = Arc::new(server_conf(&gw.config, roots.as_ref().map(|r| r.path())));
+    let egress_app = pingora::proxy::http_proxy(&egress_conf, EgressProxy::new(gw.clone()));
+    drop(roots);
     let egress = guarded("egress", egress_app, &egress_guard, listen.egress);
     let admin_guard = guard("admin", limits.max_connections_admin, admin_max);
     let mut admin = guarded(
@@ -130,7 +128,20 @@ pub fn build(gw: Arc<Gateway>) -> Server {
              the users' tokens now."
         );
     }
-    server
+    Ok(server)
+}
+
+/// pingora's settings from ours; `ca_file` the roots its connector reads (the egress proxy's).
+fn server_conf(config: &Config, ca_file: Option<String>) -> ServerConf {
+    let settings = &config.server;
+    ServerConf {
+        threads: settings.threads,
+        // After SIGTERM pingora stops accepting, then waits this long for in-flight requests.
+        grace_period_seconds: Some(settings.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(RUNTIME_SHUTDOWN_TIMEOUT_SECS),
+        ca_file,
+        ..ServerConf::default()
+    }
 }
 
 /// A listening service for `app` on `addr`, inside its listener's guard: the header deadline and
@@ -153,8 +164,10 @@ fn guarded<A: pingora::apps::HttpServerApp + Send + Sync + 'static>(
 /// How long start-up may take to bind a listener before we log it.
 const BIND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn wait_until_accepting(addr: std::net::SocketAddr) {
-    let target = if addr.ip().is_unspecified() {
+/// Where this process reaches its own listener on `addr`: loopback when it listens on every
+/// address.
+fn reachable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() {
         let loopback: std::net::IpAddr = if addr.is_ipv4() {
             std::net::Ipv4Addr::LOCALHOST.into()
         } else {
@@ -163,7 +176,11 @@ async fn wait_until_accepting(addr: std::net::SocketAddr) {
         std::net::SocketAddr::new(loopback, addr.port())
     } else {
         addr
-    };
+    }
+}
+
+async fn wait_until_accepting(addr: std::net::SocketAddr) {
+    let target = reachable(addr);
     let started = std::time::Instant::now();
     while tokio::net::TcpStream::connect(target).await.is_err() {
         if started.elapsed() > BIND_WAIT {
@@ -178,6 +195,9 @@ async fn wait_until_accepting(addr: std::net::SocketAddr) {
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 /// How often refreshed sessions (and purge notices) the store did not take are written again.
 const UNSAVED_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the shared HTTP/2 connection to the API is looked at (one `readlink`): a
+/// connection Spotify closed is warmed again within this, before callers dial their own.
+const API_CONNECTION_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Housekeeping while running; marks the gateway as shutting down the moment pingora
 /// broadcasts it, so `/readyz` fails while in-flight requests finish.
@@ -195,6 +215,16 @@ impl BackgroundService for Lifecycle {
             wait_until_accepting(addr).await;
         }
         self.gw.mark_listening();
+        let api = Arc::clone(&self.gw.api_connection);
+        let egress = reachable(listen.egress);
+        if api.enabled() {
+            tokio::spawn({
+                let api = Arc::clone(&api);
+                async move { api.warm(egress).await }
+            });
+        }
+        let mut api_check = tokio::time::interval(API_CONNECTION_CHECK_INTERVAL);
+        api_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         let mut retry_unsaved = tokio::time::interval(UNSAVED_RETRY_INTERVAL);
         // Handling SIGHUP also stops it from terminating the process (its default).
@@ -214,6 +244,12 @@ impl BackgroundService for Lifecycle {
                     }
                 }
                 _ = tick.tick() => self.gw.sessions.housekeeping().await,
+                _ = api_check.tick(), if api.enabled() => {
+                    if api.check() {
+                        let api = Arc::clone(&api);
+                        tokio::spawn(async move { api.warm(egress).await });
+                    }
+                }
                 _ = retry_unsaved.tick() => {
                     self.gw.sessions.save_unsaved().await;
                     self.gw.sessions.publish_unpublished_purges().await;

@@ -43,6 +43,7 @@ pub use hygiene::upstream_headers;
 
 use super::respond::{self, Failure, Upstream};
 use super::{RequestInfo, UpstreamTarget};
+use crate::net::api_connection::{Turn, WARM_HEADER};
 use crate::net::outbound;
 use crate::net::tls_roots::{self, TlsTarget};
 use crate::quota::{cool_down, Answer, AnswerCache, Flights, Lookup, Priority, Reason};
@@ -87,6 +88,10 @@ pub struct EgressCtx {
     arrived: Option<Instant>,
     /// The call, retries included, must end by then.
     deadline: Option<Instant>,
+    /// The lifecycle's warm-up (`net::api_connection`): connect to the API, send nothing.
+    warm: bool,
+    /// This call's turn in pingora's connector (`net::api_connection`), until it connects.
+    turn: Option<Turn>,
     /// Attempts sent (or tried) to Spotify so far.
     attempts: u32,
     /// Set when a retry is scheduled: wait this long before it.
@@ -112,7 +117,6 @@ pub struct EgressCtx {
 impl EgressProxy {
     pub fn new(gw: Arc<Gateway>) -> EgressProxy {
         let api = UpstreamTarget::from_url(&gw.config.spotify.api_url)
-            .with_ca(gw.trust.pingora_ca())
             .with_http2()
             .via(&gw.outbound);
         let origin = |u: &url::Url| u.as_str().trim_end_matches('/').to_string();
@@ -251,6 +255,33 @@ async fn within_deadline<T>(
         )))
 }
 
+/// How long a warm-up may wait for its turn, or take to connect.
+const WARM_WAIT: Duration = Duration::from_secs(10);
+
+/// The warm-up's answer to the lifecycle: 204 when it connected (the error
+/// `connected_to_upstream` stops it with), 502 when it could not.
+async fn warmed(session: &mut Session, e: &Error) -> FailToProxy {
+    let status = match e.etype() {
+        ErrorType::HTTPStatus(204) => 204,
+        _ => 502,
+    };
+    session.set_keepalive(None);
+    let written = match ResponseHeader::build(status, Some(0)) {
+        Ok(mut header) => {
+            let _ = header.insert_header("content-length", "0");
+            session
+                .write_response_header(Box::new(header), true)
+                .await
+                .is_ok()
+        }
+        Err(_) => false,
+    };
+    FailToProxy {
+        error_code: if written { status } else { 0 },
+        can_reuse_downstream: false,
+    }
+}
+
 /// An error that tells pingora to send the call again.
 fn retry_error(status: u16, why: &'static str) -> Box<Error> {
     let mut e = Error::explain(ErrorType::HTTPStatus(status), why);
@@ -279,6 +310,13 @@ impl ProxyHttp for EgressProxy {
     /// Refuses what may not carry a token (method, target), answers 429 during a cool-down,
     /// and picks the credential: the user's token (refreshed if needed) or the app token.
     async fn request_filter(&self, session: &mut Session, ctx: &mut EgressCtx) -> Result<bool> {
+        let req = session.req_header();
+        if let Some(mark) = req.headers.get(WARM_HEADER) {
+            ctx.warm = self.gw.api_connection.is_warm_token(mark.as_bytes());
+            if ctx.warm {
+                return Ok(false);
+            }
+        }
         ctx.req.begin(session);
         let req = session.req_header();
         ctx.req.route = match target::check(&req.method, req.raw_path(), &req.uri) {
@@ -357,6 +395,10 @@ impl ProxyHttp for EgressProxy {
                 }
             }
         }
+        if ctx.warm {
+            ctx.turn = self.gw.api_connection.enter(WARM_WAIT).await;
+            return self.api.peer(Some(WARM_WAIT)).await;
+        }
         if let Some(backoff) = ctx.retry_backoff.take() {
             self.gw.metrics.retries.inc();
             tokio::time::sleep(backoff).await;
@@ -397,25 +439,28 @@ impl ProxyHttp for EgressProxy {
         }
         ctx.attempts += 1;
         ctx.upstream_started = Some(Instant::now());
-        let mut peer = self
-            .api
-            .peer(Some(cfg.connect_timeout.min(remaining)))
-            .await?;
+        let connect_timeout = cfg.connect_timeout.min(remaining);
+        // One caller at a time takes a stream on the shared connection, or dials it while
+        // the others wait (`api_connection`).
+        ctx.turn = self.gw.api_connection.enter(connect_timeout).await;
+        let mut peer = self.api.peer(Some(connect_timeout)).await?;
         peer.options.read_timeout = Some(cfg.read_timeout.min(remaining));
         peer.options.write_timeout = Some(cfg.read_timeout.min(remaining));
         Ok(peer)
     }
 
     /// Counts the connections opened to Spotify (a reused one, or another stream on an
-    /// HTTP/2 connection, costs no handshake).
+    /// HTTP/2 connection, costs no handshake), and ends this call's turn in the connector, so
+    /// the next caller goes (`api_connection`). A warm-up ends here: its stream goes back
+    /// unused.
     async fn connected_to_upstream(
         &self,
         _session: &mut Session,
         reused: bool,
         _peer: &HttpPeer,
-        _fd: std::os::unix::io::RawFd,
+        fd: std::os::unix::io::RawFd,
         _digest: Option<&pingora::protocols::Digest>,
-        _ctx: &mut EgressCtx,
+        ctx: &mut EgressCtx,
     ) -> Result<()> {
         if !reused {
             self.gw
@@ -423,6 +468,14 @@ impl ProxyHttp for EgressProxy {
                 .upstream_connections
                 .with_label_values(&["api"])
                 .inc();
+        }
+        self.gw
+            .api_connection
+            .connected(ctx.turn.take(), fd, reused);
+        if ctx.warm {
+            let mut e = Error::explain(ErrorType::HTTPStatus(204), "warm-up: connected");
+            e.set_retry(false);
+            return Err(e);
         }
         Ok(())
     }
@@ -464,6 +517,7 @@ impl ProxyHttp for EgressProxy {
             _ => "http/1.1",
         };
         ctx.req.upstream_protocol = Some(protocol);
+        self.gw.api_connection.answered(protocol == "h2");
         self.gw
             .metrics
             .upstream_responses
@@ -594,6 +648,12 @@ impl ProxyHttp for EgressProxy {
         ctx: &mut EgressCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        // The next caller goes (and dials, as this one may when it tries again).
+        ctx.turn = None;
+        if ctx.warm {
+            e.set_retry(false);
+            return e;
+        }
         // Another attempt meets the same certificate, or the same refusal of the proxy's
         // credentials.
         if tls_roots::classify_proxy_error(&e).is_some_and(|r| r.is_certificate())
@@ -638,7 +698,9 @@ impl ProxyHttp for EgressProxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if ctx.retry_with_new_token || ctx.retry_backoff.is_some() {
+        if ctx.warm {
+            e.set_retry(false);
+        } else if ctx.retry_with_new_token || ctx.retry_backoff.is_some() {
             // Our own retries: decided in upstream_response_filter / fail_to_connect.
             e.set_retry(true);
         } else if !session.req_header().method.is_idempotent()
@@ -677,6 +739,9 @@ impl ProxyHttp for EgressProxy {
         e: &Error,
         ctx: &mut EgressCtx,
     ) -> FailToProxy {
+        if ctx.warm {
+            return warmed(session, e).await;
+        }
         if let Some(answer) = ctx.revalidated.take() {
             return self.write_revalidated(session, ctx, answer).await;
         }
@@ -694,7 +759,7 @@ impl ProxyHttp for EgressProxy {
 
     /// A refused answer body was logged where it was refused (`response_body_filter`).
     fn suppress_error_log(&self, _session: &Session, ctx: &EgressCtx, _e: &Error) -> bool {
-        ctx.body_refused || ctx.served_revalidated
+        ctx.body_refused || ctx.served_revalidated || ctx.warm
     }
 
     /// Method and path only: a query string can carry anything.
@@ -704,6 +769,9 @@ impl ProxyHttp for EgressProxy {
 
     /// Metrics and the access log line.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut EgressCtx) {
+        if ctx.warm {
+            return;
+        }
         // A 429 whose body never finished is still Spotify's refusal.
         self.report_refusal(ctx);
         let e = e.filter(|_| !ctx.served_revalidated);
