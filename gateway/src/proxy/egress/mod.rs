@@ -68,6 +68,17 @@ pub struct EgressProxy {
     cache: Arc<AnswerCache>,
     /// Names tokens in share keys without holding them.
     macs: shared::TokenMacs,
+    /// The series every call records, resolved once (a label lookup hashes its values and
+    /// takes a lock: per call, that is work pingora alone does not do).
+    series: Series,
+}
+
+/// Pre-resolved metric series of the calls to the API.
+struct Series {
+    upstream_duration: prometheus::Histogram,
+    connections: prometheus::IntCounter,
+    responses_h2: prometheus::IntCounter,
+    responses_h1: prometheus::IntCounter,
 }
 
 #[derive(Default)]
@@ -125,12 +136,13 @@ impl EgressProxy {
             &format!("{}/v1/", origin(&gw.config.egress.public_base_url)),
         );
         // Each series from the start, so `increase()` sees the first event.
-        gw.metrics.upstream_connections.with_label_values(&["api"]);
-        for protocol in ["h2", "http/1.1"] {
-            gw.metrics
-                .upstream_responses
-                .with_label_values(&["api", protocol]);
-        }
+        let m = &gw.metrics;
+        let series = Series {
+            upstream_duration: m.upstream_duration.with_label_values(&[LISTENER]),
+            connections: m.upstream_connections.with_label_values(&["api"]),
+            responses_h2: m.upstream_responses.with_label_values(&["api", "h2"]),
+            responses_h1: m.upstream_responses.with_label_values(&["api", "http/1.1"]),
+        };
         for reason in BodyError::REASONS {
             gw.metrics
                 .upstream_body_refused
@@ -145,6 +157,7 @@ impl EgressProxy {
             flights,
             cache,
             macs: shared::TokenMacs::new(),
+            series,
         }
     }
 
@@ -342,7 +355,13 @@ impl ProxyHttp for EgressProxy {
             within_deadline(ctx.deadline, identity::credential(&self.gw, &live, session));
         match credential.await {
             Ok(credential) => {
-                let key = shared::key(session, &credential, &self.macs);
+                // A share key (a keyed hash of the token, a few strings) only where an answer
+                // may be shared: with coalescing and the cache off, proxying pays nothing.
+                let coalesce = live.egress.coalesce;
+                let sharing = cooling.is_some() || coalesce || self.cache.enabled();
+                let key = sharing
+                    .then(|| shared::key(session, &credential, &self.macs))
+                    .flatten();
                 ctx.credential = Some(credential);
                 if let Some((wait, reason)) = cooling {
                     let cached = key.map(|k| {
@@ -354,7 +373,6 @@ impl ProxyHttp for EgressProxy {
                         _ => self.cooling_down(session, ctx, wait, reason).await,
                     };
                 }
-                let coalesce = live.egress.coalesce;
                 match key {
                     Some(key) if coalesce || self.cache.enabled() => {
                         self.shared_answer(session, ctx, key, coalesce).await
@@ -463,11 +481,7 @@ impl ProxyHttp for EgressProxy {
         ctx: &mut EgressCtx,
     ) -> Result<()> {
         if !reused {
-            self.gw
-                .metrics
-                .upstream_connections
-                .with_label_values(&["api"])
-                .inc();
+            self.series.connections.inc();
         }
         self.gw
             .api_connection
@@ -506,23 +520,16 @@ impl ProxyHttp for EgressProxy {
     ) -> Result<()> {
         ctx.answer_header_seen = true;
         if let Some(at) = ctx.upstream_started {
-            self.gw
-                .metrics
-                .upstream_duration
-                .with_label_values(&[LISTENER])
-                .observe(at.elapsed().as_secs_f64());
+            let seconds = at.elapsed().as_secs_f64();
+            self.series.upstream_duration.observe(seconds);
         }
-        let protocol = match upstream.version {
-            http::Version::HTTP_2 => "h2",
-            _ => "http/1.1",
-        };
-        ctx.req.upstream_protocol = Some(protocol);
-        self.gw.api_connection.answered(protocol == "h2");
-        self.gw
-            .metrics
-            .upstream_responses
-            .with_label_values(&["api", protocol])
-            .inc();
+        let h2 = upstream.version == http::Version::HTTP_2;
+        ctx.req.upstream_protocol = Some(if h2 { "h2" } else { "http/1.1" });
+        self.gw.api_connection.answered(h2);
+        match h2 {
+            true => self.series.responses_h2.inc(),
+            false => self.series.responses_h1.inc(),
+        }
         match upstream.status.as_u16() {
             // Spotify no longer takes this token (revoked, expired early, clock skew).
             401 => {
