@@ -41,6 +41,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 pub use hygiene::upstream_headers;
 
+use super::assertion::Verified;
 use super::respond::{self, Failure, Upstream};
 use super::{RequestInfo, UpstreamTarget};
 use crate::net::api_connection::{Turn, WARM_HEADER};
@@ -68,6 +69,9 @@ pub struct EgressProxy {
     cache: Arc<AnswerCache>,
     /// Names tokens in share keys without holding them.
     macs: shared::TokenMacs,
+    /// Assertions verified lately (`X-Gateway-User`): an app's calls for one request carry
+    /// the same one.
+    verified: Verified,
     /// The series every call records, resolved once (a label lookup hashes its values and
     /// takes a lock: per call, that is work pingora alone does not do).
     series: Series,
@@ -157,6 +161,7 @@ impl EgressProxy {
             flights,
             cache,
             macs: shared::TokenMacs::new(),
+            verified: Verified::default(),
             series,
         }
     }
@@ -351,8 +356,10 @@ impl ProxyHttp for EgressProxy {
                 return self.cooling_down(session, ctx, wait, reason).await;
             }
         }
-        let credential =
-            within_deadline(ctx.deadline, identity::credential(&self.gw, &live, session));
+        let credential = within_deadline(
+            ctx.deadline,
+            identity::credential(&self.gw, &live, &self.verified, session),
+        );
         match credential.await {
             Ok(credential) => {
                 // A share key (a keyed hash of the token, a few strings) only where an answer
