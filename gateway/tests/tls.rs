@@ -334,6 +334,8 @@ async fn waves_of_concurrent_first_calls_share_one_warm_http2_connection() {
         opened <= 2,
         "{opened} HTTP/2 connections for 120 calls: {wire}"
     );
+    // What this run saw (benches/README.md quotes it).
+    eprintln!("120 calls in 6 waves of 20: {wire}");
     let counted = s
         .metric("spotify_gateway_upstream_connections_total{target=\"api\"}")
         .await;
@@ -376,6 +378,7 @@ async fn new_connections_to_the_api_resume_tls_sessions() {
         resumed >= 1,
         "{resumed} of {new} new connections resumed a session"
     );
+    eprintln!("8 concurrent HTTP/1.1 calls: {new} new connections, {resumed} resumed");
 }
 
 /// A stack on a TLS mock whose clients to Spotify go through `proxy`: nothing bypasses it
