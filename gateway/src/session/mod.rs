@@ -13,6 +13,7 @@
 //! entry nor a stolen store file is readable, and a store file alone opens no session.
 //! Records are cached in memory (moka) in front of the store.
 
+mod cache;
 pub mod cookie;
 mod login;
 mod lookup;

@@ -2,7 +2,7 @@
 //! times), the pending login, and the live copy in memory. Records are sealed as a whole
 //! (tokens included) by `registry` before they reach the store.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -115,6 +115,19 @@ pub struct LiveSession {
     refresh: OnceLock<Box<RefreshState>>,
     /// Set when the session ends: whoever still holds this copy stops using it.
     ended: AtomicBool,
+    /// When it was last used, in seconds of this process' life (`cache`: idle ones go).
+    last_used: AtomicU32,
+}
+
+/// This process' start, for [`LiveSession::touch`]'s 4-byte stamps.
+fn process_secs() -> u32 {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
+        .try_into()
+        .unwrap_or(u32::MAX)
 }
 
 struct RefreshState {
@@ -132,7 +145,24 @@ impl LiveSession {
             record: RwLock::new(record),
             refresh: OnceLock::new(),
             ended: AtomicBool::new(false),
+            last_used: AtomicU32::new(process_secs()),
         }
+    }
+
+    /// Used now (the memory cache keeps the recently used).
+    pub(super) fn touch(&self) {
+        let now = process_secs();
+        // A store only when the second changed: lookups on both threads then rarely write
+        // the same cache line.
+        if self.last_used.load(Ordering::Relaxed) != now {
+            self.last_used.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// How long since it was last used, to the second.
+    pub(super) fn idle_for(&self) -> std::time::Duration {
+        let last = self.last_used.load(Ordering::Relaxed);
+        std::time::Duration::from_secs(u64::from(process_secs().saturating_sub(last)))
     }
 
     fn refresh_state(&self) -> &RefreshState {
