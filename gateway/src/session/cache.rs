@@ -3,8 +3,9 @@
 //!
 //! It replaced a moka cache (issue 29, item 5): moka's bookkeeping per entry (its map's bucket,
 //! an allocation for the key, the entry's info, a node in its access-order queue, its
-//! frequency sketch) weighed about 280 bytes beside a session of about 900, and every lookup
-//! recorded the access for its admission policy (some 1,700 instructions per egress call).
+//! frequency sketch) weighed about 210 bytes beside a session of about 900 (measured: 1,147
+//! bytes per hot session with moka, 933 without), and every lookup recorded the access for
+//! its admission policy (a session lookup took 2,145 instructions, now 1,206).
 //! Here an entry is its key and a pointer in a hash table, and its last use a 4-byte stamp in
 //! the session ([`LiveSession::touch`]). What it gives up: moka's admission policy (a full
 //! cache here lets go of the least recently used of a few entries, not of the least
