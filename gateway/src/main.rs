@@ -58,6 +58,9 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long, global = true)]
         json: bool,
+        /// The app (`[[apps]]` name); needed when the gateway serves several.
+        #[arg(long, global = true)]
+        app: Option<String>,
     },
 }
 
@@ -81,7 +84,8 @@ fn main() -> ExitCode {
             action,
             admin,
             json,
-        } => users(action, &admin, json),
+            app,
+        } => users(action, &admin, app.as_deref(), json),
     };
     // The one place a failed command is printed.
     match outcome {
@@ -140,20 +144,25 @@ fn check_config(path: &Path) -> Result<(), Failure> {
     );
     print!("{}", config.to_redacted_toml());
     // Valid, but maybe not what the operator means: said, not refused (exit 0).
-    for warning in config.access.warnings() {
-        eprintln!("warning: {warning}");
+    for (i, app) in config.apps.iter().enumerate() {
+        for warning in app.access.warnings() {
+            match config.apps.len() {
+                1 => eprintln!("warning: {warning}"),
+                _ => eprintln!("warning: apps[{i}].{warning}"),
+            }
+        }
     }
     Ok(())
 }
 
-fn users(action: UsersAction, admin: &str, json: bool) -> Result<(), Failure> {
+fn users(action: UsersAction, admin: &str, app: Option<&str>, json: bool) -> Result<(), Failure> {
     use spotify_gateway::admin::client::{run, Action};
     let action = match action {
         UsersAction::List => Action::List,
         UsersAction::Show { id } => Action::Show(id),
         UsersAction::Revoke { id } => Action::Revoke(id),
     };
-    Ok(run(action, admin, json)?)
+    Ok(run(action, admin, app, json)?)
 }
 
 /// The arguments of `spotify-gateway mock-spotify` (unread in a build without the demo).

@@ -234,11 +234,13 @@ async fn redis_shares_cool_downs_and_the_budget() {
     let mut changes = store.invalidations().expect("invalidations");
     let up = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
     assert_eq!(up.ok().flatten(), Some(Invalidation::All), "subscribed");
+    // The app it names travels too (`[[apps]]`), through the channel and the key.
     let notice = CoolDownNotice {
         hold_ms: 60_000,
         quota_exceeded: true,
+        app: Some("radio".into()),
     };
-    store.publish_cool_down(notice).await.unwrap();
+    store.publish_cool_down(notice.clone()).await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(10), notices.recv()).await;
     assert_eq!(got.ok().flatten(), Some(notice));
 
@@ -250,6 +252,7 @@ async fn redis_shares_cool_downs_and_the_budget() {
         .flatten()
         .expect("the running cool-down, read on subscribing");
     assert!(running.quota_exceeded);
+    assert_eq!(running.app.as_deref(), Some("radio"));
     assert!((55_000..=60_000).contains(&running.hold_ms), "{running:?}");
 
     let window = Duration::from_secs(30);

@@ -28,11 +28,12 @@ pub use upstream::UpstreamTarget;
 
 /// Headers that carry identity or credentials between the gateway and its clients. A client
 /// never gets to choose them on the way in, and they never travel on to an upstream.
-pub const IDENTITY_HEADERS: [&str; 4] = [
+pub const IDENTITY_HEADERS: [&str; 5] = [
     "x-spotify-user-id",
     "x-spotify-account-id",
     "x-spotify-scopes",
     "x-gateway-user",
+    "x-gateway-app",
 ];
 
 /// A request id from the client when it looks like one, else a new one (`crate::telemetry::request_id`,

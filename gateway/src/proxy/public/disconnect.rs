@@ -113,7 +113,7 @@ impl PublicProxy {
     /// Whether the request comes from a page of the gateway's own origin (the redirect URI's):
     /// `Origin` when the browser sent one, else `Referer`; neither is refused.
     fn same_origin(&self, session: &Session) -> bool {
-        let ours = self.gw.config.spotify.redirect_uri.origin();
+        let ours = self.gw.app.spotify.redirect_uri.origin();
         let headers = &session.req_header().headers;
         let from = |name: &str| {
             headers
