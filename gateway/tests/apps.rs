@@ -246,6 +246,16 @@ async fn revoking_a_user_in_one_app_leaves_the_other() {
         "radio's session ended"
     );
     assert_eq!(via(&s, &browser, &CHARTS).await.0, 200, "charts' lives on");
+    // The audit events name their app.
+    let lines = audit_lines(&s.gw);
+    let apps = |kind| -> Vec<Value> {
+        of_type(&lines, kind)
+            .iter()
+            .map(|l| l["app"].clone())
+            .collect()
+    };
+    assert_eq!(apps("login.succeeded"), ["radio", "charts"]);
+    assert_eq!(apps("user.revoked"), ["radio"]);
 }
 
 /// A single-app gateway's file store and cookie, after its config moves to `[[apps]]` with

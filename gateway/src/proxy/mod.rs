@@ -66,6 +66,8 @@ pub struct RequestInfo {
     /// The HTTP version the upstream answered with (`h2`, `http/1.1`), once it has.
     pub upstream_protocol: Option<&'static str>,
     pub trace: trace::TraceContext,
+    /// No app took the request (`[[apps]]`: a host no app serves, a call naming no app).
+    pub no_app: bool,
 }
 
 impl Default for RequestInfo {
@@ -76,6 +78,7 @@ impl Default for RequestInfo {
             id: String::new(),
             upstream_protocol: None,
             trace: trace::TraceContext::default(),
+            no_app: false,
         }
     }
 }
@@ -102,9 +105,12 @@ impl RequestInfo {
         gw.metrics
             .observe_request(listener, self.route, status, elapsed.as_secs_f64());
         let user = user.filter(|_| gw.live().log_user_id).map(|s| s.user_id());
+        // A request no app took (an unknown host, a call naming no app) is no app's.
+        let app = (!self.no_app).then_some(gw.app.name.as_str());
         tracing::info!(
             target: "access",
             listener,
+            app,
             request_id = %self.id,
             trace_id = %self.trace.trace_id(),
             method = %session.req_header().method,

@@ -61,17 +61,23 @@ impl Apps {
                         .map(|limit| Budget::new(limit, Arc::clone(&store), metrics.clone())),
                 });
         }
-        let shared = Shared {
-            metrics,
-            events: Arc::clone(&events),
-        };
+        let shared = Shared { metrics };
         let all = config
             .apps
             .iter()
             .zip(views)
             .map(|(app, view)| {
                 let account = &accounts[app.developer_account.as_str()];
-                Gateway::for_app(&config, app, config_path.clone(), view, &shared, account)
+                let events = Arc::new(events.for_app(&app.name));
+                Gateway::for_app(
+                    &config,
+                    app,
+                    config_path.clone(),
+                    view,
+                    &shared,
+                    account,
+                    events,
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Arc::new(Apps { all, events }))

@@ -67,7 +67,6 @@ impl Live {
 /// What the apps of one process share, made once (`server::apps`).
 pub struct Shared {
     pub metrics: Arc<Metrics>,
-    pub events: Arc<Events>,
 }
 
 /// What the apps of one developer account share: Spotify counts its quota for all of them.
@@ -97,7 +96,7 @@ pub struct Gateway {
     /// Users' tokens, refreshed over `sessions`' records.
     pub user_tokens: Arc<UserTokens>,
     pub sessions: Arc<Sessions>,
-    /// Audit events: the `audit` log target, the metrics and `[[webhooks]]`.
+    /// Audit events (naming this app): the `audit` log target, the metrics and `[[webhooks]]`.
     pub events: Arc<Events>,
     /// After Spotify's 429, no call of this app (of its developer account, after
     /// `QUOTA_EXCEEDED`) from any replica until `Retry-After` has passed.
@@ -123,6 +122,7 @@ impl Gateway {
         store: Arc<dyn Store>,
         shared: &Shared,
         account: &Account,
+        events: Arc<Events>,
     ) -> Result<Arc<Gateway>, StartError> {
         let metrics = Arc::clone(&shared.metrics);
         let trust =
@@ -137,7 +137,6 @@ impl Gateway {
         );
         let app_tokens = AppTokens::new(token_endpoint.clone(), metrics.clone());
         let keys = app_keys(config, app);
-        let events = Arc::clone(&shared.events);
         let cool_down = CoolDown::of_account(
             Arc::clone(&store),
             metrics.clone(),

@@ -113,6 +113,7 @@ impl ProxyHttp for EgressApps {
             Err(failure) => {
                 ctx.req.begin(session);
                 ctx.req.route = "unmatched";
+                ctx.req.no_app = true;
                 self.proxies[0].answer(session, ctx, failure).await?;
                 return Ok(true);
             }

@@ -86,6 +86,7 @@ impl ProxyHttp for PublicApps {
                 let first = &self.proxies[0];
                 ctx.req.begin(session);
                 ctx.req.route = "unmatched";
+                ctx.req.no_app = true;
                 let failure = Failure::NotFound("No app is served on this host.");
                 first.problem(session, ctx, failure).await?;
                 return Ok(true);
