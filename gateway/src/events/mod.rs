@@ -356,7 +356,10 @@ mod tests {
         assert_eq!(hashed["app"], "default");
         let radio = events(false).for_app("radio").render(&event, "evt_1", 0);
         assert_eq!(radio["app"], "radio");
-        assert_eq!(radio["user"], hashed["user"], "one user, one hash in every app");
+        assert_eq!(
+            radio["user"], hashed["user"],
+            "one user, one hash in every app"
+        );
         assert_eq!(hashed["reason"], "invalid_grant");
         assert_eq!(hashed["request_id"], "req-1");
         assert_eq!(hashed["time"], "1970-01-01T00:00:00.000Z");
