@@ -39,6 +39,10 @@ enum Command {
         /// gateway trusts through spotify.ca_file.
         #[arg(long)]
         tls: bool,
+        /// How many Spotify apps the demo gateway serves: 2 runs two apps of one developer
+        /// account on two loopback hosts (config/demo-apps.toml).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        apps: u8,
     },
     /// Validate a config file and print the effective config with secrets redacted.
     CheckConfig {
@@ -77,7 +81,7 @@ enum UsersAction {
 fn main() -> ExitCode {
     let outcome = match Cli::parse().command {
         Command::Run { config } => run(config),
-        Command::Demo { tls } => demo(tls),
+        Command::Demo { tls, apps } => demo(tls, apps),
         Command::CheckConfig { config } => check_config(&config),
         Command::MockSpotify(args) => mock_spotify(args),
         Command::Users {
@@ -216,12 +220,12 @@ const NO_DEMO: &str = "this build of spotify-gateway has no demo (it was built w
 gateway` (the feature is on by default).";
 
 #[cfg(feature = "demo")]
-fn demo(tls: bool) -> Result<(), Failure> {
-    Ok(spotify_gateway::demo::run(tls)?)
+fn demo(tls: bool, apps: u8) -> Result<(), Failure> {
+    Ok(spotify_gateway::demo::run(tls, apps)?)
 }
 
 #[cfg(not(feature = "demo"))]
-fn demo(_tls: bool) -> Result<(), Failure> {
+fn demo(_tls: bool, _apps: u8) -> Result<(), Failure> {
     Err(Failure::NoDemo)
 }
 

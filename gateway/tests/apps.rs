@@ -105,6 +105,7 @@ async fn a_user_signs_into_two_apps_and_each_cookie_opens_only_its_app() {
         let (status, seen) = via(&s, &browser, app).await;
         assert_eq!(status, 200, "{}: {seen}", app.name);
         assert_eq!(seen["headers"]["x-spotify-user-id"], "alice");
+        assert_eq!(seen["headers"]["x-gateway-app"], app.name);
         // The app sees no gateway cookie, its own or another app's.
         let cookies = seen["headers"]["cookie"].as_str().unwrap_or("");
         assert!(!cookies.contains("spotify_gateway_session"), "{cookies}");
@@ -310,6 +311,10 @@ async fn a_single_app_gateways_sessions_survive_the_move_to_apps() {
     let (status, seen) = via_public(&browser, &s.gw, "/app").await;
     assert_eq!(status, 200, "the old cookie opens the default app: {seen}");
     assert_eq!(seen["headers"]["x-spotify-user-id"], "alice");
+    assert!(
+        seen["headers"].get("x-gateway-app").is_none(),
+        "the default app names none"
+    );
     // The old assertion names no app, and is the default app's still.
     assert!(claims_of(&before).get("app").is_none());
     let (status, seen) = egress(&s, "/v1/me", &[("x-gateway-user", &before)]).await;
