@@ -368,6 +368,24 @@ async fn quota_exceeded_holds_every_app_of_the_account_and_no_other() {
     // Solo, of another account, goes on.
     let (status, reached) = egress(&s, SEARCH, &[("x-gateway-app", "solo")]).await;
     assert_eq!((status, reached.as_deref()), (200, Some(SOLO.client_id)));
+    // The counters name the app: Spotify refused radio; the gateway held charts twice.
+    let series = |name: &str, app: &str| {
+        format!(r#"spotify_gateway_{name}{{app="{app}",reason="quota_exceeded"}}"#)
+    };
+    assert_eq!(
+        s.metric(&series("spotify_rate_limited_total", "radio"))
+            .await,
+        1.0
+    );
+    assert_eq!(
+        s.metric(&series("rate_limited_local_total", "charts"))
+            .await,
+        2.0
+    );
+    assert_eq!(
+        s.metric(&series("rate_limited_local_total", "solo")).await,
+        0.0
+    );
 }
 
 #[tokio::test]

@@ -153,6 +153,8 @@ impl ServeHttp for AdminApp {
             .metrics
             .requests
             .with_label_values(&[
+                // The admin listener is no app's.
+                "",
                 "admin",
                 route,
                 crate::telemetry::metrics::status_class(resp.status().as_u16()),

@@ -220,6 +220,11 @@ impl Events {
         }
     }
 
+    /// The app these events name.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
     /// The events of the app `app`: the same log, counters and webhooks, each event naming
     /// the app.
     pub fn for_app(&self, app: &str) -> Events {

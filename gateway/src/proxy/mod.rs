@@ -102,11 +102,16 @@ impl RequestInfo {
     ) {
         let status = response_status(session);
         let elapsed = self.started.elapsed();
-        gw.metrics
-            .observe_request(listener, self.route, status, elapsed.as_secs_f64());
-        let user = user.filter(|_| gw.live().log_user_id).map(|s| s.user_id());
         // A request no app took (an unknown host, a call naming no app) is no app's.
         let app = (!self.no_app).then_some(gw.app.name.as_str());
+        gw.metrics.observe_request(
+            app.unwrap_or(""),
+            listener,
+            self.route,
+            status,
+            elapsed.as_secs_f64(),
+        );
+        let user = user.filter(|_| gw.live().log_user_id).map(|s| s.user_id());
         tracing::info!(
             target: "access",
             listener,

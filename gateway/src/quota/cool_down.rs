@@ -63,6 +63,8 @@ pub struct AccountHold {
 
 /// No call leaves before `blocked_until_ms`, nor before the account's hold.
 pub struct CoolDown {
+    /// The app whose calls it holds (the `app` label of its counters).
+    app: String,
     /// The developer account's `QUOTA_EXCEEDED`, shared with its other apps.
     account: Arc<AccountHold>,
     /// Unix milliseconds.
@@ -81,24 +83,26 @@ impl CoolDown {
     /// A cool-down that follows the holds other replicas publish through `store` (when it is
     /// shared), on the I/O runtime.
     pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<CoolDown> {
-        Self::of_account(store, metrics, Arc::default())
+        Self::of_account(store, metrics, crate::config::DEFAULT_APP, Arc::default())
     }
 
-    /// [`CoolDown::new`] for an app of the developer account `account` holds.
+    /// [`CoolDown::new`] for the app `app` of the developer account `account` holds.
     pub fn of_account(
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
+        app: &str,
         account: Arc<AccountHold>,
     ) -> Arc<CoolDown> {
         for reason in Reason::ALL {
             metrics
                 .spotify_rate_limited
-                .with_label_values(&[reason.label()]);
+                .with_label_values(&[app, reason.label()]);
             metrics
                 .rate_limited_local
-                .with_label_values(&[reason.label()]);
+                .with_label_values(&[app, reason.label()]);
         }
         let cool_down = Arc::new(CoolDown {
+            app: app.to_string(),
             account,
             blocked_until_ms: AtomicU64::new(0),
             quota_exceeded: AtomicBool::new(false),
@@ -160,7 +164,7 @@ impl CoolDown {
     pub fn report(self: &Arc<Self>, hold_ms: u64, reason: Reason) {
         self.metrics
             .spotify_rate_limited
-            .with_label_values(&[reason.label()])
+            .with_label_values(&[&self.app, reason.label()])
             .inc();
         self.extend(hold_ms, reason);
         tracing::warn!(
@@ -240,7 +244,7 @@ impl CoolDown {
     pub fn refused_locally(&self, reason: Reason) {
         self.metrics
             .rate_limited_local
-            .with_label_values(&[reason.label()])
+            .with_label_values(&[&self.app, reason.label()])
             .inc();
     }
 
@@ -317,9 +321,9 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
         let metrics = Arc::new(Metrics::new());
         let acme = Arc::new(AccountHold::default());
-        let radio = CoolDown::of_account(store.clone(), metrics.clone(), acme.clone());
-        let charts = CoolDown::of_account(store.clone(), metrics.clone(), acme);
-        let solo = CoolDown::of_account(store, metrics, Arc::default());
+        let radio = CoolDown::of_account(store.clone(), metrics.clone(), "radio", acme.clone());
+        let charts = CoolDown::of_account(store.clone(), metrics.clone(), "charts", acme);
+        let solo = CoolDown::of_account(store, metrics, "solo", Arc::default());
         radio.extend(5000, Reason::RateLimited);
         assert!(radio.remaining().is_some());
         assert!(

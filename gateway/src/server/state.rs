@@ -135,11 +135,12 @@ impl Gateway {
             TokenEndpoint::new(&app.spotify, &trust, &outbound, metrics.clone())
                 .map_err(StartError::Clients)?,
         );
-        let app_tokens = AppTokens::new(token_endpoint.clone(), metrics.clone());
+        let app_tokens = AppTokens::new(token_endpoint.clone(), metrics.clone(), &app.name);
         let keys = app_keys(config, app);
         let cool_down = CoolDown::of_account(
             Arc::clone(&store),
             metrics.clone(),
+            &app.name,
             Arc::clone(&account.hold),
         );
         let budget = account.budget.clone();

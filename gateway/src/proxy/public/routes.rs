@@ -127,10 +127,10 @@ impl PublicProxy {
                 &access,
             )
             .await;
-        let logins = &self.gw.metrics.logins;
+        let (logins, app) = (&self.gw.metrics.logins, self.gw.app.name.as_str());
         let failure = match result {
             Ok(new) => {
-                logins.with_label_values(&["ok"]).inc();
+                logins.with_label_values(&[app, "ok"]).inc();
                 tracing::info!("login completed");
                 self.gw.events.emit(
                     Event::new(Kind::LoginSucceeded)
@@ -162,7 +162,7 @@ impl PublicProxy {
                 return redirect(session, &new.return_to, &cookies, &ctx.req.id).await;
             }
             Err(LoginError::Denied) => {
-                logins.with_label_values(&["denied"]).inc();
+                logins.with_label_values(&[app, "denied"]).inc();
                 self.gw
                     .events
                     .emit(Event::new(Kind::LoginDenied).request(&ctx.req.id));
@@ -191,7 +191,7 @@ impl PublicProxy {
                     ),
                     _ => ("not_registered", Event::new(Kind::LoginNotRegistered)),
                 };
-                logins.with_label_values(&[result]).inc();
+                logins.with_label_values(&[app, result]).inc();
                 self.gw.events.emit(event.request(&ctx.req.id));
                 if result == "product_unknown" {
                     // The operator's rule cannot work for this app: say so where they look.
@@ -202,18 +202,18 @@ impl PublicProxy {
                 return self.login_refused(session, &e).await;
             }
             Err(LoginError::Store(_)) => {
-                logins.with_label_values(&["error"]).inc();
+                logins.with_label_values(&[app, "error"]).inc();
                 Failure::StoreUnavailable
             }
             // The operator's or Spotify's side, not the user's: the one token mapping.
             Err(LoginError::Token(
                 e @ (TokenError::Tls { .. } | TokenError::Proxy(_) | TokenError::Unavailable(_)),
             )) => {
-                logins.with_label_values(&["error"]).inc();
+                logins.with_label_values(&[app, "error"]).inc();
                 Failure::of_token_error(e, TokenRequest::Login)
             }
             Err(e) => {
-                logins.with_label_values(&["invalid"]).inc();
+                logins.with_label_values(&[app, "invalid"]).inc();
                 tracing::info!(reason = %e, "login callback refused");
                 let code = match e {
                     LoginError::NoLoginCookie
