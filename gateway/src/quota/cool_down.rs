@@ -260,9 +260,11 @@ impl CoolDown {
         if until > before {
             self.quota_exceeded
                 .store(reason == Reason::QuotaExceeded, Ordering::SeqCst);
-            self.metrics
-                .rate_limit_blocked_until
-                .set(until.div_ceil(1000) as i64);
+            // The longest hold of any app (each app's cool-down sets the one gauge).
+            let until_s = until.div_ceil(1000) as i64;
+            if until_s > self.metrics.rate_limit_blocked_until.get() {
+                self.metrics.rate_limit_blocked_until.set(until_s);
+            }
         } else if until + 1000 > before && reason == Reason::QuotaExceeded {
             // The same hold, now known to be the quota's (`hold_here`, then `report`).
             self.quota_exceeded.store(true, Ordering::SeqCst);
