@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use common::*;
@@ -407,4 +409,111 @@ async fn a_plain_429_holds_only_its_app() {
     // Charts, of the same account, is not.
     let (status, reached) = egress(&s, SEARCH, &[("x-gateway-app", "charts")]).await;
     assert_eq!((status, reached.as_deref()), (200, Some(CHARTS.client_id)));
+}
+
+/// Two replicas on one Redis: each app's sessions are read on the other replica, a
+/// revocation in one app reaches the other replica for that app only, and a `QUOTA_EXCEEDED`
+/// one replica met holds the other replica's apps of that account, not the other account's.
+#[tokio::test]
+async fn on_redis_what_a_replica_learns_reaches_the_other_for_its_app_only() {
+    let redis = RedisServer::start().await;
+    let s = three_apps(Stack::builder().app(App::Echo))
+        .redis_store(&redis)
+        .set("egress.cache_size", 0)
+        .edit(|doc| {
+            doc["admin"] = toml_edit::table();
+            doc["admin"]["token_env"] = toml_edit::value("TEST_ADMIN_TOKEN");
+        })
+        .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+        .more_gateways(1)
+        .start()
+        .await;
+    let mut env = app_secrets_env();
+    env.push(("TEST_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()));
+    let other = s.start_replica_with_env(env).await;
+    let mut assertions = Vec::new();
+    for user in ["alice", "bob"] {
+        let browser = browser();
+        sign_in(&s, &browser, &RADIO, user).await;
+        sign_in(&s, &browser, &CHARTS, user).await;
+        assertions.push((
+            assertion(&s, &browser, &RADIO).await,
+            assertion(&s, &browser, &CHARTS).await,
+        ));
+    }
+    let [(alice_radio, alice_charts), (bob_radio, _)] = &assertions[..] else {
+        unreachable!("two users")
+    };
+    let on_other = |headers: Vec<(&'static str, String)>, path: &'static str| {
+        let url = format!("{}{path}", other.egress_url());
+        async move {
+            let mut req = reqwest::Client::new().get(url);
+            for (k, v) in &headers {
+                req = req.header(*k, v);
+            }
+            req.send().await.expect("egress").status().as_u16()
+        }
+    };
+    for a in [alice_radio, alice_charts, bob_radio] {
+        assert_eq!(
+            on_other(vec![("x-gateway-user", a.clone())], "/v1/me").await,
+            200
+        );
+    }
+    // Alice revoked in radio, on the first replica: the other forgets her radio session only.
+    let resp = reqwest::Client::new()
+        .delete(format!(
+            "{}/admin/v1/users/alice?app=radio",
+            s.gw.admin_url()
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(resp.status(), 200);
+    let radio = alice_radio.clone();
+    other
+        .wait_until(
+            Duration::from_secs(5),
+            "alice's radio session to end there",
+            || {
+                let headers = vec![("x-gateway-user", radio.clone())];
+                let status = on_other(headers, "/v1/me");
+                async move { status.await == 401 }
+            },
+        )
+        .await;
+    assert_eq!(
+        on_other(vec![("x-gateway-user", alice_charts.clone())], "/v1/me").await,
+        200
+    );
+    // The account's quota, met by charts on the first replica: held on the other too, for
+    // radio (same account), not for solo.
+    mock_post(
+        &s.mock,
+        "/__mock/quota",
+        Some(serde_json::json!({"account": "acme", "quota_exceeded": true, "retry_after": 3600})),
+    )
+    .await;
+    let (status, _) = egress(&s, SEARCH, &[("x-gateway-app", "charts")]).await;
+    assert_eq!(status, 429);
+    let held_until = "spotify_gateway_rate_limit_blocked_until_timestamp_seconds";
+    other
+        .wait_until(
+            Duration::from_secs(5),
+            "the account's hold to reach it",
+            || {
+                let gauge = metric_value(&other, held_until);
+                async move { gauge.await.unwrap_or(0.0) > 0.0 }
+            },
+        )
+        .await;
+    let before = s.api_requests().await;
+    let status = on_other(vec![("x-gateway-user", bob_radio.clone())], "/v1/me").await;
+    assert_eq!(status, 429);
+    assert_eq!(s.api_requests().await, before, "held there, not sent");
+    assert_eq!(
+        on_other(vec![("x-gateway-app", "solo".into())], SEARCH).await,
+        200
+    );
 }

@@ -70,6 +70,14 @@ pub fn three_apps(builder: StackBuilder) -> StackBuilder {
     builder
 }
 
+/// The apps' client secrets as the gateway's environment has them (`three_apps` gives them to
+/// the first gateway; a replica needs them too).
+pub fn app_secrets_env() -> Vec<(String, String)> {
+    APPS.iter()
+        .filter_map(|a| a.secret.map(|s| (a.env_name(), s.to_string())))
+        .collect()
+}
+
 /// The three clients at the mock, each with its redirect URI on the gateway's port.
 fn register_clients(mock: &mut MockConfig) {
     let port = mock
