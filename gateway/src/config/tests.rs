@@ -383,7 +383,7 @@ fn redacted_output_hides_secrets() {
 }
 
 /// Two apps on two hosts: one PKCE, one with the secret.
-const TWO_APPS: &str = r#"
+pub(crate) const TWO_APPS: &str = r#"
 [[apps]]
 name = "radio"
 hosts = ["127.0.0.1"]

@@ -263,6 +263,24 @@ mod tests {
     }
 
     #[test]
+    fn the_keys_of_apps_are_compared_app_by_app() {
+        use crate::config::tests::TWO_APPS;
+        let diff_to = |text: &str| diff(&parse(TWO_APPS), &parse(text));
+        let scopes = TWO_APPS.replace(
+            "client_id = \"charts-id\"",
+            "client_id = \"charts-id\"\nscopes = [\"streaming\"]",
+        );
+        assert_eq!(diff_to(&scopes), [change("spotify.scopes", Effect::Live)]);
+        let hosts = TWO_APPS.replace(
+            "hosts = [\"127.0.0.2\"]",
+            "hosts = [\"127.0.0.2\", \"charts.example\"]",
+        );
+        assert_eq!(diff_to(&hosts), [change("apps.hosts", Effect::Restart)]);
+        let renamed = TWO_APPS.replace("name = \"charts\"", "name = \"hits\"");
+        assert_eq!(diff_to(&renamed), [change("apps", Effect::Restart)]);
+    }
+
+    #[test]
     fn nothing_changed_is_an_empty_diff() {
         assert!(changes(&[]).is_empty());
     }

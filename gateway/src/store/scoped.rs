@@ -252,3 +252,66 @@ impl Store for Scoped {
         self.inner.add_budget_calls(calls, window).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn each_app_sees_its_own_keys_users_and_pages() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let views = Scopes::new(Arc::clone(&store), &[None, Some("radio")]).views;
+        let (default, radio) = (&views[0], &views[1]);
+        default
+            .put(Namespace::Session, "k", b"d".to_vec(), TTL)
+            .await
+            .unwrap();
+        radio
+            .put(Namespace::Session, "k", b"r".to_vec(), TTL)
+            .await
+            .unwrap();
+        assert_eq!(
+            default.get(Namespace::Session, "k").await.unwrap(),
+            Some(b"d".to_vec())
+        );
+        assert_eq!(
+            radio.get(Namespace::Session, "k").await.unwrap(),
+            Some(b"r".to_vec())
+        );
+        // The default app's key is the store's own: a store written before [[apps]] reads.
+        assert_eq!(
+            store.get(Namespace::Session, "k").await.unwrap(),
+            Some(b"d".to_vec())
+        );
+        for user in ["alice", "bob", "carol"] {
+            default.add_user_session(user, "k", TTL).await.unwrap();
+        }
+        for user in ["alice", "zed"] {
+            radio.add_user_session(user, "k", TTL).await.unwrap();
+        }
+        assert_eq!(radio.user_sessions("alice").await.unwrap(), ["k"]);
+        // Pages of two: each app's users, in order, and only its own.
+        let page = default.users_page(None, 2).await.unwrap();
+        assert_eq!(
+            (page.users.as_slice(), page.next.as_deref()),
+            (&["alice".to_string(), "bob".into()][..], Some("bob"))
+        );
+        let page = default.users_page(Some("bob"), 2).await.unwrap();
+        assert_eq!(
+            (page.users.as_slice(), page.next),
+            (&["carol".to_string()][..], None)
+        );
+        let page = radio.users_page(None, 5).await.unwrap();
+        assert_eq!(
+            (page.users.as_slice(), page.next),
+            (&["alice".to_string(), "zed".into()][..], None)
+        );
+        // A revocation in radio leaves the default app's alice.
+        radio.remove_user_session("alice", "k").await.unwrap();
+        assert!(radio.user_sessions("alice").await.unwrap().is_empty());
+        assert_eq!(default.user_sessions("alice").await.unwrap(), ["k"]);
+    }
+}
