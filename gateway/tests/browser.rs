@@ -653,6 +653,8 @@ async fn two_apps_in_one_browser_each_signed_in_on_its_own() {
     b.wait_for("#user-name").await;
     click(&b, "button.signout").await;
     b.wait_for_heading("Signed out").await;
+    // The page says which app the user signed out of.
+    assert_eq!(b.title().await, format!("Signed out · {APP_NAME} (radio)"));
     b.snap("2-radio-signed-out").await;
     // Charts is still signed in; radio asks to sign in again.
     b.client

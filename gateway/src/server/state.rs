@@ -83,6 +83,9 @@ pub struct Gateway {
     pub config: Config,
     /// The app this gateway serves: its `[spotify]`, hosts, `[upstream]` and `[access]`.
     pub app: AppConfig,
+    /// The name its pages show: `server.app_name`, and with several apps the app's name
+    /// after it, so that a sign-out or a disconnect says which app it was.
+    pub page_name: String,
     /// Where the config came from, for SIGHUP; `None` for the built-in demo config.
     pub config_path: Option<PathBuf>,
     live: RwLock<Arc<Live>>,
@@ -162,6 +165,10 @@ impl Gateway {
         ));
         Ok(Arc::new(Gateway {
             live: RwLock::new(Arc::new(Live::of(config, app))),
+            page_name: match config.apps.len() {
+                1 => config.server.app_name.clone(),
+                _ => format!("{} ({})", config.server.app_name, app.name),
+            },
             config: config.clone(),
             app: app.clone(),
             config_path,

@@ -75,7 +75,7 @@ impl PublicProxy {
         failure: Failure,
     ) -> Result<()> {
         failure
-            .write_problem(session, &ctx.req.id, &self.gw.config.server.app_name)
+            .write_problem(session, &ctx.req.id, &self.gw.page_name)
             .await
     }
 
@@ -235,7 +235,7 @@ impl PublicProxy {
     async fn access_denied(&self, session: &mut Session) -> Result<()> {
         let clear = [("set-cookie", self.cookies.clear(&self.cookies.login))];
         if wants_html(session.req_header()) {
-            let page = pages::access_denied(&self.gw.config.server.app_name);
+            let page = pages::access_denied(&self.gw.page_name);
             respond_html(session, 403, &page, &clear).await
         } else {
             let body = json!({
@@ -252,7 +252,7 @@ impl PublicProxy {
     /// session was created.
     async fn login_refused(&self, session: &mut Session, why: &LoginError) -> Result<()> {
         let clear = [("set-cookie", self.cookies.clear(&self.cookies.login))];
-        let app = &self.gw.config.server.app_name;
+        let app = &self.gw.page_name;
         let (code, page, message) = match why {
             LoginError::NotRegistered => (
                 "not_registered",
@@ -307,7 +307,7 @@ impl PublicProxy {
         }
         let clear = [("set-cookie", self.cookies.clear(&self.cookies.session))];
         if wants_html(session.req_header()) {
-            let page = pages::signed_out(&self.gw.config.server.app_name);
+            let page = pages::signed_out(&self.gw.page_name);
             respond_html(session, 200, &page, &clear).await
         } else {
             respond_json(session, 200, &json!({ "signed_out": true }), &clear).await
@@ -369,12 +369,7 @@ impl PublicProxy {
             .unwrap_or_default()
             .saturating_sub(crate::clock::now_ms());
         let renew = format!("/auth/login?return_to={}", urlencode(&here));
-        let page = pages::reauth_offer(
-            &self.gw.config.server.app_name,
-            left_ms.div_ceil(DAY_MS),
-            &renew,
-            &here,
-        );
+        let page = pages::reauth_offer(&self.gw.page_name, left_ms.div_ceil(DAY_MS), &renew, &here);
         let headers = [
             (
                 "set-cookie",
@@ -399,7 +394,7 @@ impl PublicProxy {
         if wants_html(session.req_header()) {
             let location = format!("/auth/login?return_to={}", urlencode(return_to));
             if stale {
-                let page = pages::session_expired(&self.gw.config.server.app_name, &location);
+                let page = pages::session_expired(&self.gw.page_name, &location);
                 let headers = [
                     ("set-cookie", self.cookies.clear(&self.cookies.session)),
                     ("x-request-id", ctx.req.id.clone()),
