@@ -249,6 +249,24 @@ async fn revoking_a_user_in_one_app_leaves_the_other() {
         "radio's session ended"
     );
     assert_eq!(via(&s, &browser, &CHARTS).await.0, 200, "charts' lives on");
+    // The `users` command, app by app.
+    let admin_url = s.gw.admin_url();
+    let token = [("SPOTIFY_GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)];
+    let users = |app: &'static str| {
+        let args = [
+            "users", "list", "--json", "--admin", &admin_url, "--app", app,
+        ];
+        run_cli(&args, &token)
+    };
+    let (code, out, err) = users("charts");
+    assert_eq!(code, 0, "{err}");
+    let listed: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(listed[0]["user_id"], "alice", "{listed}");
+    let (code, out, _) = users("radio");
+    assert_eq!((code, out.trim()), (0, "[]"), "revoked in radio");
+    let (code, _, err) = run_cli(&["users", "list", "--admin", &admin_url], &token);
+    assert_eq!(code, 1);
+    assert!(err.contains("?app="), "{err}");
     // The audit events name their app.
     let lines = audit_lines(&s.gw);
     let apps = |kind| -> Vec<Value> {
