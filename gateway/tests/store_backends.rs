@@ -329,15 +329,19 @@ async fn shares_cool_downs_and_the_budget(store: &dyn Store, late: &dyn Store) {
         hold_ms: 60_000,
         quota_exceeded: true,
     };
-    common::wait_until(Duration::from_secs(10), "a cool-down to come through", || async {
-        store.publish_cool_down(notice).await.unwrap();
-        let mut notices = notices.lock().await;
-        tokio::time::timeout(Duration::from_millis(200), notices.recv())
-            .await
-            .ok()
-            .flatten()
-            == Some(notice)
-    })
+    common::wait_until(
+        Duration::from_secs(10),
+        "a cool-down to come through",
+        || async {
+            store.publish_cool_down(notice).await.unwrap();
+            let mut notices = notices.lock().await;
+            tokio::time::timeout(Duration::from_millis(200), notices.recv())
+                .await
+                .ok()
+                .flatten()
+                == Some(notice)
+        },
+    )
     .await;
 
     let mut late_notices = late.cool_downs().expect("cool-downs");

@@ -117,10 +117,18 @@ pub fn roots_pem(extra: Option<&CaFile>) -> io::Result<Vec<u8>> {
     }
     let extra_certs = extra.into_iter().flat_map(|f| f.certs.iter().cloned());
     let mut pem = Vec::new();
-    for der in native.certs.into_iter().map(|c| c.to_vec()).chain(extra_certs) {
+    for der in native
+        .certs
+        .into_iter()
+        .map(|c| c.to_vec())
+        .chain(extra_certs)
+    {
         // A certificate rustls cannot use as a root would fail the whole bundle in the Redis
         // client: skip it here, as `Trust::load_for` does.
-        if RootCertStore::empty().add(CertificateDer::from(der.clone())).is_err() {
+        if RootCertStore::empty()
+            .add(CertificateDer::from(der.clone()))
+            .is_err()
+        {
             continue;
         }
         let b64 = base64::engine::general_purpose::STANDARD.encode(&der);

@@ -50,9 +50,15 @@ impl RedisNode {
             port,
             dir,
         };
-        wait_until(READY_TIMEOUT, format!("redis-server on {port} to answer"), || {
-            async { node.query::<String>(&mut redis::cmd("PING")).await.is_some() }
-        })
+        wait_until(
+            READY_TIMEOUT,
+            format!("redis-server on {port} to answer"),
+            || async {
+                node.query::<String>(&mut redis::cmd("PING"))
+                    .await
+                    .is_some()
+            },
+        )
         .await;
         node
     }
@@ -116,7 +122,11 @@ impl SentinelSet {
         let master = RedisNode::start(None, &[]).await;
         let replica = RedisNode::start(
             None,
-            &["--replicaof".into(), "127.0.0.1".into(), master.port.to_string()],
+            &[
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                master.port.to_string(),
+            ],
         )
         .await;
         let conf = format!(
@@ -169,7 +179,11 @@ impl SentinelSet {
             };
             let replica_in_sync = {
                 let mut ok = false;
-                for node in self.data.iter().filter(|n| n.is_running() && n.port != master) {
+                for node in self
+                    .data
+                    .iter()
+                    .filter(|n| n.is_running() && n.port != master)
+                {
                     let info: Option<String> =
                         node.query(redis::cmd("INFO").arg("replication")).await;
                     ok = info.and_then(|i| info_field(&i, "master_link_status"))
@@ -292,7 +306,14 @@ impl Cluster {
                 let serving = flags.split(',').any(|x| x == "master")
                     && !flags.split(',').any(|x| x.starts_with("fail"))
                     && f.len() > 8;
-                let port = f.get(1)?.split('@').next()?.rsplit(':').next()?.parse().ok()?;
+                let port = f
+                    .get(1)?
+                    .split('@')
+                    .next()?
+                    .rsplit(':')
+                    .next()?
+                    .parse()
+                    .ok()?;
                 serving.then_some(port)
             })
             .collect();
@@ -317,20 +338,26 @@ impl Cluster {
 
     /// Waits until every master has a replica whose link to it is up.
     pub async fn wait_replicated(&self) {
-        wait_until(FAILOVER_TIMEOUT, "every master to have a replica in sync", || async {
-            let masters = self.master_ports().await;
-            let mut synced = Vec::new();
-            for n in self.nodes.iter().filter(|n| n.is_running()) {
-                let info: Option<String> = n.query(redis::cmd("INFO").arg("replication")).await;
-                let Some(info) = info else { return false };
-                if info_field(&info, "role") == Some("slave".into())
-                    && info_field(&info, "master_link_status") == Some("up".into())
-                {
-                    synced.extend(info_field(&info, "master_port").and_then(|p| p.parse::<u16>().ok()));
+        wait_until(
+            FAILOVER_TIMEOUT,
+            "every master to have a replica in sync",
+            || async {
+                let masters = self.master_ports().await;
+                let mut synced = Vec::new();
+                for n in self.nodes.iter().filter(|n| n.is_running()) {
+                    let info: Option<String> = n.query(redis::cmd("INFO").arg("replication")).await;
+                    let Some(info) = info else { return false };
+                    if info_field(&info, "role") == Some("slave".into())
+                        && info_field(&info, "master_link_status") == Some("up".into())
+                    {
+                        synced.extend(
+                            info_field(&info, "master_port").and_then(|p| p.parse::<u16>().ok()),
+                        );
+                    }
                 }
-            }
-            masters.iter().all(|m| synced.contains(m))
-        })
+                masters.iter().all(|m| synced.contains(m))
+            },
+        )
         .await;
     }
 

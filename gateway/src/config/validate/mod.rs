@@ -20,7 +20,6 @@ use super::file::*;
 use super::values::Validator;
 use super::*;
 
-
 /// `egress.cache_size` when not set: Spotify's cacheable answers are few and small.
 const DEFAULT_CACHE_SIZE: u64 = 4 << 20;
 const MAX_CACHE_SIZE: u64 = 1 << 30;

@@ -128,7 +128,11 @@ mod tests {
     fn on_a_cluster_keys_used_together_share_a_slot() {
         let k = Keys::new(true);
         for user in ["alice", "bob", "ali", "user-07", ""] {
-            assert_eq!(slot(&k.user_sessions(user)), slot(&k.users_of(user)), "{user}");
+            assert_eq!(
+                slot(&k.user_sessions(user)),
+                slot(&k.users_of(user)),
+                "{user}"
+            );
             assert!(k.user_lists().contains(&k.users_of(user)));
         }
         let (all, app) = k.budget();

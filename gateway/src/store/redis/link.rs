@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{
@@ -54,7 +56,10 @@ pub(super) enum Conn {
 }
 
 impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
         match self {
             Conn::Server(c) => c.req_packed_command(cmd),
             Conn::Master(c) => c.req_packed_command(cmd),
@@ -108,8 +113,10 @@ impl Conn {
             return Ok(Vec::new());
         };
         let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
-        let nodes: String =
-            redis::from_redis_value(&c.route_command(&redis::cmd("CLUSTER").arg("NODES"), routing).await?)?;
+        let nodes: String = redis::from_redis_value(
+            &c.route_command(&redis::cmd("CLUSTER").arg("NODES"), routing)
+                .await?,
+        )?;
         Ok(masters_of(&nodes))
     }
 
@@ -149,11 +156,16 @@ async fn scan_count(conn: &mut Conn, pattern: &str, node: Option<&str>) -> Redis
     let mut cursor: u64 = 0;
     loop {
         let mut cmd = redis::cmd("SCAN");
-        cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
         let (next, keys): (u64, Vec<String>) = match (&mut *conn, node) {
             (Conn::Cluster(c), Some(node)) => {
                 let (host, port) = split_node(node)?;
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                let routing =
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
                 redis::from_redis_value(&c.route_command(&cmd, routing).await?)?
             }
             (other, _) => cmd.query_async(other).await?,
@@ -216,7 +228,11 @@ pub(super) struct Link {
 impl Link {
     /// Builds the clients (nothing is connected yet); `roots` is the PEM bundle trusted over
     /// TLS (the system's and `store.ca_file`).
-    pub(super) fn new(cfg: &RedisConfig, roots: Option<Vec<u8>>, watcher: Box<dyn Watcher>) -> RedisResult<Link> {
+    pub(super) fn new(
+        cfg: &RedisConfig,
+        roots: Option<Vec<u8>>,
+        watcher: Box<dyn Watcher>,
+    ) -> RedisResult<Link> {
         let certs = || redis::TlsCertificates {
             client_tls: None,
             root_cert: roots.clone(),
@@ -238,7 +254,11 @@ impl Link {
                 sentinel_password,
             } => {
                 let addrs = sentinels.iter().map(|n| node_addr(n, cfg.tls));
-                let mut b = SentinelClientBuilder::new(addrs, master_name.clone(), SentinelServerType::Master)?;
+                let mut b = SentinelClientBuilder::new(
+                    addrs,
+                    master_name.clone(),
+                    SentinelServerType::Master,
+                )?;
                 if let Some(pw) = sentinel_password {
                     b = b.set_client_to_sentinel_password(pw.expose().to_string());
                 }
@@ -324,7 +344,11 @@ impl Link {
             Shape::Sentinel { client } => {
                 let master = client.lock().await.async_get_client().await?;
                 self.saw_masters(vec![master.get_connection_info().addr.to_string()]);
-                Conn::Master(master.get_multiplexed_async_connection_with_config(&node_config()).await?)
+                Conn::Master(
+                    master
+                        .get_multiplexed_async_connection_with_config(&node_config())
+                        .await?,
+                )
             }
             Shape::Cluster { client, .. } => {
                 let mut conn = Conn::Cluster(client.get_async_connection().await?);
@@ -374,7 +398,9 @@ impl Link {
         match &self.shape {
             Shape::Server(client) => Ok(client.clone()),
             Shape::Sentinel { client } => client.lock().await.async_get_client().await,
-            Shape::Cluster { seeds, next_seed, .. } => {
+            Shape::Cluster {
+                seeds, next_seed, ..
+            } => {
                 let i = next_seed.fetch_add(1, Ordering::Relaxed);
                 Ok(seeds[i % seeds.len()].clone())
             }

@@ -134,7 +134,10 @@ impl RedisStore {
             StoreError::unavailable(
                 "redis",
                 "open",
-                format!("the store.* keys of backend = \"{backend}\" are not usable ({:?})", e.kind()),
+                format!(
+                    "the store.* keys of backend = \"{backend}\" are not usable ({:?})",
+                    e.kind()
+                ),
             )
         })?;
         let link = Arc::new(link);
@@ -222,8 +225,8 @@ impl Store for RedisStore {
         let ms = ttl.as_millis().max(1) as u64;
         // A session record lost at a failover signs its user out (a new session, a rotated
         // refresh token): it waits for a replica. A pending login lost costs one retry.
-        let wait = (ns == Namespace::Session && !self.replica_wait.is_zero())
-            .then_some(self.replica_wait);
+        let wait =
+            (ns == Namespace::Session && !self.replica_wait.is_zero()).then_some(self.replica_wait);
         let replicas = self
             .run("write", move |mut c| async move {
                 c.pset_ex::<_, _, ()>(&k, value, ms).await?;

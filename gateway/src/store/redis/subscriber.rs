@@ -52,7 +52,9 @@ pub(super) async fn subscribe_forever(
                     tracing::warn!("lost the Redis invalidation subscription; resubscribing");
                 }
             }
-            Ok(Err(e)) => tracing::debug!(error = %e, "cannot subscribe to Redis invalidations yet"),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot subscribe to Redis invalidations yet")
+            }
             Err(_) => tracing::debug!("no answer from Redis in time to subscribe"),
         }
         tokio::time::sleep(RESUBSCRIBE_DELAY).await;
