@@ -366,6 +366,22 @@ async fn wait_ready(gws: [&Gateway; 2]) {
     }
 }
 
+/// The warnings and errors both replicas logged (pingora's retries left out), for a failure's
+/// message.
+fn problems_logged(gws: [&Gateway; 2]) -> String {
+    gws.iter()
+        .map(|gw| {
+            gw.log()
+                .lines()
+                .filter(|l| !l.contains("Fail to proxy"))
+                .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("invalid_grant"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
 /// What must hold after the failover, whatever the shape.
 async fn nothing_lost(s: &Stack, other: &Gateway, tally: &Tally, users: &[User]) {
     assert!(
@@ -377,22 +393,7 @@ async fn nothing_lost(s: &Stack, other: &Gateway, tally: &Tally, users: &[User])
         tally.wrong.is_empty(),
         "wrong answers: {:?}\n{}",
         tally.wrong,
-        [&s.gw, other]
-            .iter()
-            .map(|gw| gw
-                .log()
-                .lines()
-                .filter(|l| !l.contains("Fail to proxy")
-                    && (l.contains("WARN")
-                        || l.contains("ERROR")
-                        || l.contains("invalid_grant")
-                        || l.contains("session.ended")
-                        || l.contains("status=401")
-                        || l.contains("\"status\":401")))
-                .collect::<Vec<_>>()
-                .join("\n"))
-            .collect::<Vec<_>>()
-            .join("\n---\n")
+        problems_logged([&s.gw, other])
     );
     assert!(tally.ok > 0 && tally.ready > 0, "the load ran");
     let everyone: Vec<&User> = users.iter().chain(&tally.new_users).collect();
@@ -401,7 +402,13 @@ async fn nothing_lost(s: &Stack, other: &Gateway, tally: &Tally, users: &[User])
     for user in &everyone {
         for gw in gws {
             let (status, info) = via_public(&user.browser, gw, "/auth/userinfo").await;
-            assert_eq!(status, 200, "{} lost their session", user.label);
+            assert_eq!(
+                status,
+                200,
+                "{} lost their session\n{}",
+                user.label,
+                problems_logged([&s.gw, other])
+            );
             assert_eq!(info["user_id"], user.name.as_str());
         }
     }

@@ -134,19 +134,33 @@ impl Conn {
         Ok(n)
     }
 
-    /// `PING`, on a cluster to every master: each must answer for the store to be whole.
+    /// `PING`; on a cluster, to the owner of one slot of every master that holds slots: the
+    /// store is whole only if each answers and no node flags one as failing.
     pub(super) async fn ping(&mut self) -> RedisResult<()> {
-        let cmd = redis::cmd("PING");
-        match self {
-            Conn::Cluster(c) => {
-                let routing = RoutingInfo::MultiNode((
-                    MultipleNodeRoutingInfo::AllMasters,
-                    Some(ResponsePolicy::AllSucceeded),
-                ));
-                c.route_command(&cmd, routing).await.map(|_| ())
+        let ping = redis::cmd("PING");
+        let Conn::Cluster(c) = self else {
+            return ping.query_async::<String>(self).await.map(|_| ());
+        };
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
+        let nodes: String = redis::from_redis_value(
+            &c.route_command(redis::cmd("CLUSTER").arg("NODES"), routing)
+                .await?,
+        )?;
+        for (master, failing, slot) in slot_owners(&nodes) {
+            if failing {
+                return Err(RedisError::from((
+                    ErrorKind::ClusterDown,
+                    "a master is failing",
+                    master,
+                )));
             }
-            other => cmd.query_async::<String>(other).await.map(|_| ()),
+            // By one of its slots: the crate connects to the owner it knows (and learns the
+            // slot map again when that fails).
+            let route = Route::new(slot, SlotAddr::Master);
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+            c.route_command(&ping, routing).await?;
         }
+        Ok(())
     }
 }
 
@@ -182,6 +196,26 @@ fn split_node(node: &str) -> RedisResult<(String, u16)> {
     node.rsplit_once(':')
         .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
         .ok_or_else(|| RedisError::from((ErrorKind::ClientError, "unreadable node address")))
+}
+
+/// The masters in a `CLUSTER NODES` answer that hold slots, as `host:port`, whether a node
+/// flags them as failing, and the first slot each holds.
+fn slot_owners(nodes: &str) -> Vec<(String, bool, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (addr, flags) = (fields.get(1)?, fields.get(2)?);
+            let is_master = flags.split(',').any(|f| f == "master");
+            let failing = flags.split(',').any(|f| f == "fail" || f == "fail?");
+            // Fields 9 and on are the slots: `0-5460`, `5461`, or `[…]` for a slot moving.
+            let first_slot = fields[8..]
+                .iter()
+                .find_map(|range| range.split('-').next()?.parse().ok())?;
+            let addr = addr.split('@').next()?.split(',').next()?;
+            is_master.then(|| (addr.to_string(), failing, first_slot))
+        })
+        .collect()
 }
 
 /// The masters in a `CLUSTER NODES` answer that are not failing, as `host:port`, sorted.
@@ -446,5 +480,16 @@ a6 :0@0 master,noaddr - 0 0 0 disconnected
             masters_of(nodes),
             ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7006"]
         );
+        let owners = slot_owners(nodes);
+        assert_eq!(
+            owners,
+            [
+                ("127.0.0.1:7001".to_string(), false, 0),
+                ("127.0.0.1:7002".to_string(), false, 5461),
+                ("127.0.0.1:7006".to_string(), false, 10923),
+            ]
+        );
+        let failing = "a3 127.0.0.1:7003@17003 master,fail? - 0 0 3 connected 0-100\n";
+        assert_eq!(slot_owners(failing), [("127.0.0.1:7003".to_string(), true, 0)]);
     }
 }
