@@ -373,8 +373,15 @@ fn problems_logged(gws: [&Gateway; 2]) -> String {
         .map(|gw| {
             gw.log()
                 .lines()
-                .filter(|l| !l.contains("Fail to proxy"))
-                .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("invalid_grant"))
+                // Not the store errors every call logs while the master is gone.
+                .filter(|l| !l.contains("Fail to proxy") && !l.contains("operation failed"))
+                .filter(|l| !l.contains("budget unavailable"))
+                .filter(|l| {
+                    l.contains("WARN")
+                        || l.contains("ERROR")
+                        || l.contains("invalid_grant")
+                        || l.contains("refresh")
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         })

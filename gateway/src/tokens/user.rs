@@ -152,10 +152,17 @@ impl UserTokens {
                 .await
                 .map_err(store_error)?
             {
-                let result = self.refresh_locked(session).await;
-                if let Err(e) = self.store.unlock(&lock, &owner).await {
-                    // The lock expires by itself.
-                    store_error(e);
+                let (result, saved) = self.refresh_locked(session).await;
+                // A refreshed record the store did not take (or may not have: a write that
+                // timed out) keeps the lock until it expires: by then the record, written
+                // again every second, has landed, and another replica adopts it instead of
+                // refreshing with the refresh token Spotify has already rotated away (a
+                // Redis failover in the middle of a refresh).
+                if saved {
+                    if let Err(e) = self.store.unlock(&lock, &owner).await {
+                        // The lock expires by itself.
+                        store_error(e);
+                    }
                 }
                 return result;
             }
@@ -181,13 +188,16 @@ impl UserTokens {
         Ok(usable_token(session))
     }
 
-    /// The refresh itself, with this replica holding the store lock.
+    /// The refresh itself, with this replica holding the store lock; with whether the store
+    /// holds the outcome (false: a refreshed record waits in memory to be written again).
     async fn refresh_locked(
         &self,
         session: &Arc<LiveSession>,
-    ) -> Result<AccessToken, SessionError> {
-        if let Some(token) = self.adopt_stored(session).await? {
-            return Ok(token);
+    ) -> (Result<AccessToken, SessionError>, bool) {
+        match self.adopt_stored(session).await {
+            Ok(Some(token)) => return (Ok(token), true),
+            Ok(None) => {}
+            Err(e) => return (Err(e), true),
         }
         let refresh_token = session.with_record(|r| r.refresh_token.clone());
         match self.endpoint.refresh(&refresh_token).await {
@@ -210,9 +220,9 @@ impl UserTokens {
                 });
                 // Spotify may have rotated the refresh token: if the store does not take the
                 // new record now, it must not be lost (`save_refreshed` keeps it).
-                self.sessions.save_refreshed(session, &updated).await;
+                let saved = self.sessions.save_refreshed(session, &updated).await;
                 tracing::debug!("refreshed a user token");
-                Ok(grant.access_token)
+                (Ok(grant.access_token), saved)
             }
             Err(TokenError::InvalidGrant) => {
                 self.count_refresh("invalid_grant");
@@ -226,12 +236,12 @@ impl UserTokens {
                         session.user_id(),
                         session.with_record(|r| r.account_id.clone()),
                     ));
-                Err(SessionError::Ended)
+                (Err(SessionError::Ended), true)
             }
             Err(e) => {
                 self.count_refresh("transient");
                 tracing::warn!(error = %e, "token refresh failed; the session is kept");
-                Err(SessionError::Token(e))
+                (Err(SessionError::Token(e)), true)
             }
         }
     }

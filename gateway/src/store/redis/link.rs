@@ -28,9 +28,7 @@ use redis::aio::{
 };
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{
-    MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
-};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, RedisError, RedisResult};
 
@@ -91,16 +89,27 @@ impl ConnectionLike for Conn {
 
 impl Conn {
     /// `WAIT 1 <ms>` on the connection that took the write to `key` (on a cluster, the master
-    /// of its slot): how many replicas hold every write before it.
+    /// of its slot): how many replicas hold every write before it. `WAIT` blocks the whole
+    /// (multiplexed) connection while it waits, so it is sent only when `ROLE` names a
+    /// connected replica: a master left without one (after a failover, until the old master
+    /// comes back as a replica) answers 0 at once instead of stalling every other command.
     pub(super) async fn wait_for_replica(&mut self, key: &str, wait: Duration) -> RedisResult<i64> {
+        let role = self.on_master_of(key, &redis::cmd("ROLE")).await?;
+        if connected_replicas(&role) == 0 {
+            return Ok(0);
+        }
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(1).arg(wait.as_millis() as u64);
+        redis::from_redis_value(&self.on_master_of(key, &cmd).await?)
+    }
+
+    /// `cmd` on the node that holds `key` (the connection itself but on a cluster).
+    async fn on_master_of(&mut self, key: &str, cmd: &redis::Cmd) -> RedisResult<redis::Value> {
         match self {
             Conn::Cluster(c) => {
                 let route = Route::new(super::keys::slot(key), SlotAddr::Master);
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                let answer = c.route_command(&cmd, routing).await?;
-                redis::from_redis_value(&answer)
+                c.route_command(cmd, routing).await
             }
             other => cmd.query_async(other).await,
         }
@@ -161,6 +170,18 @@ impl Conn {
             c.route_command(&ping, routing).await?;
         }
         Ok(())
+    }
+}
+
+/// How many replicas a master's `ROLE` answer lists as connected
+/// (`["master", offset, [[ip, port, offset], …]]`).
+fn connected_replicas(role: &redis::Value) -> usize {
+    match role {
+        redis::Value::Array(parts) => match parts.get(2) {
+            Some(redis::Value::Array(replicas)) => replicas.len(),
+            _ => 0,
+        },
+        _ => 0,
     }
 }
 
@@ -467,6 +488,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn replicas_are_counted_from_role() {
+        use redis::Value::{Array, BulkString, Int};
+        let replica = |port: &str| {
+            Array(vec![
+                BulkString(b"127.0.0.1".to_vec()),
+                BulkString(port.as_bytes().to_vec()),
+                BulkString(b"42".to_vec()),
+            ])
+        };
+        let role = |replicas| {
+            Array(vec![
+                BulkString(b"master".to_vec()),
+                Int(42),
+                Array(replicas),
+            ])
+        };
+        assert_eq!(connected_replicas(&role(vec![])), 0);
+        assert_eq!(
+            connected_replicas(&role(vec![replica("7001"), replica("7002")])),
+            2
+        );
+        assert_eq!(connected_replicas(&BulkString(b"slave".to_vec())), 0);
+    }
+
+    #[test]
     fn masters_are_read_from_cluster_nodes() {
         let nodes = "\
 a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
@@ -490,6 +536,9 @@ a6 :0@0 master,noaddr - 0 0 0 disconnected
             ]
         );
         let failing = "a3 127.0.0.1:7003@17003 master,fail? - 0 0 3 connected 0-100\n";
-        assert_eq!(slot_owners(failing), [("127.0.0.1:7003".to_string(), true, 0)]);
+        assert_eq!(
+            slot_owners(failing),
+            [("127.0.0.1:7003".to_string(), true, 0)]
+        );
     }
 }

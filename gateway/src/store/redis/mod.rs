@@ -25,10 +25,12 @@
 //!   cool-down is also kept under a key that expires with it, which a replica reads when it
 //!   (re)subscribes: one that starts, or reconnects, during a cool-down learns it too.
 //! - Replication is asynchronous: a write the master acknowledged can vanish with it. A
-//!   session record (a new session at the callback, a rotated refresh token) waits for one
-//!   replica to hold it (`WAIT 1 <store.replica_wait>`); when none answers in time the write
-//!   stays on the master (it is not undone: the user is signed in on it), is counted
-//!   (`store_replica_wait_timeouts_total`) and logged once until a replica answers again.
+//!   session record (a new session at the callback, a rotated refresh token) and the refresh
+//!   lock wait for one replica to hold them (`WAIT 1 <store.replica_wait>`, sent only while
+//!   `ROLE` names a connected replica, since `WAIT` stalls the shared connection); when none
+//!   answers in time the write stays on the master (it is not undone: the user is signed in
+//!   on it), is counted (`store_replica_wait_timeouts_total`) and logged once until a replica
+//!   answers again.
 //! - The connection and the subscriber live on the I/O runtime (`runtime`), and are created
 //!   lazily: a gateway starts (not ready) while Redis is down, and recovers by itself.
 
@@ -402,18 +404,30 @@ impl Store for RedisStore {
         let k = self.keys.lock(name);
         let owner = owner.to_string();
         let ms = ttl.as_millis().max(1) as u64;
-        self.run("lock", move |mut c| async move {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(&k)
-                .arg(&owner)
-                .arg("NX")
-                .arg("PX")
-                .arg(ms)
-                .query_async(&mut c)
-                .await?;
-            Ok(set.is_some())
-        })
-        .await
+        // The refresh lock must outlive a failover as the record it guards does: lost with a
+        // master, it would let another replica refresh with a rotated-away token.
+        let wait = (!self.replica_wait.is_zero()).then_some(self.replica_wait);
+        let (taken, replicas) = self
+            .run("lock", move |mut c| async move {
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(&k)
+                    .arg(&owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut c)
+                    .await?;
+                let replicas = match (set.is_some(), wait) {
+                    (true, Some(wait)) => Some(c.wait_for_replica(&k, wait).await?),
+                    _ => None,
+                };
+                Ok((set.is_some(), replicas))
+            })
+            .await?;
+        if let Some(n) = replicas {
+            self.replicas_answered(n);
+        }
+        Ok(taken)
     }
 
     async fn unlock(&self, name: &str, owner: &str) -> StoreResult<()> {
