@@ -2,7 +2,8 @@
 //! sentinels) or a Cluster (three masters, a replica each), under a steady load of egress
 //! calls, PKCE logins and forced token rotations; the master is killed (`kill -9`) and
 //! Sentinel or the cluster promotes its replica. Pass: no call past its deadline (every one
-//! answered 200, or 503 with `Retry-After`), no sign-out, no session lost, every user still
+//! answered 200; or 503 with `Retry-After`, the store away; or, at the deadline, 504, a
+//! refresh having waited for the store), no sign-out, no session lost, every user still
 //! refreshes afterwards (no rotated refresh token lost), `/readyz` says 503 while the store is
 //! gone and 200 after, and the 429 hold and the budget are still shared.
 
@@ -63,9 +64,11 @@ struct User {
 /// What the load saw.
 #[derive(Default)]
 struct Tally {
-    /// Answers the load accepts (200, or 503 with `Retry-After`), by kind.
+    /// Answers the load accepts, by kind.
     ok: u64,
     unavailable: u64,
+    /// 504: the call's deadline passed (answered at it).
+    at_deadline: u64,
     /// Anything else: a sign-out (401), an error, a 503 without `Retry-After`.
     wrong: Vec<String>,
     /// Calls (egress, login, `/readyz`) not answered within `PATIENCE`.
@@ -82,9 +85,11 @@ struct Tally {
 impl Tally {
     fn summary(&self) -> String {
         format!(
-            "ok {}, unavailable {}, ready {}/{}, wrong {:?}, late {:?}, served after {:?}",
+            "ok {}, unavailable {}, at deadline {}, ready {}/{}, wrong {:?}, late {:?}, \
+             served after {:?}",
             self.ok,
             self.unavailable,
+            self.at_deadline,
             self.ready,
             self.not_ready,
             self.wrong.iter().take(10).collect::<Vec<_>>(),
