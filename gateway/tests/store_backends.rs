@@ -389,6 +389,42 @@ async fn redis_errors_are_clear_when_redis_is_down() {
     assert!(store.ping().await.is_err());
 }
 
+/// `rediss://`: the server's certificate is verified against the system's roots plus
+/// `store.ca_file`; without the file, a private CA's certificate is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_trusts_the_store_ca_file() {
+    let ca = common::Ca::new("Redis test CA");
+    let tls = ca
+        .ca
+        .issue(common::LOOPBACK, mock_spotify::Validity::Current);
+    let (_redis, tls_port) = common::RedisNode::start_tls(&tls.cert_pem, &tls.key_pem).await;
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let trusted = open_configured(&format!(
+        "backend = \"redis\"\nurl = \"{url}\"\nca_file = \"{}\"\n",
+        ca.file()
+    ));
+    trusted
+        .ping()
+        .await
+        .expect("verified against store.ca_file");
+    let ns = Namespace::Session;
+    trusted
+        .put(ns, "k", b"v".to_vec(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        trusted.get(ns, "k").await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+
+    let untrusted = open_configured(&format!("backend = \"redis\"\nurl = \"{url}\"\n"));
+    let err = untrusted
+        .ping()
+        .await
+        .expect_err("a private CA is not a system root");
+    assert!(err.to_string().contains("certificate"), "{err}");
+}
+
 /// `store.url` plus `store.password_env`: the password from the environment reaches Redis,
 /// and a wrong one is a clear error that does not echo it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,29 @@ impl RedisNode {
         node
     }
 
+    /// A server that also speaks TLS, with `cert_pem` and `key_pem`, on the port returned.
+    pub async fn start_tls(cert_pem: &str, key_pem: &str) -> (RedisNode, u16) {
+        let files = tempfile::tempdir().expect("tmp");
+        let (cert, key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+        std::fs::write(&cert, cert_pem).expect("cert");
+        std::fs::write(&key, key_pem).expect("key");
+        let tls_port = free_port();
+        let args = [
+            "--tls-port".to_string(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            cert.display().to_string(),
+            "--tls-key-file".into(),
+            key.display().to_string(),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        let node = RedisNode::start(None, &args).await;
+        // redis-server has read its files by the time it answers.
+        drop(files);
+        (node, tls_port)
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
