@@ -417,6 +417,18 @@ impl Link {
         Ok(conn)
     }
 
+    /// A connection for one read: a new one to `node` (the server or the master), or on a
+    /// cluster the cluster connection.
+    pub(super) async fn conn_for_one_read(&self, node: &Client) -> RedisResult<Conn> {
+        match &self.shape {
+            Shape::Cluster { .. } => self.conn().await,
+            _ => Ok(Conn::Master(
+                node.get_multiplexed_async_connection_with_config(&node_config())
+                    .await?,
+            )),
+        }
+    }
+
     /// A command on the connection failed (or did not answer in time: `error` is `None`).
     /// For Sentinel, an error a failover explains drops the connection, so the next command
     /// asks the sentinels for the master again.

@@ -30,16 +30,17 @@ pub(super) async fn subscribe_forever(
         }
         let pubsub = tokio::time::timeout(OP_TIMEOUT, async {
             let client = link.pubsub_client().await?;
-            client.get_async_pubsub().await
+            let pubsub = client.get_async_pubsub().await?;
+            Ok::<_, redis::RedisError>((client, pubsub))
         })
         .await;
         match pubsub {
-            Ok(Ok(mut pubsub)) => {
+            Ok(Ok((client, mut pubsub))) => {
                 let channels = [INVALIDATION_CHANNEL, PURGE_CHANNEL, COOL_DOWN_CHANNEL];
                 if pubsub.subscribe(&channels).await.is_ok() {
                     // Anything published while we were not subscribed is lost.
                     let _ = tx.send(Invalidation::All);
-                    if let Some(running) = running_cool_down(&link).await {
+                    if let Some(running) = running_cool_down(&link, &client).await {
                         let _ = cool_downs.send(running);
                     }
                     let mut messages = pubsub.on_message();
@@ -86,10 +87,13 @@ fn deliver(
     }
 }
 
-/// The cool-down still running (its key and what is left of it), read once per subscription.
-async fn running_cool_down(link: &Link) -> Option<CoolDownNotice> {
+/// The cool-down still running (its key and what is left of it), read once per subscription:
+/// on a connection of its own to the node just subscribed to (the shared one may not have
+/// noticed yet that Redis came back), or on a cluster through the cluster client (the key's
+/// slot may be on another node).
+async fn running_cool_down(link: &Link, node: &redis::Client) -> Option<CoolDownNotice> {
     let read = async {
-        let mut c = link.conn().await?;
+        let mut c = link.conn_for_one_read(node).await?;
         let (reason, left_ms): (Option<String>, i64) = redis::pipe()
             .get(COOL_DOWN_KEY)
             .pttl(COOL_DOWN_KEY)
