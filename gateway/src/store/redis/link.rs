@@ -131,14 +131,17 @@ impl Conn {
 
     /// How many keys match `pattern`, on every master.
     pub(super) async fn count_keys(&mut self, pattern: &str) -> RedisResult<usize> {
-        let masters = self.cluster_masters().await?;
+        let Conn::Cluster(c) = self else {
+            return scan_count(self, pattern, None).await;
+        };
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
+        let nodes: String = redis::from_redis_value(
+            &c.route_command(redis::cmd("CLUSTER").arg("NODES"), routing)
+                .await?,
+        )?;
         let mut n = 0;
-        if masters.is_empty() {
-            n += scan_count(self, pattern, None).await?;
-        } else {
-            for master in masters {
-                n += scan_count(self, pattern, Some(&master)).await?;
-            }
+        for (_, _, slot) in slot_owners(&nodes) {
+            n += scan_count(self, pattern, Some(slot)).await?;
         }
         Ok(n)
     }
@@ -185,8 +188,9 @@ fn connected_replicas(role: &redis::Value) -> usize {
     }
 }
 
-/// `SCAN`s a node (on a cluster the master at `node`) to the end, counting the keys.
-async fn scan_count(conn: &mut Conn, pattern: &str, node: Option<&str>) -> RedisResult<usize> {
+/// `SCAN`s a node (on a cluster the master of `slot`: by a slot rather than an address, the
+/// crate connects to the owner it knows) to the end, counting the keys.
+async fn scan_count(conn: &mut Conn, pattern: &str, slot: Option<u16>) -> RedisResult<usize> {
     let mut n = 0;
     let mut cursor: u64 = 0;
     loop {
@@ -196,11 +200,10 @@ async fn scan_count(conn: &mut Conn, pattern: &str, node: Option<&str>) -> Redis
             .arg(pattern)
             .arg("COUNT")
             .arg(1000);
-        let (next, keys): (u64, Vec<String>) = match (&mut *conn, node) {
-            (Conn::Cluster(c), Some(node)) => {
-                let (host, port) = split_node(node)?;
-                let routing =
-                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+        let (next, keys): (u64, Vec<String>) = match (&mut *conn, slot) {
+            (Conn::Cluster(c), Some(slot)) => {
+                let route = Route::new(slot, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
                 redis::from_redis_value(&c.route_command(&cmd, routing).await?)?
             }
             (other, _) => cmd.query_async(other).await?,
@@ -211,12 +214,6 @@ async fn scan_count(conn: &mut Conn, pattern: &str, node: Option<&str>) -> Redis
         }
         cursor = next;
     }
-}
-
-fn split_node(node: &str) -> RedisResult<(String, u16)> {
-    node.rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
-        .ok_or_else(|| RedisError::from((ErrorKind::ClientError, "unreadable node address")))
 }
 
 /// The masters in a `CLUSTER NODES` answer that hold slots, as `host:port`, whether a node
