@@ -123,7 +123,7 @@ impl Conn {
         };
         let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
         let nodes: String = redis::from_redis_value(
-            &c.route_command(&redis::cmd("CLUSTER").arg("NODES"), routing)
+            &c.route_command(redis::cmd("CLUSTER").arg("NODES"), routing)
                 .await?,
         )?;
         Ok(masters_of(&nodes))
