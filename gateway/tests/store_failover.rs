@@ -215,6 +215,9 @@ async fn egress_call(
             }
         }
         Ok(r) if r.status() == 503 && r.headers().contains_key("retry-after") => t.unavailable += 1,
+        // The deadline passed (the refresh waited for the store, then Spotify had too little
+        // time left): answered at the deadline, the session kept.
+        Ok(r) if r.status() == 504 => t.at_deadline += 1,
         Ok(r) => t
             .wrong
             .push(format!("{}: egress {}", user.label, r.status())),

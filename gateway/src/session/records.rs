@@ -88,6 +88,11 @@ impl Sessions {
         self.metrics.unsaved_sessions.set(n as i64);
     }
 
+    /// Whether the refreshed record of the session `key` waits for the store.
+    pub fn is_unsaved(&self, key: &SessionKey) -> bool {
+        self.unsaved(key).is_some()
+    }
+
     /// How many refreshed sessions wait for the store (`/readyz` fails while any do).
     pub fn unsaved_count(&self) -> usize {
         self.unsaved.lock().unwrap_or_else(|p| p.into_inner()).len()

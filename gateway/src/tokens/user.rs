@@ -28,6 +28,9 @@ use crate::telemetry::metrics::Metrics;
 const REFRESH_LOCK_TTL: Duration = Duration::from_secs(15);
 /// How often a replica waiting for another's refresh looks at the store.
 const REFRESH_POLL: Duration = Duration::from_millis(25);
+/// How often a refresh whose record waits for the store looks whether it has landed, to
+/// release the refresh lock.
+const UNSAVED_POLL: Duration = Duration::from_millis(50);
 
 /// The answer for a session that needs no refresh attempt: ended, or a recent failure held.
 fn settled(session: &LiveSession) -> Option<Result<AccessToken, SessionError>> {
@@ -154,15 +157,16 @@ impl UserTokens {
             {
                 let (result, saved) = self.refresh_locked(session).await;
                 // A refreshed record the store did not take (or may not have: a write that
-                // timed out) keeps the lock until it expires: by then the record, written
-                // again every second, has landed, and another replica adopts it instead of
-                // refreshing with the refresh token Spotify has already rotated away (a
-                // Redis failover in the middle of a refresh).
-                if saved {
-                    if let Err(e) = self.store.unlock(&lock, &owner).await {
-                        // The lock expires by itself.
-                        store_error(e);
-                    }
+                // timed out) keeps the lock until it has landed (written again every second),
+                // so another replica adopts it instead of refreshing with the refresh token
+                // Spotify has already rotated away (a Redis failover in the middle of a
+                // refresh); at worst the lock expires.
+                let released = saved && {
+                    let unlocked = self.store.unlock(&lock, &owner).await;
+                    unlocked.map_err(store_error).is_ok()
+                };
+                if !released {
+                    self.unlock_once_saved(session, lock, owner);
                 }
                 return result;
             }
@@ -176,6 +180,30 @@ impl UserTokens {
                 )));
             }
         }
+    }
+
+    /// Releases the refresh lock once the session's refreshed record has reached the store
+    /// (or the session ended) and the store takes the release (a failover may have refused
+    /// it: held on, the lock would keep every replica from refreshing until it expires),
+    /// polling; the lock expires by itself meanwhile.
+    fn unlock_once_saved(&self, session: &Arc<LiveSession>, lock: String, owner: String) {
+        let (sessions, store, key) = (
+            Arc::clone(&self.sessions),
+            Arc::clone(&self.store),
+            session.key.clone(),
+        );
+        let given_up = Instant::now() + REFRESH_LOCK_TTL;
+        tokio::spawn(async move {
+            loop {
+                if Instant::now() > given_up {
+                    return;
+                }
+                if !sessions.is_unsaved(&key) && store.unlock(&lock, &owner).await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(UNSAVED_POLL).await;
+            }
+        });
     }
 
     /// Takes the stored record if it is newer than ours (another replica refreshed), and
