@@ -6,6 +6,10 @@
 //! refresh having waited for the store), no sign-out, no session lost, every user still
 //! refreshes afterwards (no rotated refresh token lost), `/readyz` says 503 while the store is
 //! gone and 200 after, and the 429 hold and the budget are still shared.
+//!
+//! Why this file is over 600 lines: both shapes' tests share one load (its tasks, its tally,
+//! the checks after the failover); split apart, the rule the two tests apply would be read in
+//! two places.
 
 mod common;
 

@@ -3,11 +3,6 @@
 //! failover; `keys.rs` how keys are named on each; `scripts.rs` the Lua scripts;
 //! `subscriber.rs` the subscription).
 //!
-//! Why this file is over 600 lines: it is one backend of the `Store` trait, every method a
-//! short command or script call next to the others, so that what each operation sends reads in
-//! one place; the key names, the scripts, the connection and the subscription are their own
-//! files.
-//!
 //! - Values are the same sealed bytes as in the file store; Redis expires them itself (PX).
 //! - Single-use logins use GETDEL; the refresh lock is `SET NX PX` with a random owner,
 //!   released by a script that deletes it only for that owner.
