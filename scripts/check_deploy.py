@@ -80,6 +80,9 @@ CATALOGUE = {
     "store_errors_total": ("counter", {"backend": {"file", "redis", "memory"},
                                        "kind": {"unavailable", "corrupt", "conflict"}}),
     "store_reopens_total": ("counter", {"result": {"ok", "failed"}}),
+    "store_master": ("gauge", {"node": None}),
+    "store_failovers_total": ("counter", {}),
+    "store_replica_wait_timeouts_total": ("counter", {}),
     "streams_open": ("gauge", {}),
     "streams_closed_total": ("counter", {"reason": {"signed_out", "replaced", "disconnected",
                                                     "revoked", "invalid_grant", "deadline",
@@ -255,8 +258,13 @@ def check_gateway_config(where, text):
             error(f"{where}: store.url must be a redis:// URL")
         if "@" in str(store.get("url", "")):
             error(f"{where}: store.url must not carry credentials; use password_file")
+    if backend.startswith("redis"):
         if "password_file" not in store:
             error(f"{where}: store.password_file is missing")
+    if backend == "redis-sentinel" and not (store.get("sentinels") and store.get("master_name")):
+        error(f"{where}: store.sentinels and store.master_name are needed")
+    if backend == "redis-cluster" and not store.get("nodes"):
+        error(f"{where}: store.nodes (seed nodes) are needed")
     return cfg
 
 

@@ -143,6 +143,18 @@ pub(super) struct FileStore {
     pub(super) url: Option<String>,
     pub(super) password_env: Option<String>,
     pub(super) password_file: Option<String>,
+    /// `backend = "redis-sentinel"`: the sentinels (`host:port`), the master's name there,
+    /// and the sentinels' own password.
+    pub(super) sentinels: Option<Vec<String>>,
+    pub(super) master_name: Option<String>,
+    pub(super) sentinel_password_env: Option<String>,
+    pub(super) sentinel_password_file: Option<String>,
+    /// `backend = "redis-cluster"`: seed nodes (`host:port`).
+    pub(super) nodes: Option<Vec<String>>,
+    /// TLS to the sentinels and the data nodes (a `redis` URL says it with `rediss://`).
+    pub(super) tls: Option<bool>,
+    pub(super) ca_file: Option<String>,
+    pub(super) replica_wait: Option<String>,
 }
 
 impl Default for FileStore {
@@ -153,6 +165,14 @@ impl Default for FileStore {
             url: None,
             password_env: None,
             password_file: None,
+            sentinels: None,
+            master_name: None,
+            sentinel_password_env: None,
+            sentinel_password_file: None,
+            nodes: None,
+            tls: None,
+            ca_file: None,
+            replica_wait: None,
         }
     }
 }

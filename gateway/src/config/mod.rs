@@ -402,8 +402,73 @@ impl ForwardAuthConfig {
 #[serde(tag = "backend", rename_all = "snake_case")]
 pub enum StoreConfig {
     File { path: PathBuf },
-    Redis { url: Secret },
+    Redis(RedisConfig),
     Memory,
+}
+
+/// A Redis (or Valkey) store, in any of its three shapes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RedisConfig {
+    pub shape: RedisShape,
+    /// The data nodes' password with a sentinel or a cluster (a single server's is in its URL).
+    pub password: Option<Secret>,
+    /// TLS to the sentinels and data nodes (a single server: its URL is `rediss://`).
+    pub tls: bool,
+    /// Extra CAs trusted over TLS, besides the system's (`store.ca_file`).
+    pub ca_file: Option<CaFile>,
+    /// How long a write that would sign a user out if lost waits for a replica to hold it
+    /// (`WAIT 1 <ms>`); zero: it does not wait.
+    #[serde(serialize_with = "ser_duration")]
+    pub replica_wait: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "shape", rename_all = "snake_case")]
+pub enum RedisShape {
+    /// `backend = "redis"`: one server (or a managed service's one endpoint).
+    Single { url: Secret },
+    /// `backend = "redis-sentinel"`: the master Sentinel names, followed through failovers.
+    Sentinel {
+        sentinels: Vec<NodeAddr>,
+        master_name: String,
+        sentinel_password: Option<Secret>,
+    },
+    /// `backend = "redis-cluster"`: seed nodes; the rest is discovered.
+    Cluster { nodes: Vec<NodeAddr> },
+}
+
+impl RedisShape {
+    /// The `store.backend` value that names this shape.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            RedisShape::Single { .. } => "redis",
+            RedisShape::Sentinel { .. } => "redis-sentinel",
+            RedisShape::Cluster { .. } => "redis-cluster",
+        }
+    }
+}
+
+/// A sentinel's or a cluster node's `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Serialize for NodeAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -496,3 +496,83 @@ fn spotify_beside_apps_is_refused() {
     assert_eq!(i[0].key, "spotify", "{i:?}");
     assert!(i[0].message.contains("[[apps]]"));
 }
+
+#[test]
+fn redis_shapes_are_read_with_their_defaults() {
+    let sentinel = format!(
+        "{GOOD}\n[store]\nbackend = \"redis-sentinel\"\nsentinels = [\"10.0.0.1:26379\", \
+         \"[::1]:26380\"]\nmaster_name = \"mymaster\"\ntls = true\n"
+    );
+    let c = Config::parse(&sentinel, "t", &env).expect("valid");
+    let StoreConfig::Redis(redis) = c.store else {
+        panic!("a Redis store: {:?}", c.store)
+    };
+    assert_eq!(redis.replica_wait, Duration::from_millis(250));
+    assert!(redis.tls);
+    match redis.shape {
+        RedisShape::Sentinel {
+            sentinels,
+            master_name,
+            sentinel_password,
+        } => {
+            let addrs: Vec<String> = sentinels.iter().map(|s| s.to_string()).collect();
+            assert_eq!(addrs, ["10.0.0.1:26379", "[::1]:26380"]);
+            assert_eq!(master_name, "mymaster");
+            assert!(sentinel_password.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    let single = format!("{GOOD}\n[store]\nbackend = \"redis\"\nurl = \"redis://r:6379\"\n");
+    let c = Config::parse(&single, "t", &env).expect("valid");
+    let StoreConfig::Redis(redis) = c.store else {
+        panic!("a Redis store")
+    };
+    assert_eq!(redis.replica_wait, Duration::ZERO, "no replica assumed");
+}
+
+#[test]
+fn redis_shape_mistakes_name_the_key() {
+    let cases = [
+        (
+            "backend = \"redis-sentinel\"\nsentinels = [\"s:26379\"]",
+            "store.master_name",
+        ),
+        (
+            "backend = \"redis-sentinel\"\nmaster_name = \"m\"",
+            "store.sentinels",
+        ),
+        (
+            "backend = \"redis-cluster\"\nnodes = [\"n1\"]",
+            "store.nodes",
+        ),
+        ("backend = \"redis-cluster\"\nnodes = []", "store.nodes"),
+        (
+            "backend = \"redis-cluster\"\nnodes = [\"n:1\"]\nurl = \"redis://r\"",
+            "store.url",
+        ),
+        (
+            "backend = \"redis\"\nurl = \"redis://r\"\nnodes = [\"n:1\"]",
+            "store.nodes",
+        ),
+        (
+            "backend = \"redis\"\nurl = \"redis://r\"\ntls = true",
+            "store.tls",
+        ),
+        (
+            "backend = \"file\"\nreplica_wait = \"1s\"",
+            "store.replica_wait",
+        ),
+        (
+            "backend = \"redis-cluster\"\nnodes = [\"n:1\"]\nreplica_wait = \"5s\"",
+            "store.replica_wait",
+        ),
+        ("backend = \"redis-ring\"", "store.backend"),
+    ];
+    for (table, key) in cases {
+        let found = issues(&format!("{GOOD}\n[store]\n{table}\n"));
+        assert!(
+            found.iter().any(|i| i.key == key),
+            "{table:?}: expected an issue on {key}, got {found:?}"
+        );
+    }
+}

@@ -106,6 +106,47 @@ impl Trust {
     }
 }
 
+/// The same set for the Redis client (`store.ca_file`), which takes its roots as one PEM
+/// bundle: the system's roots plus `extra`, so a `rediss://` store trusts what the clients to
+/// Spotify trust, and what `store.ca_file` adds.
+pub fn roots_pem(extra: Option<&CaFile>) -> io::Result<Vec<u8>> {
+    use base64::Engine;
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!(error = %e, "cannot read some of the system's CA certificates");
+    }
+    let extra_certs = extra.into_iter().flat_map(|f| f.certs.iter().cloned());
+    let mut pem = Vec::new();
+    for der in native
+        .certs
+        .into_iter()
+        .map(|c| c.to_vec())
+        .chain(extra_certs)
+    {
+        // A certificate rustls cannot use as a root would fail the whole bundle in the Redis
+        // client: skip it here, as `Trust::load_for` does.
+        if RootCertStore::empty()
+            .add(CertificateDer::from(der.clone()))
+            .is_err()
+        {
+            continue;
+        }
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.extend_from_slice(line);
+            pem.push(b'\n');
+        }
+        pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    if pem.is_empty() {
+        return Err(io::Error::other(
+            "no CA certificates: install ca-certificates or set store.ca_file",
+        ));
+    }
+    Ok(pem)
+}
+
 /// Why a TLS connection to Spotify failed; each is a label value of
 /// `upstream_tls_failures_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

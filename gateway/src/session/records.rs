@@ -34,13 +34,15 @@ impl Sessions {
         Ok(())
     }
 
-    /// Writes `record`, just refreshed, for `session`. Spotify may have rotated the refresh
-    /// token: if the store does not take the new record now, it must not be lost, so it is
-    /// kept and written again until it lands.
-    pub async fn save_refreshed(&self, session: &Arc<LiveSession>, record: &SessionRecord) {
+    /// Writes `record`, just refreshed, for `session`; true when the store took it. Spotify
+    /// may have rotated the refresh token: if the store does not take the new record now, it
+    /// must not be lost, so it is kept and written again until it lands.
+    pub async fn save_refreshed(&self, session: &Arc<LiveSession>, record: &SessionRecord) -> bool {
         if self.persist(&session.key, record).await.is_err() {
             self.keep_unsaved(session);
+            return false;
         }
+        true
     }
 
     /// Ends `session` because Spotify refused its refresh token (`invalid_grant`): as
@@ -90,6 +92,11 @@ impl Sessions {
         if removed {
             self.metrics.unsaved_sessions.dec();
         }
+    }
+
+    /// Whether the refreshed record of the session `key` waits for the store.
+    pub fn is_unsaved(&self, key: &SessionKey) -> bool {
+        self.unsaved(key).is_some()
     }
 
     /// How many refreshed sessions wait for the store (`/readyz` fails while any do).

@@ -1,5 +1,6 @@
 //! Where sessions, tokens and pending logins persist: the contract (`api`), three backends
-//! (`memory`, `file` on redb, `redis` for several replicas), and the one factory that picks a
+//! (`memory`, `file` on redb, `redis` for several replicas: one server, Sentinel or Cluster),
+//! and the one factory that picks a
 //! backend from the config and counts its operations.
 
 mod api;
@@ -38,7 +39,7 @@ pub fn open(cfg: &StoreConfig, metrics: Arc<Metrics>) -> StoreResult<Arc<dyn Sto
             });
             Arc::new(store)
         }
-        StoreConfig::Redis { url } => Arc::new(RedisStore::open(url)?),
+        StoreConfig::Redis(redis) => Arc::new(RedisStore::connect(redis, metrics.clone())?),
     };
     Ok(Arc::new(Instrumented { inner, metrics }))
 }

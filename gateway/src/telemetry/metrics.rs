@@ -40,6 +40,9 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     pub store_reopens: IntCounterVec,
     pub store_operations: IntCounterVec,
+    pub store_failovers: IntCounter,
+    pub store_master: IntGaugeVec,
+    pub store_replica_wait_timeouts: IntCounter,
     pub token_request_duration: Histogram,
     pub upstream_tls_failures: IntCounterVec,
     pub upstream_connections: IntCounterVec,
@@ -253,6 +256,23 @@ impl Metrics {
                 "store_operations_total",
                 "Session store operations, by backend and operation",
                 &["backend", "op"],
+            ),
+            store_failovers: b.counter(
+                "store_failovers_total",
+                "Times the Redis master changed under the gateway: Sentinel named another \
+                 master, or a cluster's set of masters changed",
+            ),
+            store_master: b.gauges(
+                "store_master",
+                "1 for each Redis node (host:port) this replica sees as master now \
+                 (redis-sentinel: the one; redis-cluster: every master)",
+                &["node"],
+            ),
+            store_replica_wait_timeouts: b.counter(
+                "store_replica_wait_timeouts_total",
+                "Session writes (a login, a rotated token) no replica acknowledged within \
+                 store.replica_wait: kept on the master, and lost if it fails before a replica \
+                 copies them",
             ),
             token_request_duration: b.latency(
                 "token_request_duration_seconds",

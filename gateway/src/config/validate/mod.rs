@@ -4,15 +4,15 @@
 //!
 //! One `Validator` method per config table, each destructuring its table exhaustively (a
 //! new key does not compile until it is checked): the small tables here, `[spotify]` in
-//! `spotify.rs`, `[session]` and `[forward_auth]` in `session.rs` (`[[webhooks]]` is whole in
+//! `spotify.rs`, `[session]` and `[forward_auth]` in `session.rs`, `[store]` in `store.rs` (`[[webhooks]]` is whole in
 //! `config/webhooks.rs`).
 
 mod apps;
 mod session;
 mod spotify;
+mod store;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use url::Url;
@@ -20,7 +20,6 @@ use url::Url;
 use super::file::*;
 use super::values::Validator;
 use super::*;
-use crate::secret::{Secret, SecretSource};
 
 /// `egress.cache_size` when not set: Spotify's cacheable answers are few and small.
 const DEFAULT_CACHE_SIZE: u64 = 4 << 20;
@@ -357,70 +356,6 @@ impl Validator<'_> {
             url: url?,
             public_paths,
         })
-    }
-
-    fn store(&mut self, s: FileStore) -> Option<StoreConfig> {
-        let FileStore {
-            backend,
-            path,
-            url,
-            password_env,
-            password_file,
-        } = s;
-        match backend.as_str() {
-            "file" => {
-                if url.is_some() {
-                    self.issue("store.url", "only for backend = \"redis\"");
-                }
-                Some(StoreConfig::File {
-                    path: PathBuf::from(path.unwrap_or_else(|| "spotify-gateway.redb".into())),
-                })
-            }
-            "memory" => Some(StoreConfig::Memory),
-            "redis" => {
-                let Some(url) = url else {
-                    self.issue(
-                        "store.url",
-                        "backend = \"redis\" needs url = \"redis://host:6379\"",
-                    );
-                    return None;
-                };
-                let parsed = match Url::parse(&url) {
-                    Ok(u) if matches!(u.scheme(), "redis" | "rediss") => u,
-                    Ok(_) => {
-                        self.url_issue("store.url", &url, "must be a redis:// or rediss:// URL");
-                        return None;
-                    }
-                    Err(e) => {
-                        self.url_issue("store.url", &url, format_args!("is not a URL: {e}"));
-                        return None;
-                    }
-                };
-                let mut full = parsed;
-                let password = self
-                    .secret("store", "password", None, password_env, password_file)
-                    .ok()?;
-                // The URL may hold a password itself; it is a secret either way.
-                let mut source = SecretSource::Inline;
-                if let Some(pw) = password {
-                    if full.set_password(Some(pw.expose())).is_err() {
-                        self.issue("store.url", "cannot carry a password (no host)");
-                        return None;
-                    }
-                    source = pw.source().clone();
-                }
-                Some(StoreConfig::Redis {
-                    url: Secret::new(full.to_string(), source),
-                })
-            }
-            other => {
-                self.issue(
-                    "store.backend",
-                    format!("{other:?} is not a store; use \"file\", \"redis\" or \"memory\""),
-                );
-                None
-            }
-        }
     }
 
     fn egress(&mut self, e: FileEgress, egress_addr: SocketAddr) -> Option<EgressConfig> {
