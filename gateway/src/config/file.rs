@@ -7,7 +7,8 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileConfig {
-    pub(super) spotify: FileSpotify,
+    /// One app (named `default`): `[spotify]`, `[upstream]` and `[access]` at the top level.
+    pub(super) spotify: Option<FileSpotify>,
     #[serde(default)]
     pub(super) listen: FileListen,
     #[serde(default)]
@@ -19,14 +20,30 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) egress: FileEgress,
     pub(super) forward_auth: Option<FileForwardAuth>,
-    #[serde(default)]
-    pub(super) access: FileAccess,
+    pub(super) access: Option<FileAccess>,
     #[serde(default)]
     pub(super) admin: FileAdmin,
     #[serde(default)]
     pub(super) playback: FilePlayback,
     #[serde(default)]
     pub(super) webhooks: Vec<super::webhooks::FileWebhook>,
+    /// Several apps: each its own `[spotify]`, hosts, `[upstream]` and `[access]`.
+    #[serde(default)]
+    pub(super) apps: Vec<FileApp>,
+}
+
+/// One `[[apps]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileApp {
+    pub(super) name: String,
+    pub(super) spotify: FileSpotify,
+    #[serde(default)]
+    pub(super) hosts: Vec<String>,
+    pub(super) upstream: Option<FileUpstream>,
+    #[serde(default)]
+    pub(super) access: FileAccess,
+    pub(super) developer_account: Option<String>,
 }
 
 #[derive(Deserialize)]

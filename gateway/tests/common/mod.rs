@@ -21,7 +21,8 @@
 //!   `proxy.rs`: a real CONNECT proxy (tinyproxy); `tmpfs.rs`: a small tmpfs to fill up (root);
 //!   `ingress.rs`: real nginx and Caddy asking the gateway's `/auth/check`;
 //!   `wait.rs`: [`wait_until`]; `webhook.rs`: a real receiver of the gateway's webhooks and
-//!   `[[webhooks]]` entries; `audit.rs`: the audit lines in a gateway's log.
+//!   `[[webhooks]]` entries; `audit.rs`: the audit lines in a gateway's log;
+//!   `several_apps.rs`: three `[[apps]]` on three loopback hosts ([`three_apps`]).
 //! - `login_by_hand.rs`: a login step by step with explicit cookies ([`pending_login`]);
 //!   `snapshot.rs`: what an attack must leave as it was ([`Observe`], [`watched_stack`]);
 //!   `test_ca.rs`: a test CA in a file ([`Ca`]) and a mock Spotify on `https://`.
@@ -41,6 +42,7 @@ mod mock;
 mod proxy;
 mod redis;
 mod redis_ha;
+mod several_apps;
 mod snapshot;
 mod stack;
 mod test_ca;
@@ -63,6 +65,7 @@ pub use mock::*;
 pub use proxy::*;
 pub use redis::*;
 pub use redis_ha::*;
+pub use several_apps::*;
 pub use snapshot::*;
 pub use stack::*;
 pub use test_ca::*;
