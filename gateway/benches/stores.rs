@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use spotify_gateway::config::StoreConfig;
+use spotify_gateway::config::{RedisConfig, RedisShape, StoreConfig};
 use spotify_gateway::crypto::{Keyring, Purpose};
 use spotify_gateway::secret::Secret;
 use spotify_gateway::session::SessionRecord;
@@ -155,7 +155,13 @@ fn benches(c: &mut Criterion) {
     };
     let redis: Option<Arc<dyn Store>> = redis_server.as_ref().map(|s| {
         let url = Secret::runtime(format!("redis://127.0.0.1:{}", s.port));
-        let store = open(StoreConfig::Redis { url });
+        let store = open(StoreConfig::Redis(RedisConfig {
+            shape: RedisShape::Single { url },
+            password: None,
+            tls: false,
+            ca_file: None,
+            replica_wait: Duration::ZERO,
+        }));
         fill(&rt, store.as_ref(), &records);
         store
     });

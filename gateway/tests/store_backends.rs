@@ -1,8 +1,10 @@
-//! The same store suite against every backend: `memory`, `file` (redb) and `redis` (a real
-//! redis-server).
+//! The same store suite against every backend: `memory`, `file` (redb) and Redis in its
+//! three shapes (`redis`: a real redis-server; `redis-sentinel`: a master, a replica and
+//! three sentinels; `redis-cluster`: three masters with a replica each).
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use spotify_gateway::secret::Secret;
@@ -203,17 +205,15 @@ async fn file_backend_and_it_survives_reopening() {
     assert!(again.is_err(), "the file is held by `reopened`");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_backend_and_invalidations() {
-    let redis = common::RedisServer::start().await;
-    let store = RedisStore::open(&Secret::runtime(redis.url())).unwrap();
+/// A shared store: the suite, with invalidations reaching its own subscription.
+async fn shared_suite(store: &dyn Store) {
     let mut changes = store
         .invalidations()
         .expect("a shared store publishes invalidations");
     // The subscription announces itself with `All` once it is up.
     let first = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
     assert_eq!(first.ok().flatten(), Some(Invalidation::All));
-    suite(&store).await;
+    suite(store).await;
     store.publish_invalidation("session-key").await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
     assert_eq!(
@@ -222,27 +222,130 @@ async fn redis_backend_and_invalidations() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_backend_and_invalidations() {
+    let redis = common::RedisServer::start().await;
+    let store = RedisStore::open(&Secret::runtime(redis.url())).unwrap();
+    shared_suite(&store).await;
+}
+
+/// The `[store]` table of a config for `backend` with `keys`, opened as the gateway does.
+fn open_configured(store_table: &str) -> Arc<dyn Store> {
+    use spotify_gateway::config::Config;
+    let text = format!(
+        r#"
+[spotify]
+client_id = "id"
+client_secret = "secret"
+redirect_uri = "http://127.0.0.1:8080/auth/callback"
+[session]
+secret = "a-session-secret-that-is-long-enough-0123"
+[store]
+{store_table}
+"#
+    );
+    let config = Config::parse(&text, "test.toml", &|_| None).expect("valid config");
+    let metrics = Arc::new(spotify_gateway::telemetry::metrics::Metrics::new());
+    spotify_gateway::store::open(&config.store, metrics).expect("open")
+}
+
+fn quoted(list: &[String]) -> String {
+    let items: Vec<String> = list.iter().map(|a| format!("{a:?}")).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn sentinel_table(set: &common::SentinelSet) -> String {
+    format!(
+        "backend = \"redis-sentinel\"\nsentinels = {}\nmaster_name = \"{}\"\n",
+        quoted(&set.sentinel_addrs()),
+        common::MASTER_NAME
+    )
+}
+
+fn cluster_table(cluster: &common::Cluster) -> String {
+    format!(
+        "backend = \"redis-cluster\"\nnodes = {}\n",
+        quoted(&cluster.seeds())
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sentinel_backend_and_invalidations() {
+    let set = common::SentinelSet::start().await;
+    let store = open_configured(&sentinel_table(&set));
+    shared_suite(store.as_ref()).await;
+    let other = open_configured(&sentinel_table(&set));
+    shares_cool_downs_and_the_budget(store.as_ref(), other.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_backend_and_invalidations() {
+    let cluster = common::Cluster::start().await;
+    let store = open_configured(&cluster_table(&cluster));
+    shared_suite(store.as_ref()).await;
+    // The records spread over every master; the user index's buckets too.
+    for master in cluster.master_ports().await {
+        assert!(
+            cluster.keys_on(master, "sgw:*").await > 0,
+            "master {master} holds none of the store's keys"
+        );
+    }
+    let other = open_configured(&cluster_table(&cluster));
+    shares_cool_downs_and_the_budget(store.as_ref(), other.as_ref()).await;
+}
+
 /// The quota's shared state on Redis: a cool-down reaches every subscriber (and one that
 /// subscribes later, from its key); the budget's window is one for every client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_shares_cool_downs_and_the_budget() {
     let redis = common::RedisServer::start().await;
     let store = RedisStore::open(&Secret::runtime(redis.url())).unwrap();
-    let mut notices = store
-        .cool_downs()
-        .expect("a shared store shares cool-downs");
-    let mut changes = store.invalidations().expect("invalidations");
-    let up = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
-    assert_eq!(up.ok().flatten(), Some(Invalidation::All), "subscribed");
+    let late = RedisStore::open(&Secret::runtime(redis.url())).unwrap();
+    shares_cool_downs_and_the_budget(&store, &late).await;
+    assert_eq!(
+        MemoryStore::default()
+            .take_budget(3, None, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// `late` has not read its cool-downs yet: it learns the running one from its key.
+async fn shares_cool_downs_and_the_budget(store: &dyn Store, late: &dyn Store) {
+    let notices = tokio::sync::Mutex::new(
+        store
+            .cool_downs()
+            .expect("a shared store shares cool-downs"),
+    );
+    let mut changes = store.invalidations();
+    if let Some(changes) = changes.as_mut() {
+        let up = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
+        assert_eq!(up.ok().flatten(), Some(Invalidation::All), "subscribed");
+    }
+    // The store's subscription is up (announced on its invalidations, or, when a suite took
+    // them, by a notice coming through).
+    // The app it names travels too (`[[apps]]`), through the channel and the key.
     let notice = CoolDownNotice {
         hold_ms: 60_000,
         quota_exceeded: true,
+        app: Some("radio".into()),
     };
-    store.publish_cool_down(notice).await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(10), notices.recv()).await;
-    assert_eq!(got.ok().flatten(), Some(notice));
+    common::wait_until(
+        Duration::from_secs(10),
+        "a cool-down to come through",
+        || async {
+            store.publish_cool_down(notice.clone()).await.unwrap();
+            let mut notices = notices.lock().await;
+            tokio::time::timeout(Duration::from_millis(200), notices.recv())
+                .await
+                .ok()
+                .flatten()
+                == Some(notice.clone())
+        },
+    )
+    .await;
 
-    let late = RedisStore::open(&Secret::runtime(redis.url())).unwrap();
     let mut late_notices = late.cool_downs().expect("cool-downs");
     let running = tokio::time::timeout(Duration::from_secs(10), late_notices.recv())
         .await
@@ -250,11 +353,12 @@ async fn redis_shares_cool_downs_and_the_budget() {
         .flatten()
         .expect("the running cool-down, read on subscribing");
     assert!(running.quota_exceeded);
-    assert!((55_000..=60_000).contains(&running.hold_ms), "{running:?}");
+    assert_eq!(running.app.as_deref(), Some("radio"));
+    assert!((50_000..=60_000).contains(&running.hold_ms), "{running:?}");
 
     let window = Duration::from_secs(30);
     // App-token calls have their own share (2 of 4), counted on both replicas.
-    for s in [&store, &late] {
+    for s in [store, late] {
         let taken = s.take_budget(4, Some(2), window).await.unwrap();
         assert_eq!(taken, Some(None), "an app call taken");
     }
@@ -263,7 +367,7 @@ async fn redis_shares_cool_downs_and_the_budget() {
         app_full.is_some_and(|wait| wait.is_some_and(|w| w <= window)),
         "the app share is spent on both: {app_full:?}"
     );
-    for s in [&late, &store] {
+    for s in [late, store] {
         assert_eq!(
             s.take_budget(4, None, window).await.unwrap(),
             Some(None),
@@ -276,13 +380,6 @@ async fn redis_shares_cool_downs_and_the_budget() {
         .unwrap()
         .expect("shared");
     assert!(full.is_some_and(|wait| wait <= window), "{full:?}");
-    assert_eq!(
-        MemoryStore::default()
-            .take_budget(3, None, window)
-            .await
-            .unwrap(),
-        None
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,6 +390,42 @@ async fn redis_errors_are_clear_when_redis_is_down() {
     let text = err.to_string();
     assert!(text.contains("redis"), "{text}");
     assert!(store.ping().await.is_err());
+}
+
+/// `rediss://`: the server's certificate is verified against the system's roots plus
+/// `store.ca_file`; without the file, a private CA's certificate is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_trusts_the_store_ca_file() {
+    let ca = common::Ca::new("Redis test CA");
+    let tls = ca
+        .ca
+        .issue(common::LOOPBACK, mock_spotify::Validity::Current);
+    let (_redis, tls_port) = common::RedisNode::start_tls(&tls.cert_pem, &tls.key_pem).await;
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let trusted = open_configured(&format!(
+        "backend = \"redis\"\nurl = \"{url}\"\nca_file = \"{}\"\n",
+        ca.file()
+    ));
+    trusted
+        .ping()
+        .await
+        .expect("verified against store.ca_file");
+    let ns = Namespace::Session;
+    trusted
+        .put(ns, "k", b"v".to_vec(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        trusted.get(ns, "k").await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+
+    let untrusted = open_configured(&format!("backend = \"redis\"\nurl = \"{url}\"\n"));
+    let err = untrusted
+        .ping()
+        .await
+        .expect_err("a private CA is not a system root");
+    assert!(err.to_string().contains("certificate"), "{err}");
 }
 
 /// `store.url` plus `store.password_env`: the password from the environment reaches Redis,

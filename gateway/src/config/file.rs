@@ -7,7 +7,8 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileConfig {
-    pub(super) spotify: FileSpotify,
+    /// One app (named `default`): `[spotify]`, `[upstream]` and `[access]` at the top level.
+    pub(super) spotify: Option<FileSpotify>,
     #[serde(default)]
     pub(super) listen: FileListen,
     #[serde(default)]
@@ -19,14 +20,30 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) egress: FileEgress,
     pub(super) forward_auth: Option<FileForwardAuth>,
-    #[serde(default)]
-    pub(super) access: FileAccess,
+    pub(super) access: Option<FileAccess>,
     #[serde(default)]
     pub(super) admin: FileAdmin,
     #[serde(default)]
     pub(super) playback: FilePlayback,
     #[serde(default)]
     pub(super) webhooks: Vec<super::webhooks::FileWebhook>,
+    /// Several apps: each its own `[spotify]`, hosts, `[upstream]` and `[access]`.
+    #[serde(default)]
+    pub(super) apps: Vec<FileApp>,
+}
+
+/// One `[[apps]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileApp {
+    pub(super) name: String,
+    pub(super) spotify: FileSpotify,
+    #[serde(default)]
+    pub(super) hosts: Vec<String>,
+    pub(super) upstream: Option<FileUpstream>,
+    #[serde(default)]
+    pub(super) access: FileAccess,
+    pub(super) developer_account: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +143,18 @@ pub(super) struct FileStore {
     pub(super) url: Option<String>,
     pub(super) password_env: Option<String>,
     pub(super) password_file: Option<String>,
+    /// `backend = "redis-sentinel"`: the sentinels (`host:port`), the master's name there,
+    /// and the sentinels' own password.
+    pub(super) sentinels: Option<Vec<String>>,
+    pub(super) master_name: Option<String>,
+    pub(super) sentinel_password_env: Option<String>,
+    pub(super) sentinel_password_file: Option<String>,
+    /// `backend = "redis-cluster"`: seed nodes (`host:port`).
+    pub(super) nodes: Option<Vec<String>>,
+    /// TLS to the sentinels and the data nodes (a `redis` URL says it with `rediss://`).
+    pub(super) tls: Option<bool>,
+    pub(super) ca_file: Option<String>,
+    pub(super) replica_wait: Option<String>,
 }
 
 impl Default for FileStore {
@@ -136,6 +165,14 @@ impl Default for FileStore {
             url: None,
             password_env: None,
             password_file: None,
+            sentinels: None,
+            master_name: None,
+            sentinel_password_env: None,
+            sentinel_password_file: None,
+            nodes: None,
+            tls: None,
+            ca_file: None,
+            replica_wait: None,
         }
     }
 }

@@ -43,20 +43,66 @@ pub enum Flow {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Config {
-    pub spotify: SpotifyConfig,
+    /// The Spotify apps this gateway serves, at least one: `[[apps]]`, or the one app named
+    /// [`DEFAULT_APP`] that `[spotify]`, `[upstream]` and `[access]` describe.
+    pub apps: Vec<AppConfig>,
     pub listen: ListenConfig,
     pub server: ServerSettings,
-    pub upstream: Option<UpstreamConfig>,
     pub session: SessionConfig,
     pub store: StoreConfig,
     pub egress: EgressConfig,
     /// `[forward_auth]`: `/auth/check` answers an existing ingress; `None` turns it off.
     pub forward_auth: Option<ForwardAuthConfig>,
-    pub access: AccessConfig,
     pub playback: PlaybackConfig,
     pub admin: AdminConfig,
     /// `[[webhooks]]`: receivers of the audit events (`events::webhooks`).
     pub webhooks: Vec<WebhookConfig>,
+}
+
+/// The name of the app a single-app config (`[spotify]`) describes. Its cookie, keys and
+/// store keys are those of the gateway before `[[apps]]`, so its sessions outlive the upgrade.
+pub const DEFAULT_APP: &str = "default";
+
+/// One Spotify app (client id) the gateway serves (`[[apps]]`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AppConfig {
+    /// A short label (`[a-z0-9_-]`, at most 32): metrics, logs, events, the admin API, and
+    /// the suffix of its cookie's name.
+    pub name: String,
+    pub spotify: SpotifyConfig,
+    /// The public hosts it serves (the request's `Host`); empty only for the one app of a
+    /// config, which then serves every host.
+    pub hosts: Vec<AppHost>,
+    pub upstream: Option<UpstreamConfig>,
+    pub access: AccessConfig,
+    /// Apps with the same label share one Spotify quota (the developer account's).
+    pub developer_account: String,
+}
+
+impl AppConfig {
+    /// Whether this is the app of a single-app config, with the gateway's historic cookie,
+    /// keys and store keys.
+    pub fn is_default(&self) -> bool {
+        self.name == DEFAULT_APP
+    }
+}
+
+/// One `apps[N].hosts` entry: a host, with a port to match only that port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppHost(pub crate::net::host::HostPort);
+
+impl AppHost {
+    /// Whether a request's `Host` is this host: the same name, and the same port when the
+    /// entry names one (an ingress in front may use any port).
+    pub fn serves(&self, host: &crate::net::host::HostPort) -> bool {
+        self.0.host == host.host && (self.0.port.is_none() || self.0.port == host.port)
+    }
+}
+
+impl Serialize for AppHost {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
 }
 
 /// `[admin]`: the admin API (`/admin/v1/...` on the admin listener, `admin/mod.rs`).
@@ -356,8 +402,73 @@ impl ForwardAuthConfig {
 #[serde(tag = "backend", rename_all = "snake_case")]
 pub enum StoreConfig {
     File { path: PathBuf },
-    Redis { url: Secret },
+    Redis(RedisConfig),
     Memory,
+}
+
+/// A Redis (or Valkey) store, in any of its three shapes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RedisConfig {
+    pub shape: RedisShape,
+    /// The data nodes' password with a sentinel or a cluster (a single server's is in its URL).
+    pub password: Option<Secret>,
+    /// TLS to the sentinels and data nodes (a single server: its URL is `rediss://`).
+    pub tls: bool,
+    /// Extra CAs trusted over TLS, besides the system's (`store.ca_file`).
+    pub ca_file: Option<CaFile>,
+    /// How long a write that would sign a user out if lost waits for a replica to hold it
+    /// (`WAIT 1 <ms>`); zero: it does not wait.
+    #[serde(serialize_with = "ser_duration")]
+    pub replica_wait: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "shape", rename_all = "snake_case")]
+pub enum RedisShape {
+    /// `backend = "redis"`: one server (or a managed service's one endpoint).
+    Single { url: Secret },
+    /// `backend = "redis-sentinel"`: the master Sentinel names, followed through failovers.
+    Sentinel {
+        sentinels: Vec<NodeAddr>,
+        master_name: String,
+        sentinel_password: Option<Secret>,
+    },
+    /// `backend = "redis-cluster"`: seed nodes; the rest is discovered.
+    Cluster { nodes: Vec<NodeAddr> },
+}
+
+impl RedisShape {
+    /// The `store.backend` value that names this shape.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            RedisShape::Single { .. } => "redis",
+            RedisShape::Sentinel { .. } => "redis-sentinel",
+            RedisShape::Cluster { .. } => "redis-cluster",
+        }
+    }
+}
+
+/// A sentinel's or a cluster node's `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Serialize for NodeAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -454,6 +565,7 @@ impl Config {
             doc: &doc,
             env,
             issues: Vec::new(),
+            app_scope: None,
         };
         let config = v.validate(file);
         match config {
@@ -462,10 +574,64 @@ impl Config {
         }
     }
 
-    /// The effective config as TOML, every secret replaced by where it comes from.
+    /// The effective config as TOML, every secret replaced by where it comes from. A
+    /// single-app config prints as it was written: `[spotify]`, `[upstream]`, `[access]`.
     pub fn to_redacted_toml(&self) -> String {
-        toml_edit::ser::to_string_pretty(self)
-            .unwrap_or_else(|e| format!("# cannot render the config: {e}\n"))
+        match self.apps.as_slice() {
+            [only] if only.is_default() && only.hosts.is_empty() => {
+                #[derive(Serialize)]
+                struct SingleApp<'a> {
+                    spotify: &'a SpotifyConfig,
+                    upstream: Option<&'a UpstreamConfig>,
+                    access: &'a AccessConfig,
+                    #[serde(flatten)]
+                    rest: Rest<'a>,
+                }
+                #[derive(Serialize)]
+                struct Rest<'a> {
+                    listen: &'a ListenConfig,
+                    server: &'a ServerSettings,
+                    session: &'a SessionConfig,
+                    store: &'a StoreConfig,
+                    egress: &'a EgressConfig,
+                    forward_auth: Option<&'a ForwardAuthConfig>,
+                    playback: &'a PlaybackConfig,
+                    admin: &'a AdminConfig,
+                    webhooks: &'a [WebhookConfig],
+                }
+                let Config {
+                    apps: _,
+                    listen,
+                    server,
+                    session,
+                    store,
+                    egress,
+                    forward_auth,
+                    playback,
+                    admin,
+                    webhooks,
+                } = self;
+                let single = SingleApp {
+                    spotify: &only.spotify,
+                    upstream: only.upstream.as_ref(),
+                    access: &only.access,
+                    rest: Rest {
+                        listen,
+                        server,
+                        session,
+                        store,
+                        egress,
+                        forward_auth: forward_auth.as_ref(),
+                        playback,
+                        admin,
+                        webhooks,
+                    },
+                };
+                toml_edit::ser::to_string_pretty(&single)
+            }
+            _ => toml_edit::ser::to_string_pretty(self),
+        }
+        .unwrap_or_else(|e| format!("# cannot render the config: {e}\n"))
     }
 }
 

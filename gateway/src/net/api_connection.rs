@@ -161,12 +161,15 @@ impl ApiConnection {
     }
 
     /// A warm-up call through the egress listener at `egress` (loopback when it listens on
-    /// every address): the proxy opens a connection to the API in its pool, as for a call,
-    /// and sends nothing on it.
-    pub async fn warm(&self, egress: SocketAddr) {
+    /// every address) for the app named `app`: the proxy opens a connection to the API in its
+    /// pool, as for a call, and sends nothing on it. The call names its app with
+    /// `X-Gateway-App` (`proxy::egress::by_app`), so that with several apps it reaches this
+    /// connection's app, whose proxy alone knows this token.
+    pub async fn warm(&self, egress: SocketAddr, app: &str) {
         let started = Instant::now();
         let request = format!(
-            "GET /v1/ HTTP/1.1\r\nHost: {egress}\r\n{WARM_HEADER}: {}\r\nConnection: close\r\n\r\n",
+            "GET /v1/ HTTP/1.1\r\nHost: {egress}\r\nX-Gateway-App: {app}\r\n\
+             {WARM_HEADER}: {}\r\nConnection: close\r\n\r\n",
             self.warm_token
         );
         let call = async {
@@ -178,12 +181,15 @@ impl ApiConnection {
         };
         match tokio::time::timeout(WARM_TIMEOUT, call).await {
             Ok(Ok(answer)) if answer.starts_with(b"HTTP/1.1 204") => tracing::debug!(
+                app,
                 ms = started.elapsed().as_millis() as u64,
                 "a connection to the API is warm"
             ),
-            Ok(Ok(_)) => tracing::debug!("warming a connection to the API failed"),
-            Ok(Err(e)) => tracing::debug!(error = %e, "cannot reach the egress listener to warm"),
-            Err(_) => tracing::debug!("warming a connection to the API timed out"),
+            Ok(Ok(_)) => tracing::debug!(app, "warming a connection to the API failed"),
+            Ok(Err(e)) => {
+                tracing::debug!(app, error = %e, "cannot reach the egress listener to warm")
+            }
+            Err(_) => tracing::debug!(app, "warming a connection to the API timed out"),
         }
     }
 }

@@ -7,7 +7,9 @@
 //! reqwest as a rustls config and to pingora's connector once, when the egress proxy is built
 //! ([`Trust::connector_roots`]): a per-peer CA list would make pingora build a TLS config for
 //! every connection, and a fresh config has no session cache, so no reconnection could resume
-//! (issue 29). Verification is never switched off: there is no option for it.
+//! (issue 29). With several apps the one connector takes the union of their roots
+//! ([`Trust::connector_roots_of`]; why in `server::build`). Verification is never switched
+//! off: there is no option for it.
 //!
 //! A failed handshake is classified once ([`classify`]) into a bounded [`TlsReason`], for the
 //! caller's 502, the operator's log line and the `upstream_tls_failures_total` counter.
@@ -101,12 +103,28 @@ impl Trust {
     /// in memory (a memfd named by `/proc/self/fd`), so a read-only file system is no
     /// obstacle and nothing is left behind; keep it until the proxy is built.
     pub fn connector_roots(&self) -> io::Result<Option<RootsFile>> {
-        if self.certs.is_empty() {
+        Trust::connector_roots_of([self])
+    }
+
+    /// [`Trust::connector_roots`] for the one connector of several apps (`[[apps]]`): the
+    /// union of their roots (the system's once, plus every app's `spotify.ca_file`), each
+    /// certificate once.
+    pub fn connector_roots_of<'a>(
+        trusts: impl IntoIterator<Item = &'a Trust>,
+    ) -> io::Result<Option<RootsFile>> {
+        let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+        let mut certs: Vec<&CertificateDer<'static>> = Vec::new();
+        for cert in trusts.into_iter().flat_map(|t| t.certs.iter()) {
+            if seen.insert(cert.as_ref()) {
+                certs.push(cert);
+            }
+        }
+        if certs.is_empty() {
             return Ok(None);
         }
         let b64 = base64::engine::general_purpose::STANDARD;
-        let mut pem = String::with_capacity(self.certs.len() * 2048);
-        for cert in &self.certs {
+        let mut pem = String::with_capacity(certs.len() * 2048);
+        for cert in certs {
             pem.push_str("-----BEGIN CERTIFICATE-----\n");
             let text = b64.encode(cert.as_ref());
             for line in text.as_bytes().chunks(64) {
@@ -144,6 +162,47 @@ impl RootsFile {
         use std::os::fd::AsRawFd;
         format!("/proc/self/fd/{}", self.file.as_raw_fd())
     }
+}
+
+/// The same set for the Redis client (`store.ca_file`), which takes its roots as one PEM
+/// bundle: the system's roots plus `extra`, so a `rediss://` store trusts what the clients to
+/// Spotify trust, and what `store.ca_file` adds.
+pub fn roots_pem(extra: Option<&CaFile>) -> io::Result<Vec<u8>> {
+    use base64::Engine;
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!(error = %e, "cannot read some of the system's CA certificates");
+    }
+    let extra_certs = extra.into_iter().flat_map(|f| f.certs.iter().cloned());
+    let mut pem = Vec::new();
+    for der in native
+        .certs
+        .into_iter()
+        .map(|c| c.to_vec())
+        .chain(extra_certs)
+    {
+        // A certificate rustls cannot use as a root would fail the whole bundle in the Redis
+        // client: skip it here, as `Trust::load_for` does.
+        if RootCertStore::empty()
+            .add(CertificateDer::from(der.clone()))
+            .is_err()
+        {
+            continue;
+        }
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.extend_from_slice(line);
+            pem.push(b'\n');
+        }
+        pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    if pem.is_empty() {
+        return Err(io::Error::other(
+            "no CA certificates: install ca-certificates or set store.ca_file",
+        ));
+    }
+    Ok(pem)
 }
 
 /// Why a TLS connection to Spotify failed; each is a label value of
@@ -388,5 +447,20 @@ mod tests {
         let mut store = RootCertStore::empty();
         pingora::tls::load_ca_file_into_store(bundle.path(), &mut store).expect("pingora reads it");
         assert_eq!(store.len(), system + 1);
+        // Several apps' connector: the system's roots once, and each app's CA.
+        let other_pem = mock_spotify::TestCa::new("another app's CA").cert_pem();
+        let other = CaFile {
+            path: "other-ca.pem".into(),
+            certs: rustls::pki_types::CertificateDer::pem_slice_iter(other_pem.as_bytes())
+                .map(|c| c.expect("pem").to_vec())
+                .collect(),
+        };
+        let other = Trust::load(Some(&other)).expect("roots and the other file");
+        let union = Trust::connector_roots_of([&with, &none, &other, &with])
+            .expect("bundle")
+            .expect("some roots");
+        let mut store = RootCertStore::empty();
+        pingora::tls::load_ca_file_into_store(union.path(), &mut store).expect("pingora reads it");
+        assert_eq!(store.len(), system + 2);
     }
 }

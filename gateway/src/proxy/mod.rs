@@ -28,11 +28,12 @@ pub use upstream::UpstreamTarget;
 
 /// Headers that carry identity or credentials between the gateway and its clients. A client
 /// never gets to choose them on the way in, and they never travel on to an upstream.
-pub const IDENTITY_HEADERS: [&str; 4] = [
+pub const IDENTITY_HEADERS: [&str; 5] = [
     "x-spotify-user-id",
     "x-spotify-account-id",
     "x-spotify-scopes",
     "x-gateway-user",
+    "x-gateway-app",
 ];
 
 /// A request id from the client when it looks like one, else a new one (`crate::telemetry::request_id`,
@@ -65,6 +66,8 @@ pub struct RequestInfo {
     /// The HTTP version the upstream answered with (`h2`, `http/1.1`), once it has.
     pub upstream_protocol: Option<&'static str>,
     pub trace: trace::TraceContext,
+    /// No app took the request (`[[apps]]`: a host no app serves, a call naming no app).
+    pub no_app: bool,
 }
 
 impl Default for RequestInfo {
@@ -75,6 +78,7 @@ impl Default for RequestInfo {
             id: String::new(),
             upstream_protocol: None,
             trace: trace::TraceContext::default(),
+            no_app: false,
         }
     }
 }
@@ -98,12 +102,20 @@ impl RequestInfo {
     ) {
         let status = response_status(session);
         let elapsed = self.started.elapsed();
-        gw.metrics
-            .observe_request(listener, self.route, status, elapsed.as_secs_f64());
+        // A request no app took (an unknown host, a call naming no app) is no app's.
+        let app = (!self.no_app).then_some(gw.app.name.as_str());
+        gw.metrics.observe_request(
+            app.unwrap_or(""),
+            listener,
+            self.route,
+            status,
+            elapsed.as_secs_f64(),
+        );
         let user = user.filter(|_| gw.live().log_user_id).map(|s| s.user_id());
         tracing::info!(
             target: "access",
             listener,
+            app,
             request_id = %self.id,
             trace_id = %self.trace.trace_id(),
             method = %session.req_header().method,

@@ -1,6 +1,7 @@
 //! Builds the pingora server from our config (never pingora's YAML) and runs it: the public,
 //! egress and admin listeners, and a lifecycle task that flips `/readyz` on shutdown.
 
+pub mod apps;
 pub mod errors;
 pub mod guards;
 pub mod reload;
@@ -18,8 +19,10 @@ use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::config::Config;
-use crate::proxy::egress::EgressProxy;
-use crate::proxy::public::PublicProxy;
+use crate::net::tls_roots::Trust;
+use crate::proxy::egress::EgressApps;
+use crate::proxy::public::PublicApps;
+use crate::server::apps::{Apps, IntoApps};
 use crate::server::guards::{ConnectionLimit, Guard, KeepOpen, RequestGuard};
 use crate::server::state::Gateway;
 
@@ -30,13 +33,14 @@ const RUNTIME_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 /// reloads what can change without new listeners.
 pub fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Result<(), StartError> {
     check_addresses_free(&config)?;
-    run_gateway(Gateway::new(config, config_path)?)
+    run_gateway(Apps::new(config, config_path)?)
 }
 
-/// Runs an already wired gateway (the demo keeps a handle on it) until SIGTERM.
-pub fn run_gateway(gw: Arc<Gateway>) -> Result<(), StartError> {
-    check_addresses_free(&gw.config)?;
-    build(gw)?.run(RunArgs::default());
+/// Runs already wired apps (the demo keeps a handle on them) until SIGTERM.
+pub fn run_gateway(apps: impl IntoApps) -> Result<(), StartError> {
+    let apps = apps.into_apps();
+    check_addresses_free(&apps.first().config)?;
+    build(apps)?.run(RunArgs::default());
     Ok(())
 }
 
@@ -59,7 +63,9 @@ fn check_addresses_free(config: &Config) -> Result<(), StartError> {
 }
 
 /// The pingora server with every service added, not yet running.
-pub fn build(gw: Arc<Gateway>) -> Result<Server, StartError> {
+pub fn build(apps: impl IntoApps) -> Result<Server, StartError> {
+    let apps = apps.into_apps();
+    let gw = Arc::clone(apps.first());
     let mut server = Server::new_with_opt_and_conf(None, server_conf(&gw.config, None));
     server.bootstrap();
     let listen = gw.config.listen.clone();
@@ -79,21 +85,30 @@ pub fn build(gw: Arc<Gateway>) -> Result<Server, StartError> {
     };
     let conf = &server.configuration;
     let public_guard = guard("public", limits.max_connections_public, public_max);
-    let public_app = pingora::proxy::http_proxy(conf, PublicProxy::new(gw.clone()));
+    let public_app = pingora::proxy::http_proxy(conf, PublicApps::new(&apps));
     let public = guarded("public", public_app, &public_guard, listen.public);
     let egress_guard = guard("egress", limits.max_connections_egress, egress_max);
     // The egress proxy's connector gets the trust set once (read from the bundle while it is
     // built): pingora then clones one TLS config, and its session cache, per connection, so
     // a reconnection to Spotify resumes instead of paying a full handshake.
-    let roots = gw.trust.connector_roots().map_err(StartError::Clients)?;
+    //
+    // One connector serves every app (`[[apps]]`), so it trusts the union of their roots:
+    // the system's plus every app's `spotify.ca_file`. Per-peer CA lists for apps whose
+    // files differ would not keep them apart: pingora's pool does not key connections by
+    // their CA list (`HttpPeer`'s reuse hash), so an app would reuse a connection another
+    // app's CA verified whenever both name the same API. The union says plainly what is
+    // trusted (docs/connecting-to-spotify.md) and keeps one TLS config, and its resumption,
+    // for all of them.
+    let roots = Trust::connector_roots_of(apps.all().iter().map(|gw| gw.trust.as_ref()))
+        .map_err(StartError::Clients)?;
     let egress_conf = Arc::new(server_conf(&gw.config, roots.as_ref().map(|r| r.path())));
-    let egress_app = pingora::proxy::http_proxy(&egress_conf, EgressProxy::new(gw.clone()));
+    let egress_app = pingora::proxy::http_proxy(&egress_conf, EgressApps::new(&apps));
     drop(roots);
     let egress = guarded("egress", egress_app, &egress_guard, listen.egress);
     let admin_guard = guard("admin", limits.max_connections_admin, admin_max);
     let mut admin = guarded(
         "admin",
-        AdminApp::new(gw.clone()),
+        AdminApp::new(Arc::clone(&apps)),
         &admin_guard,
         listen.admin,
     );
@@ -103,7 +118,7 @@ pub fn build(gw: Arc<Gateway>) -> Result<Server, StartError> {
     let admin = KeepOpen::new(admin);
     let (public_limit, egress_limit) = (public_guard.max_connections, egress_guard.max_connections);
 
-    let lifecycle = background_service("lifecycle", Lifecycle { gw: gw.clone() });
+    let lifecycle = background_service("lifecycle", Lifecycle { apps });
 
     server.add_service(lifecycle);
     server.add_service(public);
@@ -202,7 +217,7 @@ const API_CONNECTION_CHECK_INTERVAL: std::time::Duration = std::time::Duration::
 /// Housekeeping while running; marks the gateway as shutting down the moment pingora
 /// broadcasts it, so `/readyz` fails while in-flight requests finish.
 struct Lifecycle {
-    gw: Arc<Gateway>,
+    apps: Arc<Apps>,
 }
 
 #[async_trait]
@@ -210,18 +225,16 @@ impl BackgroundService for Lifecycle {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         // pingora reports a listening service ready before it binds, so wait until the
         // proxies accept connections before `/readyz` says so.
-        let listen = &self.gw.config.listen;
+        let listen = &self.apps.first().config.listen;
         for addr in [listen.public, listen.egress] {
             wait_until_accepting(addr).await;
         }
-        self.gw.mark_listening();
-        let api = Arc::clone(&self.gw.api_connection);
+        self.apps.mark_listening();
+        // Each app's connection to its API, warmed through the one egress listener.
         let egress = reachable(listen.egress);
-        if api.enabled() {
-            tokio::spawn({
-                let api = Arc::clone(&api);
-                async move { api.warm(egress).await }
-            });
+        let http2 = |gw: &&Arc<Gateway>| gw.api_connection.enabled();
+        for gw in self.apps.all().iter().filter(http2) {
+            warm(gw, egress);
         }
         let mut api_check = tokio::time::interval(API_CONNECTION_CHECK_INTERVAL);
         api_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -243,19 +256,19 @@ impl BackgroundService for Lifecycle {
                         break;
                     }
                 }
-                _ = tick.tick() => self.gw.sessions.housekeeping().await,
-                _ = api_check.tick(), if api.enabled() => {
-                    if api.check() {
-                        let api = Arc::clone(&api);
-                        tokio::spawn(async move { api.warm(egress).await });
+                _ = tick.tick() => {
+                    for gw in self.apps.all() {
+                        gw.sessions.housekeeping().await;
                     }
                 }
-                _ = retry_unsaved.tick() => {
-                    self.gw.sessions.save_unsaved().await;
-                    self.gw.sessions.publish_unpublished_purges().await;
+                _ = api_check.tick(), if self.apps.all().iter().any(|gw| http2(&gw)) => {
+                    for gw in self.apps.all().iter().filter(|gw| gw.api_connection.check()) {
+                        warm(gw, egress);
+                    }
                 }
+                _ = retry_unsaved.tick() => self.save_unsaved().await,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
-                    match self.gw.reload() {
+                    match self.apps.reload() {
                         Ok(report) => {
                             tracing::info!(applied = ?report.applied, "config reloaded");
                             for key in &report.restart_needed {
@@ -267,18 +280,35 @@ impl BackgroundService for Lifecycle {
                 }
             }
         }
-        self.gw.begin_shutdown();
+        self.apps.begin_shutdown();
         // One more try for refreshed sessions the store has not taken, before the exit.
-        self.gw.sessions.save_unsaved().await;
-        self.gw.sessions.publish_unpublished_purges().await;
+        self.save_unsaved().await;
         tracing::info!("shutdown started: /readyz now fails, finishing in-flight requests");
-        let queued = self.gw.events.webhooks().queued();
+        let queued = self.apps.first().events.webhooks().queued();
         if queued > 0 {
             tracing::warn!(
                 queued,
                 "webhook events are still queued at shutdown: delivery goes on during \
                  server.grace_period; what is left at the exit is lost (the audit log has them)"
             );
+        }
+    }
+}
+
+/// Warms `gw`'s connection to its API in a task of its own: a warm-up call to the egress
+/// listener at `egress` that names the app, for the router (`proxy::egress::by_app`).
+fn warm(gw: &Arc<Gateway>, egress: std::net::SocketAddr) {
+    let api = Arc::clone(&gw.api_connection);
+    let app = gw.app.name.clone();
+    tokio::spawn(async move { api.warm(egress, &app).await });
+}
+
+impl Lifecycle {
+    /// Writes again what the store did not take, in every app.
+    async fn save_unsaved(&self) {
+        for gw in self.apps.all() {
+            gw.sessions.save_unsaved().await;
+            gw.sessions.publish_unpublished_purges().await;
         }
     }
 }

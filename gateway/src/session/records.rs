@@ -34,13 +34,15 @@ impl Sessions {
         Ok(())
     }
 
-    /// Writes `record`, just refreshed, for `session`. Spotify may have rotated the refresh
-    /// token: if the store does not take the new record now, it must not be lost, so it is
-    /// kept and written again until it lands.
-    pub async fn save_refreshed(&self, session: &Arc<LiveSession>, record: &SessionRecord) {
+    /// Writes `record`, just refreshed, for `session`; true when the store took it. Spotify
+    /// may have rotated the refresh token: if the store does not take the new record now, it
+    /// must not be lost, so it is kept and written again until it lands.
+    pub async fn save_refreshed(&self, session: &Arc<LiveSession>, record: &SessionRecord) -> bool {
         if self.persist(&session.key, record).await.is_err() {
             self.keep_unsaved(session);
+            return false;
         }
+        true
     }
 
     /// Ends `session` because Spotify refused its refresh token (`invalid_grant`): as
@@ -57,12 +59,17 @@ impl Sessions {
 impl Sessions {
     /// Keeps a refreshed session that the store refused, to be written again.
     fn keep_unsaved(&self, session: &Arc<LiveSession>) {
-        let n = {
+        let (n, added) = {
             let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-            unsaved.insert(session.key.clone(), Arc::clone(session));
-            unsaved.len()
+            let added = unsaved
+                .insert(session.key.clone(), Arc::clone(session))
+                .is_none();
+            (unsaved.len(), added)
         };
-        self.metrics.unsaved_sessions.set(n as i64);
+        // Counted up and down, not set: every app's sessions add to the one gauge.
+        if added {
+            self.metrics.unsaved_sessions.inc();
+        }
         tracing::error!(
             unsaved = n,
             "a refreshed session could not be written to the session store; it is kept in \
@@ -78,12 +85,18 @@ impl Sessions {
     }
 
     pub(super) fn forget_unsaved(&self, key: &SessionKey) {
-        let n = {
+        let removed = {
             let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-            unsaved.remove(key);
-            unsaved.len()
+            unsaved.remove(key).is_some()
         };
-        self.metrics.unsaved_sessions.set(n as i64);
+        if removed {
+            self.metrics.unsaved_sessions.dec();
+        }
+    }
+
+    /// Whether the refreshed record of the session `key` waits for the store.
+    pub fn is_unsaved(&self, key: &SessionKey) -> bool {
+        self.unsaved(key).is_some()
     }
 
     /// How many refreshed sessions wait for the store (`/readyz` fails while any do).

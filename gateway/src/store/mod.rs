@@ -1,11 +1,13 @@
 //! Where sessions, tokens and pending logins persist: the contract (`api`), three backends
-//! (`memory`, `file` on redb, `redis` for several replicas), and the one factory that picks a
+//! (`memory`, `file` on redb, `redis` for several replicas: one server, Sentinel or Cluster),
+//! and the one factory that picks a
 //! backend from the config and counts its operations.
 
 mod api;
 mod file;
 mod memory;
 mod redis;
+mod scoped;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,7 @@ pub use api::{
 };
 pub use file::{FileStore, FILE_CACHE_BYTES, FREE_SPACE_RESERVE};
 pub use memory::MemoryStore;
+pub use scoped::Scopes;
 
 use crate::config::StoreConfig;
 use crate::telemetry::metrics::Metrics;
@@ -36,7 +39,7 @@ pub fn open(cfg: &StoreConfig, metrics: Arc<Metrics>) -> StoreResult<Arc<dyn Sto
             });
             Arc::new(store)
         }
-        StoreConfig::Redis { url } => Arc::new(RedisStore::open(url)?),
+        StoreConfig::Redis(redis) => Arc::new(RedisStore::connect(redis, metrics.clone())?),
     };
     Ok(Arc::new(Instrumented { inner, metrics }))
 }

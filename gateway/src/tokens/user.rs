@@ -28,6 +28,9 @@ use crate::telemetry::metrics::Metrics;
 const REFRESH_LOCK_TTL: Duration = Duration::from_secs(15);
 /// How often a replica waiting for another's refresh looks at the store.
 const REFRESH_POLL: Duration = Duration::from_millis(25);
+/// How often a refresh whose record waits for the store looks whether it has landed, to
+/// release the refresh lock.
+const UNSAVED_POLL: Duration = Duration::from_millis(50);
 
 /// The answer for a session that needs no refresh attempt: ended, or a recent failure held.
 fn settled(session: &LiveSession) -> Option<Result<AccessToken, SessionError>> {
@@ -80,11 +83,11 @@ impl UserTokens {
         }
     }
 
-    /// Counts a refresh by result (`token_refreshes_total{result}`).
+    /// Counts a refresh by result (`token_refreshes_total{app,result}`).
     fn count_refresh(&self, result: &str) {
         self.metrics
             .token_refreshes
-            .with_label_values(&[result])
+            .with_label_values(&[self.events.app(), result])
             .inc();
     }
 
@@ -152,10 +155,18 @@ impl UserTokens {
                 .await
                 .map_err(store_error)?
             {
-                let result = self.refresh_locked(session).await;
-                if let Err(e) = self.store.unlock(&lock, &owner).await {
-                    // The lock expires by itself.
-                    store_error(e);
+                let (result, saved) = self.refresh_locked(session).await;
+                // A refreshed record the store did not take (or may not have: a write that
+                // timed out) keeps the lock until it has landed (written again every second),
+                // so another replica adopts it instead of refreshing with the refresh token
+                // Spotify has already rotated away (a Redis failover in the middle of a
+                // refresh); at worst the lock expires.
+                let released = saved && {
+                    let unlocked = self.store.unlock(&lock, &owner).await;
+                    unlocked.map_err(store_error).is_ok()
+                };
+                if !released {
+                    self.unlock_once_saved(session, lock, owner);
                 }
                 return result;
             }
@@ -171,6 +182,30 @@ impl UserTokens {
         }
     }
 
+    /// Releases the refresh lock once the session's refreshed record has reached the store
+    /// (or the session ended) and the store takes the release (a failover may have refused
+    /// it: held on, the lock would keep every replica from refreshing until it expires),
+    /// polling; the lock expires by itself meanwhile.
+    fn unlock_once_saved(&self, session: &Arc<LiveSession>, lock: String, owner: String) {
+        let (sessions, store, key) = (
+            Arc::clone(&self.sessions),
+            Arc::clone(&self.store),
+            session.key.clone(),
+        );
+        let given_up = Instant::now() + REFRESH_LOCK_TTL;
+        tokio::spawn(async move {
+            loop {
+                if Instant::now() > given_up {
+                    return;
+                }
+                if !sessions.is_unsaved(&key) && store.unlock(&lock, &owner).await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(UNSAVED_POLL).await;
+            }
+        });
+    }
+
     /// Takes the stored record if it is newer than ours (another replica refreshed), and
     /// returns its token if that is usable.
     async fn adopt_stored(
@@ -181,13 +216,16 @@ impl UserTokens {
         Ok(usable_token(session))
     }
 
-    /// The refresh itself, with this replica holding the store lock.
+    /// The refresh itself, with this replica holding the store lock; with whether the store
+    /// holds the outcome (false: a refreshed record waits in memory to be written again).
     async fn refresh_locked(
         &self,
         session: &Arc<LiveSession>,
-    ) -> Result<AccessToken, SessionError> {
-        if let Some(token) = self.adopt_stored(session).await? {
-            return Ok(token);
+    ) -> (Result<AccessToken, SessionError>, bool) {
+        match self.adopt_stored(session).await {
+            Ok(Some(token)) => return (Ok(token), true),
+            Ok(None) => {}
+            Err(e) => return (Err(e), true),
         }
         let refresh_token = session.with_record(|r| r.refresh_token.clone());
         match self.endpoint.refresh(&refresh_token).await {
@@ -210,9 +248,9 @@ impl UserTokens {
                 });
                 // Spotify may have rotated the refresh token: if the store does not take the
                 // new record now, it must not be lost (`save_refreshed` keeps it).
-                self.sessions.save_refreshed(session, &updated).await;
+                let saved = self.sessions.save_refreshed(session, &updated).await;
                 tracing::debug!("refreshed a user token");
-                Ok(grant.access_token)
+                (Ok(grant.access_token), saved)
             }
             Err(TokenError::InvalidGrant) => {
                 self.count_refresh("invalid_grant");
@@ -226,12 +264,12 @@ impl UserTokens {
                         session.user_id(),
                         session.with_record(|r| r.account_id.clone()),
                     ));
-                Err(SessionError::Ended)
+                (Err(SessionError::Ended), true)
             }
             Err(e) => {
                 self.count_refresh("transient");
                 tracing::warn!(error = %e, "token refresh failed; the session is kept");
-                Err(SessionError::Token(e))
+                (Err(SessionError::Token(e)), true)
             }
         }
     }

@@ -17,11 +17,12 @@
 //! - `config.rs`: the gateway config template and its `toml_edit` edits ([`GatewayConfig`]).
 //! - `gateway.rs`: the gateway process ([`Gateway`]).
 //! - `mock.rs`: the mock Spotify's config and controls; `apps.rs`: the apps behind the public
-//!   listener; `http.rs`: browsers, logins and raw requests; `redis.rs`: a real redis-server;
+//!   listener; `http.rs`: browsers, logins and raw requests; `redis.rs`: a real redis-server; `redis_ha.rs`: a Sentinel set and a Cluster of real processes;
 //!   `proxy.rs`: a real CONNECT proxy (tinyproxy); `tmpfs.rs`: a small tmpfs to fill up (root);
 //!   `ingress.rs`: real nginx and Caddy asking the gateway's `/auth/check`;
 //!   `wait.rs`: [`wait_until`]; `webhook.rs`: a real receiver of the gateway's webhooks and
-//!   `[[webhooks]]` entries; `audit.rs`: the audit lines in a gateway's log.
+//!   `[[webhooks]]` entries; `audit.rs`: the audit lines in a gateway's log;
+//!   `several_apps.rs`: three `[[apps]]` on three loopback hosts ([`three_apps`]).
 //! - `login_by_hand.rs`: a login step by step with explicit cookies ([`pending_login`]);
 //!   `snapshot.rs`: what an attack must leave as it was ([`Observe`], [`watched_stack`]);
 //!   `test_ca.rs`: a test CA in a file ([`Ca`]) and a mock Spotify on `https://`.
@@ -40,6 +41,8 @@ mod login_by_hand;
 mod mock;
 mod proxy;
 mod redis;
+mod redis_ha;
+mod several_apps;
 mod snapshot;
 mod stack;
 mod test_ca;
@@ -61,6 +64,8 @@ pub use login_by_hand::*;
 pub use mock::*;
 pub use proxy::*;
 pub use redis::*;
+pub use redis_ha::*;
+pub use several_apps::*;
 pub use snapshot::*;
 pub use stack::*;
 pub use test_ca::*;

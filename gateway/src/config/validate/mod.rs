@@ -4,14 +4,15 @@
 //!
 //! One `Validator` method per config table, each destructuring its table exhaustively (a
 //! new key does not compile until it is checked): the small tables here, `[spotify]` in
-//! `spotify.rs`, `[session]` and `[forward_auth]` in `session.rs` (`[[webhooks]]` is whole in
+//! `spotify.rs`, `[session]` and `[forward_auth]` in `session.rs`, `[store]` in `store.rs` (`[[webhooks]]` is whole in
 //! `config/webhooks.rs`).
 
+mod apps;
 mod session;
 mod spotify;
+mod store;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use url::Url;
@@ -19,7 +20,6 @@ use url::Url;
 use super::file::*;
 use super::values::Validator;
 use super::*;
-use crate::secret::{Secret, SecretSource};
 
 /// `egress.cache_size` when not set: Spotify's cacheable answers are few and small.
 const DEFAULT_CACHE_SIZE: u64 = 4 << 20;
@@ -48,11 +48,11 @@ impl Validator<'_> {
             admin,
             playback,
             webhooks,
+            apps,
         } = file;
         let listen = self.listen(listen);
-        let spotify = self.spotify(spotify);
+        let apps = self.apps(spotify, upstream, access, apps);
         let server = self.server(server);
-        let upstream = upstream.and_then(|u| self.upstream(u));
         let session = self.session(session);
         let store = self.store(store);
         let egress = listen.as_ref().and_then(|l| self.egress(egress, l.egress));
@@ -60,20 +60,17 @@ impl Validator<'_> {
             Some(f) => Some(self.forward_auth(f)?),
             None => None,
         };
-        let access = self.access(access);
         let admin = self.admin(admin);
         let playback = self.playback(playback);
         let webhooks = self.webhooks(webhooks);
         let config = Config {
-            spotify: spotify?,
+            apps: apps?,
             listen: listen?,
             server: server?,
-            upstream,
             session: session?,
             store: store?,
             egress: egress?,
             forward_auth,
-            access: access?,
             playback: playback?,
             admin: admin?,
             webhooks: webhooks?,
@@ -83,11 +80,22 @@ impl Validator<'_> {
     }
 
     fn cross_checks(&mut self, c: &Config) {
+        let several = c.apps.len() > 1;
+        for (i, app) in c.apps.iter().enumerate() {
+            self.app_scope = several.then(|| format!("apps[{i}]"));
+            self.app_checks(c, app);
+        }
+        self.app_scope = None;
+    }
+
+    /// What one app's keys must agree with, in the app and in the shared tables.
+    fn app_checks(&mut self, c: &Config, app: &AppConfig) {
         // Browsers refuse a `Domain` that does not cover the host setting the cookie: the
         // callback on the redirect URI's host.
-        if let (Some(domain), Some(host)) =
-            (&c.session.cookie_domain, c.spotify.redirect_uri.host_str())
-        {
+        if let (Some(domain), Some(host)) = (
+            &c.session.cookie_domain,
+            app.spotify.redirect_uri.host_str(),
+        ) {
             let host = host.to_ascii_lowercase();
             if host != *domain && !host.ends_with(&format!(".{domain}")) {
                 self.issue(
@@ -99,8 +107,8 @@ impl Validator<'_> {
                 );
             }
         }
-        if !c.access.allowed_products.is_empty()
-            && !c.spotify.scopes.iter().any(|s| s == "user-read-private")
+        if !app.access.allowed_products.is_empty()
+            && !app.spotify.scopes.iter().any(|s| s == "user-read-private")
         {
             self.issue(
                 "access.allowed_products",
@@ -108,27 +116,37 @@ impl Validator<'_> {
                  spotify.scopes",
             );
         }
-        if c.playback.enabled && !c.spotify.scopes.iter().any(|s| s == "streaming") {
+        // Keys of the shared tables name the app in their message when there are several.
+        let of_app = match &self.app_scope {
+            Some(scope) => format!(" ({scope}, {:?})", app.name),
+            None => String::new(),
+        };
+        if c.playback.enabled && !app.spotify.scopes.iter().any(|s| s == "streaming") {
             self.issue(
                 "playback.enabled",
-                "the playback token is given only to sessions with the streaming scope: add \
-                 \"streaming\" to spotify.scopes (the Web Playback SDK also needs \
-                 user-read-email and user-read-private)",
+                format!(
+                    "the playback token is given only to sessions with the streaming scope: \
+                     add \"streaming\" to spotify.scopes{of_app} (the Web Playback SDK also \
+                     needs user-read-email and user-read-private)"
+                ),
             );
         }
-        if c.spotify.client_secret.is_none() {
-            if c.spotify.flow == Flow::AuthorizationCode {
+        if app.spotify.client_secret.is_none() {
+            if app.spotify.flow == Flow::AuthorizationCode {
                 self.issue(
                     "spotify.client_secret",
                     "flow = \"authorization_code\" needs the client secret: set one of \
                      client_secret_env, client_secret_file (or use flow = \"pkce\")",
                 );
             }
-            if c.egress.app_token {
+            // Among several apps one may be a public client: it has no app token (egress).
+            if c.egress.app_token && c.apps.len() == 1 {
                 self.issue(
                     "egress.app_token",
-                    "app_token = true uses the client-credentials flow, which needs \
-                     spotify.client_secret_env or spotify.client_secret_file",
+                    format!(
+                        "app_token = true uses the client-credentials flow, which needs \
+                         spotify.client_secret_env or spotify.client_secret_file{of_app}"
+                    ),
                 );
             }
         }
@@ -338,70 +356,6 @@ impl Validator<'_> {
             url: url?,
             public_paths,
         })
-    }
-
-    fn store(&mut self, s: FileStore) -> Option<StoreConfig> {
-        let FileStore {
-            backend,
-            path,
-            url,
-            password_env,
-            password_file,
-        } = s;
-        match backend.as_str() {
-            "file" => {
-                if url.is_some() {
-                    self.issue("store.url", "only for backend = \"redis\"");
-                }
-                Some(StoreConfig::File {
-                    path: PathBuf::from(path.unwrap_or_else(|| "spotify-gateway.redb".into())),
-                })
-            }
-            "memory" => Some(StoreConfig::Memory),
-            "redis" => {
-                let Some(url) = url else {
-                    self.issue(
-                        "store.url",
-                        "backend = \"redis\" needs url = \"redis://host:6379\"",
-                    );
-                    return None;
-                };
-                let parsed = match Url::parse(&url) {
-                    Ok(u) if matches!(u.scheme(), "redis" | "rediss") => u,
-                    Ok(_) => {
-                        self.url_issue("store.url", &url, "must be a redis:// or rediss:// URL");
-                        return None;
-                    }
-                    Err(e) => {
-                        self.url_issue("store.url", &url, format_args!("is not a URL: {e}"));
-                        return None;
-                    }
-                };
-                let mut full = parsed;
-                let password = self
-                    .secret("store", "password", None, password_env, password_file)
-                    .ok()?;
-                // The URL may hold a password itself; it is a secret either way.
-                let mut source = SecretSource::Inline;
-                if let Some(pw) = password {
-                    if full.set_password(Some(pw.expose())).is_err() {
-                        self.issue("store.url", "cannot carry a password (no host)");
-                        return None;
-                    }
-                    source = pw.source().clone();
-                }
-                Some(StoreConfig::Redis {
-                    url: Secret::new(full.to_string(), source),
-                })
-            }
-            other => {
-                self.issue(
-                    "store.backend",
-                    format!("{other:?} is not a store; use \"file\", \"redis\" or \"memory\""),
-                );
-                None
-            }
-        }
     }
 
     fn egress(&mut self, e: FileEgress, egress_addr: SocketAddr) -> Option<EgressConfig> {
