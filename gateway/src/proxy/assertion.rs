@@ -318,6 +318,16 @@ mod tests {
         );
         assert_eq!(app_named("BQ-a-spotify-token"), None, "not an assertion");
         assert!(verify(&radio, &plain).is_none());
+        // The table of verified assertions keeps it so: each app's egress proxy has its own,
+        // and even one table shared by two apps answers only for the keys that verified.
+        let (radio, default) = (std::sync::Arc::new(radio), std::sync::Arc::new(default));
+        let verified = Verified::default();
+        assert!(verified.verify(&radio, &token).is_some());
+        assert!(
+            verified.verify(&default, &token).is_none(),
+            "not for the default app"
+        );
+        assert!(verified.verify(&radio, &plain).is_none());
     }
 
     #[test]
