@@ -17,6 +17,7 @@ use crate::server::reload::{self, Report};
 use crate::session::Sessions;
 use crate::store;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces::Traces;
 use crate::tokens::app::AppTokens;
 use crate::tokens::UserTokens;
 
@@ -85,6 +86,8 @@ pub struct Gateway {
     pub budget: Option<Arc<Budget>>,
     /// The egress's cache and calls in flight; `sessions` purges a user's when the user leaves.
     pub answers: Arc<SharedAnswers>,
+    /// `[tracing]`: the request spans and their exporter.
+    pub traces: Traces,
     /// Set once the public and egress listeners accept connections.
     listening: AtomicBool,
     /// Set when SIGTERM arrives: `/readyz` fails from then on.
@@ -138,6 +141,8 @@ impl Gateway {
             metrics.clone(),
             events.clone(),
         ));
+        let traces =
+            Traces::start(&config.tracing, metrics.clone()).map_err(StartError::Clients)?;
         Ok(Arc::new(Gateway {
             live: RwLock::new(Arc::new(Live::of(&config))),
             config,
@@ -153,6 +158,7 @@ impl Gateway {
             cool_down,
             budget,
             answers,
+            traces,
             listening: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }))
@@ -180,6 +186,7 @@ impl Gateway {
         let new_keys = keys_changed
             .then(|| Keyring::new(&new.session.secret, new.session.previous_secret.as_ref()));
         self.events.reconfigure(live.log_user_id, new_keys.as_ref());
+        self.traces.apply(&new.tracing);
         if let Some(keys) = new_keys {
             self.sessions.set_keys(keys);
         }

@@ -21,7 +21,8 @@
 //!   `proxy.rs`: a real CONNECT proxy (tinyproxy); `tmpfs.rs`: a small tmpfs to fill up (root);
 //!   `ingress.rs`: real nginx and Caddy asking the gateway's `/auth/check`;
 //!   `wait.rs`: [`wait_until`]; `webhook.rs`: a real receiver of the gateway's webhooks and
-//!   `[[webhooks]]` entries; `audit.rs`: the audit lines in a gateway's log.
+//!   `[[webhooks]]` entries; `audit.rs`: the audit lines in a gateway's log;
+//!   `otlp.rs`: a real OTLP/HTTP receiver of the gateway's spans ([`OtlpReceiver`]).
 //! - `login_by_hand.rs`: a login step by step with explicit cookies ([`pending_login`]);
 //!   `snapshot.rs`: what an attack must leave as it was ([`Observe`], [`watched_stack`]);
 //!   `test_ca.rs`: a test CA in a file ([`Ca`]) and a mock Spotify on `https://`.
@@ -38,6 +39,7 @@ mod http;
 mod ingress;
 mod login_by_hand;
 mod mock;
+mod otlp;
 mod proxy;
 mod redis;
 mod redis_ha;
@@ -60,6 +62,7 @@ pub use http::*;
 pub use ingress::*;
 pub use login_by_hand::*;
 pub use mock::*;
+pub use otlp::*;
 pub use proxy::*;
 pub use redis::*;
 pub use redis_ha::*;

@@ -29,12 +29,14 @@ pub mod links;
 mod rate_limit;
 mod retry;
 mod shared;
+mod spans;
 mod target;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use opentelemetry::KeyValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -107,6 +109,8 @@ pub struct EgressCtx {
     revalidated: Option<Arc<Answer>>,
     /// `revalidated` was written: the error that took it there is no failure.
     served_revalidated: bool,
+    /// The span of the attempt at Spotify under way (`spans.rs`).
+    upstream_span: Option<crate::telemetry::traces::ChildSpan>,
 }
 
 impl EgressProxy {
@@ -279,7 +283,7 @@ impl ProxyHttp for EgressProxy {
     /// Refuses what may not carry a token (method, target), answers 429 during a cool-down,
     /// and picks the credential: the user's token (refreshed if needed) or the app token.
     async fn request_filter(&self, session: &mut Session, ctx: &mut EgressCtx) -> Result<bool> {
-        ctx.req.begin(session);
+        ctx.req.begin(LISTENER, session, &self.gw.traces);
         let req = session.req_header();
         ctx.req.route = match target::check(&req.method, req.raw_path(), &req.uri) {
             Ok(route) => route,
@@ -395,6 +399,7 @@ impl ProxyHttp for EgressProxy {
                 ));
             }
         }
+        ctx.span_attempt();
         ctx.attempts += 1;
         ctx.upstream_started = Some(Instant::now());
         let mut peer = self
@@ -464,6 +469,11 @@ impl ProxyHttp for EgressProxy {
             _ => "http/1.1",
         };
         ctx.req.upstream_protocol = Some(protocol);
+        let retry_after = upstream
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok());
+        ctx.span_answer(upstream.status.as_u16(), protocol, retry_after);
         self.gw
             .metrics
             .upstream_responses
@@ -714,5 +724,10 @@ impl ProxyHttp for EgressProxy {
             session,
             e,
         );
+        ctx.span_attempt_failed(e.map_or("no answer", |e| e.etype().as_str()));
+        if let Some(span) = &ctx.req.span {
+            span.set([KeyValue::new("spotify.endpoint", ctx.req.route)]);
+        }
+        ctx.req.end_span(session);
     }
 }
