@@ -13,6 +13,7 @@ use common::*;
 use serde_json::Value;
 
 /// OTLP span kinds.
+const INTERNAL: i32 = 1;
 const SERVER: i32 = 2;
 const CLIENT: i32 = 3;
 /// OTLP status code for an error.
@@ -100,6 +101,16 @@ async fn a_login_and_an_egress_call_make_a_tree_of_spans() {
     assert_eq!(request.attr("spotify.cache"), Some("miss"), "{request:?}");
     assert_eq!(request.attr("http.response.status_code"), Some("200"));
     assert_ne!(request.status, ERROR);
+
+    // The refresh the expired token needed is the request's child.
+    let refresh = receiver
+        .span("the token refresh", |sp| {
+            sp.name == "token refresh" && sp.trace_id == request.trace_id
+        })
+        .await;
+    assert_eq!(refresh.kind, INTERNAL);
+    assert_eq!(refresh.parent_span_id, request.span_id);
+    assert_ne!(refresh.status, ERROR, "{refresh:?}");
 
     // Spotify saw the call's own span as its parent.
     let call = receiver

@@ -49,6 +49,7 @@ use crate::net::outbound;
 use crate::net::tls_roots::{self, TlsTarget};
 use crate::quota::{cool_down, Answer, AnswerCache, Flights, Lookup, Priority, Reason};
 use crate::server::state::{Gateway, Live};
+use crate::telemetry::traces;
 use identity::Credential;
 use links::{BodyError, LinkMap, LinkRewriter};
 use rate_limit::Refusal;
@@ -304,8 +305,14 @@ impl ProxyHttp for EgressProxy {
                 return self.cooling_down(session, ctx, wait, reason).await;
             }
         }
-        let credential =
-            within_deadline(ctx.deadline, identity::credential(&self.gw, &live, session));
+        // Inside the request's span: a token refresh it starts is its child.
+        let credential = within_deadline(
+            ctx.deadline,
+            traces::within(
+                ctx.req.span.as_ref(),
+                identity::credential(&self.gw, &live, session),
+            ),
+        );
         match credential.await {
             Ok(credential) => {
                 let key = shared::key(session, &credential, &self.macs);
@@ -348,7 +355,9 @@ impl ProxyHttp for EgressProxy {
         if std::mem::take(&mut ctx.retry_with_new_token) {
             let deadline = ctx.deadline;
             if let Some(Credential::User { session, token }) = &mut ctx.credential {
-                match within_deadline(deadline, identity::user_token(&self.gw, session)).await {
+                let refresh = identity::user_token(&self.gw, session);
+                let refresh = traces::within(ctx.req.span.as_ref(), refresh);
+                match within_deadline(deadline, refresh).await {
                     Ok(fresh) => *token = fresh,
                     Err(failure) => {
                         let status = failure.status();

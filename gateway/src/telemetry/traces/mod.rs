@@ -15,9 +15,13 @@ mod export;
 mod sampler;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use futures::future::Either;
+use opentelemetry::context::FutureExt;
 
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
@@ -32,6 +36,10 @@ use crate::config::TracingConfig;
 use crate::telemetry::metrics::Metrics;
 
 pub use export::QUEUE_SPANS;
+
+/// The tracer, for spans made below the listeners (`child_of_current`), which know no
+/// `Traces`: set once at start (one gateway per process).
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// How long one export may take before it counts as failed.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,8 +85,10 @@ impl Traces {
             .with_resource(resource)
             .with_span_processor(export::Queue::start(exporter, &home, metrics))
             .build();
+        let tracer = provider.tracer("spotify-gateway");
+        let _ = TRACER.set(tracer.clone());
         Ok(Traces {
-            tracer: provider.tracer("spotify-gateway"),
+            tracer,
             _provider: provider,
             enabled: AtomicBool::new(config.enabled),
             ratio,
@@ -173,6 +183,32 @@ impl RequestSpan {
     }
 }
 
+/// `work` with the request's span as the current context (while there is one), so the spans
+/// made inside it (`child_of_current`: a token refresh) are its children.
+pub fn within<F: Future>(span: Option<&RequestSpan>, work: F) -> impl Future<Output = F::Output> {
+    match span {
+        Some(span) => Either::Left(work.with_context(span.cx.clone())),
+        None => Either::Right(work),
+    }
+}
+
+/// A child of the current context's span, when there is one (inside `within`) and it is
+/// recorded; `None` otherwise, so a caller outside a traced request pays nothing.
+pub fn child_of_current(name: &'static str) -> Option<ChildSpan> {
+    let cx = Context::current();
+    if !cx.span().is_recording() {
+        return None;
+    }
+    let tracer = TRACER.get()?;
+    let span = tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Internal)
+        .start_with_context(tracer, &cx);
+    Some(ChildSpan {
+        cx: cx.with_span(span),
+    })
+}
+
 /// A span inside a request (the upstream call, a token refresh); ended by `end` or dropped.
 pub struct ChildSpan {
     cx: Context,
@@ -185,6 +221,15 @@ impl ChildSpan {
 
     pub fn set(&self, attributes: impl IntoIterator<Item = KeyValue>) {
         self.cx.span().set_attributes(attributes);
+    }
+
+    /// Ends an internal span: an error with `error` when there is one.
+    pub fn end(self, error: Option<&'static str>) {
+        let span = self.cx.span();
+        if let Some(e) = error {
+            span.set_status(Status::error(e));
+        }
+        span.end();
     }
 
     /// Ends a client span with the answer's status: an error for a 4xx or 5xx (HTTP semantic
