@@ -65,6 +65,19 @@ async fn a_login_and_an_egress_call_make_a_tree_of_spans() {
             Some("gw-under-test")
         );
     }
+    // The login's audit event names the callback's trace.
+    let callback = receiver
+        .span("the callback", |sp| {
+            sp.attr("http.route") == Some("/auth/callback")
+        })
+        .await;
+    let events = wait_for_event(&s.gw, "login.succeeded").await;
+    assert_eq!(
+        events[0]["trace_id"],
+        callback.trace_id.as_str(),
+        "{:?}",
+        events[0]
+    );
     let assertion = s.assertion(&b).await;
 
     // The token runs out by the gateway's clock: the call refreshes it, misses the cache and
