@@ -57,3 +57,51 @@ impl ShouldSample for Ratio {
             .should_sample(None, trace_id, name, span_kind, attributes, links)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceState};
+
+    fn decide(ratio: &Ratio, parent: Option<bool>) -> SamplingDecision {
+        let cx = parent.map(|sampled| {
+            let flags = if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            };
+            Context::new().with_remote_span_context(SpanContext::new(
+                TraceId::from(7u128),
+                SpanId::from(9u64),
+                flags,
+                true,
+                TraceState::default(),
+            ))
+        });
+        ratio
+            .should_sample(
+                cx.as_ref(),
+                TraceId::from(u128::MAX / 3),
+                "t",
+                &SpanKind::Server,
+                &[],
+                &[],
+            )
+            .decision
+    }
+
+    #[test]
+    fn a_parent_decides_and_the_ratio_decides_for_a_new_trace() {
+        let ratio = Ratio::new(0.0);
+        assert_eq!(
+            decide(&ratio, Some(true)),
+            SamplingDecision::RecordAndSample
+        );
+        assert_eq!(decide(&ratio, Some(false)), SamplingDecision::Drop);
+        assert_eq!(decide(&ratio, None), SamplingDecision::Drop);
+        // SIGHUP sets a new ratio; the next decision follows it.
+        ratio.set(1.0);
+        assert_eq!(decide(&ratio, None), SamplingDecision::RecordAndSample);
+        assert_eq!(decide(&ratio, Some(false)), SamplingDecision::Drop);
+    }
+}
