@@ -34,15 +34,17 @@ import yaml
 PREFIX = "spotify_gateway_"
 LISTENERS = {"public", "egress", "admin"}
 CATALOGUE = {
-    "requests_total": ("counter", {"listener": LISTENERS, "route": None,
+    "requests_total": ("counter", {"app": None, "listener": LISTENERS, "route": None,
                                    "status": {"1xx", "2xx", "3xx", "4xx", "5xx", "none"}}),
-    "request_duration_seconds": ("histogram", {"listener": LISTENERS, "route": None}),
+    "request_duration_seconds": ("histogram", {"app": None, "listener": LISTENERS,
+                                               "route": None}),
     "upstream_duration_seconds": ("histogram", {"listener": LISTENERS}),
-    "app_token_fetches_total": ("counter", {"result": {"ok", "error"}}),
+    "app_token_fetches_total": ("counter", {"app": None, "result": {"ok", "error"}}),
     "token_request_duration_seconds": ("histogram", {}),
-    "token_refreshes_total": ("counter", {"result": {"ok", "invalid_grant", "transient"}}),
+    "token_refreshes_total": ("counter", {"app": None,
+                                          "result": {"ok", "invalid_grant", "transient"}}),
     "token_cache_total": ("counter", {"result": {"hit", "miss"}}),
-    "logins_total": ("counter", {"result": {"ok", "denied", "not_registered", "not_allowed",
+    "logins_total": ("counter", {"app": None, "result": {"ok", "denied", "not_registered", "not_allowed",
                                             "product_unknown", "invalid", "error"}}),
     "playback_tokens_total": ("counter", {"result": {"issued", "unauthenticated", "no_scope",
                                                      "cross_site", "rate_limited", "error"}}),
@@ -63,8 +65,10 @@ CATALOGUE = {
     "header_timeouts_total": ("counter", {"listener": LISTENERS}),
     "upstream_connections_total": ("counter", {"target": {"api"}}),
     "upstream_responses_total": ("counter", {"target": {"api"}, "protocol": {"h2", "http/1.1"}}),
-    "spotify_rate_limited_total": ("counter", {"reason": {"quota_exceeded", "rate_limited"}}),
-    "rate_limited_local_total": ("counter", {"reason": {"quota_exceeded", "rate_limited"}}),
+    "spotify_rate_limited_total": ("counter", {"app": None,
+                                               "reason": {"quota_exceeded", "rate_limited"}}),
+    "rate_limited_local_total": ("counter", {"app": None,
+                                             "reason": {"quota_exceeded", "rate_limited"}}),
     "rate_limit_blocked_until_timestamp_seconds": ("gauge", {}),
     "answer_cache_total": ("counter", {"result": {"hit", "miss", "revalidated", "coalesced"}}),
     "budget_total": ("counter", {"result": {"taken", "waited", "refused"}}),
@@ -467,7 +471,7 @@ def cmd_gateway_config(root, binary):
 # ---------------------------------------------------------------------------------------------
 
 GRAFANA_VARS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h",
-                "$job": JOB, "$instance": ".*"}
+                "$job": JOB, "$instance": ".*", "$app": ".*"}
 
 
 def cmd_dashboard(path, promql_out):

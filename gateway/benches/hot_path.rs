@@ -311,7 +311,7 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
                 .with_label_values(&["egress"])
                 .observe(0.0002);
             gw.metrics
-                .observe_request("egress", "/v1/me", 200, black_box(0.0004));
+                .observe_request("default", "egress", "/v1/me", 200, black_box(0.0004));
         })
     });
     g.bench_function("total", |b| {
@@ -333,7 +333,8 @@ fn egress_group(c: &mut Criterion, fx: &Fixture) {
                     .upstream_duration
                     .with_label_values(&["egress"])
                     .observe(0.0002);
-                gw.metrics.observe_request("egress", "/v1/me", 200, 0.0004);
+                gw.metrics
+                    .observe_request("default", "egress", "/v1/me", 200, 0.0004);
             })
         })
     });

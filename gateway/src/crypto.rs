@@ -53,11 +53,19 @@ struct KeySet {
 }
 
 impl KeySet {
-    fn derive(secret: &str) -> KeySet {
+    /// The keys of `app` (`None`: the default app, with the keys of the gateway before
+    /// `[[apps]]`): each app's differ, so one app's cookie, record or assertion opens nothing
+    /// in another.
+    fn derive(secret: &str, app: Option<&str>) -> KeySet {
         let derive = |label: &[u8]| -> [u8; 32] {
             let mut mac = <HmacSha256 as Mac>::new_from_slice(secret.as_bytes())
                 .expect("HMAC takes any key length");
             mac.update(b"spotify-gateway/v1/");
+            if let Some(app) = app {
+                mac.update(b"app/");
+                mac.update(app.as_bytes());
+                mac.update(b"/");
+            }
             mac.update(label);
             mac.finalize().into_bytes().into()
         };
@@ -85,14 +93,27 @@ impl KeySet {
 pub struct Keyring {
     current: KeySet,
     previous: Option<KeySet>,
+    /// The app these keys are for; `None`: the default app.
+    app: Option<String>,
 }
 
 impl Keyring {
     pub fn new(secret: &Secret, previous: Option<&Secret>) -> Keyring {
+        Self::for_app(secret, previous, None)
+    }
+
+    /// The keyring of one app of several (`None`: the default app, as [`Keyring::new`]).
+    pub fn for_app(secret: &Secret, previous: Option<&Secret>, app: Option<&str>) -> Keyring {
         Keyring {
-            current: KeySet::derive(secret.expose()),
-            previous: previous.map(|p| KeySet::derive(p.expose())),
+            current: KeySet::derive(secret.expose(), app),
+            previous: previous.map(|p| KeySet::derive(p.expose(), app)),
+            app: app.map(str::to_string),
         }
+    }
+
+    /// The app these keys are for (`None`: the default app); its assertions name it.
+    pub fn app(&self) -> Option<&str> {
+        self.app.as_deref()
     }
 
     /// Encrypts `plain` for `purpose`, bound to `context` (e.g. the store key). Output is

@@ -39,6 +39,10 @@ enum Command {
         /// gateway trusts through spotify.ca_file.
         #[arg(long)]
         tls: bool,
+        /// How many Spotify apps the demo gateway serves: 2 runs two apps of one developer
+        /// account on two loopback hosts (config/demo-apps.toml).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        apps: u8,
     },
     /// Validate a config file and print the effective config with secrets redacted.
     CheckConfig {
@@ -58,6 +62,9 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long, global = true)]
         json: bool,
+        /// The app (`[[apps]]` name); needed when the gateway serves several.
+        #[arg(long, global = true)]
+        app: Option<String>,
     },
 }
 
@@ -74,14 +81,15 @@ enum UsersAction {
 fn main() -> ExitCode {
     let outcome = match Cli::parse().command {
         Command::Run { config } => run(config),
-        Command::Demo { tls } => demo(tls),
+        Command::Demo { tls, apps } => demo(tls, apps),
         Command::CheckConfig { config } => check_config(&config),
         Command::MockSpotify(args) => mock_spotify(args),
         Command::Users {
             action,
             admin,
             json,
-        } => users(action, &admin, json),
+            app,
+        } => users(action, &admin, app.as_deref(), json),
     };
     // The one place a failed command is printed.
     match outcome {
@@ -140,20 +148,25 @@ fn check_config(path: &Path) -> Result<(), Failure> {
     );
     print!("{}", config.to_redacted_toml());
     // Valid, but maybe not what the operator means: said, not refused (exit 0).
-    for warning in config.access.warnings() {
-        eprintln!("warning: {warning}");
+    for (i, app) in config.apps.iter().enumerate() {
+        for warning in app.access.warnings() {
+            match config.apps.len() {
+                1 => eprintln!("warning: {warning}"),
+                _ => eprintln!("warning: apps[{i}].{warning}"),
+            }
+        }
     }
     Ok(())
 }
 
-fn users(action: UsersAction, admin: &str, json: bool) -> Result<(), Failure> {
+fn users(action: UsersAction, admin: &str, app: Option<&str>, json: bool) -> Result<(), Failure> {
     use spotify_gateway::admin::client::{run, Action};
     let action = match action {
         UsersAction::List => Action::List,
         UsersAction::Show { id } => Action::Show(id),
         UsersAction::Revoke { id } => Action::Revoke(id),
     };
-    Ok(run(action, admin, json)?)
+    Ok(run(action, admin, app, json)?)
 }
 
 /// The arguments of `spotify-gateway mock-spotify` (unread in a build without the demo).
@@ -207,12 +220,12 @@ const NO_DEMO: &str = "this build of spotify-gateway has no demo (it was built w
 gateway` (the feature is on by default).";
 
 #[cfg(feature = "demo")]
-fn demo(tls: bool) -> Result<(), Failure> {
-    Ok(spotify_gateway::demo::run(tls)?)
+fn demo(tls: bool, apps: u8) -> Result<(), Failure> {
+    Ok(spotify_gateway::demo::run(tls, apps)?)
 }
 
 #[cfg(not(feature = "demo"))]
-fn demo(_tls: bool) -> Result<(), Failure> {
+fn demo(_tls: bool, _apps: u8) -> Result<(), Failure> {
     Err(Failure::NoDemo)
 }
 

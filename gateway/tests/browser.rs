@@ -3,7 +3,8 @@
 //! The login as a person does it, in headless Chromium: the demo's sample app behind the real
 //! gateway, the mock Spotify's consent page, sign-out, Cancel, a session that ended on another
 //! device, the re-consent offer before Spotify's refresh token ends, disconnecting, and the
-//! "Play in the browser" panel fetching the Web Playback SDK's token (`[playback]`).
+//! "Play in the browser" panel fetching the Web Playback SDK's token (`[playback]`), and two
+//! apps of one gateway (`[[apps]]`) signed into in one browser.
 //!
 //! Chromium is driven over WebDriver: fantoccini talks to a chromedriver that each test starts
 //! on a free loopback port, with a fresh profile directory. Needs Debian's `chromium` and
@@ -601,5 +602,72 @@ async fn the_play_panel_fetches_the_playback_token_from_the_page() {
             .await,
         0.0
     );
+    b.close().await;
+}
+
+/// Two apps of one gateway (`[[apps]]`) in one browser: Alice signs into `radio` (PKCE) and
+/// `charts` on their own hosts, each at its own client id; both pages show her; signing out
+/// of one leaves the other signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_apps_in_one_browser_each_signed_in_on_its_own() {
+    let s = start_stack_with(three_apps).await;
+    let b = Browser::start("two-apps").await;
+    let port = s.ports.public;
+    for app in [&RADIO, &CHARTS] {
+        let home = format!("{}/", app.public_url(port));
+        b.client.goto(&home).await.expect("open the app");
+        b.wait_for("button.agree").await;
+        let url = b.url().await;
+        assert!(
+            url.contains(&format!("client_id={}", app.client_id)),
+            "{url}"
+        );
+        let heading = b.text("h1").await;
+        assert!(
+            heading.contains(&format!("{} (test)", app.name)),
+            "{heading}"
+        );
+        let alice = b.wait_for("input[name=user][value=alice]").await;
+        alice.click().await.expect("pick Alice");
+        click(&b, "button.agree").await;
+        b.wait_for("#user-name").await;
+        assert_eq!(b.url().await, home);
+        assert_eq!(b.text("#user-name").await, "Alice Andersson");
+        b.snap(&format!("1-{}", app.name)).await;
+    }
+    // Each app's page called Spotify with its own app's token.
+    let clients: std::collections::BTreeSet<String> = mock_requests(&s.mock)
+        .await
+        .into_iter()
+        .filter(|r| r["target"] == "api")
+        .filter_map(|r| r["client_id"].as_str().map(str::to_string))
+        .collect();
+    let expected: std::collections::BTreeSet<String> =
+        [RADIO.client_id, CHARTS.client_id].map(String::from).into();
+    assert_eq!(clients, expected);
+    // Radio again: still signed in, no consent page.
+    b.client
+        .goto(&format!("{}/", RADIO.public_url(port)))
+        .await
+        .expect("open radio");
+    b.wait_for("#user-name").await;
+    click(&b, "button.signout").await;
+    b.wait_for_heading("Signed out").await;
+    // The page says which app the user signed out of.
+    assert_eq!(b.title().await, format!("Signed out · {APP_NAME} (radio)"));
+    b.snap("2-radio-signed-out").await;
+    // Charts is still signed in; radio asks to sign in again.
+    b.client
+        .goto(&format!("{}/", CHARTS.public_url(port)))
+        .await
+        .expect("open charts");
+    b.wait_for("#user-name").await;
+    assert_eq!(b.text("#user-name").await, "Alice Andersson");
+    b.client
+        .goto(&format!("{}/", RADIO.public_url(port)))
+        .await
+        .expect("open radio");
+    b.wait_for("button.agree").await;
+    b.snap("3-radio-asks-again").await;
     b.close().await;
 }

@@ -78,12 +78,12 @@ async fn allowed_products_in_development_mode_refuses_everyone_and_says_why() {
     assert_eq!(body["error"], "product_unknown", "{body}");
     assert!(matches!(s.userinfo(&b).await.0, 302 | 401), "no session");
     assert_eq!(
-        s.metric("spotify_gateway_logins_total{result=\"product_unknown\"}")
+        s.metric("spotify_gateway_logins_total{app=\"default\",result=\"product_unknown\"}")
             .await,
         2.0
     );
     assert_eq!(
-        s.metric("spotify_gateway_logins_total{result=\"not_allowed\"}")
+        s.metric("spotify_gateway_logins_total{app=\"default\",result=\"not_allowed\"}")
             .await,
         0.0
     );
@@ -105,7 +105,7 @@ async fn allowed_products_in_extended_quota_works_as_before() {
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"], "not_allowed");
     assert_eq!(
-        s.metric("spotify_gateway_logins_total{result=\"product_unknown\"}")
+        s.metric("spotify_gateway_logins_total{app=\"default\",result=\"product_unknown\"}")
             .await,
         0.0
     );
@@ -125,7 +125,7 @@ async fn spotifys_400_for_a_search_past_ten_passes_through_unchanged() {
     assert_eq!(ok.status(), 200);
     assert_eq!(
         s.metric(
-            r#"spotify_gateway_requests_total{listener="egress",route="/v1/search",status="4xx"}"#
+            r#"spotify_gateway_requests_total{app="default",listener="egress",route="/v1/search",status="4xx"}"#
         )
         .await,
         1.0
@@ -185,7 +185,9 @@ async fn removed_endpoints_answer_spotifys_403_unchanged_through_the_egress() {
     let forbidden: f64 = scrape(&s.gw)
         .await
         .lines()
-        .filter(|l| l.starts_with("spotify_gateway_requests_total{listener=\"egress\""))
+        .filter(|l| {
+            l.starts_with("spotify_gateway_requests_total{app=\"default\",listener=\"egress\"")
+        })
         .filter(|l| l.contains("status=\"4xx\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
@@ -256,7 +258,9 @@ async fn the_sample_app_calls_nothing_development_mode_removed() {
     let metrics = scrape(&s.gw).await;
     let egress: Vec<&str> = metrics
         .lines()
-        .filter(|l| l.starts_with("spotify_gateway_requests_total{listener=\"egress\""))
+        .filter(|l| {
+            l.starts_with("spotify_gateway_requests_total{app=\"default\",listener=\"egress\"")
+        })
         .collect();
     assert!(
         egress.iter().any(|l| l.contains("status=\"2xx\"")),

@@ -310,9 +310,9 @@ async fn admin_serves_metrics_and_probes() {
         200
     );
     let needles = [
-        r#"spotify_gateway_requests_total{listener="egress",route="/v1/search",status="2xx"} 1"#,
-        r#"spotify_gateway_requests_total{listener="egress",route="unmatched",status="4xx"} 1"#,
-        r#"spotify_gateway_app_token_fetches_total{result="ok"} 1"#,
+        r#"spotify_gateway_requests_total{app="default",listener="egress",route="/v1/search",status="2xx"} 1"#,
+        r#"spotify_gateway_requests_total{app="default",listener="egress",route="unmatched",status="4xx"} 1"#,
+        r#"spotify_gateway_app_token_fetches_total{app="default",result="ok"} 1"#,
         r#"spotify_gateway_upstream_duration_seconds_count{listener="egress"} 1"#,
         "spotify_gateway_build_info{version=",
     ];

@@ -73,13 +73,17 @@ async fn rate_limit_is_passed_on_then_answered_locally_until_it_passes() {
         "nothing sent to Spotify during the cool-down"
     );
     assert_eq!(
-        s.metric(r#"spotify_gateway_rate_limited_local_total{reason="rate_limited"}"#)
-            .await,
+        s.metric(
+            r#"spotify_gateway_rate_limited_local_total{app="default",reason="rate_limited"}"#
+        )
+        .await,
         1.0
     );
     assert_eq!(
-        s.metric(r#"spotify_gateway_spotify_rate_limited_total{reason="rate_limited"}"#)
-            .await,
+        s.metric(
+            r#"spotify_gateway_spotify_rate_limited_total{app="default",reason="rate_limited"}"#
+        )
+        .await,
         1.0
     );
 

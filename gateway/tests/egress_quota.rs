@@ -95,8 +95,10 @@ async fn after_one_429_no_replica_calls_spotify_until_retry_after_has_passed() {
         1,
         "only the first call reached Spotify"
     );
-    let local = r#"spotify_gateway_rate_limited_local_total{reason="quota_exceeded"}"#;
-    let spotify = r#"spotify_gateway_spotify_rate_limited_total{reason="quota_exceeded"}"#;
+    let local =
+        r#"spotify_gateway_rate_limited_local_total{app="default",reason="quota_exceeded"}"#;
+    let spotify =
+        r#"spotify_gateway_spotify_rate_limited_total{app="default",reason="quota_exceeded"}"#;
     let mut answered_locally = 0.0;
     for gw in &all {
         answered_locally += metric_value(gw, local).await.unwrap_or(0.0);

@@ -332,7 +332,7 @@ async fn an_unregistered_user_s_login_ends_on_a_page_that_says_what_the_owner_mu
     assert!(page.contains("at most 5"), "{page}");
     assert!(matches!(s.userinfo(&b).await.0, 302 | 401), "no session");
     assert_eq!(
-        s.metric("spotify_gateway_logins_total{result=\"not_registered\"}")
+        s.metric("spotify_gateway_logins_total{app=\"default\",result=\"not_registered\"}")
             .await,
         1.0
     );
@@ -386,7 +386,7 @@ async fn access_lists_refuse_other_users_and_products_at_the_callback() {
     assert!(page.contains("Not allowed"), "{page}");
     assert!(matches!(s.userinfo(&b).await.0, 302 | 401), "no session");
     assert_eq!(
-        s.metric("spotify_gateway_logins_total{result=\"not_allowed\"}")
+        s.metric("spotify_gateway_logins_total{app=\"default\",result=\"not_allowed\"}")
             .await,
         1.0
     );

@@ -325,21 +325,23 @@ async fn shares_cool_downs_and_the_budget(store: &dyn Store, late: &dyn Store) {
     }
     // The store's subscription is up (announced on its invalidations, or, when a suite took
     // them, by a notice coming through).
+    // The app it names travels too (`[[apps]]`), through the channel and the key.
     let notice = CoolDownNotice {
         hold_ms: 60_000,
         quota_exceeded: true,
+        app: Some("radio".into()),
     };
     common::wait_until(
         Duration::from_secs(10),
         "a cool-down to come through",
         || async {
-            store.publish_cool_down(notice).await.unwrap();
+            store.publish_cool_down(notice.clone()).await.unwrap();
             let mut notices = notices.lock().await;
             tokio::time::timeout(Duration::from_millis(200), notices.recv())
                 .await
                 .ok()
                 .flatten()
-                == Some(notice)
+                == Some(notice.clone())
         },
     )
     .await;
@@ -351,6 +353,7 @@ async fn shares_cool_downs_and_the_budget(store: &dyn Store, late: &dyn Store) {
         .flatten()
         .expect("the running cool-down, read on subscribing");
     assert!(running.quota_exceeded);
+    assert_eq!(running.app.as_deref(), Some("radio"));
     assert!((50_000..=60_000).contains(&running.hold_ms), "{running:?}");
 
     let window = Duration::from_secs(30);

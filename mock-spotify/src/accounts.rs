@@ -87,10 +87,9 @@ pub(crate) async fn decision(State(app): State<Arc<App>>, body: Bytes) -> Respon
 /// as error pages; the rest as redirects) and then either shows the consent page or
 /// carries out `decision` = (user, "approve" | "deny").
 fn authorize_flow(app: &App, params: &Params, decision: Option<(&str, &str)>) -> Response {
-    let config = &app.config;
-    if params.get("client_id") != Some(config.client_id.as_str()) {
+    let Some(config) = params.get("client_id").and_then(|id| app.client(id)) else {
         return error_page(StatusCode::BAD_REQUEST, "INVALID_CLIENT: Invalid client");
-    }
+    };
     let redirect_uri = match params.get("redirect_uri") {
         Some(uri) if config.redirect_uris.iter().any(|r| r == uri) => uri,
         _ => {
@@ -154,7 +153,7 @@ fn authorize_flow(app: &App, params: &Params, decision: Option<(&str, &str)>) ->
 
     let Some((user, decision)) = decision else {
         let carried = params.iter().filter(|(k, _)| AUTHORIZE_PARAMS.contains(k));
-        return consent_page(&config.app_name, &scopes, carried);
+        return consent_page(config.app_name, &scopes, carried);
     };
     if catalog::user(user).is_none() {
         return error_page(StatusCode::BAD_REQUEST, "Unknown user");
@@ -165,7 +164,7 @@ fn authorize_flow(app: &App, params: &Params, decision: Option<(&str, &str)>) ->
             app.lock().codes.insert(
                 code.clone(),
                 AuthCode {
-                    client_id: config.client_id.clone(),
+                    client_id: config.client_id.to_string(),
                     redirect_uri: redirect_uri.to_string(),
                     user: user.to_string(),
                     scopes,
@@ -248,32 +247,43 @@ enum ClientAuth {
     Public,
 }
 
-fn authenticate(app: &App, headers: &HeaderMap, params: &Params) -> Result<ClientAuth, Response> {
-    let config = &app.config;
+/// How the client authenticated, and its client id.
+fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<(ClientAuth, String), Response> {
     let invalid_client = || oauth_error("invalid_client", "Invalid client");
     let invalid_secret = || oauth_error("invalid_client", "Invalid client secret");
     let body_id = params.get("client_id");
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let (id, secret) = basic_credentials(value).ok_or_else(invalid_client)?;
-        if !matches_encoded(&id, &config.client_id) {
-            return Err(invalid_client());
-        }
-        if !matches_encoded(&secret, &config.client_secret) {
+        let config = app
+            .config
+            .other_clients
+            .iter()
+            .map(|o| o.client_id.as_str())
+            .chain([app.config.client_id.as_str()])
+            .find(|known| matches_encoded(&id, known))
+            .and_then(|known| app.client(known))
+            .ok_or_else(invalid_client)?;
+        if !matches_encoded(&secret, config.client_secret) {
             return Err(invalid_secret());
         }
         if body_id.is_some_and(|b| b != config.client_id) {
             return Err(invalid_client());
         }
-        return Ok(ClientAuth::Confidential);
+        return Ok((ClientAuth::Confidential, config.client_id.to_string()));
     }
-    match body_id {
-        Some(id) if id == config.client_id => match params.get("client_secret") {
-            // Spotify also takes the secret as a body parameter.
-            Some(secret) if secret == config.client_secret => Ok(ClientAuth::Confidential),
-            Some(_) => Err(invalid_secret()),
-            None => Ok(ClientAuth::Public),
-        },
-        _ => Err(invalid_client()),
+    let Some(config) = body_id.and_then(|id| app.client(id)) else {
+        return Err(invalid_client());
+    };
+    let id = config.client_id.to_string();
+    match params.get("client_secret") {
+        // Spotify also takes the secret as a body parameter.
+        Some(secret) if secret == config.client_secret => Ok((ClientAuth::Confidential, id)),
+        Some(_) => Err(invalid_secret()),
+        None => Ok((ClientAuth::Public, id)),
     }
 }
 
@@ -361,23 +371,23 @@ pub(crate) async fn token(
             )
         }
     };
-    let auth = match authenticate(&app, &headers, &params) {
+    let (auth, client_id) = match authenticate(&app, &headers, &params) {
         Ok(auth) => auth,
         Err(resp) => return resp,
     };
     match grant_type {
-        "client_credentials" => client_credentials(&app, auth),
-        "authorization_code" => authorization_code(&app, auth, &params),
-        _ => refresh_token(&app, auth, &params),
+        "client_credentials" => client_credentials(&app, auth, &client_id),
+        "authorization_code" => authorization_code(&app, auth, &client_id, &params),
+        _ => refresh_token(&app, auth, &client_id, &params),
     }
 }
 
-fn client_credentials(app: &App, auth: ClientAuth) -> Response {
+fn client_credentials(app: &App, auth: ClientAuth, client_id: &str) -> Response {
     if auth != ClientAuth::Confidential {
         return oauth_error("invalid_client", "Invalid client");
     }
     let lifetime = app.config.token_lifetime;
-    let access = app.lock().issue_access(lifetime, None, &[]);
+    let access = app.lock().issue_access(client_id, lifetime, None, &[]);
     token_json(
         StatusCode::OK,
         &json!({
@@ -388,7 +398,7 @@ fn client_credentials(app: &App, auth: ClientAuth) -> Response {
     )
 }
 
-fn authorization_code(app: &App, auth: ClientAuth, params: &Params) -> Response {
+fn authorization_code(app: &App, auth: ClientAuth, client_id: &str, params: &Params) -> Response {
     let Some(code) = params.get("code") else {
         return oauth_error("invalid_request", "code must be supplied");
     };
@@ -400,7 +410,7 @@ fn authorization_code(app: &App, auth: ClientAuth, params: &Params) -> Response 
     if grant.expires_at <= Instant::now() {
         return oauth_error("invalid_grant", "Invalid authorization code");
     }
-    if grant.client_id != app.config.client_id {
+    if grant.client_id != client_id {
         return oauth_error("invalid_client", "Invalid client");
     }
     if params.get("redirect_uri") != Some(grant.redirect_uri.as_str()) {
@@ -424,7 +434,12 @@ fn authorization_code(app: &App, auth: ClientAuth, params: &Params) -> Response 
         }
         None => {}
     }
-    let access = store.issue_access(app.config.token_lifetime, Some(&grant.user), &grant.scopes);
+    let access = store.issue_access(
+        client_id,
+        app.config.token_lifetime,
+        Some(&grant.user),
+        &grant.scopes,
+    );
     let refresh = store.issue_refresh(
         &grant.client_id,
         &grant.user,
@@ -445,7 +460,7 @@ fn authorization_code(app: &App, auth: ClientAuth, params: &Params) -> Response 
     )
 }
 
-fn refresh_token(app: &App, auth: ClientAuth, params: &Params) -> Response {
+fn refresh_token(app: &App, auth: ClientAuth, client_id: &str, params: &Params) -> Response {
     let Some(token) = params.get("refresh_token") else {
         return oauth_error("invalid_request", "refresh_token must be supplied");
     };
@@ -453,7 +468,7 @@ fn refresh_token(app: &App, auth: ClientAuth, params: &Params) -> Response {
     let Some(grant) = store.refresh.get(token) else {
         return oauth_error("invalid_grant", "Refresh token revoked");
     };
-    if grant.client_id != app.config.client_id {
+    if grant.client_id != client_id {
         return oauth_error("invalid_grant", "Invalid refresh token");
     }
     // Only a token born of PKCE may be refreshed by the public client alone.
@@ -480,7 +495,7 @@ fn refresh_token(app: &App, auth: ClientAuth, params: &Params) -> Response {
     } else {
         None
     };
-    let access = store.issue_access(app.config.token_lifetime, Some(&user), &scopes);
+    let access = store.issue_access(&client_id, app.config.token_lifetime, Some(&user), &scopes);
     drop(store);
     let mut body = json!({
         "access_token": access,

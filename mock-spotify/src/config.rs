@@ -1,10 +1,11 @@
-//! `MockConfig`: how the mock's single registered application looks, and `MockTls`, the
-//! certificate and key it serves over HTTPS (made by `tls::TestCa`). A leaf: it imports no
-//! other file of the mock.
+//! `MockConfig`: how the mock's registered applications look (its main client and any
+//! others, `MockClient`), and `MockTls`, the certificate and key it serves over HTTPS (made
+//! by `tls::TestCa`). A leaf: it imports no other file of the mock.
 
 use std::time::Duration;
 
-/// How the mock's single registered application looks.
+/// How the mock's registered applications look: the main client here, the others in
+/// `other_clients`.
 #[derive(Debug, Clone)]
 pub struct MockConfig {
     pub client_id: String,
@@ -30,6 +31,27 @@ pub struct MockConfig {
     /// Calls the developer account may make per rolling 30 seconds (`quota`); `None` is no
     /// limit. `POST /__mock/quota` changes it at run time.
     pub quota_per_30s: Option<u32>,
+    /// The developer account that owns the main client: its `QUOTA_EXCEEDED` holds every
+    /// client of the account (`POST /__mock/quota` with `"account"`).
+    pub developer_account: String,
+    /// Further client ids (Spotify: up to 25 per developer account since July 2026), each
+    /// with its own secret, redirect URIs, mode, registered users and rate-limit window.
+    pub other_clients: Vec<MockClient>,
+}
+
+/// Another client id the mock knows, beside `MockConfig`'s main one.
+#[derive(Debug, Clone)]
+pub struct MockClient {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uris: Vec<String>,
+    /// Shown on the consent page.
+    pub app_name: String,
+    /// Fixed for the mock's life (`/__mock/app` changes the main client's only).
+    pub mode: AppMode,
+    /// Users registered in its dashboard (development mode serves only these).
+    pub registered: Vec<String>,
+    pub developer_account: String,
 }
 
 /// Spotify's two kinds of app (NOTES-pingora.md, "Spotify in 2026").
@@ -60,6 +82,9 @@ impl AppMode {
     }
 }
 
+/// The developer account of a client that names none.
+pub const DEFAULT_DEVELOPER_ACCOUNT: &str = "default";
+
 /// Six months, as Spotify counts a refresh token's life from the original authorization
 /// (183 days: never shorter than six calendar months).
 pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(183 * 24 * 3600);
@@ -77,6 +102,8 @@ impl Default for MockConfig {
             mode: AppMode::Development,
             refresh_token_lifetime: REFRESH_TOKEN_LIFETIME,
             quota_per_30s: None,
+            developer_account: DEFAULT_DEVELOPER_ACCOUNT.to_string(),
+            other_clients: Vec::new(),
         }
     }
 }

@@ -39,6 +39,11 @@ pub(crate) async fn stats(State(app): State<Arc<App>>) -> Response {
             "api_requests": stats.api_requests,
             "connections": app.wire.json(),
             "quota": app.quota.json(),
+            "quota_by_client": app
+                .quotas()
+                .into_iter()
+                .map(|(id, _, q)| (id.to_string(), q.json()))
+                .collect::<serde_json::Map<_, _>>(),
         }),
         JSON,
     )
@@ -228,7 +233,9 @@ pub(crate) async fn reset(State(app): State<Arc<App>>) -> Response {
     store.stats = Default::default();
     store.log.clear();
     app.wire.reset();
-    app.quota.reset();
+    for (_, _, quota) in app.quotas() {
+        quota.reset();
+    }
     app.cache_headers.reset();
     ok()
 }
@@ -241,12 +248,45 @@ pub(crate) async fn cache(State(app): State<Arc<App>>, body: Bytes) -> Response 
     }
 }
 
-/// `POST /__mock/quota`: the rolling window's budget and `QUOTA_EXCEEDED` (`quota`).
+/// `POST /__mock/quota`: the rolling window's budget and `QUOTA_EXCEEDED` (`quota`), for
+/// every client, or for the one `"client_id"` names, or for every client of the developer
+/// account `"account"` names.
 pub(crate) async fn quota(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    match app.quota.control(&body) {
-        Ok(()) => ok(),
-        Err(message) => control_error(StatusCode::BAD_REQUEST, &message),
+    let mut control: serde_json::Map<String, serde_json::Value> =
+        match serde_json::from_slice(&body) {
+            Ok(c) => c,
+            Err(e) => return control_error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+        };
+    let take = |c: &mut serde_json::Map<_, _>, key: &str| match c.remove(key) {
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        None => Ok(None),
+        Some(_) => Err(format!("{key} must be a string")),
+    };
+    let (client, account) = match (
+        take(&mut control, "client_id"),
+        take(&mut control, "account"),
+    ) {
+        (Ok(c), Ok(a)) => (c, a),
+        (Err(m), _) | (_, Err(m)) => return control_error(StatusCode::BAD_REQUEST, &m),
+    };
+    let rest = serde_json::Value::Object(control).to_string();
+    let chosen: Vec<_> = app
+        .quotas()
+        .into_iter()
+        .filter(|(id, acct, _)| {
+            client.as_deref().is_none_or(|c| c == *id)
+                && account.as_deref().is_none_or(|a| a == *acct)
+        })
+        .collect();
+    if chosen.is_empty() {
+        return control_error(StatusCode::NOT_FOUND, "no such client_id or account");
     }
+    for (_, _, quota) in chosen {
+        if let Err(message) = quota.control(rest.as_bytes()) {
+            return control_error(StatusCode::BAD_REQUEST, &message);
+        }
+    }
+    ok()
 }
 
 pub(crate) async fn requests(State(app): State<Arc<App>>) -> Response {
@@ -257,6 +297,7 @@ pub(crate) async fn requests(State(app): State<Arc<App>>) -> Response {
         .map(|r| {
             json!({
                 "target": r.target.name(),
+                "client_id": r.client_id,
                 "method": r.method,
                 "path": r.path,
                 "headers": r.headers,

@@ -45,9 +45,11 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-pub use crate::catalog::{generated_track_ids, GENERATED_TRACKS, LARGE_PLAYLIST_ID, LISTENERS};
+pub use crate::catalog::{
+    generated_track_ids, DEFAULT_REGISTERED, GENERATED_TRACKS, LARGE_PLAYLIST_ID, LISTENERS,
+};
 pub use crate::config::MockTls;
-pub use crate::config::{AppMode, MockConfig, REFRESH_TOKEN_LIFETIME};
+pub use crate::config::{AppMode, MockClient, MockConfig, REFRESH_TOKEN_LIFETIME};
 use crate::state::App;
 pub use crate::tls::{TestCa, Validity};
 

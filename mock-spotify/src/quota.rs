@@ -1,13 +1,15 @@
-//! Spotify's quota as it is counted since 2026-07-23: per developer account (the mock has
-//! one, shared by every client id it knows), over a rolling 30-second window. Once the
-//! window's budget is spent, a call gets 429 with `Retry-After` (the seconds until the oldest
+//! Spotify's limits as they are counted since 2026-07-23: each client id's rate limit over a
+//! rolling 30-second window (one `Quota` per client the mock knows), and the developer
+//! account's quota, whose `QUOTA_EXCEEDED` the control switches on for every client of the
+//! account at once (`"account"`). Once the window's budget is spent, a call gets 429 with `Retry-After` (the seconds until the oldest
 //! call in the window leaves it); `QUOTA_EXCEEDED` is the longer refusal, switched on by the
 //! control, with its own `Retry-After` (3,600 and 86,400 s have been seen by client
 //! libraries).
 //!
 //! `POST /__mock/quota` with JSON, every field optional:
 //! `{"budget_per_30s":300}` (`null` turns the window off),
-//! `{"quota_exceeded":true,"retry_after":3600}` (`false` lifts it). Refused calls do not
+//! `{"quota_exceeded":true,"retry_after":3600}` (`false` lifts it), for every client, or
+//! only `"client_id":"…"`, or every client of `"account":"…"` (`controls::quota`). Refused calls do not
 //! spend the budget. `/__mock/stats` reports `quota` (what the limiter saw and refused);
 //! `/__mock/reset` empties the window, lifts `QUOTA_EXCEEDED`, zeroes the counters and puts
 //! the budget back to `MockConfig::quota_per_30s`.

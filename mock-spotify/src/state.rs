@@ -33,8 +33,11 @@ pub(crate) struct App {
     /// How clients connect, counted outside the store's lock: TLS handshakes completed and
     /// requests by HTTP version (`/__mock/stats`).
     pub wire: Wire,
-    /// The developer account's rolling 30-second quota (`quota`).
+    /// The main client's rolling 30-second window and its account's `QUOTA_EXCEEDED`
+    /// (`quota`).
     pub quota: Quota,
+    /// The same for each of `config.other_clients`, in their order.
+    pub other_quotas: Vec<Quota>,
     /// `Cache-Control` on Web API answers (`api::caching`).
     pub cache_headers: crate::api::caching::CacheHeaders,
 }
@@ -144,6 +147,8 @@ impl Playback {
 }
 
 pub(crate) struct AccessToken {
+    /// The client id it was issued to.
+    pub client_id: String,
     /// `None` for client-credentials tokens.
     pub user: Option<String>,
     pub scopes: Vec<String>,
@@ -203,6 +208,8 @@ pub(crate) struct Stats {
 #[derive(Clone, Debug)]
 pub(crate) struct LoggedRequest {
     pub target: Target,
+    /// The client id of the bearer token a Web API call carried, when the mock issued it.
+    pub client_id: Option<String>,
     pub method: String,
     pub path: String,
     pub headers: BTreeMap<String, String>,
@@ -237,7 +244,13 @@ impl App {
             })
             .collect();
         let quota = Quota::new(config.quota_per_30s);
+        let other_quotas = config
+            .other_clients
+            .iter()
+            .map(|_| Quota::new(config.quota_per_30s))
+            .collect();
         App {
+            other_quotas,
             config,
             base,
             store: Mutex::new(Store {
@@ -260,6 +273,57 @@ impl App {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The registered client `client_id`, if the mock knows it.
+    pub(crate) fn client(&self, client_id: &str) -> Option<Client<'_>> {
+        let c = &self.config;
+        if client_id == c.client_id {
+            return Some(Client {
+                client_id: &c.client_id,
+                client_secret: &c.client_secret,
+                redirect_uris: &c.redirect_uris,
+                app_name: &c.app_name,
+                other: None,
+            });
+        }
+        let (i, o) = c
+            .other_clients
+            .iter()
+            .enumerate()
+            .find(|(_, o)| o.client_id == client_id)?;
+        Some(Client {
+            client_id: &o.client_id,
+            client_secret: &o.client_secret,
+            redirect_uris: &o.redirect_uris,
+            app_name: &o.app_name,
+            other: Some(i),
+        })
+    }
+
+    /// The rolling window of `client_id` (the main client's for an unknown one).
+    pub(crate) fn quota_of(&self, client_id: Option<&str>) -> &Quota {
+        match client_id
+            .and_then(|id| self.client(id))
+            .and_then(|c| c.other)
+        {
+            Some(i) => &self.other_quotas[i],
+            None => &self.quota,
+        }
+    }
+
+    /// Every client's window, with its client id and developer account.
+    pub(crate) fn quotas(&self) -> Vec<(&str, &str, &Quota)> {
+        let c = &self.config;
+        let mut all = vec![(
+            c.client_id.as_str(),
+            c.developer_account.as_str(),
+            &self.quota,
+        )];
+        for (o, q) in c.other_clients.iter().zip(&self.other_quotas) {
+            all.push((o.client_id.as_str(), o.developer_account.as_str(), q));
+        }
+        all
+    }
+
     /// `expires_in` as Spotify reports it: whole seconds, at least 1.
     pub(crate) fn expires_in(&self) -> u64 {
         self.config.token_lifetime.as_secs().max(1)
@@ -277,6 +341,7 @@ impl App {
         grant_type: Option<&str>,
     ) -> Option<FaultHit> {
         let entry = LoggedRequest {
+            client_id: None,
             target,
             method: method.as_str().to_string(),
             path: uri
@@ -290,6 +355,12 @@ impl App {
             body_bytes: body.map_or(0, <[u8]>::len),
         };
         let mut store = self.lock();
+        let entry = LoggedRequest {
+            client_id: bearer_of(headers)
+                .and_then(|t| store.access.get(t))
+                .map(|t| t.client_id.clone()),
+            ..entry
+        };
         match target {
             Target::Api => store.stats.api_requests += 1,
             Target::Token => match grant_type {
@@ -314,6 +385,7 @@ impl App {
 impl Store {
     pub(crate) fn issue_access(
         &mut self,
+        client_id: &str,
         lifetime: Duration,
         user: Option<&str>,
         scopes: &[String],
@@ -323,6 +395,7 @@ impl Store {
         self.access.insert(
             token.clone(),
             AccessToken {
+                client_id: client_id.to_string(),
                 user: user.map(str::to_string),
                 scopes: scopes.to_vec(),
                 expires_at: Instant::now() + lifetime,
@@ -364,6 +437,27 @@ impl Store {
             .retain(|_, t| t.expires_at + EXPIRED_TOKEN_MEMORY > now);
         self.codes.retain(|_, c| c.expires_at > now);
     }
+}
+
+/// A registered client as the accounts service and the Web API see it: the main one, or
+/// one of `MockConfig::other_clients`.
+pub(crate) struct Client<'a> {
+    pub client_id: &'a str,
+    pub client_secret: &'a str,
+    pub redirect_uris: &'a [String],
+    pub app_name: &'a str,
+    /// Its index in `other_clients`; `None` for the main client.
+    pub other: Option<usize>,
+}
+
+/// The bearer token of an `Authorization` header, unchecked.
+pub(crate) fn bearer_of(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Header names as HTTP/2 spells them (lowercase); repeated headers joined with ", ".

@@ -226,6 +226,11 @@ async fn stats_request_log_and_reset() {
         .and_then(|o| o.remove("quota"))
         .expect("quota counters (tests/quota.rs)");
     assert_eq!(quota["seen"], 3, "{quota}");
+    let by_client = got
+        .as_object_mut()
+        .and_then(|o| o.remove("quota_by_client"))
+        .expect("each client's window");
+    assert_eq!(by_client["demo-client-id"]["seen"], 3, "{by_client}");
     assert_eq!(
         got,
         json!({
@@ -301,6 +306,14 @@ async fn stats_request_log_and_reset() {
                 "allowed": 0,
                 "refused": {"rate_limited": 0, "quota_exceeded": 0},
             },
+            "quota_by_client": {"demo-client-id": {
+                "budget_per_30s": null,
+                "in_window": 0,
+                "quota_exceeded_on": false,
+                "seen": 0,
+                "allowed": 0,
+                "refused": {"rate_limited": 0, "quota_exceeded": 0},
+            }},
         })
     );
     let log: Value = c

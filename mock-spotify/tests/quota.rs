@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use mock_spotify::{MockConfig, MockSpotify};
 
-use common::{api, app_token, client, header, start_with};
+use common::{api, app_token, client, header, start_with, token};
 
 const TRACK: &str = "/v1/search?q=abba&type=track";
 
@@ -96,4 +96,73 @@ async fn quota_exceeded_answers_in_spotifys_shape_until_lifted() {
         StatusCode::BAD_REQUEST,
         "retry_after belongs to quota_exceeded"
     );
+}
+
+/// Two more clients, one of the main client's developer account and one of another: each has
+/// its own window, and `QUOTA_EXCEEDED` is the account's.
+#[tokio::test]
+async fn each_client_has_its_window_and_the_account_its_quota() {
+    let other = |id: &str, account: &str| mock_spotify::MockClient {
+        client_id: id.into(),
+        client_secret: format!("{id}-secret"),
+        redirect_uris: vec!["http://127.0.0.1:8080/auth/callback".into()],
+        app_name: id.into(),
+        mode: mock_spotify::AppMode::Development,
+        registered: vec!["alice".into()],
+        developer_account: account.into(),
+    };
+    let m = start_with(MockConfig {
+        other_clients: vec![other("sister", "default"), other("stranger", "elsewhere")],
+        ..MockConfig::default()
+    })
+    .await;
+    let mut tokens = Vec::new();
+    for (id, secret) in [
+        ("demo-client-id", "demo-client-secret"),
+        ("sister", "sister-secret"),
+        ("stranger", "stranger-secret"),
+    ] {
+        let (status, body) = token(
+            &m,
+            Some((id, secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        tokens.push(body["access_token"].as_str().expect("token").to_string());
+    }
+    let (main, sister, stranger) = (&tokens[0], &tokens[1], &tokens[2]);
+    // A plain 429 for one client only.
+    assert_eq!(
+        quota(&m, json!({"client_id": "sister", "budget_per_30s": 0})).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api(&m, TRACK, Some(sister)).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(api(&m, TRACK, Some(main)).await.0, StatusCode::OK);
+    quota(&m, json!({"client_id": "sister", "budget_per_30s": null})).await;
+    // The account's quota: both of its clients, not the other account's.
+    quota(&m, json!({"account": "default", "quota_exceeded": true})).await;
+    for t in [main, sister] {
+        let (status, _, body) = api(&m, TRACK, Some(t)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body["error"]["reason"], "QUOTA_EXCEEDED", "{body}");
+    }
+    assert_eq!(api(&m, TRACK, Some(stranger)).await.0, StatusCode::OK);
+    assert_eq!(
+        quota(&m, json!({"account": "nobody", "quota_exceeded": true})).await,
+        StatusCode::NOT_FOUND
+    );
+    let log: Value = client()
+        .get(format!("{}/__mock/requests", m.base_url()))
+        .send()
+        .await
+        .expect("log")
+        .json()
+        .await
+        .expect("json");
+    let last = log.as_array().and_then(|l| l.last()).expect("an entry");
+    assert_eq!(last["client_id"], "stranger", "{last}");
 }

@@ -7,6 +7,10 @@
 //! | `GET /admin/v1/users/{id}` | one user, 404 when the user has no live session |
 //! | `DELETE /admin/v1/users/{id}` | every session of the user ends on every replica |
 //!
+//! Each acts on one app: `?app=NAME` names it, and must when the gateway serves several
+//! (`[[apps]]`); a single-app gateway needs none. A user signed into two apps is two users
+//! here, one per app.
+//!
 //! Off (404 for every `/admin/` path) unless `[admin] token_env`/`token_file` is set; then each
 //! request needs `Authorization: Bearer <token>`, compared in constant time, or gets a 401.
 //! Answers are JSON and never hold a token, a cookie or a session id (`session::users`).
@@ -20,6 +24,7 @@ use pingora::http::RequestHeader;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use crate::server::apps::Apps;
 use crate::server::state::Gateway;
 
 /// Every admin API path starts with this.
@@ -93,9 +98,9 @@ fn query(req: &RequestHeader, name: &str) -> Option<String> {
 }
 
 /// Answers one admin API request, with its request id.
-pub async fn serve(gw: &Gateway, req: &RequestHeader) -> Response<Vec<u8>> {
+pub async fn serve(apps: &Apps, req: &RequestHeader) -> Response<Vec<u8>> {
     let id = crate::telemetry::request_id::of(&req.headers);
-    let mut resp = route(gw, req, &id).await;
+    let mut resp = route(apps, req, &id).await;
     if let Ok(value) = http::HeaderValue::from_str(&id) {
         resp.headers_mut()
             .insert(crate::telemetry::request_id::HEADER, value);
@@ -103,8 +108,28 @@ pub async fn serve(gw: &Gateway, req: &RequestHeader) -> Response<Vec<u8>> {
     resp
 }
 
-async fn route(gw: &Gateway, req: &RequestHeader, request_id: &str) -> Response<Vec<u8>> {
-    let Some(token) = gw.live().admin_token.clone() else {
+/// The app `?app=` names, or the only one; else the answer that says why not.
+fn app_of<'a>(apps: &'a Apps, req: &RequestHeader) -> Result<&'a Gateway, Box<Response<Vec<u8>>>> {
+    let refused = |status, code, message| Box::new(error(status, code, message));
+    match query(req, "app") {
+        Some(name) => apps.by_name(&name).map(|g| &**g).ok_or_else(|| {
+            refused(
+                404,
+                "unknown_app",
+                "no app of that name: see [[apps]] in the config",
+            )
+        }),
+        None if apps.several() => Err(refused(
+            400,
+            "app_required",
+            "this gateway serves several apps: name one with ?app=NAME",
+        )),
+        None => Ok(apps.first()),
+    }
+}
+
+async fn route(apps: &Apps, req: &RequestHeader, request_id: &str) -> Response<Vec<u8>> {
+    let Some(token) = apps.first().live().admin_token.clone() else {
         return error(
             404,
             "admin_api_off",
@@ -123,6 +148,10 @@ async fn route(gw: &Gateway, req: &RequestHeader, request_id: &str) -> Response<
         Some("") => None,
         Some(rest) if route_label(path) != "/admin/unmatched" => Some(decode(&rest[1..])),
         _ => return error(404, "not_found", "no such admin route"),
+    };
+    let gw = match app_of(apps, req) {
+        Ok(gw) => gw,
+        Err(refused) => return *refused,
     };
     match (&req.method, user) {
         (&Method::GET, None) => list(gw, req).await,

@@ -39,9 +39,9 @@ pub enum ClientError {
     Other { status: u16, body: String },
 }
 
-/// Runs `action` against the admin listener at `admin` (`http://host:9090`); prints a table,
-/// or JSON with `json`.
-pub fn run(action: Action, admin: &str, json: bool) -> Result<(), ClientError> {
+/// Runs `action` against the admin listener at `admin` (`http://host:9090`), on the app
+/// `app` names (needed when the gateway serves several); prints a table, or JSON with `json`.
+pub fn run(action: Action, admin: &str, app: Option<&str>, json: bool) -> Result<(), ClientError> {
     let token = std::env::var(TOKEN_ENV)
         .ok()
         .filter(|t| !t.trim().is_empty())
@@ -63,6 +63,7 @@ pub fn run(action: Action, admin: &str, json: bool) -> Result<(), ClientError> {
             })?,
         base: admin.trim_end_matches('/').to_string(),
         token: token.trim().to_string(),
+        app: app.map(encode),
     };
     runtime.block_on(async {
         match action {
@@ -120,6 +121,8 @@ struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
+    /// `?app=`, percent-encoded.
+    app: Option<String>,
 }
 
 impl Client {
@@ -130,9 +133,14 @@ impl Client {
         path: &str,
         user: Option<&str>,
     ) -> Result<Value, ClientError> {
+        let url = match &self.app {
+            Some(app) if path.contains('?') => format!("{}{path}&app={app}", self.base),
+            Some(app) => format!("{}{path}?app={app}", self.base),
+            None => format!("{}{path}", self.base),
+        };
         let resp = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, url)
             .bearer_auth(&self.token)
             .send()
             .await

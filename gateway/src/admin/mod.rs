@@ -14,15 +14,19 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::server::apps::Apps;
 use crate::server::state::Gateway;
 
 pub struct AdminApp {
+    apps: Arc<Apps>,
+    /// The first app: the process-wide parts (metrics, lifecycle, store) are the same in all.
     gw: Arc<Gateway>,
 }
 
 impl AdminApp {
-    pub fn new(gw: Arc<Gateway>) -> AdminApp {
-        AdminApp { gw }
+    pub fn new(apps: Arc<Apps>) -> AdminApp {
+        let gw = Arc::clone(apps.first());
+        AdminApp { apps, gw }
     }
 }
 
@@ -59,7 +63,12 @@ impl AdminApp {
         };
         // Counted after the ping (which may take a moment): a write-back that landed
         // meanwhile is not reported.
-        let unsaved = self.gw.sessions.unsaved_count();
+        let unsaved: usize = self
+            .apps
+            .all()
+            .iter()
+            .map(|g| g.sessions.unsaved_count())
+            .sum();
         let waiting = (unsaved > 0).then(|| {
             format!(
                 "{unsaved} refreshed session(s) not yet saved to the session store; a restart \
@@ -118,10 +127,16 @@ impl ServeHttp for AdminApp {
         };
         let resp = match route {
             r if r.starts_with(crate::admin::api::PREFIX) => {
-                crate::admin::api::serve(&self.gw, session.req_header()).await
+                crate::admin::api::serve(&self.apps, session.req_header()).await
             }
             "/metrics" => {
-                self.gw.sessions.count_reauth_due();
+                let due: usize = self
+                    .apps
+                    .all()
+                    .iter()
+                    .map(|g| g.sessions.reauth_due())
+                    .sum();
+                self.gw.metrics.sessions_reauth_due.set(due as i64);
                 text(
                     200,
                     "text/plain; version=0.0.4; charset=utf-8",
@@ -138,6 +153,8 @@ impl ServeHttp for AdminApp {
             .metrics
             .requests
             .with_label_values(&[
+                // The admin listener is no app's.
+                "",
                 "admin",
                 route,
                 crate::telemetry::metrics::status_class(resp.status().as_u16()),

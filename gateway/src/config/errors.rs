@@ -68,8 +68,19 @@ pub(super) fn locate(root: &toml_edit::Table, path: &str) -> Option<usize> {
     let mut table: &dyn toml_edit::TableLike = root;
     let mut found = None;
     for segment in path.split('.') {
-        let (key, item) = table.get_key_value(segment)?;
+        // `apps[1]`: the second table of the array `apps`.
+        let (name, index) = match segment.strip_suffix(']').and_then(|s| s.split_once('[')) {
+            Some((name, i)) => (name, i.parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        let (key, item) = table.get_key_value(name)?;
         found = key.span().map(|s| s.start).or(item.span().map(|s| s.start));
+        if let Some(i) = index {
+            let entry = item.as_array_of_tables()?.get(i)?;
+            found = entry.span().map(|s| s.start).or(found);
+            table = entry;
+            continue;
+        }
         match item.as_table_like() {
             Some(t) => table = t,
             None => break,

@@ -7,7 +7,8 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileConfig {
-    pub(super) spotify: FileSpotify,
+    /// One app (named `default`): `[spotify]`, `[upstream]` and `[access]` at the top level.
+    pub(super) spotify: Option<FileSpotify>,
     #[serde(default)]
     pub(super) listen: FileListen,
     #[serde(default)]
@@ -19,8 +20,7 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) egress: FileEgress,
     pub(super) forward_auth: Option<FileForwardAuth>,
-    #[serde(default)]
-    pub(super) access: FileAccess,
+    pub(super) access: Option<FileAccess>,
     #[serde(default)]
     pub(super) admin: FileAdmin,
     #[serde(default)]
@@ -29,6 +29,9 @@ pub(super) struct FileConfig {
     pub(super) webhooks: Vec<super::webhooks::FileWebhook>,
     #[serde(default)]
     pub(super) tracing: FileTracing,
+    /// Several apps: each its own `[spotify]`, hosts, `[upstream]` and `[access]`.
+    #[serde(default)]
+    pub(super) apps: Vec<FileApp>,
 }
 
 #[derive(Deserialize, Default)]
@@ -41,6 +44,20 @@ pub(super) struct FileTracing {
     pub(super) sample_ratio: Option<f64>,
     pub(super) headers_env: Option<String>,
     pub(super) headers_file: Option<String>,
+}
+
+/// One `[[apps]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileApp {
+    pub(super) name: String,
+    pub(super) spotify: FileSpotify,
+    #[serde(default)]
+    pub(super) hosts: Vec<String>,
+    pub(super) upstream: Option<FileUpstream>,
+    #[serde(default)]
+    pub(super) access: FileAccess,
+    pub(super) developer_account: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -43,16 +43,16 @@ pub enum Flow {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Config {
-    pub spotify: SpotifyConfig,
+    /// The Spotify apps this gateway serves, at least one: `[[apps]]`, or the one app named
+    /// [`DEFAULT_APP`] that `[spotify]`, `[upstream]` and `[access]` describe.
+    pub apps: Vec<AppConfig>,
     pub listen: ListenConfig,
     pub server: ServerSettings,
-    pub upstream: Option<UpstreamConfig>,
     pub session: SessionConfig,
     pub store: StoreConfig,
     pub egress: EgressConfig,
     /// `[forward_auth]`: `/auth/check` answers an existing ingress; `None` turns it off.
     pub forward_auth: Option<ForwardAuthConfig>,
-    pub access: AccessConfig,
     pub playback: PlaybackConfig,
     pub admin: AdminConfig,
     /// `[[webhooks]]`: receivers of the audit events (`events::webhooks`).
@@ -89,6 +89,52 @@ impl Default for TracingConfig {
             sample_ratio: 1.0,
             headers: None,
         }
+    }
+}
+
+/// The name of the app a single-app config (`[spotify]`) describes. Its cookie, keys and
+/// store keys are those of the gateway before `[[apps]]`, so its sessions outlive the upgrade.
+pub const DEFAULT_APP: &str = "default";
+
+/// One Spotify app (client id) the gateway serves (`[[apps]]`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AppConfig {
+    /// A short label (`[a-z0-9_-]`, at most 32): metrics, logs, events, the admin API, and
+    /// the suffix of its cookie's name.
+    pub name: String,
+    pub spotify: SpotifyConfig,
+    /// The public hosts it serves (the request's `Host`); empty only for the one app of a
+    /// config, which then serves every host.
+    pub hosts: Vec<AppHost>,
+    pub upstream: Option<UpstreamConfig>,
+    pub access: AccessConfig,
+    /// Apps with the same label share one Spotify quota (the developer account's).
+    pub developer_account: String,
+}
+
+impl AppConfig {
+    /// Whether this is the app of a single-app config, with the gateway's historic cookie,
+    /// keys and store keys.
+    pub fn is_default(&self) -> bool {
+        self.name == DEFAULT_APP
+    }
+}
+
+/// One `apps[N].hosts` entry: a host, with a port to match only that port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppHost(pub crate::net::host::HostPort);
+
+impl AppHost {
+    /// Whether a request's `Host` is this host: the same name, and the same port when the
+    /// entry names one (an ingress in front may use any port).
+    pub fn serves(&self, host: &crate::net::host::HostPort) -> bool {
+        self.0.host == host.host && (self.0.port.is_none() || self.0.port == host.port)
+    }
+}
+
+impl Serialize for AppHost {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
     }
 }
 
@@ -552,6 +598,7 @@ impl Config {
             doc: &doc,
             env,
             issues: Vec::new(),
+            app_scope: None,
         };
         let config = v.validate(file);
         match config {
@@ -560,10 +607,67 @@ impl Config {
         }
     }
 
-    /// The effective config as TOML, every secret replaced by where it comes from.
+    /// The effective config as TOML, every secret replaced by where it comes from. A
+    /// single-app config prints as it was written: `[spotify]`, `[upstream]`, `[access]`.
     pub fn to_redacted_toml(&self) -> String {
-        toml_edit::ser::to_string_pretty(self)
-            .unwrap_or_else(|e| format!("# cannot render the config: {e}\n"))
+        match self.apps.as_slice() {
+            [only] if only.is_default() && only.hosts.is_empty() => {
+                #[derive(Serialize)]
+                struct SingleApp<'a> {
+                    spotify: &'a SpotifyConfig,
+                    upstream: Option<&'a UpstreamConfig>,
+                    access: &'a AccessConfig,
+                    #[serde(flatten)]
+                    rest: Rest<'a>,
+                }
+                #[derive(Serialize)]
+                struct Rest<'a> {
+                    listen: &'a ListenConfig,
+                    server: &'a ServerSettings,
+                    session: &'a SessionConfig,
+                    store: &'a StoreConfig,
+                    egress: &'a EgressConfig,
+                    forward_auth: Option<&'a ForwardAuthConfig>,
+                    playback: &'a PlaybackConfig,
+                    admin: &'a AdminConfig,
+                    webhooks: &'a [WebhookConfig],
+                    tracing: &'a TracingConfig,
+                }
+                let Config {
+                    apps: _,
+                    listen,
+                    server,
+                    session,
+                    store,
+                    egress,
+                    forward_auth,
+                    playback,
+                    admin,
+                    webhooks,
+                    tracing,
+                } = self;
+                let single = SingleApp {
+                    spotify: &only.spotify,
+                    upstream: only.upstream.as_ref(),
+                    access: &only.access,
+                    rest: Rest {
+                        listen,
+                        server,
+                        session,
+                        store,
+                        egress,
+                        forward_auth: forward_auth.as_ref(),
+                        playback,
+                        admin,
+                        webhooks,
+                        tracing,
+                    },
+                };
+                toml_edit::ser::to_string_pretty(&single)
+            }
+            _ => toml_edit::ser::to_string_pretty(self),
+        }
+        .unwrap_or_else(|e| format!("# cannot render the config: {e}\n"))
     }
 }
 

@@ -35,7 +35,7 @@ fn issues(text: &str) -> Vec<ConfigIssue> {
 fn good_config_gets_defaults() {
     let c = Config::parse(GOOD, "t", &env).expect("valid");
     assert_eq!(c.listen.egress, "127.0.0.1:8081".parse().unwrap());
-    assert_eq!(c.spotify.flow, Flow::AuthorizationCode);
+    assert_eq!(c.apps[0].spotify.flow, Flow::AuthorizationCode);
     assert_eq!(c.egress.public_base_url.as_str(), "http://127.0.0.1:8081/");
     assert!(matches!(c.store, StoreConfig::File { .. }));
 }
@@ -75,7 +75,10 @@ fn a_ca_file_that_is_missing_or_holds_no_certificate_names_key_and_line() {
     std::fs::write(&good, mock_spotify::TestCa::new("t").cert_pem()).expect("write");
     let text = GOOD.replace("scopes =", &format!("ca_file = {good:?}\nscopes ="));
     let c = Config::parse(&text, "t", &env).expect("valid");
-    assert_eq!(c.spotify.ca_file.map(|f| f.certs.len()), Some(1));
+    assert_eq!(
+        c.apps[0].spotify.ca_file.as_ref().map(|f| f.certs.len()),
+        Some(1)
+    );
 }
 
 #[test]
@@ -123,7 +126,7 @@ fn proxy_settings_are_checked_and_name_their_key() {
         "proxy_url = \"http://proxy.internal:3128\"\nproxy_credentials_env = \"PROXY_CREDENTIALS\"\nscopes =",
     );
     let c = Config::parse(&text, "t", &env).expect("valid");
-    let proxy = c.spotify.proxy.expect("a proxy");
+    let proxy = c.apps[0].spotify.proxy.clone().expect("a proxy");
     assert_eq!(proxy.url.as_str(), "http://proxy.internal:3128/");
     let defaults: Vec<String> = proxy.no_proxy.iter().map(ToString::to_string).collect();
     assert_eq!(defaults, NoProxyEntry::LOOPBACK);
@@ -366,7 +369,7 @@ fn access_keys_are_checked_with_key_and_line() {
         "\"user-read-email\", \"user-read-private\"",
     );
     let c = Config::parse(&text, "t", &env).expect("valid");
-    assert_eq!(c.access.allowed_products, ["premium"]);
+    assert_eq!(c.apps[0].access.allowed_products, ["premium"]);
 }
 
 #[test]
@@ -377,6 +380,121 @@ fn redacted_output_hides_secrets() {
     assert!(!out.contains("0123456789abcdef"), "{out}");
     assert!(out.contains("env CLIENT_SECRET"), "{out}");
     assert!(!format!("{c:?}").contains("s3cr3t"));
+}
+
+/// Two apps on two hosts: one PKCE, one with the secret.
+pub(crate) const TWO_APPS: &str = r#"
+[[apps]]
+name = "radio"
+hosts = ["127.0.0.1"]
+developer_account = "acme"
+[apps.spotify]
+client_id = "radio-id"
+flow = "pkce"
+redirect_uri = "http://127.0.0.1:8080/auth/callback"
+[apps.upstream]
+url = "http://127.0.0.1:3000"
+
+[[apps]]
+name = "charts"
+hosts = ["127.0.0.2"]
+[apps.spotify]
+client_id = "charts-id"
+client_secret_env = "CLIENT_SECRET"
+redirect_uri = "http://127.0.0.2:8080/auth/callback"
+[apps.access]
+allowed_users = ["alice"]
+
+[session]
+secret_env = "SESSION_SECRET"
+"#;
+
+#[test]
+fn a_single_app_config_is_the_app_named_default() {
+    let c = Config::parse(GOOD, "t", &env).expect("valid");
+    assert_eq!(c.apps.len(), 1);
+    let app = &c.apps[0];
+    assert_eq!(app.name, DEFAULT_APP);
+    assert!(app.is_default() && app.hosts.is_empty());
+    assert_eq!(app.developer_account, "default");
+}
+
+#[test]
+fn apps_are_read_with_their_own_tables() {
+    let c = Config::parse(TWO_APPS, "t", &env).expect("valid");
+    let names: Vec<_> = c.apps.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["radio", "charts"]);
+    assert_eq!(c.apps[0].spotify.flow, Flow::Pkce);
+    assert_eq!(c.apps[0].developer_account, "acme");
+    assert_eq!(c.apps[1].developer_account, "default");
+    assert!(c.apps[0].upstream.is_some() && c.apps[1].upstream.is_none());
+    assert_eq!(c.apps[1].access.allowed_users, ["alice"]);
+    let host = crate::net::host::HostPort::parse("127.0.0.2:8080").expect("host");
+    assert!(c.apps[1].hosts[0].serves(&host) && !c.apps[0].hosts[0].serves(&host));
+}
+
+#[test]
+fn apps_that_collide_are_refused_naming_the_keys() {
+    // One host for two apps.
+    let text = TWO_APPS.replace(
+        "hosts = [\"127.0.0.2\"]",
+        "hosts = [\"127.0.0.2\", \"127.0.0.1\"]",
+    );
+    let i = issues(&text);
+    assert_eq!(i[0].key, "apps[1].hosts", "{i:?}");
+    assert!(i[0].message.contains("apps[0]"), "{}", i[0].message);
+    assert!(i[0].line.is_some());
+    // One redirect URI for two apps (and so a callback host the second does not serve).
+    let text = TWO_APPS.replace(
+        "http://127.0.0.2:8080/auth/callback",
+        "http://127.0.0.1:8080/auth/callback",
+    );
+    let keys: Vec<_> = issues(&text).into_iter().map(|i| i.key).collect();
+    assert!(
+        keys.contains(&"apps[1].spotify.redirect_uri".to_string()),
+        "{keys:?}"
+    );
+    // A callback host the app does not serve.
+    let text = TWO_APPS.replace("hosts = [\"127.0.0.2\"]", "hosts = [\"127.0.0.3\"]");
+    let i = issues(&text);
+    assert_eq!(i[0].key, "apps[1].spotify.redirect_uri", "{i:?}");
+    assert!(i[0].message.contains("127.0.0.2:8080"), "{}", i[0].message);
+    // An app that names no host, beside another.
+    let text = TWO_APPS.replace("hosts = [\"127.0.0.2\"]\n", "");
+    assert_eq!(issues(&text)[0].key, "apps[1].hosts");
+    // The same name twice, and a name that is no label.
+    let text = TWO_APPS.replace("name = \"charts\"", "name = \"radio\"");
+    assert_eq!(issues(&text)[0].key, "apps[1].name");
+    let text = TWO_APPS.replace("name = \"charts\"", "name = \"Charts!\"");
+    assert_eq!(issues(&text)[0].key, "apps[1].name");
+}
+
+#[test]
+fn an_apps_own_keys_are_named_under_it() {
+    let text = TWO_APPS.replace("client_secret_env = \"CLIENT_SECRET\"\n", "");
+    let i = issues(&text);
+    assert_eq!(i[0].key, "apps[1].spotify.client_secret", "{i:?}");
+    // A key that is there is found on its line, in its app's table.
+    let text = TWO_APPS.replace(
+        "client_id = \"charts-id\"",
+        "client_id = \"charts-id\"\nflow = \"nope\"",
+    );
+    let i = issues(&text);
+    assert_eq!(i[0].key, "apps[1].spotify.flow", "{i:?}");
+    let line = text
+        .lines()
+        .position(|l| l == "flow = \"nope\"")
+        .expect("line")
+        + 1;
+    assert_eq!(i[0].line, Some(line));
+}
+
+#[test]
+fn spotify_beside_apps_is_refused() {
+    let text = format!("{TWO_APPS}\n[spotify]\nclient_id = \"x\"\nredirect_uri = \"http://127.0.0.1:8080/auth/callback\"\n");
+    let i = issues(&text);
+    assert_eq!(i[0].key, "spotify", "{i:?}");
+    assert!(i[0].message.contains("[[apps]]"));
 }
 
 #[test]

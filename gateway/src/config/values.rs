@@ -22,10 +22,23 @@ pub(super) struct Validator<'a> {
     pub(super) doc: &'a toml_edit::Document<String>,
     pub(super) env: &'a dyn Fn(&str) -> Option<String>,
     pub(super) issues: Vec<ConfigIssue>,
+    /// While one `[[apps]]` entry is read: `apps[N]`, put before the keys of its tables.
+    pub(super) app_scope: Option<String>,
 }
+
+/// The tables an `[[apps]]` entry holds, whose keys are named under `apps[N]` there.
+const APP_TABLES: [&str; 3] = ["spotify.", "upstream.", "access."];
 
 impl Validator<'_> {
     pub(super) fn issue(&mut self, key: &str, message: impl Into<String>) {
+        let scoped;
+        let key = match &self.app_scope {
+            Some(scope) if APP_TABLES.iter().any(|t| key.starts_with(t)) => {
+                scoped = format!("{scope}.{key}");
+                scoped.as_str()
+            }
+            _ => key,
+        };
         let line = locate(self.doc.as_table(), key).map(|o| line_of(self.text, o));
         self.issues.push(ConfigIssue {
             key: key.to_string(),

@@ -8,79 +8,129 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::server;
-use crate::server::state::Gateway;
+use crate::server::apps::Apps;
 use crate::server::StartError;
 use crate::telemetry::logging;
 
 /// The demo's config, shipped as `config/demo.toml` (CI checks it like any other).
 const DEMO_CONFIG: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/demo.toml"));
+/// `demo --apps 2`: two apps of one developer account (`config/demo-apps.toml`).
+const DEMO_APPS_CONFIG: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../config/demo-apps.toml"
+));
 /// Where the demo's mock Spotify listens (README, "Quick start").
 const MOCK_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8900);
 /// Where the demo's sample app listens (README, "Quick start").
 const APP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
 
 /// The demo; with `tls`, the mock Spotify serves HTTPS with HTTP/2 as Spotify does, from a
-/// test CA written to a temporary directory and trusted through `spotify.ca_file`.
-pub fn run(tls: bool) -> Result<(), StartError> {
+/// test CA written to a temporary directory and trusted through `spotify.ca_file`. With
+/// `apps` = 2, two apps of one developer account (`config/demo-apps.toml`).
+pub fn run(tls: bool, apps: u8) -> Result<(), StartError> {
     let demo_part = |part| move |source| StartError::Demo { part, source };
+    let base = if apps > 1 {
+        DEMO_APPS_CONFIG
+    } else {
+        DEMO_CONFIG
+    };
     let (text, mock_tls) = match tls {
-        false => (DEMO_CONFIG.to_string(), None),
+        false => (base.to_string(), None),
         true => {
             let dir =
                 std::env::temp_dir().join(format!("spotify-gateway-demo-{}", std::process::id()));
             let mock_tls = mock_tls(&dir).map_err(demo_part("test CA"))?;
-            let text = over_tls(DEMO_CONFIG, &dir.join("ca.pem")).map_err(demo_part("config"))?;
+            let text = over_tls(base, &dir.join("ca.pem")).map_err(demo_part("config"))?;
             (text, Some(mock_tls))
         }
     };
-    let config = Config::parse(&text, "config/demo.toml (built in)", &|_| None)?;
+    let config = Config::parse(&text, "the demo config (built in)", &|_| None)?;
     logging::init(config.server.log_format, &config.server.log_level);
     let scheme = if tls { "https" } else { "http" };
 
     let egress = config.listen.egress;
-    let (public, admin) = (config.listen.public, config.listen.admin);
+    let admin = config.listen.admin;
+    let port = config.listen.public.port();
+    let open: Vec<String> = config
+        .apps
+        .iter()
+        .map(|a| match a.hosts.first() {
+            Some(h) => format!("{}: http://{}:{port}/", a.name, h.0.host),
+            None => format!("http://127.0.0.1:{port}/"),
+        })
+        .collect();
+    let mock_config = mock_spotify::MockConfig {
+        tls: mock_tls,
+        other_clients: config.apps.iter().filter_map(mock_client).collect(),
+        ..Default::default()
+    };
     // The sample app keeps a handle on the gateway for its demo-only "age my authorization"
     // button (`Sessions::age_authorization`), beside the mock's `/__mock/age`.
-    let gw = Gateway::new(config, None)?;
+    let all = Apps::new(config, None)?;
     let side = side_runtime().map_err(demo_part("runtime"))?;
     let demo = sample_app::Demo {
-        gateway: Arc::clone(&gw),
+        apps: Arc::clone(&all),
         mock_url: format!("http://{MOCK_ADDR}"),
     };
     side.block_on(async {
         let mock = bind(MOCK_ADDR).await.map_err(demo_part("mock Spotify"))?;
         let app = bind(APP_ADDR).await.map_err(demo_part("sample app"))?;
-        tokio::spawn(mock_spotify::serve(
-            mock,
-            mock_spotify::MockConfig {
-                tls: mock_tls,
-                ..Default::default()
-            },
-        ));
+        tokio::spawn(mock_spotify::serve(mock, mock_config));
         tokio::spawn(sample_app::serve(app, egress, Some(demo)));
         Ok::<_, StartError>(())
     })?;
     // The side runtime serves the mock and the sample app for the life of the process.
     std::mem::forget(side);
 
+    let try_egress = if apps > 1 {
+        format!("curl -H 'X-Gateway-App: charts' 'http://{egress}/v1/search?q=abba&type=track'")
+    } else {
+        format!("curl 'http://{egress}/v1/search?q=abba&type=track'")
+    };
     println!(
         "spotify-gateway demo\n\
-         \x20 open             http://{public}/   (sign in as Alice or Bob at the mock Spotify)\n\
-         \x20 egress (apps)    http://{egress}   try: curl 'http://{egress}/v1/search?q=abba&type=track'\n\
+         \x20 open             {}   (sign in as Alice or Bob at the mock Spotify)\n\
+         \x20 egress (apps)    http://{egress}   try: {try_egress}\n\
          \x20 metrics          http://{admin}/metrics\n\
          \x20 mock Spotify     {scheme}://{MOCK_ADDR}   sample app http://{APP_ADDR} (behind the gateway)\n\
          Ctrl-C to stop.",
+        open.join("   "),
     );
-    server::run_gateway(gw)
+    server::run_gateway(all)
+}
+
+/// The client the mock registers for an app of the demo config that is not its own.
+fn mock_client(app: &crate::config::AppConfig) -> Option<mock_spotify::MockClient> {
+    let defaults = mock_spotify::MockConfig::default();
+    (app.spotify.client_id != defaults.client_id).then(|| mock_spotify::MockClient {
+        client_id: app.spotify.client_id.clone(),
+        client_secret: app
+            .spotify
+            .client_secret
+            .as_ref()
+            .map(|s| s.expose().to_string())
+            .unwrap_or_default(),
+        redirect_uris: vec![app.spotify.redirect_uri.to_string()],
+        app_name: format!("Spotify Gateway Demo ({})", app.name),
+        mode: defaults.mode,
+        registered: mock_spotify::DEFAULT_REGISTERED.map(String::from).into(),
+        developer_account: app.developer_account.clone(),
+    })
 }
 
 /// The demo config pointed at `https://` with the test CA at `ca_file`.
 fn over_tls(config: &str, ca_file: &std::path::Path) -> std::io::Result<String> {
     let mut doc: toml_edit::DocumentMut = config.parse().map_err(std::io::Error::other)?;
     let https = format!("https://{MOCK_ADDR}");
-    doc["spotify"]["accounts_url"] = toml_edit::value(https.as_str());
-    doc["spotify"]["api_url"] = toml_edit::value(https.as_str());
-    doc["spotify"]["ca_file"] = toml_edit::value(ca_file.display().to_string());
+    let point = |spotify: &mut toml_edit::Item| {
+        spotify["accounts_url"] = toml_edit::value(https.as_str());
+        spotify["api_url"] = toml_edit::value(https.as_str());
+        spotify["ca_file"] = toml_edit::value(ca_file.display().to_string());
+    };
+    match doc.get_mut("apps").and_then(|a| a.as_array_of_tables_mut()) {
+        Some(apps) => apps.iter_mut().for_each(|app| point(&mut app["spotify"])),
+        None => point(&mut doc["spotify"]),
+    }
     Ok(doc.to_string())
 }
 

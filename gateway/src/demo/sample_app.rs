@@ -24,7 +24,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::proxy::pages::escape;
-use crate::server::state::Gateway;
+use crate::server::apps::Apps;
 
 /// How much older the demo's button makes an authorization: inside the last week before
 /// Spotify's six months (the gateway counts 180 days), so the next page offers a re-consent.
@@ -34,7 +34,8 @@ const DEMO_AGE_DAYS: u64 = 175;
 /// and the mock, for the "age my authorization" button.
 #[derive(Clone)]
 pub struct Demo {
-    pub gateway: Arc<Gateway>,
+    /// Every app of the demo gateway (`demo --apps 2`); the request's `X-Gateway-App` picks.
+    pub apps: Arc<Apps>,
     /// `http://ADDR` of the mock Spotify.
     pub mock_url: String,
 }
@@ -198,12 +199,12 @@ async fn age(State(app): State<App>, headers: HeaderMap) -> Response {
         .map(|r| r.status().is_success())
         .unwrap_or(false);
     let by = Duration::from_secs(DEMO_AGE_DAYS * 24 * 3600);
-    let in_gateway = demo
-        .gateway
-        .sessions
-        .age_authorization(user, by)
-        .await
-        .is_ok();
+    let gateway = headers
+        .get("x-gateway-app")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|name| demo.apps.by_name(name))
+        .unwrap_or_else(|| demo.apps.first());
+    let in_gateway = gateway.sessions.age_authorization(user, by).await.is_ok();
     if !(at_mock && in_gateway) {
         return (StatusCode::BAD_GATEWAY, "could not age the authorization").into_response();
     }

@@ -191,6 +191,13 @@ impl UserHasher {
 
 /// Where events go: the audit log, the metrics and every webhook.
 pub struct Events {
+    /// The app whose events these are (`[[apps]]`; `default` for a single-app gateway).
+    app: String,
+    shared: Arc<Shared>,
+}
+
+/// What the events of every app share.
+struct Shared {
     /// `server.log_user_id` (live on SIGHUP): plain user ids instead of hashes.
     log_user_id: AtomicBool,
     hasher: RwLock<UserHasher>,
@@ -213,10 +220,27 @@ impl Events {
             }
         }
         Events {
-            log_user_id: AtomicBool::new(log_user_id),
-            hasher: RwLock::new(UserHasher::new(keys)),
-            metrics,
-            webhooks,
+            app: crate::config::DEFAULT_APP.to_string(),
+            shared: Arc::new(Shared {
+                log_user_id: AtomicBool::new(log_user_id),
+                hasher: RwLock::new(UserHasher::new(keys)),
+                metrics,
+                webhooks,
+            }),
+        }
+    }
+
+    /// The app these events name.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// The events of the app `app`: the same log, counters and webhooks, each event naming
+    /// the app.
+    pub fn for_app(&self, app: &str) -> Events {
+        Events {
+            app: app.to_string(),
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -227,14 +251,20 @@ impl Events {
 
     /// A reload: `server.log_user_id` and, after a `session.secret` rotation, the hash key.
     pub fn reconfigure(&self, log_user_id: bool, keys: Option<&Keyring>) {
-        self.log_user_id.store(log_user_id, Ordering::Relaxed);
+        self.shared
+            .log_user_id
+            .store(log_user_id, Ordering::Relaxed);
         if let Some(keys) = keys {
-            *self.hasher.write().unwrap_or_else(|p| p.into_inner()) = UserHasher::new(keys);
+            *self
+                .shared
+                .hasher
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = UserHasher::new(keys);
         }
     }
 
     pub fn webhooks(&self) -> &Webhooks {
-        &self.webhooks
+        &self.shared.webhooks
     }
 
     /// Records `event`: one audit line, the counters, and a copy queued for each webhook
@@ -242,7 +272,8 @@ impl Events {
     pub fn emit(&self, event: Event) {
         let body = self.render(&event, &new_event_id(), crate::clock::now_ms());
         let kind = event.kind;
-        self.metrics
+        self.shared
+            .metrics
             .audit_events
             .with_label_values(&[kind.name()])
             .inc();
@@ -251,19 +282,20 @@ impl Events {
                 Kind::Disconnected | Kind::Revoked => event.sessions_ended.unwrap_or(0),
                 _ => 1,
             };
-            self.metrics
+            self.shared
+                .metrics
                 .sessions_ended
                 .with_label_values(&[reason])
                 .inc_by(n as u64);
         }
         audit::write(&body);
-        self.webhooks.enqueue(kind.name(), &body);
+        self.shared.webhooks.enqueue(kind.name(), &body);
     }
 
     /// The event's JSON object.
     fn render(&self, event: &Event, id: &str, at_ms: u64) -> Value {
-        let plain = self.log_user_id.load(Ordering::Relaxed);
-        let hasher = self.hasher.read().unwrap_or_else(|p| p.into_inner());
+        let plain = self.shared.log_user_id.load(Ordering::Relaxed);
+        let hasher = self.shared.hasher.read().unwrap_or_else(|p| p.into_inner());
         let name = |id: &Option<String>| match id {
             Some(id) if plain => Value::String(id.clone()),
             Some(id) => Value::String(hasher.hash(id)),
@@ -278,6 +310,7 @@ impl Events {
             "user": name(&event.user_id),
             "user_hashed": !plain && event.user_id.is_some(),
             "account_id": name(&event.account_id),
+            "app": self.app,
         });
         if let Kind::Ended(_) = event.kind {
             body["reason"] = json!(event.kind.end_reason());
@@ -336,6 +369,13 @@ mod tests {
         assert!(user.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(hashed["account_id"], "acc-1");
         assert_eq!(hashed["user_hashed"], true);
+        assert_eq!(hashed["app"], "default");
+        let radio = events(false).for_app("radio").render(&event, "evt_1", 0);
+        assert_eq!(radio["app"], "radio");
+        assert_eq!(
+            radio["user"], hashed["user"],
+            "one user, one hash in every app"
+        );
         assert_eq!(hashed["reason"], "invalid_grant");
         assert_eq!(hashed["request_id"], "req-1");
         assert_eq!(hashed["time"], "1970-01-01T00:00:00.000Z");

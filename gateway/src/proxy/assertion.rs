@@ -37,6 +37,10 @@ pub struct Claims {
     /// again; the egress answers `REAUTH_REQUIRED` for it from then on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reauth_by: Option<u64>,
+    /// The app of the session, when the gateway serves several (`[[apps]]`); absent for the
+    /// default app, as before `[[apps]]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
     pub iat: u64,
     pub exp: u64,
 }
@@ -49,6 +53,7 @@ impl std::fmt::Debug for Claims {
             .field("sid", &"[redacted]")
             .field("account_id", &self.account_id)
             .field("reauth_by", &self.reauth_by)
+            .field("app", &self.app)
             .field("iat", &self.iat)
             .field("exp", &self.exp)
             .finish()
@@ -77,6 +82,7 @@ pub fn issue_with(keys: &Keyring, user_id: &str, session_key: &str, extra: Extra
         sid: session_key.into(),
         account_id: extra.account_id.map(str::to_string),
         reauth_by: extra.reauth_by_ms.map(|ms| ms / 1000),
+        app: keys.app().map(str::to_string),
         iat: now,
         exp: now + ASSERTION_TTL_SECS,
     };
@@ -118,7 +124,25 @@ pub fn verify(keys: &Keyring, token: &str) -> Option<Claims> {
     let json = URL_SAFE_NO_PAD.decode(claims_b64).ok()?;
     let claims: Claims = serde_json::from_slice(&json).ok()?;
     let now = crate::clock::now_ms() / 1000;
-    (claims.iss == ISSUER && claims.exp > now).then_some(claims)
+    (claims.iss == ISSUER && claims.exp > now && claims.app.as_deref() == keys.app())
+        .then_some(claims)
+}
+
+/// The app an assertion names, read before it is verified, only to pick the keys it is then
+/// verified with: `Some(None)` when it names none (the default app's), `None` when `token`
+/// is not shaped as an assertion.
+pub fn app_named(token: &str) -> Option<Option<String>> {
+    #[derive(Deserialize)]
+    struct AppClaim {
+        app: Option<String>,
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let claims_b64 = token.strip_prefix(HEADER_B64)?.strip_prefix('.')?;
+    let (claims_b64, _) = claims_b64.split_once('.')?;
+    let json = URL_SAFE_NO_PAD.decode(claims_b64).ok()?;
+    Some(serde_json::from_slice::<AppClaim>(&json).ok()?.app)
 }
 
 #[cfg(test)]
@@ -177,9 +201,35 @@ mod tests {
             sid: "k".into(),
             account_id: None,
             reauth_by: None,
+            app: None,
             iat: 1,
             exp,
         }
+    }
+
+    #[test]
+    fn an_apps_assertion_names_it_and_opens_only_with_its_keys() {
+        let secret = Secret::new(
+            "assertion-test-secret-0123456789abcdef012",
+            crate::secret::SecretSource::Inline,
+        );
+        let radio = Keyring::for_app(&secret, None, Some("radio"));
+        let default = Keyring::new(&secret, None);
+        let token = issue(&radio, "alice", "session-key");
+        assert_eq!(app_named(&token), Some(Some("radio".into())));
+        assert_eq!(
+            verify(&radio, &token).and_then(|c| c.app).as_deref(),
+            Some("radio")
+        );
+        assert!(verify(&default, &token).is_none(), "another app's keys");
+        let plain = issue(&default, "alice", "session-key");
+        assert_eq!(
+            app_named(&plain),
+            Some(None),
+            "the default app's names none"
+        );
+        assert_eq!(app_named("BQ-a-spotify-token"), None, "not an assertion");
+        assert!(verify(&radio, &plain).is_none());
     }
 
     #[test]

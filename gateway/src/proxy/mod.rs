@@ -31,11 +31,12 @@ pub use upstream::UpstreamTarget;
 
 /// Headers that carry identity or credentials between the gateway and its clients. A client
 /// never gets to choose them on the way in, and they never travel on to an upstream.
-pub const IDENTITY_HEADERS: [&str; 4] = [
+pub const IDENTITY_HEADERS: [&str; 5] = [
     "x-spotify-user-id",
     "x-spotify-account-id",
     "x-spotify-scopes",
     "x-gateway-user",
+    "x-gateway-app",
 ];
 
 /// A request id from the client when it looks like one, else a new one (`crate::telemetry::request_id`,
@@ -70,6 +71,8 @@ pub struct RequestInfo {
     pub trace: trace::TraceContext,
     /// The request's span while `tracing.enabled` is on (`telemetry::traces`).
     pub span: Option<RequestSpan>,
+    /// No app took the request (`[[apps]]`: a host no app serves, a call naming no app).
+    pub no_app: bool,
 }
 
 impl Default for RequestInfo {
@@ -81,6 +84,7 @@ impl Default for RequestInfo {
             upstream_protocol: None,
             trace: trace::TraceContext::default(),
             span: None,
+            no_app: false,
         }
     }
 }
@@ -120,12 +124,23 @@ impl RequestInfo {
                 span.set([KeyValue::new("gateway.upstream_protocol", protocol)]);
             }
         }
-        gw.metrics
-            .observe_request(listener, self.route, status, elapsed.as_secs_f64());
+        // A request no app took (an unknown host, a call naming no app) is no app's.
+        let app = (!self.no_app).then_some(gw.app.name.as_str());
+        if let (Some(span), Some(app)) = (&self.span, app) {
+            span.set([KeyValue::new("gateway.app", app.to_string())]);
+        }
+        gw.metrics.observe_request(
+            app.unwrap_or(""),
+            listener,
+            self.route,
+            status,
+            elapsed.as_secs_f64(),
+        );
         let user = user.filter(|_| gw.live().log_user_id).map(|s| s.user_id());
         tracing::info!(
             target: "access",
             listener,
+            app,
             request_id = %self.id,
             trace_id = %self.trace.trace_id(),
             method = %session.req_header().method,

@@ -4,7 +4,8 @@
 //! Self-contained HTML: no external assets (the gateway may have no internet) and nothing
 //! the public listener's `Content-Security-Policy` (`default-src 'none'; style-src
 //! 'unsafe-inline'`) would block, so icons are inline SVG elements, not images. Every page
-//! carries `server.app_name` in its title and above its heading.
+//! carries `server.app_name` in its title and above its heading (with several apps, the app's
+//! name after it: `Gateway::page_name`).
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {

@@ -7,8 +7,10 @@
 //! other replicas hold too as soon as the store is back. Every replica follows the published
 //! holds in the background and keeps the longest in memory, so checking it on the hot path is
 //! one atomic load: no Redis round trip. With the memory or file store there is one process, and the
-//! hold stays local. Spotify's quota is per developer account, so the hold covers every call,
-//! the app token's and every user's alike.
+//! hold stays local. The hold covers every call of the app, the app token's and every user's
+//! alike. With several apps (`[[apps]]`) each has its cool-down: a plain 429 (the app's rate
+//! limit) holds that app only, while `QUOTA_EXCEEDED` (the developer account's quota, shared
+//! by its apps) also holds the [`AccountHold`] every app of that `developer_account` checks.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -52,8 +54,19 @@ impl Reason {
     }
 }
 
-/// No call leaves before `blocked_until_ms`.
+/// `QUOTA_EXCEEDED` for one developer account: no call of any of its apps leaves before
+/// `blocked_until_ms` (unix milliseconds).
+#[derive(Default)]
+pub struct AccountHold {
+    blocked_until_ms: AtomicU64,
+}
+
+/// No call leaves before `blocked_until_ms`, nor before the account's hold.
 pub struct CoolDown {
+    /// The app whose calls it holds (the `app` label of its counters).
+    app: String,
+    /// The developer account's `QUOTA_EXCEEDED`, shared with its other apps.
+    account: Arc<AccountHold>,
     /// Unix milliseconds.
     blocked_until_ms: AtomicU64,
     /// The reason of the hold that set `blocked_until_ms`.
@@ -70,15 +83,27 @@ impl CoolDown {
     /// A cool-down that follows the holds other replicas publish through `store` (when it is
     /// shared), on the I/O runtime.
     pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<CoolDown> {
+        Self::of_account(store, metrics, crate::config::DEFAULT_APP, Arc::default())
+    }
+
+    /// [`CoolDown::new`] for the app `app` of the developer account `account` holds.
+    pub fn of_account(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        app: &str,
+        account: Arc<AccountHold>,
+    ) -> Arc<CoolDown> {
         for reason in Reason::ALL {
             metrics
                 .spotify_rate_limited
-                .with_label_values(&[reason.label()]);
+                .with_label_values(&[app, reason.label()]);
             metrics
                 .rate_limited_local
-                .with_label_values(&[reason.label()]);
+                .with_label_values(&[app, reason.label()]);
         }
         let cool_down = Arc::new(CoolDown {
+            app: app.to_string(),
+            account,
             blocked_until_ms: AtomicU64::new(0),
             quota_exceeded: AtomicBool::new(false),
             store: Arc::clone(&store),
@@ -109,9 +134,16 @@ impl CoolDown {
     /// Time left in the cool-down and why, if any: one atomic load when there is none.
     pub fn remaining(&self) -> Option<(Duration, Reason)> {
         let until = self.blocked_until_ms.load(Ordering::SeqCst);
+        let account_until = self.account.blocked_until_ms.load(Ordering::SeqCst);
         let now = now_ms();
-        if until <= now {
+        if until.max(account_until) <= now {
             return None;
+        }
+        if account_until > until {
+            return Some((
+                Duration::from_millis(account_until - now),
+                Reason::QuotaExceeded,
+            ));
         }
         let reason = if self.quota_exceeded.load(Ordering::SeqCst) {
             Reason::QuotaExceeded
@@ -132,7 +164,7 @@ impl CoolDown {
     pub fn report(self: &Arc<Self>, hold_ms: u64, reason: Reason) {
         self.metrics
             .spotify_rate_limited
-            .with_label_values(&[reason.label()])
+            .with_label_values(&[&self.app, reason.label()])
             .inc();
         self.extend(hold_ms, reason);
         tracing::warn!(
@@ -183,6 +215,8 @@ impl CoolDown {
             let notice = CoolDownNotice {
                 hold_ms: (left.as_millis() as u64).max(1),
                 quota_exceeded: reason == Reason::QuotaExceeded,
+                // The app's view of the store names it.
+                app: None,
             };
             match self.store.publish_cool_down(notice).await {
                 Ok(()) if refused => {
@@ -210,20 +244,27 @@ impl CoolDown {
     pub fn refused_locally(&self, reason: Reason) {
         self.metrics
             .rate_limited_local
-            .with_label_values(&[reason.label()])
+            .with_label_values(&[&self.app, reason.label()])
             .inc();
     }
 
     /// Keeps the longer of the running hold and `hold_ms` from now.
     fn extend(&self, hold_ms: u64, reason: Reason) {
         let until = now_ms().saturating_add(hold_ms);
+        if reason == Reason::QuotaExceeded {
+            self.account
+                .blocked_until_ms
+                .fetch_max(until, Ordering::SeqCst);
+        }
         let before = self.blocked_until_ms.fetch_max(until, Ordering::SeqCst);
         if until > before {
             self.quota_exceeded
                 .store(reason == Reason::QuotaExceeded, Ordering::SeqCst);
-            self.metrics
-                .rate_limit_blocked_until
-                .set(until.div_ceil(1000) as i64);
+            // The longest hold of any app (each app's cool-down sets the one gauge).
+            let until_s = until.div_ceil(1000) as i64;
+            if until_s > self.metrics.rate_limit_blocked_until.get() {
+                self.metrics.rate_limit_blocked_until.set(until_s);
+            }
         } else if until + 1000 > before && reason == Reason::QuotaExceeded {
             // The same hold, now known to be the quota's (`hold_here`, then `report`).
             self.quota_exceeded.store(true, Ordering::SeqCst);
@@ -275,5 +316,26 @@ mod tests {
         );
         assert_eq!(reason, Reason::QuotaExceeded);
         assert!(c.metrics.rate_limit_blocked_until.get() as u64 >= now_ms() / 1000 + 4);
+    }
+
+    #[test]
+    fn quota_exceeded_holds_every_app_of_the_account_and_a_plain_429_one() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let metrics = Arc::new(Metrics::new());
+        let acme = Arc::new(AccountHold::default());
+        let radio = CoolDown::of_account(store.clone(), metrics.clone(), "radio", acme.clone());
+        let charts = CoolDown::of_account(store.clone(), metrics.clone(), "charts", acme);
+        let solo = CoolDown::of_account(store, metrics, "solo", Arc::default());
+        radio.extend(5000, Reason::RateLimited);
+        assert!(radio.remaining().is_some());
+        assert!(
+            charts.remaining().is_none(),
+            "a plain 429 holds its app only"
+        );
+        charts.extend(9000, Reason::QuotaExceeded);
+        let (left, reason) = radio.remaining().expect("the account's hold");
+        assert_eq!(reason, Reason::QuotaExceeded);
+        assert!(left > Duration::from_secs(8));
+        assert!(solo.remaining().is_none(), "another account");
     }
 }

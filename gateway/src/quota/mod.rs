@@ -26,6 +26,6 @@ pub mod vary;
 pub use answer::Answer;
 pub use budget::{Budget, Priority};
 pub use cache::{AnswerCache, Lookup};
-pub use cool_down::{CoolDown, Reason};
+pub use cool_down::{AccountHold, CoolDown, Reason};
 pub use flight::{Flights, Followed, Joined};
 pub use purge::SharedAnswers;

@@ -1,6 +1,7 @@
 //! Builds the pingora server from our config (never pingora's YAML) and runs it: the public,
 //! egress and admin listeners, and a lifecycle task that flips `/readyz` on shutdown.
 
+pub mod apps;
 pub mod errors;
 pub mod guards;
 pub mod reload;
@@ -18,10 +19,10 @@ use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::config::Config;
-use crate::proxy::egress::EgressProxy;
-use crate::proxy::public::PublicProxy;
+use crate::proxy::egress::EgressApps;
+use crate::proxy::public::PublicApps;
+use crate::server::apps::{Apps, IntoApps};
 use crate::server::guards::{ConnectionLimit, Guard, KeepOpen, RequestGuard};
-use crate::server::state::Gateway;
 
 /// Extra time after the grace period for runtimes to wind down before the process exits.
 const RUNTIME_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
@@ -30,13 +31,14 @@ const RUNTIME_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 /// reloads what can change without new listeners.
 pub fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Result<(), StartError> {
     check_addresses_free(&config)?;
-    run_gateway(Gateway::new(config, config_path)?)
+    run_gateway(Apps::new(config, config_path)?)
 }
 
-/// Runs an already wired gateway (the demo keeps a handle on it) until SIGTERM.
-pub fn run_gateway(gw: Arc<Gateway>) -> Result<(), StartError> {
-    check_addresses_free(&gw.config)?;
-    build(gw).run(RunArgs::default());
+/// Runs already wired apps (the demo keeps a handle on them) until SIGTERM.
+pub fn run_gateway(apps: impl IntoApps) -> Result<(), StartError> {
+    let apps = apps.into_apps();
+    check_addresses_free(&apps.first().config)?;
+    build(apps).run(RunArgs::default());
     Ok(())
 }
 
@@ -59,7 +61,9 @@ fn check_addresses_free(config: &Config) -> Result<(), StartError> {
 }
 
 /// The pingora server with every service added, not yet running.
-pub fn build(gw: Arc<Gateway>) -> Server {
+pub fn build(apps: impl IntoApps) -> Server {
+    let apps = apps.into_apps();
+    let gw = Arc::clone(apps.first());
     let settings = &gw.config.server;
     let conf = ServerConf {
         threads: settings.threads,
@@ -87,15 +91,15 @@ pub fn build(gw: Arc<Gateway>) -> Server {
     };
     let conf = &server.configuration;
     let public_guard = guard("public", limits.max_connections_public, public_max);
-    let public_app = pingora::proxy::http_proxy(conf, PublicProxy::new(gw.clone()));
+    let public_app = pingora::proxy::http_proxy(conf, PublicApps::new(&apps));
     let public = guarded("public", public_app, &public_guard, listen.public);
     let egress_guard = guard("egress", limits.max_connections_egress, egress_max);
-    let egress_app = pingora::proxy::http_proxy(conf, EgressProxy::new(gw.clone()));
+    let egress_app = pingora::proxy::http_proxy(conf, EgressApps::new(&apps));
     let egress = guarded("egress", egress_app, &egress_guard, listen.egress);
     let admin_guard = guard("admin", limits.max_connections_admin, admin_max);
     let mut admin = guarded(
         "admin",
-        AdminApp::new(gw.clone()),
+        AdminApp::new(Arc::clone(&apps)),
         &admin_guard,
         listen.admin,
     );
@@ -105,7 +109,7 @@ pub fn build(gw: Arc<Gateway>) -> Server {
     let admin = KeepOpen::new(admin);
     let (public_limit, egress_limit) = (public_guard.max_connections, egress_guard.max_connections);
 
-    let lifecycle = background_service("lifecycle", Lifecycle { gw: gw.clone() });
+    let lifecycle = background_service("lifecycle", Lifecycle { apps });
 
     server.add_service(lifecycle);
     server.add_service(public);
@@ -182,7 +186,7 @@ const UNSAVED_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_se
 /// Housekeeping while running; marks the gateway as shutting down the moment pingora
 /// broadcasts it, so `/readyz` fails while in-flight requests finish.
 struct Lifecycle {
-    gw: Arc<Gateway>,
+    apps: Arc<Apps>,
 }
 
 #[async_trait]
@@ -190,11 +194,11 @@ impl BackgroundService for Lifecycle {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         // pingora reports a listening service ready before it binds, so wait until the
         // proxies accept connections before `/readyz` says so.
-        let listen = &self.gw.config.listen;
+        let listen = &self.apps.first().config.listen;
         for addr in [listen.public, listen.egress] {
             wait_until_accepting(addr).await;
         }
-        self.gw.mark_listening();
+        self.apps.mark_listening();
         let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         let mut retry_unsaved = tokio::time::interval(UNSAVED_RETRY_INTERVAL);
         // Handling SIGHUP also stops it from terminating the process (its default).
@@ -213,13 +217,14 @@ impl BackgroundService for Lifecycle {
                         break;
                     }
                 }
-                _ = tick.tick() => self.gw.sessions.housekeeping().await,
-                _ = retry_unsaved.tick() => {
-                    self.gw.sessions.save_unsaved().await;
-                    self.gw.sessions.publish_unpublished_purges().await;
+                _ = tick.tick() => {
+                    for gw in self.apps.all() {
+                        gw.sessions.housekeeping().await;
+                    }
                 }
+                _ = retry_unsaved.tick() => self.save_unsaved().await,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
-                    match self.gw.reload() {
+                    match self.apps.reload() {
                         Ok(report) => {
                             tracing::info!(applied = ?report.applied, "config reloaded");
                             for key in &report.restart_needed {
@@ -231,18 +236,27 @@ impl BackgroundService for Lifecycle {
                 }
             }
         }
-        self.gw.begin_shutdown();
+        self.apps.begin_shutdown();
         // One more try for refreshed sessions the store has not taken, before the exit.
-        self.gw.sessions.save_unsaved().await;
-        self.gw.sessions.publish_unpublished_purges().await;
+        self.save_unsaved().await;
         tracing::info!("shutdown started: /readyz now fails, finishing in-flight requests");
-        let queued = self.gw.events.webhooks().queued();
+        let queued = self.apps.first().events.webhooks().queued();
         if queued > 0 {
             tracing::warn!(
                 queued,
                 "webhook events are still queued at shutdown: delivery goes on during \
                  server.grace_period; what is left at the exit is lost (the audit log has them)"
             );
+        }
+    }
+}
+
+impl Lifecycle {
+    /// Writes again what the store did not take, in every app.
+    async fn save_unsaved(&self) {
+        for gw in self.apps.all() {
+            gw.sessions.save_unsaved().await;
+            gw.sessions.publish_unpublished_purges().await;
         }
     }
 }

@@ -8,7 +8,7 @@
 //! waiting for a restart. Nothing changes silently.
 
 use crate::config::{
-    AccessConfig, AdminConfig, Config, EgressConfig, ForwardAuthConfig, ListenConfig,
+    AccessConfig, AdminConfig, AppConfig, Config, EgressConfig, ForwardAuthConfig, ListenConfig,
     PlaybackConfig, ServerSettings, SessionConfig, SpotifyConfig, TracingConfig, UpstreamConfig,
 };
 
@@ -73,33 +73,31 @@ macro_rules! compare {
 /// Every key that differs between `old` and `new`, with how it takes effect.
 pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     let Config {
-        spotify,
+        apps,
         listen,
         server,
-        upstream,
         session,
         store,
         egress,
         forward_auth,
-        access,
         playback,
         admin,
         webhooks,
         tracing,
     } = old;
     let mut out = Vec::new();
-    compare!(out, "spotify", SpotifyConfig, spotify, new.spotify, {
-        client_id: Restart,
-        client_secret: Restart,
-        flow: Restart,
-        redirect_uri: Restart,
-        scopes: Live,
-        show_dialog: Restart,
-        accounts_url: Restart,
-        api_url: Restart,
-        ca_file: Restart,
-        proxy: Restart,
-    });
+    let names = |apps: &[AppConfig]| apps.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
+    if names(apps) != names(&new.apps) {
+        // Each app has its own token client, sessions and keys, made at start.
+        out.push(Change {
+            key: "apps",
+            effect: Effect::Restart,
+        });
+    } else {
+        for (old_app, new_app) in apps.iter().zip(&new.apps) {
+            app_diff(&mut out, old_app, new_app);
+        }
+    }
     compare!(out, "listen", ListenConfig, listen, new.listen, {
         public: Restart,
         egress: Restart,
@@ -117,19 +115,6 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         max_connections_egress: Restart,
         max_connections_admin: Restart,
     });
-    match (upstream, &new.upstream) {
-        (Some(old_up), Some(new_up)) => {
-            compare!(out, "upstream", UpstreamConfig, old_up, new_up, {
-                url: Restart,
-                public_paths: Live,
-            })
-        }
-        (None, None) => {}
-        _ => out.push(Change {
-            key: "upstream",
-            effect: Effect::Restart,
-        }),
-    }
     compare!(out, "session", SessionConfig, session, new.session, {
         cookie_name: Restart,
         secret: Live,
@@ -171,10 +156,6 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
             effect: Effect::Live,
         }),
     }
-    compare!(out, "access", AccessConfig, access, new.access, {
-        allowed_users: Live,
-        allowed_products: Live,
-    });
     // `/auth/playback-token` reads both per request (`Live::playback`).
     compare!(out, "playback", PlaybackConfig, playback, new.playback, {
         enabled: Live,
@@ -201,6 +182,63 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         });
     }
     out
+}
+
+/// The keys of one app (the same name in both configs): its `[spotify]`, `[upstream]` and
+/// `[access]`, and its hosts and developer account.
+fn app_diff(out: &mut Vec<Change>, old: &AppConfig, new: &AppConfig) {
+    let AppConfig {
+        name: _,
+        spotify,
+        hosts,
+        upstream,
+        access,
+        developer_account,
+    } = old;
+    compare!(out, "spotify", SpotifyConfig, spotify, new.spotify, {
+        client_id: Restart,
+        client_secret: Restart,
+        flow: Restart,
+        redirect_uri: Restart,
+        scopes: Live,
+        show_dialog: Restart,
+        accounts_url: Restart,
+        api_url: Restart,
+        ca_file: Restart,
+        proxy: Restart,
+    });
+    match (upstream, &new.upstream) {
+        (Some(old_up), Some(new_up)) => {
+            compare!(out, "upstream", UpstreamConfig, old_up, new_up, {
+                url: Restart,
+                public_paths: Live,
+            })
+        }
+        (None, None) => {}
+        _ => out.push(Change {
+            key: "upstream",
+            effect: Effect::Restart,
+        }),
+    }
+    compare!(out, "access", AccessConfig, access, new.access, {
+        allowed_users: Live,
+        allowed_products: Live,
+    });
+    // The public listener's host table and the quota's accounts are made at start.
+    for (key, changed) in [
+        ("apps.hosts", *hosts != new.hosts),
+        (
+            "apps.developer_account",
+            *developer_account != new.developer_account,
+        ),
+    ] {
+        if changed {
+            out.push(Change {
+                key,
+                effect: Effect::Restart,
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +270,24 @@ mod tests {
 
     fn change(key: &'static str, effect: Effect) -> Change {
         Change { key, effect }
+    }
+
+    #[test]
+    fn the_keys_of_apps_are_compared_app_by_app() {
+        use crate::config::tests::TWO_APPS;
+        let diff_to = |text: &str| diff(&parse(TWO_APPS), &parse(text));
+        let scopes = TWO_APPS.replace(
+            "client_id = \"charts-id\"",
+            "client_id = \"charts-id\"\nscopes = [\"streaming\"]",
+        );
+        assert_eq!(diff_to(&scopes), [change("spotify.scopes", Effect::Live)]);
+        let hosts = TWO_APPS.replace(
+            "hosts = [\"127.0.0.2\"]",
+            "hosts = [\"127.0.0.2\", \"charts.example\"]",
+        );
+        assert_eq!(diff_to(&hosts), [change("apps.hosts", Effect::Restart)]);
+        let renamed = TWO_APPS.replace("name = \"charts\"", "name = \"hits\"");
+        assert_eq!(diff_to(&renamed), [change("apps", Effect::Restart)]);
     }
 
     #[test]

@@ -1,21 +1,25 @@
-//! The wiring: what every listener shares — the validated config and its live part, metrics,
-//! the token sources, the sessions and the lifecycle flags — built once from the config.
+//! The wiring of one app: what every listener uses for it — the validated config and the
+//! app's live part, metrics, the token sources, the sessions and the lifecycle flags — built
+//! once from the config. A config of several apps has one `Gateway` each (`server::apps`),
+//! sharing the metrics, the store and the audit events.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::config::{AccessConfig, Config, EgressConfig, ForwardAuthConfig, PlaybackConfig};
+use crate::config::{
+    AccessConfig, AppConfig, Config, EgressConfig, ForwardAuthConfig, PlaybackConfig,
+};
 use crate::crypto::Keyring;
-use crate::events::{Events, Webhooks};
+use crate::events::Events;
 use crate::net::outbound::Outbound;
 use crate::net::tls_roots::Trust;
 use crate::oauth::TokenEndpoint;
-use crate::quota::{Budget, CoolDown, SharedAnswers};
-use crate::server::errors::{ReloadError, StartError};
-use crate::server::reload::{self, Report};
+use crate::quota::{AccountHold, Budget, CoolDown, SharedAnswers};
+use crate::server::errors::StartError;
+use crate::server::reload::Change;
 use crate::session::Sessions;
-use crate::store;
+use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::traces::Traces;
 use crate::tokens::app::AppTokens;
@@ -42,10 +46,10 @@ pub struct Live {
 }
 
 impl Live {
-    fn of(config: &Config) -> Live {
+    fn of(config: &Config, app: &AppConfig) -> Live {
         Live {
-            scopes: config.spotify.scopes.clone(),
-            public_paths: config
+            scopes: app.spotify.scopes.clone(),
+            public_paths: app
                 .upstream
                 .as_ref()
                 .map(|u| u.public_paths.clone())
@@ -54,17 +58,37 @@ impl Live {
             log_user_id: config.server.log_user_id,
             egress: config.egress.clone(),
             forward_auth: config.forward_auth.clone(),
-            access: config.access.clone(),
+            access: app.access.clone(),
             admin_token: config.admin.token.clone(),
             playback: config.playback.clone(),
         }
     }
 }
 
+/// What the apps of one process share, made once (`server::apps`).
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    /// `[tracing]`: one tracer and exporter for every app's spans.
+    pub traces: Arc<Traces>,
+}
+
+/// What the apps of one developer account share: Spotify counts its quota for all of them.
+pub struct Account {
+    /// `QUOTA_EXCEEDED` holds every app of the account.
+    pub hold: Arc<AccountHold>,
+    /// `egress.budget_per_30s`, spent by all of its apps together.
+    pub budget: Option<Arc<Budget>>,
+}
+
 pub struct Gateway {
     /// The config the process started with. Listeners, store and Spotify settings come
     /// from here; see `live()` for what a reload changes.
     pub config: Config,
+    /// The app this gateway serves: its `[spotify]`, hosts, `[upstream]` and `[access]`.
+    pub app: AppConfig,
+    /// The name its pages show: `server.app_name`, and with several apps the app's name
+    /// after it, so that a sign-out or a disconnect says which app it was.
+    pub page_name: String,
     /// Where the config came from, for SIGHUP; `None` for the built-in demo config.
     pub config_path: Option<PathBuf>,
     live: RwLock<Arc<Live>>,
@@ -78,16 +102,18 @@ pub struct Gateway {
     /// Users' tokens, refreshed over `sessions`' records.
     pub user_tokens: Arc<UserTokens>,
     pub sessions: Arc<Sessions>,
-    /// Audit events: the `audit` log target, the metrics and `[[webhooks]]`.
+    /// Audit events (naming this app): the `audit` log target, the metrics and `[[webhooks]]`.
     pub events: Arc<Events>,
-    /// After Spotify's 429, no call from any replica until `Retry-After` has passed.
+    /// After Spotify's 429, no call of this app (of its developer account, after
+    /// `QUOTA_EXCEEDED`) from any replica until `Retry-After` has passed.
     pub cool_down: Arc<CoolDown>,
-    /// `egress.budget_per_30s`: calls to Spotify per rolling 30 s, shared on Redis.
+    /// `egress.budget_per_30s`: calls to Spotify per rolling 30 s, shared by the apps of the
+    /// developer account, and on Redis by every replica.
     pub budget: Option<Arc<Budget>>,
     /// The egress's cache and calls in flight; `sessions` purges a user's when the user leaves.
     pub answers: Arc<SharedAnswers>,
     /// `[tracing]`: the request spans and their exporter.
-    pub traces: Traces,
+    pub traces: Arc<Traces>,
     /// Set once the public and egress listeners accept connections.
     listening: AtomicBool,
     /// Set when SIGTERM arrives: `/readyz` fails from then on.
@@ -95,36 +121,37 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<Arc<Gateway>, StartError> {
-        let metrics = Arc::new(Metrics::new());
+    /// The gateway of `app` (one of `config.apps`), over `store`, the app's view of the
+    /// store (`store::Scopes`).
+    pub fn for_app(
+        config: &Config,
+        app: &AppConfig,
+        config_path: Option<PathBuf>,
+        store: Arc<dyn Store>,
+        shared: &Shared,
+        account: &Account,
+        events: Arc<Events>,
+    ) -> Result<Arc<Gateway>, StartError> {
+        let metrics = Arc::clone(&shared.metrics);
         let trust =
-            Arc::new(Trust::load(config.spotify.ca_file.as_ref()).map_err(StartError::Clients)?);
-        let outbound = Outbound::new(config.spotify.proxy.as_ref());
+            Arc::new(Trust::load(app.spotify.ca_file.as_ref()).map_err(StartError::Clients)?);
+        let outbound = Outbound::new(app.spotify.proxy.as_ref());
         if let Some(url) = outbound.proxy_url() {
-            tracing::info!(proxy = %url, "connecting to Spotify through this proxy");
+            tracing::info!(app = %app.name, proxy = %url, "connecting to Spotify through this proxy");
         }
         let token_endpoint = Arc::new(
-            TokenEndpoint::new(&config.spotify, &trust, &outbound, metrics.clone())
+            TokenEndpoint::new(&app.spotify, &trust, &outbound, metrics.clone())
                 .map_err(StartError::Clients)?,
         );
-        let app_tokens = AppTokens::new(token_endpoint.clone(), metrics.clone());
-        let store = store::open(&config.store, metrics.clone())?;
-        let keys = Keyring::new(
-            &config.session.secret,
-            config.session.previous_secret.as_ref(),
-        );
-        let webhooks = Webhooks::start(&config.webhooks, &metrics).map_err(StartError::Clients)?;
-        let events = Arc::new(Events::new(
-            &keys,
-            config.server.log_user_id,
+        let app_tokens = AppTokens::new(token_endpoint.clone(), metrics.clone(), &app.name);
+        let keys = app_keys(config, app);
+        let cool_down = CoolDown::of_account(
+            Arc::clone(&store),
             metrics.clone(),
-            webhooks,
-        ));
-        let cool_down = CoolDown::new(Arc::clone(&store), metrics.clone());
-        let budget = config
-            .egress
-            .budget_per_30s
-            .map(|limit| Budget::new(limit, Arc::clone(&store), metrics.clone()));
+            &app.name,
+            Arc::clone(&account.hold),
+        );
+        let budget = account.budget.clone();
         let answers = Arc::new(SharedAnswers::new(config.egress.cache_size));
         let sessions = Arc::new(Sessions::new(
             store,
@@ -141,11 +168,15 @@ impl Gateway {
             metrics.clone(),
             events.clone(),
         ));
-        let traces =
-            Traces::start(&config.tracing, metrics.clone()).map_err(StartError::Clients)?;
+        let traces = Arc::clone(&shared.traces);
         Ok(Arc::new(Gateway {
-            live: RwLock::new(Arc::new(Live::of(&config))),
-            config,
+            live: RwLock::new(Arc::new(Live::of(config, app))),
+            page_name: match config.apps.len() {
+                1 => config.server.app_name.clone(),
+                _ => format!("{} ({})", config.server.app_name, app.name),
+            },
+            config: config.clone(),
+            app: app.clone(),
             config_path,
             metrics,
             trust,
@@ -169,34 +200,24 @@ impl Gateway {
         self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Re-reads the config file (SIGHUP), applies what can change without new listeners and
-    /// names what waits for a restart (`reload::diff`). A bad file changes nothing; the error
-    /// says why.
-    pub fn reload(&self) -> Result<Report, ReloadError> {
-        let path = self.config_path.as_ref().ok_or(ReloadError::NoConfigFile)?;
-        let new = Config::load(path)?;
-        let changes = reload::diff(&self.config, &new);
-        let live = Live::of(&new);
-        if live.log_level != self.live().log_level {
-            crate::telemetry::logging::set_level(&live.log_level).map_err(ReloadError::LogLevel)?;
-        }
+    /// Takes a reloaded config (SIGHUP, `Apps::reload`): this app's live settings, and its
+    /// keys when the session secret changed.
+    pub(super) fn apply(&self, new: &Config, changes: &[Change]) {
+        let Some(app) = new.apps.iter().find(|a| a.name == self.app.name) else {
+            return;
+        };
         let keys_changed = changes
             .iter()
             .any(|c| c.key == "session.secret" || c.key == "session.previous_secret");
-        let new_keys = keys_changed
-            .then(|| Keyring::new(&new.session.secret, new.session.previous_secret.as_ref()));
-        self.events.reconfigure(live.log_user_id, new_keys.as_ref());
-        self.traces.apply(&new.tracing);
-        if let Some(keys) = new_keys {
-            self.sessions.set_keys(keys);
+        if keys_changed {
+            self.sessions.set_keys(app_keys(new, app));
         }
-        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
-        Ok(Report::from_changes(&changes))
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Live::of(new, app));
     }
 
     /// Absolute URL of `/auth/login` on the public listener (from the redirect URI's origin).
     pub fn login_url(&self, return_to: Option<&str>) -> String {
-        let mut url = self.config.spotify.redirect_uri.clone();
+        let mut url = self.app.spotify.redirect_uri.clone();
         url.set_path("/auth/login");
         url.set_query(None);
         if let Some(r) = return_to {
@@ -221,4 +242,15 @@ impl Gateway {
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
     }
+}
+
+/// The keys of `app`'s cookies, records and assertions; the default app's are the keys of the
+/// gateway before `[[apps]]`.
+fn app_keys(config: &Config, app: &AppConfig) -> Keyring {
+    let name = (!app.is_default()).then_some(app.name.as_str());
+    Keyring::for_app(
+        &config.session.secret,
+        config.session.previous_secret.as_ref(),
+        name,
+    )
 }

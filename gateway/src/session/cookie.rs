@@ -21,6 +21,8 @@ pub struct Cookies {
     secure: bool,
     /// `Domain` of the session cookie.
     domain: Option<String>,
+    /// The other apps' cookies (`[[apps]]`): stripped too, so no app sees another's.
+    others: Vec<String>,
 }
 
 impl Cookies {
@@ -42,7 +44,17 @@ impl Cookies {
             session,
             secure,
             domain: domain.map(str::to_string),
+            others: Vec::new(),
         }
+    }
+
+    /// These cookies, stripping the cookies of `others` (other apps) as well.
+    pub fn stripping_others<'a>(mut self, others: impl IntoIterator<Item = &'a Cookies>) -> Self {
+        for o in others {
+            self.others
+                .extend([o.session.clone(), o.login.clone(), o.reauth_offered.clone()]);
+        }
+        self
     }
 
     /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, `Secure` over https, and the
@@ -80,7 +92,7 @@ impl Cookies {
             .map(str::trim)
             .filter(|pair| {
                 let name = pair.split('=').next().unwrap_or_default().trim();
-                !pair.is_empty() && !names.contains(&name)
+                !pair.is_empty() && !names.contains(&name) && !self.others.iter().any(|o| o == name)
             })
             .map(str::to_string)
             .collect();

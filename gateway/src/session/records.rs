@@ -59,12 +59,17 @@ impl Sessions {
 impl Sessions {
     /// Keeps a refreshed session that the store refused, to be written again.
     fn keep_unsaved(&self, session: &Arc<LiveSession>) {
-        let n = {
+        let (n, added) = {
             let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-            unsaved.insert(session.key.clone(), Arc::clone(session));
-            unsaved.len()
+            let added = unsaved
+                .insert(session.key.clone(), Arc::clone(session))
+                .is_none();
+            (unsaved.len(), added)
         };
-        self.metrics.unsaved_sessions.set(n as i64);
+        // Counted up and down, not set: every app's sessions add to the one gauge.
+        if added {
+            self.metrics.unsaved_sessions.inc();
+        }
         tracing::error!(
             unsaved = n,
             "a refreshed session could not be written to the session store; it is kept in \
@@ -80,12 +85,13 @@ impl Sessions {
     }
 
     pub(super) fn forget_unsaved(&self, key: &SessionKey) {
-        let n = {
+        let removed = {
             let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-            unsaved.remove(key);
-            unsaved.len()
+            unsaved.remove(key).is_some()
         };
-        self.metrics.unsaved_sessions.set(n as i64);
+        if removed {
+            self.metrics.unsaved_sessions.dec();
+        }
     }
 
     /// Whether the refreshed record of the session `key` waits for the store.

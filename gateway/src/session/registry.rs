@@ -437,12 +437,18 @@ impl Sessions {
     /// Updates `sessions_reauth_due`: the live sessions in this replica's memory whose
     /// re-consent deadline is within [`REAUTH_GAUGE_WINDOW`] (run at every scrape).
     pub fn count_reauth_due(&self) {
-        let due = self
-            .cache
+        self.metrics
+            .sessions_reauth_due
+            .set(self.reauth_due() as i64);
+    }
+
+    /// How many cached sessions are due for a re-consent soon (`count_reauth_due`'s figure,
+    /// for a sum over several apps).
+    pub fn reauth_due(&self) -> usize {
+        self.cache
             .iter()
             .filter(|(_, s)| !s.is_expired() && s.reauth_due_within(REAUTH_GAUGE_WINDOW))
-            .count();
-        self.metrics.sessions_reauth_due.set(due as i64);
+            .count()
     }
 
     // -- records as stored --------------------------------------------------------------------

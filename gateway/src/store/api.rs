@@ -107,34 +107,54 @@ impl PurgeNotice {
 /// A 429 cool-down one replica learnt from Spotify, for every replica to keep in memory
 /// (`quota::CoolDown`): no call leaves for `hold_ms` from when it arrives. A duration rather
 /// than an instant, so replicas' clocks need not agree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoolDownNotice {
     pub hold_ms: u64,
     /// Spotify said `QUOTA_EXCEEDED` (the account's quota), not the rolling rate limit.
     pub quota_exceeded: bool,
+    /// The app whose call Spotify refused (`[[apps]]`); `None`: the default app (and every
+    /// notice of a gateway before `[[apps]]`). Set by the app's view of the store.
+    pub app: Option<String>,
 }
 
 impl CoolDownNotice {
-    /// The wire form on a shared store: `<hold_ms>:<quota_exceeded|rate_limited>`.
+    /// The wire form on a shared store: `<hold_ms>:<quota_exceeded|rate_limited>`, and
+    /// `:<app>` for an app other than the default (a label: `[a-z0-9_-]`).
     pub fn encode(&self) -> String {
         let reason = if self.quota_exceeded {
             "quota_exceeded"
         } else {
             "rate_limited"
         };
-        format!("{}:{reason}", self.hold_ms)
+        match &self.app {
+            Some(app) => format!("{}:{reason}:{app}", self.hold_ms),
+            None => format!("{}:{reason}", self.hold_ms),
+        }
     }
 
     pub fn decode(text: &str) -> Option<CoolDownNotice> {
-        let (ms, reason) = text.split_once(':')?;
+        let (ms, rest) = text.split_once(':')?;
+        let (reason, app) = match rest.split_once(':') {
+            Some((reason, app)) => (reason, Some(app)),
+            None => (rest, None),
+        };
         let quota_exceeded = match reason {
             "quota_exceeded" => true,
             "rate_limited" => false,
             _ => return None,
         };
+        let label = |a: &&str| {
+            (1..=32).contains(&a.len())
+                && a.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        };
+        if app.is_some_and(|a| !label(&a)) {
+            return None;
+        }
         Some(CoolDownNotice {
             hold_ms: ms.parse().ok()?,
             quota_exceeded,
+            app: app.map(str::to_string),
         })
     }
 }
@@ -340,12 +360,16 @@ mod tests {
     #[test]
     fn cool_down_notices_round_trip_and_refuse_garbage() {
         for quota_exceeded in [true, false] {
-            let n = CoolDownNotice {
-                hold_ms: 2500,
-                quota_exceeded,
-            };
-            assert_eq!(CoolDownNotice::decode(&n.encode()), Some(n));
+            for app in [None, Some("radio".to_string())] {
+                let n = CoolDownNotice {
+                    hold_ms: 2500,
+                    quota_exceeded,
+                    app,
+                };
+                assert_eq!(CoolDownNotice::decode(&n.encode()), Some(n));
+            }
         }
+        assert_eq!(CoolDownNotice::decode("5:rate_limited:Radio!"), None);
         assert_eq!(CoolDownNotice::decode("2500"), None);
         assert_eq!(CoolDownNotice::decode("x:rate_limited"), None);
         assert_eq!(CoolDownNotice::decode("5:other"), None);

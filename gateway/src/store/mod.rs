@@ -7,6 +7,7 @@ mod api;
 mod file;
 mod memory;
 mod redis;
+mod scoped;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub use api::{
 };
 pub use file::{FileStore, FILE_CACHE_BYTES, FREE_SPACE_RESERVE};
 pub use memory::MemoryStore;
+pub use scoped::Scopes;
 
 use crate::config::StoreConfig;
 use crate::telemetry::metrics::Metrics;

@@ -115,13 +115,14 @@ impl Metrics {
         Metrics {
             requests: b.counters(
                 "requests_total",
-                "Requests answered, by listener, route and status class",
-                &["listener", "route", "status"],
+                "Requests answered, by app (empty on the admin listener and for requests no app \
+                 took), listener, route and status class",
+                &["app", "listener", "route", "status"],
             ),
             request_duration: b.latencies(
                 "request_duration_seconds",
-                "Time from request to the end of the response, by listener and route",
-                &["listener", "route"],
+                "Time from request to the end of the response, by app, listener and route",
+                &["app", "listener", "route"],
             ),
             upstream_duration: b.latencies(
                 "upstream_duration_seconds",
@@ -130,13 +131,13 @@ impl Metrics {
             ),
             app_token_fetches: b.counters(
                 "app_token_fetches_total",
-                "Client-credentials token requests to Spotify, by result",
-                &["result"],
+                "Client-credentials token requests to Spotify, by app and result",
+                &["app", "result"],
             ),
             token_refreshes: b.counters(
                 "token_refreshes_total",
-                "User token refreshes, by result",
-                &["result"],
+                "User token refreshes, by app and result",
+                &["app", "result"],
             ),
             token_cache: b.counters(
                 "token_cache_total",
@@ -145,8 +146,8 @@ impl Metrics {
             ),
             logins: b.counters(
                 "logins_total",
-                "Completed or failed logins, by result",
-                &["result"],
+                "Completed or failed logins, by app and result",
+                &["app", "result"],
             ),
             playback_tokens: b.counters(
                 "playback_tokens_total",
@@ -187,15 +188,15 @@ impl Metrics {
             ),
             spotify_rate_limited: b.counters(
                 "spotify_rate_limited_total",
-                "429 answers received from Spotify, by reason (quota_exceeded: the developer \
-                 account's quota; rate_limited: the rolling 30-second limit)",
-                &["reason"],
+                "429 answers received from Spotify, by app and reason (quota_exceeded: the \
+                 developer account's quota; rate_limited: the app's rolling 30-second limit)",
+                &["app", "reason"],
             ),
             rate_limited_local: b.counters(
                 "rate_limited_local_total",
                 "Calls answered 429 by the gateway during a Retry-After cool-down (its own, or \
-                 one another replica published), by the cool-down's reason",
-                &["reason"],
+                 one another replica published), by app and the cool-down's reason",
+                &["app", "reason"],
             ),
             rate_limit_blocked_until: b.gauge(
                 "rate_limit_blocked_until_timestamp_seconds",
@@ -353,13 +354,20 @@ impl Metrics {
         out
     }
 
-    /// Records one finished request.
-    pub fn observe_request(&self, listener: &str, route: &str, status: u16, seconds: f64) {
+    /// Records one finished request of `app` (empty: the admin listener's, or no app's).
+    pub fn observe_request(
+        &self,
+        app: &str,
+        listener: &str,
+        route: &str,
+        status: u16,
+        seconds: f64,
+    ) {
         self.requests
-            .with_label_values(&[listener, route, status_class(status)])
+            .with_label_values(&[app, listener, route, status_class(status)])
             .inc();
         self.request_duration
-            .with_label_values(&[listener, route])
+            .with_label_values(&[app, listener, route])
             .observe(seconds);
     }
 }

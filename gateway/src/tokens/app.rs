@@ -9,6 +9,8 @@ use crate::telemetry::metrics::Metrics;
 use crate::tokens::failure_hold::FailureHold;
 
 pub struct AppTokens {
+    /// The app's name (the `app` label of its counters).
+    app: String,
     endpoint: Arc<TokenEndpoint>,
     current: RwLock<Option<Arc<Grant>>>,
     /// Held by the one caller that fetches.
@@ -20,8 +22,10 @@ pub struct AppTokens {
 }
 
 impl AppTokens {
-    pub fn new(endpoint: Arc<TokenEndpoint>, metrics: Arc<Metrics>) -> AppTokens {
+    /// The app token of the app `app` (the `app` label of its counters).
+    pub fn new(endpoint: Arc<TokenEndpoint>, metrics: Arc<Metrics>, app: &str) -> AppTokens {
         AppTokens {
+            app: app.to_string(),
             endpoint,
             current: RwLock::new(None),
             fetch: tokio::sync::Mutex::new(()),
@@ -64,11 +68,11 @@ impl AppTokens {
         }
     }
 
-    /// Counts a fetch by result (`app_token_fetches_total{result}`).
+    /// Counts a fetch by result (`app_token_fetches_total{app,result}`).
     fn count_fetch(&self, result: &str) {
         self.metrics
             .app_token_fetches
-            .with_label_values(&[result])
+            .with_label_values(&[&self.app, result])
             .inc();
     }
 

@@ -83,11 +83,11 @@ impl UserTokens {
         }
     }
 
-    /// Counts a refresh by result (`token_refreshes_total{result}`).
+    /// Counts a refresh by result (`token_refreshes_total{app,result}`).
     fn count_refresh(&self, result: &str) {
         self.metrics
             .token_refreshes
-            .with_label_values(&[result])
+            .with_label_values(&[self.events.app(), result])
             .inc();
     }
 

@@ -23,6 +23,7 @@
 //!   `wait.rs`: [`wait_until`]; `webhook.rs`: a real receiver of the gateway's webhooks and
 //!   `[[webhooks]]` entries; `audit.rs`: the audit lines in a gateway's log;
 //!   `otlp.rs`: a real OTLP/HTTP receiver of the gateway's spans ([`OtlpReceiver`]).
+//!   `several_apps.rs`: three `[[apps]]` on three loopback hosts ([`three_apps`]).
 //! - `login_by_hand.rs`: a login step by step with explicit cookies ([`pending_login`]);
 //!   `snapshot.rs`: what an attack must leave as it was ([`Observe`], [`watched_stack`]);
 //!   `test_ca.rs`: a test CA in a file ([`Ca`]) and a mock Spotify on `https://`.
@@ -43,6 +44,7 @@ mod otlp;
 mod proxy;
 mod redis;
 mod redis_ha;
+mod several_apps;
 mod snapshot;
 mod stack;
 mod test_ca;
@@ -66,6 +68,7 @@ pub use otlp::*;
 pub use proxy::*;
 pub use redis::*;
 pub use redis_ha::*;
+pub use several_apps::*;
 pub use snapshot::*;
 pub use stack::*;
 pub use test_ca::*;

@@ -70,7 +70,7 @@ impl Observe for Stack {
             spotify_log: mock_requests(&self.mock).await.len(),
             app_hits,
             logins_ok: self
-                .metric(r#"spotify_gateway_logins_total{result="ok"}"#)
+                .metric(r#"spotify_gateway_logins_total{app="default",result="ok"}"#)
                 .await as u64,
         }
     }

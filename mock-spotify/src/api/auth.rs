@@ -11,6 +11,8 @@ use crate::state::App;
 
 /// Who a valid bearer token speaks for.
 pub(super) struct Caller {
+    /// The client id the token was issued to.
+    pub client_id: String,
     pub user: Option<String>,
     pub scopes: Vec<String>,
 }
@@ -60,6 +62,7 @@ pub(super) fn authenticate(app: &App, headers: &HeaderMap) -> Result<Caller, Res
         return Err(unauthorized("The access token expired"));
     }
     Ok(Caller {
+        client_id: grant.client_id.clone(),
         user: grant.user.clone(),
         scopes: grant.scopes.clone(),
     })

@@ -198,7 +198,14 @@ async fn serve(
     if let Some(resp) = apply_fault(hit, Target::Api).await {
         return resp;
     }
-    if let Some(refused) = app.quota.admit() {
+    // Each client id has its own window; `QUOTA_EXCEEDED` is its developer account's.
+    let client = {
+        let store = app.lock();
+        crate::state::bearer_of(headers)
+            .and_then(|t| store.access.get(t))
+            .map(|t| t.client_id.clone())
+    };
+    if let Some(refused) = app.quota_of(client.as_deref()).admit() {
         return refused;
     }
     let Some(route) = route(uri.path()) else {
@@ -213,11 +220,16 @@ async fn serve(
     };
     let (mode, registered) = {
         let store = app.lock();
-        let registered = caller
-            .user
-            .as_deref()
-            .is_none_or(|u| store.registered.contains(u));
-        (store.mode, registered)
+        let other = app
+            .client(&caller.client_id)
+            .and_then(|c| c.other)
+            .map(|i| &app.config.other_clients[i]);
+        let known = |u: &str| match other {
+            Some(o) => o.registered.iter().any(|r| r == u),
+            None => store.registered.contains(u),
+        };
+        let registered = caller.user.as_deref().is_none_or(known);
+        (other.map_or(store.mode, |o| o.mode), registered)
     };
     if mode == AppMode::Development {
         // Every call made with an unregistered user's token, whatever it asks for.

@@ -40,7 +40,7 @@ pub(crate) static USERS: [User; 3] = [
 ];
 
 /// Users registered in a development-mode app's dashboard when the mock starts.
-pub(crate) const DEFAULT_REGISTERED: [&str; 2] = ["alice", "bob"];
+pub const DEFAULT_REGISTERED: [&str; 2] = ["alice", "bob"];
 
 /// Markets every track is available in (arrays are kept present for clients that
 /// expect them).

@@ -12,9 +12,10 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
+pub use data::DEFAULT_REGISTERED;
 pub use data::LARGE_PLAYLIST_ID;
 use data::{Tracks, DATA, LARGE_PLAYLIST, LARGE_PLAYLIST_LEN, PLAYLISTS};
-pub(crate) use data::{DEFAULT_REGISTERED, MARKETS, USERS};
+pub(crate) use data::{MARKETS, USERS};
 pub(crate) use model::{Album, Artist, Catalog, Playlist, Track, User};
 
 pub(crate) fn user(id: &str) -> Option<&'static User> {

@@ -7,6 +7,7 @@
 //! `spotify.rs`, `[session]` and `[forward_auth]` in `session.rs`, `[store]` in `store.rs` (`[[webhooks]]` is whole in
 //! `config/webhooks.rs`).
 
+mod apps;
 mod session;
 mod spotify;
 mod store;
@@ -48,11 +49,11 @@ impl Validator<'_> {
             playback,
             webhooks,
             tracing,
+            apps,
         } = file;
         let listen = self.listen(listen);
-        let spotify = self.spotify(spotify);
+        let apps = self.apps(spotify, upstream, access, apps);
         let server = self.server(server);
-        let upstream = upstream.and_then(|u| self.upstream(u));
         let session = self.session(session);
         let store = self.store(store);
         let egress = listen.as_ref().and_then(|l| self.egress(egress, l.egress));
@@ -60,21 +61,18 @@ impl Validator<'_> {
             Some(f) => Some(self.forward_auth(f)?),
             None => None,
         };
-        let access = self.access(access);
         let admin = self.admin(admin);
         let playback = self.playback(playback);
         let webhooks = self.webhooks(webhooks);
         let tracing = self.tracing(tracing);
         let config = Config {
-            spotify: spotify?,
+            apps: apps?,
             listen: listen?,
             server: server?,
-            upstream,
             session: session?,
             store: store?,
             egress: egress?,
             forward_auth,
-            access: access?,
             playback: playback?,
             admin: admin?,
             webhooks: webhooks?,
@@ -85,11 +83,22 @@ impl Validator<'_> {
     }
 
     fn cross_checks(&mut self, c: &Config) {
+        let several = c.apps.len() > 1;
+        for (i, app) in c.apps.iter().enumerate() {
+            self.app_scope = several.then(|| format!("apps[{i}]"));
+            self.app_checks(c, app);
+        }
+        self.app_scope = None;
+    }
+
+    /// What one app's keys must agree with, in the app and in the shared tables.
+    fn app_checks(&mut self, c: &Config, app: &AppConfig) {
         // Browsers refuse a `Domain` that does not cover the host setting the cookie: the
         // callback on the redirect URI's host.
-        if let (Some(domain), Some(host)) =
-            (&c.session.cookie_domain, c.spotify.redirect_uri.host_str())
-        {
+        if let (Some(domain), Some(host)) = (
+            &c.session.cookie_domain,
+            app.spotify.redirect_uri.host_str(),
+        ) {
             let host = host.to_ascii_lowercase();
             if host != *domain && !host.ends_with(&format!(".{domain}")) {
                 self.issue(
@@ -101,8 +110,8 @@ impl Validator<'_> {
                 );
             }
         }
-        if !c.access.allowed_products.is_empty()
-            && !c.spotify.scopes.iter().any(|s| s == "user-read-private")
+        if !app.access.allowed_products.is_empty()
+            && !app.spotify.scopes.iter().any(|s| s == "user-read-private")
         {
             self.issue(
                 "access.allowed_products",
@@ -110,27 +119,37 @@ impl Validator<'_> {
                  spotify.scopes",
             );
         }
-        if c.playback.enabled && !c.spotify.scopes.iter().any(|s| s == "streaming") {
+        // Keys of the shared tables name the app in their message when there are several.
+        let of_app = match &self.app_scope {
+            Some(scope) => format!(" ({scope}, {:?})", app.name),
+            None => String::new(),
+        };
+        if c.playback.enabled && !app.spotify.scopes.iter().any(|s| s == "streaming") {
             self.issue(
                 "playback.enabled",
-                "the playback token is given only to sessions with the streaming scope: add \
-                 \"streaming\" to spotify.scopes (the Web Playback SDK also needs \
-                 user-read-email and user-read-private)",
+                format!(
+                    "the playback token is given only to sessions with the streaming scope: \
+                     add \"streaming\" to spotify.scopes{of_app} (the Web Playback SDK also \
+                     needs user-read-email and user-read-private)"
+                ),
             );
         }
-        if c.spotify.client_secret.is_none() {
-            if c.spotify.flow == Flow::AuthorizationCode {
+        if app.spotify.client_secret.is_none() {
+            if app.spotify.flow == Flow::AuthorizationCode {
                 self.issue(
                     "spotify.client_secret",
                     "flow = \"authorization_code\" needs the client secret: set one of \
                      client_secret_env, client_secret_file (or use flow = \"pkce\")",
                 );
             }
-            if c.egress.app_token {
+            // Among several apps one may be a public client: it has no app token (egress).
+            if c.egress.app_token && c.apps.len() == 1 {
                 self.issue(
                     "egress.app_token",
-                    "app_token = true uses the client-credentials flow, which needs \
-                     spotify.client_secret_env or spotify.client_secret_file",
+                    format!(
+                        "app_token = true uses the client-credentials flow, which needs \
+                         spotify.client_secret_env or spotify.client_secret_file{of_app}"
+                    ),
                 );
             }
         }

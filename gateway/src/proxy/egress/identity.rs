@@ -155,6 +155,14 @@ async fn app_credential(gw: &Gateway, live: &Live) -> Result<Credential, Failure
              (egress.app_token = false)",
         ));
     }
+    // Among several apps, one without a client secret (a PKCE public client) has no
+    // client-credentials token (`check-config` refuses this for a single app).
+    if gw.app.spotify.client_secret.is_none() {
+        return Err(Failure::Unauthorized(
+            "No user identity on this call (X-Gateway-User), and this app has no client \
+             secret for an app token (spotify.client_secret)",
+        ));
+    }
     match gw.app_tokens.get().await {
         Ok(token) => Ok(Credential::App(token)),
         Err(e) => Err(Failure::of_token_error(e, TokenRequest::AppToken)),

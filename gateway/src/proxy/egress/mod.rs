@@ -22,6 +22,7 @@
 //! curl 'http://127.0.0.1:8081/v1/search?q=abba&type=track'   # with `spotify-gateway demo`
 //! ```
 
+mod by_app;
 mod hygiene;
 mod identity;
 mod inflate;
@@ -41,6 +42,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+pub use by_app::{EgressApps, APP_HEADER};
 pub use hygiene::upstream_headers;
 
 use super::respond::{self, Failure, Upstream};
@@ -74,6 +76,8 @@ pub struct EgressProxy {
 
 #[derive(Default)]
 pub struct EgressCtx {
+    /// Which of `EgressApps`' apps the call names.
+    app: usize,
     req: RequestInfo,
     /// The reloadable settings, read once per call.
     live: Option<Arc<Live>>,
@@ -116,13 +120,13 @@ pub struct EgressCtx {
 
 impl EgressProxy {
     pub fn new(gw: Arc<Gateway>) -> EgressProxy {
-        let api = UpstreamTarget::from_url(&gw.config.spotify.api_url)
+        let api = UpstreamTarget::from_url(&gw.app.spotify.api_url)
             .with_ca(gw.trust.pingora_ca())
             .with_http2()
             .via(&gw.outbound);
         let origin = |u: &url::Url| u.as_str().trim_end_matches('/').to_string();
         let links = LinkMap::new(
-            &format!("{}/v1/", origin(&gw.config.spotify.api_url)),
+            &format!("{}/v1/", origin(&gw.app.spotify.api_url)),
             &format!("{}/v1/", origin(&gw.config.egress.public_base_url)),
         );
         // Each series from the start, so `increase()` sees the first event.

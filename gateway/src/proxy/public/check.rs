@@ -171,7 +171,7 @@ impl PublicProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let scheme = self.gw.config.spotify.redirect_uri.scheme();
+        let scheme = self.gw.app.spotify.redirect_uri.scheme();
         let original = match original(session.req_header(), peer, fa, scheme) {
             Ok(o) => o,
             Err(e) => {

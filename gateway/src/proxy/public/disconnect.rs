@@ -44,7 +44,7 @@ impl PublicProxy {
         let token = self.form_token(&live);
         if session.req_header().method != http::Method::POST {
             return if wants_html(session.req_header()) {
-                let page = pages::disconnect_confirm(&self.gw.config.server.app_name, &token);
+                let page = pages::disconnect_confirm(&self.gw.page_name, &token);
                 respond_html(session, 200, &page, &[]).await
             } else {
                 let body = json!({ "csrf_token": token, "method": "POST", "field": "csrf" });
@@ -90,7 +90,7 @@ impl PublicProxy {
             ("x-request-id", ctx.req.id.clone()),
         ];
         if wants_html(session.req_header()) {
-            let page = pages::disconnected(&self.gw.config.server.app_name, SPOTIFY_APPS_PAGE);
+            let page = pages::disconnected(&self.gw.page_name, SPOTIFY_APPS_PAGE);
             respond_html(session, 200, &page, &clear).await
         } else {
             let body = json!({
@@ -114,7 +114,7 @@ impl PublicProxy {
     /// Whether the request comes from a page of the gateway's own origin (the redirect URI's):
     /// `Origin` when the browser sent one, else `Referer`; neither is refused.
     fn same_origin(&self, session: &Session) -> bool {
-        let ours = self.gw.config.spotify.redirect_uri.origin();
+        let ours = self.gw.app.spotify.redirect_uri.origin();
         let headers = &session.req_header().headers;
         let from = |name: &str| {
             headers

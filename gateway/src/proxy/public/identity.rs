@@ -39,6 +39,11 @@ pub fn identity_headers(session: &LiveSession, keys: &Keyring) -> Vec<(&'static 
         let assertion =
             crate::proxy::assertion::issue_with(keys, &r.user_id, session.key.expose(), extra);
         headers.push(("x-gateway-user", assertion));
+        // Among several apps (`[[apps]]`), which one the request came through; none for the
+        // default app, as before.
+        if let Some(app) = keys.app() {
+            headers.push(("x-gateway-app", app.to_string()));
+        }
         headers
     })
 }

@@ -10,6 +10,7 @@
 //! curl -i 'http://127.0.0.1:8080/auth/login?return_to=/'   # with `spotify-gateway demo`
 //! ```
 
+mod by_host;
 mod check;
 mod disconnect;
 mod identity;
@@ -26,6 +27,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+pub use by_host::PublicApps;
 pub use paths::safe_return_to;
 
 use super::respond::{self, Failure, Upstream};
@@ -49,6 +51,8 @@ pub struct PublicProxy {
 
 #[derive(Default)]
 pub struct PublicCtx {
+    /// Which of `PublicApps`' apps the request's `Host` picked.
+    app: usize,
     req: RequestInfo,
     session: Option<Arc<LiveSession>>,
     upstream_started: Option<Instant>,
@@ -63,16 +67,11 @@ pub struct PublicCtx {
 impl PublicProxy {
     pub fn new(gw: Arc<Gateway>) -> PublicProxy {
         let upstream = gw
-            .config
+            .app
             .upstream
             .as_ref()
             .map(|u| UpstreamTarget::from_url(&u.url));
-        let secure = gw.config.spotify.redirect_uri.scheme() == "https";
-        let cookies = Cookies::new(
-            &gw.config.session.cookie_name,
-            secure,
-            gw.config.session.cookie_domain.as_deref(),
-        );
+        let cookies = cookies_of(&gw);
         PublicProxy {
             gw,
             upstream,
@@ -149,6 +148,19 @@ impl PublicProxy {
         ctx.stream = Some(self.gw.sessions.join_streams(&s, move || cut.fire())?);
         Some(s)
     }
+}
+
+/// An app's cookies: the default app's are named `session.cookie_name` (the names before
+/// `[[apps]]`, so its sessions survive the upgrade), another app's `session.cookie_name.APP`.
+fn cookies_of(gw: &Gateway) -> Cookies {
+    let session = &gw.config.session;
+    let base = if gw.app.is_default() {
+        session.cookie_name.clone()
+    } else {
+        format!("{}.{}", session.cookie_name, gw.app.name)
+    };
+    let secure = gw.app.spotify.redirect_uri.scheme() == "https";
+    Cookies::new(&base, secure, session.cookie_domain.as_deref())
 }
 
 #[async_trait]

@@ -135,7 +135,7 @@ impl PublicProxy {
         if let Some(site) = headers.get("sec-fetch-site") {
             return site.as_bytes() == b"same-origin";
         }
-        let ours = self.gw.config.spotify.redirect_uri.origin();
+        let ours = self.gw.app.spotify.redirect_uri.origin();
         headers
             .get("origin")
             .and_then(|v| v.to_str().ok())

@@ -75,7 +75,7 @@ impl PublicProxy {
         failure: Failure,
     ) -> Result<()> {
         failure
-            .write_problem(session, &ctx.req.id, &self.gw.config.server.app_name)
+            .write_problem(session, &ctx.req.id, &self.gw.page_name)
             .await
     }
 
@@ -127,10 +127,10 @@ impl PublicProxy {
                 &access,
             )
             .await;
-        let logins = &self.gw.metrics.logins;
+        let (logins, app) = (&self.gw.metrics.logins, self.gw.app.name.as_str());
         let failure = match result {
             Ok(new) => {
-                logins.with_label_values(&["ok"]).inc();
+                logins.with_label_values(&[app, "ok"]).inc();
                 tracing::info!("login completed");
                 self.gw.events.emit(
                     Event::new(Kind::LoginSucceeded)
@@ -163,7 +163,7 @@ impl PublicProxy {
                 return redirect(session, &new.return_to, &cookies, &ctx.req.id).await;
             }
             Err(LoginError::Denied) => {
-                logins.with_label_values(&["denied"]).inc();
+                logins.with_label_values(&[app, "denied"]).inc();
                 self.gw.events.emit(
                     Event::new(Kind::LoginDenied)
                         .request(&ctx.req.id)
@@ -194,7 +194,7 @@ impl PublicProxy {
                     ),
                     _ => ("not_registered", Event::new(Kind::LoginNotRegistered)),
                 };
-                logins.with_label_values(&[result]).inc();
+                logins.with_label_values(&[app, result]).inc();
                 self.gw
                     .events
                     .emit(event.request(&ctx.req.id).trace(ctx.req.trace.trace_id()));
@@ -207,18 +207,18 @@ impl PublicProxy {
                 return self.login_refused(session, &e).await;
             }
             Err(LoginError::Store(_)) => {
-                logins.with_label_values(&["error"]).inc();
+                logins.with_label_values(&[app, "error"]).inc();
                 Failure::StoreUnavailable
             }
             // The operator's or Spotify's side, not the user's: the one token mapping.
             Err(LoginError::Token(
                 e @ (TokenError::Tls { .. } | TokenError::Proxy(_) | TokenError::Unavailable(_)),
             )) => {
-                logins.with_label_values(&["error"]).inc();
+                logins.with_label_values(&[app, "error"]).inc();
                 Failure::of_token_error(e, TokenRequest::Login)
             }
             Err(e) => {
-                logins.with_label_values(&["invalid"]).inc();
+                logins.with_label_values(&[app, "invalid"]).inc();
                 tracing::info!(reason = %e, "login callback refused");
                 let code = match e {
                     LoginError::NoLoginCookie
@@ -240,7 +240,7 @@ impl PublicProxy {
     async fn access_denied(&self, session: &mut Session) -> Result<()> {
         let clear = [("set-cookie", self.cookies.clear(&self.cookies.login))];
         if wants_html(session.req_header()) {
-            let page = pages::access_denied(&self.gw.config.server.app_name);
+            let page = pages::access_denied(&self.gw.page_name);
             respond_html(session, 403, &page, &clear).await
         } else {
             let body = json!({
@@ -257,7 +257,7 @@ impl PublicProxy {
     /// session was created.
     async fn login_refused(&self, session: &mut Session, why: &LoginError) -> Result<()> {
         let clear = [("set-cookie", self.cookies.clear(&self.cookies.login))];
-        let app = &self.gw.config.server.app_name;
+        let app = &self.gw.page_name;
         let (code, page, message) = match why {
             LoginError::NotRegistered => (
                 "not_registered",
@@ -313,7 +313,7 @@ impl PublicProxy {
         }
         let clear = [("set-cookie", self.cookies.clear(&self.cookies.session))];
         if wants_html(session.req_header()) {
-            let page = pages::signed_out(&self.gw.config.server.app_name);
+            let page = pages::signed_out(&self.gw.page_name);
             respond_html(session, 200, &page, &clear).await
         } else {
             respond_json(session, 200, &json!({ "signed_out": true }), &clear).await
@@ -375,12 +375,7 @@ impl PublicProxy {
             .unwrap_or_default()
             .saturating_sub(crate::clock::now_ms());
         let renew = format!("/auth/login?return_to={}", urlencode(&here));
-        let page = pages::reauth_offer(
-            &self.gw.config.server.app_name,
-            left_ms.div_ceil(DAY_MS),
-            &renew,
-            &here,
-        );
+        let page = pages::reauth_offer(&self.gw.page_name, left_ms.div_ceil(DAY_MS), &renew, &here);
         let headers = [
             (
                 "set-cookie",
@@ -405,7 +400,7 @@ impl PublicProxy {
         if wants_html(session.req_header()) {
             let location = format!("/auth/login?return_to={}", urlencode(return_to));
             if stale {
-                let page = pages::session_expired(&self.gw.config.server.app_name, &location);
+                let page = pages::session_expired(&self.gw.page_name, &location);
                 let headers = [
                     ("set-cookie", self.cookies.clear(&self.cookies.session)),
                     ("x-request-id", ctx.req.id.clone()),

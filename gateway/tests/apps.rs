@@ -1,0 +1,537 @@
+//! Several Spotify apps behind one gateway (`[[apps]]`), through the real gateway and the
+//! mock Spotify that knows each client id: three apps on three loopback hosts
+//! (`common::three_apps`: `radio`, PKCE without a secret, and `charts`, with a secret, of the
+//! developer account `acme`; `solo`, with a secret, of another account). Each app has its
+//! own cookie, sessions, tokens and admin view; a single-app gateway's sessions stay valid
+//! when its config moves to `[[apps]]`.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::*;
+
+const ADMIN_TOKEN: &str = "apps-admin-token-0123456789";
+
+/// The three apps, an echo app behind them, and the admin API on.
+async fn stack() -> Stack {
+    three_apps(Stack::builder().app(App::Echo))
+        .edit(|doc| {
+            doc["admin"] = toml_edit::table();
+            doc["admin"]["token_env"] = toml_edit::value("TEST_ADMIN_TOKEN");
+        })
+        .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+        .start()
+        .await
+}
+
+/// `user` signs into `app` with `browser`: the login trip, on the app's host.
+async fn sign_in(s: &Stack, browser: &reqwest::Client, app: &TestApp, user: &str) -> LoginTrip {
+    let url = format!(
+        "{}/auth/login?return_to=%2Fapp",
+        app.public_url(s.ports.public)
+    );
+    login_from(browser, &url, user).await
+}
+
+/// What the echo app saw of `GET /app` on `app`'s host: status and the echoed request.
+async fn via(s: &Stack, browser: &reqwest::Client, app: &TestApp) -> (u16, Value) {
+    let resp = browser
+        .get(format!("{}/app", app.public_url(s.ports.public)))
+        .send()
+        .await
+        .expect("public");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The assertion the app behind `app`'s host receives for `browser`.
+async fn assertion(s: &Stack, browser: &reqwest::Client, app: &TestApp) -> String {
+    let (status, seen) = via(s, browser, app).await;
+    assert_eq!(status, 200, "{seen}");
+    seen["headers"]["x-gateway-user"]
+        .as_str()
+        .expect("assertion")
+        .to_string()
+}
+
+/// An egress `GET /v1/me` (or `path`) with these headers: status and the client id whose
+/// token reached the mock (`None` when nothing reached it).
+async fn egress(s: &Stack, path: &str, headers: &[(&str, &str)]) -> (u16, Option<String>) {
+    let before = s.api_requests().await;
+    let mut req = reqwest::Client::new().get(format!("{}{path}", s.gw.egress_url()));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let status = req.send().await.expect("egress").status().as_u16();
+    let client = if s.api_requests().await > before {
+        s.last_api_request().await["client_id"]
+            .as_str()
+            .map(str::to_string)
+    } else {
+        None
+    };
+    (status, client)
+}
+
+fn session_cookie_name(trip: &LoginTrip) -> String {
+    trip.set_cookies
+        .iter()
+        .filter_map(|c| c.split(';').next())
+        .find(|c| c.starts_with("spotify_gateway_session") && !c.contains("-login"))
+        .and_then(|c| c.split_once('='))
+        .map(|(name, _)| name.to_string())
+        .expect("a session cookie")
+}
+
+#[tokio::test]
+async fn a_user_signs_into_two_apps_and_each_cookie_opens_only_its_app() {
+    let s = stack().await;
+    let browser = browser();
+    let radio = sign_in(&s, &browser, &RADIO, "alice").await;
+    let charts = sign_in(&s, &browser, &CHARTS, "alice").await;
+    // Each app logged in at its own client id (the PKCE one without a secret).
+    assert!(radio.authorize_url.contains("client_id=radio-client-id"));
+    assert!(radio.authorize_url.contains("code_challenge="));
+    assert!(charts.authorize_url.contains("client_id=charts-client-id"));
+    assert!(!charts.authorize_url.contains("code_challenge="));
+    assert_eq!(session_cookie_name(&radio), "spotify_gateway_session.radio");
+    assert_eq!(
+        session_cookie_name(&charts),
+        "spotify_gateway_session.charts"
+    );
+    // Both sessions are alice's, each on its own host.
+    for app in [&RADIO, &CHARTS] {
+        let (status, seen) = via(&s, &browser, app).await;
+        assert_eq!(status, 200, "{}: {seen}", app.name);
+        assert_eq!(seen["headers"]["x-spotify-user-id"], "alice");
+        assert_eq!(seen["headers"]["x-gateway-app"], app.name);
+        // The app sees no gateway cookie, its own or another app's.
+        let cookies = seen["headers"]["cookie"].as_str().unwrap_or("");
+        assert!(!cookies.contains("spotify_gateway_session"), "{cookies}");
+    }
+    // Radio's cookie, sent to charts under either name, opens nothing there.
+    let radio_cookie = radio
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("spotify_gateway_session.radio="))
+        .and_then(|c| c.split(';').next())
+        .and_then(|c| c.split_once('='))
+        .map(|(_, v)| v.to_string())
+        .expect("radio's cookie");
+    for name in [
+        "spotify_gateway_session.radio",
+        "spotify_gateway_session.charts",
+    ] {
+        let resp = plain()
+            .get(format!("{}/app", CHARTS.public_url(s.ports.public)))
+            .header("cookie", format!("{name}={radio_cookie}"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .expect("public");
+        assert_eq!(resp.status(), 401, "{name} on charts");
+    }
+    // A host no app serves is answered by the gateway alone.
+    let resp = plain()
+        .get(format!("http://127.0.0.9:{}/app", s.ports.public))
+        .send()
+        .await
+        .expect("public");
+    assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test]
+async fn egress_carries_the_token_of_the_app_the_call_names() {
+    let s = stack().await;
+    let browser = browser();
+    sign_in(&s, &browser, &RADIO, "alice").await;
+    sign_in(&s, &browser, &CHARTS, "alice").await;
+    let radio = assertion(&s, &browser, &RADIO).await;
+    let charts = assertion(&s, &browser, &CHARTS).await;
+    assert_eq!(claims_of(&radio)["app"], "radio");
+    // A user's call: the assertion names its app, and its user token goes.
+    for (token, client) in [(&radio, RADIO.client_id), (&charts, CHARTS.client_id)] {
+        let (status, seen) = egress(&s, "/v1/me", &[("x-gateway-user", token)]).await;
+        assert_eq!((status, seen.as_deref()), (200, Some(client)));
+    }
+    // The assertion as the bearer token (client libraries) names its app too.
+    let bearer = format!("Bearer {charts}");
+    let (status, seen) = egress(&s, "/v1/me", &[("authorization", &bearer)]).await;
+    assert_eq!((status, seen.as_deref()), (200, Some(CHARTS.client_id)));
+    // Naming another app than the assertion's is an invalid assertion.
+    let (status, seen) = egress(
+        &s,
+        "/v1/me",
+        &[("x-gateway-user", &radio), ("x-gateway-app", "charts")],
+    )
+    .await;
+    assert_eq!((status, seen), (401, None));
+    // The app token: per app, by X-Gateway-App; a public client has none.
+    let search = "/v1/search?q=abba&type=track";
+    for app in [&CHARTS, &SOLO] {
+        let (status, seen) = egress(&s, search, &[("x-gateway-app", app.name)]).await;
+        assert_eq!((status, seen.as_deref()), (200, Some(app.client_id)));
+    }
+    let (status, seen) = egress(&s, search, &[("x-gateway-app", "radio")]).await;
+    assert_eq!((status, seen), (401, None));
+    // Without an app, where there are several: refused, saying how to name one.
+    let resp = reqwest::get(format!("{}{search}", s.gw.egress_url()))
+        .await
+        .expect("egress");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("X-Gateway-App"), "{body}");
+    let (status, _) = egress(&s, search, &[("x-gateway-app", "nope")]).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn revoking_a_user_in_one_app_leaves_the_other() {
+    let s = stack().await;
+    let browser = browser();
+    sign_in(&s, &browser, &RADIO, "alice").await;
+    sign_in(&s, &browser, &CHARTS, "alice").await;
+    let radio = assertion(&s, &browser, &RADIO).await;
+    let charts = assertion(&s, &browser, &CHARTS).await;
+    let admin = |method: reqwest::Method, path: &str| {
+        reqwest::Client::new()
+            .request(method, format!("{}{path}", s.gw.admin_url()))
+            .bearer_auth(ADMIN_TOKEN)
+    };
+    // Several apps: the admin API must be told which.
+    let resp = admin(reqwest::Method::GET, "/admin/v1/users")
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(resp.status(), 400);
+    for app in ["radio", "charts"] {
+        let page: Value = admin(reqwest::Method::GET, &format!("/admin/v1/users?app={app}"))
+            .send()
+            .await
+            .expect("admin")
+            .json()
+            .await
+            .expect("json");
+        let users: Vec<_> = page["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .map(|u| u["user_id"].clone())
+            .collect();
+        assert_eq!(users, ["alice"], "{app}: {page}");
+    }
+    let solo: Value = admin(reqwest::Method::GET, "/admin/v1/users?app=solo")
+        .send()
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(solo["users"], serde_json::json!([]), "{solo}");
+    let resp = admin(reqwest::Method::DELETE, "/admin/v1/users/alice?app=radio")
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        egress(&s, "/v1/me", &[("x-gateway-user", &radio)]).await.0,
+        401
+    );
+    let (status, seen) = egress(&s, "/v1/me", &[("x-gateway-user", &charts)]).await;
+    assert_eq!((status, seen.as_deref()), (200, Some(CHARTS.client_id)));
+    assert_eq!(
+        via(&s, &browser, &RADIO).await.0,
+        401,
+        "radio's session ended"
+    );
+    assert_eq!(via(&s, &browser, &CHARTS).await.0, 200, "charts' lives on");
+    // The `users` command, app by app.
+    let admin_url = s.gw.admin_url();
+    let token = [("SPOTIFY_GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)];
+    let users = |app: &'static str| {
+        let args = [
+            "users", "list", "--json", "--admin", &admin_url, "--app", app,
+        ];
+        run_cli(&args, &token)
+    };
+    let (code, out, err) = users("charts");
+    assert_eq!(code, 0, "{err}");
+    let listed: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(listed[0]["user_id"], "alice", "{listed}");
+    let (code, out, _) = users("radio");
+    assert_eq!((code, out.trim()), (0, "[]"), "revoked in radio");
+    let (code, _, err) = run_cli(&["users", "list", "--admin", &admin_url], &token);
+    assert_eq!(code, 1);
+    assert!(err.contains("?app="), "{err}");
+    // The audit events name their app.
+    let lines = audit_lines(&s.gw);
+    let apps = |kind| -> Vec<Value> {
+        of_type(&lines, kind)
+            .iter()
+            .map(|l| l["app"].clone())
+            .collect()
+    };
+    assert_eq!(apps("login.succeeded"), ["radio", "charts"]);
+    assert_eq!(apps("user.revoked"), ["radio"]);
+}
+
+/// A single-app gateway's file store and cookie, after its config moves to `[[apps]]` with
+/// that app named `default` beside a new one: the session still opens.
+#[tokio::test]
+async fn a_single_app_gateways_sessions_survive_the_move_to_apps() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = dir.path().join("sessions.redb");
+    let mut s = Stack::builder()
+        .app(App::Echo)
+        .set("store.backend", "file")
+        .set("store.path", store.display().to_string())
+        .mock_config(|m| {
+            m.other_clients.push(mock_spotify::MockClient {
+                client_id: CHARTS.client_id.into(),
+                client_secret: CLIENT_SECRET.into(),
+                redirect_uris: Vec::new(),
+                app_name: "charts".into(),
+                mode: mock_spotify::AppMode::Development,
+                registered: vec!["alice".into()],
+                developer_account: "acme".into(),
+            })
+        })
+        .start()
+        .await;
+    let browser = browser();
+    login(&browser, &s.gw, "alice", "/app").await;
+    let before = s.assertion(&browser).await;
+    let port = s.ports.public;
+    let moved = s.gw.config().edit(move |doc| {
+        let mut default = toml_edit::Table::new();
+        default["name"] = toml_edit::value("default");
+        default["hosts"] = toml_edit::value(toml_edit::Array::from_iter(["127.0.0.1"]));
+        default["spotify"] = toml_edit::Item::Table(take_table(doc, "spotify"));
+        default["upstream"] = toml_edit::Item::Table(take_table(doc, "upstream"));
+        let mut charts = toml_edit::Table::new();
+        charts["name"] = toml_edit::value("charts");
+        charts["hosts"] = toml_edit::value(toml_edit::Array::from_iter(["127.0.0.2"]));
+        let mut spotify = default["spotify"].as_table().expect("table").clone();
+        spotify["client_id"] = toml_edit::value(CHARTS.client_id);
+        spotify["redirect_uri"] =
+            toml_edit::value(format!("http://127.0.0.2:{port}/auth/callback"));
+        charts["spotify"] = toml_edit::Item::Table(spotify);
+        let mut apps = toml_edit::ArrayOfTables::new();
+        apps.push(default);
+        apps.push(charts);
+        doc["apps"] = toml_edit::Item::ArrayOfTables(apps);
+        doc["listen"]["public"] = toml_edit::value(format!("0.0.0.0:{port}"));
+    });
+    s.gw.write_config(&moved);
+    s.gw.restart().await;
+    let (status, seen) = via_public(&browser, &s.gw, "/app").await;
+    assert_eq!(status, 200, "the old cookie opens the default app: {seen}");
+    assert_eq!(seen["headers"]["x-spotify-user-id"], "alice");
+    assert!(
+        seen["headers"].get("x-gateway-app").is_none(),
+        "the default app names none"
+    );
+    // The old assertion names no app, and is the default app's still.
+    assert!(claims_of(&before).get("app").is_none());
+    let (status, seen) = egress(&s, "/v1/me", &[("x-gateway-user", &before)]).await;
+    assert_eq!((status, seen.as_deref()), (200, Some(CLIENT_ID)));
+}
+
+/// The stack for the quota: no cache, so every call that leaves reaches the mock.
+async fn quota_stack() -> (Stack, String) {
+    let s = three_apps(Stack::builder().app(App::Echo))
+        .set("egress.cache_size", 0)
+        .start()
+        .await;
+    let browser = browser();
+    sign_in(&s, &browser, &RADIO, "alice").await;
+    let radio = assertion(&s, &browser, &RADIO).await;
+    (s, radio)
+}
+
+const SEARCH: &str = "/v1/search?q=abba&type=track";
+
+#[tokio::test]
+async fn quota_exceeded_holds_every_app_of_the_account_and_no_other() {
+    let (s, radio) = quota_stack().await;
+    mock_post(
+        &s.mock,
+        "/__mock/quota",
+        Some(serde_json::json!({"account": "acme", "quota_exceeded": true, "retry_after": 3600})),
+    )
+    .await;
+    let resp = s.egress_get_as(&radio, "/v1/me").await;
+    assert_eq!(resp.status(), 429);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["reason"], "QUOTA_EXCEEDED", "{body}");
+    // Charts, of the same account, is held by the gateway: nothing reaches Spotify.
+    let (status, reached) = egress(&s, SEARCH, &[("x-gateway-app", "charts")]).await;
+    assert_eq!((status, reached), (429, None));
+    let resp = reqwest::Client::new()
+        .get(format!("{}{SEARCH}", s.gw.egress_url()))
+        .header("x-gateway-app", "charts")
+        .send()
+        .await
+        .expect("egress");
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after > 3000, "the account's hold: {retry_after}");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["reason"], "QUOTA_EXCEEDED", "{body}");
+    // Solo, of another account, goes on.
+    let (status, reached) = egress(&s, SEARCH, &[("x-gateway-app", "solo")]).await;
+    assert_eq!((status, reached.as_deref()), (200, Some(SOLO.client_id)));
+    // The counters name the app: Spotify refused radio; the gateway held charts twice.
+    let series = |name: &str, app: &str| {
+        format!(r#"spotify_gateway_{name}{{app="{app}",reason="quota_exceeded"}}"#)
+    };
+    assert_eq!(
+        s.metric(&series("spotify_rate_limited_total", "radio"))
+            .await,
+        1.0
+    );
+    assert_eq!(
+        s.metric(&series("rate_limited_local_total", "charts"))
+            .await,
+        2.0
+    );
+    assert_eq!(
+        s.metric(&series("rate_limited_local_total", "solo")).await,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_plain_429_holds_only_its_app() {
+    let (s, radio) = quota_stack().await;
+    mock_post(
+        &s.mock,
+        "/__mock/quota",
+        Some(serde_json::json!({"client_id": RADIO.client_id, "budget_per_30s": 0})),
+    )
+    .await;
+    let resp = s.egress_get_as(&radio, "/v1/me").await;
+    assert_eq!(resp.status(), 429);
+    let body: Value = resp.json().await.expect("json");
+    assert!(body["error"].get("reason").is_none(), "{body}");
+    // Radio is held now: its next call stays at the gateway.
+    let (status, reached) = egress(&s, "/v1/me", &[("x-gateway-user", &radio)]).await;
+    assert_eq!((status, reached), (429, None));
+    // Charts, of the same account, is not.
+    let (status, reached) = egress(&s, SEARCH, &[("x-gateway-app", "charts")]).await;
+    assert_eq!((status, reached.as_deref()), (200, Some(CHARTS.client_id)));
+}
+
+/// Two replicas on one Redis: each app's sessions are read on the other replica, a
+/// revocation in one app reaches the other replica for that app only, and a `QUOTA_EXCEEDED`
+/// one replica met holds the other replica's apps of that account, not the other account's.
+#[tokio::test]
+async fn on_redis_what_a_replica_learns_reaches_the_other_for_its_app_only() {
+    let redis = RedisServer::start().await;
+    let s = three_apps(Stack::builder().app(App::Echo))
+        .redis_store(&redis)
+        .set("egress.cache_size", 0)
+        .edit(|doc| {
+            doc["admin"] = toml_edit::table();
+            doc["admin"]["token_env"] = toml_edit::value("TEST_ADMIN_TOKEN");
+        })
+        .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+        .more_gateways(1)
+        .start()
+        .await;
+    let mut env = app_secrets_env();
+    env.push(("TEST_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()));
+    let other = s.start_replica_with_env(env).await;
+    let mut assertions = Vec::new();
+    for user in ["alice", "bob"] {
+        let browser = browser();
+        sign_in(&s, &browser, &RADIO, user).await;
+        sign_in(&s, &browser, &CHARTS, user).await;
+        assertions.push((
+            assertion(&s, &browser, &RADIO).await,
+            assertion(&s, &browser, &CHARTS).await,
+        ));
+    }
+    let [(alice_radio, alice_charts), (bob_radio, _)] = &assertions[..] else {
+        unreachable!("two users")
+    };
+    let on_other = |headers: Vec<(&'static str, String)>, path: &'static str| {
+        let url = format!("{}{path}", other.egress_url());
+        async move {
+            let mut req = reqwest::Client::new().get(url);
+            for (k, v) in &headers {
+                req = req.header(*k, v);
+            }
+            req.send().await.expect("egress").status().as_u16()
+        }
+    };
+    for a in [alice_radio, alice_charts, bob_radio] {
+        assert_eq!(
+            on_other(vec![("x-gateway-user", a.clone())], "/v1/me").await,
+            200
+        );
+    }
+    // Alice revoked in radio, on the first replica: the other forgets her radio session only.
+    let resp = reqwest::Client::new()
+        .delete(format!(
+            "{}/admin/v1/users/alice?app=radio",
+            s.gw.admin_url()
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(resp.status(), 200);
+    let radio = alice_radio.clone();
+    other
+        .wait_until(
+            Duration::from_secs(5),
+            "alice's radio session to end there",
+            || {
+                let headers = vec![("x-gateway-user", radio.clone())];
+                let status = on_other(headers, "/v1/me");
+                async move { status.await == 401 }
+            },
+        )
+        .await;
+    assert_eq!(
+        on_other(vec![("x-gateway-user", alice_charts.clone())], "/v1/me").await,
+        200
+    );
+    // The account's quota, met by charts on the first replica: held on the other too, for
+    // radio (same account), not for solo.
+    mock_post(
+        &s.mock,
+        "/__mock/quota",
+        Some(serde_json::json!({"account": "acme", "quota_exceeded": true, "retry_after": 3600})),
+    )
+    .await;
+    let (status, _) = egress(&s, SEARCH, &[("x-gateway-app", "charts")]).await;
+    assert_eq!(status, 429);
+    let held_until = "spotify_gateway_rate_limit_blocked_until_timestamp_seconds";
+    other
+        .wait_until(
+            Duration::from_secs(5),
+            "the account's hold to reach it",
+            || {
+                let gauge = metric_value(&other, held_until);
+                async move { gauge.await.unwrap_or(0.0) > 0.0 }
+            },
+        )
+        .await;
+    let before = s.api_requests().await;
+    let status = on_other(vec![("x-gateway-user", bob_radio.clone())], "/v1/me").await;
+    assert_eq!(status, 429);
+    assert_eq!(s.api_requests().await, before, "held there, not sent");
+    assert_eq!(
+        on_other(vec![("x-gateway-app", "solo".into())], SEARCH).await,
+        200
+    );
+}
