@@ -21,6 +21,7 @@ use crate::server::reload::Change;
 use crate::session::Sessions;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces::Traces;
 use crate::tokens::app::AppTokens;
 use crate::tokens::UserTokens;
 
@@ -67,6 +68,8 @@ impl Live {
 /// What the apps of one process share, made once (`server::apps`).
 pub struct Shared {
     pub metrics: Arc<Metrics>,
+    /// `[tracing]`: one tracer and exporter for every app's spans.
+    pub traces: Arc<Traces>,
 }
 
 /// What the apps of one developer account share: Spotify counts its quota for all of them.
@@ -109,6 +112,8 @@ pub struct Gateway {
     pub budget: Option<Arc<Budget>>,
     /// The egress's cache and calls in flight; `sessions` purges a user's when the user leaves.
     pub answers: Arc<SharedAnswers>,
+    /// `[tracing]`: the request spans and their exporter.
+    pub traces: Arc<Traces>,
     /// Set once the public and egress listeners accept connections.
     listening: AtomicBool,
     /// Set when SIGTERM arrives: `/readyz` fails from then on.
@@ -163,6 +168,7 @@ impl Gateway {
             metrics.clone(),
             events.clone(),
         ));
+        let traces = Arc::clone(&shared.traces);
         Ok(Arc::new(Gateway {
             live: RwLock::new(Arc::new(Live::of(config, app))),
             page_name: match config.apps.len() {
@@ -183,6 +189,7 @@ impl Gateway {
             cool_down,
             budget,
             answers,
+            traces,
             listening: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }))

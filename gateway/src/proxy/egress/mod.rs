@@ -30,12 +30,14 @@ pub mod links;
 mod rate_limit;
 mod retry;
 mod shared;
+mod spans;
 mod target;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use opentelemetry::KeyValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -49,6 +51,7 @@ use crate::net::outbound;
 use crate::net::tls_roots::{self, TlsTarget};
 use crate::quota::{cool_down, Answer, AnswerCache, Flights, Lookup, Priority, Reason};
 use crate::server::state::{Gateway, Live};
+use crate::telemetry::traces;
 use identity::Credential;
 use links::{BodyError, LinkMap, LinkRewriter};
 use rate_limit::Refusal;
@@ -111,6 +114,8 @@ pub struct EgressCtx {
     revalidated: Option<Arc<Answer>>,
     /// `revalidated` was written: the error that took it there is no failure.
     served_revalidated: bool,
+    /// The span of the attempt at Spotify under way (`spans.rs`).
+    upstream_span: Option<crate::telemetry::traces::ChildSpan>,
 }
 
 impl EgressProxy {
@@ -283,7 +288,7 @@ impl ProxyHttp for EgressProxy {
     /// Refuses what may not carry a token (method, target), answers 429 during a cool-down,
     /// and picks the credential: the user's token (refreshed if needed) or the app token.
     async fn request_filter(&self, session: &mut Session, ctx: &mut EgressCtx) -> Result<bool> {
-        ctx.req.begin(session);
+        ctx.req.begin(LISTENER, session, &self.gw.traces);
         let req = session.req_header();
         ctx.req.route = match target::check(&req.method, req.raw_path(), &req.uri) {
             Ok(route) => route,
@@ -304,8 +309,14 @@ impl ProxyHttp for EgressProxy {
                 return self.cooling_down(session, ctx, wait, reason).await;
             }
         }
-        let credential =
-            within_deadline(ctx.deadline, identity::credential(&self.gw, &live, session));
+        // Inside the request's span: a token refresh it starts is its child.
+        let credential = within_deadline(
+            ctx.deadline,
+            traces::within(
+                ctx.req.span.as_ref(),
+                identity::credential(&self.gw, &live, session),
+            ),
+        );
         match credential.await {
             Ok(credential) => {
                 let key = shared::key(session, &credential, &self.macs);
@@ -348,7 +359,9 @@ impl ProxyHttp for EgressProxy {
         if std::mem::take(&mut ctx.retry_with_new_token) {
             let deadline = ctx.deadline;
             if let Some(Credential::User { session, token }) = &mut ctx.credential {
-                match within_deadline(deadline, identity::user_token(&self.gw, session)).await {
+                let refresh = identity::user_token(&self.gw, session);
+                let refresh = traces::within(ctx.req.span.as_ref(), refresh);
+                match within_deadline(deadline, refresh).await {
                     Ok(fresh) => *token = fresh,
                     Err(failure) => {
                         let status = failure.status();
@@ -399,6 +412,7 @@ impl ProxyHttp for EgressProxy {
                 ));
             }
         }
+        ctx.span_attempt();
         ctx.attempts += 1;
         ctx.upstream_started = Some(Instant::now());
         let mut peer = self
@@ -468,6 +482,11 @@ impl ProxyHttp for EgressProxy {
             _ => "http/1.1",
         };
         ctx.req.upstream_protocol = Some(protocol);
+        let retry_after = upstream
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok());
+        ctx.span_answer(upstream.status.as_u16(), protocol, retry_after);
         self.gw
             .metrics
             .upstream_responses
@@ -718,5 +737,10 @@ impl ProxyHttp for EgressProxy {
             session,
             e,
         );
+        ctx.span_attempt_failed(e.map_or("no answer", |e| e.etype().as_str()));
+        if let Some(span) = &ctx.req.span {
+            span.set([KeyValue::new("spotify.endpoint", ctx.req.route)]);
+        }
+        ctx.req.end_span(session);
     }
 }
