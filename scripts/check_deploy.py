@@ -56,6 +56,7 @@ CATALOGUE = {
                                              "result": {"delivered", "retried", "dropped"}}),
     "webhook_failing": ("gauge", {"webhook": None}),
     "webhook_queue_depth": ("gauge", {"webhook": None}),
+    "trace_spans_total": ("counter", {"result": {"exported", "dropped", "failed"}}),
     "active_sessions": ("gauge", {}),
     "sessions_reauth_due": ("gauge", {}),
     "unsaved_sessions": ("gauge", {}),

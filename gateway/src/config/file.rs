@@ -27,9 +27,23 @@ pub(super) struct FileConfig {
     pub(super) playback: FilePlayback,
     #[serde(default)]
     pub(super) webhooks: Vec<super::webhooks::FileWebhook>,
+    #[serde(default)]
+    pub(super) tracing: FileTracing,
     /// Several apps: each its own `[spotify]`, hosts, `[upstream]` and `[access]`.
     #[serde(default)]
     pub(super) apps: Vec<FileApp>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTracing {
+    #[serde(default)]
+    pub(super) enabled: bool,
+    pub(super) otlp_endpoint: Option<String>,
+    pub(super) service_name: Option<String>,
+    pub(super) sample_ratio: Option<f64>,
+    pub(super) headers_env: Option<String>,
+    pub(super) headers_file: Option<String>,
 }
 
 /// One `[[apps]]` entry.

@@ -57,6 +57,39 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[[webhooks]]`: receivers of the audit events (`events::webhooks`).
     pub webhooks: Vec<WebhookConfig>,
+    /// `[tracing]`: spans exported over OTLP (`telemetry::traces`).
+    pub tracing: TracingConfig,
+}
+
+/// `[tracing]`: OpenTelemetry spans for every request, exported as OTLP over HTTP/protobuf.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TracingConfig {
+    /// Off by default; live at SIGHUP.
+    pub enabled: bool,
+    /// The collector's OTLP/HTTP base URL (`/v1/traces` is added); `None`: the standard
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`/`OTEL_EXPORTER_OTLP_ENDPOINT`, else
+    /// `http://localhost:4318`.
+    pub otlp_endpoint: Option<Url>,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
+    /// The share of traces started here that are kept (0 to 1); a sampled parent is always
+    /// kept, an unsampled one never. Live at SIGHUP.
+    pub sample_ratio: f64,
+    /// `key=value,...` headers for the collector (a backend's API key), from `headers_env` or
+    /// `headers_file`; the `OTEL_EXPORTER_OTLP_HEADERS` variable is honoured too.
+    pub headers: Option<Secret>,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            enabled: false,
+            otlp_endpoint: None,
+            service_name: "spotify-gateway".into(),
+            sample_ratio: 1.0,
+            headers: None,
+        }
+    }
 }
 
 /// The name of the app a single-app config (`[spotify]`) describes. Its cookie, keys and
@@ -598,6 +631,7 @@ impl Config {
                     playback: &'a PlaybackConfig,
                     admin: &'a AdminConfig,
                     webhooks: &'a [WebhookConfig],
+                    tracing: &'a TracingConfig,
                 }
                 let Config {
                     apps: _,
@@ -610,6 +644,7 @@ impl Config {
                     playback,
                     admin,
                     webhooks,
+                    tracing,
                 } = self;
                 let single = SingleApp {
                     spotify: &only.spotify,
@@ -625,6 +660,7 @@ impl Config {
                         playback,
                         admin,
                         webhooks,
+                        tracing,
                     },
                 };
                 toml_edit::ser::to_string_pretty(&single)

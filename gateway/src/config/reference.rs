@@ -134,6 +134,11 @@ impl<'de> de::Deserializer<'de> for Recorder<'_> {
         visitor.visit_u64(0)
     }
 
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.leaf();
+        visitor.visit_f64(0.0)
+    }
+
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         self.leaf();
         visitor.visit_string(String::new())
@@ -152,7 +157,7 @@ impl<'de> de::Deserializer<'de> for Recorder<'_> {
     }
 
     serde::forward_to_deserialize_any! {
-        i8 i16 i32 i64 i128 f32 f64 char str bytes byte_buf unit unit_struct
+        i8 i16 i32 i64 i128 f32 char str bytes byte_buf unit unit_struct
         newtype_struct tuple tuple_struct map enum identifier
     }
 

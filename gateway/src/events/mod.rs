@@ -121,6 +121,8 @@ pub struct Event {
     pub account_id: Option<String>,
     /// The request that caused it (`X-Request-Id`); `None` when a background task did.
     pub request_id: Option<String>,
+    /// The W3C trace id of that request (the access line's `trace_id`); `None` as above.
+    pub trace_id: Option<String>,
     /// Sessions ended (disconnect, revocation).
     pub sessions_ended: Option<usize>,
 }
@@ -132,6 +134,7 @@ impl Event {
             user_id: None,
             account_id: None,
             request_id: None,
+            trace_id: None,
             sessions_ended: None,
         }
     }
@@ -145,6 +148,13 @@ impl Event {
     pub fn request(mut self, request_id: &str) -> Event {
         if !request_id.is_empty() {
             self.request_id = Some(request_id.to_string());
+        }
+        self
+    }
+
+    pub fn trace(mut self, trace_id: &str) -> Event {
+        if !trace_id.is_empty() {
+            self.trace_id = Some(trace_id.to_string());
         }
         self
     }
@@ -296,6 +306,7 @@ impl Events {
             "type": event.kind.name(),
             "time": rfc3339_millis(at_ms),
             "request_id": event.request_id,
+            "trace_id": event.trace_id,
             "user": name(&event.user_id),
             "user_hashed": !plain && event.user_id.is_some(),
             "account_id": name(&event.account_id),

@@ -21,8 +21,11 @@ pub mod upstream;
 
 use std::time::Instant;
 
+use opentelemetry::KeyValue;
 use pingora::prelude::*;
 use pingora::proxy::Session;
+
+use crate::telemetry::traces::{RequestSpan, Traces};
 
 pub use upstream::UpstreamTarget;
 
@@ -66,6 +69,8 @@ pub struct RequestInfo {
     /// The HTTP version the upstream answered with (`h2`, `http/1.1`), once it has.
     pub upstream_protocol: Option<&'static str>,
     pub trace: trace::TraceContext,
+    /// The request's span while `tracing.enabled` is on (`telemetry::traces`).
+    pub span: Option<RequestSpan>,
     /// No app took the request (`[[apps]]`: a host no app serves, a call naming no app).
     pub no_app: bool,
 }
@@ -78,16 +83,25 @@ impl Default for RequestInfo {
             id: String::new(),
             upstream_protocol: None,
             trace: trace::TraceContext::default(),
+            span: None,
             no_app: false,
         }
     }
 }
 
 impl RequestInfo {
-    /// The first phase: the request id and the trace context from the client's headers.
-    pub fn begin(&mut self, session: &Session) {
+    /// The first phase: the request id and the trace context from the client's headers, and
+    /// the request's span (continuing the client's trace) when tracing is on; the upstream then
+    /// gets the span as its parent.
+    pub fn begin(&mut self, listener: &'static str, session: &Session, traces: &Traces) {
         self.id = request_id(session);
         self.trace = trace::TraceContext::of(session.req_header());
+        let given = self.trace.kept.then_some(self.trace.traceparent.as_str());
+        self.span = traces.request(listener, given);
+        if let Some(span) = &self.span {
+            span.set([KeyValue::new("gateway.request_id", self.id.clone())]);
+            self.trace.traceparent = span.traceparent();
+        }
     }
 
     /// The `logging` phase: metrics and one access log line. `user` is the session the
@@ -102,8 +116,19 @@ impl RequestInfo {
     ) {
         let status = response_status(session);
         let elapsed = self.started.elapsed();
+        if let Some(span) = &self.span {
+            if let Some(e) = e {
+                span.set([KeyValue::new("error.type", e.etype().as_str())]);
+            }
+            if let Some(protocol) = self.upstream_protocol {
+                span.set([KeyValue::new("gateway.upstream_protocol", protocol)]);
+            }
+        }
         // A request no app took (an unknown host, a call naming no app) is no app's.
         let app = (!self.no_app).then_some(gw.app.name.as_str());
+        if let (Some(span), Some(app)) = (&self.span, app) {
+            span.set([KeyValue::new("gateway.app", app.to_string())]);
+        }
         gw.metrics.observe_request(
             app.unwrap_or(""),
             listener,
@@ -126,5 +151,13 @@ impl RequestInfo {
             upstream_protocol = self.upstream_protocol,
             error = e.map(|e| e.etype().as_str()),
         );
+    }
+
+    /// Ends the request's span (after `record`, which may add to it).
+    pub fn end_span(&mut self, session: &Session) {
+        if let Some(span) = self.span.take() {
+            let method = session.req_header().method.as_str();
+            span.end(method, self.route, response_status(session));
+        }
     }
 }

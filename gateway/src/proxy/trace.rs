@@ -1,6 +1,6 @@
 //! W3C Trace Context (<https://www.w3.org/TR/trace-context/>): a valid `traceparent` from
-//! the client is kept and passed on as it is (the gateway records no span of its own, so it
-//! names none as the parent); a missing or invalid one is replaced by a new trace, and the
+//! the client is kept and passed on as it is while `[tracing]` is off (with it on, the
+//! request's span becomes the parent: `RequestInfo::begin`); a missing or invalid one is replaced by a new trace, and the
 //! client's `tracestate` then goes too (§3.3.1: it belongs to the traceparent it came with).
 //! A `tracestate` is passed on only within the spec's limits (§3.3.1: at most 32 list-members,
 //! keys and values of its grammar, no key twice) and at most 512 characters, the length every

@@ -17,6 +17,7 @@ use crate::server::reload::{self, Report};
 use crate::server::state::{Account, Gateway, Shared};
 use crate::store::{self, Scopes};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces::Traces;
 
 pub struct Apps {
     /// In the config's order; never empty.
@@ -61,7 +62,9 @@ impl Apps {
                         .map(|limit| Budget::new(limit, Arc::clone(&store), metrics.clone())),
                 });
         }
-        let shared = Shared { metrics };
+        let traces =
+            Arc::new(Traces::start(&config.tracing, metrics.clone()).map_err(StartError::Clients)?);
+        let shared = Shared { metrics, traces };
         let all = config
             .apps
             .iter()
@@ -147,6 +150,8 @@ impl Apps {
             .then(|| Keyring::new(&new.session.secret, new.session.previous_secret.as_ref()));
         self.events
             .reconfigure(new.server.log_user_id, new_keys.as_ref());
+        // One tracer for every app: `enabled` and `sample_ratio` apply from the next request.
+        first.traces.apply(&new.tracing);
         for gw in &self.all {
             gw.apply(&new, &changes);
         }

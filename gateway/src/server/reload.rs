@@ -9,7 +9,7 @@
 
 use crate::config::{
     AccessConfig, AdminConfig, AppConfig, Config, EgressConfig, ForwardAuthConfig, ListenConfig,
-    PlaybackConfig, ServerSettings, SessionConfig, SpotifyConfig, UpstreamConfig,
+    PlaybackConfig, ServerSettings, SessionConfig, SpotifyConfig, TracingConfig, UpstreamConfig,
 };
 
 /// How a changed key takes effect.
@@ -83,6 +83,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         playback,
         admin,
         webhooks,
+        tracing,
     } = old;
     let mut out = Vec::new();
     let names = |apps: &[AppConfig]| apps.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
@@ -163,6 +164,15 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     // The admin listener reads the token per request (`Live::admin_token`).
     compare!(out, "admin", AdminConfig, admin, new.admin, {
         token: Live,
+    });
+    // Spans are made per request while `enabled`, sampled at the ratio of the moment
+    // (`telemetry::traces::Traces::apply`); the exporter is made at start.
+    compare!(out, "tracing", TracingConfig, tracing, new.tracing, {
+        enabled: Live,
+        otlp_endpoint: Restart,
+        service_name: Restart,
+        sample_ratio: Live,
+        headers: Restart,
     });
     // Each webhook has its own queue, client and task, made at start.
     if *webhooks != new.webhooks {

@@ -22,6 +22,7 @@ use crate::server::reload::Change;
 use crate::session::Sessions;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces::Traces;
 use crate::tokens::app::AppTokens;
 use crate::tokens::UserTokens;
 
@@ -68,6 +69,8 @@ impl Live {
 /// What the apps of one process share, made once (`server::apps`).
 pub struct Shared {
     pub metrics: Arc<Metrics>,
+    /// `[tracing]`: one tracer and exporter for every app's spans.
+    pub traces: Arc<Traces>,
 }
 
 /// What the apps of one developer account share: Spotify counts its quota for all of them.
@@ -112,6 +115,8 @@ pub struct Gateway {
     pub budget: Option<Arc<Budget>>,
     /// The egress's cache and calls in flight; `sessions` purges a user's when the user leaves.
     pub answers: Arc<SharedAnswers>,
+    /// `[tracing]`: the request spans and their exporter.
+    pub traces: Arc<Traces>,
     /// Set once the public and egress listeners accept connections.
     listening: AtomicBool,
     /// Set when SIGTERM arrives: `/readyz` fails from then on.
@@ -168,6 +173,7 @@ impl Gateway {
         ));
         // ALPN offers h2 over TLS only (`UpstreamTarget::with_http2`).
         let api_connection = ApiConnection::new(app.spotify.api_url.scheme() == "https");
+        let traces = Arc::clone(&shared.traces);
         Ok(Arc::new(Gateway {
             live: RwLock::new(Arc::new(Live::of(config, app))),
             page_name: match config.apps.len() {
@@ -189,6 +195,7 @@ impl Gateway {
             cool_down,
             budget,
             answers,
+            traces,
             listening: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }))

@@ -54,6 +54,7 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounterVec,
     pub webhook_failing: IntGaugeVec,
     pub webhook_queue_depth: IntGaugeVec,
+    pub trace_spans: IntCounterVec,
 }
 
 /// Registers each metric as it is made, so a metric cannot be made and forgotten.
@@ -334,6 +335,12 @@ impl Metrics {
                 "webhook_queue_depth",
                 "Events waiting in the webhook's queue (besides the one being delivered)",
                 &["webhook"],
+            ),
+            trace_spans: b.counters(
+                "trace_spans_total",
+                "Sampled spans by what became of them (exported; dropped: the export queue was \
+                 full; failed: the collector did not take their batch)",
+                &["result"],
             ),
             registry: b.registry,
         }

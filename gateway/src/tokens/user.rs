@@ -122,6 +122,8 @@ impl UserTokens {
         }
         let this = Arc::clone(self);
         let session = Arc::clone(session);
+        // A child of the request's span that started the refresh (while one is traced).
+        let span = crate::telemetry::traces::child_of_current("token refresh");
         let task = tokio::spawn(async move {
             let _refreshing = refreshing;
             let result = this.refresh_across_replicas(&session).await;
@@ -129,6 +131,9 @@ impl UserTokens {
                 Ok(_) => session.clear_failure(),
                 Err(SessionError::Token(e)) => session.hold_failure(e.clone()),
                 Err(_) => {}
+            }
+            if let Some(span) = span {
+                span.end(result.as_ref().err().map(failure_kind));
             }
             result
         });
@@ -279,4 +284,13 @@ impl UserTokens {
 fn store_error(e: StoreError) -> StoreError {
     tracing::error!(error = %e, "session store operation failed");
     e
+}
+/// A refresh's failure as a span status: a bounded kind, never the endpoint's text.
+fn failure_kind(e: &SessionError) -> &'static str {
+    match e {
+        SessionError::Token(TokenError::InvalidGrant) => "invalid_grant",
+        SessionError::Token(_) => "token_endpoint",
+        SessionError::Ended => "ended",
+        SessionError::Store(_) => "store",
+    }
 }

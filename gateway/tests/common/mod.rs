@@ -22,6 +22,7 @@
 //!   `ingress.rs`: real nginx and Caddy asking the gateway's `/auth/check`;
 //!   `wait.rs`: [`wait_until`]; `webhook.rs`: a real receiver of the gateway's webhooks and
 //!   `[[webhooks]]` entries; `audit.rs`: the audit lines in a gateway's log;
+//!   `otlp.rs`: a real OTLP/HTTP receiver of the gateway's spans ([`OtlpReceiver`]).
 //!   `several_apps.rs`: three `[[apps]]` on three loopback hosts ([`three_apps`]).
 //! - `login_by_hand.rs`: a login step by step with explicit cookies ([`pending_login`]);
 //!   `snapshot.rs`: what an attack must leave as it was ([`Observe`], [`watched_stack`]);
@@ -39,6 +40,7 @@ mod http;
 mod ingress;
 mod login_by_hand;
 mod mock;
+mod otlp;
 mod proxy;
 mod redis;
 mod redis_ha;
@@ -62,6 +64,7 @@ pub use http::*;
 pub use ingress::*;
 pub use login_by_hand::*;
 pub use mock::*;
+pub use otlp::*;
 pub use proxy::*;
 pub use redis::*;
 pub use redis_ha::*;

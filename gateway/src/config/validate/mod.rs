@@ -48,6 +48,7 @@ impl Validator<'_> {
             admin,
             playback,
             webhooks,
+            tracing,
             apps,
         } = file;
         let listen = self.listen(listen);
@@ -63,6 +64,7 @@ impl Validator<'_> {
         let admin = self.admin(admin);
         let playback = self.playback(playback);
         let webhooks = self.webhooks(webhooks);
+        let tracing = self.tracing(tracing);
         let config = Config {
             apps: apps?,
             listen: listen?,
@@ -74,6 +76,7 @@ impl Validator<'_> {
             playback: playback?,
             admin: admin?,
             webhooks: webhooks?,
+            tracing: tracing?,
         };
         self.cross_checks(&config);
         Some(config)
@@ -163,6 +166,46 @@ impl Validator<'_> {
             .secret("admin", "token", None, token_env, token_file)
             .ok()?;
         Some(AdminConfig { token })
+    }
+
+    fn tracing(&mut self, t: FileTracing) -> Option<TracingConfig> {
+        let FileTracing {
+            enabled,
+            otlp_endpoint,
+            service_name,
+            sample_ratio,
+            headers_env,
+            headers_file,
+        } = t;
+        let defaults = TracingConfig::default();
+        // No inline form: the headers usually carry a tracing backend's API key.
+        let headers = self
+            .secret("tracing", "headers", None, headers_env, headers_file)
+            .ok()?;
+        let otlp_endpoint = match otlp_endpoint {
+            Some(url) => Some(self.url("tracing.otlp_endpoint", &url)?),
+            None => None,
+        };
+        let sample_ratio = sample_ratio.unwrap_or(defaults.sample_ratio);
+        if !(0.0..=1.0).contains(&sample_ratio) {
+            self.issue(
+                "tracing.sample_ratio",
+                format!("{sample_ratio} is out of range: 0 (none) to 1 (every trace)"),
+            );
+            return None;
+        }
+        let service_name = service_name.unwrap_or(defaults.service_name);
+        if service_name.trim().is_empty() {
+            self.issue("tracing.service_name", "is empty");
+            return None;
+        }
+        Some(TracingConfig {
+            enabled,
+            otlp_endpoint,
+            service_name,
+            sample_ratio,
+            headers,
+        })
     }
 
     fn playback(&mut self, p: FilePlayback) -> Option<PlaybackConfig> {

@@ -113,7 +113,8 @@ impl ProxyHttp for EgressApps {
         match self.pick(session) {
             Ok(app) => ctx.app = app,
             Err(failure) => {
-                ctx.req.begin(session);
+                ctx.req
+                    .begin(super::LISTENER, session, &self.proxies[0].gw.traces);
                 ctx.req.route = "unmatched";
                 ctx.req.no_app = true;
                 self.proxies[0].answer(session, ctx, failure).await?;

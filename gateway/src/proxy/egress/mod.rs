@@ -30,12 +30,14 @@ pub mod links;
 mod rate_limit;
 mod retry;
 mod shared;
+mod spans;
 mod target;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use opentelemetry::KeyValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -51,6 +53,7 @@ use crate::net::outbound;
 use crate::net::tls_roots::{self, TlsTarget};
 use crate::quota::{cool_down, Answer, AnswerCache, Flights, Lookup, Priority, Reason};
 use crate::server::state::{Gateway, Live};
+use crate::telemetry::traces;
 use identity::Credential;
 use links::{BodyError, LinkMap, LinkRewriter};
 use rate_limit::Refusal;
@@ -131,6 +134,8 @@ pub struct EgressCtx {
     revalidated: Option<Arc<Answer>>,
     /// `revalidated` was written: the error that took it there is no failure.
     served_revalidated: bool,
+    /// The span of the attempt at Spotify under way (`spans.rs`).
+    upstream_span: Option<crate::telemetry::traces::ChildSpan>,
 }
 
 impl EgressProxy {
@@ -339,7 +344,7 @@ impl ProxyHttp for EgressProxy {
                 return Ok(false);
             }
         }
-        ctx.req.begin(session);
+        ctx.req.begin(LISTENER, session, &self.gw.traces);
         let req = session.req_header();
         ctx.req.route = match target::check(&req.method, req.raw_path(), &req.uri) {
             Ok(route) => route,
@@ -360,9 +365,13 @@ impl ProxyHttp for EgressProxy {
                 return self.cooling_down(session, ctx, wait, reason).await;
             }
         }
+        // Inside the request's span: a token refresh it starts is its child.
         let credential = within_deadline(
             ctx.deadline,
-            identity::credential(&self.gw, &live, &self.verified, session),
+            traces::within(
+                ctx.req.span.as_ref(),
+                identity::credential(&self.gw, &live, &self.verified, session),
+            ),
         );
         match credential.await {
             Ok(credential) => {
@@ -411,7 +420,9 @@ impl ProxyHttp for EgressProxy {
         if std::mem::take(&mut ctx.retry_with_new_token) {
             let deadline = ctx.deadline;
             if let Some(Credential::User { session, token }) = &mut ctx.credential {
-                match within_deadline(deadline, identity::user_token(&self.gw, session)).await {
+                let refresh = identity::user_token(&self.gw, session);
+                let refresh = traces::within(ctx.req.span.as_ref(), refresh);
+                match within_deadline(deadline, refresh).await {
                     Ok(fresh) => *token = fresh,
                     Err(failure) => {
                         let status = failure.status();
@@ -466,6 +477,7 @@ impl ProxyHttp for EgressProxy {
                 ));
             }
         }
+        ctx.span_attempt();
         ctx.attempts += 1;
         ctx.upstream_started = Some(Instant::now());
         let connect_timeout = cfg.connect_timeout.min(remaining);
@@ -535,12 +547,18 @@ impl ProxyHttp for EgressProxy {
             self.series.upstream_duration.observe(seconds);
         }
         let h2 = upstream.version == http::Version::HTTP_2;
-        ctx.req.upstream_protocol = Some(if h2 { "h2" } else { "http/1.1" });
+        let protocol = if h2 { "h2" } else { "http/1.1" };
+        ctx.req.upstream_protocol = Some(protocol);
         self.gw.api_connection.answered(h2);
         match h2 {
             true => self.series.responses_h2.inc(),
             false => self.series.responses_h1.inc(),
         }
+        let retry_after = upstream
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok());
+        ctx.span_answer(upstream.status.as_u16(), protocol, retry_after);
         match upstream.status.as_u16() {
             // Spotify no longer takes this token (revoked, expired early, clock skew).
             401 => {
@@ -800,5 +818,10 @@ impl ProxyHttp for EgressProxy {
             session,
             e,
         );
+        ctx.span_attempt_failed(e.map_or("no answer", |e| e.etype().as_str()));
+        if let Some(span) = &ctx.req.span {
+            span.set([KeyValue::new("spotify.endpoint", ctx.req.route)]);
+        }
+        ctx.req.end_span(session);
     }
 }

@@ -250,6 +250,7 @@ impl EgressProxy {
             .answer_cache
             .with_label_values(&["hit"])
             .inc();
+        ctx.span_cache("hit");
         let ttl = entry.ttl().unwrap_or_default().as_secs();
         write(session, &entry.answer, &hit(ttl), &ctx.req.id).await?;
         Ok(true)
@@ -298,6 +299,7 @@ impl EgressProxy {
                                     continue;
                                 }
                                 count("coalesced");
+                                ctx.span_cache("coalesced");
                                 let status = collapsed();
                                 write(session, &answer, &status, &ctx.req.id).await?;
                                 return Ok(true);
@@ -326,6 +328,7 @@ impl EgressProxy {
             };
             if stale.is_none() {
                 count("miss");
+                ctx.span_cache("miss");
             }
             ctx.share = Some(Share {
                 key,
@@ -427,6 +430,7 @@ impl EgressProxy {
             .answer_cache
             .with_label_values(&["revalidated"])
             .inc();
+        ctx.span_cache("revalidated");
         if let Some(lead) = ctx.share.as_mut().and_then(|s| s.lead.take()) {
             lead.land(Arc::clone(&answer));
         }

@@ -84,7 +84,8 @@ impl ProxyHttp for PublicApps {
             Some(app) => ctx.app = app,
             None => {
                 let first = &self.proxies[0];
-                ctx.req.begin(session);
+                ctx.req
+                    .begin(super::LISTENER, session, &self.proxies[0].gw.traces);
                 ctx.req.route = "unmatched";
                 ctx.req.no_app = true;
                 let failure = Failure::NotFound("No app is served on this host.");

@@ -82,6 +82,7 @@ impl PublicProxy {
             Event::new(Kind::Disconnected)
                 .user(live.user_id(), live.with_record(|r| r.account_id.clone()))
                 .request(&ctx.req.id)
+                .trace(ctx.req.trace.trace_id())
                 .sessions_ended(ended),
         );
         let clear = [

@@ -186,7 +186,7 @@ impl ProxyHttp for PublicProxy {
     /// separators: 400), serves the `/auth/` routes, and decides whether the request may
     /// reach the app (a public path or a valid session).
     async fn request_filter(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<bool> {
-        ctx.req.begin(session);
+        ctx.req.begin(LISTENER, session, &self.gw.traces);
         let method = &session.req_header().method;
         // TRACE would echo the request back to the browser with the identity headers and the
         // assertion the gateway adds; CONNECT would make the gateway a tunnel.
@@ -294,5 +294,6 @@ impl ProxyHttp for PublicProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut PublicCtx) {
         ctx.req
             .record(LISTENER, ctx.session.as_deref(), &self.gw, session, e);
+        ctx.req.end_span(session);
     }
 }

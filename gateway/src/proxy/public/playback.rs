@@ -114,7 +114,8 @@ impl PublicProxy {
         self.gw.events.emit(
             Event::new(Kind::TokenIssued)
                 .user(live.user_id(), live.with_record(|r| r.account_id.clone()))
-                .request(&ctx.req.id),
+                .request(&ctx.req.id)
+                .trace(ctx.req.trace.trace_id()),
         );
         let body = json!({ "access_token": token.expose(), "expires_in": expires_in });
         let headers = [

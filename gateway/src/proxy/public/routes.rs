@@ -135,7 +135,8 @@ impl PublicProxy {
                 self.gw.events.emit(
                     Event::new(Kind::LoginSucceeded)
                         .user(new.user_id.clone(), new.account_id.clone())
-                        .request(&ctx.req.id),
+                        .request(&ctx.req.id)
+                        .trace(ctx.req.trace.trace_id()),
                 );
                 if let Some(old) = replaced {
                     // Best effort: the browser holds only the new cookie from now on.
@@ -163,9 +164,11 @@ impl PublicProxy {
             }
             Err(LoginError::Denied) => {
                 logins.with_label_values(&[app, "denied"]).inc();
-                self.gw
-                    .events
-                    .emit(Event::new(Kind::LoginDenied).request(&ctx.req.id));
+                self.gw.events.emit(
+                    Event::new(Kind::LoginDenied)
+                        .request(&ctx.req.id)
+                        .trace(ctx.req.trace.trace_id()),
+                );
                 return self.access_denied(session).await;
             }
             Err(
@@ -192,7 +195,9 @@ impl PublicProxy {
                     _ => ("not_registered", Event::new(Kind::LoginNotRegistered)),
                 };
                 logins.with_label_values(&[app, result]).inc();
-                self.gw.events.emit(event.request(&ctx.req.id));
+                self.gw
+                    .events
+                    .emit(event.request(&ctx.req.id).trace(ctx.req.trace.trace_id()));
                 if result == "product_unknown" {
                     // The operator's rule cannot work for this app: say so where they look.
                     tracing::warn!(result, "login refused: {e}");
@@ -299,7 +304,8 @@ impl PublicProxy {
                 self.gw.events.emit(
                     Event::new(Kind::SignedOut)
                         .user(s.user_id(), s.with_record(|r| r.account_id.clone()))
-                        .request(&ctx.req.id),
+                        .request(&ctx.req.id)
+                        .trace(ctx.req.trace.trace_id()),
                 );
             }
             Ok(None) => {}
