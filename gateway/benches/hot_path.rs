@@ -9,7 +9,7 @@
 //!   bare HMAC-SHA256 of the same bytes with a 32-byte key.
 //! - `cookie`: opening the session cookie vs a bare AES-256-GCM decrypt of the same bytes;
 //!   and the whole cookie → session lookup.
-//! - `cache`: the session lookup (moka, then the record's lock) vs a `HashMap` behind an
+//! - `cache`: the session lookup (`session::cache`, then the record's lock) vs a `HashMap` behind an
 //!   `RwLock`; the access token of a warm session.
 //! - `egress`: every step of an egress request that is ours, then all of them together vs
 //!   what a proxy injecting a static `Authorization` header does to the same request

@@ -42,8 +42,10 @@ impl Purpose {
 struct KeySet {
     cookie: Aes256Gcm,
     store: Aes256Gcm,
-    /// Hashes session ids and states into store keys.
-    index: [u8; 32],
+    /// Hashes session ids and states into store keys: an HMAC whose key blocks are already
+    /// hashed, cloned per key (a session lookup by cookie does one; the key's two blocks
+    /// would otherwise be hashed again each time).
+    index: HmacSha256,
     /// Signs `X-Gateway-User` assertions.
     assertion: [u8; 32],
     /// HMAC keyed with `assertion`, its key blocks already hashed: cloned per assertion.
@@ -73,7 +75,8 @@ impl KeySet {
         KeySet {
             cookie: Aes256Gcm::new(&derive(b"cookie").into()),
             store: Aes256Gcm::new(&derive(b"store").into()),
-            index: derive(b"index"),
+            index: <HmacSha256 as Mac>::new_from_slice(&derive(b"index"))
+                .expect("HMAC takes any key length"),
             assertion,
             assertion_mac: <HmacSha256 as Mac>::new_from_slice(&assertion)
                 .expect("HMAC takes any key length"),
@@ -202,8 +205,8 @@ impl Keyring {
     }
 }
 
-fn index_key(key: &[u8; 32], kind: &str, id: &str) -> String {
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+fn index_key(keyed: &HmacSha256, kind: &str, id: &str) -> String {
+    let mut mac = keyed.clone();
     mac.update(kind.as_bytes());
     mac.update(b"\0");
     mac.update(id.as_bytes());
@@ -230,6 +233,20 @@ pub(crate) mod tests {
     /// A keyring on `secret` alone.
     pub(crate) fn ring(secret: &str) -> Keyring {
         Keyring::new(&Secret::runtime(secret), None)
+    }
+
+    #[test]
+    fn index_keys_are_the_hmac_of_the_derived_key_as_stored_before() {
+        // The prepared HMAC must give the keys a store already holds.
+        let secret = "a-secret-that-is-long-enough-for-tests-000";
+        let k = ring(secret);
+        let mut derive = <HmacSha256 as Mac>::new_from_slice(secret.as_bytes()).expect("hmac");
+        derive.update(b"spotify-gateway/v1/index");
+        let index: [u8; 32] = derive.finalize().into_bytes().into();
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&index).expect("hmac");
+        mac.update(b"session\0some-id");
+        let expected = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        assert_eq!(k.index_key("session", "some-id"), expected);
     }
 
     #[test]

@@ -535,3 +535,44 @@ async fn on_redis_what_a_replica_learns_reaches_the_other_for_its_app_only() {
         200
     );
 }
+
+/// Each app warms its own HTTP/2 connection to its API at start (issue 29), through the one
+/// egress listener: the warm-up names its app (`X-Gateway-App`), so the router hands it to
+/// that app's proxy, the only one that knows its mark. A warm-up mark this process did not
+/// make is no warm-up: the call is served as the same call without it.
+#[tokio::test]
+async fn every_app_warms_its_api_connection_through_the_router_and_a_forged_warm_up_is_a_call() {
+    let ca = Ca::new("several apps' warm-up CA");
+    let s = three_apps(Stack::builder().mock_over_tls(&ca))
+        .set("server.log_level", "info,spotify_gateway=debug")
+        .start()
+        .await;
+    let warmed = |log: &str, app: &str| {
+        log.lines()
+            .any(|l| l.contains("a connection to the API is warm") && l.contains(app))
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "every app's warm-up to reach its proxy",
+        || async {
+            let log = s.gw.log();
+            APPS.iter().all(|a| warmed(&log, a.name))
+        },
+    )
+    .await;
+    let call = |warm: Option<&'static str>| {
+        let url = format!("{}/v1/", s.gw.egress_url());
+        async move {
+            let mut req = reqwest::Client::new()
+                .get(url)
+                .header("X-Gateway-App", RADIO.name);
+            if let Some(mark) = warm {
+                req = req.header("x-spotify-gateway-warm", mark);
+            }
+            req.send().await.expect("egress").status().as_u16()
+        }
+    };
+    let forged = call(Some("00112233445566778899aabbccddeeff")).await;
+    assert_ne!(forged, 204, "a forged warm-up is not answered as one");
+    assert_eq!(forged, call(None).await, "it is served as any call");
+}

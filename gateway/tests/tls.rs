@@ -280,6 +280,107 @@ async fn api_calls_negotiate_http2_and_share_a_warm_connection() {
     }
 }
 
+/// The mock's connection counters (`/__mock/stats`): `tls_handshakes_h2` counts the
+/// gateway's egress connections (its token client speaks HTTP/1.1 only).
+async fn wire(ca: &Ca, mock: &MockSpotify, counter: &str) -> u64 {
+    let stats = control(ca, mock, reqwest::Method::GET, "/__mock/stats").await;
+    stats["connections"][counter].as_u64().unwrap_or(0)
+}
+
+/// `calls` concurrent egress GETs, each of which must answer 200.
+async fn wave(s: &Stack, calls: usize) {
+    let url = format!("{}/v1/search?q=abba&type=track&limit=1", s.gw.egress_url());
+    let calls: Vec<_> = (0..calls)
+        .map(|_| {
+            let (http, url) = (s.http.clone(), url.clone());
+            tokio::spawn(async move { http.get(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.expect("task").expect("call"), 200);
+    }
+}
+
+/// A cold pool opens one HTTP/2 connection, not one per caller (issue 29): the gateway
+/// warms it at start, before any call, and 120 calls in 6 waves of 20 concurrent ones ride
+/// it, counted at the mock (TLS handshakes that negotiated h2) with verification on.
+#[tokio::test]
+async fn waves_of_concurrent_first_calls_share_one_warm_http2_connection() {
+    let ca = Ca::new("warm pool CA");
+    let s = Stack::builder()
+        .mock_over_tls(&ca)
+        // Every call must reach Spotify: nothing shared, nothing cached.
+        .set("egress.cache_size", 0)
+        .set("egress.coalesce", false)
+        .start()
+        .await;
+    wait_until(
+        Duration::from_secs(10),
+        "the gateway to warm a connection to the API at start",
+        || async { wire(&ca, &s.mock, "tls_handshakes_h2").await == 1 },
+    )
+    .await;
+    let stats = control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await;
+    let h2_requests = &stats["connections"]["requests_by_version"]["HTTP/2.0"];
+    assert_eq!(h2_requests, 0, "the warm-up sends Spotify no request");
+    for _ in 0..6 {
+        wave(&s, 20).await;
+    }
+    let stats = control(&ca, &s.mock, reqwest::Method::GET, "/__mock/stats").await;
+    let wire = &stats["connections"];
+    assert_eq!(wire["requests_by_version"]["HTTP/2.0"], 120, "{wire}");
+    let opened = wire["tls_handshakes_h2"].as_u64().unwrap_or(0);
+    assert!(
+        opened <= 2,
+        "{opened} HTTP/2 connections for 120 calls: {wire}"
+    );
+    // What this run saw (benches/README.md quotes it).
+    eprintln!("120 calls in 6 waves of 20: {wire}");
+    let counted = s
+        .metric("spotify_gateway_upstream_connections_total{target=\"api\"}")
+        .await;
+    assert_eq!(
+        counted, opened as f64,
+        "the gateway counts what the mock saw"
+    );
+}
+
+/// pingora's connector holds the trust set once, so its TLS config (and session cache) is
+/// shared by every connection: new connections to Spotify resume an earlier session instead
+/// of a full handshake. (A per-peer CA list built a fresh config per connection: 0 resumed.)
+#[tokio::test]
+async fn new_connections_to_the_api_resume_tls_sessions() {
+    let ca = Ca::new("resumption CA");
+    let s = Stack::builder()
+        .mock_over_tls(&ca)
+        // HTTP/1.1: concurrent calls need connections of their own.
+        .mock_config(|c| c.http2 = false)
+        .set("egress.cache_size", 0)
+        .set("egress.coalesce", false)
+        .start()
+        .await;
+    assert_eq!(
+        s.egress_get("/v1/search?q=abba&type=track").await.status(),
+        200
+    );
+    let (handshakes, resumed) = (
+        wire(&ca, &s.mock, "tls_handshakes").await,
+        wire(&ca, &s.mock, "tls_resumed").await,
+    );
+    wave(&s, 8).await;
+    let new = wire(&ca, &s.mock, "tls_handshakes").await - handshakes;
+    let resumed = wire(&ca, &s.mock, "tls_resumed").await - resumed;
+    assert!(
+        new >= 2,
+        "8 concurrent HTTP/1.1 calls opened {new} connections"
+    );
+    assert!(
+        resumed >= 1,
+        "{resumed} of {new} new connections resumed a session"
+    );
+    eprintln!("8 concurrent HTTP/1.1 calls: {new} new connections, {resumed} resumed");
+}
+
 /// A stack on a TLS mock whose clients to Spotify go through `proxy`: nothing bypasses it
 /// (`no_proxy = []`: the mock is on loopback, which bypasses the proxy by default).
 async fn stack_behind(ca: &Ca, proxy: &Tinyproxy, credentials_env: &str) -> Stack {
@@ -304,13 +405,22 @@ async fn both_clients_reach_spotify_through_a_connect_proxy() {
     let mut proxy = Tinyproxy::start(Some((user, password))).await;
     let s = stack_behind(&ca, &proxy, "TEST_PROXY_CREDENTIALS").await;
     let target = s.mock.addr().to_string();
+    // The egress proxy warms its HTTP/2 connection to the API at start, in a tunnel of its
+    // own, before any call (the token client has had nothing to ask yet).
+    wait_until(
+        Duration::from_secs(10),
+        "the egress proxy's warm-up tunnel",
+        || async {
+            proxy.connects_to(&target) == 1 && wire(&ca, &s.mock, "tls_handshakes_h2").await == 1
+        },
+    )
+    .await;
 
     let browser = ca.browser();
     let trip = login(&browser, &s.gw, "alice", "/app").await;
     assert!(trip.landed.ends_with("/app"), "{}", trip.landed);
-    let tunnels_for_login = proxy.connects_to(&target);
     assert!(
-        tunnels_for_login >= 1,
+        proxy.connects_to(&target) > 1,
         "the login's requests went through the proxy"
     );
 
@@ -319,9 +429,10 @@ async fn both_clients_reach_spotify_through_a_connect_proxy() {
     assert_eq!(me.status(), 200);
     let search = s.egress_get("/v1/search?q=abba&type=track&limit=1").await;
     assert_eq!(search.status(), 200);
-    assert!(
-        proxy.connects_to(&target) > tunnels_for_login,
-        "the egress proxy opened its own tunnel"
+    assert_eq!(
+        wire(&ca, &s.mock, "tls_handshakes_h2").await,
+        1,
+        "the egress calls rode the warm tunnel"
     );
     assert_eq!(
         s.metric("spotify_gateway_upstream_responses_total{protocol=\"h2\",target=\"api\"}")

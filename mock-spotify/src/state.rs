@@ -46,6 +46,11 @@ pub(crate) struct App {
 #[derive(Default)]
 pub(crate) struct Wire {
     pub tls_handshakes: AtomicU64,
+    /// Of them, those that negotiated `h2` (the gateway's egress connections: its token
+    /// client speaks HTTP/1.1 only) ...
+    pub tls_handshakes_h2: AtomicU64,
+    /// ... and those that resumed an earlier session (no certificate sent).
+    pub tls_resumed: AtomicU64,
     pub http1_requests: AtomicU64,
     pub http2_requests: AtomicU64,
 }
@@ -64,6 +69,8 @@ impl Wire {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         serde_json::json!({
             "tls_handshakes": get(&self.tls_handshakes),
+            "tls_handshakes_h2": get(&self.tls_handshakes_h2),
+            "tls_resumed": get(&self.tls_resumed),
             "requests_by_version": {
                 "HTTP/1.1": get(&self.http1_requests),
                 "HTTP/2.0": get(&self.http2_requests),
@@ -74,6 +81,8 @@ impl Wire {
     pub(crate) fn reset(&self) {
         for c in [
             &self.tls_handshakes,
+            &self.tls_handshakes_h2,
+            &self.tls_resumed,
             &self.http1_requests,
             &self.http2_requests,
         ] {

@@ -147,7 +147,15 @@ impl TlsListener {
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            app.wire.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                            let wire = &app.wire;
+                            wire.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                            let conn = tls.get_ref().1;
+                            if conn.alpn_protocol() == Some(b"h2") {
+                                wire.tls_handshakes_h2.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                                wire.tls_resumed.fetch_add(1, Ordering::Relaxed);
+                            }
                             let _ = tx.send((tls, peer)).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),

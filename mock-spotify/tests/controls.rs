@@ -296,6 +296,8 @@ async fn stats_request_log_and_reset() {
             "api_requests": 0,
             "connections": {
                 "tls_handshakes": 0,
+                "tls_handshakes_h2": 0,
+                "tls_resumed": 0,
                 "requests_by_version": {"HTTP/1.1": 0, "HTTP/2.0": 0},
             },
             "quota": {

@@ -55,6 +55,19 @@ async fn serves_https_with_a_certificate_from_the_test_ca() {
         .expect("json");
     let next = page["tracks"]["next"].as_str().expect("a next link");
     assert!(next.starts_with(&format!("{}/v1/", m.base_url())), "{next}");
+    // One pooled HTTP/1.1 connection (reqwest offers no h2 here), one full handshake.
+    let stats: Value = http
+        .get(format!("{}/__mock/stats", m.base_url()))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    let wire = &stats["connections"];
+    assert_eq!(wire["tls_handshakes"], 1, "{wire}");
+    assert_eq!(wire["tls_handshakes_h2"], 0, "{wire}");
+    assert_eq!(wire["tls_resumed"], 0, "{wire}");
 }
 
 #[tokio::test]

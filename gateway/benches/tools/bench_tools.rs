@@ -30,7 +30,6 @@ use async_trait::async_trait;
 use clap::{Parser, Subcommand};
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
-use pingora::protocols::tls::CaType;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::RunArgs;
@@ -275,7 +274,7 @@ fn seeded(path: PathBuf, sessions: usize) -> Res<()> {
         "seeded {sessions} hot sessions in {} ms",
         started.elapsed().as_millis()
     );
-    server::build(gw).run(RunArgs::default());
+    server::build(gw)?.run(RunArgs::default());
     Ok(())
 }
 
@@ -297,7 +296,8 @@ struct Bare {
 /// gateway's peer, and nothing more.
 struct UpstreamTls {
     sni: String,
-    ca: Option<Arc<CaType>>,
+    /// `--ca`: the gateway's trust set, given to the connector as the gateway gives it.
+    trust: Option<Trust>,
     h2: bool,
 }
 
@@ -314,7 +314,7 @@ fn upstream_tls(
     if !tls {
         return Ok(None);
     }
-    let ca = match ca {
+    let trust = match ca {
         Some(path) => {
             let text = std::fs::read(path).map_err(|e| format!("--ca {path:?}: {e}"))?;
             let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&text)
@@ -325,12 +325,12 @@ fn upstream_tls(
                 certs,
             };
             // The gateway's trust set (system roots + the file), built by the same code.
-            Trust::load(Some(&file))?.pingora_ca()
+            Some(Trust::load(Some(&file))?)
         }
         None => None,
     };
     let sni = sni.unwrap_or_else(|| upstream.ip().to_string());
-    Ok(Some(UpstreamTls { sni, ca, h2 }))
+    Ok(Some(UpstreamTls { sni, trust, h2 }))
 }
 
 #[async_trait]
@@ -343,7 +343,6 @@ impl ProxyHttp for Bare {
             return Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())));
         };
         let mut peer = HttpPeer::new(self.upstream, true, tls.sni.clone());
-        peer.options.ca = tls.ca.clone();
         if tls.h2 {
             peer.options.set_http_version(2, 1);
             peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
@@ -383,9 +382,15 @@ fn bare_proxy(
             .ok_or_else(|| format!("--set-header {h:?}: expected \"Name: value\""))?;
         set.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
     }
+    // As `server::build` does: the roots go to the connector once, not to each peer.
+    let roots = match tls.as_ref().and_then(|t| t.trust.as_ref()) {
+        Some(trust) => trust.connector_roots()?,
+        None => None,
+    };
     let conf = ServerConf {
         threads,
         work_stealing,
+        ca_file: roots.as_ref().map(|r| r.path()),
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
@@ -400,6 +405,7 @@ fn bare_proxy(
     };
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, bare, "bare");
+    drop(roots);
     service.add_tcp(&listen.to_string());
     server.add_service(service);
     server.run(RunArgs::default());

@@ -4,8 +4,12 @@
 //! proxy (pingora) the system's: a CA added with `update-ca-certificates` was trusted by one
 //! and not the other. Here the system's roots (rustls-native-certs: `/etc/ssl/certs`, or
 //! `SSL_CERT_FILE`/`SSL_CERT_DIR`) plus `spotify.ca_file` become one [`Trust`], handed to
-//! reqwest as a rustls config and to pingora as the peer's CA list. Verification is never
-//! switched off: there is no option for it.
+//! reqwest as a rustls config and to pingora's connector once, when the egress proxy is built
+//! ([`Trust::connector_roots`]): a per-peer CA list would make pingora build a TLS config for
+//! every connection, and a fresh config has no session cache, so no reconnection could resume
+//! (issue 29). With several apps the one connector takes the union of their roots
+//! ([`Trust::connector_roots_of`]; why in `server::build`). Verification is never switched
+//! off: there is no option for it.
 //!
 //! A failed handshake is classified once ([`classify`]) into a bounded [`TlsReason`], for the
 //! caller's 502, the operator's log line and the `upstream_tls_failures_total` counter.
@@ -13,11 +17,9 @@
 use std::io;
 use std::sync::Arc;
 
-use pingora::protocols::tls::CaType;
-use pingora::utils::tls::WrappedX509;
+use base64::Engine;
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::CaFile;
 use crate::telemetry::metrics::Metrics;
@@ -25,9 +27,8 @@ use crate::telemetry::metrics::Metrics;
 /// The roots the gateway trusts for Spotify, in the two forms its clients take.
 pub struct Trust {
     roots: Arc<RootCertStore>,
-    /// The same certificates for pingora's `PeerOptions::ca`; `None` when there are none
-    /// (pingora refuses an empty per-peer list, and would trust nothing either way).
-    pingora_ca: Option<Arc<CaType>>,
+    /// The same certificates as they were read, for pingora's connector (a PEM bundle).
+    certs: Vec<CertificateDer<'static>>,
 }
 
 impl Trust {
@@ -48,15 +49,12 @@ impl Trust {
             .into_iter()
             .flat_map(|f| f.certs.iter().map(|c| CertificateDer::from(c.clone())));
         let mut roots = RootCertStore::empty();
-        let mut wrapped = Vec::new();
+        let mut certs = Vec::new();
         let mut skipped = 0;
         for cert in native.certs.into_iter().chain(extra_certs) {
-            let as_pingora = WrappedX509::try_new(cert.to_vec(), |raw| {
-                X509Certificate::from_der(raw).map(|(_, c)| c)
-            });
-            match (roots.add(cert), as_pingora) {
-                (Ok(()), Ok(w)) => wrapped.push(w),
-                _ => skipped += 1,
+            match roots.add(cert.clone()) {
+                Ok(()) => certs.push(cert),
+                Err(_) => skipped += 1,
             }
         }
         if skipped > 0 {
@@ -83,10 +81,9 @@ impl Trust {
             ca_file = ?extra.map(|f| &f.path),
             "trusting these roots for {purpose}"
         );
-        let pingora_ca = (!wrapped.is_empty()).then(|| Arc::from(wrapped.into_boxed_slice()));
         Ok(Trust {
             roots: Arc::new(roots),
-            pingora_ca,
+            certs,
         })
     }
 
@@ -100,9 +97,70 @@ impl Trust {
             .with_no_client_auth())
     }
 
-    /// The same roots for pingora's `HttpPeer` (`options.ca`).
-    pub fn pingora_ca(&self) -> Option<Arc<CaType>> {
-        self.pingora_ca.clone()
+    /// The same roots as a PEM bundle for pingora's connector (`ConnectorOptions::ca_file`,
+    /// which takes a path and reads it once, when the proxy is built); `None` when there are
+    /// none (the connector then reads the system's, which are none either). The bundle lives
+    /// in memory (a memfd named by `/proc/self/fd`), so a read-only file system is no
+    /// obstacle and nothing is left behind; keep it until the proxy is built.
+    pub fn connector_roots(&self) -> io::Result<Option<RootsFile>> {
+        Trust::connector_roots_of([self])
+    }
+
+    /// [`Trust::connector_roots`] for the one connector of several apps (`[[apps]]`): the
+    /// union of their roots (the system's once, plus every app's `spotify.ca_file`), each
+    /// certificate once.
+    pub fn connector_roots_of<'a>(
+        trusts: impl IntoIterator<Item = &'a Trust>,
+    ) -> io::Result<Option<RootsFile>> {
+        let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+        let mut certs: Vec<&CertificateDer<'static>> = Vec::new();
+        for cert in trusts.into_iter().flat_map(|t| t.certs.iter()) {
+            if seen.insert(cert.as_ref()) {
+                certs.push(cert);
+            }
+        }
+        if certs.is_empty() {
+            return Ok(None);
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut pem = String::with_capacity(certs.len() * 2048);
+        for cert in certs {
+            pem.push_str("-----BEGIN CERTIFICATE-----\n");
+            let text = b64.encode(cert.as_ref());
+            for line in text.as_bytes().chunks(64) {
+                pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+                pem.push('\n');
+            }
+            pem.push_str("-----END CERTIFICATE-----\n");
+        }
+        RootsFile::new(pem.as_bytes()).map(Some)
+    }
+}
+
+/// A PEM bundle pingora's connector can read by path, gone when dropped.
+pub struct RootsFile {
+    file: std::fs::File,
+}
+
+impl RootsFile {
+    fn new(pem: &[u8]) -> io::Result<RootsFile> {
+        use std::io::Write;
+        use std::os::fd::FromRawFd;
+        // SAFETY: memfd_create takes a NUL-terminated name and flags; the fd it returns is
+        // new and ours alone, so `File` may own it.
+        let fd = unsafe { libc::memfd_create(c"spotify-gateway-roots".as_ptr(), 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+        file.write_all(pem)?;
+        Ok(RootsFile { file })
+    }
+
+    /// A path that reads the bundle from its start, for as long as `self` lives.
+    pub fn path(&self) -> String {
+        use std::os::fd::AsRawFd;
+        format!("/proc/self/fd/{}", self.file.as_raw_fd())
     }
 }
 
@@ -382,7 +440,27 @@ mod tests {
         };
         let with = Trust::load(Some(&file)).expect("roots and file");
         assert_eq!(with.roots.len(), system + 1);
-        assert_eq!(with.pingora_ca().map(|c| c.len()), Some(system + 1));
+        assert_eq!(with.certs.len(), system + 1);
         with.client_config().expect("a rustls config");
+        // pingora's connector reads the same set from the bundle.
+        let bundle = with.connector_roots().expect("bundle").expect("some roots");
+        let mut store = RootCertStore::empty();
+        pingora::tls::load_ca_file_into_store(bundle.path(), &mut store).expect("pingora reads it");
+        assert_eq!(store.len(), system + 1);
+        // Several apps' connector: the system's roots once, and each app's CA.
+        let other_pem = mock_spotify::TestCa::new("another app's CA").cert_pem();
+        let other = CaFile {
+            path: "other-ca.pem".into(),
+            certs: rustls::pki_types::CertificateDer::pem_slice_iter(other_pem.as_bytes())
+                .map(|c| c.expect("pem").to_vec())
+                .collect(),
+        };
+        let other = Trust::load(Some(&other)).expect("roots and the other file");
+        let union = Trust::connector_roots_of([&with, &none, &other, &with])
+            .expect("bundle")
+            .expect("some roots");
+        let mut store = RootCertStore::empty();
+        pingora::tls::load_ca_file_into_store(union.path(), &mut store).expect("pingora reads it");
+        assert_eq!(store.len(), system + 2);
     }
 }

@@ -9,6 +9,7 @@
 //! access log next to the request id, so a request can be followed from the ingress through
 //! the app to its Spotify calls.
 
+use crate::telemetry::request_id::push_hex;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 
@@ -59,8 +60,14 @@ impl TraceContext {
             }
         };
         let parent_id = rand::random::<u64>().max(1);
+        let mut traceparent = String::with_capacity(55);
+        traceparent.push_str("00-");
+        push_hex(&mut traceparent, trace_id, 32);
+        traceparent.push('-');
+        push_hex(&mut traceparent, u128::from(parent_id), 16);
+        traceparent.push_str("-00");
         TraceContext {
-            traceparent: format!("00-{trace_id:032x}-{parent_id:016x}-00"),
+            traceparent,
             kept: false,
             tracestate: None,
         }

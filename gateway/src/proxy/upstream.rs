@@ -6,7 +6,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use pingora::prelude::*;
-use pingora::protocols::tls::CaType;
 use url::Url;
 
 use crate::net::outbound::{Outbound, Tunnel};
@@ -26,9 +25,6 @@ pub struct UpstreamTarget {
     tls: bool,
     /// The `Host` header to send: host, plus the port when it is not the scheme's default.
     host_header: String,
-    /// The roots to verify the upstream's certificate with (`trust`); `None`: pingora's
-    /// default (the system's).
-    ca: Option<Arc<CaType>>,
     /// Offer HTTP/2 in ALPN (then HTTP/1.1): only over TLS, where ALPN can negotiate it.
     http2: bool,
     /// Connections go through this CONNECT proxy (`outbound`); the name resolved is then
@@ -58,17 +54,10 @@ impl UpstreamTarget {
             port,
             tls,
             host_header,
-            ca: None,
             http2: false,
             tunnel: None,
             resolved: RwLock::new(None),
         }
-    }
-
-    /// Verifies the upstream's certificate against `ca` only.
-    pub fn with_ca(mut self, ca: Option<Arc<CaType>>) -> UpstreamTarget {
-        self.ca = ca;
-        self
     }
 
     /// Offers `h2` first in ALPN when the origin is `https://`; a server that answers with
@@ -82,6 +71,11 @@ impl UpstreamTarget {
     pub fn via(mut self, outbound: &Outbound) -> UpstreamTarget {
         self.tunnel = outbound.tunnel_to(&self.host, self.port).map(Arc::new);
         self
+    }
+
+    /// Calls to this origin are streams on shared HTTP/2 connections (`with_http2`, TLS).
+    pub fn is_http2(&self) -> bool {
+        self.http2
     }
 
     pub fn host_header(&self) -> &str {
@@ -100,8 +94,9 @@ impl UpstreamTarget {
             String::new()
         };
         let mut peer = HttpPeer::new(addr, self.tls, sni);
-        // Verification stays on (pingora's default, and the SNI is never empty with TLS).
-        peer.options.ca = self.ca.clone();
+        // Verification stays on (pingora's default, and the SNI is never empty with TLS),
+        // against the roots the proxy's connector was given (`server::build`): no per-peer
+        // list, which would cost every connection a TLS config of its own and its resumption.
         peer.options.connection_timeout = connect_timeout;
         if self.http2 {
             peer.options.set_http_version(2, 1);

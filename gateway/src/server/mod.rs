@@ -19,10 +19,12 @@ use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::config::Config;
+use crate::net::tls_roots::Trust;
 use crate::proxy::egress::EgressApps;
 use crate::proxy::public::PublicApps;
 use crate::server::apps::{Apps, IntoApps};
 use crate::server::guards::{ConnectionLimit, Guard, KeepOpen, RequestGuard};
+use crate::server::state::Gateway;
 
 /// Extra time after the grace period for runtimes to wind down before the process exits.
 const RUNTIME_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
@@ -38,7 +40,7 @@ pub fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Result<()
 pub fn run_gateway(apps: impl IntoApps) -> Result<(), StartError> {
     let apps = apps.into_apps();
     check_addresses_free(&apps.first().config)?;
-    build(apps).run(RunArgs::default());
+    build(apps)?.run(RunArgs::default());
     Ok(())
 }
 
@@ -61,18 +63,10 @@ fn check_addresses_free(config: &Config) -> Result<(), StartError> {
 }
 
 /// The pingora server with every service added, not yet running.
-pub fn build(apps: impl IntoApps) -> Server {
+pub fn build(apps: impl IntoApps) -> Result<Server, StartError> {
     let apps = apps.into_apps();
     let gw = Arc::clone(apps.first());
-    let settings = &gw.config.server;
-    let conf = ServerConf {
-        threads: settings.threads,
-        // After SIGTERM pingora stops accepting, then waits this long for in-flight requests.
-        grace_period_seconds: Some(settings.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(RUNTIME_SHUTDOWN_TIMEOUT_SECS),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let mut server = Server::new_with_opt_and_conf(None, server_conf(&gw.config, None));
     server.bootstrap();
     let listen = gw.config.listen.clone();
 
@@ -94,7 +88,22 @@ pub fn build(apps: impl IntoApps) -> Server {
     let public_app = pingora::proxy::http_proxy(conf, PublicApps::new(&apps));
     let public = guarded("public", public_app, &public_guard, listen.public);
     let egress_guard = guard("egress", limits.max_connections_egress, egress_max);
-    let egress_app = pingora::proxy::http_proxy(conf, EgressApps::new(&apps));
+    // The egress proxy's connector gets the trust set once (read from the bundle while it is
+    // built): pingora then clones one TLS config, and its session cache, per connection, so
+    // a reconnection to Spotify resumes instead of paying a full handshake.
+    //
+    // One connector serves every app (`[[apps]]`), so it trusts the union of their roots:
+    // the system's plus every app's `spotify.ca_file`. Per-peer CA lists for apps whose
+    // files differ would not keep them apart: pingora's pool does not key connections by
+    // their CA list (`HttpPeer`'s reuse hash), so an app would reuse a connection another
+    // app's CA verified whenever both name the same API. The union says plainly what is
+    // trusted (docs/connecting-to-spotify.md) and keeps one TLS config, and its resumption,
+    // for all of them.
+    let roots = Trust::connector_roots_of(apps.all().iter().map(|gw| gw.trust.as_ref()))
+        .map_err(StartError::Clients)?;
+    let egress_conf = Arc::new(server_conf(&gw.config, roots.as_ref().map(|r| r.path())));
+    let egress_app = pingora::proxy::http_proxy(&egress_conf, EgressApps::new(&apps));
+    drop(roots);
     let egress = guarded("egress", egress_app, &egress_guard, listen.egress);
     let admin_guard = guard("admin", limits.max_connections_admin, admin_max);
     let mut admin = guarded(
@@ -134,7 +143,20 @@ pub fn build(apps: impl IntoApps) -> Server {
              the users' tokens now."
         );
     }
-    server
+    Ok(server)
+}
+
+/// pingora's settings from ours; `ca_file` the roots its connector reads (the egress proxy's).
+fn server_conf(config: &Config, ca_file: Option<String>) -> ServerConf {
+    let settings = &config.server;
+    ServerConf {
+        threads: settings.threads,
+        // After SIGTERM pingora stops accepting, then waits this long for in-flight requests.
+        grace_period_seconds: Some(settings.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(RUNTIME_SHUTDOWN_TIMEOUT_SECS),
+        ca_file,
+        ..ServerConf::default()
+    }
 }
 
 /// A listening service for `app` on `addr`, inside its listener's guard: the header deadline and
@@ -157,8 +179,10 @@ fn guarded<A: pingora::apps::HttpServerApp + Send + Sync + 'static>(
 /// How long start-up may take to bind a listener before we log it.
 const BIND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn wait_until_accepting(addr: std::net::SocketAddr) {
-    let target = if addr.ip().is_unspecified() {
+/// Where this process reaches its own listener on `addr`: loopback when it listens on every
+/// address.
+fn reachable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() {
         let loopback: std::net::IpAddr = if addr.is_ipv4() {
             std::net::Ipv4Addr::LOCALHOST.into()
         } else {
@@ -167,7 +191,11 @@ async fn wait_until_accepting(addr: std::net::SocketAddr) {
         std::net::SocketAddr::new(loopback, addr.port())
     } else {
         addr
-    };
+    }
+}
+
+async fn wait_until_accepting(addr: std::net::SocketAddr) {
+    let target = reachable(addr);
     let started = std::time::Instant::now();
     while tokio::net::TcpStream::connect(target).await.is_err() {
         if started.elapsed() > BIND_WAIT {
@@ -182,6 +210,9 @@ async fn wait_until_accepting(addr: std::net::SocketAddr) {
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 /// How often refreshed sessions (and purge notices) the store did not take are written again.
 const UNSAVED_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the shared HTTP/2 connection to the API is looked at (one `readlink`): a
+/// connection Spotify closed is warmed again within this, before callers dial their own.
+const API_CONNECTION_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Housekeeping while running; marks the gateway as shutting down the moment pingora
 /// broadcasts it, so `/readyz` fails while in-flight requests finish.
@@ -199,6 +230,14 @@ impl BackgroundService for Lifecycle {
             wait_until_accepting(addr).await;
         }
         self.apps.mark_listening();
+        // Each app's connection to its API, warmed through the one egress listener.
+        let egress = reachable(listen.egress);
+        let http2 = |gw: &&Arc<Gateway>| gw.api_connection.enabled();
+        for gw in self.apps.all().iter().filter(http2) {
+            warm(gw, egress);
+        }
+        let mut api_check = tokio::time::interval(API_CONNECTION_CHECK_INTERVAL);
+        api_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         let mut retry_unsaved = tokio::time::interval(UNSAVED_RETRY_INTERVAL);
         // Handling SIGHUP also stops it from terminating the process (its default).
@@ -220,6 +259,11 @@ impl BackgroundService for Lifecycle {
                 _ = tick.tick() => {
                     for gw in self.apps.all() {
                         gw.sessions.housekeeping().await;
+                    }
+                }
+                _ = api_check.tick(), if self.apps.all().iter().any(|gw| http2(&gw)) => {
+                    for gw in self.apps.all().iter().filter(|gw| gw.api_connection.check()) {
+                        warm(gw, egress);
                     }
                 }
                 _ = retry_unsaved.tick() => self.save_unsaved().await,
@@ -249,6 +293,14 @@ impl BackgroundService for Lifecycle {
             );
         }
     }
+}
+
+/// Warms `gw`'s connection to its API in a task of its own: a warm-up call to the egress
+/// listener at `egress` that names the app, for the router (`proxy::egress::by_app`).
+fn warm(gw: &Arc<Gateway>, egress: std::net::SocketAddr) {
+    let api = Arc::clone(&gw.api_connection);
+    let app = gw.app.name.clone();
+    tokio::spawn(async move { api.warm(egress, &app).await });
 }
 
 impl Lifecycle {

@@ -12,6 +12,7 @@ use crate::config::{
 };
 use crate::crypto::Keyring;
 use crate::events::Events;
+use crate::net::api_connection::ApiConnection;
 use crate::net::outbound::Outbound;
 use crate::net::tls_roots::Trust;
 use crate::oauth::TokenEndpoint;
@@ -97,6 +98,8 @@ pub struct Gateway {
     pub trust: Arc<Trust>,
     /// Direct, or the CONNECT proxy both clients to Spotify go through (`outbound`).
     pub outbound: Outbound,
+    /// The HTTP/2 connection to the API that calls share, warmed by the lifecycle.
+    pub api_connection: Arc<ApiConnection>,
     pub token_endpoint: Arc<TokenEndpoint>,
     pub app_tokens: AppTokens,
     /// Users' tokens, refreshed over `sessions`' records.
@@ -168,6 +171,8 @@ impl Gateway {
             metrics.clone(),
             events.clone(),
         ));
+        // ALPN offers h2 over TLS only (`UpstreamTarget::with_http2`).
+        let api_connection = ApiConnection::new(app.spotify.api_url.scheme() == "https");
         let traces = Arc::clone(&shared.traces);
         Ok(Arc::new(Gateway {
             live: RwLock::new(Arc::new(Live::of(config, app))),
@@ -181,6 +186,7 @@ impl Gateway {
             metrics,
             trust,
             outbound,
+            api_connection,
             token_endpoint,
             app_tokens,
             user_tokens,

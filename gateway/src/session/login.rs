@@ -232,8 +232,7 @@ impl Sessions {
         let account_id = record.account_id.clone();
         self.user_keys.insert(user_id.clone(), key.clone()).await;
         self.cache
-            .insert(key.clone(), Arc::new(LiveSession::new(key, record)))
-            .await;
+            .insert(key.clone(), Arc::new(LiveSession::new(key, record)));
         Ok(NewSession {
             cookie_value: keys.seal(Purpose::SessionCookie, b"", sid.expose().as_bytes()),
             return_to: pending.return_to,

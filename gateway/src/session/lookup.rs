@@ -34,7 +34,7 @@ impl Sessions {
 
     /// The session stored under `key` (memory first, then the store).
     pub async fn by_key(&self, key: &SessionKey) -> Result<Option<Arc<LiveSession>>, StoreError> {
-        if let Some(s) = self.cache.get(key).await {
+        if let Some(s) = self.cache.get(key) {
             if !s.is_expired() {
                 return Ok(Some(s));
             }
@@ -53,18 +53,13 @@ impl Sessions {
         };
         let session = Arc::new(LiveSession::new(key.clone(), record));
         // Two concurrent misses may both load; either copy is the stored one.
-        let entry = self
-            .cache
-            .entry(key.clone())
-            .or_insert(session)
-            .await
-            .into_value();
+        let entry = self.cache.get_or_insert(key.clone(), session);
         // The session may have ended while we read it (here, or announced by another
         // replica): `end` marks it ended before it drops the cached copy, so checking after
         // filling the cache cannot miss it, and the copy we put there goes again.
         if self.has_ended(key) {
             entry.mark_ended();
-            self.cache.invalidate(key).await;
+            self.cache.remove(key);
             return Ok(None);
         }
         Ok(Some(entry))

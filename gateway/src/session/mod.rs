@@ -11,8 +11,9 @@
 //! The cookie holds only the sealed session id. The store holds records under a keyed hash of
 //! that id, each record sealed as a whole (tokens included), so neither a stolen cookie jar
 //! entry nor a stolen store file is readable, and a store file alone opens no session.
-//! Records are cached in memory (moka) in front of the store.
+//! Records are cached in memory (`cache`) in front of the store.
 
+mod cache;
 pub mod cookie;
 mod login;
 mod lookup;

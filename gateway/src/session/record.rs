@@ -2,8 +2,8 @@
 //! times), the pending login, and the live copy in memory. Records are sealed as a whole
 //! (tokens included) by `registry` before they reach the store.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -102,18 +102,40 @@ pub(super) struct PendingLogin {
     pub pkce_verifier: Option<PkceVerifier>,
 }
 
-/// A session in this replica's memory.
+/// A session in this replica's memory. What a hot session holds is counted, field by field,
+/// in benches/README.md ("What a cached session holds"): keep it small, a replica caches up
+/// to `CACHE_CAPACITY` of them.
 pub struct LiveSession {
     /// Store key (keyed hash of the session id); the memory cache's key shares it.
     pub key: SessionKey,
     record: RwLock<SessionRecord>,
-    /// Held by the one refresh of this session's token in flight (`tokens::user`); owned by
-    /// the refresh task, so a caller that gives up does not cancel it.
-    refresh: Arc<tokio::sync::Mutex<()>>,
-    /// The last failed refresh, shared with everyone who asks until its hold passes.
-    failure: FailureHold<TokenError>,
+    /// What only a session whose token is being (or was) refreshed needs, made at its first
+    /// refresh: most cached sessions never refresh while cached, and checking for a held
+    /// failure is then one load, not a lock.
+    refresh: OnceLock<Box<RefreshState>>,
     /// Set when the session ends: whoever still holds this copy stops using it.
     ended: AtomicBool,
+    /// When it was last used, in seconds of this process' life (`cache`: idle ones go).
+    last_used: AtomicU32,
+}
+
+/// This process' start, for [`LiveSession::touch`]'s 4-byte stamps.
+fn process_secs() -> u32 {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
+        .try_into()
+        .unwrap_or(u32::MAX)
+}
+
+struct RefreshState {
+    /// Held by the one refresh of this session's token in flight (`tokens::user`); owned by
+    /// the refresh task, so a caller that gives up does not cancel it.
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// The last failed refresh, shared with everyone who asks until its hold passes.
+    failure: FailureHold<TokenError>,
 }
 
 impl LiveSession {
@@ -121,10 +143,35 @@ impl LiveSession {
         LiveSession {
             key,
             record: RwLock::new(record),
-            refresh: Arc::new(tokio::sync::Mutex::new(())),
-            failure: FailureHold::default(),
+            refresh: OnceLock::new(),
             ended: AtomicBool::new(false),
+            last_used: AtomicU32::new(process_secs()),
         }
+    }
+
+    /// Used now (the memory cache keeps the recently used).
+    pub(super) fn touch(&self) {
+        let now = process_secs();
+        // A store only when the second changed: lookups on both threads then rarely write
+        // the same cache line.
+        if self.last_used.load(Ordering::Relaxed) != now {
+            self.last_used.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// How long since it was last used, to the second.
+    pub(super) fn idle_for(&self) -> std::time::Duration {
+        let last = self.last_used.load(Ordering::Relaxed);
+        std::time::Duration::from_secs(u64::from(process_secs().saturating_sub(last)))
+    }
+
+    fn refresh_state(&self) -> &RefreshState {
+        self.refresh.get_or_init(|| {
+            Box::new(RefreshState {
+                turn: Arc::new(tokio::sync::Mutex::new(())),
+                failure: FailureHold::default(),
+            })
+        })
     }
 
     pub fn record(&self) -> SessionRecord {
@@ -178,22 +225,24 @@ impl LiveSession {
     /// Waits for this session's turn to refresh its token (`tokens::user`): one refresh at a
     /// time. The turn is owned, so the refresh task can hold it after its caller gave up.
     pub(crate) async fn refresh_turn(&self) -> tokio::sync::OwnedMutexGuard<()> {
-        Arc::clone(&self.refresh).lock_owned().await
+        Arc::clone(&self.refresh_state().turn).lock_owned().await
     }
 
     /// The error of the last refresh while its hold lasts.
     pub(crate) fn held_failure(&self) -> Option<TokenError> {
-        self.failure.held()
+        self.refresh.get()?.failure.held()
     }
 
     /// A refresh failed (transiently): hold its answer, longer for each failure in a row.
     pub(crate) fn hold_failure(&self, error: TokenError) {
-        self.failure.fail(error);
+        self.refresh_state().failure.fail(error);
     }
 
     /// A refresh worked: the next failure starts the backoff afresh.
     pub(crate) fn clear_failure(&self) {
-        self.failure.clear();
+        if let Some(state) = self.refresh.get() {
+            state.failure.clear();
+        }
     }
 
     /// Spotify answered 401 to `token`: treat it as expired so the next use refreshes. A

@@ -23,7 +23,7 @@ impl Sessions {
     /// elsewhere: logout, revoked); its cached copy is dropped then.
     pub async fn adopt_stored(&self, session: &LiveSession) -> Result<(), SessionError> {
         let Some(stored) = self.load_record(&session.key).await? else {
-            self.cache.invalidate(&session.key).await;
+            self.cache.remove(&session.key);
             return Err(SessionError::Ended);
         };
         session.update(|local| {

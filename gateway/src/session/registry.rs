@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::cache::SessionCache;
 use super::record::{LiveSession, SessionRecord};
 use super::streams::{close_streams_of_gone_sessions, CloseReason, Streams};
 use crate::clock::now_ms;
@@ -26,7 +27,7 @@ use crate::store::{Invalidation, Namespace, PurgeNotice, Store, StoreError, Stor
 use crate::telemetry::metrics::Metrics;
 
 /// Sessions kept in memory per replica; beyond this the least used are re-read from the store.
-const CACHE_CAPACITY: u64 = 200_000;
+const CACHE_CAPACITY: usize = 200_000;
 /// An idle session leaves the memory cache after this long (it stays in the store).
 const CACHE_IDLE: Duration = Duration::from_secs(15 * 60);
 /// How long a replica trusts its memory of which session is a user's latest.
@@ -68,7 +69,7 @@ pub struct Sessions {
     pub(super) answers: Arc<SharedAnswers>,
     /// Purge notices the store did not take, published again every second (`purge`).
     pub(super) unpublished_purges: Mutex<Vec<PurgeNotice>>,
-    pub(super) cache: moka::future::Cache<SessionKey, Arc<LiveSession>>,
+    pub(super) cache: Arc<SessionCache>,
     /// Store keys of sessions that ended lately. A lookup that raced with the end (it read the
     /// record before the delete, and fills the cache after it) checks here after filling the
     /// cache, so an ended session can never be cached again (`lookup::by_key`).
@@ -103,19 +104,15 @@ impl Sessions {
         metrics: Arc<Metrics>,
         events: Arc<Events>,
     ) -> Sessions {
-        let cache: moka::future::Cache<SessionKey, Arc<LiveSession>> =
-            moka::future::Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
-                .time_to_idle(CACHE_IDLE)
-                .build();
+        let cache = Arc::new(SessionCache::new(CACHE_CAPACITY, CACHE_IDLE));
         let ended: moka::future::Cache<SessionKey, ()> = moka::future::Cache::builder()
-            .max_capacity(CACHE_CAPACITY)
+            .max_capacity(CACHE_CAPACITY as u64)
             .time_to_live(ENDED_MEMORY)
             .build();
         let keys = Arc::new(RwLock::new(Arc::new(keys)));
         let streams = Streams::new(&metrics);
         if let Some(mut changes) = store.invalidations() {
-            let cache = cache.clone();
+            let cache = Arc::clone(&cache);
             let ended = ended.clone();
             let answers = Arc::clone(&answers);
             let keys = Arc::clone(&keys);
@@ -131,7 +128,7 @@ impl Sessions {
                         Invalidation::Key(key) => {
                             let key = SessionKey::new(key);
                             ended.insert(key.clone(), ()).await;
-                            if let Some(s) = cache.remove(&key).await {
+                            if let Some(s) = cache.remove(&key) {
                                 s.mark_ended();
                             }
                             streams.close(&key, CloseReason::OtherReplica);
@@ -140,7 +137,7 @@ impl Sessions {
                         // used, and a stream, never looked up again, is checked now.
                         // A task of its own: the next invalidations must not wait for it.
                         Invalidation::All => {
-                            cache.invalidate_all();
+                            cache.clear();
                             super::purge::purge_counted(&answers, purge::every_user(), &purged);
                             let (store, streams) = (Arc::clone(&store), Arc::clone(&streams));
                             tokio::spawn(async move {
@@ -164,7 +161,7 @@ impl Sessions {
             }
         }
         let user_keys = moka::future::Cache::builder()
-            .max_capacity(CACHE_CAPACITY)
+            .max_capacity(CACHE_CAPACITY as u64)
             .time_to_live(USER_INDEX_TTL)
             .build();
         Sessions {
@@ -212,7 +209,7 @@ impl Sessions {
     /// replicas, which do the same.
     pub async fn end(&self, key: &SessionKey, reason: CloseReason) -> Result<(), StoreError> {
         self.ended.insert(key.clone(), ()).await;
-        let cached = self.cache.remove(key).await;
+        let cached = self.cache.remove(key);
         if let Some(s) = &cached {
             s.mark_ended();
         }
@@ -368,7 +365,7 @@ impl Sessions {
     /// once — by whoever removes the copy here, and across replicas by whoever takes the
     /// store's lock named for it (Redis; a single process always does).
     pub(super) async fn forget_expired(&self, key: &SessionKey) {
-        let Some(s) = self.cache.remove(key).await else {
+        let Some(s) = self.cache.remove(key) else {
             return;
         };
         if s.is_ended() || self.has_ended(key) {
@@ -414,14 +411,15 @@ impl Sessions {
                 self.store_error(e);
             }
         }
-        self.cache.run_pending_tasks().await;
+        self.cache.evict_idle();
         // Sessions in memory that reached their deadline since they were last used: their
         // `session.ended` event is due now, not at the next request (which may never come).
         let due: Vec<SessionKey> = self
             .cache
-            .iter()
-            .filter(|(_, s)| s.is_expired())
-            .map(|(k, _)| (*k).clone())
+            .snapshot()
+            .into_iter()
+            .filter(|s| s.is_expired())
+            .map(|s| s.key.clone())
             .collect();
         for key in due {
             self.forget_expired(&key).await;
@@ -446,8 +444,9 @@ impl Sessions {
     /// for a sum over several apps).
     pub fn reauth_due(&self) -> usize {
         self.cache
+            .snapshot()
             .iter()
-            .filter(|(_, s)| !s.is_expired() && s.reauth_due_within(REAUTH_GAUGE_WINDOW))
+            .filter(|s| !s.is_expired() && s.reauth_due_within(REAUTH_GAUGE_WINDOW))
             .count()
     }
 

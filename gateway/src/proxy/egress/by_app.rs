@@ -6,7 +6,9 @@
 //! naming another app than the assertion's is refused as an invalid assertion). A call that
 //! names none is the only app's; where there are several it is refused (400), saying how to
 //! name one. One listener for every app, rather than one per app: an internal service keeps
-//! one egress address, and the assertion it already forwards picks the app by itself.
+//! one egress address, and the assertion it already forwards picks the app by itself. The
+//! lifecycle's warm-up of an app's connection to its API (`net::api_connection`) names its
+//! app with `X-Gateway-App` too; only that app's proxy takes its mark for a warm-up.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,6 +8,7 @@ use pingora::proxy::Session;
 
 use super::super::respond::{Failure, TokenRequest};
 use crate::oauth::Grant;
+use crate::proxy::assertion::Verified;
 use crate::secret::{AccessToken, SessionKey};
 use crate::server::state::{Gateway, Live};
 use crate::session::{LiveSession, SessionError};
@@ -42,9 +43,10 @@ impl Credential {
 pub async fn credential(
     gw: &Gateway,
     live: &Live,
+    verified: &Verified,
     session: &Session,
 ) -> Result<Credential, Failure> {
-    match identify(gw, live, session).await? {
+    match identify(gw, live, verified, session).await? {
         Some(user) => {
             let token = user_token(gw, &user).await?;
             Ok(Credential::User {
@@ -61,6 +63,7 @@ pub async fn credential(
 async fn identify(
     gw: &Gateway,
     live: &Live,
+    verified: &Verified,
     session: &Session,
 ) -> Result<Option<Arc<LiveSession>>, Failure> {
     let headers = &session.req_header().headers;
@@ -68,7 +71,8 @@ async fn identify(
     let keys = sessions.keys();
     let claims = match headers.get("x-gateway-user") {
         Some(value) => Some(
-            crate::proxy::assertion::verify(&keys, value.to_str().unwrap_or_default().trim())
+            verified
+                .verify(&keys, value.to_str().unwrap_or_default().trim())
                 .ok_or(Failure::Unauthorized(
                     "X-Gateway-User is invalid or expired; use the one the gateway sent with the \
                      request you are serving",
@@ -80,7 +84,7 @@ async fn identify(
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(|t| crate::proxy::assertion::verify(&keys, t.trim())),
+            .and_then(|t| verified.verify(&keys, t.trim())),
     };
     if let Some(claims) = claims {
         let found = sessions

@@ -45,8 +45,10 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 pub use by_app::{EgressApps, APP_HEADER};
 pub use hygiene::upstream_headers;
 
+use super::assertion::Verified;
 use super::respond::{self, Failure, Upstream};
 use super::{RequestInfo, UpstreamTarget};
+use crate::net::api_connection::{Turn, WARM_HEADER};
 use crate::net::outbound;
 use crate::net::tls_roots::{self, TlsTarget};
 use crate::quota::{cool_down, Answer, AnswerCache, Flights, Lookup, Priority, Reason};
@@ -72,6 +74,20 @@ pub struct EgressProxy {
     cache: Arc<AnswerCache>,
     /// Names tokens in share keys without holding them.
     macs: shared::TokenMacs,
+    /// Assertions verified lately (`X-Gateway-User`): an app's calls for one request carry
+    /// the same one.
+    verified: Verified,
+    /// The series every call records, resolved once (a label lookup hashes its values and
+    /// takes a lock: per call, that is work pingora alone does not do).
+    series: Series,
+}
+
+/// Pre-resolved metric series of the calls to the API.
+struct Series {
+    upstream_duration: prometheus::Histogram,
+    connections: prometheus::IntCounter,
+    responses_h2: prometheus::IntCounter,
+    responses_h1: prometheus::IntCounter,
 }
 
 #[derive(Default)]
@@ -94,6 +110,10 @@ pub struct EgressCtx {
     arrived: Option<Instant>,
     /// The call, retries included, must end by then.
     deadline: Option<Instant>,
+    /// The lifecycle's warm-up (`net::api_connection`): connect to the API, send nothing.
+    warm: bool,
+    /// This call's turn in pingora's connector (`net::api_connection`), until it connects.
+    turn: Option<Turn>,
     /// Attempts sent (or tried) to Spotify so far.
     attempts: u32,
     /// Set when a retry is scheduled: wait this long before it.
@@ -121,7 +141,6 @@ pub struct EgressCtx {
 impl EgressProxy {
     pub fn new(gw: Arc<Gateway>) -> EgressProxy {
         let api = UpstreamTarget::from_url(&gw.app.spotify.api_url)
-            .with_ca(gw.trust.pingora_ca())
             .with_http2()
             .via(&gw.outbound);
         let origin = |u: &url::Url| u.as_str().trim_end_matches('/').to_string();
@@ -130,12 +149,13 @@ impl EgressProxy {
             &format!("{}/v1/", origin(&gw.config.egress.public_base_url)),
         );
         // Each series from the start, so `increase()` sees the first event.
-        gw.metrics.upstream_connections.with_label_values(&["api"]);
-        for protocol in ["h2", "http/1.1"] {
-            gw.metrics
-                .upstream_responses
-                .with_label_values(&["api", protocol]);
-        }
+        let m = &gw.metrics;
+        let series = Series {
+            upstream_duration: m.upstream_duration.with_label_values(&[LISTENER]),
+            connections: m.upstream_connections.with_label_values(&["api"]),
+            responses_h2: m.upstream_responses.with_label_values(&["api", "h2"]),
+            responses_h1: m.upstream_responses.with_label_values(&["api", "http/1.1"]),
+        };
         for reason in BodyError::REASONS {
             gw.metrics
                 .upstream_body_refused
@@ -150,6 +170,8 @@ impl EgressProxy {
             flights,
             cache,
             macs: shared::TokenMacs::new(),
+            verified: Verified::default(),
+            series,
         }
     }
 
@@ -260,6 +282,33 @@ async fn within_deadline<T>(
         )))
 }
 
+/// How long a warm-up may wait for its turn, or take to connect.
+const WARM_WAIT: Duration = Duration::from_secs(10);
+
+/// The warm-up's answer to the lifecycle: 204 when it connected (the error
+/// `connected_to_upstream` stops it with), 502 when it could not.
+async fn warmed(session: &mut Session, e: &Error) -> FailToProxy {
+    let status = match e.etype() {
+        ErrorType::HTTPStatus(204) => 204,
+        _ => 502,
+    };
+    session.set_keepalive(None);
+    let written = match ResponseHeader::build(status, Some(0)) {
+        Ok(mut header) => {
+            let _ = header.insert_header("content-length", "0");
+            session
+                .write_response_header(Box::new(header), true)
+                .await
+                .is_ok()
+        }
+        Err(_) => false,
+    };
+    FailToProxy {
+        error_code: if written { status } else { 0 },
+        can_reuse_downstream: false,
+    }
+}
+
 /// An error that tells pingora to send the call again.
 fn retry_error(status: u16, why: &'static str) -> Box<Error> {
     let mut e = Error::explain(ErrorType::HTTPStatus(status), why);
@@ -288,6 +337,13 @@ impl ProxyHttp for EgressProxy {
     /// Refuses what may not carry a token (method, target), answers 429 during a cool-down,
     /// and picks the credential: the user's token (refreshed if needed) or the app token.
     async fn request_filter(&self, session: &mut Session, ctx: &mut EgressCtx) -> Result<bool> {
+        let req = session.req_header();
+        if let Some(mark) = req.headers.get(WARM_HEADER) {
+            ctx.warm = self.gw.api_connection.is_warm_token(mark.as_bytes());
+            if ctx.warm {
+                return Ok(false);
+            }
+        }
         ctx.req.begin(LISTENER, session, &self.gw.traces);
         let req = session.req_header();
         ctx.req.route = match target::check(&req.method, req.raw_path(), &req.uri) {
@@ -314,12 +370,18 @@ impl ProxyHttp for EgressProxy {
             ctx.deadline,
             traces::within(
                 ctx.req.span.as_ref(),
-                identity::credential(&self.gw, &live, session),
+                identity::credential(&self.gw, &live, &self.verified, session),
             ),
         );
         match credential.await {
             Ok(credential) => {
-                let key = shared::key(session, &credential, &self.macs);
+                // A share key (a keyed hash of the token, a few strings) only where an answer
+                // may be shared: with coalescing and the cache off, proxying pays nothing.
+                let coalesce = live.egress.coalesce;
+                let sharing = cooling.is_some() || coalesce || self.cache.enabled();
+                let key = sharing
+                    .then(|| shared::key(session, &credential, &self.macs))
+                    .flatten();
                 ctx.credential = Some(credential);
                 if let Some((wait, reason)) = cooling {
                     let cached = key.map(|k| {
@@ -331,7 +393,6 @@ impl ProxyHttp for EgressProxy {
                         _ => self.cooling_down(session, ctx, wait, reason).await,
                     };
                 }
-                let coalesce = live.egress.coalesce;
                 match key {
                     Some(key) if coalesce || self.cache.enabled() => {
                         self.shared_answer(session, ctx, key, coalesce).await
@@ -374,6 +435,10 @@ impl ProxyHttp for EgressProxy {
                 }
             }
         }
+        if ctx.warm {
+            ctx.turn = self.gw.api_connection.enter(WARM_WAIT).await;
+            return self.api.peer(Some(WARM_WAIT)).await;
+        }
         if let Some(backoff) = ctx.retry_backoff.take() {
             self.gw.metrics.retries.inc();
             tokio::time::sleep(backoff).await;
@@ -415,32 +480,39 @@ impl ProxyHttp for EgressProxy {
         ctx.span_attempt();
         ctx.attempts += 1;
         ctx.upstream_started = Some(Instant::now());
-        let mut peer = self
-            .api
-            .peer(Some(cfg.connect_timeout.min(remaining)))
-            .await?;
+        let connect_timeout = cfg.connect_timeout.min(remaining);
+        // One caller at a time takes a stream on the shared connection, or dials it while
+        // the others wait (`api_connection`).
+        ctx.turn = self.gw.api_connection.enter(connect_timeout).await;
+        let mut peer = self.api.peer(Some(connect_timeout)).await?;
         peer.options.read_timeout = Some(cfg.read_timeout.min(remaining));
         peer.options.write_timeout = Some(cfg.read_timeout.min(remaining));
         Ok(peer)
     }
 
     /// Counts the connections opened to Spotify (a reused one, or another stream on an
-    /// HTTP/2 connection, costs no handshake).
+    /// HTTP/2 connection, costs no handshake), and ends this call's turn in the connector, so
+    /// the next caller goes (`api_connection`). A warm-up ends here: its stream goes back
+    /// unused.
     async fn connected_to_upstream(
         &self,
         _session: &mut Session,
         reused: bool,
         _peer: &HttpPeer,
-        _fd: std::os::unix::io::RawFd,
+        fd: std::os::unix::io::RawFd,
         _digest: Option<&pingora::protocols::Digest>,
-        _ctx: &mut EgressCtx,
+        ctx: &mut EgressCtx,
     ) -> Result<()> {
         if !reused {
-            self.gw
-                .metrics
-                .upstream_connections
-                .with_label_values(&["api"])
-                .inc();
+            self.series.connections.inc();
+        }
+        self.gw
+            .api_connection
+            .connected(ctx.turn.take(), fd, reused);
+        if ctx.warm {
+            let mut e = Error::explain(ErrorType::HTTPStatus(204), "warm-up: connected");
+            e.set_retry(false);
+            return Err(e);
         }
         Ok(())
     }
@@ -471,27 +543,22 @@ impl ProxyHttp for EgressProxy {
     ) -> Result<()> {
         ctx.answer_header_seen = true;
         if let Some(at) = ctx.upstream_started {
-            self.gw
-                .metrics
-                .upstream_duration
-                .with_label_values(&[LISTENER])
-                .observe(at.elapsed().as_secs_f64());
+            let seconds = at.elapsed().as_secs_f64();
+            self.series.upstream_duration.observe(seconds);
         }
-        let protocol = match upstream.version {
-            http::Version::HTTP_2 => "h2",
-            _ => "http/1.1",
-        };
+        let h2 = upstream.version == http::Version::HTTP_2;
+        let protocol = if h2 { "h2" } else { "http/1.1" };
         ctx.req.upstream_protocol = Some(protocol);
+        self.gw.api_connection.answered(h2);
+        match h2 {
+            true => self.series.responses_h2.inc(),
+            false => self.series.responses_h1.inc(),
+        }
         let retry_after = upstream
             .headers
             .get("retry-after")
             .and_then(|v| v.to_str().ok());
         ctx.span_answer(upstream.status.as_u16(), protocol, retry_after);
-        self.gw
-            .metrics
-            .upstream_responses
-            .with_label_values(&["api", protocol])
-            .inc();
         match upstream.status.as_u16() {
             // Spotify no longer takes this token (revoked, expired early, clock skew).
             401 => {
@@ -617,6 +684,12 @@ impl ProxyHttp for EgressProxy {
         ctx: &mut EgressCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        // The next caller goes (and dials, as this one may when it tries again).
+        ctx.turn = None;
+        if ctx.warm {
+            e.set_retry(false);
+            return e;
+        }
         // Another attempt meets the same certificate, or the same refusal of the proxy's
         // credentials.
         if tls_roots::classify_proxy_error(&e).is_some_and(|r| r.is_certificate())
@@ -661,7 +734,9 @@ impl ProxyHttp for EgressProxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if ctx.retry_with_new_token || ctx.retry_backoff.is_some() {
+        if ctx.warm {
+            e.set_retry(false);
+        } else if ctx.retry_with_new_token || ctx.retry_backoff.is_some() {
             // Our own retries: decided in upstream_response_filter / fail_to_connect.
             e.set_retry(true);
         } else if !session.req_header().method.is_idempotent()
@@ -700,6 +775,9 @@ impl ProxyHttp for EgressProxy {
         e: &Error,
         ctx: &mut EgressCtx,
     ) -> FailToProxy {
+        if ctx.warm {
+            return warmed(session, e).await;
+        }
         if let Some(answer) = ctx.revalidated.take() {
             return self.write_revalidated(session, ctx, answer).await;
         }
@@ -717,7 +795,7 @@ impl ProxyHttp for EgressProxy {
 
     /// A refused answer body was logged where it was refused (`response_body_filter`).
     fn suppress_error_log(&self, _session: &Session, ctx: &EgressCtx, _e: &Error) -> bool {
-        ctx.body_refused || ctx.served_revalidated
+        ctx.body_refused || ctx.served_revalidated || ctx.warm
     }
 
     /// Method and path only: a query string can carry anything.
@@ -727,6 +805,9 @@ impl ProxyHttp for EgressProxy {
 
     /// Metrics and the access log line.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut EgressCtx) {
+        if ctx.warm {
+            return;
+        }
         // A 429 whose body never finished is still Spotify's refusal.
         self.report_refusal(ctx);
         let e = e.filter(|_| !ctx.served_revalidated);
