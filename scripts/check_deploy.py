@@ -71,7 +71,7 @@ CATALOGUE = {
                                              "reason": {"quota_exceeded", "rate_limited"}}),
     "rate_limit_blocked_until_timestamp_seconds": ("gauge", {}),
     "answer_cache_total": ("counter", {"result": {"hit", "miss", "revalidated", "coalesced"}}),
-    "budget_total": ("counter", {"result": {"taken", "waited", "refused"}}),
+    "budget_total": ("counter", {"app": None, "result": {"taken", "waited", "refused"}}),
     "retries_total": ("counter", {}),
     "upstream_tls_failures_total": ("counter", {"target": {"accounts", "api"},
                                                 "reason": {"untrusted", "expired", "wrong_name",

@@ -576,3 +576,56 @@ async fn every_app_warms_its_api_connection_through_the_router_and_a_forged_warm
     assert_ne!(forged, 204, "a forged warm-up is not answered as one");
     assert_eq!(forged, call(None).await, "it is served as any call");
 }
+
+/// `egress.budget_per_30s` is one per developer account, on Redis shared by the replicas:
+/// the calls of radio and charts (account `acme`) on both replicas fill one window, while
+/// solo's (another account) has a window of its own, also shared.
+#[tokio::test]
+async fn on_redis_each_developer_account_spends_its_own_budget_on_every_replica() {
+    let redis = RedisServer::start().await;
+    let s = three_apps(Stack::builder().app(App::Echo))
+        .redis_store(&redis)
+        .set("egress.cache_size", 0)
+        // Two calls per 30 s, one of them at most for an app token.
+        .set("egress.budget_per_30s", 2)
+        .more_gateways(1)
+        .start()
+        .await;
+    let other = s.start_replica_with_env(app_secrets_env()).await;
+    let browser = browser();
+    sign_in(&s, &browser, &RADIO, "alice").await;
+    let radio = assertion(&s, &browser, &RADIO).await;
+    let get = |base: String, headers: Vec<(&'static str, String)>| async move {
+        let mut req = reqwest::Client::new().get(format!("{base}{SEARCH}"));
+        for (k, v) in &headers {
+            req = req.header(*k, v);
+        }
+        req.send().await.expect("egress").status().as_u16()
+    };
+    let as_radio = || vec![("x-gateway-user", radio.clone())];
+    let app = |name: &str| vec![("x-gateway-app", name.to_string())];
+    // Acme's window: one call of radio on each replica fills it.
+    assert_eq!(get(s.gw.egress_url(), as_radio()).await, 200);
+    assert_eq!(get(other.egress_url(), as_radio()).await, 200);
+    // Charts, the same account, finds it full on either replica: the gateway answers.
+    let before = s.api_requests().await;
+    assert_eq!(get(other.egress_url(), app("charts")).await, 429);
+    assert_eq!(get(s.gw.egress_url(), app("charts")).await, 429);
+    assert_eq!(s.api_requests().await, before, "nothing sent for charts");
+    // Solo, of another account, has its own window: its app-token share (one call) is
+    // taken on this replica, and so spent on the other too.
+    assert_eq!(get(s.gw.egress_url(), app("solo")).await, 200);
+    assert_eq!(s.api_requests().await, before + 1, "solo's call went");
+    assert_eq!(get(other.egress_url(), app("solo")).await, 429);
+    // The counters name the app.
+    let series = |app: &str, result: &str| {
+        format!(r#"spotify_gateway_budget_total{{app="{app}",result="{result}"}}"#)
+    };
+    let other = &other;
+    let on_other =
+        |series: String| async move { metric_value(other, &series).await.unwrap_or(0.0) };
+    assert_eq!(on_other(series("charts", "refused")).await, 1.0);
+    assert_eq!(on_other(series("radio", "taken")).await, 1.0);
+    assert_eq!(on_other(series("solo", "refused")).await, 1.0);
+    assert_eq!(s.metric(&series("solo", "taken")).await, 1.0);
+}

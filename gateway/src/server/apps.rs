@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_DEVELOPER_ACCOUNT};
 use crate::crypto::Keyring;
 use crate::events::{Events, Webhooks};
 use crate::net::host::HostPort;
@@ -52,15 +52,23 @@ impl Apps {
         // One hold and one budget per developer account, for all of its apps.
         let mut accounts: HashMap<&str, Account> = HashMap::new();
         for app in &config.apps {
-            accounts
-                .entry(app.developer_account.as_str())
-                .or_insert_with(|| Account {
+            let account = app.developer_account.as_str();
+            accounts.entry(account).or_insert_with(|| {
+                let apps: Vec<&str> = config
+                    .apps
+                    .iter()
+                    .filter(|a| a.developer_account == account)
+                    .map(|a| a.name.as_str())
+                    .collect();
+                // The default account's shared window keeps the name earlier releases used.
+                let shared_as = (account != DEFAULT_DEVELOPER_ACCOUNT).then_some(account);
+                Account {
                     hold: Arc::default(),
-                    budget: config
-                        .egress
-                        .budget_per_30s
-                        .map(|limit| Budget::new(limit, Arc::clone(&store), metrics.clone())),
-                });
+                    budget: config.egress.budget_per_30s.map(|limit| {
+                        Budget::new(limit, shared_as, &apps, Arc::clone(&store), metrics.clone())
+                    }),
+                }
+            });
         }
         let traces =
             Arc::new(Traces::start(&config.tracing, metrics.clone()).map_err(StartError::Clients)?);

@@ -138,19 +138,28 @@ impl Store for Instrumented {
     }
     async fn take_budget(
         &self,
+        account: Option<&str>,
         limit: u32,
         app_limit: Option<u32>,
         window: Duration,
     ) -> StoreResult<Option<Option<Duration>>> {
-        let result = self.inner.take_budget(limit, app_limit, window).await;
+        let result = self
+            .inner
+            .take_budget(account, limit, app_limit, window)
+            .await;
         match result {
             // Not shared: no operation to count.
             Ok(None) => Ok(None),
             counted => self.count("budget", counted),
         }
     }
-    async fn add_budget_calls(&self, calls: &LocalCalls, window: Duration) -> StoreResult<()> {
-        let result = self.inner.add_budget_calls(calls, window).await;
+    async fn add_budget_calls(
+        &self,
+        account: Option<&str>,
+        calls: &LocalCalls,
+        window: Duration,
+    ) -> StoreResult<()> {
+        let result = self.inner.add_budget_calls(account, calls, window).await;
         self.count("budget", result)
     }
 }

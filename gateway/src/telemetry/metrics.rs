@@ -225,9 +225,9 @@ impl Metrics {
             ),
             budget: b.counters(
                 "budget_total",
-                "Calls to Spotify against egress.budget_per_30s, by result (taken at once, \
-                 waited for room, refused with a local 429)",
-                &["result"],
+                "Calls to Spotify against egress.budget_per_30s (one per developer account), by \
+                 app and result (taken at once, waited for room, refused with a local 429)",
+                &["app", "result"],
             ),
             retries: b.counter(
                 "retries_total",
