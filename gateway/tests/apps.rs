@@ -86,6 +86,17 @@ fn session_cookie_name(trip: &LoginTrip) -> String {
         .expect("a session cookie")
 }
 
+/// `name=value` of the app's session cookie the login set.
+fn session_cookie_pair(trip: &LoginTrip) -> String {
+    let name = session_cookie_name(trip);
+    trip.set_cookies
+        .iter()
+        .filter_map(|c| c.split(';').next())
+        .find(|c| c.split_once('=').is_some_and(|(n, _)| n == name))
+        .expect("the session cookie")
+        .to_string()
+}
+
 #[tokio::test]
 async fn a_user_signs_into_two_apps_and_each_cookie_opens_only_its_app() {
     let s = stack().await;
@@ -628,4 +639,57 @@ async fn on_redis_each_developer_account_spends_its_own_budget_on_every_replica(
     assert_eq!(on_other(series("radio", "taken")).await, 1.0);
     assert_eq!(on_other(series("solo", "refused")).await, 1.0);
     assert_eq!(s.metric(&series("solo", "taken")).await, 1.0);
+}
+
+/// Forward-auth (`/auth/check`) with several apps: the check request's `Host` picks the app,
+/// and its answer reads that app's cookie alone. Alice, signed into radio and charts, is
+/// admitted on each host with her session there; radio's cookie on charts' check (the same
+/// user) is no session: 401 with charts' login.
+#[tokio::test]
+async fn each_hosts_forward_auth_answers_with_its_apps_cookie_and_refuses_anothers() {
+    const INGRESS_HOST: &str = "reports.test:8443";
+    let s = three_apps(Stack::builder().app(App::Echo))
+        .forward_auth(&[INGRESS_HOST], &["127.0.0.0/8"])
+        .start()
+        .await;
+    let radio = session_cookie_pair(&sign_in(&s, &browser(), &RADIO, "alice").await);
+    let charts = session_cookie_pair(&sign_in(&s, &browser(), &CHARTS, "alice").await);
+    let check = |app: &TestApp, cookie: &str| {
+        plain()
+            .get(format!("{}/auth/check", app.public_url(s.ports.public)))
+            .header("x-forwarded-method", "GET")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", INGRESS_HOST)
+            .header("x-forwarded-uri", "/reports")
+            .header("cookie", cookie.to_string())
+            .send()
+    };
+    let header = |resp: &reqwest::Response, name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    for (app, cookie) in [(&RADIO, &radio), (&CHARTS, &charts)] {
+        let resp = check(app, cookie).await.expect("check");
+        assert_eq!(resp.status(), 200, "{}", app.name);
+        assert_eq!(header(&resp, "x-spotify-user-id").as_deref(), Some("alice"));
+        assert_eq!(header(&resp, "x-gateway-app").as_deref(), Some(app.name));
+        // Its assertion is that app's: egress carries that app's token.
+        let assertion = header(&resp, "x-gateway-user").expect("assertion");
+        let (status, client) = egress(&s, "/v1/me", &[("x-gateway-user", &assertion)]).await;
+        assert_eq!((status, client.as_deref()), (200, Some(app.client_id)));
+    }
+    // A cookie of one app is no session on the other's check, either way round.
+    for (app, other_cookie) in [(&CHARTS, &radio), (&RADIO, &charts)] {
+        let resp = check(app, other_cookie).await.expect("check");
+        assert_eq!(resp.status(), 401, "{}", app.name);
+        assert_eq!(header(&resp, "x-spotify-user-id"), None);
+        let login = header(&resp, "x-login-url").expect("a login URL");
+        assert!(
+            login.starts_with(&format!("{}/auth/login?", app.public_url(s.ports.public))),
+            "the login of {}: {login}",
+            app.name
+        );
+    }
 }
