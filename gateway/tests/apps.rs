@@ -352,38 +352,115 @@ async fn a_single_app_gateways_sessions_survive_the_move_to_apps() {
     assert_eq!((status, seen.as_deref()), (200, Some(CLIENT_ID)));
 }
 
-/// The stack for the quota: no cache, so every call that leaves reaches the mock.
-async fn quota_stack() -> (Stack, String) {
-    let s = three_apps(Stack::builder().app(App::Echo))
+/// The stack for the quota: no cache, so every call that leaves reaches the mock; with `ca`,
+/// the mock on `https://` and every app verifying it against `spotify.ca_file`. Alice is
+/// signed into radio.
+struct Quota {
+    s: Stack,
+    /// Alice's radio assertion.
+    radio: String,
+    /// A client that reaches the mock's control endpoints (trusting `ca` over TLS).
+    control: reqwest::Client,
+}
+
+async fn quota_stack(ca: Option<&Ca>) -> Quota {
+    let mut builder = Stack::builder().app(App::Echo);
+    if let Some(ca) = ca {
+        builder = builder.mock_over_tls(ca);
+    }
+    let s = three_apps(builder)
         .set("egress.cache_size", 0)
         .start()
         .await;
-    let browser = browser();
+    assert_eq!(
+        s.mock.base_url().starts_with("https://"),
+        ca.is_some(),
+        "{}",
+        s.mock.base_url()
+    );
+    let (browser, control) = match ca {
+        Some(ca) => (ca.browser(), ca.browser()),
+        None => (browser(), reqwest::Client::new()),
+    };
     sign_in(&s, &browser, &RADIO, "alice").await;
     let radio = assertion(&s, &browser, &RADIO).await;
-    (s, radio)
+    Quota { s, radio, control }
+}
+
+impl Quota {
+    /// Sets the mock's quota (`/__mock/quota`).
+    async fn set_quota(&self, quota: Value) {
+        let resp = self
+            .control
+            .post(format!("{}/__mock/quota", self.s.mock.base_url()))
+            .json(&quota)
+            .send()
+            .await
+            .expect("mock control");
+        assert!(resp.status().is_success(), "{}", resp.status());
+    }
+
+    async fn mock_get(&self, path: &str) -> Value {
+        self.control
+            .get(format!("{}{path}", self.s.mock.base_url()))
+            .send()
+            .await
+            .expect("mock control")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// As [`egress`]: status, and the client id whose token reached the mock.
+    async fn egress(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Option<String>) {
+        let count = |stats: Value| stats["api_requests"].as_u64().expect("count");
+        let before = count(self.mock_get("/__mock/stats").await);
+        let mut req = reqwest::Client::new().get(format!("{}{path}", self.s.gw.egress_url()));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let status = req.send().await.expect("egress").status().as_u16();
+        if count(self.mock_get("/__mock/stats").await) == before {
+            return (status, None);
+        }
+        let log = self.mock_get("/__mock/requests").await;
+        let last = log
+            .as_array()
+            .and_then(|l| l.iter().rev().find(|r| r["target"] == "api"))
+            .expect("an API request reached the mock");
+        (status, last["client_id"].as_str().map(str::to_string))
+    }
 }
 
 const SEARCH: &str = "/v1/search?q=abba&type=track";
 
 #[tokio::test]
 async fn quota_exceeded_holds_every_app_of_the_account_and_no_other() {
-    let (s, radio) = quota_stack().await;
-    mock_post(
-        &s.mock,
-        "/__mock/quota",
-        Some(serde_json::json!({"account": "acme", "quota_exceeded": true, "retry_after": 3600})),
+    quota_exceeded_holds_the_account(quota_stack(None).await).await;
+}
+
+#[tokio::test]
+async fn over_tls_quota_exceeded_holds_every_app_of_the_account_and_no_other() {
+    let ca = Ca::new("several apps' quota CA");
+    quota_exceeded_holds_the_account(quota_stack(Some(&ca)).await).await;
+}
+
+async fn quota_exceeded_holds_the_account(q: Quota) {
+    q.set_quota(
+        serde_json::json!({"account": "acme", "quota_exceeded": true, "retry_after": 3600}),
     )
     .await;
-    let resp = s.egress_get_as(&radio, "/v1/me").await;
+    let (status, reached) = q.egress("/v1/me", &[("x-gateway-user", &q.radio)]).await;
+    assert_eq!((status, reached.as_deref()), (429, Some(RADIO.client_id)));
+    let resp = q.s.egress_get_as(&q.radio, "/v1/me").await;
     assert_eq!(resp.status(), 429);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["reason"], "QUOTA_EXCEEDED", "{body}");
     // Charts, of the same account, is held by the gateway: nothing reaches Spotify.
-    let (status, reached) = egress(&s, SEARCH, &[("x-gateway-app", "charts")]).await;
+    let (status, reached) = q.egress(SEARCH, &[("x-gateway-app", "charts")]).await;
     assert_eq!((status, reached), (429, None));
     let resp = reqwest::Client::new()
-        .get(format!("{}{SEARCH}", s.gw.egress_url()))
+        .get(format!("{}{SEARCH}", q.s.gw.egress_url()))
         .header("x-gateway-app", "charts")
         .send()
         .await
@@ -397,12 +474,14 @@ async fn quota_exceeded_holds_every_app_of_the_account_and_no_other() {
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["reason"], "QUOTA_EXCEEDED", "{body}");
     // Solo, of another account, goes on.
-    let (status, reached) = egress(&s, SEARCH, &[("x-gateway-app", "solo")]).await;
+    let (status, reached) = q.egress(SEARCH, &[("x-gateway-app", "solo")]).await;
     assert_eq!((status, reached.as_deref()), (200, Some(SOLO.client_id)));
-    // The counters name the app: Spotify refused radio; the gateway held charts twice.
+    // The counters name the app: Spotify refused radio; the gateway held radio once and
+    // charts twice.
     let series = |name: &str, app: &str| {
         format!(r#"spotify_gateway_{name}{{app="{app}",reason="quota_exceeded"}}"#)
     };
+    let s = &q.s;
     assert_eq!(
         s.metric(&series("spotify_rate_limited_total", "radio"))
             .await,
@@ -421,22 +500,27 @@ async fn quota_exceeded_holds_every_app_of_the_account_and_no_other() {
 
 #[tokio::test]
 async fn a_plain_429_holds_only_its_app() {
-    let (s, radio) = quota_stack().await;
-    mock_post(
-        &s.mock,
-        "/__mock/quota",
-        Some(serde_json::json!({"client_id": RADIO.client_id, "budget_per_30s": 0})),
-    )
-    .await;
-    let resp = s.egress_get_as(&radio, "/v1/me").await;
+    a_plain_429_holds_its_app(quota_stack(None).await).await;
+}
+
+#[tokio::test]
+async fn over_tls_a_plain_429_holds_only_its_app() {
+    let ca = Ca::new("several apps' rate limit CA");
+    a_plain_429_holds_its_app(quota_stack(Some(&ca)).await).await;
+}
+
+async fn a_plain_429_holds_its_app(q: Quota) {
+    q.set_quota(serde_json::json!({"client_id": RADIO.client_id, "budget_per_30s": 0}))
+        .await;
+    let resp = q.s.egress_get_as(&q.radio, "/v1/me").await;
     assert_eq!(resp.status(), 429);
     let body: Value = resp.json().await.expect("json");
     assert!(body["error"].get("reason").is_none(), "{body}");
     // Radio is held now: its next call stays at the gateway.
-    let (status, reached) = egress(&s, "/v1/me", &[("x-gateway-user", &radio)]).await;
+    let (status, reached) = q.egress("/v1/me", &[("x-gateway-user", &q.radio)]).await;
     assert_eq!((status, reached), (429, None));
     // Charts, of the same account, is not.
-    let (status, reached) = egress(&s, SEARCH, &[("x-gateway-app", "charts")]).await;
+    let (status, reached) = q.egress(SEARCH, &[("x-gateway-app", "charts")]).await;
     assert_eq!((status, reached.as_deref()), (200, Some(CHARTS.client_id)));
 }
 
