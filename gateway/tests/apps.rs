@@ -777,3 +777,113 @@ async fn each_hosts_forward_auth_answers_with_its_apps_cookie_and_refuses_anothe
         );
     }
 }
+
+/// Writes `config`, sends SIGHUP and waits until the log holds `n` lines containing `what`.
+async fn reload(s: &Stack, config: &GatewayConfig, what: &str, n: usize) {
+    s.gw.write_config(config);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(s.gw.pid(), libc::SIGHUP) };
+    s.gw.wait_until(Duration::from_secs(5), what, || async {
+        s.gw.log().matches(what).count() >= n
+    })
+    .await;
+}
+
+/// `config` with `paths` as the public paths of the app `index` (of [`APPS`]).
+fn public_paths(config: GatewayConfig, index: usize, paths: &[&str]) -> GatewayConfig {
+    let paths = toml_edit::Array::from_iter(paths.iter().copied());
+    config.edit(move |doc| {
+        let apps = doc["apps"].as_array_of_tables_mut().expect("[[apps]]");
+        let app = apps.get_mut(index).expect("the app");
+        app["upstream"]["public_paths"] = toml_edit::value(paths);
+    })
+}
+
+/// SIGHUP with several apps: a live key of one app applies to that app only, and the log names
+/// the apps and the app of each key; a file that adds, removes or renames an app is refused
+/// whole with a line naming `apps` and the restart it needs, and the running apps go on.
+#[tokio::test]
+async fn a_reload_names_the_apps_and_refuses_to_add_remove_or_rename_one() {
+    let s = stack().await;
+    let open_on = |app: &'static TestApp| {
+        let url = format!("{}/open/page", app.public_url(s.ports.public));
+        async move { plain().get(url).send().await.expect("public").status() }
+    };
+    assert_eq!(open_on(&CHARTS).await, 401, "not public yet");
+    let original = s.gw.config();
+    let opened = public_paths(original.clone(), 1, &["/public/", "/open/"]);
+    reload(&s, &opened, "config reloaded", 1).await;
+    assert_eq!(open_on(&CHARTS).await, 200, "charts' new public path");
+    assert_eq!(open_on(&RADIO).await, 401, "radio's paths unchanged");
+    let log = s.gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("config reloaded"))
+        .expect("the reload line");
+    assert!(
+        line.contains(r#"["radio", "charts", "solo"]"#),
+        "the apps named: {line}"
+    );
+    assert!(
+        line.contains("upstream.public_paths (app charts)"),
+        "the key and its app: {line}"
+    );
+
+    // Renamed (solo → hits), removed (solo), added (a fourth app): each refused, nothing of
+    // the file applied (radio's public path in it included).
+    let rename = |doc: &mut toml_edit::DocumentMut| {
+        let apps = doc["apps"].as_array_of_tables_mut().expect("[[apps]]");
+        apps.get_mut(2).expect("solo")["name"] = toml_edit::value("hits");
+    };
+    let remove = |doc: &mut toml_edit::DocumentMut| {
+        doc["apps"]
+            .as_array_of_tables_mut()
+            .expect("[[apps]]")
+            .remove(2);
+    };
+    let add = |doc: &mut toml_edit::DocumentMut| {
+        let apps = doc["apps"].as_array_of_tables_mut().expect("[[apps]]");
+        // A copy of solo made afresh: a table cloned keeps its place in the file.
+        let mut fourth = toml_edit::Table::new();
+        for (key, item) in apps.get(2).expect("solo").iter() {
+            fourth[key] = match item.as_table() {
+                Some(table) => {
+                    let mut fresh = toml_edit::Table::new();
+                    for (k, v) in table.iter() {
+                        fresh[k] = v.clone();
+                    }
+                    toml_edit::Item::Table(fresh)
+                }
+                None => item.clone(),
+            };
+        }
+        fourth["name"] = toml_edit::value("extra");
+        fourth["hosts"] = toml_edit::value(toml_edit::Array::from_iter(["127.0.0.4"]));
+        let redirect = format!("http://127.0.0.4:{}/auth/callback", s.ports.public);
+        fourth["spotify"]["redirect_uri"] = toml_edit::value(redirect);
+        apps.push(fourth);
+    };
+    let cases: [(&dyn Fn(&mut toml_edit::DocumentMut), &str); 3] = [
+        (&rename, "apps changed (added: hits; removed: solo)"),
+        (&remove, "apps changed (added: none; removed: solo)"),
+        (&add, "apps changed (added: extra; removed: none)"),
+    ];
+    for (n, (change, logged)) in cases.into_iter().enumerate() {
+        let file = public_paths(opened.clone(), 0, &["/public/", "/open/"]).edit(change);
+        reload(&s, &file, "config reload failed", n + 1).await;
+        let log = s.gw.log();
+        assert!(
+            log.contains(&format!(
+                "config reload failed, keeping the running config: {logged}: adding, removing \
+                 or renaming an app needs a restart"
+            )),
+            "{logged}:\n{log}"
+        );
+        assert_eq!(open_on(&RADIO).await, 401, "nothing of the file applied");
+        assert_eq!(open_on(&CHARTS).await, 200, "the running config kept");
+        // Solo still serves (a query of its own each time: the cache would answer).
+        let search = format!("/v1/search?q=reload{n}&type=track");
+        let (status, reached) = egress(&s, &search, &[("x-gateway-app", "solo")]).await;
+        assert_eq!((status, reached.as_deref()), (200, Some(SOLO.client_id)));
+    }
+}

@@ -136,9 +136,9 @@ impl Apps {
             .find(|g| g.app.hosts.iter().any(|h| h.serves(&host)))
     }
 
-    /// Re-reads the config file (SIGHUP), applies what can change without new listeners and
-    /// names what waits for a restart (`reload::diff`). A bad file changes nothing; the error
-    /// says why.
+    /// Re-reads the config file (SIGHUP), applies what can change without new listeners to
+    /// every app and names what waits for a restart (`reload::diff`). A bad file, or one that
+    /// adds, removes or renames an app, changes nothing; the error says why.
     pub fn reload(&self) -> Result<Report, ReloadError> {
         let first = self.first();
         let path = first
@@ -146,6 +146,12 @@ impl Apps {
             .as_ref()
             .ok_or(ReloadError::NoConfigFile)?;
         let new = Config::load(path)?;
+        // Each app's token client, sessions and keys are made at start: a file that adds,
+        // removes or renames an app is refused whole, and the running apps keep theirs.
+        let (added, removed) = reload::apps_added_and_removed(&first.config, &new);
+        if !added.is_empty() || !removed.is_empty() {
+            return Err(ReloadError::AppsChanged { added, removed });
+        }
         let changes = reload::diff(&first.config, &new);
         if new.server.log_level != first.live().log_level {
             crate::telemetry::logging::set_level(&new.server.log_level)
@@ -163,7 +169,8 @@ impl Apps {
         for gw in &self.all {
             gw.apply(&new, &changes);
         }
-        Ok(Report::from_changes(&changes))
+        let names = self.all.iter().map(|g| g.app.name.clone()).collect();
+        Ok(Report::from_changes(names, &changes))
     }
 
     pub fn mark_listening(&self) {

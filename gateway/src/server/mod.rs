@@ -270,7 +270,7 @@ impl BackgroundService for Lifecycle {
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     match self.apps.reload() {
                         Ok(report) => {
-                            tracing::info!(applied = ?report.applied, "config reloaded");
+                            tracing::info!(apps = ?report.apps, applied = ?report.applied, "config reloaded");
                             for key in &report.restart_needed {
                                 tracing::warn!(key, "{key} changed: it takes effect after a restart");
                             }
