@@ -147,7 +147,8 @@ async fn a_user_signs_into_two_apps_and_each_cookie_opens_only_its_app() {
     }
     // A host no app serves is answered by the gateway alone.
     let resp = plain()
-        .get(format!("http://127.0.0.9:{}/app", s.ports.public))
+        .get(format!("{}/app", RADIO.public_url(s.ports.public)))
+        .header("host", format!("nobody.example:{}", s.ports.public))
         .send()
         .await
         .expect("public");
@@ -886,4 +887,25 @@ async fn a_reload_names_the_apps_and_refuses_to_add_remove_or_rename_one() {
         let (status, reached) = egress(&s, &search, &[("x-gateway-app", "solo")]).await;
         assert_eq!((status, reached.as_deref()), (200, Some(SOLO.client_id)));
     }
+}
+
+/// `listen.public` as a list: the apps' loopback addresses are served, and only they (the
+/// demo's `--apps 2` takes no address beyond its apps').
+#[tokio::test]
+async fn the_public_listener_takes_the_listed_addresses_only() {
+    let s = stack().await;
+    for app in &APPS {
+        let resp = plain()
+            .get(format!("{}/auth/login", app.public_url(s.ports.public)))
+            .send()
+            .await
+            .expect("a listed address");
+        assert_eq!(resp.status(), 302, "{}", app.name);
+    }
+    let unlisted = std::net::SocketAddr::from(([127, 0, 0, 4], s.ports.public));
+    let refused = tokio::net::TcpStream::connect(unlisted).await;
+    assert!(
+        refused.is_err(),
+        "{unlisted} is not listed, yet something answers there"
+    );
 }

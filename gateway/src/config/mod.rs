@@ -346,7 +346,9 @@ impl Serialize for CaFile {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ListenConfig {
-    pub public: SocketAddr,
+    /// One address or more (never none, none taken twice): every app's hosts are served on
+    /// each.
+    pub public: Vec<SocketAddr>,
     pub egress: SocketAddr,
     pub admin: SocketAddr,
 }
