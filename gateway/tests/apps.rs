@@ -909,3 +909,101 @@ async fn the_public_listener_takes_the_listed_addresses_only() {
         "{unlisted} is not listed, yet something answers there"
     );
 }
+
+/// Metrics name the app: each app's logins, audit events, store operations and cache are its
+/// own series, and the `app` label takes only the configured names (or none, for what no
+/// app owns).
+#[tokio::test]
+async fn metrics_name_the_app_and_only_configured_apps() {
+    let s = stack().await;
+    for app in [&RADIO, &CHARTS] {
+        sign_in(&s, &browser(), app, "alice").await;
+    }
+    let search = "/v1/search?q=metrics&type=track";
+    for _ in 0..2 {
+        let (status, _) = egress(&s, search, &[("x-gateway-app", "charts")]).await;
+        assert_eq!(status, 200);
+    }
+    let series = |name: &str, app: &str, rest: &str| {
+        format!(r#"spotify_gateway_{name}{{app="{app}"{rest}}}"#)
+    };
+    for app in ["radio", "charts"] {
+        let logins = series("audit_events_total", app, r#",type="login.succeeded""#);
+        assert_eq!(s.metric(&logins).await, 1.0, "{logins}");
+        let puts = series(
+            "store_operations_total",
+            app,
+            r#",backend="memory",op="put""#,
+        );
+        assert!(s.metric(&puts).await >= 1.0, "{puts}");
+    }
+    let solo_logins = series("audit_events_total", "solo", r#",type="login.succeeded""#);
+    assert_eq!(
+        metric_value(&s.gw, &solo_logins).await,
+        Some(0.0),
+        "present at 0"
+    );
+    assert_eq!(
+        s.metric(&series("answer_cache_total", "charts", r#",result="hit""#))
+            .await,
+        1.0
+    );
+    assert!(
+        s.metric(&series("answer_cache_entries", "charts", ""))
+            .await
+            >= 1.0
+    );
+    assert_eq!(
+        s.metric(&series("answer_cache_total", "radio", r#",result="hit""#))
+            .await,
+        0.0
+    );
+    // Every `app` value on the page is a configured app's name, or empty.
+    let page = scrape(&s.gw).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for line in page.lines().filter(|l| !l.starts_with('#')) {
+        if let Some((_, rest)) = line.split_once("app=\"") {
+            seen.insert(rest.split('"').next().unwrap_or_default().to_string());
+        }
+    }
+    let allowed = ["", "radio", "charts", "solo"];
+    assert!(
+        seen.iter().all(|a| allowed.contains(&a.as_str())),
+        "{seen:?}"
+    );
+    assert!(seen.contains("solo"), "every app's series exist: {seen:?}");
+}
+
+/// Webhooks name the app: alice's logins into radio and charts reach the receiver as two
+/// `login.succeeded` events, each with its app.
+#[tokio::test]
+async fn webhooks_name_the_app_of_each_event() {
+    let receiver = WebhookReceiver::start(Answer::Ok).await;
+    let url = receiver.url.clone();
+    let s = three_apps(Stack::builder().app(App::Echo))
+        .env(WEBHOOK_SECRET_VAR, WEBHOOK_SECRET)
+        .edit(move |doc| {
+            let logins = toml_edit::Value::from(toml_edit::Array::from_iter(["login.succeeded"]));
+            webhooks(doc, &[hook("audit", &url, &[("events", logins)])]);
+        })
+        .start()
+        .await;
+    for app in [&RADIO, &CHARTS] {
+        sign_in(&s, &browser(), app, "alice").await;
+    }
+    s.gw.wait_until(
+        Duration::from_secs(15),
+        "both events at the receiver",
+        || async { receiver.received().len() >= 2 },
+    )
+    .await;
+    let mut apps: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json())
+        .inspect(|e| assert_eq!(e["type"], "login.succeeded", "{e}"))
+        .map(|e| e["app"].as_str().unwrap_or_default().to_string())
+        .collect();
+    apps.sort();
+    assert_eq!(apps, ["charts", "radio"]);
+}

@@ -30,7 +30,10 @@ impl Apps {
     /// Every app of `config`, wired.
     pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<Arc<Apps>, StartError> {
         let metrics = Arc::new(Metrics::new());
-        let store = store::open(&config.store, metrics.clone())?;
+        // Each app's view of the one store counts its operations under its name; the
+        // process's own (the budgets') under none.
+        let backend = store::open_backend(&config.store, &metrics)?;
+        let store = store::instrumented(Arc::clone(&backend), "", metrics.clone());
         // Audit events hash user ids with the default app's keys: one user, one hash.
         let keys = Keyring::new(
             &config.session.secret,
@@ -48,7 +51,12 @@ impl Apps {
             .iter()
             .map(|a| (!a.is_default()).then_some(a.name.as_str()))
             .collect();
-        let views = Scopes::new(Arc::clone(&store), &names).views;
+        let views = Scopes::new(backend, &names)
+            .views
+            .into_iter()
+            .zip(&config.apps)
+            .map(|(view, app)| store::instrumented(view, &app.name, metrics.clone()))
+            .collect::<Vec<_>>();
         // One hold and one budget per developer account, for all of its apps.
         let mut accounts: HashMap<&str, Account> = HashMap::new();
         for app in &config.apps {
