@@ -1007,3 +1007,43 @@ async fn webhooks_name_the_app_of_each_event() {
     apps.sort();
     assert_eq!(apps, ["charts", "radio"]);
 }
+
+/// `/auth/disconnect` on radio's host ends alice's radio sessions only, and its page names
+/// radio; her charts session goes on.
+#[tokio::test]
+async fn a_disconnect_acts_on_its_app_and_says_so() {
+    let s = stack().await;
+    let b = browser();
+    sign_in(&s, &b, &RADIO, "alice").await;
+    sign_in(&s, &b, &CHARTS, "alice").await;
+    let radio = RADIO.public_url(s.ports.public);
+    let page = b
+        .get(format!("{radio}/auth/disconnect"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("the form")
+        .text()
+        .await
+        .expect("page");
+    let (_, rest) = page
+        .split_once(r#"name="csrf" value=""#)
+        .expect("the form carries its token");
+    let token = rest.split('"').next().expect("token");
+    let resp = b
+        .post(format!("{radio}/auth/disconnect"))
+        .header("accept", "text/html")
+        .header("origin", radio.as_str())
+        .form(&[("csrf", token)])
+        .send()
+        .await
+        .expect("disconnect");
+    assert_eq!(resp.status(), 200);
+    let done = resp.text().await.expect("page");
+    assert!(done.contains("Disconnected"), "{done}");
+    assert!(done.contains("(radio)"), "the page names the app: {done}");
+    assert_eq!(via(&s, &b, &RADIO).await.0, 401, "radio: signed out");
+    let (status, seen) = via(&s, &b, &CHARTS).await;
+    assert_eq!(status, 200, "charts: still signed in");
+    assert_eq!(seen["headers"]["x-spotify-user-id"], "alice");
+}
