@@ -779,6 +779,9 @@ async fn each_hosts_forward_auth_answers_with_its_apps_cookie_and_refuses_anothe
     }
 }
 
+/// A change made to a config file.
+type ConfigEdit<'a> = dyn Fn(&mut toml_edit::DocumentMut) + 'a;
+
 /// Writes `config`, sends SIGHUP and waits until the log holds `n` lines containing `what`.
 async fn reload(s: &Stack, config: &GatewayConfig, what: &str, n: usize) {
     s.gw.write_config(config);
@@ -864,7 +867,7 @@ async fn a_reload_names_the_apps_and_refuses_to_add_remove_or_rename_one() {
         fourth["spotify"]["redirect_uri"] = toml_edit::value(redirect);
         apps.push(fourth);
     };
-    let cases: [(&dyn Fn(&mut toml_edit::DocumentMut), &str); 3] = [
+    let cases: [(&ConfigEdit<'_>, &str); 3] = [
         (&rename, "apps changed (added: hits; removed: solo)"),
         (&remove, "apps changed (added: none; removed: solo)"),
         (&add, "apps changed (added: extra; removed: none)"),
