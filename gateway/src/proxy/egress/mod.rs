@@ -463,7 +463,10 @@ impl ProxyHttp for EgressProxy {
             };
             let deadline = ctx.deadline.unwrap_or_else(Instant::now);
             let arrived = ctx.arrived.unwrap_or_else(Instant::now);
-            if let Err(wait) = budget.take(priority, arrived, deadline).await {
+            if let Err(wait) = budget
+                .take(&self.gw.app.name, priority, arrived, deadline)
+                .await
+            {
                 if let Some(lead) = ctx.share.as_mut().and_then(|s| s.lead.take()) {
                     lead.refuse();
                 }
