@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{free_port, wait_until, Ca, LOOPBACK, READY_TIMEOUT};
+use super::{free_port, wait_until, Secure, READY_TIMEOUT};
 
 /// Sentinel's view of a dead master (`down-after-milliseconds`), and the cluster's
 /// (`cluster-node-timeout`). Long enough that a busy test machine's pauses are not taken
