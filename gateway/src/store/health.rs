@@ -77,6 +77,7 @@ mod tests {
 
     #[test]
     fn a_failure_or_a_hang_since_the_call_is_trouble_a_success_is_not() {
+        // Times are kept in milliseconds: the short sleeps make the next instant a later one.
         let h = Health::default();
         let before = Instant::now();
         std::thread::sleep(Duration::from_millis(2));
