@@ -227,9 +227,13 @@ async fn a_hanging_store_answers_503_naming_it_not_504() {
         .send()
         .await
         .expect("answered, not a hang");
-    assert_eq!(resp.status(), 503, "the store is the cause, not a deadline");
-    assert!(resp.headers().contains_key("retry-after"));
+    let (status, retry_after) = (resp.status(), resp.headers().contains_key("retry-after"));
     let body: Value = resp.json().await.expect("json");
+    assert_eq!(
+        status, 503,
+        "the store is the cause, not a deadline: {body}"
+    );
+    assert!(retry_after);
     let message = body["error"]["message"].as_str().unwrap_or("");
     assert!(
         message.contains("session store is unavailable") && message.contains("/readyz"),

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use super::api::{StoreErrorKind, StoreResult};
+
 /// The instant times are counted from (milliseconds, plus one so 0 means "never").
 fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
@@ -50,17 +52,17 @@ impl Health {
 }
 
 impl Underway<'_> {
-    /// `unavailable`: the operation failed because the store did not answer (not a corrupt
-    /// value or a conflict, which say nothing of the store's health).
-    pub(super) fn done(self, ok: bool, unavailable: bool) {
+    /// The operation asked the store and got `result`: a failure counts when the store did
+    /// not answer (`Unavailable`), not for a corrupt value or a conflict, which say nothing of
+    /// the store's health.
+    pub(super) fn done<T>(self, result: &StoreResult<T>) {
         let now = ms(Instant::now());
-        if ok {
-            self.health.last_ok.fetch_max(now, Ordering::Relaxed);
-        } else if unavailable {
-            self.health
-                .last_unavailable
-                .fetch_max(now, Ordering::Relaxed);
-        }
+        let when = match result {
+            Ok(_) => &self.health.last_ok,
+            Err(e) if e.kind == StoreErrorKind::Unavailable => &self.health.last_unavailable,
+            Err(_) => return,
+        };
+        when.fetch_max(now, Ordering::Relaxed);
     }
 }
 
@@ -73,7 +75,16 @@ impl Drop for Underway<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::api::StoreError;
     use std::time::Duration;
+
+    fn corrupt() -> StoreError {
+        StoreError::new(StoreErrorKind::Corrupt, "redis", "read", "bad")
+    }
+
+    fn unavailable() -> StoreError {
+        StoreError::unavailable("redis", "read", "down")
+    }
 
     #[test]
     fn a_failure_or_a_hang_since_the_call_is_trouble_a_success_is_not() {
@@ -87,7 +98,7 @@ mod tests {
         // An operation hangs: nothing has succeeded since the call arrived.
         let hanging = h.begin();
         assert!(h.troubled_since(call));
-        h.begin().done(true, false);
+        h.begin().done(&Ok(()));
         assert!(
             !h.troubled_since(call),
             "the store answers another operation"
@@ -97,12 +108,12 @@ mod tests {
 
         let later = Instant::now();
         std::thread::sleep(Duration::from_millis(2));
-        h.begin().done(false, false);
+        h.begin().done::<()>(&Err(corrupt()));
         assert!(
             !h.troubled_since(later),
             "a corrupt value says nothing of the store"
         );
-        h.begin().done(false, true);
+        h.begin().done::<()>(&Err(unavailable()));
         assert!(
             h.troubled_since(later),
             "an unavailable store since the call"

@@ -64,8 +64,7 @@ impl Instrumented {
     async fn timed_raw<T>(&self, work: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
         let underway = self.health.begin();
         let result = work.await;
-        let unavailable = matches!(&result, Err(e) if e.kind == StoreErrorKind::Unavailable);
-        underway.done(result.is_ok(), unavailable);
+        underway.done(&result);
         result
     }
 
@@ -122,7 +121,9 @@ impl Store for Instrumented {
         self.timed("take", self.inner.take(ns, key)).await
     }
     async fn purge_expired(&self) -> StoreResult<usize> {
-        self.timed("purge", self.inner.purge_expired()).await
+        // Not told to `health`: Redis expires keys itself, so its purge succeeds without
+        // asking it, and would make a store that hangs look as if it answered.
+        self.count("purge", self.inner.purge_expired().await)
     }
     async fn count(&self, ns: Namespace) -> StoreResult<usize> {
         let result = self.timed_raw(self.inner.count(ns)).await;
@@ -181,13 +182,15 @@ impl Store for Instrumented {
         app_limit: Option<u32>,
         window: Duration,
     ) -> StoreResult<Option<Option<Duration>>> {
-        let result = self
-            .timed_raw(self.inner.take_budget(limit, app_limit, window))
-            .await;
+        let underway = self.health.begin();
+        let result = self.inner.take_budget(limit, app_limit, window).await;
         match result {
-            // Not shared: no operation to count.
+            // Not shared: no operation to count, nothing asked of the store to tell `health`.
             Ok(None) => Ok(None),
-            counted => self.count("budget", counted),
+            counted => {
+                underway.done(&counted);
+                self.count("budget", counted)
+            }
         }
     }
     async fn add_budget_calls(&self, calls: &LocalCalls, window: Duration) -> StoreResult<()> {

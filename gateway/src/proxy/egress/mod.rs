@@ -281,7 +281,10 @@ async fn within_deadline<T>(
     let left = deadline
         .map(|d| d.saturating_duration_since(Instant::now()))
         .unwrap_or_default();
-    match tokio::time::timeout(left, work).await {
+    // The work stays alive (pinned here) until the store has been asked: dropped, its store
+    // operation would no longer count as under way.
+    let mut work = std::pin::pin!(work);
+    match tokio::time::timeout(left, work.as_mut()).await {
         Ok(outcome) => outcome,
         Err(_) if arrived.is_some_and(|at| store.troubled_since(at)) => {
             Err(Failure::StoreUnavailable)
