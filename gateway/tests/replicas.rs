@@ -191,3 +191,73 @@ async fn redis_outage_keeps_cached_calls_working_and_loses_nothing() {
         );
     }
 }
+
+/// A store that hangs (SIGSTOP: connections open, nothing answers) for longer than a call's
+/// deadline: a session in this replica's memory cache is still served; one that is not is
+/// answered 503 with `Retry-After`, naming the store as the cause, within the deadline (not
+/// 504 blaming Spotify's token endpoint, not a hang, not a sign-out); on the public listener
+/// too. Once the store answers again, nothing was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_store_answers_503_naming_it_not_504() {
+    let redis = RedisServer::start().await;
+    // Shorter than one store operation's own bound (1.5 s): the deadline passes first.
+    let s = Stack::builder()
+        .app(App::Echo)
+        .redis_store(&redis)
+        .set("egress.total_timeout", "1s")
+        .more_gateways(1)
+        .start()
+        .await;
+    let other = s.start_replica().await;
+    let b = browser();
+    login(&b, &s.gw, "alice", "/").await;
+    let assertion = s.assertion(&b).await;
+    assert_eq!(egress_status(&s.gw, &assertion).await, 200);
+
+    redis.pause();
+    // Cached on the first replica, with a fresh token: served from memory.
+    assert_eq!(egress_status(&s.gw, &assertion).await, 200);
+    // Never seen by the other: it needs the store.
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+        .get(format!("{}/v1/me", other.egress_url()))
+        .header("x-gateway-user", &assertion)
+        .send()
+        .await
+        .expect("answered, not a hang");
+    let (status, retry_after) = (resp.status(), resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(
+        status, 503,
+        "the store is the cause, not a deadline: {body}"
+    );
+    assert!(retry_after);
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("session store is unavailable") && message.contains("/readyz"),
+        "{message}"
+    );
+    // The public listener: the session's page needs the store on the other replica too.
+    let page = b
+        .get(format!("{}/auth/userinfo", other.public_url()))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("answered, not a hang");
+    assert_eq!(page.status(), 503);
+    assert!(page.headers().contains_key("retry-after"));
+    let body: Value = page.json().await.expect("json");
+    assert_eq!(body["error"], "store_unavailable");
+
+    redis.resume();
+    other
+        .wait_until(
+            Duration::from_secs(15),
+            "the other replica to serve the session",
+            || async { egress_status(&other, &assertion).await == 200 },
+        )
+        .await;
+    assert_eq!(via_public(&b, &other, "/auth/userinfo").await.0, 200);
+}

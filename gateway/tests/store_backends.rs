@@ -12,6 +12,7 @@ use spotify_gateway::store::RedisStore;
 use spotify_gateway::store::{
     CoolDownNotice, FileStore, Invalidation, MemoryStore, Namespace, Store,
 };
+use spotify_gateway::telemetry::metrics::Metrics;
 
 async fn suite(store: &dyn Store) {
     let ns = Namespace::Session;
@@ -231,6 +232,11 @@ async fn redis_backend_and_invalidations() {
 
 /// The `[store]` table of a config for `backend` with `keys`, opened as the gateway does.
 fn open_configured(store_table: &str) -> Arc<dyn Store> {
+    open_counted(store_table, Arc::new(Metrics::new()))
+}
+
+/// The same, counting in `metrics`.
+fn open_counted(store_table: &str, metrics: Arc<Metrics>) -> Arc<dyn Store> {
     use spotify_gateway::config::Config;
     let text = format!(
         r#"
@@ -245,7 +251,6 @@ secret = "a-session-secret-that-is-long-enough-0123"
 "#
     );
     let config = Config::parse(&text, "test.toml", &|_| None).expect("valid config");
-    let metrics = Arc::new(spotify_gateway::telemetry::metrics::Metrics::new());
     spotify_gateway::store::open(&config.store, metrics).expect("open")
 }
 
@@ -292,6 +297,108 @@ async fn redis_cluster_backend_and_invalidations() {
     }
     let other = open_configured(&cluster_table(&cluster));
     shares_cool_downs_and_the_budget(store.as_ref(), other.as_ref()).await;
+}
+
+/// The `[store]` keys for TLS verified with `secure`'s CA (or without it, `None`) and the
+/// passwords from files.
+fn secured(table: String, secure: &common::Secure, trusted: bool) -> String {
+    let ca = if trusted {
+        format!("ca_file = \"{}\"\n", secure.ca.file())
+    } else {
+        String::new()
+    };
+    let sentinel_pw = if table.contains("redis-sentinel") {
+        format!(
+            "sentinel_password_file = \"{}\"\n",
+            secure.sentinel_password_file
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{table}tls = true\n{ca}password_file = \"{}\"\n{sentinel_pw}",
+        secure.password_file
+    )
+}
+
+/// A Sentinel set speaking only TLS, its data nodes and its sentinels each requiring a
+/// password: the store reaches the sentinels and the master over TLS verified with
+/// `store.ca_file`, with `password_file` and `sentinel_password_file`, and the suite passes;
+/// without the CA, the private certificate is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sentinel_over_tls_with_passwords() {
+    let secure = common::Secure::new();
+    let set = common::SentinelSet::start_secured(Some(secure.clone())).await;
+    let store = open_configured(&secured(sentinel_table(&set), &secure, true));
+    shared_suite(store.as_ref()).await;
+    let other = open_configured(&secured(sentinel_table(&set), &secure, true));
+    shares_cool_downs_and_the_budget(store.as_ref(), other.as_ref()).await;
+
+    let untrusted = open_configured(&secured(sentinel_table(&set), &secure, false));
+    untrusted
+        .ping()
+        .await
+        .expect_err("a private CA is not a system root");
+}
+
+/// A Cluster speaking only TLS (clients and the cluster bus), its nodes requiring a password:
+/// the store verifies every node with `store.ca_file`, authenticates with `password_file`,
+/// and the suite passes; without the CA, the private certificate is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_over_tls_with_passwords() {
+    let secure = common::Secure::new();
+    let cluster = common::Cluster::start_secured(Some(secure.clone())).await;
+    let store = open_configured(&secured(cluster_table(&cluster), &secure, true));
+    shared_suite(store.as_ref()).await;
+    let other = open_configured(&secured(cluster_table(&cluster), &secure, true));
+    shares_cool_downs_and_the_budget(store.as_ref(), other.as_ref()).await;
+
+    let untrusted = open_configured(&secured(cluster_table(&cluster), &secure, false));
+    untrusted
+        .ping()
+        .await
+        .expect_err("a private CA is not a system root");
+}
+
+/// A slot of a cluster moves under the store (as `redis-cli --cluster reshard` moves it):
+/// while it migrates its node answers `ASK`, once moved `MOVED`; the store follows both
+/// without an error and counts each in `store_redirections_total{kind}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_follows_and_counts_redirections() {
+    let cluster = common::Cluster::start().await;
+    let metrics = Arc::new(Metrics::new());
+    let store = open_counted(&cluster_table(&cluster), metrics.clone());
+    let followed = |kind: &str| metrics.store_redirections.with_label_values(&[kind]).get();
+    let ns = Namespace::Session;
+    store
+        .put(ns, "moving", b"v".to_vec(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let (from, slot) = cluster.owner_of("sgw:sessions:moving").await;
+    let to = cluster
+        .master_ports()
+        .await
+        .into_iter()
+        .find(|p| *p != from)
+        .expect("another master");
+    assert_eq!((followed("moved"), followed("ask")), (0, 0));
+
+    cluster.start_moving(slot, from, to).await;
+    assert_eq!(
+        store.get(ns, "moving").await.unwrap().as_deref(),
+        Some(&b"v"[..]),
+        "read from the new owner after an ASK"
+    );
+    assert!(followed("ask") >= 1, "the ASK is counted");
+
+    cluster.finish_moving(slot, from, to).await;
+    assert_eq!(
+        store.get(ns, "moving").await.unwrap().as_deref(),
+        Some(&b"v"[..]),
+        "read from the new owner after a MOVED"
+    );
+    assert!(followed("moved") >= 1, "the MOVED is counted");
+    assert_eq!(cluster.owner_of("sgw:sessions:moving").await, (to, slot));
 }
 
 /// The quota's shared state on Redis: a cool-down reaches every subscriber (and one that

@@ -68,13 +68,33 @@ impl TestCa {
     /// A server certificate for `names` (DNS names or IP literals such as `127.0.0.1`),
     /// signed by this CA.
     pub fn issue(&self, names: &[&str], validity: Validity) -> MockTls {
+        self.issue_with(names, validity, vec![ExtendedKeyUsagePurpose::ServerAuth])
+    }
+
+    /// A certificate for `names` that serves both ends of a connection (server and client
+    /// authentication), as nodes that connect to each other present (a Redis Cluster's bus,
+    /// which always asks the connecting node for its certificate).
+    pub fn issue_for_peers(&self, names: &[&str]) -> MockTls {
+        let both = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.issue_with(names, Validity::Current, both)
+    }
+
+    fn issue_with(
+        &self,
+        names: &[&str],
+        validity: Validity,
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> MockTls {
         let key = KeyPair::generate().expect("generate a server key");
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).expect("server params");
         params
             .distinguished_name
             .push(DnType::CommonName, "mock-spotify");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = usages;
         params.use_authority_key_identifier_extension = true;
         if validity == Validity::Expired {
             params.not_before = rcgen::date_time_ymd(2020, 1, 1);

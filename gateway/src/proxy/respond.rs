@@ -69,7 +69,8 @@ pub enum Failure {
         retry_after_secs: u64,
         quota_exceeded: bool,
     },
-    /// The session store did not answer (503).
+    /// The session store did not answer, or not within the call's deadline (503 with
+    /// `Retry-After`, the store named as the cause).
     StoreUnavailable,
     /// Spotify's accounts service could not be reached (503 with `Retry-After`).
     SpotifyUnavailable {
@@ -215,7 +216,12 @@ impl Failure {
                 ..
             } => "Too many requests".into(),
             Failure::RateLimited { .. } => "API rate limit exceeded".into(),
-            Failure::StoreUnavailable => "The session store is unavailable; retry shortly".into(),
+            Failure::StoreUnavailable => "The session store is unavailable (down, unreachable or \
+                                          failing over) and this answer needed it; the session \
+                                          is kept: retry shortly. The operator can see the \
+                                          store's state in /readyz, the store_errors_total \
+                                          metric and the gateway's log"
+                .into(),
             Failure::UpstreamTls { host, reason } => format!(
                 "The gateway could not connect to {host} over TLS: {reason}. The operator must \
                  act (see the gateway's log); retrying will not help."

@@ -235,6 +235,14 @@ impl StoreError {
 pub trait Store: Send + Sync {
     /// Backend name for metrics and messages.
     fn backend(&self) -> &'static str;
+    /// Whether the store has been in trouble since `since`: an operation failed as
+    /// unavailable since then, or operations are under way and none has succeeded since then
+    /// (`store/health.rs`). A call whose deadline passed while the store was in trouble is
+    /// answered 503 naming the store, not 504 (`proxy::egress`). Only the instrumented store
+    /// `store::open` returns keeps this; a bare backend never says so.
+    fn troubled_since(&self, _since: std::time::Instant) -> bool {
+        false
+    }
     async fn get(&self, ns: Namespace, key: &str) -> StoreResult<Option<Vec<u8>>>;
     async fn put(&self, ns: Namespace, key: &str, value: Vec<u8>, ttl: Duration)
         -> StoreResult<()>;

@@ -5,12 +5,14 @@
 
 mod api;
 mod file;
+mod health;
 mod memory;
 mod redis;
 mod scoped;
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -40,6 +42,7 @@ pub fn instrumented(store: Arc<dyn Store>, app: &str, metrics: Arc<Metrics>) -> 
         inner: store,
         app: app.to_string(),
         metrics,
+        health: health::Health::default(),
     })
 }
 
@@ -61,14 +64,34 @@ pub fn open_backend(cfg: &StoreConfig, metrics: &Arc<Metrics>) -> StoreResult<Ar
 }
 
 /// Counts every operation (`store_operations_total{app,backend,op}`) and failure
-/// (`store_errors_total{app,backend,kind}`) of the store it wraps.
+/// (`store_errors_total{app,backend,kind}`) of the store it wraps, and keeps what they say of
+/// its health (`health.rs`, `Store::troubled_since`).
 struct Instrumented {
     inner: Arc<dyn Store>,
     app: String,
     metrics: Arc<Metrics>,
+    health: health::Health,
 }
 
 impl Instrumented {
+    /// `work`, its outcome told to `health`.
+    async fn timed_raw<T>(&self, work: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        let underway = self.health.begin();
+        let result = work.await;
+        underway.done(&result);
+        result
+    }
+
+    /// `work`, its outcome told to `health` and counted as `op`.
+    async fn timed<T>(
+        &self,
+        op: &str,
+        work: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let result = self.timed_raw(work).await;
+        self.count(op, result)
+    }
+
     fn count<T>(&self, op: &str, result: StoreResult<T>) -> StoreResult<T> {
         let backend = self.inner.backend();
         self.metrics
@@ -90,8 +113,11 @@ impl Store for Instrumented {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn troubled_since(&self, since: Instant) -> bool {
+        self.health.troubled_since(since)
+    }
     async fn get(&self, ns: Namespace, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.count("get", self.inner.get(ns, key).await)
+        self.timed("get", self.inner.get(ns, key)).await
     }
     async fn put(
         &self,
@@ -100,55 +126,66 @@ impl Store for Instrumented {
         value: Vec<u8>,
         ttl: Duration,
     ) -> StoreResult<()> {
-        self.count("put", self.inner.put(ns, key, value, ttl).await)
+        self.timed("put", self.inner.put(ns, key, value, ttl)).await
     }
     async fn delete(&self, ns: Namespace, key: &str) -> StoreResult<bool> {
-        self.count("delete", self.inner.delete(ns, key).await)
+        self.timed("delete", self.inner.delete(ns, key)).await
     }
     async fn take(&self, ns: Namespace, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.count("take", self.inner.take(ns, key).await)
+        self.timed("take", self.inner.take(ns, key)).await
     }
     async fn purge_expired(&self) -> StoreResult<usize> {
+        // Not told to `health`: Redis expires keys itself, so its purge succeeds without
+        // asking it, and would make a store that hangs look as if it answered.
         self.count("purge", self.inner.purge_expired().await)
     }
     async fn count(&self, ns: Namespace) -> StoreResult<usize> {
-        let result = self.inner.count(ns).await;
+        let result = self.timed_raw(self.inner.count(ns)).await;
         Instrumented::count(self, "count", result)
     }
     async fn ping(&self) -> StoreResult<()> {
-        self.count("ping", self.inner.ping().await)
+        self.timed("ping", self.inner.ping()).await
     }
     async fn add_user_session(&self, user_id: &str, key: &str, ttl: Duration) -> StoreResult<()> {
-        let result = self.inner.add_user_session(user_id, key, ttl).await;
+        let result = self
+            .timed_raw(self.inner.add_user_session(user_id, key, ttl))
+            .await;
         self.count("index_add", result)
     }
     async fn user_sessions(&self, user_id: &str) -> StoreResult<Vec<String>> {
-        self.count("index_read", self.inner.user_sessions(user_id).await)
+        self.timed("index_read", self.inner.user_sessions(user_id))
+            .await
     }
     async fn remove_user_session(&self, user_id: &str, key: &str) -> StoreResult<bool> {
-        let result = self.inner.remove_user_session(user_id, key).await;
+        let result = self
+            .timed_raw(self.inner.remove_user_session(user_id, key))
+            .await;
         self.count("index_remove", result)
     }
     async fn users_page(&self, after: Option<&str>, limit: usize) -> StoreResult<UsersPage> {
-        self.count("index_list", self.inner.users_page(after, limit).await)
+        self.timed("index_list", self.inner.users_page(after, limit))
+            .await
     }
     async fn lock(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool> {
-        self.count("lock", self.inner.lock(name, owner, ttl).await)
+        self.timed("lock", self.inner.lock(name, owner, ttl)).await
     }
     async fn unlock(&self, name: &str, owner: &str) -> StoreResult<()> {
-        self.count("unlock", self.inner.unlock(name, owner).await)
+        self.timed("unlock", self.inner.unlock(name, owner)).await
     }
     async fn publish_invalidation(&self, key: &str) -> StoreResult<()> {
-        self.count("publish", self.inner.publish_invalidation(key).await)
+        self.timed("publish", self.inner.publish_invalidation(key))
+            .await
     }
     async fn publish_purge(&self, notice: &PurgeNotice) -> StoreResult<()> {
-        self.count("publish", self.inner.publish_purge(notice).await)
+        self.timed("publish", self.inner.publish_purge(notice))
+            .await
     }
     fn invalidations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Invalidation>> {
         self.inner.invalidations()
     }
     async fn publish_cool_down(&self, notice: CoolDownNotice) -> StoreResult<()> {
-        self.count("publish", self.inner.publish_cool_down(notice).await)
+        self.timed("publish", self.inner.publish_cool_down(notice))
+            .await
     }
     fn cool_downs(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<CoolDownNotice>> {
         self.inner.cool_downs()
@@ -160,14 +197,18 @@ impl Store for Instrumented {
         app_limit: Option<u32>,
         window: Duration,
     ) -> StoreResult<Option<Option<Duration>>> {
+        let underway = self.health.begin();
         let result = self
             .inner
             .take_budget(account, limit, app_limit, window)
             .await;
         match result {
-            // Not shared: no operation to count.
+            // Not shared: no operation to count, nothing asked of the store to tell `health`.
             Ok(None) => Ok(None),
-            counted => self.count("budget", counted),
+            counted => {
+                underway.done(&counted);
+                self.count("budget", counted)
+            }
         }
     }
     async fn add_budget_calls(
@@ -176,7 +217,9 @@ impl Store for Instrumented {
         calls: &LocalCalls,
         window: Duration,
     ) -> StoreResult<()> {
-        let result = self.inner.add_budget_calls(account, calls, window).await;
+        let result = self
+            .timed_raw(self.inner.add_budget_calls(account, calls, window))
+            .await;
         self.count("budget", result)
     }
 }

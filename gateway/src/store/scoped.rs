@@ -143,6 +143,9 @@ impl Store for Scoped {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn troubled_since(&self, since: std::time::Instant) -> bool {
+        self.inner.troubled_since(since)
+    }
     async fn get(&self, ns: Namespace, key: &str) -> StoreResult<Option<Vec<u8>>> {
         self.inner.get(ns, &self.key(key)).await
     }

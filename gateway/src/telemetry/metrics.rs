@@ -42,6 +42,7 @@ pub struct Metrics {
     pub store_operations: IntCounterVec,
     pub store_failovers: IntCounter,
     pub store_master: IntGaugeVec,
+    pub store_redirections: IntCounterVec,
     pub store_replica_wait_timeouts: IntCounter,
     pub token_request_duration: Histogram,
     pub upstream_tls_failures: IntCounterVec,
@@ -279,6 +280,13 @@ impl Metrics {
                 "1 for each Redis node (host:port) this replica sees as master now \
                  (redis-sentinel: the one; redis-cluster: every master)",
                 &["node"],
+            ),
+            store_redirections: b.counters(
+                "store_redirections_total",
+                "Redirections a Redis Cluster node answered and the gateway followed, by kind \
+                 (moved: the slot has a new owner, the slot map is read again; ask: the slot is \
+                 migrating, one command asks its new owner)",
+                &["kind"],
             ),
             store_replica_wait_timeouts: b.counter(
                 "store_replica_wait_timeouts_total",

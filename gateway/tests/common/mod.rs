@@ -17,7 +17,7 @@
 //! - `config.rs`: the gateway config template and its `toml_edit` edits ([`GatewayConfig`]).
 //! - `gateway.rs`: the gateway process ([`Gateway`]).
 //! - `mock.rs`: the mock Spotify's config and controls; `apps.rs`: the apps behind the public
-//!   listener; `http.rs`: browsers, logins and raw requests; `redis.rs`: a real redis-server; `redis_ha.rs`: a Sentinel set and a Cluster of real processes;
+//!   listener; `http.rs`: browsers, logins and raw requests; `redis.rs`: a real redis-server; `redis_ha.rs`: a Sentinel set and a Cluster of real processes (`redis_tls.rs`: over TLS with passwords);
 //!   `proxy.rs`: a real CONNECT proxy (tinyproxy); `tmpfs.rs`: a small tmpfs to fill up (root);
 //!   `ingress.rs`: real nginx and Caddy asking the gateway's `/auth/check`;
 //!   `wait.rs`: [`wait_until`]; `webhook.rs`: a real receiver of the gateway's webhooks and
@@ -44,6 +44,7 @@ mod otlp;
 mod proxy;
 mod redis;
 mod redis_ha;
+mod redis_tls;
 mod several_apps;
 mod snapshot;
 mod stack;
@@ -68,6 +69,7 @@ pub use otlp::*;
 pub use proxy::*;
 pub use redis::*;
 pub use redis_ha::*;
+pub use redis_tls::*;
 pub use several_apps::*;
 pub use snapshot::*;
 pub use stack::*;

@@ -4,6 +4,12 @@ use std::process::{Child, Command, Stdio};
 
 use super::{free_port, wait_until, READY_TIMEOUT};
 
+/// The server binary the store tests start: `redis-server`, or what `TEST_REDIS_SERVER`
+/// names (`scripts/test.sh` runs the store suite again on Valkey's `valkey-server` so).
+pub fn redis_server() -> String {
+    std::env::var("TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
+}
+
 /// A real `redis-server` on an ephemeral loopback port, persisting to a temp dir (AOF with
 /// fsync on every write) so a stop and start loses nothing.
 pub struct RedisServer {
@@ -53,7 +59,7 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) {
-        let mut cmd = Command::new("redis-server");
+        let mut cmd = Command::new(redis_server());
         if let Some(pw) = &self.password {
             cmd.args(["--requirepass", pw]);
         }
@@ -100,6 +106,25 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open and nothing answers, as a store
+    /// that hangs; `resume` lets it go on.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("running");
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {signal} redis-server");
     }
 
     /// Starts it again on the same port with the same data.

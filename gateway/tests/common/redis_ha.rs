@@ -4,9 +4,10 @@
 //! so a failover takes seconds; every wait polls a condition with a deadline.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{free_port, wait_until, READY_TIMEOUT};
+use super::{free_port, wait_until, Secure, READY_TIMEOUT};
 
 /// Sentinel's view of a dead master (`down-after-milliseconds`), and the cluster's
 /// (`cluster-node-timeout`). Long enough that a busy test machine's pauses are not taken
@@ -21,15 +22,26 @@ pub struct RedisNode {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// TLS and the password, when the node requires them (`query` uses them).
+    secure: Option<(Arc<Secure>, bool)>,
 }
 
 impl RedisNode {
     /// Starts `redis-server` with `args` (after the config file `conf`, when given) and waits
     /// until it answers `PING`.
     async fn start(conf: Option<&str>, args: &[String]) -> RedisNode {
+        Self::start_secured(conf, args, None).await
+    }
+
+    /// The same, over TLS with a password when `secure` is given (`bool`: a sentinel).
+    async fn start_secured(
+        conf: Option<&str>,
+        args: &[String],
+        secure: Option<(Arc<Secure>, bool)>,
+    ) -> RedisNode {
         let port = free_port();
         let dir = tempfile::tempdir().expect("tmp");
-        let mut cmd = Command::new("redis-server");
+        let mut cmd = Command::new(super::redis_server());
         if let Some(conf) = conf {
             let path = dir.path().join("node.conf");
             std::fs::write(&path, conf.replace("{port}", &port.to_string())).expect("conf");
@@ -41,6 +53,12 @@ impl RedisNode {
             .arg("--dir")
             .arg(dir.path())
             .args(args)
+            .args(
+                secure
+                    .as_ref()
+                    .map(|(s, sentinel)| s.args(port, *sentinel))
+                    .unwrap_or_default(),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -49,6 +67,7 @@ impl RedisNode {
             child: Some(child),
             port,
             dir,
+            secure,
         };
         wait_until(
             READY_TIMEOUT,
@@ -92,7 +111,18 @@ impl RedisNode {
 
     /// A command's answer, or `None` when the node does not answer (or answers an error).
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> Option<T> {
-        query_port(self.port, cmd).await
+        let Some((secure, sentinel)) = &self.secure else {
+            return query_port(self.port, cmd).await;
+        };
+        let ask = async {
+            let client = secure.client(self.port, *sentinel)?;
+            let mut c = client.get_multiplexed_async_connection().await.ok()?;
+            cmd.query_async(&mut c).await.ok()
+        };
+        tokio::time::timeout(Duration::from_secs(1), ask)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Kills the process (SIGKILL: no goodbye to anyone).
@@ -142,26 +172,42 @@ pub struct SentinelSet {
 
 impl SentinelSet {
     pub async fn start() -> SentinelSet {
-        let master = RedisNode::start(None, &[]).await;
-        let replica = RedisNode::start(
+        Self::start_secured(None).await
+    }
+
+    /// Every node over TLS with its password (`Secure`).
+    pub async fn start_secured(secure: Option<Arc<Secure>>) -> SentinelSet {
+        let data = || secure.clone().map(|s| (s, false));
+        let master = RedisNode::start_secured(None, &[], data()).await;
+        let replica = RedisNode::start_secured(
             None,
             &[
                 "--replicaof".into(),
                 "127.0.0.1".into(),
                 master.port.to_string(),
             ],
+            data(),
         )
         .await;
-        let conf = format!(
+        let mut conf = format!(
             "sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
              sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
              sentinel failover-timeout {MASTER_NAME} 10000\n\
              sentinel parallel-syncs {MASTER_NAME} 1\n",
             master.port
         );
+        if secure.is_some() {
+            conf += &format!(
+                "sentinel auth-pass {MASTER_NAME} {}\nsentinel sentinel-pass {}\n",
+                Secure::PASSWORD,
+                Secure::SENTINEL_PASSWORD
+            );
+        }
         let mut sentinels = Vec::new();
         for _ in 0..3 {
-            sentinels.push(RedisNode::start(Some(&conf), &["--sentinel".into()]).await);
+            let secured = secure.clone().map(|s| (s, true));
+            sentinels
+                .push(RedisNode::start_secured(Some(&conf), &["--sentinel".into()], secured).await);
         }
         let set = SentinelSet {
             data: vec![master, replica],
@@ -273,6 +319,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start() -> Cluster {
+        Self::start_secured(None).await
+    }
+
+    /// Every node over TLS (the cluster bus too) with its password (`Secure`).
+    pub async fn start_secured(secure: Option<Arc<Secure>>) -> Cluster {
         let mut nodes = Vec::new();
         for _ in 0..6 {
             // The bus port is normally port + 10000, which may not be free (or exist).
@@ -286,10 +337,19 @@ impl Cluster {
                 "--cluster-port".into(),
                 free_port().to_string(),
             ];
-            nodes.push(RedisNode::start(None, &args).await);
+            let secured = secure.clone().map(|s| (s, false));
+            nodes.push(RedisNode::start_secured(None, &args, secured).await);
         }
         let addrs: Vec<String> = nodes.iter().map(RedisNode::addr).collect();
-        let created = Command::new("redis-cli")
+        let mut cli = Command::new("redis-cli");
+        if let Some(secure) = &secure {
+            cli.args(["--tls", "--cacert", secure.ca.file()]).args([
+                "-a",
+                Secure::PASSWORD,
+                "--no-auth-warning",
+            ]);
+        }
+        let created = cli
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "1", "--cluster-yes"])
@@ -391,6 +451,100 @@ impl Cluster {
             .find(|n| n.port == port)
             .expect("a node of ours")
             .kill();
+    }
+
+    /// The master (of `master_ports`) that holds `key`'s slot, and the slot.
+    pub async fn owner_of(&self, key: &str) -> (u16, u16) {
+        let any = self.master_ports().await[0];
+        let slot: u16 = query_port(any, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))
+            .await
+            .expect("keyslot");
+        for port in self.master_ports().await {
+            // Another master answers MOVED (an error: `None`).
+            let held: Option<i64> = query_port(port, redis::cmd("EXISTS").arg(key)).await;
+            if held.is_some() {
+                return (port, slot);
+            }
+        }
+        panic!("no master owns {key}");
+    }
+
+    /// Starts moving `slot` from the master on `from` to the one on `to`, as `redis-cli
+    /// --cluster reshard` does, and moves its keys: `from` answers `ASK` for them from now.
+    pub async fn start_moving(&self, slot: u16, from: u16, to: u16) {
+        let id = |port| async move {
+            query_port::<String>(port, redis::cmd("CLUSTER").arg("MYID"))
+                .await
+                .expect("myid")
+        };
+        let (from_id, to_id) = (id(from).await, id(to).await);
+        let setslot = |port, state: &'static str, node: String| async move {
+            let done: Option<String> = query_port(
+                port,
+                redis::cmd("CLUSTER")
+                    .arg("SETSLOT")
+                    .arg(slot)
+                    .arg(state)
+                    .arg(node),
+            )
+            .await;
+            assert_eq!(
+                done.as_deref(),
+                Some("OK"),
+                "SETSLOT {slot} {state} on {port}"
+            );
+        };
+        setslot(to, "IMPORTING", from_id).await;
+        setslot(from, "MIGRATING", to_id).await;
+        let keys: Vec<String> = query_port(
+            from,
+            redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(1000),
+        )
+        .await
+        .expect("keys in slot");
+        let moved: Option<String> = query_port(
+            from,
+            redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(to)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys),
+        )
+        .await;
+        assert_eq!(moved.as_deref(), Some("OK"), "MIGRATE {keys:?}");
+    }
+
+    /// Ends the move `start_moving` began: every master says `slot` is `to`'s, so `from`
+    /// answers `MOVED` for it.
+    pub async fn finish_moving(&self, slot: u16, from: u16, to: u16) {
+        let to_id: String = query_port(to, redis::cmd("CLUSTER").arg("MYID"))
+            .await
+            .expect("myid");
+        let mut masters = vec![to, from];
+        masters.extend(
+            self.master_ports()
+                .await
+                .into_iter()
+                .filter(|p| *p != to && *p != from),
+        );
+        for port in masters {
+            let done: Option<String> = query_port(
+                port,
+                redis::cmd("CLUSTER")
+                    .arg("SETSLOT")
+                    .arg(slot)
+                    .arg("NODE")
+                    .arg(&to_id),
+            )
+            .await;
+            assert_eq!(done.as_deref(), Some("OK"), "SETSLOT {slot} NODE on {port}");
+        }
     }
 
     /// How many keys match `pattern` on the master on `port`.

@@ -53,6 +53,7 @@ use crate::net::outbound;
 use crate::net::tls_roots::{self, TlsTarget};
 use crate::quota::{cool_down, Answer, AnswerCache, Flights, Lookup, Priority, Reason};
 use crate::server::state::{Gateway, Live};
+use crate::store::Store;
 use crate::telemetry::traces;
 use identity::Credential;
 use links::{BodyError, LinkMap, LinkRewriter};
@@ -266,20 +267,33 @@ fn live(ctx: &EgressCtx, gw: &Gateway) -> Arc<Live> {
 }
 
 /// `work` bounded by what is left of the call's deadline: waiting for a token (the refresh
-/// lock, the store, Spotify's token endpoint) never makes a call late.
+/// lock, the store, Spotify's token endpoint) never makes a call late. When the deadline
+/// passes while the store has been in trouble since the call arrived (`Store::troubled_since`:
+/// a failover, a store down or hanging) the store is the cause: 503 with `Retry-After`, the
+/// store named; otherwise the wait was for Spotify's token endpoint (or another replica's
+/// refresh): 504.
 async fn within_deadline<T>(
     deadline: Option<Instant>,
+    arrived: Option<Instant>,
+    store: &dyn Store,
     work: impl std::future::Future<Output = Result<T, Failure>>,
 ) -> Result<T, Failure> {
     let left = deadline
         .map(|d| d.saturating_duration_since(Instant::now()))
         .unwrap_or_default();
-    tokio::time::timeout(left, work)
-        .await
-        .unwrap_or(Err(Failure::DeadlinePassed(
+    // The work stays alive (pinned here) until the store has been asked: dropped, its store
+    // operation would no longer count as under way.
+    let mut work = std::pin::pin!(work);
+    match tokio::time::timeout(left, work.as_mut()).await {
+        Ok(outcome) => outcome,
+        Err(_) if arrived.is_some_and(|at| store.troubled_since(at)) => {
+            Err(Failure::StoreUnavailable)
+        }
+        Err(_) => Err(Failure::DeadlinePassed(
             "No token for this call within its deadline (egress.total_timeout): Spotify's token \
              endpoint is slow or failing. The session is kept: retry shortly.",
-        )))
+        )),
+    }
 }
 
 /// How long a warm-up may wait for its turn, or take to connect.
@@ -368,6 +382,8 @@ impl ProxyHttp for EgressProxy {
         // Inside the request's span: a token refresh it starts is its child.
         let credential = within_deadline(
             ctx.deadline,
+            ctx.arrived,
+            self.gw.sessions.store().as_ref(),
             traces::within(
                 ctx.req.span.as_ref(),
                 identity::credential(&self.gw, &live, &self.verified, session),
@@ -422,7 +438,8 @@ impl ProxyHttp for EgressProxy {
             if let Some(Credential::User { session, token }) = &mut ctx.credential {
                 let refresh = identity::user_token(&self.gw, session);
                 let refresh = traces::within(ctx.req.span.as_ref(), refresh);
-                match within_deadline(deadline, refresh).await {
+                let store = self.gw.sessions.store().as_ref();
+                match within_deadline(deadline, ctx.arrived, store, refresh).await {
                     Ok(fresh) => *token = fresh,
                     Err(failure) => {
                         let status = failure.status();

@@ -14,17 +14,20 @@
 //!   which answers right only by luck. So the gateway makes a new cluster connection (a
 //!   fresh map from the seeds) when a command fails the way a dead node explains, when the
 //!   set of masters changes, or when `/readyz` finds that the node the map names for a
-//!   master's slot is not that master — at most once a second. The crate does not report
-//!   the redirections it follows; what the gateway sees is the set of masters
-//!   (`CLUSTER NODES`, read at every session count and readiness check), and it counts a
-//!   change of that set as a failover.
+//!   master's slot is not that master — at most once a second. The crate has no hook for
+//!   the redirections it follows, but it talks to each node through a connection type it is
+//!   given (`Connect`): ours, `Noted`, is the crate's multiplexed connection that notes every
+//!   `MOVED` and `ASK` a node answers before the crate follows it (`redirections()`;
+//!   process-wide, since the crate makes these connections itself). The gateway also sees
+//!   the set of masters (`CLUSTER NODES`, read at every session count and readiness check),
+//!   and it counts a change of that set as a failover.
 //!
 //! Subscriptions need one plain connection: to the server, to the master Sentinel names, or
 //! on a cluster to any one node, since a classic `PUBLISH` on a cluster reaches every node
 //! (masters and replicas) over the cluster bus. The subscriber moves to the next seed node
 //! when its node goes away and then forgets its cache, as after any lost subscription.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
@@ -32,10 +35,13 @@ use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
 use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
+use redis::cluster_async::{ClusterConnection, Connect};
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, RedisError, RedisResult};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError,
+    RedisFuture, RedisResult,
+};
 
 use crate::config::{NodeAddr, RedisConfig, RedisShape};
 
@@ -57,7 +63,121 @@ pub(super) trait Watcher: Send + Sync {
 pub(super) enum Conn {
     Server(ConnectionManager),
     Master(MultiplexedConnection),
-    Cluster(ClusterConnection),
+    Cluster(ClusterConnection<Noted>),
+}
+
+/// `MOVED` and `ASK` answers seen from cluster nodes since the process started (the crate
+/// followed each).
+static MOVED: AtomicU64 = AtomicU64::new(0);
+static ASKED: AtomicU64 = AtomicU64::new(0);
+/// When a redirection was last logged (ms since the epoch): at most one line a second.
+static LOGGED_MS: AtomicU64 = AtomicU64::new(0);
+
+/// How many `MOVED` and `ASK` redirections the cluster connections of this process have
+/// followed.
+pub(super) fn redirections() -> (u64, u64) {
+    (MOVED.load(Ordering::Relaxed), ASKED.load(Ordering::Relaxed))
+}
+
+/// A node's answer was a redirection (`MOVED 3999 127.0.0.1:6381`): count it, and log it (a
+/// line a second at most, with the totals, since a slot's migration redirects every command
+/// on its keys).
+fn note_redirection(code: &str, details: Option<&str>) {
+    let (counter, kind) = match code {
+        "MOVED" => (&MOVED, "MOVED"),
+        "ASK" => (&ASKED, "ASK"),
+        _ => return,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    let now = crate::clock::now_ms();
+    let last = LOGGED_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 1000
+        && LOGGED_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let (moved, asked) = redirections();
+        tracing::info!(
+            redirect = kind,
+            slot_and_node = details.unwrap_or("?"),
+            moved_total = moved,
+            ask_total = asked,
+            "Redis Cluster redirected a command; following it"
+        );
+    }
+}
+
+/// Notes a redirection in a node's answer: the multiplexed connection hands a node's error
+/// back as a value (`Value::ServerError`), which the crate turns into an error after us.
+fn note_value(answer: &redis::Value) {
+    if let redis::Value::ServerError(e) = answer {
+        note_redirection(e.code(), e.details());
+    }
+}
+
+/// The same, for an answer that came back as an error.
+fn note_error(e: &RedisError) {
+    let code = match e.kind() {
+        ErrorKind::Moved => "MOVED",
+        ErrorKind::Ask => "ASK",
+        _ => return,
+    };
+    note_redirection(code, e.detail());
+}
+
+/// The connection to one cluster node the crate uses: its multiplexed connection, noting the
+/// redirections nodes answer (the crate then follows them).
+#[derive(Clone)]
+pub(super) struct Noted(MultiplexedConnection);
+
+impl Connect for Noted {
+    fn connect_with_config<'a, T>(info: T, config: AsyncConnectionConfig) -> RedisFuture<'a, Self>
+    where
+        T: IntoConnectionInfo + Send + 'a,
+    {
+        Box::pin(async move {
+            let conn = MultiplexedConnection::connect_with_config(info, config).await?;
+            Ok(Noted(conn))
+        })
+    }
+}
+
+impl ConnectionLike for Noted {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        let answer = self.0.req_packed_command(cmd);
+        Box::pin(async move {
+            let answer = answer.await;
+            match &answer {
+                Ok(value) => note_value(value),
+                Err(e) => note_error(e),
+            }
+            answer
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        let answer = self.0.req_packed_commands(cmd, offset, count);
+        Box::pin(async move {
+            let answer = answer.await;
+            match &answer {
+                Ok(values) => values.iter().for_each(note_value),
+                Err(e) => note_error(e),
+            }
+            answer
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
 }
 
 impl ConnectionLike for Conn {
@@ -445,7 +565,9 @@ impl Link {
                 )
             }
             Shape::Cluster { client, .. } => {
-                let mut conn = Conn::Cluster(client.get_async_connection().await?);
+                // The generic connection (documented as hidden, kept by the pinned crate) is
+                // the only way to see the redirections: see the module's comment.
+                let mut conn = Conn::Cluster(client.get_async_generic_connection::<Noted>().await?);
                 if let Ok(masters) = conn.cluster_masters().await {
                     self.saw_masters(masters);
                 }

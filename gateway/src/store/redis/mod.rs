@@ -34,7 +34,7 @@ mod link;
 mod scripts;
 mod subscriber;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,6 +69,9 @@ pub struct RedisStore {
     metrics: Arc<Metrics>,
     /// No replica acknowledged the last write that waited for one (logged once per change).
     replica_missing: Arc<AtomicBool>,
+    /// The process's cluster redirections (`link::redirections`) already in
+    /// `store_redirections_total`: `MOVED`, `ASK`.
+    redirections_counted: [AtomicU64; 2],
     invalidations: Mutex<Option<mpsc::UnboundedReceiver<Invalidation>>>,
     cool_downs: Mutex<Option<mpsc::UnboundedReceiver<CoolDownNotice>>>,
 }
@@ -149,6 +152,10 @@ impl RedisStore {
             home,
             metrics,
             replica_missing: Arc::new(AtomicBool::new(false)),
+            redirections_counted: {
+                let (moved, asked) = link::redirections();
+                [AtomicU64::new(moved), AtomicU64::new(asked)]
+            },
             invalidations: Mutex::new(Some(rx)),
             cool_downs: Mutex::new(Some(cool_rx)),
         })
@@ -177,11 +184,32 @@ impl RedisStore {
             }
             outcome
         });
-        match task.await {
+        let outcome = task.await;
+        self.count_redirections();
+        match outcome {
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(e))) => Err(err(op)(&e)),
             Ok(Err(_elapsed)) => Err(err(op)(&"no answer from Redis in time")),
             Err(join) => Err(err(op)(&join)),
+        }
+    }
+
+    /// Adds the redirections the cluster connections followed since the last operation to
+    /// `store_redirections_total` (a cheap look at two counters after each operation).
+    fn count_redirections(&self) {
+        let (moved, asked) = link::redirections();
+        for ((now, counted), kind) in [moved, asked]
+            .into_iter()
+            .zip(&self.redirections_counted)
+            .zip(["moved", "ask"])
+        {
+            let before = counted.swap(now, Ordering::Relaxed);
+            if now > before {
+                self.metrics
+                    .store_redirections
+                    .with_label_values(&[kind])
+                    .inc_by(now - before);
+            }
         }
     }
 
