@@ -149,11 +149,12 @@ impl<'de> de::Deserializer<'de> for Recorder<'_> {
         visitor.visit_unit()
     }
 
-    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Error> {
-        Err(de::Error::custom(format!(
-            "{}: a self-describing type; give it a concrete type",
-            self.path
-        )))
+    /// A self-describing value: an untagged enum of leaves (`listen.public`, one address or a
+    /// list of them) is a key of its own, answered as a string. (An untagged enum whose
+    /// variants were tables would hide their keys: the file format has none.)
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.leaf();
+        visitor.visit_string(String::new())
     }
 
     serde::forward_to_deserialize_any! {

@@ -452,7 +452,7 @@ mod tests {
         let other = s
             .metrics
             .streams_closed
-            .with_label_values(&["other_replica"]);
+            .with_label_values(&["default", "other_replica"]);
         assert_eq!(other.get(), 1);
     }
 }
