@@ -234,14 +234,14 @@ pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    let (a_words, a_rest) = a.as_chunks::<8>();
-    let (b_words, b_rest) = b.as_chunks::<8>();
+    let (a_words, b_words) = (a.chunks_exact(8), b.chunks_exact(8));
     let mut diff = 0u64;
-    for (x, y) in a_words.iter().zip(b_words) {
-        diff |= u64::from_ne_bytes(*x) ^ u64::from_ne_bytes(*y);
-    }
-    for (x, y) in a_rest.iter().zip(b_rest) {
+    for (x, y) in a_words.remainder().iter().zip(b_words.remainder()) {
         diff |= u64::from(x ^ y);
+    }
+    let word = |w: &[u8]| u64::from_ne_bytes(w.try_into().unwrap_or_default());
+    for (x, y) in a_words.zip(b_words) {
+        diff |= word(x) ^ word(y);
     }
     diff.ct_eq(&0).into()
 }
