@@ -1,5 +1,6 @@
 //! `spotify-gateway-bench`: helpers for `benches/load.sh`. Built only with the `bench-tools`
-//! feature; the production binary has none of this.
+//! feature; the production binary has none of this. (Just over 600 lines: the command line
+//! of every helper is one `clap` enum here; the larger helpers have files of their own.)
 //!
 //! ```text
 //! cargo build --release -p spotify-gateway --features bench-tools --bin spotify-gateway-bench
@@ -14,8 +15,11 @@
 //!     --tls --ca ca.pem --sni 127.0.0.1 --h2 --set-header "Host: 127.0.0.1:3443"  # over TLS
 //! spotify-gateway-bench zipf-load --target http://127.0.0.1:8081 --clients 50 --tracks 1000 \
 //!     --s 1.1 --duration 30s --rate 16 --users-file users --user-rate 4 --seed 1  # quota.sh
+//! spotify-gateway-bench delay-proxy --listen 127.0.0.1:8443 --upstream 127.0.0.1:3443 \
+//!     --delay 40ms                                                  # Spotify's distance
 //! ```
 
+mod delay_proxy;
 #[path = "../support/seed.rs"]
 mod seed;
 mod zipf_load;
@@ -129,6 +133,16 @@ enum Cmd {
         #[arg(long, requires = "tls")]
         h2: bool,
     },
+    /// A TCP proxy that delays each direction by `delay` (Spotify's distance, where this
+    /// kernel has no `tc netem`); prints a line per connection accepted.
+    DelayProxy {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        upstream: SocketAddr,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "40ms")]
+        delay: Duration,
+    },
     /// Open-loop load for benches/quota.sh: Zipf-distributed catalogue GETs over the mock's
     /// generated tracks from N clients, plus `GET /v1/me` per signed-in user; one result line.
     ZipfLoad {
@@ -203,6 +217,11 @@ fn main() -> ExitCode {
                 !no_steal,
             )
         }),
+        Cmd::DelayProxy {
+            listen,
+            upstream,
+            delay,
+        } => runtime().and_then(|rt| rt.block_on(delay_proxy::run(listen, upstream, delay))),
         Cmd::ZipfLoad {
             target,
             clients,

@@ -75,7 +75,23 @@ pub fn issue(keys: &Keyring, user_id: &str, session_key: &str) -> String {
 
 /// [`issue`], with the optional claims in `extra`.
 pub fn issue_with(keys: &Keyring, user_id: &str, session_key: &str, extra: Extra<'_>) -> String {
-    let now = crate::clock::now_ms() / 1000;
+    issue_at(
+        keys,
+        user_id,
+        session_key,
+        extra,
+        crate::clock::now_ms() / 1000,
+    )
+}
+
+/// [`issue_with`], signed as at `now` (unix seconds).
+pub fn issue_at(
+    keys: &Keyring,
+    user_id: &str,
+    session_key: &str,
+    extra: Extra<'_>,
+    now: u64,
+) -> String {
     let claims = Claims {
         iss: ISSUER.into(),
         sub: user_id.into(),
@@ -187,7 +203,9 @@ impl Verified {
         {
             let held = slot.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(s) = held.as_ref() {
-                if *s.token == *token && std::sync::Arc::ptr_eq(&s.keys, keys) {
+                // In constant time: how long a comparison takes says nothing of a held token.
+                let same = crate::crypto::same_bytes(s.token.as_bytes(), token.as_bytes());
+                if same && std::sync::Arc::ptr_eq(&s.keys, keys) {
                     return (s.claims.exp > now).then(|| std::sync::Arc::clone(&s.claims));
                 }
             }

@@ -3,31 +3,36 @@
 
 use std::sync::Arc;
 
+use super::opened::Named;
 use super::record::account_index;
 use super::record::LiveSession;
 use super::registry::Sessions;
 use super::streams::StreamGuard;
-use crate::crypto::Purpose;
+use crate::crypto::{Keyring, Purpose};
 use crate::secret::{SessionId, SessionKey};
 use crate::store::{Namespace, StoreError};
 
 impl Sessions {
-    /// The session a cookie value names, if it is valid and alive.
+    /// The session a cookie value names, if it is valid and alive. What a cookie opens to is
+    /// remembered (`opened`); whether its session lives is asked every time.
     pub async fn by_cookie(&self, cookie: &str) -> Result<Option<Arc<LiveSession>>, StoreError> {
         let keys = self.keys();
-        let Some(sid) = keys.open(Purpose::SessionCookie, b"", cookie) else {
-            return Ok(None);
+        let named = match self.opened.get(&keys, cookie) {
+            Some(named) => named,
+            None => {
+                let Some(named) = open_cookie(&keys, cookie) else {
+                    return Ok(None);
+                };
+                self.opened.put(&keys, cookie, &named);
+                named
+            }
         };
-        let Ok(sid) = String::from_utf8(sid).map(SessionId::new) else {
-            return Ok(None);
-        };
-        let key = SessionKey::new(keys.index_key("session", sid.expose()));
-        if let Some(found) = self.by_key(&key).await? {
+        if let Some(found) = self.by_key(&named.current).await? {
             return Ok(Some(found));
         }
         // Written before a secret rotation?
-        match keys.previous_index_key("session", sid.expose()) {
-            Some(old) => self.by_key(&SessionKey::new(old)).await,
+        match &named.previous {
+            Some(old) => self.by_key(old).await,
             None => Ok(None),
         }
     }
@@ -157,6 +162,18 @@ impl Sessions {
     pub(crate) async fn close_streams_of_gone_sessions(&self) {
         super::streams::close_streams_of_gone_sessions(&*self.store, &self.streams).await;
     }
+}
+
+/// The store keys a session cookie names, if it opens with `keys`.
+fn open_cookie(keys: &Keyring, cookie: &str) -> Option<Named> {
+    let sid = keys.open(Purpose::SessionCookie, b"", cookie)?;
+    let sid = String::from_utf8(sid).map(SessionId::new).ok()?;
+    Some(Named {
+        current: SessionKey::new(keys.index_key("session", sid.expose())),
+        previous: keys
+            .previous_index_key("session", sid.expose())
+            .map(SessionKey::new),
+    })
 }
 
 #[cfg(test)]

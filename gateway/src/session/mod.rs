@@ -17,6 +17,7 @@ mod cache;
 pub mod cookie;
 mod login;
 mod lookup;
+mod opened;
 mod purge;
 mod record;
 mod records;

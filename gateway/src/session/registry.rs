@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::cache::SessionCache;
+use super::opened::Opened;
 use super::record::{LiveSession, SessionRecord};
 use super::streams::{close_streams_of_gone_sessions, CloseReason, Streams};
 use crate::clock::now_ms;
@@ -70,6 +71,8 @@ pub struct Sessions {
     /// Purge notices the store did not take, published again every second (`purge`).
     pub(super) unpublished_purges: Mutex<Vec<PurgeNotice>>,
     pub(super) cache: Arc<SessionCache>,
+    /// What session cookies opened to lately (`opened`).
+    pub(super) opened: Opened,
     /// Store keys of sessions that ended lately. A lookup that raced with the end (it read the
     /// record before the delete, and fills the cache after it) checks here after filling the
     /// cache, so an ended session can never be cached again (`lookup::by_key`).
@@ -170,6 +173,7 @@ impl Sessions {
             answers,
             unpublished_purges: Mutex::new(Vec::new()),
             cache,
+            opened: Opened::default(),
             ended,
             unsaved: Mutex::new(HashMap::new()),
             user_keys,

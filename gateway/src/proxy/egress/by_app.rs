@@ -93,23 +93,26 @@ impl EgressApps {
 
 #[async_trait]
 impl ProxyHttp for EgressApps {
-    type CTX = EgressCtx;
+    /// Boxed: pingora keeps the context inside the request's future, which it moves into a
+    /// box of its own for every request; a pointer there instead of the whole context makes
+    /// that copy smaller (issue 29).
+    type CTX = Box<EgressCtx>;
 
-    fn new_ctx(&self) -> EgressCtx {
-        Default::default()
+    fn new_ctx(&self) -> Box<EgressCtx> {
+        Box::default()
     }
 
     fn on_connection_reuse(
         &self,
         session: &mut Session,
-        ctx: &mut EgressCtx,
+        ctx: &mut Self::CTX,
         context: Box<dyn std::any::Any + Send + Sync>,
     ) {
         self.of(ctx).on_connection_reuse(session, ctx, context)
     }
 
     /// Picks the call's app, then lets it decide.
-    async fn request_filter(&self, session: &mut Session, ctx: &mut EgressCtx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         match self.pick(session) {
             Ok(app) => ctx.app = app,
             Err(failure) => {
@@ -127,7 +130,7 @@ impl ProxyHttp for EgressApps {
     async fn upstream_peer(
         &self,
         session: &mut Session,
-        ctx: &mut EgressCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         self.of(ctx).upstream_peer(session, ctx).await
     }
@@ -139,7 +142,7 @@ impl ProxyHttp for EgressApps {
         peer: &HttpPeer,
         fd: std::os::unix::io::RawFd,
         digest: Option<&pingora::protocols::Digest>,
-        ctx: &mut EgressCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         self.of(ctx)
             .connected_to_upstream(session, reused, peer, fd, digest, ctx)
@@ -150,7 +153,7 @@ impl ProxyHttp for EgressApps {
         &self,
         session: &mut Session,
         upstream: &mut RequestHeader,
-        ctx: &mut EgressCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         self.of(ctx)
             .upstream_request_filter(session, upstream, ctx)
@@ -161,7 +164,7 @@ impl ProxyHttp for EgressApps {
         &self,
         session: &mut Session,
         upstream: &mut ResponseHeader,
-        ctx: &mut EgressCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         self.of(ctx)
             .upstream_response_filter(session, upstream, ctx)
@@ -173,7 +176,7 @@ impl ProxyHttp for EgressApps {
         session: &mut Session,
         body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
-        ctx: &mut EgressCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<Option<Duration>> {
         self.of(ctx)
             .response_body_filter(session, body, end_of_stream, ctx)
@@ -183,7 +186,7 @@ impl ProxyHttp for EgressApps {
         &self,
         session: &mut Session,
         peer: &HttpPeer,
-        ctx: &mut EgressCtx,
+        ctx: &mut Self::CTX,
         e: Box<Error>,
     ) -> Box<Error> {
         self.of(ctx).fail_to_connect(session, peer, ctx, e)
@@ -193,7 +196,7 @@ impl ProxyHttp for EgressApps {
         &self,
         session: &mut Session,
         upstream: &mut ResponseHeader,
-        ctx: &mut EgressCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         self.of(ctx).response_filter(session, upstream, ctx).await
     }
@@ -203,7 +206,7 @@ impl ProxyHttp for EgressApps {
         peer: &HttpPeer,
         session: &mut Session,
         e: Box<Error>,
-        ctx: &mut EgressCtx,
+        ctx: &mut Self::CTX,
         client_reused: bool,
     ) -> Box<Error> {
         self.of(ctx)
@@ -214,20 +217,20 @@ impl ProxyHttp for EgressApps {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut EgressCtx,
+        ctx: &mut Self::CTX,
     ) -> FailToProxy {
         self.of(ctx).fail_to_proxy(session, e, ctx).await
     }
 
-    fn suppress_error_log(&self, session: &Session, ctx: &EgressCtx, e: &Error) -> bool {
+    fn suppress_error_log(&self, session: &Session, ctx: &Self::CTX, e: &Error) -> bool {
         self.of(ctx).suppress_error_log(session, ctx, e)
     }
 
-    fn request_summary(&self, session: &Session, ctx: &EgressCtx) -> String {
+    fn request_summary(&self, session: &Session, ctx: &Self::CTX) -> String {
         self.of(ctx).request_summary(session, ctx)
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut EgressCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         self.of(ctx).logging(session, e, ctx).await
     }
 }

@@ -63,23 +63,26 @@ impl PublicApps {
 
 #[async_trait]
 impl ProxyHttp for PublicApps {
-    type CTX = PublicCtx;
+    /// Boxed: pingora keeps the context inside the request's future, which it moves into a
+    /// box of its own for every request; a pointer there instead of the whole context makes
+    /// that copy smaller (issue 29).
+    type CTX = Box<PublicCtx>;
 
-    fn new_ctx(&self) -> PublicCtx {
-        Default::default()
+    fn new_ctx(&self) -> Box<PublicCtx> {
+        Box::default()
     }
 
     fn on_connection_reuse(
         &self,
         session: &mut Session,
-        ctx: &mut PublicCtx,
+        ctx: &mut Self::CTX,
         context: Box<dyn std::any::Any + Send + Sync>,
     ) {
         self.of(ctx).on_connection_reuse(session, ctx, context)
     }
 
     /// Picks the app by `Host`, then lets it decide.
-    async fn request_filter(&self, session: &mut Session, ctx: &mut PublicCtx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         match self.pick(session) {
             Some(app) => ctx.app = app,
             None => {
@@ -99,7 +102,7 @@ impl ProxyHttp for PublicApps {
     async fn upstream_peer(
         &self,
         session: &mut Session,
-        ctx: &mut PublicCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         self.of(ctx).upstream_peer(session, ctx).await
     }
@@ -108,7 +111,7 @@ impl ProxyHttp for PublicApps {
         &self,
         session: &mut Session,
         upstream: &mut RequestHeader,
-        ctx: &mut PublicCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         self.of(ctx)
             .upstream_request_filter(session, upstream, ctx)
@@ -119,7 +122,7 @@ impl ProxyHttp for PublicApps {
         &self,
         session: &mut Session,
         upstream: &mut ResponseHeader,
-        ctx: &mut PublicCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         self.of(ctx)
             .upstream_response_filter(session, upstream, ctx)
@@ -130,20 +133,20 @@ impl ProxyHttp for PublicApps {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut PublicCtx,
+        ctx: &mut Self::CTX,
     ) -> FailToProxy {
         self.of(ctx).fail_to_proxy(session, e, ctx).await
     }
 
-    fn suppress_error_log(&self, session: &Session, ctx: &PublicCtx, error: &Error) -> bool {
+    fn suppress_error_log(&self, session: &Session, ctx: &Self::CTX, error: &Error) -> bool {
         self.of(ctx).suppress_error_log(session, ctx, error)
     }
 
-    fn request_summary(&self, session: &Session, ctx: &PublicCtx) -> String {
+    fn request_summary(&self, session: &Session, ctx: &Self::CTX) -> String {
         self.of(ctx).request_summary(session, ctx)
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut PublicCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         self.of(ctx).logging(session, e, ctx).await
     }
 }

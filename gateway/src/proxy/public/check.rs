@@ -182,7 +182,12 @@ impl PublicProxy {
         let request_id = ("x-request-id", ctx.req.id.clone());
         match self.current_session(session).await {
             Ok(Some(s)) => {
-                let mut headers = identity::identity_headers(&s, &self.gw.sessions.keys());
+                let identity =
+                    identity::identity_headers(&s, &self.gw.sessions.keys(), &self.issued)?;
+                let mut headers: Vec<(&'static str, String)> = identity
+                    .into_iter()
+                    .map(|(name, v)| (name, String::from_utf8_lossy(v.as_bytes()).into()))
+                    .collect();
                 headers.push(request_id);
                 ctx.session = Some(s);
                 respond_json(session, 200, &json!({ "authenticated": true }), &headers).await

@@ -7,11 +7,15 @@
 //! on the request, and forward-auth (`check`) answers an ingress with it, so a header added
 //! here reaches both.
 
+use std::sync::Arc;
+
+use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 
 use super::super::headers;
 use super::super::IDENTITY_HEADERS;
+use super::issued::Issued;
 use crate::crypto::Keyring;
 use crate::session::LiveSession;
 
@@ -23,28 +27,38 @@ pub fn strip_client_identity(upstream: &mut RequestHeader) {
     });
 }
 
-/// The session's identity headers, names and values, with a fresh assertion naming the
-/// session (and carrying its account id and re-consent deadline).
-pub fn identity_headers(session: &LiveSession, keys: &Keyring) -> Vec<(&'static str, String)> {
+/// The session's identity headers, names and values, with the session's assertion (its
+/// account id and re-consent deadline in it): the one issued for it within the last minute,
+/// or a fresh one (`issued`).
+pub fn identity_headers(
+    session: &LiveSession,
+    keys: &Arc<Keyring>,
+    issued: &Issued,
+) -> Result<Vec<(&'static str, HeaderValue)>> {
+    let value = |text: &str| {
+        HeaderValue::from_str(text).or_err(InvalidHTTPHeader, "an identity header's value")
+    };
     session.with_record(|r| {
-        let mut headers = vec![("x-spotify-user-id", r.user_id.clone())];
+        let mut headers = Vec::with_capacity(5);
+        headers.push(("x-spotify-user-id", value(&r.user_id)?));
         if let Some(account) = &r.account_id {
-            headers.push(("x-spotify-account-id", account.clone()));
+            headers.push(("x-spotify-account-id", value(account)?));
         }
-        headers.push(("x-spotify-scopes", r.scopes.as_str().to_string()));
+        headers.push(("x-spotify-scopes", value(r.scopes.as_str())?));
         let extra = crate::proxy::assertion::Extra {
             account_id: r.account_id.as_deref(),
             reauth_by_ms: r.reauth_by_ms,
         };
-        let assertion =
-            crate::proxy::assertion::issue_with(keys, &r.user_id, session.key.expose(), extra);
-        headers.push(("x-gateway-user", assertion));
+        headers.push((
+            "x-gateway-user",
+            issued.assertion(keys, &session.key, &r.user_id, extra),
+        ));
         // Among several apps (`[[apps]]`), which one the request came through; none for the
         // default app, as before.
         if let Some(app) = keys.app() {
-            headers.push(("x-gateway-app", app.to_string()));
+            headers.push(("x-gateway-app", value(app)?));
         }
-        headers
+        Ok(headers)
     })
 }
 
@@ -52,9 +66,10 @@ pub fn identity_headers(session: &LiveSession, keys: &Keyring) -> Vec<(&'static 
 pub fn insert_identity(
     upstream: &mut RequestHeader,
     session: &LiveSession,
-    keys: &Keyring,
+    keys: &Arc<Keyring>,
+    issued: &Issued,
 ) -> Result<()> {
-    for (name, value) in identity_headers(session, keys) {
+    for (name, value) in identity_headers(session, keys, issued)? {
         upstream.insert_header(name, value)?;
     }
     Ok(())

@@ -14,6 +14,7 @@ mod by_host;
 mod check;
 mod disconnect;
 mod identity;
+mod issued;
 mod paths;
 mod playback;
 mod playback_limit;
@@ -47,6 +48,8 @@ pub struct PublicProxy {
     cookies: Cookies,
     /// How many playback tokens each session had lately (`playback`).
     playback: PlaybackLimit,
+    /// Each session's assertion, given again for a minute (`issued`).
+    issued: issued::Issued,
 }
 
 #[derive(Default)]
@@ -77,6 +80,7 @@ impl PublicProxy {
             upstream,
             cookies,
             playback: PlaybackLimit::default(),
+            issued: issued::Issued::default(),
         }
     }
 
@@ -242,7 +246,7 @@ impl ProxyHttp for PublicProxy {
         identity::strip_client_identity(upstream);
         self.cookies.strip(upstream)?;
         if let Some(s) = &ctx.session {
-            identity::insert_identity(upstream, s, &self.gw.sessions.keys())?;
+            identity::insert_identity(upstream, s, &self.gw.sessions.keys(), &self.issued)?;
         }
         upstream.insert_header("x-request-id", ctx.req.id.as_str())?;
         ctx.req.trace.apply(upstream)
