@@ -52,6 +52,25 @@ struct Instrumented {
 }
 
 impl Instrumented {
+    /// Runs one operation, in a `store` span while a traced request (or a token refresh) is
+    /// current: two attributes, its backend and operation, nothing of its keys or values.
+    async fn op<T>(
+        &self,
+        op: &'static str,
+        work: impl std::future::Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let span = crate::telemetry::traces::child_of_current("store");
+        let result = work.await;
+        if let Some(span) = span {
+            span.set([
+                opentelemetry::KeyValue::new("gateway.store.backend", self.inner.backend()),
+                opentelemetry::KeyValue::new("gateway.store.op", op),
+            ]);
+            span.end(result.as_ref().err().map(|e| e.kind.label()));
+        }
+        self.count(op, result)
+    }
+
     fn count<T>(&self, op: &str, result: StoreResult<T>) -> StoreResult<T> {
         let backend = self.inner.backend();
         self.metrics
@@ -74,7 +93,7 @@ impl Store for Instrumented {
         self.inner.backend()
     }
     async fn get(&self, ns: Namespace, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.count("get", self.inner.get(ns, key).await)
+        self.op("get", self.inner.get(ns, key)).await
     }
     async fn put(
         &self,
@@ -83,55 +102,58 @@ impl Store for Instrumented {
         value: Vec<u8>,
         ttl: Duration,
     ) -> StoreResult<()> {
-        self.count("put", self.inner.put(ns, key, value, ttl).await)
+        self.op("put", self.inner.put(ns, key, value, ttl)).await
     }
     async fn delete(&self, ns: Namespace, key: &str) -> StoreResult<bool> {
-        self.count("delete", self.inner.delete(ns, key).await)
+        self.op("delete", self.inner.delete(ns, key)).await
     }
     async fn take(&self, ns: Namespace, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.count("take", self.inner.take(ns, key).await)
+        self.op("take", self.inner.take(ns, key)).await
     }
     async fn purge_expired(&self) -> StoreResult<usize> {
-        self.count("purge", self.inner.purge_expired().await)
+        self.op("purge", self.inner.purge_expired()).await
     }
     async fn count(&self, ns: Namespace) -> StoreResult<usize> {
-        let result = self.inner.count(ns).await;
-        Instrumented::count(self, "count", result)
+        self.op("count", self.inner.count(ns)).await
     }
     async fn ping(&self) -> StoreResult<()> {
-        self.count("ping", self.inner.ping().await)
+        self.op("ping", self.inner.ping()).await
     }
     async fn add_user_session(&self, user_id: &str, key: &str, ttl: Duration) -> StoreResult<()> {
-        let result = self.inner.add_user_session(user_id, key, ttl).await;
-        self.count("index_add", result)
+        self.op("index_add", self.inner.add_user_session(user_id, key, ttl))
+            .await
     }
     async fn user_sessions(&self, user_id: &str) -> StoreResult<Vec<String>> {
-        self.count("index_read", self.inner.user_sessions(user_id).await)
+        self.op("index_read", self.inner.user_sessions(user_id))
+            .await
     }
     async fn remove_user_session(&self, user_id: &str, key: &str) -> StoreResult<bool> {
-        let result = self.inner.remove_user_session(user_id, key).await;
-        self.count("index_remove", result)
+        self.op("index_remove", self.inner.remove_user_session(user_id, key))
+            .await
     }
     async fn users_page(&self, after: Option<&str>, limit: usize) -> StoreResult<UsersPage> {
-        self.count("index_list", self.inner.users_page(after, limit).await)
+        self.op("index_list", self.inner.users_page(after, limit))
+            .await
     }
     async fn lock(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool> {
-        self.count("lock", self.inner.lock(name, owner, ttl).await)
+        self.op("lock", self.inner.lock(name, owner, ttl)).await
     }
     async fn unlock(&self, name: &str, owner: &str) -> StoreResult<()> {
-        self.count("unlock", self.inner.unlock(name, owner).await)
+        self.op("unlock", self.inner.unlock(name, owner)).await
     }
     async fn publish_invalidation(&self, key: &str) -> StoreResult<()> {
-        self.count("publish", self.inner.publish_invalidation(key).await)
+        self.op("publish", self.inner.publish_invalidation(key))
+            .await
     }
     async fn publish_purge(&self, notice: &PurgeNotice) -> StoreResult<()> {
-        self.count("publish", self.inner.publish_purge(notice).await)
+        self.op("publish", self.inner.publish_purge(notice)).await
     }
     fn invalidations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Invalidation>> {
         self.inner.invalidations()
     }
     async fn publish_cool_down(&self, notice: CoolDownNotice) -> StoreResult<()> {
-        self.count("publish", self.inner.publish_cool_down(notice).await)
+        self.op("publish", self.inner.publish_cool_down(notice))
+            .await
     }
     fn cool_downs(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<CoolDownNotice>> {
         self.inner.cool_downs()
@@ -150,7 +172,7 @@ impl Store for Instrumented {
         }
     }
     async fn add_budget_calls(&self, calls: &LocalCalls, window: Duration) -> StoreResult<()> {
-        let result = self.inner.add_budget_calls(calls, window).await;
-        self.count("budget", result)
+        self.op("budget", self.inner.add_budget_calls(calls, window))
+            .await
     }
 }
