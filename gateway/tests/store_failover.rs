@@ -424,8 +424,9 @@ async fn nothing_lost(s: &Stack, other: &Gateway, tally: &Tally, users: &[User])
             assert_eq!(
                 status,
                 200,
-                "{} lost their session\n{}",
+                "{} lost their session (or the store is away on {}): {info}\n{}",
                 user.label,
+                gw.public_url(),
                 problems_logged([&s.gw, other])
             );
             assert_eq!(info["user_id"], user.name.as_str());

@@ -9,10 +9,15 @@
 //!   next command asks the sentinels again, so the gateway follows the new master within a
 //!   command or two of Sentinel promoting it, without a restart.
 //! - Cluster (`redis-cluster`): the crate's async cluster client, which learns the slot map
-//!   from the seed nodes and follows `MOVED`/`ASK` itself (and refreshes the map when a node
-//!   fails). It does not report the redirections it follows; what the gateway sees is the
-//!   set of masters (`CLUSTER NODES`, read at every session count), and it counts a change of
-//!   that set as a failover.
+//!   from the seed nodes and follows `MOVED`/`ASK` itself. It does not learn the map again
+//!   when a master dies: it keeps dialling the dead address and falls back to a random node,
+//!   which answers right only by luck. So the gateway makes a new cluster connection (a
+//!   fresh map from the seeds) when a command fails the way a dead node explains, when the
+//!   set of masters changes, or when `/readyz` finds that the node the map names for a
+//!   master's slot is not that master — at most once a second. The crate does not report
+//!   the redirections it follows; what the gateway sees is the set of masters
+//!   (`CLUSTER NODES`, read at every session count and readiness check), and it counts a
+//!   change of that set as a failover.
 //!
 //! Subscriptions need one plain connection: to the server, to the master Sentinel names, or
 //! on a cluster to any one node, since a classic `PUBLISH` on a cluster reaches every node
@@ -21,7 +26,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex as StdMutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
@@ -37,6 +42,8 @@ use crate::config::{NodeAddr, RedisConfig, RedisShape};
 /// Bounds for one Redis round trip; the hot path never waits longer on a dead Redis.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// A new cluster connection (a fresh slot map) at most this often, however many commands fail.
+const REMAP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the link saw of the masters, for the store's metrics and log.
 pub(super) trait Watcher: Send + Sync {
@@ -140,37 +147,50 @@ impl Conn {
                 .await?,
         )?;
         let mut n = 0;
-        for (_, _, slot) in slot_owners(&nodes) {
-            n += scan_count(self, pattern, Some(slot)).await?;
+        for owner in slot_owners(&nodes) {
+            n += scan_count(self, pattern, Some(owner.slot)).await?;
         }
         Ok(n)
     }
 
-    /// `PING`; on a cluster, to the owner of one slot of every master that holds slots: the
-    /// store is whole only if each answers and no node flags one as failing.
+    /// `PING`; on a cluster, `CLUSTER MYID` by one slot of every master that holds slots:
+    /// the store is whole only if no node flags a master as failing, and the node the
+    /// gateway's slot map sends each slot to answers and is the master the cluster names for
+    /// it (a `PING` would not tell: the crate falls back to a random node when the one it
+    /// knows is gone, and any node answers `PING`). A map found behind is an error
+    /// ([`MAP_BEHIND`]) that makes the link learn the map again.
     pub(super) async fn ping(&mut self) -> RedisResult<()> {
-        let ping = redis::cmd("PING");
         let Conn::Cluster(c) = self else {
-            return ping.query_async::<String>(self).await.map(|_| ());
+            return redis::cmd("PING")
+                .query_async::<String>(self)
+                .await
+                .map(|_| ());
         };
         let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
         let nodes: String = redis::from_redis_value(
             &c.route_command(redis::cmd("CLUSTER").arg("NODES"), routing)
                 .await?,
         )?;
-        for (master, failing, slot) in slot_owners(&nodes) {
-            if failing {
+        let myid = redis::cmd("CLUSTER").arg("MYID").to_owned();
+        for owner in slot_owners(&nodes) {
+            if owner.failing {
                 return Err(RedisError::from((
                     ErrorKind::ClusterDown,
                     "a master is failing",
-                    master,
+                    owner.addr,
                 )));
             }
-            // By one of its slots: the crate connects to the owner it knows (and learns the
-            // slot map again when that fails).
-            let route = Route::new(slot, SlotAddr::Master);
+            let route = Route::new(owner.slot, SlotAddr::Master);
             let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-            c.route_command(&ping, routing).await?;
+            let answered: String =
+                redis::from_redis_value(&c.route_command(&myid, routing).await?)?;
+            if answered != owner.id {
+                return Err(RedisError::from((
+                    ErrorKind::ClusterDown,
+                    MAP_BEHIND,
+                    format!("slot {} is on {}", owner.slot, owner.addr),
+                )));
+            }
         }
         Ok(())
     }
@@ -216,22 +236,41 @@ async fn scan_count(conn: &mut Conn, pattern: &str, slot: Option<u16>) -> RedisR
     }
 }
 
-/// The masters in a `CLUSTER NODES` answer that hold slots, as `host:port`, whether a node
-/// flags them as failing, and the first slot each holds.
-fn slot_owners(nodes: &str) -> Vec<(String, bool, u16)> {
+/// The error detail of a readiness check that found the gateway's slot map behind the
+/// cluster's.
+const MAP_BEHIND: &str = "the gateway's slot map is behind the cluster's";
+
+/// A master in a `CLUSTER NODES` answer that holds slots.
+struct SlotOwner {
+    id: String,
+    /// `host:port`.
+    addr: String,
+    /// Whether a node flags it as failing.
+    failing: bool,
+    /// The first slot it holds.
+    slot: u16,
+}
+
+fn slot_owners(nodes: &str) -> Vec<SlotOwner> {
     nodes
         .lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let (addr, flags) = (fields.get(1)?, fields.get(2)?);
+            let (id, addr, flags) = (fields.first()?, fields.get(1)?, fields.get(2)?);
             let is_master = flags.split(',').any(|f| f == "master");
             let failing = flags.split(',').any(|f| f == "fail" || f == "fail?");
             // Fields 9 and on are the slots: `0-5460`, `5461`, or `[…]` for a slot moving.
-            let first_slot = fields[8..]
+            let slot = fields
+                .get(8..)?
                 .iter()
                 .find_map(|range| range.split('-').next()?.parse().ok())?;
             let addr = addr.split('@').next()?.split(',').next()?;
-            is_master.then(|| (addr.to_string(), failing, first_slot))
+            is_master.then(|| SlotOwner {
+                id: id.to_string(),
+                addr: addr.to_string(),
+                failing,
+                slot,
+            })
         })
         .collect()
 }
@@ -274,6 +313,8 @@ pub(super) struct Link {
     current: tokio::sync::Mutex<Option<Conn>>,
     /// The master(s) last seen, to tell a failover.
     masters: StdMutex<Vec<String>>,
+    /// When the cluster connection was last dropped to learn the slot map again.
+    remapped: StdMutex<Option<Instant>>,
     watcher: Box<dyn Watcher>,
 }
 
@@ -371,6 +412,7 @@ impl Link {
             shape,
             current: tokio::sync::Mutex::new(None),
             masters: StdMutex::new(Vec::new()),
+            remapped: StdMutex::new(None),
             watcher,
         })
     }
@@ -427,33 +469,62 @@ impl Link {
     }
 
     /// A command on the connection failed (or did not answer in time: `error` is `None`).
-    /// For Sentinel, an error a failover explains drops the connection, so the next command
-    /// asks the sentinels for the master again.
+    /// An error a failover explains drops the connection: for Sentinel, so the next command
+    /// asks the sentinels for the master again; on a cluster, so the next command learns the
+    /// slot map again (at most once per [`REMAP_INTERVAL`]).
     pub(super) fn failed(&self, error: Option<&RedisError>) {
-        if !matches!(self.shape, Shape::Sentinel { .. }) {
-            return;
-        }
         let failover = error.is_none_or(|e| {
             e.is_io_error()
                 || e.is_connection_dropped()
                 || e.is_connection_refusal()
                 || e.is_timeout()
                 || e.is_unrecoverable_error()
-                || matches!(e.kind(), ErrorKind::ReadOnly | ErrorKind::MasterDown)
+                || matches!(
+                    e.kind(),
+                    ErrorKind::ReadOnly
+                        | ErrorKind::MasterDown
+                        | ErrorKind::ClusterDown
+                        | ErrorKind::Moved
+                        | ErrorKind::ClusterConnectionNotFound
+                )
         });
-        if failover {
-            if let Ok(mut current) = self.current.try_lock() {
-                *current = None;
-            }
+        match self.shape {
+            Shape::Sentinel { .. } if failover => self.drop_connection(),
+            Shape::Cluster { .. } if failover => self.remap(),
+            _ => {}
         }
     }
 
-    /// The set of masters seen now (Cluster: at a session count).
+    /// Drops the connection unless it is being made right now (then it is new anyway).
+    fn drop_connection(&self) {
+        if let Ok(mut current) = self.current.try_lock() {
+            *current = None;
+        }
+    }
+
+    /// On a cluster: drops the cluster connection so the next command makes a new one with a
+    /// fresh slot map, unless that was done within [`REMAP_INTERVAL`].
+    fn remap(&self) {
+        let mut remapped = self.remapped.lock().unwrap_or_else(|p| p.into_inner());
+        if remapped.is_some_and(|at| at.elapsed() < REMAP_INTERVAL) {
+            return;
+        }
+        *remapped = Some(Instant::now());
+        self.drop_connection();
+    }
+
+    /// The set of masters seen now (Cluster: at a session count). A change on a cluster
+    /// also makes the next command learn the slot map again.
     pub(super) fn saw_masters(&self, now: Vec<String>) {
         let mut masters = self.masters.lock().unwrap_or_else(|p| p.into_inner());
         if *masters != now {
+            let first = masters.is_empty();
             self.watcher.masters(&now, &masters);
             *masters = now;
+            drop(masters);
+            if !first && matches!(self.shape, Shape::Cluster { .. }) {
+                self.remap();
+            }
         }
     }
 
@@ -535,19 +606,25 @@ a6 :0@0 master,noaddr - 0 0 0 disconnected
             masters_of(nodes),
             ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7006"]
         );
-        let owners = slot_owners(nodes);
+        let owners: Vec<_> = slot_owners(nodes)
+            .into_iter()
+            .map(|o| (o.id, o.addr, o.failing, o.slot))
+            .collect();
+        let owner =
+            |id: &str, addr: &str, failing, slot| (id.to_string(), addr.to_string(), failing, slot);
         assert_eq!(
             owners,
             [
-                ("127.0.0.1:7001".to_string(), false, 0),
-                ("127.0.0.1:7002".to_string(), false, 5461),
-                ("127.0.0.1:7006".to_string(), false, 10923),
+                owner("a1", "127.0.0.1:7001", false, 0),
+                owner("a2", "127.0.0.1:7002", false, 5461),
+                owner("a5", "127.0.0.1:7006", false, 10923),
             ]
         );
         let failing = "a3 127.0.0.1:7003@17003 master,fail? - 0 0 3 connected 0-100\n";
-        assert_eq!(
-            slot_owners(failing),
-            [("127.0.0.1:7003".to_string(), true, 0)]
-        );
+        let failing: Vec<_> = slot_owners(failing)
+            .into_iter()
+            .map(|o| (o.id, o.addr, o.failing, o.slot))
+            .collect();
+        assert_eq!(failing, [owner("a3", "127.0.0.1:7003", true, 0)]);
     }
 }
