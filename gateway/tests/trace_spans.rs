@@ -160,7 +160,7 @@ async fn the_followers_of_a_refresh_link_to_the_leaders_span() {
     let assertion = s.assertion(&b).await;
     s.gw.advance_clock(lifetime).await;
     // A slow token endpoint: the calls arriving meanwhile wait for the one refresh.
-    s.fault(json!({"target": "token", "delay_ms": 1500, "times": 1}))
+    s.fault(json!({"target": "token", "delay_ms": 3000, "times": 1}))
         .await;
     let calls = (0..3).map(|i| {
         s.egress_as(&assertion, "/v1/me")
