@@ -99,7 +99,8 @@ admin = "127.0.0.1:$ADM"
 [server]
 threads = $WORKERS
 grace_period = "0s"
-log_level = "warn"
+# The reload line (spotify_gateway::server) is waited for; access lines stay off.
+log_level = "warn,spotify_gateway::server=info"
 
 [upstream]
 url = "http://127.0.0.1:$UP"
