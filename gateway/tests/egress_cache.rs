@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 const SEARCH: &str = "/v1/search?q=abba&type=track&limit=5";
 
 fn cache_metric(result: &str) -> String {
-    format!("spotify_gateway_answer_cache_total{{result=\"{result}\"}}")
+    format!("spotify_gateway_answer_cache_total{{app=\"default\",result=\"{result}\"}}")
 }
 
 /// A GET on the egress listener from a client of its own: status, `Cache-Status`, body.

@@ -227,9 +227,12 @@ async fn the_budget_is_shared_by_replicas_and_spotify_never_says_429() {
     );
     let mut refused = 0.0;
     for gw in &all {
-        refused += metric_value(gw, r#"spotify_gateway_budget_total{result="refused"}"#)
-            .await
-            .unwrap_or(0.0);
+        refused += metric_value(
+            gw,
+            r#"spotify_gateway_budget_total{app="default",result="refused"}"#,
+        )
+        .await
+        .unwrap_or(0.0);
     }
     assert_eq!(refused, (2 * BUDGET - APP_SHARE + 1) as f64);
 }

@@ -192,35 +192,35 @@ async fn every_event_is_one_audit_line_with_the_user_hashed_and_nothing_secret()
 
     for (series, value) in [
         (
-            "spotify_gateway_audit_events_total{type=\"login.succeeded\"}",
+            "spotify_gateway_audit_events_total{app=\"default\",type=\"login.succeeded\"}",
             5.0,
         ),
         (
-            "spotify_gateway_audit_events_total{type=\"session.ended\"}",
+            "spotify_gateway_audit_events_total{app=\"default\",type=\"session.ended\"}",
             1.0,
         ),
         (
-            "spotify_gateway_audit_events_total{type=\"login.denied\"}",
+            "spotify_gateway_audit_events_total{app=\"default\",type=\"login.denied\"}",
             1.0,
         ),
         (
-            "spotify_gateway_sessions_ended_total{reason=\"signed_out\"}",
+            "spotify_gateway_sessions_ended_total{app=\"default\",reason=\"signed_out\"}",
             1.0,
         ),
         (
-            "spotify_gateway_sessions_ended_total{reason=\"invalid_grant\"}",
+            "spotify_gateway_sessions_ended_total{app=\"default\",reason=\"invalid_grant\"}",
             1.0,
         ),
         (
-            "spotify_gateway_sessions_ended_total{reason=\"disconnected\"}",
+            "spotify_gateway_sessions_ended_total{app=\"default\",reason=\"disconnected\"}",
             1.0,
         ),
         (
-            "spotify_gateway_sessions_ended_total{reason=\"revoked\"}",
+            "spotify_gateway_sessions_ended_total{app=\"default\",reason=\"revoked\"}",
             1.0,
         ),
         (
-            "spotify_gateway_sessions_ended_total{reason=\"deadline\"}",
+            "spotify_gateway_sessions_ended_total{app=\"default\",reason=\"deadline\"}",
             0.0,
         ),
     ] {
@@ -262,7 +262,7 @@ async fn with_log_user_id_the_user_is_plain_and_the_deadline_ends_a_session_once
     assert_eq!(ended[0]["reason"], "deadline");
     assert_eq!(ended[0]["user"], "alice");
     assert_eq!(
-        s.metric("spotify_gateway_sessions_ended_total{reason=\"deadline\"}")
+        s.metric("spotify_gateway_sessions_ended_total{app=\"default\",reason=\"deadline\"}")
             .await,
         1.0
     );

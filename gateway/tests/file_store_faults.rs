@@ -75,7 +75,7 @@ async fn a_full_disk_loses_no_rotated_refresh_token() {
     );
     assert_eq!(s.metric("spotify_gateway_unsaved_sessions").await, 1.0);
     assert!(
-        s.metric("spotify_gateway_store_errors_total{backend=\"file\",kind=\"unavailable\"}")
+        s.metric("spotify_gateway_store_errors_total{app=\"default\",backend=\"file\",kind=\"unavailable\"}")
             .await
             >= 1.0
     );

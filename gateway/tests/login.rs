@@ -449,7 +449,8 @@ async fn trusted_user_header_mode_finds_the_users_session() {
     // user index is read: the counter below exists from here on).
     assert_eq!(as_user("alice").await.expect("egress").status(), 401);
     // Hot sessions are found without reading the store on every call.
-    const STORE_GETS: &str = r#"spotify_gateway_store_operations_total{backend="memory",op="get"}"#;
+    const STORE_GETS: &str =
+        r#"spotify_gateway_store_operations_total{app="default",backend="memory",op="get"}"#;
     let store_gets = || async {
         metric_value(&s.gw, STORE_GETS)
             .await

@@ -102,7 +102,7 @@ async fn a_same_origin_fetch_of_a_streaming_session_gets_the_access_token_only()
         2.0
     );
     assert_eq!(
-        s.metric("spotify_gateway_audit_events_total{type=\"token.issued\"}")
+        s.metric("spotify_gateway_audit_events_total{app=\"default\",type=\"token.issued\"}")
             .await,
         2.0
     );

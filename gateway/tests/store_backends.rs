@@ -295,7 +295,8 @@ async fn redis_cluster_backend_and_invalidations() {
 }
 
 /// The quota's shared state on Redis: a cool-down reaches every subscriber (and one that
-/// subscribes later, from its key); the budget's window is one for every client.
+/// subscribes later, from its key); each developer account's budget window is one for every
+/// client, and two accounts' windows are apart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_shares_cool_downs_and_the_budget() {
     let redis = common::RedisServer::start().await;
@@ -304,7 +305,7 @@ async fn redis_shares_cool_downs_and_the_budget() {
     shares_cool_downs_and_the_budget(&store, &late).await;
     assert_eq!(
         MemoryStore::default()
-            .take_budget(3, None, Duration::from_secs(30))
+            .take_budget(None, 3, None, Duration::from_secs(30))
             .await
             .unwrap(),
         None
@@ -359,27 +360,53 @@ async fn shares_cool_downs_and_the_budget(store: &dyn Store, late: &dyn Store) {
     let window = Duration::from_secs(30);
     // App-token calls have their own share (2 of 4), counted on both replicas.
     for s in [store, late] {
-        let taken = s.take_budget(4, Some(2), window).await.unwrap();
+        let taken = s.take_budget(None, 4, Some(2), window).await.unwrap();
         assert_eq!(taken, Some(None), "an app call taken");
     }
-    let app_full = store.take_budget(4, Some(2), window).await.unwrap();
+    let app_full = store.take_budget(None, 4, Some(2), window).await.unwrap();
     assert!(
         app_full.is_some_and(|wait| wait.is_some_and(|w| w <= window)),
         "the app share is spent on both: {app_full:?}"
     );
     for s in [late, store] {
         assert_eq!(
-            s.take_budget(4, None, window).await.unwrap(),
+            s.take_budget(None, 4, None, window).await.unwrap(),
             Some(None),
             "a user's call"
         );
     }
     let full = late
-        .take_budget(4, None, window)
+        .take_budget(None, 4, None, window)
         .await
         .unwrap()
         .expect("shared");
     assert!(full.is_some_and(|wait| wait <= window), "{full:?}");
+
+    // Another developer account (`[[apps]] developer_account`) has a window of its own,
+    // shared by both replicas too: the default account's full window leaves it untouched.
+    for s in [store, late] {
+        assert_eq!(
+            s.take_budget(Some("acme"), 2, None, window).await.unwrap(),
+            Some(None),
+            "acme's call, the default account's window full"
+        );
+    }
+    let acme_full = store
+        .take_budget(Some("acme"), 2, None, window)
+        .await
+        .unwrap()
+        .expect("shared");
+    assert!(
+        acme_full.is_some(),
+        "acme's window holds both replicas' calls"
+    );
+    assert_eq!(
+        late.take_budget(Some("radio-team"), 2, None, window)
+            .await
+            .unwrap(),
+        Some(None),
+        "a third account is not held by the other two"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -443,9 +443,12 @@ async fn nothing_lost(s: &Stack, other: &Gateway, tally: &Tally, users: &[User])
             for gw in gws {
                 let status = egress_status(gw, &user.assertion).await;
                 assert_eq!(
-                    status, 200,
-                    "{} cannot refresh after the failover",
-                    user.label
+                    status,
+                    200,
+                    "{} cannot refresh after the failover on {}\n{}",
+                    user.label,
+                    gw.egress_url(),
+                    problems_logged([&s.gw, other])
                 );
             }
         }
@@ -507,8 +510,13 @@ async fn hold_shared(s: &Stack, other: &Gateway, user: &User) {
 }
 
 async fn sign_in(s: &Stack, other: &Gateway, n: usize) -> Vec<User> {
+    sign_in_from(s, other, 0, n).await
+}
+
+/// Users `from..from + n`, signed in alternately on each replica.
+async fn sign_in_from(s: &Stack, other: &Gateway, from: usize, n: usize) -> Vec<User> {
     let mut users = Vec::new();
-    for i in 0..n {
+    for i in from..from + n {
         let gw = if i % 2 == 0 { &s.gw } else { other };
         let name = NAMES[i % NAMES.len()];
         let user = try_login(&Urls::of(gw), name, format!("{name}#{i}"))
@@ -567,11 +575,29 @@ async fn cluster_failover_under_load_loses_nothing() {
             .set("store.nodes", seeds)
     })
     .await;
-    let users = sign_in(&s, &other, USERS).await;
+    let mut users = sign_in(&s, &other, USERS).await;
+    // Session keys fall on any slot: more users until every master holds some, so the one
+    // killed takes sessions with it and its replica must bring them back.
+    let masters = cluster.master_ports().await;
+    for _ in 0..8 {
+        let mut empty = 0;
+        for &master in &masters {
+            if cluster.keys_on(master, "sgw:sessions:*").await == 0 {
+                empty += 1;
+            }
+        }
+        if empty == 0 {
+            break;
+        }
+        let more = sign_in_from(&s, &other, users.len(), 4).await;
+        users.extend(more);
+    }
+    let victim = masters[0];
+    let on_victim = cluster.keys_on(victim, "sgw:sessions:*").await;
+    assert!(on_victim > 0, "the master to kill holds sessions");
     let load = Load::start(&s, &other, &users);
     load.wait_served_after(&users, 0, [&s.gw, &other]).await;
 
-    let victim = cluster.master_ports().await[0];
     cluster.kill(victim);
     load.wait_not_ready().await;
     cluster.wait_whole(3).await;
@@ -583,7 +609,7 @@ async fn cluster_failover_under_load_loses_nothing() {
     for master in cluster.master_ports().await {
         assert!(
             cluster.keys_on(master, "sgw:sessions:*").await > 0,
-            "master {master} holds no session"
+            "master {master} holds no session (the killed master's replica holds its sessions now)"
         );
     }
 

@@ -534,7 +534,7 @@ async fn every_end_of_a_session_closes_its_sockets_and_streams_and_no_one_elses(
         assert_eq!(next_text(&mut bob_ws).await, what);
 
         let closed = format!(
-            "spotify_gateway_streams_closed_total{{reason=\"{}\"}}",
+            "spotify_gateway_streams_closed_total{{app=\"default\",reason=\"{}\"}}",
             end.reason()
         );
         assert_eq!(s.metric(&closed).await, 2.0, "{what}");
@@ -583,7 +583,7 @@ async fn a_sessions_socket_and_stream_close_at_its_deadline() {
     until_socket_closes(&mut ws, within, "the deadline").await;
     until_feed_ends(&mut feed, CLOSE_WITHIN, "the deadline").await;
     assert_eq!(
-        s.metric("spotify_gateway_streams_closed_total{reason=\"deadline\"}")
+        s.metric("spotify_gateway_streams_closed_total{app=\"default\",reason=\"deadline\"}")
             .await,
         2.0
     );
@@ -624,7 +624,7 @@ async fn a_logout_on_one_replica_closes_the_sockets_on_another() {
         .await
         .expect("bob sends");
     assert_eq!(next_text(&mut bob_ws).await, "still here");
-    let closed = "spotify_gateway_streams_closed_total{reason=\"other_replica\"}";
+    let closed = "spotify_gateway_streams_closed_total{app=\"default\",reason=\"other_replica\"}";
     assert_eq!(metric_value(&other, closed).await, Some(2.0));
     assert_eq!(
         metric_value(&other, "spotify_gateway_streams_open").await,

@@ -130,13 +130,9 @@ impl ServeHttp for AdminApp {
                 crate::admin::api::serve(&self.apps, session.req_header()).await
             }
             "/metrics" => {
-                let due: usize = self
-                    .apps
-                    .all()
-                    .iter()
-                    .map(|g| g.sessions.reauth_due())
-                    .sum();
-                self.gw.metrics.sessions_reauth_due.set(due as i64);
+                for app in self.apps.all() {
+                    app.sessions.count_reauth_due();
+                }
                 text(
                     200,
                     "text/plain; version=0.0.4; charset=utf-8",

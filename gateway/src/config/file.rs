@@ -90,11 +90,23 @@ pub(super) struct FileSpotify {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileListen {
     #[serde(default = "default_public")]
-    pub(super) public: String,
+    pub(super) public: Addresses,
     #[serde(default = "default_egress")]
     pub(super) egress: String,
     #[serde(default = "default_admin")]
     pub(super) admin: String,
+}
+
+/// `listen.public`: one address, or a list of them (apps on loopback hosts of their own,
+/// each bound without taking every address).
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an address such as \"127.0.0.1:8080\", or a list of them"
+)]
+pub(super) enum Addresses {
+    One(String),
+    Many(Vec<String>),
 }
 
 impl Default for FileListen {
@@ -259,6 +271,10 @@ pub(super) struct FileForwardAuth {
 
 /// Declares the functions serde calls for a key's default (`#[serde(default = "...")]`
 /// wants a function), one line per default.
+fn default_public() -> Addresses {
+    Addresses::One("0.0.0.0:8080".into())
+}
+
 macro_rules! defaults {
     ($($name:ident => $value:literal,)*) => {
         $(fn $name() -> String { $value.into() })*
@@ -269,7 +285,6 @@ defaults! {
     default_flow => "authorization_code",
     default_accounts_url => "https://accounts.spotify.com",
     default_api_url => "https://api.spotify.com",
-    default_public => "0.0.0.0:8080",
     default_egress => "127.0.0.1:8081",
     default_admin => "0.0.0.0:9090",
     default_cookie_name => "spotify_gateway_session",

@@ -101,6 +101,8 @@ impl Default for TracingConfig {
 /// The name of the app a single-app config (`[spotify]`) describes. Its cookie, keys and
 /// store keys are those of the gateway before `[[apps]]`, so its sessions outlive the upgrade.
 pub const DEFAULT_APP: &str = "default";
+/// The developer account of an app that names none: apps usually share their owner's.
+pub const DEFAULT_DEVELOPER_ACCOUNT: &str = "default";
 
 /// One Spotify app (client id) the gateway serves (`[[apps]]`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -345,7 +347,9 @@ impl Serialize for CaFile {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ListenConfig {
-    pub public: SocketAddr,
+    /// One address or more (never none, none taken twice): every app's hosts are served on
+    /// each.
+    pub public: Vec<SocketAddr>,
     pub egress: SocketAddr,
     pub admin: SocketAddr,
 }

@@ -166,6 +166,68 @@ fn bad_address_and_missing_env_are_reported_together() {
 }
 
 #[test]
+fn the_public_listener_takes_one_address_or_a_list() {
+    let with = |public: &str| format!("{GOOD}\n[listen]\npublic = {public}\n");
+    let c = Config::parse(&with("\"127.0.0.1:8080\""), "t", &env).expect("one");
+    assert_eq!(c.listen.public, ["127.0.0.1:8080".parse().unwrap()]);
+    let c = Config::parse(&with("[\"127.0.0.1:8080\", \"127.0.0.2:8080\"]"), "t", &env)
+        .expect("a list");
+    assert_eq!(
+        c.listen.public,
+        [
+            "127.0.0.1:8080".parse().unwrap(),
+            "127.0.0.2:8080".parse().unwrap()
+        ]
+    );
+    for (bad, why) in [
+        ("[]", "needs an address"),
+        (
+            "[\"127.0.0.1:8080\", \"127.0.0.1:8080\"]",
+            "take the same address",
+        ),
+        (
+            "[\"0.0.0.0:8080\", \"127.0.0.2:8080\"]",
+            "take the same address",
+        ),
+        ("[\"127.0.0.1:8080\", \"nowhere\"]", "not a socket address"),
+        ("[\"127.0.0.1:8081\"]", "different addresses"),
+    ] {
+        let i = issues(&with(bad));
+        assert!(i.iter().any(|i| i.message.contains(why)), "{bad}: {i:?}");
+    }
+    // Two loopback addresses on one port are two addresses.
+    assert!(Config::parse(&with("[\"127.0.0.1:8080\", \"127.0.0.2:8080\"]"), "t", &env).is_ok());
+}
+
+/// `demo --apps 2` serves each app on a loopback address of its own and takes no other.
+#[test]
+fn the_two_app_demo_listens_on_its_apps_loopback_addresses_only() {
+    let text = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/demo-apps.toml"
+    ));
+    let c = Config::parse(text, "demo-apps.toml", &env).expect("valid");
+    assert!(
+        c.listen.public.iter().all(|a| a.ip().is_loopback()),
+        "{:?}",
+        c.listen.public
+    );
+    for app in &c.apps {
+        for host in &app.hosts {
+            assert!(
+                c.listen
+                    .public
+                    .iter()
+                    .any(|a| a.ip().to_string() == host.0.host),
+                "{} is not listened on: {:?}",
+                host.0.host,
+                c.listen.public
+            );
+        }
+    }
+}
+
+#[test]
 fn app_name_defaults_and_is_checked() {
     let c = Config::parse(GOOD, "t", &env).expect("valid");
     assert_eq!(c.server.app_name, DEFAULT_APP_NAME);

@@ -50,7 +50,7 @@ pub fn run(tls: bool, apps: u8) -> Result<(), StartError> {
 
     let egress = config.listen.egress;
     let admin = config.listen.admin;
-    let port = config.listen.public.port();
+    let port = config.listen.public.first().map_or(0, SocketAddr::port);
     let open: Vec<String> = config
         .apps
         .iter()

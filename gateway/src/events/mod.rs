@@ -197,6 +197,16 @@ pub struct Events {
 }
 
 /// What the events of every app share.
+/// Every series of `app` exists from the start (at 0), so a rate over it is never absent.
+fn register_series(metrics: &Metrics, app: &str) {
+    for kind in Kind::ALL {
+        metrics.audit_events.with_label_values(&[app, kind.name()]);
+        if let Some(reason) = kind.end_reason() {
+            metrics.sessions_ended.with_label_values(&[app, reason]);
+        }
+    }
+}
+
 struct Shared {
     /// `server.log_user_id` (live on SIGHUP): plain user ids instead of hashes.
     log_user_id: AtomicBool,
@@ -212,13 +222,8 @@ impl Events {
         metrics: Arc<Metrics>,
         webhooks: Webhooks,
     ) -> Events {
-        // Every series exists from the start (at 0), so a rate over it is never absent.
-        for kind in Kind::ALL {
-            metrics.audit_events.with_label_values(&[kind.name()]);
-            if let Some(reason) = kind.end_reason() {
-                metrics.sessions_ended.with_label_values(&[reason]);
-            }
-        }
+        // No series yet: each app's exist once its events are made (`for_app`), so the `app`
+        // label takes the configured names only.
         Events {
             app: crate::config::DEFAULT_APP.to_string(),
             shared: Arc::new(Shared {
@@ -238,6 +243,7 @@ impl Events {
     /// The events of the app `app`: the same log, counters and webhooks, each event naming
     /// the app.
     pub fn for_app(&self, app: &str) -> Events {
+        register_series(&self.shared.metrics, app);
         Events {
             app: app.to_string(),
             shared: Arc::clone(&self.shared),
@@ -285,7 +291,7 @@ impl Events {
         self.shared
             .metrics
             .audit_events
-            .with_label_values(&[kind.name()])
+            .with_label_values(&[&self.app, kind.name()])
             .inc();
         if let Some(reason) = kind.end_reason() {
             let n = match kind {
@@ -295,7 +301,7 @@ impl Events {
             self.shared
                 .metrics
                 .sessions_ended
-                .with_label_values(&[reason])
+                .with_label_values(&[&self.app, reason])
                 .inc_by(n as u64);
         }
         audit::write(&body);

@@ -1,8 +1,10 @@
 //! A budget of calls to Spotify per rolling 30 seconds (`egress.budget_per_30s`), so that
 //! Spotify never has to say 429: every attempt that goes to Spotify (retries and
 //! revalidations included; cache hits and coalesced copies cost nothing) takes one call from
-//! it. On the Redis store the window is shared by every replica (a sorted set of call times,
-//! trimmed and counted in one script, on Redis's clock); otherwise it is this process's.
+//! it. There is one budget per developer account (`[[apps]] developer_account`), spent by its
+//! apps together; two accounts never share one. On the Redis store each account's window is
+//! shared by every replica (a sorted set of call times, trimmed and counted in one script, on
+//! Redis's clock); otherwise it is this process's.
 //!
 //! While the shared window cannot be reached, each replica counts its own calls in memory.
 //! Spotify counted those calls all the same, so when the store is back they are added to the
@@ -43,6 +45,9 @@ pub enum Priority {
 
 pub struct Budget {
     limit: u32,
+    /// The developer account whose window this is on a shared store: `None` for the default
+    /// one (the window a single-app gateway keeps, under the names earlier releases used).
+    account: Option<String>,
     store: Arc<dyn Store>,
     /// Calls in the window when the store shares no budget, or cannot be reached: every
     /// call, and the app-token calls apart. On a shared store, these are the calls the
@@ -54,12 +59,23 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn new(limit: u32, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<Budget> {
-        for result in ["taken", "waited", "refused"] {
-            metrics.budget.with_label_values(&[result]);
+    /// The budget of developer account `account` (`None`: the default account), for its
+    /// apps `apps` (the `app` label of `budget_total`).
+    pub fn new(
+        limit: u32,
+        account: Option<&str>,
+        apps: &[&str],
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Budget> {
+        for app in apps {
+            for result in ["taken", "waited", "refused"] {
+                metrics.budget.with_label_values(&[app, result]);
+            }
         }
         Arc::new(Budget {
             limit,
+            account: account.map(str::to_string),
             store,
             local: Mutex::new(Window::default()),
             sharing: AtomicBool::new(false),
@@ -75,7 +91,7 @@ impl Budget {
         }
     }
 
-    /// Takes one call, waiting for room until `deadline` and at most `MAX_WAIT` after
+    /// Takes one call for app `app`, waiting for room until `deadline` and at most `MAX_WAIT` after
     /// `arrived` (when the call came in); `Err` with the time until room when there is none
     /// in time. Counted from the arrival, so a call that has already waited (for an identical
     /// call in flight whose leader got no room, then leading itself) does not wait `MAX_WAIT`
@@ -83,6 +99,7 @@ impl Budget {
     /// leader before it.
     pub async fn take(
         self: &Arc<Self>,
+        app: &str,
         priority: Priority,
         arrived: Instant,
         deadline: Instant,
@@ -94,14 +111,17 @@ impl Budget {
             let wait = match self.try_take(app_limit).await {
                 None => {
                     let result = if waited { "waited" } else { "taken" };
-                    self.metrics.budget.with_label_values(&[result]).inc();
+                    self.metrics.budget.with_label_values(&[app, result]).inc();
                     return Ok(());
                 }
                 Some(wait) => wait,
             };
             let now = Instant::now();
             if now + wait > give_up {
-                self.metrics.budget.with_label_values(&["refused"]).inc();
+                self.metrics
+                    .budget
+                    .with_label_values(&[app, "refused"])
+                    .inc();
                 return Err(wait);
             }
             waited = true;
@@ -113,7 +133,11 @@ impl Budget {
     /// One attempt: `None` when taken, else the time until the oldest call in the way leaves
     /// the window.
     async fn try_take(self: &Arc<Self>, app_limit: Option<u32>) -> Option<Duration> {
-        match self.store.take_budget(self.limit, app_limit, WINDOW).await {
+        match self
+            .store
+            .take_budget(self.account.as_deref(), self.limit, app_limit, WINDOW)
+            .await
+        {
             Ok(Some(taken)) => return taken,
             Ok(None) => return self.take_local(app_limit, now_ms()),
             Err(e) => {
@@ -179,7 +203,11 @@ impl Budget {
                     .forget_through(last);
                 continue;
             }
-            match self.store.add_budget_calls(&calls, WINDOW).await {
+            match self
+                .store
+                .add_budget_calls(self.account.as_deref(), &calls, WINDOW)
+                .await
+            {
                 Ok(()) => {
                     let mut w = self.local.lock().unwrap_or_else(PoisonError::into_inner);
                     w.forget_through(last);
@@ -276,8 +304,14 @@ mod tests {
     #[tokio::test]
     async fn a_call_waits_at_most_max_wait_from_its_arrival() {
         let metrics = Arc::new(Metrics::new());
-        let b = Budget::new(1, Arc::new(MemoryStore::default()), Arc::clone(&metrics));
-        let count = |result: &str| metrics.budget.with_label_values(&[result]).get();
+        let b = Budget::new(
+            1,
+            None,
+            &["default"],
+            Arc::new(MemoryStore::default()),
+            Arc::clone(&metrics),
+        );
+        let count = |result: &str| metrics.budget.with_label_values(&["default", result]).get();
         // The window is full and frees in about 1 s.
         b.local
             .lock()
@@ -287,7 +321,7 @@ mod tests {
         let far = Instant::now() + Duration::from_secs(30);
         let late = Instant::now() - (MAX_WAIT - Duration::from_millis(500));
         assert!(
-            b.take(Priority::User, late, far).await.is_err(),
+            b.take("default", Priority::User, late, far).await.is_err(),
             "arrived 4.5 s ago: 0.5 s left of its wait, room in 1 s"
         );
         assert_eq!(
@@ -296,7 +330,9 @@ mod tests {
             "refused, not waited"
         );
         assert!(
-            b.take(Priority::User, Instant::now(), far).await.is_ok(),
+            b.take("default", Priority::User, Instant::now(), far)
+                .await
+                .is_ok(),
             "just arrived: waits for the room"
         );
         assert_eq!(
@@ -310,6 +346,8 @@ mod tests {
     fn app_calls_take_their_share_and_users_keep_the_rest() {
         let b = Budget::new(
             8,
+            None,
+            &[],
             Arc::new(MemoryStore::default()),
             Arc::new(Metrics::new()),
         );
@@ -366,6 +404,8 @@ mod tests {
     fn with_app_calls_alone_a_quarter_stays_for_users() {
         let b = Budget::new(
             4,
+            None,
+            &[],
             Arc::new(MemoryStore::default()),
             Arc::new(Metrics::new()),
         );

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_DEVELOPER_ACCOUNT};
 use crate::crypto::Keyring;
 use crate::events::{Events, Webhooks};
 use crate::net::host::HostPort;
@@ -30,7 +30,10 @@ impl Apps {
     /// Every app of `config`, wired.
     pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<Arc<Apps>, StartError> {
         let metrics = Arc::new(Metrics::new());
-        let store = store::open(&config.store, metrics.clone())?;
+        // Each app's view of the one store counts its operations under its name; the
+        // process's own (the budgets') under none.
+        let backend = store::open_backend(&config.store, &metrics)?;
+        let store = store::instrumented(Arc::clone(&backend), "", metrics.clone());
         // Audit events hash user ids with the default app's keys: one user, one hash.
         let keys = Keyring::new(
             &config.session.secret,
@@ -48,19 +51,32 @@ impl Apps {
             .iter()
             .map(|a| (!a.is_default()).then_some(a.name.as_str()))
             .collect();
-        let views = Scopes::new(Arc::clone(&store), &names).views;
+        let views = Scopes::new(backend, &names)
+            .views
+            .into_iter()
+            .zip(&config.apps)
+            .map(|(view, app)| store::instrumented(view, &app.name, metrics.clone()))
+            .collect::<Vec<_>>();
         // One hold and one budget per developer account, for all of its apps.
         let mut accounts: HashMap<&str, Account> = HashMap::new();
         for app in &config.apps {
-            accounts
-                .entry(app.developer_account.as_str())
-                .or_insert_with(|| Account {
+            let account = app.developer_account.as_str();
+            accounts.entry(account).or_insert_with(|| {
+                let apps: Vec<&str> = config
+                    .apps
+                    .iter()
+                    .filter(|a| a.developer_account == account)
+                    .map(|a| a.name.as_str())
+                    .collect();
+                // The default account's shared window keeps the name earlier releases used.
+                let shared_as = (account != DEFAULT_DEVELOPER_ACCOUNT).then_some(account);
+                Account {
                     hold: Arc::default(),
-                    budget: config
-                        .egress
-                        .budget_per_30s
-                        .map(|limit| Budget::new(limit, Arc::clone(&store), metrics.clone())),
-                });
+                    budget: config.egress.budget_per_30s.map(|limit| {
+                        Budget::new(limit, shared_as, &apps, Arc::clone(&store), metrics.clone())
+                    }),
+                }
+            });
         }
         let traces =
             Arc::new(Traces::start(&config.tracing, metrics.clone()).map_err(StartError::Clients)?);
@@ -128,9 +144,9 @@ impl Apps {
             .find(|g| g.app.hosts.iter().any(|h| h.serves(&host)))
     }
 
-    /// Re-reads the config file (SIGHUP), applies what can change without new listeners and
-    /// names what waits for a restart (`reload::diff`). A bad file changes nothing; the error
-    /// says why.
+    /// Re-reads the config file (SIGHUP), applies what can change without new listeners to
+    /// every app and names what waits for a restart (`reload::diff`). A bad file, or one that
+    /// adds, removes or renames an app, changes nothing; the error says why.
     pub fn reload(&self) -> Result<Report, ReloadError> {
         let first = self.first();
         let path = first
@@ -138,6 +154,12 @@ impl Apps {
             .as_ref()
             .ok_or(ReloadError::NoConfigFile)?;
         let new = Config::load(path)?;
+        // Each app's token client, sessions and keys are made at start: a file that adds,
+        // removes or renames an app is refused whole, and the running apps keep theirs.
+        let (added, removed) = reload::apps_added_and_removed(&first.config, &new);
+        if !added.is_empty() || !removed.is_empty() {
+            return Err(ReloadError::AppsChanged { added, removed });
+        }
         let changes = reload::diff(&first.config, &new);
         if new.server.log_level != first.live().log_level {
             crate::telemetry::logging::set_level(&new.server.log_level)
@@ -155,7 +177,8 @@ impl Apps {
         for gw in &self.all {
             gw.apply(&new, &changes);
         }
-        Ok(Report::from_changes(&changes))
+        let names = self.all.iter().map(|g| g.app.name.clone()).collect();
+        Ok(Report::from_changes(names, &changes))
     }
 
     pub fn mark_listening(&self) {

@@ -62,4 +62,24 @@ pub enum ReloadError {
     /// `server.log_level` names no level the logger takes.
     #[error("server.log_level: {0}")]
     LogLevel(String),
+    /// The file adds, removes or renames an app (`[[apps]]`): each app is wired at start.
+    #[error(
+        "apps changed (added: {}; removed: {}): adding, removing or renaming an app needs \
+         a restart",
+        names(added),
+        names(removed)
+    )]
+    AppsChanged {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+}
+
+/// `a, b`, or `none`.
+fn names(list: &[String]) -> String {
+    if list.is_empty() {
+        "none".to_string()
+    } else {
+        list.join(", ")
+    }
 }

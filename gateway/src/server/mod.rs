@@ -53,11 +53,8 @@ pub fn run_gateway(apps: impl IntoApps) -> Result<(), StartError> {
 /// listener's thread and leave a half-started process behind.
 fn check_addresses_free(config: &Config) -> Result<(), StartError> {
     let l = &config.listen;
-    for (key, addr) in [
-        ("listen.public", l.public),
-        ("listen.egress", l.egress),
-        ("listen.admin", l.admin),
-    ] {
+    let public = l.public.iter().map(|a| ("listen.public", *a));
+    for (key, addr) in public.chain([("listen.egress", l.egress), ("listen.admin", l.admin)]) {
         std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen {
             key,
             addr,
@@ -91,7 +88,7 @@ pub fn build(apps: impl IntoApps) -> Result<Server, StartError> {
     let conf = &server.configuration;
     let public_guard = guard("public", limits.max_connections_public, public_max);
     let public_app = pingora::proxy::http_proxy(conf, PublicApps::new(&apps));
-    let public = guarded("public", public_app, &public_guard, listen.public);
+    let public = guarded("public", public_app, &public_guard, &listen.public);
     let egress_guard = guard("egress", limits.max_connections_egress, egress_max);
     // The egress proxy's connector gets the trust set once (read from the bundle while it is
     // built): pingora then clones one TLS config, and its session cache, per connection, so
@@ -109,13 +106,13 @@ pub fn build(apps: impl IntoApps) -> Result<Server, StartError> {
     let egress_conf = Arc::new(server_conf(&gw.config, roots.as_ref().map(|r| r.path())));
     let egress_app = pingora::proxy::http_proxy(&egress_conf, EgressApps::new(&apps));
     drop(roots);
-    let egress = guarded("egress", egress_app, &egress_guard, listen.egress);
+    let egress = guarded("egress", egress_app, &egress_guard, &[listen.egress]);
     let admin_guard = guard("admin", limits.max_connections_admin, admin_max);
     let mut admin = guarded(
         "admin",
         AdminApp::new(Arc::clone(&apps)),
         &admin_guard,
-        listen.admin,
+        &[listen.admin],
     );
     // Scrapes and probes are light; one thread keeps them off the proxies' runtimes.
     admin.threads = Some(1);
@@ -130,7 +127,7 @@ pub fn build(apps: impl IntoApps) -> Result<Server, StartError> {
     server.add_service(egress);
     server.add_service(admin);
     tracing::info!(
-        public = %listen.public,
+        public = %addresses(&listen.public),
         egress = %listen.egress,
         admin = %listen.admin,
         fd_limit,
@@ -170,15 +167,26 @@ fn guarded<A: pingora::apps::HttpServerApp + Send + Sync + 'static>(
     name: &str,
     app: A,
     guard: &Arc<Guard>,
-    addr: std::net::SocketAddr,
+    addrs: &[std::net::SocketAddr],
 ) -> Service<ConnectionLimit<RequestGuard<A>>> {
     let app = RequestGuard::new(app, Arc::clone(guard));
     let mut service = Service::new(
         name.to_string(),
         ConnectionLimit::new(app, Arc::clone(guard)),
     );
-    service.add_tcp(&addr.to_string());
+    for addr in addrs {
+        service.add_tcp(&addr.to_string());
+    }
     service
+}
+
+/// `a, b` for the log.
+fn addresses(addrs: &[std::net::SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// How long start-up may take to bind a listener before we log it.
@@ -231,8 +239,8 @@ impl BackgroundService for Lifecycle {
         // pingora reports a listening service ready before it binds, so wait until the
         // proxies accept connections before `/readyz` says so.
         let listen = &self.apps.first().config.listen;
-        for addr in [listen.public, listen.egress] {
-            wait_until_accepting(addr).await;
+        for addr in listen.public.iter().chain([&listen.egress]) {
+            wait_until_accepting(*addr).await;
         }
         self.apps.mark_listening();
         // Each app's connection to its API, warmed through the one egress listener.
@@ -275,7 +283,7 @@ impl BackgroundService for Lifecycle {
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     match self.apps.reload() {
                         Ok(report) => {
-                            tracing::info!(applied = ?report.applied, "config reloaded");
+                            tracing::info!(apps = ?report.apps, applied = ?report.applied, "config reloaded");
                             for key in &report.restart_needed {
                                 tracing::warn!(key, "{key} changed: it takes effect after a restart");
                             }

@@ -27,31 +27,62 @@ pub struct Change {
     /// Dotted key, e.g. `egress.trust_user_header`.
     pub key: &'static str,
     pub effect: Effect,
+    /// The app whose key it is (`spotify.*`, `upstream.*`, `access.*`, `apps.*` of an
+    /// `[[apps]]` entry); `None` for the process's keys and the default app's.
+    pub app: Option<String>,
+}
+
+impl Change {
+    /// The key as the log names it: `spotify.scopes`, or `spotify.scopes (app radio)`.
+    pub fn named(&self) -> String {
+        match &self.app {
+            Some(app) => format!("{} (app {app})", self.key),
+            None => self.key.to_string(),
+        }
+    }
 }
 
 /// What a reload did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Report {
-    /// Keys applied live.
-    pub applied: Vec<&'static str>,
+    /// The apps the new config was applied to (every app: a reload adds or removes none).
+    pub apps: Vec<String>,
+    /// Keys applied live, as [`Change::named`] names them.
+    pub applied: Vec<String>,
     /// Keys that changed in the file but wait for a restart.
-    pub restart_needed: Vec<&'static str>,
+    pub restart_needed: Vec<String>,
 }
 
 impl Report {
-    pub fn from_changes(changes: &[Change]) -> Report {
+    pub fn from_changes(apps: Vec<String>, changes: &[Change]) -> Report {
         let keys = |effect| {
             changes
                 .iter()
                 .filter(|c| c.effect == effect)
-                .map(|c| c.key)
+                .map(Change::named)
                 .collect()
         };
         Report {
+            apps,
             applied: keys(Effect::Live),
             restart_needed: keys(Effect::Restart),
         }
     }
+}
+
+/// The apps a reload would add and remove (a rename is both), by name; both empty when the
+/// new config has the same apps, in any order.
+pub fn apps_added_and_removed(old: &Config, new: &Config) -> (Vec<String>, Vec<String>) {
+    let missing_from = |from: &[AppConfig], of: &[AppConfig]| -> Vec<String> {
+        of.iter()
+            .filter(|a| !from.iter().any(|b| b.name == a.name))
+            .map(|a| a.name.clone())
+            .collect()
+    };
+    (
+        missing_from(&old.apps, &new.apps),
+        missing_from(&new.apps, &old.apps),
+    )
 }
 
 /// Compares `$old.$field` with `$new.$field` for each listed field, after destructuring
@@ -64,6 +95,7 @@ macro_rules! compare {
                 $out.push(Change {
                     key: concat!($section, ".", stringify!($field)),
                     effect: Effect::$effect,
+                    app: None,
                 });
             }
         )*
@@ -86,16 +118,26 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         tracing,
     } = old;
     let mut out = Vec::new();
-    let names = |apps: &[AppConfig]| apps.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
-    if names(apps) != names(&new.apps) {
-        // Each app has its own token client, sessions and keys, made at start.
+    let (added, removed) = apps_added_and_removed(old, new);
+    if !added.is_empty() || !removed.is_empty() {
+        // Each app has its own token client, sessions and keys, made at start; the reload
+        // refuses such a file whole (`server::apps::Apps::reload`).
         out.push(Change {
             key: "apps",
             effect: Effect::Restart,
+            app: None,
         });
     } else {
-        for (old_app, new_app) in apps.iter().zip(&new.apps) {
-            app_diff(&mut out, old_app, new_app);
+        for old_app in apps {
+            if let Some(new_app) = new.apps.iter().find(|a| a.name == old_app.name) {
+                let from = out.len();
+                app_diff(&mut out, old_app, new_app);
+                if !old_app.is_default() {
+                    for change in &mut out[from..] {
+                        change.app = Some(old_app.name.clone());
+                    }
+                }
+            }
         }
     }
     compare!(out, "listen", ListenConfig, listen, new.listen, {
@@ -127,6 +169,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         out.push(Change {
             key: "store",
             effect: Effect::Restart,
+            app: None,
         });
     }
     compare!(out, "egress", EgressConfig, egress, new.egress, {
@@ -154,6 +197,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         _ => out.push(Change {
             key: "forward_auth",
             effect: Effect::Live,
+            app: None,
         }),
     }
     // `/auth/playback-token` reads both per request (`Live::playback`).
@@ -179,6 +223,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         out.push(Change {
             key: "webhooks",
             effect: Effect::Restart,
+            app: None,
         });
     }
     out
@@ -218,6 +263,7 @@ fn app_diff(out: &mut Vec<Change>, old: &AppConfig, new: &AppConfig) {
         _ => out.push(Change {
             key: "upstream",
             effect: Effect::Restart,
+            app: None,
         }),
     }
     compare!(out, "access", AccessConfig, access, new.access, {
@@ -236,6 +282,7 @@ fn app_diff(out: &mut Vec<Change>, old: &AppConfig, new: &AppConfig) {
             out.push(Change {
                 key,
                 effect: Effect::Restart,
+                app: None,
             });
         }
     }
@@ -269,7 +316,18 @@ mod tests {
     }
 
     fn change(key: &'static str, effect: Effect) -> Change {
-        Change { key, effect }
+        Change {
+            key,
+            effect,
+            app: None,
+        }
+    }
+
+    fn app_change(app: &str, key: &'static str, effect: Effect) -> Change {
+        Change {
+            app: Some(app.to_string()),
+            ..change(key, effect)
+        }
     }
 
     #[test]
@@ -280,14 +338,36 @@ mod tests {
             "client_id = \"charts-id\"",
             "client_id = \"charts-id\"\nscopes = [\"streaming\"]",
         );
-        assert_eq!(diff_to(&scopes), [change("spotify.scopes", Effect::Live)]);
+        assert_eq!(
+            diff_to(&scopes),
+            [app_change("charts", "spotify.scopes", Effect::Live)]
+        );
+        assert_eq!(
+            diff_to(&scopes)[0].named(),
+            "spotify.scopes (app charts)",
+            "the log names the app"
+        );
         let hosts = TWO_APPS.replace(
             "hosts = [\"127.0.0.2\"]",
             "hosts = [\"127.0.0.2\", \"charts.example\"]",
         );
-        assert_eq!(diff_to(&hosts), [change("apps.hosts", Effect::Restart)]);
+        assert_eq!(
+            diff_to(&hosts),
+            [app_change("charts", "apps.hosts", Effect::Restart)]
+        );
         let renamed = TWO_APPS.replace("name = \"charts\"", "name = \"hits\"");
         assert_eq!(diff_to(&renamed), [change("apps", Effect::Restart)]);
+        assert_eq!(
+            apps_added_and_removed(&parse(TWO_APPS), &parse(&renamed)),
+            (vec!["hits".to_string()], vec!["charts".to_string()])
+        );
+        // The same apps in another order: nothing changed.
+        let (radio, charts) = TWO_APPS
+            .split_once("\n[[apps]]\nname = \"charts\"")
+            .expect("two apps");
+        let (charts, rest) = charts.split_once("\n[session]").expect("session");
+        let swapped = format!("\n[[apps]]\nname = \"charts\"{charts}\n{radio}\n[session]{rest}");
+        assert!(diff_to(&swapped).is_empty(), "{swapped}");
     }
 
     #[test]
@@ -373,10 +453,13 @@ mod tests {
 
     #[test]
     fn the_report_splits_live_from_restart() {
-        let r = Report::from_changes(&changes(&[
-            ("trust_user_header = true", "trust_user_header = false"),
-            ("[session]", "[session]\nlifetime = \"1d\""),
-        ]));
+        let r = Report::from_changes(
+            vec!["default".into()],
+            &changes(&[
+                ("trust_user_header = true", "trust_user_header = false"),
+                ("[session]", "[session]\nlifetime = \"1d\""),
+            ]),
+        );
         assert_eq!(r.applied, ["egress.trust_user_header"]);
         assert_eq!(r.restart_needed, ["session.lifetime"]);
     }

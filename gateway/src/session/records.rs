@@ -66,9 +66,11 @@ impl Sessions {
                 .is_none();
             (unsaved.len(), added)
         };
-        // Counted up and down, not set: every app's sessions add to the one gauge.
         if added {
-            self.metrics.unsaved_sessions.inc();
+            self.metrics
+                .unsaved_sessions
+                .with_label_values(&[self.events.app()])
+                .inc();
         }
         tracing::error!(
             unsaved = n,
@@ -90,7 +92,10 @@ impl Sessions {
             unsaved.remove(key).is_some()
         };
         if removed {
-            self.metrics.unsaved_sessions.dec();
+            self.metrics
+                .unsaved_sessions
+                .with_label_values(&[self.events.app()])
+                .dec();
         }
     }
 

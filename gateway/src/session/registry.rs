@@ -110,13 +110,13 @@ impl Sessions {
             .time_to_live(ENDED_MEMORY)
             .build();
         let keys = Arc::new(RwLock::new(Arc::new(keys)));
-        let streams = Streams::new(&metrics);
+        let streams = Streams::new(&metrics, events.app());
         if let Some(mut changes) = store.invalidations() {
             let cache = Arc::clone(&cache);
             let ended = ended.clone();
             let answers = Arc::clone(&answers);
             let keys = Arc::clone(&keys);
-            let purged = metrics.answers_purged.clone();
+            let purged = metrics.answers_purged.with_label_values(&[events.app()]);
             let streams = Arc::clone(&streams);
             let store = Arc::clone(&store);
             let forget = async move {
@@ -425,7 +425,11 @@ impl Sessions {
             self.forget_expired(&key).await;
         }
         match self.store.count(Namespace::Session).await {
-            Ok(n) => self.metrics.active_sessions.set(n as i64),
+            Ok(n) => self
+                .metrics
+                .active_sessions
+                .with_label_values(&[self.events.app()])
+                .set(n as i64),
             Err(e) => {
                 self.store_error(e);
             }
@@ -437,6 +441,7 @@ impl Sessions {
     pub fn count_reauth_due(&self) {
         self.metrics
             .sessions_reauth_due
+            .with_label_values(&[self.events.app()])
             .set(self.reauth_due() as i64);
     }
 
@@ -560,7 +565,10 @@ backend = "memory"
     type Expire = fn(&mut SessionRecord);
 
     fn ended(s: &Sessions, reason: &str) -> u64 {
-        s.metrics.sessions_ended.with_label_values(&[reason]).get()
+        s.metrics
+            .sessions_ended
+            .with_label_values(&["default", reason])
+            .get()
     }
 
     /// A cached session past its `session.lifetime` but before its deadline ends with reason
@@ -600,7 +608,7 @@ backend = "memory"
         assert_eq!(
             s.metrics
                 .audit_events
-                .with_label_values(&["session.ended"])
+                .with_label_values(&["default", "session.ended"])
                 .get(),
             2
         );

@@ -68,8 +68,10 @@ pub struct Streams {
     next_id: AtomicU64,
     /// Wakes the timer when a stream ends sooner than any before it.
     wake: Arc<tokio::sync::Notify>,
+    /// `streams_open{app}` and `streams_closed_total{app,reason}` of this registry's app.
     open_gauge: prometheus::IntGauge,
     closed: prometheus::IntCounterVec,
+    app: String,
 }
 
 #[derive(Default)]
@@ -102,7 +104,7 @@ impl Drop for StreamGuard {
 
 impl Streams {
     /// An empty registry, its timer running on the I/O runtime.
-    pub fn new(metrics: &Metrics) -> Arc<Streams> {
+    pub fn new(metrics: &Metrics, app: &str) -> Arc<Streams> {
         let streams = Arc::new(Streams {
             open: Mutex::new(Open {
                 by_session: HashMap::new(),
@@ -110,8 +112,9 @@ impl Streams {
             }),
             next_id: AtomicU64::new(0),
             wake: Arc::new(tokio::sync::Notify::new()),
-            open_gauge: metrics.streams_open.clone(),
+            open_gauge: metrics.streams_open.with_label_values(&[app]),
             closed: metrics.streams_closed.clone(),
+            app: app.to_string(),
         });
         match crate::runtime::io_home() {
             Ok(home) => {
@@ -225,7 +228,9 @@ impl Streams {
         for (stream, reason) in closing {
             // Counted first: whoever sees the stream closed sees it counted.
             self.open_gauge.dec();
-            self.closed.with_label_values(&[reason.label()]).inc();
+            self.closed
+                .with_label_values(&[&self.app, reason.label()])
+                .inc();
             (stream.close)();
             match counts.iter_mut().find(|(r, _)| *r == reason) {
                 Some((_, n)) => *n += 1,
@@ -319,7 +324,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_closes_its_own_streams_once_and_leaves_nothing() {
         let metrics = Metrics::new();
-        let streams = Streams::new(&metrics);
+        let streams = Streams::new(&metrics, "default");
         let closed = Arc::new(AtomicUsize::new(0));
         let alice = live("key-a", |_| {});
         let bob = live("key-b", |_| {});
@@ -327,9 +332,15 @@ mod tests {
         let a2 = streams.open(&alice, closer(&closed));
         let b1 = streams.open(&bob, closer(&closed));
         let finished = streams.open(&alice, closer(&closed));
-        assert_eq!(metrics.streams_open.get(), 4);
+        assert_eq!(
+            metrics.streams_open.with_label_values(&["default"]).get(),
+            4
+        );
         drop(finished);
-        assert_eq!(metrics.streams_open.get(), 3);
+        assert_eq!(
+            metrics.streams_open.with_label_values(&["default"]).get(),
+            3
+        );
 
         assert_eq!(
             streams.close(&SessionKey::new("key-a"), CloseReason::SignedOut),
@@ -342,13 +353,21 @@ mod tests {
         );
         // The requests end after their close: counted once.
         drop((a1, a2));
-        assert_eq!(metrics.streams_open.get(), 1);
+        assert_eq!(
+            metrics.streams_open.with_label_values(&["default"]).get(),
+            1
+        );
         assert_eq!(streams.sessions(), vec![SessionKey::new("key-b")]);
-        let signed_out = metrics.streams_closed.with_label_values(&["signed_out"]);
+        let signed_out = metrics
+            .streams_closed
+            .with_label_values(&["default", "signed_out"]);
         assert_eq!(signed_out.get(), 2);
 
         drop(b1);
-        assert_eq!(metrics.streams_open.get(), 0);
+        assert_eq!(
+            metrics.streams_open.with_label_values(&["default"]).get(),
+            0
+        );
         assert_eq!(streams.count(), 0);
         assert_eq!(closed.load(Ordering::SeqCst), 2);
     }
@@ -358,7 +377,7 @@ mod tests {
     #[tokio::test]
     async fn a_stream_closes_at_its_sessions_end() {
         let metrics = Metrics::new();
-        let streams = Streams::new(&metrics);
+        let streams = Streams::new(&metrics, "default");
         let closed = Arc::new(AtomicUsize::new(0));
         let later = live("key-later", |r| r.expires_at_ms = now_ms() + 3_600_000);
         let _later = streams.open(&later, closer(&closed));
@@ -378,10 +397,18 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(closed.load(Ordering::SeqCst), 2);
-        let by = |reason: &str| metrics.streams_closed.with_label_values(&[reason]).get();
+        let by = |reason: &str| {
+            metrics
+                .streams_closed
+                .with_label_values(&["default", reason])
+                .get()
+        };
         assert_eq!((by("deadline"), by("lifetime")), (1, 1));
         assert_eq!(streams.sessions(), vec![SessionKey::new("key-later")]);
-        assert_eq!(metrics.streams_open.get(), 1);
+        assert_eq!(
+            metrics.streams_open.with_label_values(&["default"]).get(),
+            1
+        );
     }
 
     /// A request that looked its session up just before the session ended does not join it:
@@ -402,7 +429,10 @@ mod tests {
             .expect("end");
         assert!(s.join_streams(&looked_up, || {}).is_none());
         assert_eq!(s.streams.count(), 0);
-        assert_eq!(s.metrics.streams_open.get(), 0);
+        assert_eq!(
+            s.metrics.streams_open.with_label_values(&["default"]).get(),
+            0
+        );
     }
 
     /// After lost invalidations, the streams of sessions gone from the store close; those of

@@ -172,7 +172,10 @@ impl Sessions {
         purge_counted(
             &self.answers,
             purge::only(owner.clone()),
-            &self.metrics.answers_purged,
+            &self
+                .metrics
+                .answers_purged
+                .with_label_values(&[self.events.app()]),
         );
         let notice = notice_for(&self.keys(), &owner);
         if let Err(e) = self.store.publish_purge(&notice).await {

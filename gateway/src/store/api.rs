@@ -304,13 +304,15 @@ pub trait Store: Send + Sync {
     fn cool_downs(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<CoolDownNotice>> {
         None
     }
-    /// Takes one call from a budget of `limit` per rolling `window` shared by every replica
-    /// (`quota::Budget`); with `app_limit`, an app-token call, which also needs fewer than
+    /// Takes one call from the budget of developer account `account` (`None`: the default
+    /// account, a single-app gateway's), `limit` per rolling `window` shared by every replica
+    /// (`quota::Budget`); each account's window is its own. With `app_limit`, an app-token call, which also needs fewer than
     /// `app_limit` app-token calls in the window. `Some(None)` when taken, `Some(Some(wait))`
     /// when full (room in `wait`). `None`: this store shares no budget, and the caller counts
     /// in memory.
     async fn take_budget(
         &self,
+        _account: Option<&str>,
         _limit: u32,
         _app_limit: Option<u32>,
         _window: Duration,
@@ -318,9 +320,15 @@ pub trait Store: Send + Sync {
         Ok(None)
     }
     /// Adds `calls`, made while the shared budget could not be reached (counted in memory
-    /// meanwhile), to the shared window of `window`: Spotify counted them, so every replica's
-    /// `take_budget` must too. A store that shares no budget has nothing to add them to.
-    async fn add_budget_calls(&self, _calls: &LocalCalls, _window: Duration) -> StoreResult<()> {
+    /// meanwhile), to the shared window of `window` of developer account `account`: Spotify
+    /// counted them, so every replica's `take_budget` must too. A store that shares no budget
+    /// has nothing to add them to.
+    async fn add_budget_calls(
+        &self,
+        _account: Option<&str>,
+        _calls: &LocalCalls,
+        _window: Duration,
+    ) -> StoreResult<()> {
         Ok(())
     }
 }

@@ -26,9 +26,26 @@ pub use scoped::Scopes;
 use crate::config::StoreConfig;
 use crate::telemetry::metrics::Metrics;
 
-/// Opens the configured backend, counting its operations and errors in `metrics`.
+/// Opens the configured backend, counting its operations and errors in `metrics` (with an
+/// empty `app` label: the process's own operations).
 pub fn open(cfg: &StoreConfig, metrics: Arc<Metrics>) -> StoreResult<Arc<dyn Store>> {
-    let inner: Arc<dyn Store> = match cfg {
+    let backend = open_backend(cfg, &metrics)?;
+    Ok(instrumented(backend, "", metrics))
+}
+
+/// `store`, its operations and errors counted in `metrics` under the label `app` (an app's
+/// view, `Scopes`, or `""` for the process's own).
+pub fn instrumented(store: Arc<dyn Store>, app: &str, metrics: Arc<Metrics>) -> Arc<dyn Store> {
+    Arc::new(Instrumented {
+        inner: store,
+        app: app.to_string(),
+        metrics,
+    })
+}
+
+/// Opens the configured backend, uncounted: [`instrumented`] counts each view of it.
+pub fn open_backend(cfg: &StoreConfig, metrics: &Arc<Metrics>) -> StoreResult<Arc<dyn Store>> {
+    Ok(match cfg {
         StoreConfig::Memory => Arc::new(MemoryStore::default()),
         StoreConfig::File { path } => {
             let store = FileStore::open(path)?;
@@ -40,14 +57,14 @@ pub fn open(cfg: &StoreConfig, metrics: Arc<Metrics>) -> StoreResult<Arc<dyn Sto
             Arc::new(store)
         }
         StoreConfig::Redis(redis) => Arc::new(RedisStore::connect(redis, metrics.clone())?),
-    };
-    Ok(Arc::new(Instrumented { inner, metrics }))
+    })
 }
 
-/// Counts every operation (`store_operations_total{backend,op}`) and failure
-/// (`store_errors_total{backend,kind}`) of the store it wraps.
+/// Counts every operation (`store_operations_total{app,backend,op}`) and failure
+/// (`store_errors_total{app,backend,kind}`) of the store it wraps.
 struct Instrumented {
     inner: Arc<dyn Store>,
+    app: String,
     metrics: Arc<Metrics>,
 }
 
@@ -75,12 +92,12 @@ impl Instrumented {
         let backend = self.inner.backend();
         self.metrics
             .store_operations
-            .with_label_values(&[backend, op])
+            .with_label_values(&[&self.app, backend, op])
             .inc();
         if let Err(e) = &result {
             self.metrics
                 .store_errors
-                .with_label_values(&[backend, e.kind.label()])
+                .with_label_values(&[&self.app, backend, e.kind.label()])
                 .inc();
         }
         result
@@ -160,19 +177,31 @@ impl Store for Instrumented {
     }
     async fn take_budget(
         &self,
+        account: Option<&str>,
         limit: u32,
         app_limit: Option<u32>,
         window: Duration,
     ) -> StoreResult<Option<Option<Duration>>> {
-        let result = self.inner.take_budget(limit, app_limit, window).await;
+        let result = self
+            .inner
+            .take_budget(account, limit, app_limit, window)
+            .await;
         match result {
             // Not shared: no operation to count.
             Ok(None) => Ok(None),
             counted => self.count("budget", counted),
         }
     }
-    async fn add_budget_calls(&self, calls: &LocalCalls, window: Duration) -> StoreResult<()> {
-        self.op("budget", self.inner.add_budget_calls(calls, window))
-            .await
+    async fn add_budget_calls(
+        &self,
+        account: Option<&str>,
+        calls: &LocalCalls,
+        window: Duration,
+    ) -> StoreResult<()> {
+        self.op(
+            "budget",
+            self.inner.add_budget_calls(account, calls, window),
+        )
+        .await
     }
 }

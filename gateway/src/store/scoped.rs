@@ -242,14 +242,22 @@ impl Store for Scoped {
     }
     async fn take_budget(
         &self,
+        account: Option<&str>,
         limit: u32,
         app_limit: Option<u32>,
         window: Duration,
     ) -> StoreResult<Option<Option<Duration>>> {
-        self.inner.take_budget(limit, app_limit, window).await
+        self.inner
+            .take_budget(account, limit, app_limit, window)
+            .await
     }
-    async fn add_budget_calls(&self, calls: &LocalCalls, window: Duration) -> StoreResult<()> {
-        self.inner.add_budget_calls(calls, window).await
+    async fn add_budget_calls(
+        &self,
+        account: Option<&str>,
+        calls: &LocalCalls,
+        window: Duration,
+    ) -> StoreResult<()> {
+        self.inner.add_budget_calls(account, calls, window).await
     }
 }
 

@@ -21,9 +21,9 @@ pub struct Metrics {
     pub token_cache: IntCounterVec,
     pub logins: IntCounterVec,
     pub playback_tokens: IntCounterVec,
-    pub active_sessions: IntGauge,
-    pub sessions_reauth_due: IntGauge,
-    pub unsaved_sessions: IntGauge,
+    pub active_sessions: IntGaugeVec,
+    pub sessions_reauth_due: IntGaugeVec,
+    pub unsaved_sessions: IntGaugeVec,
     pub open_connections: IntGaugeVec,
     pub connections_refused: IntCounterVec,
     pub header_timeouts: IntCounterVec,
@@ -31,9 +31,9 @@ pub struct Metrics {
     pub rate_limited_local: IntCounterVec,
     pub rate_limit_blocked_until: IntGauge,
     pub answer_cache: IntCounterVec,
-    pub answers_purged: IntCounter,
-    pub answer_cache_entries: IntGauge,
-    pub answer_cache_bytes: IntGauge,
+    pub answers_purged: IntCounterVec,
+    pub answer_cache_entries: IntGaugeVec,
+    pub answer_cache_bytes: IntGaugeVec,
     pub budget: IntCounterVec,
     pub retries: IntCounter,
     pub upstream_body_refused: IntCounterVec,
@@ -49,7 +49,7 @@ pub struct Metrics {
     pub upstream_responses: IntCounterVec,
     pub audit_events: IntCounterVec,
     pub sessions_ended: IntCounterVec,
-    pub streams_open: IntGauge,
+    pub streams_open: IntGaugeVec,
     pub streams_closed: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
     pub webhook_failing: IntGaugeVec,
@@ -155,19 +155,22 @@ impl Metrics {
                  unauthenticated, no_scope, cross_site, rate_limited; error: no usable token)",
                 &["result"],
             ),
-            active_sessions: b.gauge(
+            active_sessions: b.gauges(
                 "active_sessions",
-                "Sessions held in this replica's memory cache",
+                "Sessions held in this replica's memory cache, by app",
+                &["app"],
             ),
-            sessions_reauth_due: b.gauge(
+            sessions_reauth_due: b.gauges(
                 "sessions_reauth_due",
                 "Sessions in this replica's memory whose refresh token ends (Spotify: six months \
-                 after the user's authorization) within 14 days",
+                 after the user's authorization) within 14 days, by app",
+                &["app"],
             ),
-            unsaved_sessions: b.gauge(
+            unsaved_sessions: b.gauges(
                 "unsaved_sessions",
                 "Refreshed sessions the session store has not taken yet (kept in memory and \
-                 written again; /readyz fails while this is above 0)",
+                 written again; /readyz fails while this is above 0), by app",
+                &["app"],
             ),
             open_connections: b.gauges(
                 "open_connections",
@@ -207,27 +210,33 @@ impl Metrics {
                 "answer_cache_total",
                 "Egress GETs by how Spotify's answer was had: hit (the cache, fresh), miss (from \
                  Spotify), revalidated (the cache, after Spotify's 304), coalesced (a copy of an \
-                 identical call in flight)",
-                &["result"],
+                 identical call in flight), by app",
+                &["app", "result"],
             ),
-            answers_purged: b.counter(
+            answers_purged: b.counters(
                 "answer_cache_purged_total",
                 "Cached answers dropped because their user left: disconnected, revoked, or \
                  their session ended by invalid_grant, here or on another replica; and every \
                  user's when this replica's Redis subscription came back (notices may have \
-                 been missed)",
+                 been missed); by app",
+                &["app"],
             ),
-            answer_cache_entries: b.gauge("answer_cache_entries", "Answers the egress cache holds"),
-            answer_cache_bytes: b.gauge(
+            answer_cache_entries: b.gauges(
+                "answer_cache_entries",
+                "Answers the egress cache holds, by app",
+                &["app"],
+            ),
+            answer_cache_bytes: b.gauges(
                 "answer_cache_bytes",
                 "Memory the egress cache's answers take, in bytes, as the cache weighs them \
-                 (headers, body and bookkeeping); egress.cache_size bounds it",
+                 (headers, body and bookkeeping); egress.cache_size bounds it, by app",
+                &["app"],
             ),
             budget: b.counters(
                 "budget_total",
-                "Calls to Spotify against egress.budget_per_30s, by result (taken at once, \
-                 waited for room, refused with a local 429)",
-                &["result"],
+                "Calls to Spotify against egress.budget_per_30s (one per developer account), by \
+                 app and result (taken at once, waited for room, refused with a local 429)",
+                &["app", "result"],
             ),
             retries: b.counter(
                 "retries_total",
@@ -243,8 +252,9 @@ impl Metrics {
                 "store_errors_total",
                 "Failed session store operations, by backend and kind (unavailable: not \
                  reached, or the I/O failed, a full disk included; corrupt: a value that does \
-                 not decode; conflict: the file is held by another process)",
-                &["backend", "kind"],
+                 not decode; conflict: the file is held by another process), by app (empty: \
+                 the process's own, the budget's)",
+                &["app", "backend", "kind"],
             ),
             store_reopens: b.counters(
                 "store_reopens_total",
@@ -255,8 +265,9 @@ impl Metrics {
             ),
             store_operations: b.counters(
                 "store_operations_total",
-                "Session store operations, by backend and operation",
-                &["backend", "op"],
+                "Session store operations, by app (empty: the process's own, the budget's), \
+                 backend and operation",
+                &["app", "backend", "op"],
             ),
             store_failovers: b.counter(
                 "store_failovers_total",
@@ -298,27 +309,28 @@ impl Metrics {
             ),
             audit_events: b.counters(
                 "audit_events_total",
-                "Audit events emitted (events module), by type (login.succeeded, ...)",
-                &["type"],
+                "Audit events emitted (events module), by app and type (login.succeeded, ...)",
+                &["app", "type"],
             ),
             sessions_ended: b.counters(
                 "sessions_ended_total",
-                "Sessions ended, by reason (signed_out, disconnected, invalid_grant, deadline, \
-                 lifetime, revoked)",
-                &["reason"],
+                "Sessions ended, by app and reason (signed_out, disconnected, invalid_grant, \
+                 deadline, lifetime, revoked)",
+                &["app", "reason"],
             ),
-            streams_open: b.gauge(
+            streams_open: b.gauges(
                 "streams_open",
                 "Requests of a signed-in session the public listener is proxying to the app now \
                  (WebSockets, event streams, any response under way); each is closed when its \
-                 session ends",
+                 session ends, by app",
+                &["app"],
             ),
             streams_closed: b.counters(
                 "streams_closed_total",
                 "Streams closed because their session ended, by reason (signed_out, replaced, \
                  disconnected, revoked, invalid_grant, deadline, lifetime, other_replica: ended \
-                 on another replica)",
-                &["reason"],
+                 on another replica), by app",
+                &["app", "reason"],
             ),
             webhook_deliveries: b.counters(
                 "webhook_deliveries_total",

@@ -167,12 +167,17 @@ impl UserTokens {
         let owner = crypto::random_id();
         let deadline = Instant::now() + REFRESH_LOCK_TTL + Duration::from_secs(2);
         loop {
-            if self
-                .store
-                .lock(&lock, &owner, REFRESH_LOCK_TTL)
-                .await
-                .map_err(store_error)?
-            {
+            let locked = match self.store.lock(&lock, &owner, REFRESH_LOCK_TTL).await {
+                Ok(locked) => locked,
+                Err(e) => {
+                    // The store may have taken the lock and then failed to answer (a master
+                    // dying in between, its replica promoted with the lock): released, or it
+                    // would keep every replica from refreshing this session until it expires.
+                    self.unlock_once_saved(session, lock, owner);
+                    return Err(store_error(e).into());
+                }
+            };
+            if locked {
                 let (result, saved) = self.refresh_locked(session).await;
                 // A refreshed record the store did not take (or may not have: a write that
                 // timed out) keeps the lock until it has landed (written again every second),

@@ -58,8 +58,9 @@ impl TestApp {
 }
 
 /// The stack with [`APPS`]: the template's `[spotify]` and `[upstream]` become three
-/// `[[apps]]` (all behind the template's app), the public listener takes every loopback
-/// address, and the mock knows the three clients (its own main client stays unused).
+/// `[[apps]]` (all behind the template's app), the public listener takes the three apps'
+/// loopback addresses, and the mock knows the three clients (its own main client stays
+/// unused).
 pub fn three_apps(builder: StackBuilder) -> StackBuilder {
     let mut builder = builder.mock_config(register_clients).edit(into_apps);
     for app in &APPS {
@@ -112,7 +113,9 @@ fn into_apps(doc: &mut DocumentMut) {
         .expect("listen.public")
         .to_string();
     let port = public.rsplit(':').next().expect("port").to_string();
-    doc["listen"]["public"] = value(format!("0.0.0.0:{port}"));
+    // Each app's loopback address, and no other (`listen.public` as a list).
+    let public = Array::from_iter(APPS.iter().map(|a| format!("{}:{port}", a.host)));
+    doc["listen"]["public"] = value(public);
     let mut apps = ArrayOfTables::new();
     for app in &APPS {
         let mut s = spotify.clone();

@@ -9,8 +9,6 @@ use crate::net::host::HostPort;
 
 /// Most characters of an app's name: a metric label and a cookie name's suffix.
 const MAX_NAME_CHARS: usize = 32;
-/// The developer account of an app that names none: apps usually share their owner's.
-pub(super) const DEFAULT_DEVELOPER_ACCOUNT: &str = "default";
 
 impl Validator<'_> {
     /// Every app, in the file's order, checked one by one and against each other.

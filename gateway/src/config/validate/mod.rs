@@ -264,11 +264,11 @@ impl Validator<'_> {
             egress,
             admin,
         } = l;
-        let public = self.addr("listen.public", &public);
+        let public = self.public_addrs(public);
         let egress = self.addr("listen.egress", &egress);
         let admin = self.addr("listen.admin", &admin);
         let (public, egress, admin) = (public?, egress?, admin?);
-        if public == egress || public == admin || egress == admin {
+        if public.contains(&egress) || public.contains(&admin) || egress == admin {
             self.issue(
                 "listen",
                 "public, egress and admin must be different addresses",
@@ -279,6 +279,39 @@ impl Validator<'_> {
             egress,
             admin,
         })
+    }
+
+    /// `listen.public`: one address or a list, none twice, and none beside an unspecified
+    /// address (`0.0.0.0`) on its port, which takes every address already.
+    fn public_addrs(&mut self, public: Addresses) -> Option<Vec<SocketAddr>> {
+        let listed = match public {
+            Addresses::One(a) => vec![a],
+            Addresses::Many(list) => list,
+        };
+        if listed.is_empty() {
+            self.issue("listen.public", "needs an address");
+            return None;
+        }
+        let addrs: Vec<Option<SocketAddr>> = listed
+            .iter()
+            .map(|a| self.addr("listen.public", a))
+            .collect();
+        let addrs: Vec<SocketAddr> = addrs.into_iter().collect::<Option<_>>()?;
+        for (i, a) in addrs.iter().enumerate() {
+            let clash = addrs[..i].iter().find(|b| {
+                *b == a
+                    || (b.port() == a.port()
+                        && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+            });
+            if let Some(b) = clash {
+                self.issue(
+                    "listen.public",
+                    format!("{a} and {b} take the same address: list each address once"),
+                );
+                return None;
+            }
+        }
+        Some(addrs)
     }
 
     fn server(&mut self, s: FileServer) -> Option<ServerSettings> {

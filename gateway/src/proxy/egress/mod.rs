@@ -472,7 +472,9 @@ impl ProxyHttp for EgressProxy {
             let deadline = ctx.deadline.unwrap_or_else(Instant::now);
             let arrived = ctx.arrived.unwrap_or_else(Instant::now);
             let span = ctx.span_budget_wait();
-            let taken = budget.take(priority, arrived, deadline).await;
+            let taken = budget
+                .take(&self.gw.app.name, priority, arrived, deadline)
+                .await;
             if let Some(span) = span {
                 span.end(taken.is_err().then_some("no_room"));
             }

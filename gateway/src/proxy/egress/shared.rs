@@ -248,7 +248,7 @@ impl EgressProxy {
         self.gw
             .metrics
             .answer_cache
-            .with_label_values(&["hit"])
+            .with_label_values(&[&self.gw.app.name, "hit"])
             .inc();
         ctx.span_cache("hit");
         let ttl = entry.ttl().unwrap_or_default().as_secs();
@@ -271,7 +271,7 @@ impl EgressProxy {
             self.gw
                 .metrics
                 .answer_cache
-                .with_label_values(&[result])
+                .with_label_values(&[&self.gw.app.name, result])
                 .inc()
         };
         loop {
@@ -410,11 +410,14 @@ impl EgressProxy {
     pub(super) fn report_cache_size(&self) {
         let (entries, bytes) = self.cache.size();
         let metrics = &self.gw.metrics;
+        let app = [self.gw.app.name.as_str()];
         metrics
             .answer_cache_entries
+            .with_label_values(&app)
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
         metrics
             .answer_cache_bytes
+            .with_label_values(&app)
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
@@ -428,7 +431,7 @@ impl EgressProxy {
         self.gw
             .metrics
             .answer_cache
-            .with_label_values(&["revalidated"])
+            .with_label_values(&[&self.gw.app.name, "revalidated"])
             .inc();
         ctx.span_cache("revalidated");
         if let Some(lead) = ctx.share.as_mut().and_then(|s| s.lead.take()) {

@@ -48,12 +48,22 @@ impl Keys {
         format!("{PREFIX}:lock:{name}")
     }
 
-    /// The shared budget's window of every call, and of app-token calls (one slot).
-    pub(super) fn budget(self) -> (&'static str, &'static str) {
+    /// The shared budget's window of every call, and of app-token calls (one slot), of a
+    /// developer account: `None`, the default account, keeps the names earlier releases used
+    /// (an upgrade keeps the running window); another account's carry `~NAME`, which no
+    /// earlier name does.
+    pub(super) fn budget(self, account: Option<&str>) -> (String, String) {
+        let base = match account {
+            Some(name) => format!("budget~{name}"),
+            None => "budget".to_string(),
+        };
         if self.cluster {
-            ("sgw:{budget}", "sgw:{budget}:app")
+            (
+                format!("{PREFIX}:{{{base}}}"),
+                format!("{PREFIX}:{{{base}}}:app"),
+            )
         } else {
-            ("sgw:budget", "sgw:budget:app")
+            (format!("{PREFIX}:{base}"), format!("{PREFIX}:{base}:app"))
         }
     }
 
@@ -120,7 +130,10 @@ mod tests {
         assert_eq!(k.user_sessions("alice"), "sgw:user_sessions:alice");
         assert_eq!(k.users_of("alice"), "sgw:users");
         assert_eq!(k.user_lists(), ["sgw:users"]);
-        assert_eq!(k.budget(), ("sgw:budget", "sgw:budget:app"));
+        assert_eq!(
+            k.budget(None),
+            ("sgw:budget".to_string(), "sgw:budget:app".to_string())
+        );
         assert_eq!(k.lock("refresh:x"), "sgw:lock:refresh:x");
     }
 
@@ -135,13 +148,35 @@ mod tests {
             );
             assert!(k.user_lists().contains(&k.users_of(user)));
         }
-        let (all, app) = k.budget();
-        assert_eq!(slot(all), slot(app));
+        for account in [None, Some("acme"), Some("app")] {
+            let (all, app) = k.budget(account);
+            assert_eq!(slot(&all), slot(&app));
+        }
         assert_eq!(k.user_lists().len(), USER_BUCKETS as usize);
         // The buckets spread: not all in one slot.
         let slots: std::collections::BTreeSet<u16> =
             k.user_lists().iter().map(|l| slot(l)).collect();
         assert!(slots.len() > 8, "{slots:?}");
+    }
+
+    #[test]
+    fn each_developer_account_has_its_own_budget_keys() {
+        for k in [Keys::new(false), Keys::new(true)] {
+            let default = k.budget(None);
+            let acme = k.budget(Some("acme"));
+            // An account named like a key suffix still gets keys of its own.
+            let app = k.budget(Some("app"));
+            let all = [&default.0, &default.1, &acme.0, &acme.1, &app.0, &app.1];
+            let distinct: std::collections::BTreeSet<&String> = all.iter().copied().collect();
+            assert_eq!(distinct.len(), all.len(), "{all:?}");
+        }
+        assert_eq!(
+            Keys::new(false).budget(Some("acme")),
+            (
+                "sgw:budget~acme".to_string(),
+                "sgw:budget~acme:app".to_string()
+            )
+        );
     }
 
     #[test]

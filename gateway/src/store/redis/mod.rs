@@ -492,17 +492,18 @@ impl Store for RedisStore {
 
     async fn take_budget(
         &self,
+        account: Option<&str>,
         limit: u32,
         app_limit: Option<u32>,
         window: Duration,
     ) -> StoreResult<Option<Option<Duration>>> {
         let window_ms = window.as_millis() as u64;
         let member: u64 = rand::random();
-        let (all_key, app_key) = self.keys.budget();
+        let (all_key, app_key) = self.keys.budget(account);
         self.run("budget", move |mut c| async move {
             let wait_ms = redis::Script::new(BUDGET_SCRIPT)
-                .key(all_key)
-                .key(app_key)
+                .key(&all_key)
+                .key(&app_key)
                 .arg(window_ms)
                 .arg(limit)
                 .arg(member)
@@ -514,7 +515,12 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn add_budget_calls(&self, calls: &LocalCalls, window: Duration) -> StoreResult<()> {
+    async fn add_budget_calls(
+        &self,
+        account: Option<&str>,
+        calls: &LocalCalls,
+        window: Duration,
+    ) -> StoreResult<()> {
         let window_ms = window.as_millis() as u64;
         let nonce: u64 = rand::random();
         let ms = |ages: &[Duration]| {
@@ -523,11 +529,11 @@ impl Store for RedisStore {
                 .collect::<Vec<_>>()
         };
         let (all, app) = (ms(&calls.all), ms(&calls.app));
-        let (all_key, app_key) = self.keys.budget();
+        let (all_key, app_key) = self.keys.budget(account);
         self.run("budget", move |mut c| async move {
             redis::Script::new(ADD_CALLS_SCRIPT)
-                .key(all_key)
-                .key(app_key)
+                .key(&all_key)
+                .key(&app_key)
                 .arg(window_ms)
                 .arg(all.len())
                 .arg(nonce)
