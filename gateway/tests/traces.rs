@@ -263,10 +263,16 @@ async fn a_dead_collector_costs_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_exported_holds_a_secret_or_a_user_id() {
     let receiver = OtlpReceiver::start().await;
-    let s = traced(&receiver, 1.0).start().await;
+    let lifetime = Duration::from_secs(60);
+    let s = traced(&receiver, 1.0)
+        .token_lifetime(lifetime)
+        .start()
+        .await;
     let b = browser();
     let trip = login(&b, &s.gw, "alice", "/").await;
     let assertion = s.assertion(&b).await;
+    // The token runs out: the call refreshes it, so the refresh's spans are exported too.
+    s.gw.advance_clock(lifetime).await;
     let resp = s
         .egress_as(&assertion, "/v1/users/alice")
         .header("x-request-id", "req-last")
@@ -293,6 +299,8 @@ async fn nothing_exported_holds_a_secret_or_a_user_id() {
         .to_string();
     let mut secrets = vec![
         ("the user id", "alice".to_string()),
+        ("the client secret", CLIENT_SECRET.to_string()),
+        ("the session secret", SESSION_SECRET.to_string()),
         ("the access token", token),
         ("the assertion", assertion.clone()),
     ];

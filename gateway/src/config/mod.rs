@@ -75,8 +75,9 @@ pub struct TracingConfig {
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`/`OTEL_EXPORTER_OTLP_ENDPOINT`, else
     /// `http://localhost:4318`.
     pub otlp_endpoint: Option<Url>,
-    /// The `service.name` resource attribute.
-    pub service_name: String,
+    /// The `service.name` resource attribute; `None`: `OTEL_SERVICE_NAME`, else
+    /// `spotify-gateway` (`telemetry::traces`).
+    pub service_name: Option<String>,
     /// The share of traces started here that are kept (0 to 1); a sampled parent is always
     /// kept, an unsampled one never. Live at SIGHUP.
     pub sample_ratio: f64,
@@ -90,7 +91,7 @@ impl Default for TracingConfig {
         TracingConfig {
             enabled: false,
             otlp_endpoint: None,
-            service_name: "spotify-gateway".into(),
+            service_name: None,
             sample_ratio: 1.0,
             headers: None,
         }

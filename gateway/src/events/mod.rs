@@ -269,6 +269,16 @@ impl Events {
         }
     }
 
+    /// A user as the audit events name them: the plain id with `server.log_user_id`, else
+    /// its keyed hash (spans carry the same, `telemetry::traces`); and whether it is plain.
+    pub fn user_name(&self, user_id: &str) -> (String, bool) {
+        if self.shared.log_user_id.load(Ordering::Relaxed) {
+            return (user_id.to_owned(), true);
+        }
+        let hasher = self.shared.hasher.read().unwrap_or_else(|p| p.into_inner());
+        (hasher.hash(user_id), false)
+    }
+
     pub fn webhooks(&self) -> &Webhooks {
         &self.shared.webhooks
     }

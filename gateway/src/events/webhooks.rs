@@ -23,6 +23,9 @@ use super::signature;
 use crate::config::WebhookConfig;
 use crate::net::tls_roots::{self, Trust};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces::{self, ChildSpan, SpanRef};
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
 
 /// The wait before the first retry; it doubles per failed attempt, with jitter.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -38,6 +41,8 @@ struct Delivery {
     /// When it was queued: `give_up_after` counts from here, so events that waited behind a
     /// failing one through a long outage are given up too, not retried one outage each.
     queued_at: Instant,
+    /// The span of the traced request whose event this is: each attempt's span is its child.
+    parent: Option<SpanRef>,
 }
 
 /// The request path's side of one webhook.
@@ -131,12 +136,14 @@ impl Webhooks {
         let id = body["id"].as_str().unwrap_or_default().to_string();
         let bytes = Arc::new(body.to_string().into_bytes());
         let queued_at = Instant::now();
+        let parent = traces::current_parent();
         for queue in wanted {
             let delivery = Delivery {
                 id: id.clone(),
                 event_type,
                 body: Arc::clone(&bytes),
                 queued_at,
+                parent: parent.clone(),
             };
             match queue.tx.try_send(delivery) {
                 Ok(()) => queue.counters.depth.set(depth(&queue.tx)),
@@ -210,7 +217,15 @@ impl Worker {
         }
         let mut attempt: u32 = 0;
         loop {
-            let failure = match self.attempt(delivery).await {
+            let span = self.span(delivery, attempt);
+            let result = self.attempt(delivery).await;
+            if let Some(span) = span {
+                match &result {
+                    Ok(status) => span.end_http(status.as_u16(), None),
+                    Err(_) => span.end_http(0, Some("unreachable")),
+                }
+            }
+            let failure = match result {
                 Ok(status) if status.is_success() => {
                     self.counters.delivered.inc();
                     self.counters.failing.set(0);
@@ -252,6 +267,24 @@ impl Worker {
             self.counters.retried.inc();
             attempt = attempt.saturating_add(1);
         }
+    }
+
+    /// An attempt's client span, a child of the request the event came from (none for an
+    /// event no traced request made): the receiver's host, never its URL's path or query.
+    fn span(&self, delivery: &Delivery, attempt: u32) -> Option<ChildSpan> {
+        let span = traces::child_of(
+            delivery.parent.as_ref(),
+            "webhook delivery",
+            SpanKind::Client,
+        )?;
+        span.set(traces::server_of(&self.config.url));
+        span.set([
+            KeyValue::new("http.request.method", "POST"),
+            KeyValue::new("gateway.webhook", self.config.name.clone()),
+            KeyValue::new("gateway.event.type", delivery.event_type),
+            KeyValue::new("http.request.resend_count", i64::from(attempt)),
+        ]);
+        Some(span)
     }
 
     async fn attempt(&self, delivery: &Delivery) -> reqwest::Result<reqwest::StatusCode> {

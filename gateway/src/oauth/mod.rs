@@ -8,6 +8,7 @@
 
 mod error;
 mod http_client;
+mod spans;
 
 pub use error::{Refusal, TokenError};
 
@@ -87,6 +88,8 @@ pub struct TokenEndpoint {
     flow: Flow,
     /// `{api_url}/v1/me`, to learn who logged in.
     me_url: Url,
+    /// `{accounts_url}/api/token`, named in its calls' spans.
+    token_url: Url,
     show_dialog: bool,
     /// Hosts of the token endpoint and of `/v1/me`, for TLS failures.
     accounts_host: String,
@@ -118,7 +121,8 @@ impl TokenEndpoint {
                 .map_err(|e| std::io::Error::other(format!("spotify.accounts_url: {e}")))
         };
         let auth_url = AuthUrl::from_url(join("authorize")?);
-        let token_url = TokenUrl::from_url(join("api/token")?);
+        let token_at = join("api/token")?;
+        let token_url = TokenUrl::from_url(token_at.clone());
         let base = BasicClient::new(ClientId::new(cfg.client_id.clone()))
             .set_auth_uri(auth_url)
             .set_token_uri(token_url)
@@ -152,6 +156,7 @@ impl TokenEndpoint {
         Ok(TokenEndpoint {
             home: crate::runtime::io_home()?,
             me_url,
+            token_url: token_at,
             http,
             login,
             app,
@@ -211,15 +216,19 @@ impl TokenEndpoint {
     ) -> Result<Grant, TokenError> {
         let client = self.login.clone();
         let http = self.http.clone();
-        self.on_home(async move {
-            let mut req =
-                client.exchange_code(oauth2::AuthorizationCode::new(code.expose().to_string()));
-            if let Some(v) = pkce_verifier {
-                req = req.set_pkce_verifier(PkceCodeVerifier::new(v.expose().to_string()));
-            }
-            req.request_async(&http).await
-        })
-        .await
+        let span = spans::token_request(&self.token_url, "authorization_code");
+        let grant = self
+            .on_home(async move {
+                let mut req =
+                    client.exchange_code(oauth2::AuthorizationCode::new(code.expose().to_string()));
+                if let Some(v) = pkce_verifier {
+                    req = req.set_pkce_verifier(PkceCodeVerifier::new(v.expose().to_string()));
+                }
+                req.request_async(&http).await
+            })
+            .await;
+        spans::token_answer(span, &grant);
+        grant
     }
 
     /// RFC 6749 §6. Under PKCE Spotify rotates the refresh token (single-use).
@@ -227,13 +236,17 @@ impl TokenEndpoint {
         let client = self.login.clone();
         let http = self.http.clone();
         let token = oauth2::RefreshToken::new(refresh_token.expose().to_string());
-        self.on_home(async move {
-            client
-                .exchange_refresh_token(&token)
-                .request_async(&http)
-                .await
-        })
-        .await
+        let span = spans::token_request(&self.token_url, "refresh_token");
+        let grant = self
+            .on_home(async move {
+                client
+                    .exchange_refresh_token(&token)
+                    .request_async(&http)
+                    .await
+            })
+            .await;
+        spans::token_answer(span, &grant);
+        grant
     }
 
     /// `GET /v1/me` with a fresh user token: who just logged in.
@@ -241,6 +254,7 @@ impl TokenEndpoint {
         let http = self.http.clone();
         let url = self.me_url.clone();
         let token = access_token.expose().to_string();
+        let span = spans::profile_request(&url);
         let answer = self
             .home
             .spawn(async move {
@@ -251,9 +265,16 @@ impl TokenEndpoint {
             })
             .await
             .map_err(|e| TokenError::Unavailable(format!("profile task failed: {e}")))?;
-        let (status, body) = answer
+        let answer = answer
             .map_err(|e| transport(&e, &self.api_host, self.api_proxied))
-            .inspect_err(|e| self.report_tls(TlsTarget::Api, e))?;
+            .inspect_err(|e| self.report_tls(TlsTarget::Api, e));
+        if let Some(span) = span {
+            match &answer {
+                Ok((status, _)) => span.end_http(status.as_u16(), None),
+                Err(_) => span.end_http(0, Some("unavailable")),
+            }
+        }
+        let (status, body) = answer?;
         if status == reqwest::StatusCode::FORBIDDEN {
             return Err(ProfileError::NotRegistered);
         }

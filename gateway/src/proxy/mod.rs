@@ -100,6 +100,18 @@ impl RequestInfo {
         self.span = traces.request(listener, given);
         if let Some(span) = &self.span {
             span.set([KeyValue::new("gateway.request_id", self.id.clone())]);
+            // HTTP semantic conventions: the host the client addressed (never the path, which
+            // can name a user; `http.route` is the template).
+            let host = session.req_header().headers.get(http::header::HOST);
+            let parsed = host
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| crate::net::host::HostPort::parse(h).ok());
+            if let Some(crate::net::host::HostPort { host, port }) = parsed {
+                span.set([KeyValue::new("server.address", host)]);
+                if let Some(port) = port {
+                    span.set([KeyValue::new("server.port", i64::from(port))]);
+                }
+            }
             self.trace.traceparent = span.traceparent();
         }
     }
@@ -128,6 +140,16 @@ impl RequestInfo {
         let app = (!self.no_app).then_some(gw.app.name.as_str());
         if let (Some(span), Some(app)) = (&self.span, app) {
             span.set([KeyValue::new("gateway.app", app.to_string())]);
+        }
+        if let (Some(span), Some(user)) = (&self.span, user) {
+            // The audit events' name for the user: its keyed hash unless `log_user_id`.
+            let (name, plain) = gw.events.user_name(&user.user_id());
+            let key = if plain {
+                "enduser.id"
+            } else {
+                "enduser.pseudo.id"
+            };
+            span.set([KeyValue::new(key, name)]);
         }
         gw.metrics.observe_request(
             app.unwrap_or(""),

@@ -40,7 +40,12 @@ pub fn run(config: Config, config_path: Option<std::path::PathBuf>) -> Result<()
 pub fn run_gateway(apps: impl IntoApps) -> Result<(), StartError> {
     let apps = apps.into_apps();
     check_addresses_free(&apps.first().config)?;
+    let traces = Arc::clone(&apps.first().traces);
     build(apps)?.run(RunArgs::default());
+    // The drain is over: the last requests' spans are queued; send them before the exit.
+    if !traces.flush(crate::telemetry::traces::FLUSH_WITHIN) {
+        tracing::warn!("spans still queued at the exit were not all sent to the collector");
+    }
     Ok(())
 }
 

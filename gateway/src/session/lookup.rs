@@ -11,6 +11,8 @@ use super::streams::StreamGuard;
 use crate::crypto::{Keyring, Purpose};
 use crate::secret::{SessionId, SessionKey};
 use crate::store::{Namespace, StoreError};
+use crate::telemetry::traces;
+use opentelemetry::KeyValue;
 
 impl Sessions {
     /// The session a cookie value names, if it is valid and alive. What a cookie opens to is
@@ -37,8 +39,24 @@ impl Sessions {
         }
     }
 
-    /// The session stored under `key` (memory first, then the store).
+    /// The session stored under `key` (memory first, then the store), in a `session lookup`
+    /// span while a traced request asks (its store operations are the span's children).
     pub async fn by_key(&self, key: &SessionKey) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        let Some(span) = traces::child_of_current("session lookup") else {
+            return self.find_by_key(key).await;
+        };
+        let found = traces::in_scope(Some(span.scope()), self.find_by_key(key)).await;
+        let (outcome, error) = match &found {
+            Ok(Some(_)) => ("found", None),
+            Ok(None) => ("none", None),
+            Err(_) => ("store_error", Some("store")),
+        };
+        span.set([KeyValue::new("gateway.session.lookup", outcome)]);
+        span.end(error);
+        found
+    }
+
+    async fn find_by_key(&self, key: &SessionKey) -> Result<Option<Arc<LiveSession>>, StoreError> {
         if let Some(s) = self.cache.get(key) {
             if !s.is_expired() {
                 return Ok(Some(s));

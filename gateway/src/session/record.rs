@@ -2,6 +2,7 @@
 //! times), the pending login, and the live copy in memory. Records are sealed as a whole
 //! (tokens included) by `registry` before they reach the store.
 
+use crate::telemetry::traces::SpanRef;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -133,7 +134,9 @@ fn process_secs() -> u32 {
 struct RefreshState {
     /// Held by the one refresh of this session's token in flight (`tokens::user`); owned by
     /// the refresh task, so a caller that gives up does not cancel it.
-    turn: Arc<tokio::sync::Mutex<()>>,
+    /// It holds the span of the last refresh made in this turn (`None` untraced), so the
+    /// callers that waited for it link their spans to it.
+    turn: Arc<tokio::sync::Mutex<Option<SpanRef>>>,
     /// The last failed refresh, shared with everyone who asks until its hold passes.
     failure: FailureHold<TokenError>,
 }
@@ -168,7 +171,7 @@ impl LiveSession {
     fn refresh_state(&self) -> &RefreshState {
         self.refresh.get_or_init(|| {
             Box::new(RefreshState {
-                turn: Arc::new(tokio::sync::Mutex::new(())),
+                turn: Arc::new(tokio::sync::Mutex::new(None)),
                 failure: FailureHold::default(),
             })
         })
@@ -224,7 +227,7 @@ impl LiveSession {
 
     /// Waits for this session's turn to refresh its token (`tokens::user`): one refresh at a
     /// time. The turn is owned, so the refresh task can hold it after its caller gave up.
-    pub(crate) async fn refresh_turn(&self) -> tokio::sync::OwnedMutexGuard<()> {
+    pub(crate) async fn refresh_turn(&self) -> tokio::sync::OwnedMutexGuard<Option<SpanRef>> {
         Arc::clone(&self.refresh_state().turn).lock_owned().await
     }
 

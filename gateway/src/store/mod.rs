@@ -74,21 +74,35 @@ struct Instrumented {
 }
 
 impl Instrumented {
-    /// `work`, its outcome told to `health`.
-    async fn timed_raw<T>(&self, work: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    /// `work`, its outcome told to `health`, in a `store` span while a traced request (or a
+    /// token refresh) is current: two attributes, its backend and operation `op`, nothing of
+    /// its keys or values.
+    async fn timed_raw<T>(
+        &self,
+        op: &'static str,
+        work: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let span = crate::telemetry::traces::child_of_current("store");
         let underway = self.health.begin();
         let result = work.await;
         underway.done(&result);
+        if let Some(span) = span {
+            span.set([
+                opentelemetry::KeyValue::new("gateway.store.backend", self.inner.backend()),
+                opentelemetry::KeyValue::new("gateway.store.op", op),
+            ]);
+            span.end(result.as_ref().err().map(|e| e.kind.label()));
+        }
         result
     }
 
-    /// `work`, its outcome told to `health` and counted as `op`.
+    /// `work`, its outcome told to `health`, traced and counted as `op`.
     async fn timed<T>(
         &self,
-        op: &str,
+        op: &'static str,
         work: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
-        let result = self.timed_raw(work).await;
+        let result = self.timed_raw(op, work).await;
         self.count(op, result)
     }
 
@@ -140,7 +154,7 @@ impl Store for Instrumented {
         self.count("purge", self.inner.purge_expired().await)
     }
     async fn count(&self, ns: Namespace) -> StoreResult<usize> {
-        let result = self.timed_raw(self.inner.count(ns)).await;
+        let result = self.timed_raw("count", self.inner.count(ns)).await;
         Instrumented::count(self, "count", result)
     }
     async fn ping(&self) -> StoreResult<()> {
@@ -148,7 +162,7 @@ impl Store for Instrumented {
     }
     async fn add_user_session(&self, user_id: &str, key: &str, ttl: Duration) -> StoreResult<()> {
         let result = self
-            .timed_raw(self.inner.add_user_session(user_id, key, ttl))
+            .timed_raw("index_add", self.inner.add_user_session(user_id, key, ttl))
             .await;
         self.count("index_add", result)
     }
@@ -158,7 +172,7 @@ impl Store for Instrumented {
     }
     async fn remove_user_session(&self, user_id: &str, key: &str) -> StoreResult<bool> {
         let result = self
-            .timed_raw(self.inner.remove_user_session(user_id, key))
+            .timed_raw("index_remove", self.inner.remove_user_session(user_id, key))
             .await;
         self.count("index_remove", result)
     }
@@ -218,7 +232,10 @@ impl Store for Instrumented {
         window: Duration,
     ) -> StoreResult<()> {
         let result = self
-            .timed_raw(self.inner.add_budget_calls(account, calls, window))
+            .timed_raw(
+                "budget",
+                self.inner.add_budget_calls(account, calls, window),
+            )
             .await;
         self.count("budget", result)
     }

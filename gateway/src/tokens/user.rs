@@ -21,6 +21,7 @@ use crate::secret::AccessToken;
 use crate::session::{LiveSession, Scopes, SessionError, Sessions};
 use crate::store::{Store, StoreError};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces;
 
 /// How long one replica may hold a user's refresh lock. Longer than a token request may take
 /// (10 s), so a slow refresh never overlaps another replica's: under PKCE a second refresh
@@ -112,21 +113,33 @@ impl UserTokens {
         if let Some(answer) = settled(session) {
             return answer;
         }
-        let refreshing = session.refresh_turn().await;
-        // Whoever held the lock before us has refreshed, or failed, already.
+        let waited_from = std::time::SystemTime::now();
+        let mut refreshing = session.refresh_turn().await;
+        // Whoever held the lock before us has refreshed, or failed, already: we followed
+        // that refresh (the single flight's leader), and our span links to its.
+        let followed = || traces::follower_of_current(waited_from, refreshing.as_ref());
         if let Some(token) = usable_token(session) {
+            if let Some(span) = followed() {
+                span.end(None);
+            }
             return Ok(token);
         }
         if let Some(answer) = settled(session) {
+            if let Some(span) = followed() {
+                span.end(answer.as_ref().err().map(failure_kind));
+            }
             return answer;
         }
         let this = Arc::clone(self);
         let session = Arc::clone(session);
-        // A child of the request's span that started the refresh (while one is traced).
-        let span = crate::telemetry::traces::child_of_current("token refresh");
+        // A child of the request's span that started the refresh (while one is traced); the
+        // refresh's own calls (the token request, the store's lock and write) are its.
+        let span = traces::child_of_current("token refresh");
+        *refreshing = span.as_ref().map(|s| s.reference());
+        let scope = span.as_ref().map(|s| s.scope());
         let task = tokio::spawn(async move {
             let _refreshing = refreshing;
-            let result = this.refresh_across_replicas(&session).await;
+            let result = traces::in_scope(scope, this.refresh_across_replicas(&session)).await;
             match &result {
                 Ok(_) => session.clear_failure(),
                 Err(SessionError::Token(e)) => session.hold_failure(e.clone()),

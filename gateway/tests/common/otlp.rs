@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
@@ -30,6 +30,8 @@ pub struct ExportedSpan {
     pub status: i32,
     /// The resource's attributes (`service.name`).
     pub resource: HashMap<String, String>,
+    /// The spans it links to: (trace id, span id).
+    pub links: Vec<(String, String)>,
 }
 
 impl ExportedSpan {
@@ -43,6 +45,8 @@ struct Received {
     spans: Vec<ExportedSpan>,
     /// Every request decoded, in its `Debug` form: what a grep for a secret reads.
     dumps: Vec<String>,
+    /// Each request's headers.
+    headers: Vec<HashMap<String, String>>,
 }
 
 pub struct OtlpReceiver {
@@ -82,6 +86,11 @@ impl OtlpReceiver {
         self.received.lock().expect("lock").spans.clone()
     }
 
+    /// The headers of every export request received.
+    pub fn headers(&self) -> Vec<HashMap<String, String>> {
+        self.received.lock().expect("lock").headers.clone()
+    }
+
     /// Everything received, decoded, as text.
     pub fn dump(&self) -> String {
         self.received.lock().expect("lock").dumps.join("\n")
@@ -100,11 +109,21 @@ impl OtlpReceiver {
     }
 }
 
-async fn take(State(received): State<Arc<Mutex<Received>>>, body: Bytes) -> StatusCode {
+async fn take(
+    State(received): State<Arc<Mutex<Received>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let Ok(request) = ExportTraceServiceRequest::decode(body) else {
         return StatusCode::BAD_REQUEST;
     };
     let mut received = received.lock().expect("lock");
+    received.headers.push(
+        headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+    );
     received.dumps.push(format!("{request:?}"));
     for rs in &request.resource_spans {
         let resource = rs
@@ -123,6 +142,11 @@ async fn take(State(received): State<Arc<Mutex<Received>>>, body: Bytes) -> Stat
                     attributes: flatten(&span.attributes),
                     status: span.status.as_ref().map_or(0, |s| s.code),
                     resource: resource.clone(),
+                    links: span
+                        .links
+                        .iter()
+                        .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+                        .collect(),
                 });
             }
         }
@@ -148,4 +172,49 @@ fn flatten(attributes: &[KeyValue]) -> HashMap<String, String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A collector that accepts connections and reads what it is sent, but never answers: a
+/// hanging backend.
+pub struct HangingCollector {
+    pub url: String,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HangingCollector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl HangingCollector {
+    pub async fn start() -> HangingCollector {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        HangingCollector {
+            url,
+            accepted,
+            task,
+        }
+    }
+
+    /// Connections it has taken (and never answered).
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }

@@ -194,8 +194,7 @@ impl Validator<'_> {
             );
             return None;
         }
-        let service_name = service_name.unwrap_or(defaults.service_name);
-        if service_name.trim().is_empty() {
+        if service_name.as_ref().is_some_and(|n| n.trim().is_empty()) {
             self.issue("tracing.service_name", "is empty");
             return None;
         }

@@ -23,6 +23,7 @@
 //! ```
 
 mod by_app;
+mod endpoint;
 mod hygiene;
 mod identity;
 mod inflate;
@@ -37,7 +38,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use opentelemetry::KeyValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -137,6 +137,8 @@ pub struct EgressCtx {
     served_revalidated: bool,
     /// The span of the attempt at Spotify under way (`spans.rs`).
     upstream_span: Option<crate::telemetry::traces::ChildSpan>,
+    /// The call's route template (`endpoint.rs`), while it is traced.
+    endpoint: String,
 }
 
 impl EgressProxy {
@@ -220,6 +222,7 @@ impl EgressProxy {
         reason: Reason,
     ) -> Result<bool> {
         self.gw.cool_down.refused_locally(reason);
+        ctx.span_cool_down(wait, reason);
         let failure = Failure::RateLimited {
             retry_after_secs: cool_down::retry_after_secs(wait),
             quota_exceeded: reason == Reason::QuotaExceeded,
@@ -367,6 +370,7 @@ impl ProxyHttp for EgressProxy {
                 return Ok(true);
             }
         };
+        ctx.span_endpoint(session.req_header().uri.path());
         let live = self.gw.live();
         let now = Instant::now();
         ctx.arrived = Some(now);
@@ -430,7 +434,7 @@ impl ProxyHttp for EgressProxy {
     /// between the decision to retry and the next attempt.
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut EgressCtx,
     ) -> Result<Box<HttpPeer>> {
         if std::mem::take(&mut ctx.retry_with_new_token) {
@@ -458,7 +462,11 @@ impl ProxyHttp for EgressProxy {
         }
         if let Some(backoff) = ctx.retry_backoff.take() {
             self.gw.metrics.retries.inc();
+            let span = ctx.span_retry(backoff);
             tokio::time::sleep(backoff).await;
+            if let Some(span) = span {
+                span.end(None);
+            }
         }
         ctx.answer_header_seen = false;
         let live = live(ctx, &self.gw);
@@ -480,10 +488,14 @@ impl ProxyHttp for EgressProxy {
             };
             let deadline = ctx.deadline.unwrap_or_else(Instant::now);
             let arrived = ctx.arrived.unwrap_or_else(Instant::now);
-            if let Err(wait) = budget
+            let span = ctx.span_budget_wait();
+            let taken = budget
                 .take(&self.gw.app.name, priority, arrived, deadline)
-                .await
-            {
+                .await;
+            if let Some(span) = span {
+                span.end(taken.is_err().then_some("no_room"));
+            }
+            if let Err(wait) = taken {
                 if let Some(lead) = ctx.share.as_mut().and_then(|s| s.lead.take()) {
                     lead.refuse();
                 }
@@ -497,7 +509,10 @@ impl ProxyHttp for EgressProxy {
                 ));
             }
         }
-        ctx.span_attempt();
+        ctx.span_attempt(
+            &self.gw.app.spotify.api_url,
+            session.req_header().method.as_str(),
+        );
         ctx.attempts += 1;
         ctx.upstream_started = Some(Instant::now());
         let connect_timeout = cfg.connect_timeout.min(remaining);
@@ -839,9 +854,6 @@ impl ProxyHttp for EgressProxy {
             e,
         );
         ctx.span_attempt_failed(e.map_or("no answer", |e| e.etype().as_str()));
-        if let Some(span) = &ctx.req.span {
-            span.set([KeyValue::new("spotify.endpoint", ctx.req.route)]);
-        }
         ctx.req.end_span(session);
     }
 }

@@ -37,6 +37,7 @@ use crate::server::guards::{Cut, RequestContext};
 use crate::server::state::Gateway;
 use crate::session::cookie::Cookies;
 use crate::session::{LiveSession, StreamGuard};
+use crate::telemetry::traces::{self, RequestSpan};
 use paths::AuthRoute;
 use playback_limit::PlaybackLimit;
 
@@ -209,12 +210,15 @@ impl ProxyHttp for PublicProxy {
             self.problem(session, ctx, failure).await?;
             return Ok(true);
         }
+        // Inside the request's span: the session lookup, the login's calls and the store
+        // operations under them are its children.
+        let scope = ctx.req.span.as_ref().map(RequestSpan::scope);
         if let Some(route) = AuthRoute::of(session.req_header().uri.path()) {
             ctx.req.route = route.label();
-            self.serve_auth(route, session, ctx).await?;
+            traces::in_scope(scope, self.serve_auth(route, session, ctx)).await?;
             return Ok(true);
         }
-        self.gate(session, ctx).await
+        traces::in_scope(scope, self.gate(session, ctx)).await
     }
 
     /// The internal app's address.

@@ -20,6 +20,8 @@ use crate::session::{
     cookie, Callback, CloseReason, LiveSession, LoginError, LOGIN_TTL, REAUTH_NOTICE,
 };
 use crate::store::StoreError;
+use crate::telemetry::traces;
+use opentelemetry::KeyValue;
 
 impl PublicProxy {
     /// Serves one of the gateway's own routes.
@@ -41,7 +43,18 @@ impl PublicProxy {
             AuthRoute::Callback => self.callback(session, ctx).await,
             AuthRoute::Logout => self.logout(session, ctx).await,
             AuthRoute::Userinfo => self.userinfo(session, ctx).await,
-            AuthRoute::Check => self.check(session, ctx).await,
+            AuthRoute::Check => {
+                let span = traces::child_of_current("forward-auth check");
+                let scope = span.as_ref().map(|s| s.scope());
+                let checked = traces::in_scope(scope, self.check(session, ctx)).await;
+                if let Some(span) = span {
+                    let status = crate::proxy::response_status(session);
+                    let result = if status == 200 { "allowed" } else { "denied" };
+                    span.set([KeyValue::new("gateway.forward_auth.result", result)]);
+                    span.end(None);
+                }
+                checked
+            }
             AuthRoute::Disconnect => self.disconnect(session, ctx).await,
             AuthRoute::PlaybackToken => self.playback_token(session, ctx).await,
             AuthRoute::Other => {
