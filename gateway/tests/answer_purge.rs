@@ -196,7 +196,7 @@ async fn a_follower_waiting_on_a_departed_users_call_makes_its_own() {
     let s = stack().start().await;
     let (alice, assertion) = signed_in(&s.gw, "alice").await;
     mock_post(&s.mock, "/__mock/reset", None).await;
-    let hits = "spotify_gateway_token_cache_total{result=\"hit\"}";
+    let hits = r#"spotify_gateway_token_cache_total{app="default",result="hit"}"#;
     let hits_before = s.metric(hits).await;
     // The leader's call stays at Spotify for a while; an identical call follows it.
     s.fault(json!({"target": "api", "delay_ms": 3000, "times": 1}))

@@ -389,6 +389,14 @@ async fn quota_stack(ca: Option<&Ca>) -> Quota {
 }
 
 impl Quota {
+    /// `rate_limit_blocked_until_timestamp_seconds` of `app`: `None` when the series is not
+    /// on the page.
+    async fn held_until(&self, app: &str) -> Option<f64> {
+        let series =
+            format!(r#"spotify_gateway_rate_limit_blocked_until_timestamp_seconds{{app="{app}"}}"#);
+        metric_value(&self.s.gw, &series).await
+    }
+
     /// Sets the mock's quota (`/__mock/quota`).
     async fn set_quota(&self, quota: Value) {
         let resp = self
@@ -497,6 +505,21 @@ async fn quota_exceeded_holds_the_account(q: Quota) {
         s.metric(&series("rate_limited_local_total", "solo")).await,
         0.0
     );
+    // The gauge says which apps are held: both of the account, for Spotify's hour; not solo.
+    let in_an_hour = unix_seconds() + 3000.0;
+    for app in ["radio", "charts"] {
+        let until = q.held_until(app).await.unwrap_or(0.0);
+        assert!(until > in_an_hour, "{app} held until {until}");
+    }
+    assert_eq!(q.held_until("solo").await, Some(0.0), "solo is not held");
+}
+
+/// Now, in unix seconds (the unit of the held-until gauge).
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
 }
 
 #[tokio::test]
@@ -523,6 +546,12 @@ async fn a_plain_429_holds_its_app(q: Quota) {
     // Charts, of the same account, is not.
     let (status, reached) = q.egress(SEARCH, &[("x-gateway-app", "charts")]).await;
     assert_eq!((status, reached.as_deref()), (200, Some(CHARTS.client_id)));
+    // The gauge says so: radio's is set, the others' are at 0.
+    let radio = q.held_until("radio").await.unwrap_or(0.0);
+    assert!(radio > 0.0, "radio is held: {radio}");
+    for app in ["charts", "solo"] {
+        assert_eq!(q.held_until(app).await, Some(0.0), "{app} is not held");
+    }
 }
 
 /// Two replicas on one Redis: each app's sessions are read on the other replica, a
@@ -611,7 +640,8 @@ async fn on_redis_what_a_replica_learns_reaches_the_other_for_its_app_only() {
     .await;
     let (status, _) = egress(&s, SEARCH, &[("x-gateway-app", "charts")]).await;
     assert_eq!(status, 429);
-    let held_until = "spotify_gateway_rate_limit_blocked_until_timestamp_seconds";
+    // Charts met it; radio, of the same account, is held there too.
+    let held_until = r#"spotify_gateway_rate_limit_blocked_until_timestamp_seconds{app="radio"}"#;
     other
         .wait_until(
             Duration::from_secs(5),

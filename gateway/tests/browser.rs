@@ -593,12 +593,12 @@ async fn the_play_panel_fetches_the_playback_token_from_the_page() {
     b.snap("1-token").await;
     // The browser's own fetch: same-origin metadata, so the gateway issued it.
     assert_eq!(
-        s.metric("spotify_gateway_playback_tokens_total{result=\"issued\"}")
+        s.metric("spotify_gateway_playback_tokens_total{app=\"default\",result=\"issued\"}")
             .await,
         1.0
     );
     assert_eq!(
-        s.metric("spotify_gateway_playback_tokens_total{result=\"cross_site\"}")
+        s.metric("spotify_gateway_playback_tokens_total{app=\"default\",result=\"cross_site\"}")
             .await,
         0.0
     );

@@ -313,7 +313,7 @@ async fn admin_serves_metrics_and_probes() {
         r#"spotify_gateway_requests_total{app="default",listener="egress",route="/v1/search",status="2xx"} 1"#,
         r#"spotify_gateway_requests_total{app="default",listener="egress",route="unmatched",status="4xx"} 1"#,
         r#"spotify_gateway_app_token_fetches_total{app="default",result="ok"} 1"#,
-        r#"spotify_gateway_upstream_duration_seconds_count{listener="egress"} 1"#,
+        r#"spotify_gateway_upstream_duration_seconds_count{app="default",listener="egress"} 1"#,
         "spotify_gateway_build_info{version=",
     ];
     // A request is counted in its logging phase, just after its answer was written: on a

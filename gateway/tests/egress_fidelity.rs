@@ -113,7 +113,11 @@ async fn idempotent_calls_are_retried_and_writes_are_not() {
         "two 503s, then success within max_retries = 2"
     );
     assert_eq!(s.api_requests().await, 3);
-    assert_eq!(s.metric("spotify_gateway_retries_total").await, 2.0);
+    assert_eq!(
+        s.metric(r#"spotify_gateway_retries_total{app="default"}"#)
+            .await,
+        2.0
+    );
 
     // Out of retries: Spotify's last answer is passed on.
     s.fault(json!({"target": "api", "status": 502, "times": 3}))
@@ -176,7 +180,7 @@ async fn connection_failures_are_retried_then_reported() {
         .await
         .expect("text");
     assert!(
-        metrics.contains("spotify_gateway_retries_total 2"),
+        metrics.contains(r#"spotify_gateway_retries_total{app="default"} 2"#),
         "{metrics}"
     );
 }

@@ -22,7 +22,8 @@ const BOUND: u64 = 64 << 20;
 /// itself, so not even a bound's worth of the bomb was held.
 const MEMORY_GROWTH: u64 = 64 << 20;
 const SEARCH: &str = "/v1/search?q=abba&type=track&limit=10";
-const REFUSED: &str = "spotify_gateway_upstream_body_refused_total{reason=\"inflate_limit\"}";
+const REFUSED: &str =
+    r#"spotify_gateway_upstream_body_refused_total{app="default",reason="inflate_limit"}"#;
 /// The log line's message (`proxy/egress/mod.rs`).
 const LOGGED: &str = "refused Spotify's answer";
 

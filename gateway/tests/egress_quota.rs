@@ -11,7 +11,8 @@ use common::*;
 use serde_json::{json, Value};
 
 const SEARCH: &str = "/v1/search?q=abba&type=track";
-const BLOCKED_UNTIL: &str = "spotify_gateway_rate_limit_blocked_until_timestamp_seconds";
+const BLOCKED_UNTIL: &str =
+    r#"spotify_gateway_rate_limit_blocked_until_timestamp_seconds{app="default"}"#;
 
 /// A stack on a real Redis and `n - 1` more replicas of its gateway; no cache, so that every
 /// call would go to Spotify but for the cool-down.

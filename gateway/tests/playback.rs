@@ -97,7 +97,7 @@ async fn a_same_origin_fetch_of_a_streaming_session_gets_the_access_token_only()
     let resp = fetch(&s, &b, &[("origin", origin.as_str())]).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
-        s.metric("spotify_gateway_playback_tokens_total{result=\"issued\"}")
+        s.metric("spotify_gateway_playback_tokens_total{app=\"default\",result=\"issued\"}")
             .await,
         2.0
     );
@@ -145,12 +145,12 @@ async fn cross_site_requests_and_visits_are_refused() {
         assert!(body.get("access_token").is_none());
     }
     assert_eq!(
-        s.metric("spotify_gateway_playback_tokens_total{result=\"cross_site\"}")
+        s.metric("spotify_gateway_playback_tokens_total{app=\"default\",result=\"cross_site\"}")
             .await,
         6.0
     );
     assert_eq!(
-        s.metric("spotify_gateway_playback_tokens_total{result=\"issued\"}")
+        s.metric("spotify_gateway_playback_tokens_total{app=\"default\",result=\"issued\"}")
             .await,
         0.0
     );
@@ -165,8 +165,10 @@ async fn without_a_session_it_asks_to_sign_in() {
     assert_eq!(body["error"], "unauthenticated", "{body}");
     assert!(body.get("access_token").is_none());
     assert_eq!(
-        s.metric("spotify_gateway_playback_tokens_total{result=\"unauthenticated\"}")
-            .await,
+        s.metric(
+            "spotify_gateway_playback_tokens_total{app=\"default\",result=\"unauthenticated\"}"
+        )
+        .await,
         1.0
     );
 }
@@ -192,7 +194,7 @@ async fn each_session_gets_a_few_a_minute() {
     login(&bob, &s.gw, "bob", "/").await;
     assert_eq!(fetch(&s, &bob, SAME_ORIGIN).await.status(), 200);
     assert_eq!(
-        s.metric("spotify_gateway_playback_tokens_total{result=\"rate_limited\"}")
+        s.metric("spotify_gateway_playback_tokens_total{app=\"default\",result=\"rate_limited\"}")
             .await,
         1.0
     );
@@ -234,7 +236,7 @@ async fn off_it_is_404_and_sighup_turns_it_on_for_sessions_with_the_scope() {
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"], "missing_scope", "{body}");
     assert_eq!(
-        s.metric("spotify_gateway_playback_tokens_total{result=\"no_scope\"}")
+        s.metric("spotify_gateway_playback_tokens_total{app=\"default\",result=\"no_scope\"}")
             .await,
         1.0
     );

@@ -495,7 +495,7 @@ async fn hold_shared(s: &Stack, other: &Gateway, user: &User) {
             || async {
                 metric_value(
                     other,
-                    "spotify_gateway_rate_limit_blocked_until_timestamp_seconds",
+                    r#"spotify_gateway_rate_limit_blocked_until_timestamp_seconds{app="default"}"#,
                 )
                 .await
                 .unwrap_or(0.0)

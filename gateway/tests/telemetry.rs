@@ -73,11 +73,11 @@ async fn metrics_pass_promtool_after_traffic() {
     for needle in [
         r#"spotify_gateway_logins_total{app="default",result="ok"} 1"#,
         r#"spotify_gateway_token_refreshes_total{app="default",result="ok"} 1"#,
-        r#"spotify_gateway_token_cache_total{result="hit"}"#,
+        r#"spotify_gateway_token_cache_total{app="default",result="hit"}"#,
         r#"spotify_gateway_spotify_rate_limited_total{app="default",reason="rate_limited"} 1"#,
         r#"spotify_gateway_rate_limited_local_total{app="default",reason="rate_limited"} 1"#,
         r#"spotify_gateway_spotify_rate_limited_total{app="default",reason="quota_exceeded"} 0"#,
-        "spotify_gateway_rate_limit_blocked_until_timestamp_seconds",
+        r#"spotify_gateway_rate_limit_blocked_until_timestamp_seconds{app="default"}"#,
         r#"spotify_gateway_store_operations_total{app="default",backend="memory",op="put"}"#,
         r#"spotify_gateway_requests_total{app="default",listener="public",route="/auth/callback",status="3xx"} 1"#,
         "spotify_gateway_request_duration_seconds_bucket",

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::IntGauge;
+
 use crate::clock::now_ms;
 use crate::store::{CoolDownNotice, Store};
 use crate::telemetry::metrics::Metrics;
@@ -59,12 +61,47 @@ impl Reason {
 #[derive(Default)]
 pub struct AccountHold {
     blocked_until_ms: AtomicU64,
+    /// `rate_limit_blocked_until_timestamp_seconds{app}` of each of its apps, resolved once:
+    /// the account's hold is every one's.
+    gauges: Vec<IntGauge>,
+}
+
+impl AccountHold {
+    /// The hold of the developer account whose apps are `apps`.
+    pub fn of_apps(apps: &[&str], metrics: &Metrics) -> AccountHold {
+        AccountHold {
+            blocked_until_ms: AtomicU64::new(0),
+            gauges: apps
+                .iter()
+                .map(|app| metrics.rate_limit_blocked_until.with_label_values(&[app]))
+                .collect(),
+        }
+    }
+
+    /// Holds every app of the account until `until_ms` (or the longer hold it has).
+    fn extend(&self, until_ms: u64) {
+        self.blocked_until_ms.fetch_max(until_ms, Ordering::SeqCst);
+        for gauge in &self.gauges {
+            raise(gauge, until_ms);
+        }
+    }
+}
+
+/// Raises a held-until gauge (unix seconds) to `until_ms`, never lowers it: a gauge in the
+/// past says calls flow.
+fn raise(gauge: &IntGauge, until_ms: u64) {
+    let until_s = until_ms.div_ceil(1000) as i64;
+    if until_s > gauge.get() {
+        gauge.set(until_s);
+    }
 }
 
 /// No call leaves before `blocked_until_ms`, nor before the account's hold.
 pub struct CoolDown {
     /// The app whose calls it holds (the `app` label of its counters).
     app: String,
+    /// `rate_limit_blocked_until_timestamp_seconds{app}`, resolved once.
+    blocked_until_gauge: IntGauge,
     /// The developer account's `QUOTA_EXCEEDED`, shared with its other apps.
     account: Arc<AccountHold>,
     /// Unix milliseconds.
@@ -103,6 +140,7 @@ impl CoolDown {
         }
         let cool_down = Arc::new(CoolDown {
             app: app.to_string(),
+            blocked_until_gauge: metrics.rate_limit_blocked_until.with_label_values(&[app]),
             account,
             blocked_until_ms: AtomicU64::new(0),
             quota_exceeded: AtomicBool::new(false),
@@ -252,19 +290,13 @@ impl CoolDown {
     fn extend(&self, hold_ms: u64, reason: Reason) {
         let until = now_ms().saturating_add(hold_ms);
         if reason == Reason::QuotaExceeded {
-            self.account
-                .blocked_until_ms
-                .fetch_max(until, Ordering::SeqCst);
+            self.account.extend(until);
         }
         let before = self.blocked_until_ms.fetch_max(until, Ordering::SeqCst);
         if until > before {
             self.quota_exceeded
                 .store(reason == Reason::QuotaExceeded, Ordering::SeqCst);
-            // The longest hold of any app (each app's cool-down sets the one gauge).
-            let until_s = until.div_ceil(1000) as i64;
-            if until_s > self.metrics.rate_limit_blocked_until.get() {
-                self.metrics.rate_limit_blocked_until.set(until_s);
-            }
+            raise(&self.blocked_until_gauge, until);
         } else if until + 1000 > before && reason == Reason::QuotaExceeded {
             // The same hold, now known to be the quota's (`hold_here`, then `report`).
             self.quota_exceeded.store(true, Ordering::SeqCst);
@@ -315,27 +347,41 @@ mod tests {
             "a shorter hold changes nothing"
         );
         assert_eq!(reason, Reason::QuotaExceeded);
-        assert!(c.metrics.rate_limit_blocked_until.get() as u64 >= now_ms() / 1000 + 4);
+        let gauge = c
+            .metrics
+            .rate_limit_blocked_until
+            .with_label_values(&[crate::config::DEFAULT_APP]);
+        assert!(gauge.get() as u64 >= now_ms() / 1000 + 4);
     }
 
     #[test]
     fn quota_exceeded_holds_every_app_of_the_account_and_a_plain_429_one() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
         let metrics = Arc::new(Metrics::new());
-        let acme = Arc::new(AccountHold::default());
+        let acme = Arc::new(AccountHold::of_apps(&["radio", "charts"], &metrics));
         let radio = CoolDown::of_account(store.clone(), metrics.clone(), "radio", acme.clone());
         let charts = CoolDown::of_account(store.clone(), metrics.clone(), "charts", acme);
-        let solo = CoolDown::of_account(store, metrics, "solo", Arc::default());
+        let solo = CoolDown::of_account(store, metrics.clone(), "solo", Arc::default());
+        let held_until = |app: &str| {
+            let gauge = metrics.rate_limit_blocked_until.with_label_values(&[app]);
+            gauge.get() as u64
+        };
         radio.extend(5000, Reason::RateLimited);
         assert!(radio.remaining().is_some());
         assert!(
             charts.remaining().is_none(),
             "a plain 429 holds its app only"
         );
+        assert!(held_until("radio") >= now_ms() / 1000 + 4);
+        assert_eq!(held_until("charts"), 0, "the gauge says which app is held");
         charts.extend(9000, Reason::QuotaExceeded);
         let (left, reason) = radio.remaining().expect("the account's hold");
         assert_eq!(reason, Reason::QuotaExceeded);
         assert!(left > Duration::from_secs(8));
         assert!(solo.remaining().is_none(), "another account");
+        for app in ["radio", "charts"] {
+            assert!(held_until(app) >= now_ms() / 1000 + 8, "{app}");
+        }
+        assert_eq!(held_until("solo"), 0);
     }
 }

@@ -11,7 +11,7 @@ use crate::config::{Config, DEFAULT_DEVELOPER_ACCOUNT};
 use crate::crypto::Keyring;
 use crate::events::{Events, Webhooks};
 use crate::net::host::HostPort;
-use crate::quota::Budget;
+use crate::quota::{AccountHold, Budget};
 use crate::server::errors::{ReloadError, StartError};
 use crate::server::reload::{self, Report};
 use crate::server::state::{Account, Gateway, Shared};
@@ -71,7 +71,7 @@ impl Apps {
                 // The default account's shared window keeps the name earlier releases used.
                 let shared_as = (account != DEFAULT_DEVELOPER_ACCOUNT).then_some(account);
                 Account {
-                    hold: Arc::default(),
+                    hold: Arc::new(AccountHold::of_apps(&apps, &metrics)),
                     budget: config.egress.budget_per_30s.map(|limit| {
                         Budget::new(limit, shared_as, &apps, Arc::clone(&store), metrics.clone())
                     }),

@@ -29,13 +29,13 @@ pub struct Metrics {
     pub header_timeouts: IntCounterVec,
     pub spotify_rate_limited: IntCounterVec,
     pub rate_limited_local: IntCounterVec,
-    pub rate_limit_blocked_until: IntGauge,
+    pub rate_limit_blocked_until: IntGaugeVec,
     pub answer_cache: IntCounterVec,
     pub answers_purged: IntCounterVec,
     pub answer_cache_entries: IntGaugeVec,
     pub answer_cache_bytes: IntGaugeVec,
     pub budget: IntCounterVec,
-    pub retries: IntCounter,
+    pub retries: IntCounterVec,
     pub upstream_body_refused: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub store_reopens: IntCounterVec,
@@ -77,10 +77,6 @@ impl Builder {
 
     fn counters(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
         self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
-    }
-
-    fn gauge(&self, name: &str, help: &str) -> IntGauge {
-        self.add(IntGauge::new(name, help).expect("valid metric"))
     }
 
     fn gauges(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -127,8 +123,8 @@ impl Metrics {
             ),
             upstream_duration: b.latencies(
                 "upstream_duration_seconds",
-                "Time until the upstream's response header arrived, by listener",
-                &["listener"],
+                "Time until the upstream's response header arrived, by app and listener",
+                &["app", "listener"],
             ),
             app_token_fetches: b.counters(
                 "app_token_fetches_total",
@@ -142,8 +138,8 @@ impl Metrics {
             ),
             token_cache: b.counters(
                 "token_cache_total",
-                "User token cache lookups, by result (hit, miss)",
-                &["result"],
+                "User token cache lookups, by app and result (hit, miss)",
+                &["app", "result"],
             ),
             logins: b.counters(
                 "logins_total",
@@ -152,9 +148,10 @@ impl Metrics {
             ),
             playback_tokens: b.counters(
                 "playback_tokens_total",
-                "Answers of /auth/playback-token ([playback]), by result (issued; refused: \
-                 unauthenticated, no_scope, cross_site, rate_limited; error: no usable token)",
-                &["result"],
+                "Answers of /auth/playback-token ([playback]), by app and result (issued; \
+                 refused: unauthenticated, no_scope, cross_site, rate_limited; error: no usable \
+                 token)",
+                &["app", "result"],
             ),
             active_sessions: b.gauges(
                 "active_sessions",
@@ -202,10 +199,12 @@ impl Metrics {
                  one another replica published), by app and the cool-down's reason",
                 &["app", "reason"],
             ),
-            rate_limit_blocked_until: b.gauge(
+            rate_limit_blocked_until: b.gauges(
                 "rate_limit_blocked_until_timestamp_seconds",
-                "Unix time until which no call goes to Spotify after a 429 (in the past, or 0, \
-                 when calls flow)",
+                "Unix time until which no call of the app goes to Spotify after a 429 (its own, \
+                 or its developer account's QUOTA_EXCEEDED; in the past, or 0, when calls flow), \
+                 by app",
+                &["app"],
             ),
             answer_cache: b.counters(
                 "answer_cache_total",
@@ -239,15 +238,18 @@ impl Metrics {
                  app and result (taken at once, waited for room, refused with a local 429)",
                 &["app", "result"],
             ),
-            retries: b.counter(
+            retries: b.counters(
                 "retries_total",
-                "Extra attempts sent to Spotify after a connection failure or a 502/503/504",
+                "Extra attempts sent to Spotify after a connection failure or a 502/503/504, by \
+                 app",
+                &["app"],
             ),
             upstream_body_refused: b.counters(
                 "upstream_body_refused_total",
-                "Spotify answers refused mid-body (502, or cut off once under way), by reason \
-                 (inflate_limit: the gzip body inflated past the gateway's bound; corrupt_gzip)",
-                &["reason"],
+                "Spotify answers refused mid-body (502, or cut off once under way), by app and \
+                 reason (inflate_limit: the gzip body inflated past the gateway's bound; \
+                 corrupt_gzip)",
+                &["app", "reason"],
             ),
             store_errors: b.counters(
                 "store_errors_total",

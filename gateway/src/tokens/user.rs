@@ -61,7 +61,7 @@ pub struct UserTokens {
     metrics: Arc<Metrics>,
     /// The `session.ended` event of an `invalid_grant`.
     events: Arc<Events>,
-    /// `token_cache_total{result}` children, resolved once: counted on every egress call.
+    /// `token_cache_total{app,result}` children, resolved once: counted on every egress call.
     cache_hits: prometheus::IntCounter,
     cache_misses: prometheus::IntCounter,
 }
@@ -77,8 +77,12 @@ impl UserTokens {
             endpoint,
             store: Arc::clone(sessions.store()),
             sessions,
-            cache_hits: metrics.token_cache.with_label_values(&["hit"]),
-            cache_misses: metrics.token_cache.with_label_values(&["miss"]),
+            cache_hits: metrics
+                .token_cache
+                .with_label_values(&[events.app(), "hit"]),
+            cache_misses: metrics
+                .token_cache
+                .with_label_values(&[events.app(), "miss"]),
             metrics,
             events,
         }

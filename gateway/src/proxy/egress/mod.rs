@@ -83,9 +83,10 @@ pub struct EgressProxy {
     series: Series,
 }
 
-/// Pre-resolved metric series of the calls to the API.
+/// Pre-resolved metric series of the calls to the API (the app's).
 struct Series {
     upstream_duration: prometheus::Histogram,
+    retries: prometheus::IntCounter,
     connections: prometheus::IntCounter,
     responses_h2: prometheus::IntCounter,
     responses_h1: prometheus::IntCounter,
@@ -153,16 +154,16 @@ impl EgressProxy {
         );
         // Each series from the start, so `increase()` sees the first event.
         let m = &gw.metrics;
+        let app = gw.app.name.as_str();
         let series = Series {
-            upstream_duration: m.upstream_duration.with_label_values(&[LISTENER]),
+            upstream_duration: m.upstream_duration.with_label_values(&[app, LISTENER]),
+            retries: m.retries.with_label_values(&[app]),
             connections: m.upstream_connections.with_label_values(&["api"]),
             responses_h2: m.upstream_responses.with_label_values(&["api", "h2"]),
             responses_h1: m.upstream_responses.with_label_values(&["api", "http/1.1"]),
         };
         for reason in BodyError::REASONS {
-            gw.metrics
-                .upstream_body_refused
-                .with_label_values(&[reason]);
+            m.upstream_body_refused.with_label_values(&[app, reason]);
         }
         let flights = Arc::clone(&gw.answers.flights);
         let cache = Arc::clone(&gw.answers.cache);
@@ -461,7 +462,7 @@ impl ProxyHttp for EgressProxy {
             return self.api.peer(Some(WARM_WAIT)).await;
         }
         if let Some(backoff) = ctx.retry_backoff.take() {
-            self.gw.metrics.retries.inc();
+            self.series.retries.inc();
             let span = ctx.span_retry(backoff);
             tokio::time::sleep(backoff).await;
             if let Some(span) = span {
@@ -688,7 +689,7 @@ impl ProxyHttp for EgressProxy {
                 self.gw
                     .metrics
                     .upstream_body_refused
-                    .with_label_values(&[reason])
+                    .with_label_values(&[&self.gw.app.name, reason])
                     .inc();
                 let client_gets = match session.response_written() {
                     Some(_) => "the answer cut off mid-body",

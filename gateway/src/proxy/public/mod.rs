@@ -51,6 +51,9 @@ pub struct PublicProxy {
     playback: PlaybackLimit,
     /// Each session's assertion, given again for a minute (`issued`).
     issued: issued::Issued,
+    /// `upstream_duration_seconds{app,listener}`, resolved once: observed on every proxied
+    /// request (a label lookup hashes its values and takes a lock).
+    upstream_duration: prometheus::Histogram,
 }
 
 #[derive(Default)]
@@ -76,8 +79,13 @@ impl PublicProxy {
             .as_ref()
             .map(|u| UpstreamTarget::from_url(&u.url));
         let cookies = cookies_of(&gw);
+        let upstream_duration = gw
+            .metrics
+            .upstream_duration
+            .with_label_values(&[&gw.app.name, LISTENER]);
         PublicProxy {
             gw,
+            upstream_duration,
             upstream,
             cookies,
             playback: PlaybackLimit::default(),
@@ -264,11 +272,7 @@ impl ProxyHttp for PublicProxy {
         ctx: &mut PublicCtx,
     ) -> Result<()> {
         if let Some(at) = ctx.upstream_started {
-            self.gw
-                .metrics
-                .upstream_duration
-                .with_label_values(&[LISTENER])
-                .observe(at.elapsed().as_secs_f64());
+            self.upstream_duration.observe(at.elapsed().as_secs_f64());
         }
         Ok(())
     }

@@ -40,7 +40,7 @@ impl PublicProxy {
             self.gw
                 .metrics
                 .playback_tokens
-                .with_label_values(&[result])
+                .with_label_values(&[&self.gw.app.name, result])
                 .inc()
         };
         if !self.same_origin_fetch(session) {
