@@ -55,11 +55,7 @@ async fn the_standard_variables_name_the_collector_its_headers_and_the_service()
         .await;
     let assertion = signed_in(&s).await;
     assert_eq!(call(&s, &assertion, "req-env").await, 200);
-    let span = receiver
-        .span("a span at the environment's collector", |sp| {
-            sp.attr("gateway.request_id") == Some("req-env")
-        })
-        .await;
+    let span = receiver.request_span("req-env").await;
     assert_eq!(
         span.resource.get("service.name").map(String::as_str),
         Some("svc-from-env")
@@ -89,11 +85,7 @@ async fn the_config_comes_before_the_traces_variable_which_comes_before_the_gene
         .await;
     let assertion = signed_in(&s).await;
     assert_eq!(call(&s, &assertion, "req-config").await, 200);
-    let span = by_config
-        .span("a span at the config's collector", |sp| {
-            sp.attr("gateway.request_id") == Some("req-config")
-        })
-        .await;
+    let span = by_config.request_span("req-config").await;
     assert_eq!(
         span.resource.get("service.name").map(String::as_str),
         Some("svc-from-config")
@@ -108,11 +100,7 @@ async fn the_config_comes_before_the_traces_variable_which_comes_before_the_gene
         .await;
     let assertion = signed_in(&t).await;
     assert_eq!(call(&t, &assertion, "req-traces-var").await, 200);
-    let span = by_env
-        .span("a span at the traces variable's collector", |sp| {
-            sp.attr("gateway.request_id") == Some("req-traces-var")
-        })
-        .await;
+    let span = by_env.request_span("req-traces-var").await;
     assert_eq!(
         span.resource.get("service.name").map(String::as_str),
         Some("spotify-gateway")

@@ -97,11 +97,7 @@ async fn the_login_and_a_refreshed_call_show_their_calls_lookups_and_store_opera
         .await
         .expect("egress");
     assert_eq!(resp.status(), 200);
-    let request = receiver
-        .span("the egress request", |sp| {
-            sp.attr("gateway.request_id") == Some("req-refreshed")
-        })
-        .await;
+    let request = receiver.request_span("req-refreshed").await;
     assert_eq!(request.kind, SERVER);
     assert_eq!(request.attr("http.request.method"), Some("GET"));
     assert_eq!(request.attr("server.address"), Some("127.0.0.1"));
@@ -212,11 +208,7 @@ async fn an_egress_call_shows_its_template_retries_budget_and_cool_down() {
         .await
         .expect("egress");
     assert!(resp.status().as_u16() < 500, "{}", resp.status());
-    let items = receiver
-        .span("the items call", |sp| {
-            sp.attr("gateway.request_id") == Some("req-items")
-        })
-        .await;
+    let items = receiver.request_span("req-items").await;
     assert_eq!(
         items.attr("spotify.endpoint"),
         Some("/v1/playlists/{id}/items")
@@ -234,11 +226,7 @@ async fn an_egress_call_shows_its_template_retries_budget_and_cool_down() {
         .await
         .expect("egress");
     assert!(resp.status().as_u16() < 500, "{}", resp.status());
-    let play = receiver
-        .span("the play call", |sp| {
-            sp.attr("gateway.request_id") == Some("req-play")
-        })
-        .await;
+    let play = receiver.request_span("req-play").await;
     assert_eq!(play.attr("spotify.endpoint"), Some("/v1/me/player/play"));
 
     // A 503, then the retry: the backoff and each attempt with its number.
@@ -251,11 +239,7 @@ async fn an_egress_call_shows_its_template_retries_budget_and_cool_down() {
         .await
         .expect("egress");
     assert_eq!(resp.status(), 200);
-    let retried = receiver
-        .span("the retried call", |sp| {
-            sp.attr("gateway.request_id") == Some("req-retried")
-        })
-        .await;
+    let retried = receiver.request_span("req-retried").await;
     let backoff = children(&receiver, &retried, "retry backoff");
     assert_eq!(backoff.len(), 1, "{backoff:?}");
     assert_eq!(backoff[0].attr("http.request.resend_count"), Some("1"));
@@ -295,11 +279,7 @@ async fn an_egress_call_shows_its_template_retries_budget_and_cool_down() {
         .await
         .expect("egress");
     assert_eq!(resp.status(), 429);
-    let held = receiver
-        .span("the held call", |sp| {
-            sp.attr("gateway.request_id") == Some("req-held")
-        })
-        .await;
+    let held = receiver.request_span("req-held").await;
     let hold = children(&receiver, &held, "cool-down hold");
     assert_eq!(hold.len(), 1, "{held:?}");
     assert_eq!(
@@ -355,11 +335,7 @@ async fn forward_auth_a_webhook_and_log_user_id_have_their_spans() {
         .await
         .expect("check");
     assert_eq!(resp.status(), 200);
-    let request = receiver
-        .span("the check request", |sp| {
-            sp.attr("gateway.request_id") == Some("req-check")
-        })
-        .await;
+    let request = receiver.request_span("req-check").await;
     let check = children(&receiver, &request, "forward-auth check");
     assert_eq!(check.len(), 1, "{request:?}");
     assert_eq!(

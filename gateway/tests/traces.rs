@@ -98,11 +98,7 @@ async fn a_login_and_an_egress_call_make_a_tree_of_spans() {
     let (trace_id, call_id, flags) = ids(&sent);
     assert_eq!(flags, "01", "a kept span is sampled: {sent}");
 
-    let request = receiver
-        .span("the egress request", |sp| {
-            sp.attr("gateway.request_id") == Some("req-traced-1")
-        })
-        .await;
+    let request = receiver.request_span("req-traced-1").await;
     assert_eq!(request.kind, SERVER);
     assert_eq!(request.name, "GET /v1/me");
     assert_eq!(request.trace_id, trace_id);
@@ -172,11 +168,7 @@ async fn a_given_traceparent_is_continued() {
         flags, "01",
         "the caller sampled it, so it is kept even at ratio 0"
     );
-    let span = receiver
-        .span("the continued request", |sp| {
-            sp.attr("gateway.request_id") == Some("req-continued")
-        })
-        .await;
+    let span = receiver.request_span("req-continued").await;
     assert_eq!(span.trace_id, given_trace);
     assert_eq!(span.parent_span_id, given_parent);
     // The app's parent is the gateway's span, not the client's.
@@ -219,11 +211,7 @@ async fn sampling_at_zero_exports_nothing_but_passes_the_trace_on() {
         .await
         .expect("egress");
     assert_eq!(resp.status(), 200);
-    receiver
-        .span("the sampled marker", |sp| {
-            sp.attr("gateway.request_id") == Some("req-marker")
-        })
-        .await;
+    receiver.request_span("req-marker").await;
     let others: Vec<_> = receiver
         .spans()
         .into_iter()
@@ -286,11 +274,7 @@ async fn nothing_exported_holds_a_secret_or_a_user_id() {
         at_spotify.to_string().contains("/v1/users/alice"),
         "{at_spotify}"
     );
-    receiver
-        .span("the last request", |sp| {
-            sp.attr("gateway.request_id") == Some("req-last")
-        })
-        .await;
+    receiver.request_span("req-last").await;
     let dump = receiver.dump();
     let token = s.last_api_request().await["headers"]["authorization"]
         .as_str()
@@ -355,11 +339,7 @@ async fn sighup_turns_tracing_on_and_sets_the_ratio() {
 
     reload(&s, &s.gw.config().set("tracing.enabled", true), 1).await;
     assert_eq!(call(&s, &assertion, "req-on", None).await, 200);
-    receiver
-        .span("a span once tracing is on", |sp| {
-            sp.attr("gateway.request_id") == Some("req-on")
-        })
-        .await;
+    receiver.request_span("req-on").await;
 
     reload(&s, &s.gw.config().set("tracing.sample_ratio", 0.0), 2).await;
     assert_eq!(call(&s, &assertion, "req-zero", None).await, 200);
@@ -371,11 +351,7 @@ async fn sighup_turns_tracing_on_and_sets_the_ratio() {
         call(&s, &assertion, "req-marker", Some(TRACEPARENT)).await,
         200
     );
-    receiver
-        .span("the sampled marker", |sp| {
-            sp.attr("gateway.request_id") == Some("req-marker")
-        })
-        .await;
+    receiver.request_span("req-marker").await;
     let ids_seen: Vec<String> = receiver
         .spans()
         .iter()

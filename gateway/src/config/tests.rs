@@ -1,4 +1,8 @@
 //! The config's unit tests: parsing, every validation error with its key and line, defaults.
+//!
+//! Why this file is over 600 lines: every validation error of the config is one case here,
+//! beside the helpers that write a config and read its error; split by table, each part would
+//! repeat those helpers.
 
 use super::*;
 

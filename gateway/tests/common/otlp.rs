@@ -107,6 +107,14 @@ impl OtlpReceiver {
         .await;
         find().expect("found above")
     }
+
+    /// Waits for the server span of the request whose `X-Request-Id` was `id`.
+    pub async fn request_span(&self, id: &str) -> ExportedSpan {
+        self.span(&format!("the request {id}"), |sp| {
+            sp.attr("gateway.request_id") == Some(id)
+        })
+        .await
+    }
 }
 
 async fn take(

@@ -26,6 +26,11 @@
 //! on a cluster to any one node, since a classic `PUBLISH` on a cluster reaches every node
 //! (masters and replicas) over the cluster bus. The subscriber moves to the next seed node
 //! when its node goes away and then forgets its cache, as after any lost subscription.
+//!
+//! Why this file is over 600 lines: the three shapes' connections, the cluster's readiness
+//! check and its redirection-noting connection type all follow one failover rule (when to drop
+//! a connection, when to learn the map again); its unit tests of the `CLUSTER NODES` and `ROLE`
+//! parsing sit beside that rule.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex as StdMutex;
