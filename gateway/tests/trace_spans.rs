@@ -392,3 +392,48 @@ async fn each_apps_spans_name_that_app() {
         assert_eq!(callback.attr("gateway.app"), Some(app.name), "{callback:?}");
     }
 }
+
+/// What users run speaks TLS to Spotify: over HTTPS (verified through `spotify.ca_file`) the
+/// login's code exchange and `/v1/me`, and an egress call's attempt, are client spans with
+/// the same attributes, the attempt naming the protocol it spoke.
+#[tokio::test]
+async fn over_tls_the_login_and_an_egress_call_have_their_client_spans() {
+    let receiver = OtlpReceiver::start().await;
+    let ca = Ca::new("trace spans CA");
+    let s = traced(&receiver).mock_over_tls(&ca).start().await;
+    assert!(s.mock.base_url().starts_with("https://"));
+    // The browser meets the mock on https:// too: it trusts only the test CA.
+    let b = ca.browser();
+    login(&b, &s.gw, "alice", "/").await;
+    let callback = receiver
+        .span("the callback", |sp| {
+            sp.attr("http.route") == Some("/auth/callback")
+        })
+        .await;
+    for name in ["POST /api/token", "GET /v1/me"] {
+        let call = receiver
+            .span(name, |sp| {
+                sp.name == name && sp.parent_span_id == callback.span_id
+            })
+            .await;
+        assert_eq!(call.kind, CLIENT, "{call:?}");
+        assert_eq!(call.attr("server.address"), Some("127.0.0.1"), "{call:?}");
+        assert_ne!(call.status, ERROR, "{call:?}");
+    }
+    let assertion = s.assertion(&b).await;
+    let resp = s
+        .egress_as(&assertion, "/v1/me")
+        .header("x-request-id", "req-tls")
+        .send()
+        .await
+        .expect("egress");
+    assert_eq!(resp.status(), 200);
+    let request = receiver.request_span("req-tls").await;
+    let call = receiver
+        .span("the call to Spotify over TLS", |sp| {
+            sp.name == "spotify call" && sp.parent_span_id == request.span_id
+        })
+        .await;
+    assert_eq!(call.attr("http.response.status_code"), Some("200"));
+    assert!(call.attr("network.protocol.name").is_some(), "{call:?}");
+}
